@@ -1,0 +1,7 @@
+"""motif-video: Motif-Video 2B text/image-to-video, inference and training."""
+
+from .models import MotifVideoTransformer, MotifVideoTransformerOutput, Route
+from .presets import PRESETS, build_transformer
+
+__all__ = ["PRESETS", "MotifVideoTransformer", "MotifVideoTransformerOutput", "Route", "build_transformer"]
+__version__ = "0.1.0"

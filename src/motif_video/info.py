@@ -1,0 +1,75 @@
+"""Model summaries: parameter counts per stage and token counts at a given size."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def latent_shape(width: int, height: int, frames: int, vae_spatial: int = 8, vae_temporal: int = 4) -> tuple[int, int, int]:
+    """(T, H, W) of the latent for a video size, after validating it."""
+    check_video_size(width, height, frames)
+    return (frames - 1) // vae_temporal + 1, height // vae_spatial, width // vae_spatial
+
+
+def check_video_size(width: int, height: int, frames: int) -> None:
+    for name, value in (("width", width), ("height", height)):
+        if value <= 0 or value % 16:
+            raise ValueError(f"{name} must be a positive multiple of 16, got {value}")
+    if frames < 1 or (frames - 1) % 4:
+        raise ValueError(f"num_frames must be 4k+1 (1, 5, 9, ..., 121), got {frames}")
+
+
+def parse_size(text: str) -> tuple[int, int, int]:
+    """'1280x736x121' -> (1280, 736, 121)."""
+    parts = text.lower().split("x")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"size must look like WIDTHxHEIGHTxFRAMES (e.g. 1280x736x121), got {text!r}")
+    width, height, frames = (int(p) for p in parts)
+    check_video_size(width, height, frames)
+    return width, height, frames
+
+
+def _count(modules: Any) -> int:
+    if isinstance(modules, torch.nn.Module):
+        modules = [modules]
+    return sum(p.numel() for m in modules if m is not None for p in m.parameters())
+
+
+def model_summary(model: Any, size: tuple[int, int, int], text_tokens: int = 512, image_tokens: int = 4096) -> dict:
+    """Parameters per stage and token counts at `size` = (width, height, frames)."""
+    cfg = model.config
+    t, h, w = latent_shape(*size)
+    video_tokens = (t // cfg.patch_size_t) * (h // cfg.patch_size) * (w // cfg.patch_size)
+    encoder_single = cfg.num_single_layers - cfg.num_decoder_layers
+    stages = {
+        "embedders": _count([model.x_embedder, model.context_embedder, model.image_embedder, model.time_text_embed]),
+        f"dual-stream blocks ({cfg.num_layers})": _count(model.transformer_blocks),
+        f"single-stream blocks ({encoder_single})": _count(model.single_transformer_blocks[:encoder_single]),
+        f"DDT decoder blocks ({cfg.num_decoder_layers})": _count(model.decoder_blocks),
+        "output head": _count([model.norm_out, model.proj_out]),
+    }
+    return {
+        "size": {"width": size[0], "height": size[1], "frames": size[2]},
+        "latent": [cfg.out_channels, t, h, w],
+        "parameters": {**stages, "total": _count(model)},
+        "cross_attention_layout": model.cross_attention_layout,
+        "tokens": {
+            "video": video_tokens,
+            "text (max)": text_tokens,
+            "image (I2V)": image_tokens,
+            "joint T2V": video_tokens + text_tokens,
+            "joint I2V": video_tokens + text_tokens + image_tokens,
+            "decoder joint": 2 * video_tokens,
+        },
+    }
+
+
+def format_summary(name: str, summary: dict) -> str:
+    lines = [f"{name}  ({summary['cross_attention_layout']} cross-attention layout)", "parameters:"]
+    lines += [f"  {k:<32} {v:>15,}" for k, v in summary["parameters"].items()]
+    s = summary["size"]
+    lines.append(f"tokens at {s['width']}x{s['height']}x{s['frames']} (latent {summary['latent']}):")
+    lines += [f"  {k:<32} {v:>15,}" for k, v in summary["tokens"].items()]
+    return "\n".join(lines)

@@ -1,0 +1,14 @@
+from .attention import attention, attention_backend, available_attention_backends, set_attention_backend
+from .routing import Route
+from .transformer import MotifVideoTransformer, MotifVideoTransformerOutput, trim_text_padding
+
+__all__ = [
+    "MotifVideoTransformer",
+    "MotifVideoTransformerOutput",
+    "Route",
+    "attention",
+    "attention_backend",
+    "available_attention_backends",
+    "set_attention_backend",
+    "trim_text_padding",
+]

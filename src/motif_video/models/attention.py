@@ -1,0 +1,88 @@
+"""The one attention entry point of the model, with pluggable backends.
+
+Every attention call in the transformer goes through `attention(q, k, v, mask)` with tensors laid out as
+[batch, tokens, heads, head_dim]. Backends are plain functions registered by name; the active one is chosen per call,
+per context (`attention_backend("name")`), or globally (`set_attention_backend`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+
+AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+
+_BACKENDS: dict[str, AttentionFn] = {}
+_BACKEND_AVAILABLE: dict[str, Callable[[], bool]] = {}
+_active: str = "sdpa"
+
+
+def register_attention_backend(
+    name: str, fn: AttentionFn, available: Callable[[], bool] = lambda: True
+) -> None:
+    """Register `fn(q, k, v, mask) -> out` ([B, L, H, D] in and out; mask is bool [B, 1, 1|Lq, Lk] or None)."""
+    _BACKENDS[name] = fn
+    _BACKEND_AVAILABLE[name] = available
+
+
+def available_attention_backends() -> list[str]:
+    return [name for name, ok in _BACKEND_AVAILABLE.items() if ok()]
+
+
+def _check_backend(name: str) -> str:
+    if name not in _BACKENDS:
+        raise ValueError(f"unknown attention backend {name!r}; known: {sorted(_BACKENDS)}")
+    if not _BACKEND_AVAILABLE[name]():
+        raise ValueError(
+            f"attention backend {name!r} is not available here; available: {available_attention_backends()}"
+        )
+    return name
+
+
+def set_attention_backend(name: str) -> None:
+    """Make `name` the process-wide default backend."""
+    global _active
+    _active = _check_backend(name)
+
+
+def get_attention_backend() -> str:
+    return _active
+
+
+@contextlib.contextmanager
+def attention_backend(name: str) -> Iterator[None]:
+    """Use backend `name` inside the `with` block."""
+    global _active
+    previous, _active = _active, _check_backend(name)
+    try:
+        yield
+    finally:
+        _active = previous
+
+
+def attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None, backend: str | None = None
+) -> torch.Tensor:
+    """Scaled dot-product attention (scale 1/sqrt(head_dim)) over [B, L, H, D] tensors."""
+    return _BACKENDS[backend or _active](q, k, v, mask)
+
+
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
+    return out.transpose(1, 2)
+
+
+def _math(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Reference implementation in float32: every other backend is tested against this one."""
+    qf, kf, vf = (t.float().transpose(1, 2) for t in (q, k, v))
+    scores = qf @ kf.transpose(-1, -2) / q.shape[-1] ** 0.5
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return (scores.softmax(-1) @ vf).transpose(1, 2).to(q.dtype)
+
+
+register_attention_backend("sdpa", _sdpa)
+register_attention_backend("math", _math)

@@ -1,0 +1,28 @@
+"""Normalisation layers used by the blocks."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RMSNorm(nn.Module):
+    """RMS normalisation over the last dim (per attention head), statistics in float32, learned scale."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        variance = x.float().pow(2).mean(-1, keepdim=True)
+        normed = x.float() * torch.rsqrt(variance + self.eps)
+        if self.weight.dtype in (torch.float16, torch.bfloat16):
+            normed = normed.to(self.weight.dtype)
+        return (normed * self.weight).to(x.dtype)
+
+
+def layer_norm(x: torch.Tensor) -> torch.Tensor:
+    """The parameter-free LayerNorm (eps 1e-6) that every adaptive norm modulates."""
+    return F.layer_norm(x, x.shape[-1:], eps=1e-6)

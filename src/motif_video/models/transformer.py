@@ -1,0 +1,390 @@
+"""The Motif-Video denoising transformer.
+
+Stages, top to bottom: embed -> 12 dual-stream blocks -> 16 single-stream blocks (with Shared Cross-Attention)
+-> 8 DDT decoder blocks (fed a copy of the patch-embedded input, attending jointly with the encoder output)
+-> AdaLN-continuous head -> unpatchify. Blocks are indexed globally (dual, then encoder single, then decoder), which
+is how token routes and feature taps name them.
+
+The constructor takes exactly the keys of the released `transformer/config.json`. The cross-attention checkpoint
+layout ("separate": diffusers' `cross_attn.*`; "shared": the paper's `cross_attn_query_*` reusing the block's own
+K/V) is not a config key: it is read from the weights on load, and new models default to "shared".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.loaders import PeftAdapterMixin
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils import BaseOutput
+from torch import nn
+
+from .blocks import CrossAttentionLayout, DualStreamBlock, SingleStreamBlock
+from .embeddings import ImageProjection, PatchEmbed, TextProjection, TimestepEmbedding, unpatchify
+from .modulation import AdaLNContinuous
+from .rope import rope_tables, video_position_ids
+from .routing import Route, gather_tokens, scatter_tokens, select_tokens, validate_routes
+
+# The class name written into saved configs, so that saved folders keep the released format.
+RELEASED_CLASS_NAME = "MotifVideoTransformer3DModel"
+
+
+@dataclass
+class MotifVideoTransformerOutput(BaseOutput):
+    """`sample`: predicted velocity [B, C_out, T, H, W]. `features`: requested block outputs [B, N, D] by name."""
+
+    sample: torch.Tensor
+    features: dict[Hashable, torch.Tensor] = field(default_factory=dict)
+
+
+def trim_text_padding(
+    states: torch.Tensor, mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Drop trailing text positions that no sample attends to; return no mask when every kept token is valid.
+
+    Exact: masked keys contribute nothing, padded query rows never reach video tokens, and the decoder discards the
+    text stream. Without a mask, attention can use the fastest kernels.
+    """
+    if mask is None:
+        return states, None
+    mask = mask.to(torch.bool)
+    valid_columns = mask.any(dim=0).nonzero()
+    if valid_columns.numel() == 0:
+        raise ValueError("encoder_attention_mask masks every text token; at least one token must be valid")
+    length = int(valid_columns[-1]) + 1
+    states, mask = states[:, :length], mask[:, :length]
+    return states, (None if bool(mask.all()) else mask)
+
+
+class MotifVideoTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
+    _supports_gradient_checkpointing = True
+    _repeated_blocks = ["DualStreamBlock", "SingleStreamBlock"]
+    _no_split_modules = ["DualStreamBlock", "SingleStreamBlock", "PatchEmbed"]
+    _skip_layerwise_casting_patterns = ["x_embedder", "context_embedder", "norm"]
+    ignore_for_config = ["cross_attention_layout"]
+
+    @register_to_config
+    def __init__(
+        self,
+        in_channels: int = 33,
+        out_channels: int = 16,
+        num_attention_heads: int = 12,
+        attention_head_dim: int = 128,
+        num_layers: int = 12,
+        num_single_layers: int = 24,
+        num_decoder_layers: int = 8,
+        mlp_ratio: float = 4.0,
+        patch_size: int = 2,
+        patch_size_t: int = 1,
+        qk_norm: str = "rms_norm",
+        norm_type: str = "layer_norm",
+        text_embed_dim: int = 2560,
+        image_embed_dim: int | None = 1152,
+        rope_theta: float = 10000.0,
+        rope_axes_dim: tuple[int, ...] = (16, 56, 56),
+        enable_text_cross_attention_dual: bool = False,
+        enable_text_cross_attention_single: bool = True,
+        cross_attention_layout: CrossAttentionLayout = "shared",
+    ) -> None:
+        super().__init__()
+        _check_config(locals())
+        dim = num_attention_heads * attention_head_dim
+        encoder_single = num_single_layers - num_decoder_layers
+        dual_cross = cross_attention_layout if enable_text_cross_attention_dual else None
+        single_cross = cross_attention_layout if enable_text_cross_attention_single else None
+        self.cross_attention_layout = cross_attention_layout
+
+        self.x_embedder = PatchEmbed(in_channels, dim, patch_size, patch_size_t)
+        self.context_embedder = TextProjection(text_embed_dim, dim)
+        self.image_embedder = ImageProjection(image_embed_dim, dim) if image_embed_dim else None
+        self.time_text_embed = TimestepEmbedding(dim)
+        self.transformer_blocks = nn.ModuleList(
+            DualStreamBlock(dim, num_attention_heads, mlp_ratio, dual_cross) for _ in range(num_layers)
+        )
+        # Encoder-side single blocks first, then the DDT decoder blocks, in one list (the released key layout).
+        self.single_transformer_blocks = nn.ModuleList(
+            SingleStreamBlock(dim, num_attention_heads, mlp_ratio, single_cross if i < encoder_single else None)
+            for i in range(num_single_layers)
+        )
+        self.norm_out = AdaLNContinuous(dim)
+        self.proj_out = nn.Linear(dim, patch_size_t * patch_size * patch_size * out_channels)
+        self.gradient_checkpointing = False
+        self.init_weights()
+
+    # ----------------------------------------------------------------------------------------------------------
+    # structure
+
+    @property
+    def encoder_blocks(self) -> list[nn.Module]:
+        """Dual blocks then encoder-side single blocks: global indices 0 .. num_layers + encoder_single - 1."""
+        n = self.config.num_single_layers - self.config.num_decoder_layers
+        return [*self.transformer_blocks, *self.single_transformer_blocks[:n]]
+
+    @property
+    def decoder_blocks(self) -> list[nn.Module]:
+        n = self.config.num_single_layers - self.config.num_decoder_layers
+        return list(self.single_transformer_blocks[n:])
+
+    def repeated_blocks(self) -> list[nn.Module]:
+        """Every repeated block, in global index order: what sharding, offload and compile wrap."""
+        return [*self.transformer_blocks, *self.single_transformer_blocks]
+
+    def block_name(self, index: int) -> str:
+        """State-dict prefix of the block with global index `index`."""
+        if index < 0 or index >= len(self.repeated_blocks()):
+            raise ValueError(f"block index must be in 0..{len(self.repeated_blocks()) - 1}, got {index}")
+        if index < self.config.num_layers:
+            return f"transformer_blocks.{index}"
+        return f"single_transformer_blocks.{index - self.config.num_layers}"
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """Initialisation for new models (loading replaces every value)."""
+        # Linear and patch layers: Xavier-uniform weights, zero biases.
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Conv3d)):
+                nn.init.xavier_uniform_(module.weight.flatten(1) if module.weight.ndim > 2 else module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        # Timestep MLP: small normal weights, as in DiT.
+        for linear in (self.time_text_embed.timestep_embedder.linear_1, self.time_text_embed.timestep_embedder.linear_2):
+            nn.init.normal_(linear.weight, std=0.02)
+        # AdaLN-Zero modulation: zero, so every block starts as the identity (gates are 0).
+        for block in self.repeated_blocks():
+            modulators = (block.norm1, block.norm1_context) if isinstance(block, DualStreamBlock) else (block.norm,)
+            for mod in modulators:
+                nn.init.zeros_(mod.linear.weight)
+                nn.init.zeros_(mod.linear.bias)
+            # Cross-attention output: zero, so inserting it leaves the model's output unchanged.
+            if block.cross_attention_layout == "shared":
+                nn.init.zeros_(block.cross_attn_out_proj.weight)
+                nn.init.zeros_(block.cross_attn_out_proj.bias)
+            elif block.cross_attention_layout == "separate":
+                nn.init.zeros_(block.cross_attn.to_out[0].weight)
+                nn.init.zeros_(block.cross_attn.to_out[0].bias)
+        # Output head: zero modulation and projection, so the first prediction is 0.
+        for linear in (self.norm_out.linear, self.proj_out):
+            nn.init.zeros_(linear.weight)
+            nn.init.zeros_(linear.bias)
+
+    # ----------------------------------------------------------------------------------------------------------
+    # forward
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        timestep: torch.Tensor | float,
+        encoder_hidden_states: torch.Tensor,
+        encoder_attention_mask: torch.Tensor | None = None,
+        image_embeds: torch.Tensor | None = None,
+        attention_kwargs: dict[str, Any] | None = None,
+        return_dict: bool = True,
+        *,
+        return_features: Sequence[int | str] = (),
+        routes: Sequence[Route | dict] | None = None,
+        routing_generator: torch.Generator | None = None,
+    ) -> MotifVideoTransformerOutput | tuple[torch.Tensor, ...]:
+        """Predict the flow velocity.
+
+        hidden_states [B, C_in, T, H, W] latents (+ condition channels), timestep [B] or scalar on 0..1000,
+        encoder_hidden_states [B, E, text_embed_dim], encoder_attention_mask [B, E] (1 = valid), image_embeds
+        [B, E_i, image_embed_dim] (I2V). `return_features` names blocks (global index or state-dict prefix) whose
+        video-token outputs are returned in `.features`; `routes` enables TREAD token routing in training mode.
+        """
+        with _lora_scale(self, attention_kwargs):
+            b, _, t, h, w = hidden_states.shape
+            grid = self._token_grid(t, h, w)
+            taps = {self._block_index(name): name for name in return_features}
+            active_routes = self._active_routes(routes)
+
+            # 1. Embed: video tokens, timestep, text (+ image) tokens, RoPE tables from position ids.
+            x = self.x_embedder(hidden_states)  # [B, N, D]
+            temb = self.time_text_embed(_batch_timestep(timestep, b, x.device))  # [B, D]
+            y, mask, image_tokens = self._embed_context(encoder_hidden_states, encoder_attention_mask, image_embeds)
+            rope = rope_tables(video_position_ids(*grid, device=x.device), self.config.rope_axes_dim, self.config.rope_theta)
+            x_decoder = x  # the decoder stage starts again from the patch-embedded input
+
+            # 2. Encoder side: dual-stream then single-stream blocks over [video | image + text].
+            features: dict[Hashable, torch.Tensor] = {}
+            x, _ = self._run_stage(
+                self.encoder_blocks, 0, x, y, temb, rope, mask, image_tokens, active_routes, taps, features, routing_generator
+            )
+
+            # 3. DDT decoder: [decoder stream | encoder output], no mask; the encoder output keeps evolving.
+            x, _ = self._run_stage(
+                self.decoder_blocks, len(self.encoder_blocks), x_decoder, x, temb, rope, None, 0,
+                active_routes, taps, features, routing_generator,
+            )  # fmt: skip
+
+            # 4. Head: AdaLN-continuous, project to patches, unpatchify.
+            out = self.proj_out(self.norm_out(x, temb))  # [B, N, C_out p_t p p]
+            sample = unpatchify(out, grid, self.config.patch_size, self.config.patch_size_t)
+
+        if not return_dict:
+            return (sample, features) if return_features else (sample,)
+        return MotifVideoTransformerOutput(sample=sample, features=features)
+
+    def _token_grid(self, t: int, h: int, w: int) -> tuple[int, int, int]:
+        p, pt = self.config.patch_size, self.config.patch_size_t
+        if t % pt or h % p or w % p:
+            raise ValueError(
+                f"latent size (T={t}, H={h}, W={w}) must be divisible by the patch size (t {pt}, h/w {p}); "
+                "in pixels: height and width multiples of 16"
+            )
+        return t // pt, h // p, w // p
+
+    def _embed_context(
+        self, text: torch.Tensor, mask: torch.Tensor | None, image_embeds: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+        """[image | text] tokens at model width, their key mask (None when all are valid), the image count."""
+        text, mask = trim_text_padding(text, mask)
+        y = self.context_embedder(text)  # [B, E_t, D]
+        if image_embeds is None:
+            return y, mask, 0
+        if self.image_embedder is None:
+            raise ValueError("image_embeds were given but this model has no image_embed_dim (it is text-to-video only)")
+        image = self.image_embedder(image_embeds)  # [B, E_i, D]
+        if mask is not None:
+            mask = torch.cat([mask.new_ones(image.shape[:2]), mask], dim=1)
+        return torch.cat([image, y], dim=1), mask, image.shape[1]
+
+    def _run_stage(
+        self,
+        blocks: list[nn.Module],
+        first_index: int,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        temb: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor | None,
+        image_tokens: int,
+        routes: dict[int, Route],
+        taps: dict[int, Hashable],
+        features: dict[Hashable, torch.Tensor],
+        generator: torch.Generator | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run `blocks` (global indices first_index..) on (x, y), routing video tokens where a route says so.
+
+        In the decoder (`mask` is None and y has the video token layout) y is routed together with x.
+        """
+        decoder = first_index >= len(self.encoder_blocks)
+        route, saved, keep, block_rope = None, None, None, rope
+        for offset, block in enumerate(blocks):
+            index = first_index + offset
+            if index in routes:
+                route, saved = routes[index], (x, y)
+                keep = select_tokens(x.shape[0], x.shape[1], route.ratio, x.device, generator)
+                x = gather_tokens(x, keep)
+                y = gather_tokens(y, keep) if decoder else y
+                block_rope = (gather_tokens(rope[0], keep), gather_tokens(rope[1], keep))
+            x, y = self._call_block(block, x, y, temb, block_rope, mask, image_tokens)
+            routed_x = x
+            if route is not None and index == route.end_layer:
+                x = scatter_tokens(saved[0], x, keep)
+                y = scatter_tokens(saved[1], y, keep) if decoder else y
+                route, block_rope = None, rope
+            if index in taps:
+                features[taps[index]] = scatter_tokens(saved[0], routed_x, keep) if route is not None else x
+        return x, y
+
+    def _call_block(self, block: nn.Module, *args: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if torch.is_grad_enabled() and self.gradient_checkpointing:
+            return self._gradient_checkpointing_func(block, *args)
+        return block(*args)
+
+    def _block_index(self, name: int | str) -> int:
+        total = len(self.repeated_blocks())
+        if isinstance(name, int):
+            if not 0 <= name < total:
+                raise ValueError(f"feature block index must be in 0..{total - 1}, got {name}")
+            return name
+        for index in range(total):
+            if self.block_name(index) == name:
+                return index
+        raise ValueError(
+            f"unknown feature block {name!r}; use a global index 0..{total - 1} or a name like "
+            f"'transformer_blocks.0' / 'single_transformer_blocks.0'"
+        )
+
+    def _active_routes(self, routes: Sequence[Route | dict] | None) -> dict[int, Route]:
+        """Routes apply in training mode only: inference is always dense."""
+        if not routes or not self.training:
+            return {}
+        encoder = len(self.encoder_blocks)
+        bounds = [(0, encoder), (encoder, encoder + len(self.decoder_blocks))]
+        return {r.start_layer: r for r in validate_routes([Route.parse(r) for r in routes], bounds)}
+
+    # ----------------------------------------------------------------------------------------------------------
+    # saving and loading
+
+    def to_json_string(self) -> str:
+        config = json.loads(super().to_json_string())
+        config["_class_name"] = RELEASED_CLASS_NAME
+        return json.dumps(config, indent=2, sort_keys=True) + "\n"
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
+        """Write config.json and safetensors weights atomically (a temporary folder, then renames)."""
+        from .loading import save_atomically
+
+        save_atomically(self, save_directory, super().save_pretrained, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> MotifVideoTransformer:
+        """Load a released or saved transformer folder (local path or Hub id), strictly; see `loading.load_transformer`."""
+        from .loading import load_transformer
+
+        return load_transformer(cls, pretrained_model_name_or_path, **kwargs)
+
+
+def _check_config(args: dict[str, Any]) -> None:
+    """Constructor arguments with a clear error for values the architecture cannot honour."""
+    if args["qk_norm"] != "rms_norm":
+        raise ValueError(f"qk_norm must be 'rms_norm', got {args['qk_norm']!r}")
+    if args["norm_type"] != "layer_norm":
+        raise ValueError(f"norm_type must be 'layer_norm', got {args['norm_type']!r}")
+    if not 0 <= args["num_decoder_layers"] <= args["num_single_layers"]:
+        raise ValueError(
+            f"num_decoder_layers must be in 0..num_single_layers ({args['num_single_layers']}), "
+            f"got {args['num_decoder_layers']}"
+        )
+    if sum(args["rope_axes_dim"]) != args["attention_head_dim"]:
+        raise ValueError(
+            f"rope_axes_dim {list(args['rope_axes_dim'])} must sum to attention_head_dim {args['attention_head_dim']}"
+        )
+
+
+def _batch_timestep(timestep: torch.Tensor | float, batch: int, device: torch.device) -> torch.Tensor:
+    timestep = torch.as_tensor(timestep, device=device)
+    if timestep.ndim == 0:
+        return timestep.expand(batch)
+    if timestep.shape != (batch,):
+        raise ValueError(f"timestep must be a scalar or have shape [{batch}], got {list(timestep.shape)}")
+    return timestep
+
+
+class _lora_scale:
+    """Scale peft LoRA layers by attention_kwargs['scale'] for one call (diffusers' convention)."""
+
+    def __init__(self, model: nn.Module, attention_kwargs: dict[str, Any] | None) -> None:
+        unknown = set(attention_kwargs or {}) - {"scale"}
+        if unknown:
+            raise ValueError(f"unknown attention_kwargs {sorted(unknown)}; supported: 'scale' (LoRA scale)")
+        self.model, self.scale = model, (attention_kwargs or {}).get("scale", 1.0)
+
+    def __enter__(self) -> None:
+        if self.scale != 1.0:
+            from diffusers.utils import scale_lora_layers
+
+            scale_lora_layers(self.model, self.scale)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.scale != 1.0:
+            from diffusers.utils import unscale_lora_layers
+
+            unscale_lora_layers(self.model, self.scale)
