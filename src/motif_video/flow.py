@@ -39,7 +39,9 @@ def predicted_x0(x_sigma: torch.Tensor, velocity: torch.Tensor, sigma: torch.Ten
     return x_sigma - _expand(sigma, x_sigma) * velocity
 
 
-def euler_step(x_sigma: torch.Tensor, velocity: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
+def euler_step(
+    x_sigma: torch.Tensor, velocity: torch.Tensor, sigma: float, sigma_next: float
+) -> torch.Tensor:
     """One Euler step of the flow ODE, computed in float32 and returned in the input dtype."""
     out = x_sigma.float() + (sigma_next - sigma) * velocity.float()
     return out.to(x_sigma.dtype)

@@ -21,14 +21,18 @@ def resolve_folder(
     path = Path(name_or_path).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise ValueError(f"{path} is a file; expected a model folder (or a Hub repo id like {DEFAULT_MODEL_ID})")
+            raise ValueError(
+                f"{path} is a file; expected a model folder (or a Hub repo id like {DEFAULT_MODEL_ID})"
+            )
         folder = path / subfolder if subfolder else path
         if not folder.is_dir():
             raise ValueError(f"{path} has no subfolder {subfolder!r}")
         return folder
     name = str(name_or_path)
     if name.count("/") != 1 or name.startswith((".", "/", "~")):
-        raise ValueError(f"{name!r} is neither an existing folder nor a Hub repo id like {DEFAULT_MODEL_ID!r}")
+        raise ValueError(
+            f"{name!r} is neither an existing folder nor a Hub repo id like {DEFAULT_MODEL_ID!r}"
+        )
     from huggingface_hub import snapshot_download
 
     patterns = allow_patterns or ([f"{subfolder}/*"] if subfolder else None)

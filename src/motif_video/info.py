@@ -7,7 +7,9 @@ from typing import Any
 import torch
 
 
-def latent_shape(width: int, height: int, frames: int, vae_spatial: int = 8, vae_temporal: int = 4) -> tuple[int, int, int]:
+def latent_shape(
+    width: int, height: int, frames: int, vae_spatial: int = 8, vae_temporal: int = 4
+) -> tuple[int, int, int]:
     """(T, H, W) of the latent for a video size, after validating it."""
     check_video_size(width, height, frames)
     return (frames - 1) // vae_temporal + 1, height // vae_spatial, width // vae_spatial
@@ -37,14 +39,18 @@ def _count(modules: Any) -> int:
     return sum(p.numel() for m in modules if m is not None for p in m.parameters())
 
 
-def model_summary(model: Any, size: tuple[int, int, int], text_tokens: int = 512, image_tokens: int = 4096) -> dict:
+def model_summary(
+    model: Any, size: tuple[int, int, int], text_tokens: int = 512, image_tokens: int = 4096
+) -> dict:
     """Parameters per stage and token counts at `size` = (width, height, frames)."""
     cfg = model.config
     t, h, w = latent_shape(*size)
     video_tokens = (t // cfg.patch_size_t) * (h // cfg.patch_size) * (w // cfg.patch_size)
     encoder_single = cfg.num_single_layers - cfg.num_decoder_layers
     stages = {
-        "embedders": _count([model.x_embedder, model.context_embedder, model.image_embedder, model.time_text_embed]),
+        "embedders": _count(
+            [model.x_embedder, model.context_embedder, model.image_embedder, model.time_text_embed]
+        ),
         f"dual-stream blocks ({cfg.num_layers})": _count(model.transformer_blocks),
         f"single-stream blocks ({encoder_single})": _count(model.single_transformer_blocks[:encoder_single]),
         f"DDT decoder blocks ({cfg.num_decoder_layers})": _count(model.decoder_blocks),

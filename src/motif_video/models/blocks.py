@@ -12,7 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import CrossAttention, JointAttention, PreOnlyAttention, Rope, key_padding_mask, shared_cross_attention
+from .layers import (
+    CrossAttention,
+    JointAttention,
+    PreOnlyAttention,
+    Rope,
+    key_padding_mask,
+    shared_cross_attention,
+)
 from .modulation import AdaLNZero
 from .normalization import layer_norm
 
@@ -47,7 +54,9 @@ class TextCrossAttentionMixin:
 
     def _init_cross_attention(self, dim: int, heads: int, layout: CrossAttentionLayout | None) -> None:
         if layout not in (None, *CROSS_ATTENTION_LAYOUTS):
-            raise ValueError(f"cross_attention_layout must be one of {CROSS_ATTENTION_LAYOUTS}, got {layout!r}")
+            raise ValueError(
+                f"cross_attention_layout must be one of {CROSS_ATTENTION_LAYOUTS}, got {layout!r}"
+            )
         self.cross_attention_layout = layout
         if layout == "separate":
             self.cross_attn = CrossAttention(dim, heads)
@@ -93,7 +102,9 @@ class DualStreamBlock(TextCrossAttentionMixin, nn.Module):
         mod_y_attn, mod_y_mlp = self.norm1_context(temb)
         y_normed = mod_y_attn.apply(layer_norm(y))
         mask = key_padding_mask(encoder_mask, x.shape[1])
-        attn_x, attn_y = self.attn(mod_x_attn.apply(layer_norm(x)), y_normed, rope, mask)  # [B, N, D], [B, E, D]
+        attn_x, attn_y = self.attn(
+            mod_x_attn.apply(layer_norm(x)), y_normed, rope, mask
+        )  # [B, N, D], [B, E, D]
         x = x + mod_x_attn.gate * attn_x
         if self.cross_attention_layout is not None:
             text_mask = None if encoder_mask is None else encoder_mask[:, image_tokens:]

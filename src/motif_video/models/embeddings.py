@@ -11,7 +11,9 @@ from torch import nn
 def timestep_sinusoid(timestep: torch.Tensor, dim: int = 256, max_period: float = 10000.0) -> torch.Tensor:
     """[B] timesteps on the 0..1000 scale -> [B, dim] float32 features laid out as [cos | sin]."""
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=timestep.device) / half)
+    freqs = torch.exp(
+        -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=timestep.device) / half
+    )
     angle = timestep.float()[:, None] * freqs[None]
     return torch.cat([angle.cos(), angle.sin()], dim=-1)
 

@@ -70,7 +70,9 @@ class PreOnlyAttention(nn.Module):
         self.to_q, self.to_k, self.to_v = (nn.Linear(dim, dim) for _ in range(3))
         self.norm_q, self.norm_k = RMSNorm(head_dim), RMSNorm(head_dim)
 
-    def forward(self, z: torch.Tensor, num_rotated: int, rope: Rope, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, num_rotated: int, rope: Rope, mask: torch.Tensor | None
+    ) -> torch.Tensor:
         q = rotate_prefix(self.norm_q(self.to_q(z).unflatten(-1, (self.heads, -1))), rope, num_rotated)
         k = rotate_prefix(self.norm_k(self.to_k(z).unflatten(-1, (self.heads, -1))), rope, num_rotated)
         v = self.to_v(z).unflatten(-1, (self.heads, -1))
@@ -88,7 +90,9 @@ class CrossAttention(nn.Module):
         self.norm_q, self.norm_k = RMSNorm(head_dim), RMSNorm(head_dim)
         self.to_out = nn.ModuleList([nn.Linear(dim, dim)])
 
-    def forward(self, x: torch.Tensor, text: torch.Tensor, rope: Rope, text_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, text: torch.Tensor, rope: Rope, text_mask: torch.Tensor | None
+    ) -> torch.Tensor:
         q = apply_rope(self.norm_q(self.to_q(x).unflatten(-1, (self.heads, -1))), *rope)
         k = self.norm_k(self.to_k(text).unflatten(-1, (self.heads, -1)))
         v = self.to_v(text).unflatten(-1, (self.heads, -1))
@@ -110,7 +114,9 @@ def shared_cross_attention(
     that new models zero-initialise. The parameters live on the block to keep the original checkpoint keys.
     """
     heads = self_attn.heads
-    q = self_attn.norm_q(block.cross_attn_query_norm(block.cross_attn_query_proj(x)).unflatten(-1, (heads, -1)))
+    q = self_attn.norm_q(
+        block.cross_attn_query_norm(block.cross_attn_query_proj(x)).unflatten(-1, (heads, -1))
+    )
     q = apply_rope(q, *rope)
     k = self_attn.norm_k(self_attn.to_k(text).unflatten(-1, (heads, -1)))
     v = self_attn.to_v(text).unflatten(-1, (heads, -1))

@@ -56,7 +56,9 @@ def detect_cross_attention_layout(keys: list[str]) -> str | None:
     separate = any(".cross_attn.to_q." in k for k in keys)
     shared = any(".cross_attn_query_proj." in k for k in keys)
     if separate and shared:
-        raise ValueError("checkpoint mixes both cross-attention layouts (cross_attn.* and cross_attn_query_*)")
+        raise ValueError(
+            "checkpoint mixes both cross-attention layouts (cross_attn.* and cross_attn_query_*)"
+        )
     return "separate" if separate else "shared" if shared else None
 
 
@@ -118,7 +120,9 @@ def read_config(cls: type, folder: Path) -> dict[str, Any]:
     config = {k: v for k, v in config.items() if not k.startswith("_")}
     unknown = sorted(set(config) - allowed)
     if unknown:
-        raise ValueError(f"{path} has config keys this model does not know: {unknown}; known keys: {sorted(allowed)}")
+        raise ValueError(
+            f"{path} has config keys this model does not know: {unknown}; known keys: {sorted(allowed)}"
+        )
     return config
 
 
@@ -133,7 +137,9 @@ def weight_files(folder: Path, allow_pickle: bool = False, variant: str | None =
         if missing:
             raise ValueError(f"{folder / index} names shards that are not in the folder: {missing}")
         return [folder / s for s in shards]
-    pickles = [folder / _variant(p, variant) for p in PICKLE_NAMES if (folder / _variant(p, variant)).is_file()]
+    pickles = [
+        folder / _variant(p, variant) for p in PICKLE_NAMES if (folder / _variant(p, variant)).is_file()
+    ]
     if pickles:
         if not allow_pickle:
             raise ValueError(
@@ -185,7 +191,9 @@ def save_atomically(
         for old in dest.glob("diffusion_pytorch_model*"):
             if old.name not in new_files:
                 old.unlink()
-        for name in sorted(new_files, key=lambda n: n == CONFIG_NAME):  # config.json last: it marks completeness
+        for name in sorted(
+            new_files, key=lambda n: n == CONFIG_NAME
+        ):  # config.json last: it marks completeness
             os.replace(tmp / name, dest / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -202,7 +210,9 @@ def _stored_shapes(files: list[Path]) -> dict[str, tuple[int, ...]]:
                 for key in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
                     shapes[key] = tuple(f.get_slice(key).get_shape())
         except Exception as exc:  # safetensors raises its own error types for truncated/corrupt headers
-            raise ValueError(f"cannot read {file}: {exc} (is the file truncated or not safetensors?)") from exc
+            raise ValueError(
+                f"cannot read {file}: {exc} (is the file truncated or not safetensors?)"
+            ) from exc
     return shapes
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import torch
 
 
-def video_position_ids(frames: int, height: int, width: int, device: torch.device | str | None = None) -> torch.Tensor:
+def video_position_ids(
+    frames: int, height: int, width: int, device: torch.device | str | None = None
+) -> torch.Tensor:
     """Integer (t, h, w) ids of a token grid in t-major, then h, then w order: [frames * height * width, 3]."""
     grids = torch.meshgrid(
         torch.arange(frames, device=device),
@@ -27,7 +29,9 @@ def rope_tables(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin tables [..., sum(axes_dim)] (float32) for position ids [..., len(axes_dim)]."""
     if position_ids.shape[-1] != len(axes_dim):
-        raise ValueError(f"position ids have {position_ids.shape[-1]} axes, rope_axes_dim has {len(axes_dim)}")
+        raise ValueError(
+            f"position ids have {position_ids.shape[-1]} axes, rope_axes_dim has {len(axes_dim)}"
+        )
     # float64 is unavailable on MPS; everywhere else the tables are built in double precision.
     dtype = torch.float32 if position_ids.device.type == "mps" else torch.float64
     angles = []

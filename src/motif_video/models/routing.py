@@ -25,7 +25,9 @@ class Route:
         if not 0.0 <= self.ratio < 1.0:
             raise ValueError(f"route ratio must be in [0, 1), got {self.ratio}")
         if self.start_layer > self.end_layer or self.start_layer < 0:
-            raise ValueError(f"route needs 0 <= start_layer <= end_layer, got {self.start_layer}..{self.end_layer}")
+            raise ValueError(
+                f"route needs 0 <= start_layer <= end_layer, got {self.start_layer}..{self.end_layer}"
+            )
 
     @classmethod
     def parse(cls, route: Route | Mapping[str, float]) -> Route:

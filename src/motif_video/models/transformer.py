@@ -109,7 +109,9 @@ class MotifVideoTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         )
         # Encoder-side single blocks first, then the DDT decoder blocks, in one list (the released key layout).
         self.single_transformer_blocks = nn.ModuleList(
-            SingleStreamBlock(dim, num_attention_heads, mlp_ratio, single_cross if i < encoder_single else None)
+            SingleStreamBlock(
+                dim, num_attention_heads, mlp_ratio, single_cross if i < encoder_single else None
+            )
             for i in range(num_single_layers)
         )
         self.norm_out = AdaLNContinuous(dim)
@@ -153,11 +155,16 @@ class MotifVideoTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
         # Timestep MLP: small normal weights, as in DiT.
-        for linear in (self.time_text_embed.timestep_embedder.linear_1, self.time_text_embed.timestep_embedder.linear_2):
+        for linear in (
+            self.time_text_embed.timestep_embedder.linear_1,
+            self.time_text_embed.timestep_embedder.linear_2,
+        ):
             nn.init.normal_(linear.weight, std=0.02)
         # AdaLN-Zero modulation: zero, so every block starts as the identity (gates are 0).
         for block in self.repeated_blocks():
-            modulators = (block.norm1, block.norm1_context) if isinstance(block, DualStreamBlock) else (block.norm,)
+            modulators = (
+                (block.norm1, block.norm1_context) if isinstance(block, DualStreamBlock) else (block.norm,)
+            )
             for mod in modulators:
                 nn.init.zeros_(mod.linear.weight)
                 nn.init.zeros_(mod.linear.bias)
@@ -206,14 +213,29 @@ class MotifVideoTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
             # 1. Embed: video tokens, timestep, text (+ image) tokens, RoPE tables from position ids.
             x = self.x_embedder(hidden_states)  # [B, N, D]
             temb = self.time_text_embed(_batch_timestep(timestep, b, x.device))  # [B, D]
-            y, mask, image_tokens = self._embed_context(encoder_hidden_states, encoder_attention_mask, image_embeds)
-            rope = rope_tables(video_position_ids(*grid, device=x.device), self.config.rope_axes_dim, self.config.rope_theta)
+            y, mask, image_tokens = self._embed_context(
+                encoder_hidden_states, encoder_attention_mask, image_embeds
+            )
+            rope = rope_tables(
+                video_position_ids(*grid, device=x.device), self.config.rope_axes_dim, self.config.rope_theta
+            )
             x_decoder = x  # the decoder stage starts again from the patch-embedded input
 
             # 2. Encoder side: dual-stream then single-stream blocks over [video | image + text].
             features: dict[Hashable, torch.Tensor] = {}
             x, _ = self._run_stage(
-                self.encoder_blocks, 0, x, y, temb, rope, mask, image_tokens, active_routes, taps, features, routing_generator
+                self.encoder_blocks,
+                0,
+                x,
+                y,
+                temb,
+                rope,
+                mask,
+                image_tokens,
+                active_routes,
+                taps,
+                features,
+                routing_generator,
             )
 
             # 3. DDT decoder: [decoder stream | encoder output], no mask; the encoder output keeps evolving.
@@ -248,7 +270,9 @@ class MotifVideoTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         if image_embeds is None:
             return y, mask, 0
         if self.image_embedder is None:
-            raise ValueError("image_embeds were given but this model has no image_embed_dim (it is text-to-video only)")
+            raise ValueError(
+                "image_embeds were given but this model has no image_embed_dim (it is text-to-video only)"
+            )
         image = self.image_embedder(image_embeds)  # [B, E_i, D]
         if mask is not None:
             mask = torch.cat([mask.new_ones(image.shape[:2]), mask], dim=1)
@@ -335,7 +359,9 @@ class MotifVideoTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         save_atomically(self, save_directory, super().save_pretrained, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> MotifVideoTransformer:
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any
+    ) -> MotifVideoTransformer:
         """Load a released or saved transformer folder (local path or Hub id), strictly; see `loading.load_transformer`."""
         from .loading import load_transformer
 
