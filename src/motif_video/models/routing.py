@@ -9,6 +9,7 @@ they had before the route. Ratio 0 keeps every token in order, so the result equ
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -48,7 +49,7 @@ def validate_routes(routes: Iterable[Route], stage_bounds: list[tuple[int, int]]
                 f"route {route.start_layer}..{route.end_layer} must lie inside one of the block ranges "
                 f"{[(lo, hi - 1) for lo, hi in stage_bounds]}"
             )
-    for a, b in zip(ordered, ordered[1:]):
+    for a, b in itertools.pairwise(ordered):
         if b.start_layer <= a.end_layer:
             raise ValueError(f"routes {a} and {b} overlap")
     return ordered
