@@ -28,7 +28,9 @@ def _io(image: bool = True):
     mask[0, 4:] = False
     kwargs["encoder_attention_mask"] = mask
     if image:
-        kwargs["image_embeds"] = torch.randn(2, 4, TINY["image_embed_dim"], generator=torch.Generator().manual_seed(7))
+        kwargs["image_embeds"] = torch.randn(
+            2, 4, TINY["image_embed_dim"], generator=torch.Generator().manual_seed(7)
+        )
     return kwargs
 
 

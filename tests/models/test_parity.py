@@ -72,7 +72,9 @@ def test_bfloat16_within_tolerance(models):
     ours_bf16 = MotifVideoTransformer(**TINY, cross_attention_layout="separate").to(torch.bfloat16).eval()
     ours_bf16.load_state_dict(ours.state_dict())
     kwargs = inputs(batch=1)
-    kwargs = {k: v.to(torch.bfloat16) if v.is_floating_point() and v.ndim > 1 else v for k, v in kwargs.items()}
+    kwargs = {
+        k: v.to(torch.bfloat16) if v.is_floating_point() and v.ndim > 1 else v for k, v in kwargs.items()
+    }
     with torch.no_grad():
         expected = reference_bf16(**kwargs).sample.float()
         actual = ours_bf16(**kwargs).sample.float()

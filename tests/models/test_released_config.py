@@ -51,7 +51,11 @@ def test_released_config_round_trips(tmp_path):
 
     import torch
 
-    released = {"_class_name": "MotifVideoTransformer3DModel", "_diffusers_version": "0.36.0", **preset_config("tiny")}
+    released = {
+        "_class_name": "MotifVideoTransformer3DModel",
+        "_diffusers_version": "0.36.0",
+        **preset_config("tiny"),
+    }
     model = MotifVideoTransformer(**preset_config("tiny"), cross_attention_layout="separate")
     model.save_pretrained(tmp_path / "m")
     saved = json.loads((tmp_path / "m" / "config.json").read_text())

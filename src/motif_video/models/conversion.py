@@ -17,7 +17,9 @@ import torch
 _SHARED = ".cross_attn_query_proj.weight"
 
 
-def fold_shared_to_separate(state_dict: dict[str, torch.Tensor], atol: float = 0.0) -> dict[str, torch.Tensor]:
+def fold_shared_to_separate(
+    state_dict: dict[str, torch.Tensor], atol: float = 0.0
+) -> dict[str, torch.Tensor]:
     """A separate-layout copy of a shared-layout state dict; refuses a query LayerNorm bias with |beta| > atol."""
     out = dict(state_dict)
     prefixes = [k[: -len(_SHARED)] for k in state_dict if k.endswith(_SHARED)]
@@ -36,7 +38,14 @@ def fold_shared_to_separate(state_dict: dict[str, torch.Tensor], atol: float = 0
         fold = gamma.double()[:, None] * centre  # diag(gamma) (I - 11^T / D)
         out[f"{prefix}.cross_attn.to_q.weight"] = (fold @ weight.double()).to(weight.dtype)
         out[f"{prefix}.cross_attn.to_q.bias"] = (fold @ bias.double()).to(bias.dtype)
-        for name in ("to_k.weight", "to_k.bias", "to_v.weight", "to_v.bias", "norm_q.weight", "norm_k.weight"):
+        for name in (
+            "to_k.weight",
+            "to_k.bias",
+            "to_v.weight",
+            "to_v.bias",
+            "norm_q.weight",
+            "norm_k.weight",
+        ):
             out[f"{prefix}.cross_attn.{name}"] = state_dict[f"{prefix}.attn.{name}"].clone()
         out[f"{prefix}.cross_attn.to_out.0.weight"] = state_dict[f"{prefix}.cross_attn_out_proj.weight"]
         out[f"{prefix}.cross_attn.to_out.0.bias"] = state_dict[f"{prefix}.cross_attn_out_proj.bias"]
