@@ -137,9 +137,14 @@ def sage_available() -> bool:
     return has_module("sageattention") and torch.cuda.is_available()
 
 
+@torch.compiler.assume_constant_result
+def _flash3_usable() -> bool:
+    # A constant while tracing, so that `torch.compile` of a block does not break the graph here.
+    return has_module("flash_attn_interface") and is_hopper()
+
+
 def auto_choice(q: torch.Tensor) -> str:
     """The backend `auto` uses for these tensors: FA3 on Hopper in half precision, else torch SDPA."""
-    half = q.dtype in (torch.float16, torch.bfloat16)
-    if q.device.type == "cuda" and half and has_module("flash_attn_interface") and is_hopper(q.device):
+    if q.device.type == "cuda" and q.dtype in (torch.float16, torch.bfloat16) and _flash3_usable():
         return "flash3"
     return "sdpa"
