@@ -18,11 +18,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="preset (default: motif-video-2b)",
     )
     parser.add_argument("--size", default="1280x736x121", help="WIDTHxHEIGHTxFRAMES (default: 1280x736x121)")
+    parser.add_argument(
+        "--text-tokens", type=int, default=512, help="prompt tokens after trimming (default: 512)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=50, help="denoising steps for the per-video FLOPs (default: 50)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..flops import flops_table, video_flops
     from ..info import format_summary, model_summary, parse_size
 
     size = parse_size(args.size)
@@ -30,6 +37,25 @@ def run(args: argparse.Namespace) -> int:
         "separate" if args.model == "motif-video-2b" else "shared"
     )  # the Hub file uses the diffusers layout
     model = presets.build_transformer(args.model, device="meta", cross_attention_layout=layout)
-    summary = model_summary(model, size)
-    print(json.dumps(summary, indent=2) if args.json else format_summary(args.model, summary))
+    summary = model_summary(model, size, text_tokens=args.text_tokens)
+    config = dict(model.config)
+    if args.json:
+        summary["flops"] = {
+            mode: {
+                "per_forward": report.total,
+                "attention": report.attention,
+                "linear": report.linear,
+                "per_guided_step": 2 * report.total,
+                "per_video": 2 * args.steps * report.total,
+                "stages": {name: stage.total for name, stage in report.stages.items()},
+            }
+            for mode, report in (
+                ("t2v", video_flops(config, size, args.text_tokens)),
+                ("i2v", video_flops(config, size, args.text_tokens, image_tokens=4096)),
+            )
+        }
+        print(json.dumps(summary, indent=2))
+    else:
+        print(format_summary(args.model, summary))
+        print(flops_table(config, size, args.text_tokens, args.steps))
     return 0

@@ -2,7 +2,10 @@
 
 Every attention call in the transformer goes through `attention(q, k, v, mask)` with tensors laid out as
 [batch, tokens, heads, head_dim]. Backends are plain functions registered by name; the active one is chosen per call,
-per context (`attention_backend("name")`), or globally (`set_attention_backend`).
+per context (`attention_backend("name")`), or globally (`set_attention_backend`). The default, `auto`, picks per call
+from the tensors' device and dtype (FlashAttention 3 on Hopper in half precision, else torch SDPA). The fast
+kernels (`sdpa_flash`, `sdpa_cudnn`, `sdpa_efficient`, `flash3`, `sage`) and their mask rules are described in
+`attention_kernels.py`; each is tested against `math`.
 """
 
 from __future__ import annotations
@@ -13,11 +16,13 @@ from collections.abc import Callable, Iterator
 import torch
 import torch.nn.functional as F
 
+from . import attention_kernels as kernels
+
 AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 _BACKENDS: dict[str, AttentionFn] = {}
 _BACKEND_AVAILABLE: dict[str, Callable[[], bool]] = {}
-_active: str = "sdpa"
+_active: str = "auto"
 
 
 def register_attention_backend(
@@ -90,5 +95,15 @@ def _math(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor 
     return (scores.softmax(-1) @ vf).transpose(1, 2).to(q.dtype)
 
 
+def _auto(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    return _BACKENDS[kernels.auto_choice(q)](q, k, v, mask)
+
+
+register_attention_backend("auto", _auto)
 register_attention_backend("sdpa", _sdpa)
 register_attention_backend("math", _math)
+register_attention_backend("sdpa_flash", kernels.sdpa_flash)
+register_attention_backend("sdpa_cudnn", kernels.sdpa_cudnn, torch.cuda.is_available)
+register_attention_backend("sdpa_efficient", kernels.sdpa_efficient, torch.cuda.is_available)
+register_attention_backend("flash3", kernels.flash3, kernels.flash3_available)
+register_attention_backend("sage", kernels.sage, kernels.sage_available)
