@@ -83,9 +83,9 @@ def test_sdpa_matches_math(masked):
 
 
 def test_backend_selection():
-    assert get_attention_backend() == "sdpa"
+    assert get_attention_backend() == "auto"
     with attention_backend("math"):
         assert get_attention_backend() == "math"
-    assert get_attention_backend() == "sdpa"
+    assert get_attention_backend() == "auto"
     with pytest.raises(ValueError, match="unknown attention backend 'fast'; known:"):
         set_attention_backend("fast")
