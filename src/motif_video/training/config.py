@@ -152,9 +152,8 @@ class TrainConfig:
     keep_checkpoints: int = 2
     resume: bool = True  # continue from the newest checkpoint in output_dir/checkpoints
     tensorboard: bool = True
-    cpu_threads: int = (
-        0  # torch intra-op threads on CPU runs; 0 = torch's default (1 is fastest for tiny models)
-    )
+    overfit_one_batch: bool = False  # debug: repeat step 0's batch, noise and timesteps every step
+    cpu_threads: int = 0  # torch intra-op threads on CPU; 0 = torch's default (1 is fastest for tiny models)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)

@@ -90,6 +90,10 @@ def make_accelerator(config: TrainConfig):
             reshard_after_forward=True,
             state_dict_type="FULL_STATE_DICT",
         )
+    if 0 < config.i2v.probability < 1:  # the image projection is idle on text-to-video steps
+        from accelerate import DistributedDataParallelKwargs
+
+        kwargs["kwargs_handlers"] = [DistributedDataParallelKwargs(find_unused_parameters=True)]
     return Accelerator(cpu=not cuda, mixed_precision=precision, **kwargs)
 
 
@@ -115,6 +119,8 @@ def build_model(config: TrainConfig) -> MotifVideoTransformer:
 
         lo = config.lora
         add_lora(model, lo.rank, lo.alpha, lo.dropout, lo.target_modules)
+    if config.i2v.probability == 0 and model.image_embedder is not None:
+        model.image_embedder.requires_grad_(False)  # text-to-video training never uses it
     if m.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     return model.train()
@@ -194,11 +200,13 @@ def _cache_complete(cache: str) -> bool:
 class StepBatches:
     """The batch sampler of the DataLoader: this rank's indices for steps start..stop-1."""
 
-    def __init__(self, sampler: BucketBatchSampler, start: int, stop: int) -> None:
-        self.sampler, self.start, self.stop = sampler, start, stop
+    def __init__(
+        self, sampler: BucketBatchSampler, start: int, stop: int, repeat_first: bool = False
+    ) -> None:
+        self.sampler, self.start, self.stop, self.repeat_first = sampler, start, stop, repeat_first
 
     def __iter__(self):
-        return (self.sampler.batch_at(step) for step in range(self.start, self.stop))
+        return (self.sampler.batch_at(0 if self.repeat_first else s) for s in range(self.start, self.stop))
 
     def __len__(self) -> int:
         return max(0, self.stop - self.start)
@@ -288,8 +296,14 @@ def compute_loss(
     repa: Repa | None,
     components: Any,
     process_index: int,
+    draw_step: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, float]]:
-    """Mean loss of this rank's batch, per-sample flow losses [B], sigmas [B], extra metrics."""
+    """Mean loss of this rank's batch, per-sample flow losses [B], sigmas [B], extra metrics.
+
+    Random draws come from the streams of `draw_step` (default: `step`).
+    """
+    repa_on = repa is not None and step < repa.until_step
+    step = step if draw_step is None else draw_step
     x0 = inputs["latents"]
     t, h, w = x0.shape[2:]
     unwrapped = getattr(model, "module", model)
@@ -308,7 +322,6 @@ def compute_loss(
         )
     image_embeds = inputs.get("image_embeds") if conditioned else None
 
-    repa_on = repa is not None and step < repa.until_step
     routes = [Route(r.start_layer, r.end_layer, r.ratio) for r in config.tread.routes]
     route_gen = step_generator(config.seed, step, 10**9 + process_index, device=x0.device) if routes else None
     out = model(
@@ -472,7 +485,7 @@ def train(config: TrainConfig, validate: ValidateFn | None = None, accelerator: 
 
     logs = _Logs(output, config, accelerator.is_main_process, start)
     loader = torch.utils.data.DataLoader(
-        data.dataset, batch_sampler=StepBatches(data.sampler, start, config.max_steps),
+        data.dataset, batch_sampler=StepBatches(data.sampler, start, config.max_steps, config.overfit_one_batch),
         collate_fn=data.collate, num_workers=config.data.num_workers,
     )  # fmt: skip
     bar = tqdm(total=config.max_steps, initial=start, desc="train", disable=not accelerator.is_main_process)
@@ -488,9 +501,19 @@ def train(config: TrainConfig, validate: ValidateFn | None = None, accelerator: 
         for group in optimizer.param_groups:
             group["lr"] = lr
         first = accelerator.process_index * config.data.batch_size
+        draw_step = 0 if config.overfit_one_batch else step  # which step's random draws to use
         with accelerator.autocast():
             loss, sample_losses, sigmas, extra = compute_loss(
-                model, inputs, data, config, step, first, repa, components, accelerator.process_index
+                model,
+                inputs,
+                data,
+                config,
+                step,
+                first,
+                repa,
+                components,
+                accelerator.process_index,
+                draw_step,
             )
         accelerator.backward(loss)
         grad_norm = accelerator.clip_grad_norm_(params, o.grad_clip) if o.grad_clip > 0 else None
