@@ -1,8 +1,10 @@
 """LoRA fine-tuning with peft, through diffusers' adapter API so adapters load back with a scale.
 
-Adapters are saved with `save_lora_adapter` (diffusers / peft format: `pytorch_lora_weights.safetensors` with
-`transformer.`-prefixed peft keys and the LoRA config in the file metadata) and load with
-`MotifVideoTransformer.load_lora_adapter(folder)`; at inference `attention_kwargs={"scale": s}` scales them.
+Adapters are saved in the diffusers pipeline format: `pytorch_lora_weights.safetensors` holding the peft state
+dict with keys prefixed `transformer.`, and the LoRA config under the metadata key `lora_adapter_metadata` (keys
+prefixed the same way). Diffusers-style pipelines load it with `load_lora_weights`, and a bare transformer with
+`MotifVideoTransformer.load_lora_adapter(folder, prefix="transformer", weight_name=WEIGHT_NAME)`; at inference
+`attention_kwargs={"scale": s}` scales it.
 """
 
 from __future__ import annotations
@@ -58,7 +60,37 @@ def add_lora(
     return [name for name, p in model.named_parameters() if p.requires_grad]
 
 
+WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+PREFIX = "transformer"
+
+
 def save_lora(model: nn.Module, folder: str | Path, adapter_name: str = "default") -> Path:
+    """Write the adapter as `folder/pytorch_lora_weights.safetensors` (atomically); returns the file."""
+    import json
+    import os
+
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
     folder = Path(folder)
-    model.save_lora_adapter(str(folder), adapter_name=adapter_name, safe_serialization=True)
-    return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    state = get_peft_model_state_dict(model, adapter_name=adapter_name)
+    config = model.peft_config[adapter_name].to_dict()
+    config = {k: sorted(v) if isinstance(v, set) else v for k, v in config.items()}
+    metadata = {
+        "format": "pt",
+        "lora_adapter_metadata": json.dumps({f"{PREFIX}.{k}": v for k, v in config.items()}, sort_keys=True),
+    }
+    tmp = folder / (WEIGHT_NAME + ".tmp")
+    save_file(
+        {f"{PREFIX}.{k}": v.detach().cpu().contiguous() for k, v in state.items()},
+        str(tmp),
+        metadata=metadata,
+    )
+    os.replace(tmp, folder / WEIGHT_NAME)
+    return folder / WEIGHT_NAME
+
+
+def load_lora(model: nn.Module, folder: str | Path, adapter_name: str = "default") -> None:
+    """Load an adapter written by `save_lora` (or a diffusers pipeline LoRA file) into `model`."""
+    model.load_lora_adapter(str(folder), prefix=PREFIX, weight_name=WEIGHT_NAME, adapter_name=adapter_name)
