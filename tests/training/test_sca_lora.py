@@ -55,7 +55,7 @@ def test_lora_adapter_round_trips_with_scale(tmp_path):
     assert not torch.allclose(tuned, base)
     path = save_lora(model, tmp_path / "lora")
     with safe_open(str(path), "pt") as f:
-        assert all(k.startswith("transformer.") and ".lora_" in k for k in f.keys())
+        assert all(k.startswith("transformer.") and ".lora_" in k for k in f.keys())  # noqa: SIM118
         assert '"transformer.r": 4' in f.metadata()["lora_adapter_metadata"]
 
     fresh = tiny_transformer()  # same seed: same base weights

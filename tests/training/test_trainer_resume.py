@@ -6,6 +6,7 @@ import json
 
 from conftest import tiny_overrides, write_random_cache
 
+from motif_video.models import MotifVideoTransformer
 from motif_video.training import checkpoint as ckpt
 from motif_video.training.config import load_config
 from motif_video.training.trainer import train
@@ -41,3 +42,6 @@ def test_resume_repeats_the_uninterrupted_run(tmp_path):
         "state.json",
     }
     assert not list(final.parent.glob("*.tmp"))
+    exported = MotifVideoTransformer.from_pretrained(tmp_path / "split" / "transformer")
+    assert exported.config.num_layers == 2
+    assert (tmp_path / "split" / "transformer-ema" / "config.json").exists()

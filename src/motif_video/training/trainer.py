@@ -369,7 +369,8 @@ def save_checkpoint(accelerator, config, step, model, optimizer, ema, repa) -> N
     ema_state = {k: _full(v) for k, v in ema.state_dict().items()} if ema is not None else None
     if accelerator.is_main_process:
         tmp = ckpt.begin(config.output_dir, step)
-        ckpt.save_tensors({k: v for k, v in state.items() if k in names}, tmp / "model.safetensors")
+        keep = (lambda k: k in names) if config.lora.rank else (lambda k: True)
+        ckpt.save_tensors({k: v for k, v in state.items() if keep(k)}, tmp / "model.safetensors")
         if config.lora.rank:
             from .lora import save_lora
 
@@ -385,6 +386,30 @@ def save_checkpoint(accelerator, config, step, model, optimizer, ema, repa) -> N
         )
         ckpt.commit(tmp, config.keep_checkpoints)
     accelerator.wait_for_everyone()
+
+
+def export_model(accelerator, config: TrainConfig, model: nn.Module, ema: EMA | None) -> None:
+    """The final weights as loadable folders: OUTPUT/transformer (+ transformer-ema), or OUTPUT/lora under LoRA."""
+    unwrapped = accelerator.unwrap_model(model)
+    state = accelerator.get_state_dict(model)
+    ema_state = {k: _full(v) for k, v in ema.state_dict().items()} if ema is not None else None
+    if not accelerator.is_main_process:
+        return
+    output = Path(config.output_dir)
+    if config.lora.rank:
+        from .lora import save_lora
+
+        save_lora(unwrapped, output / "lora")
+        return
+    layout = unwrapped.cross_attention_layout
+    config_dict = {k: v for k, v in unwrapped.config.items() if not k.startswith("_")}
+    for name, weights in (("transformer", state), ("transformer-ema", ema_state)):
+        if weights is None:
+            continue
+        with torch.device("meta"):
+            export = MotifVideoTransformer(**config_dict, cross_attention_layout=layout)
+        export.load_state_dict({**state, **weights}, strict=True, assign=True)
+        export.save_pretrained(output / name)
 
 
 def _optimizer_state(accelerator, model, optimizer) -> dict[str, Any]:
@@ -544,6 +569,7 @@ def train(config: TrainConfig, validate: ValidateFn | None = None, accelerator: 
     final = max(start, config.max_steps)
     if final > start or resume_from is None:
         save_checkpoint(accelerator, config, final, model, optimizer, ema, repa)
+        export_model(accelerator, config, model, ema)
     if accelerator.is_main_process:
         logger.info(
             "data: %s; bucket utilisation %.0f%%",
