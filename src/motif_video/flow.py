@@ -70,3 +70,76 @@ def resolution_shift(num_tokens: int, base_tokens: int = 4096, base_shift: float
 def _expand(sigma: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
     sigma = torch.as_tensor(sigma, device=like.device, dtype=like.dtype)
     return sigma.reshape(sigma.shape + (1,) * (like.ndim - sigma.ndim))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Training objective: timestep sampling, the velocity loss, text dropout and per-timestep-bin logging.
+
+TIMESTEP_SAMPLINGS = ("uniform", "logit_normal")
+
+
+def sample_training_sigmas(
+    batch: int,
+    sampling: str = "logit_normal",
+    *,
+    logit_mean: float = 0.0,
+    logit_std: float = 1.0,
+    shift: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Training noise levels [B] (float32, CPU): uniform or logit-normal on (0, 1), then the static shift.
+
+    Logit-normal: sigma = sigmoid(m + s n), n ~ N(0, 1) (SD3's choice; concentrates on the middle of the path).
+    `shift` > 1 moves mass towards noise as `shift_sigmas` does at sampling; pass `resolution_shift(tokens)`
+    to keep the per-token signal-to-noise ratio constant across buckets.
+    """
+    if sampling == "uniform":
+        sigma = torch.rand(batch, generator=generator)
+    elif sampling == "logit_normal":
+        sigma = torch.sigmoid(logit_mean + logit_std * torch.randn(batch, generator=generator))
+    else:
+        raise ValueError(f"timestep sampling must be one of {TIMESTEP_SAMPLINGS}, got {sampling!r}")
+    return shift_sigmas(sigma, shift) if shift != 1.0 else sigma
+
+
+def velocity_loss(prediction: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean squared error [B] between the predicted velocity and v = eps - x0, in float32."""
+    error = prediction.float() - velocity_target(x0.float(), noise.float())
+    return error.pow(2).flatten(1).mean(dim=1)
+
+
+def drop_text(
+    embeds: torch.Tensor,
+    mask: torch.Tensor,
+    null_embeds: torch.Tensor,
+    null_mask: torch.Tensor,
+    drop: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Replace the text of samples where `drop` [B] is True by the empty prompt's encoding (guidance training).
+
+    embeds [B, E, C], mask [B, E]; null_embeds [E0, C], null_mask [E0] are padded or cut to E (the empty prompt
+    is BOS plus padding, so cutting keeps its valid tokens).
+    """
+    length = embeds.shape[1]
+    null_embeds, null_mask = null_embeds[:length], null_mask[:length]
+    pad = length - null_embeds.shape[0]
+    if pad > 0:
+        null_embeds = torch.cat([null_embeds, null_embeds.new_zeros(pad, null_embeds.shape[1])])
+        null_mask = torch.cat([null_mask, null_mask.new_zeros(pad)])
+    keep = ~drop.to(embeds.device)
+    embeds = torch.where(keep[:, None, None], embeds, null_embeds.to(embeds))
+    mask = torch.where(keep[:, None], mask, null_mask.to(mask))
+    return embeds, mask
+
+
+def timestep_bins(
+    sigmas: torch.Tensor, losses: torch.Tensor, num_bins: int = 10
+) -> dict[str, tuple[float, int]]:
+    """Sum of losses and count per sigma bin, keyed 'sigma_0.0-0.1' etc. (the most useful training diagnostic)."""
+    index = (sigmas.detach().float().clamp(0, 1 - 1e-6) * num_bins).long().cpu()
+    losses = losses.detach().float().cpu()
+    out: dict[str, tuple[float, int]] = {}
+    for b in index.unique().tolist():
+        sel = index == b
+        out[f"sigma_{b / num_bins:.1f}-{(b + 1) / num_bins:.1f}"] = (float(losses[sel].sum()), int(sel.sum()))
+    return out

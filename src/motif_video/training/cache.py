@@ -1,0 +1,177 @@
+"""Precomputed training inputs: normalised VAE latents, text embeddings + masks (and SigLIP tokens) in shards.
+
+Layout of a cache folder:
+    index.json                 {"version", "components", "buckets", "fps", "max_tokens", "shards": [...]} where
+                               each shard is {"file", "items": [{"key", "bucket", "caption"}]}
+    null_text.safetensors      the empty prompt's embedding and mask (for text dropout)
+    shard-00000.safetensors    "{j}.latents" [16, T, h, w], "{j}.text" [L_j, C], "{j}.text_mask" [L_j] (bool),
+                               "{j}.image_embeds" [N, C'] when written with image embeddings
+
+Text is stored cut after its last valid token. Shards are written to a temporary name then renamed, and the index
+is rewritten after each shard, so an interrupted run resumes where it stopped (items already in a shard are skipped).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .data import MediaDataset, collate
+from .encoders import Components, encode_image_tokens, encode_text, encode_video
+
+INDEX = "index.json"
+NULL_TEXT = "null_text.safetensors"
+
+
+def _item_key(dataset: MediaDataset, index: int) -> str:
+    return str(dataset.items[index].path)
+
+
+def _write_atomic(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    os.replace(tmp, path)
+
+
+def _write_index(folder: Path, index: dict[str, Any]) -> None:
+    tmp = folder / (INDEX + ".tmp")
+    tmp.write_text(json.dumps(index, indent=1))
+    os.replace(tmp, folder / INDEX)
+
+
+def build_cache(
+    dataset: MediaDataset,
+    components: Components,
+    folder: str | Path,
+    *,
+    max_tokens: int = 512,
+    shard_size: int = 64,
+    image_embeds: bool = False,
+    batch_size: int = 1,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Encode every item of `dataset` into `folder` (resuming a partial cache); returns the index."""
+    from tqdm.auto import tqdm
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    index = read_index(folder) if (folder / INDEX).exists() else {"version": 1, "shards": []}
+    index.update(fps=dataset.fps, max_tokens=max_tokens, image_embeds=image_embeds)
+    done = {item["key"] for shard in index["shards"] for item in shard["items"]}
+    if not (folder / NULL_TEXT).exists():
+        embeds, mask = encode_text(components, [""], max_tokens)
+        _write_atomic({"text": embeds[0].float().cpu(), "text_mask": mask[0].cpu()}, folder / NULL_TEXT)
+
+    todo = [i for i in range(len(dataset)) if _item_key(dataset, i) not in done]
+    tensors: dict[str, torch.Tensor] = {}
+    items: list[dict[str, Any]] = []
+    bar = tqdm(total=len(dataset), initial=len(dataset) - len(todo), desc="caching", disable=not progress)
+
+    def flush() -> None:
+        if not items:
+            return
+        name = f"shard-{len(index['shards']):05d}.safetensors"
+        _write_atomic(tensors, folder / name)
+        index["shards"].append({"file": name, "items": list(items)})
+        _write_index(folder, index)
+        tensors.clear()
+        items.clear()
+
+    # Items of one bucket share a shape, so they can be encoded together.
+    by_bucket: dict[tuple[int, int, int], list[int]] = {}
+    for i in todo:
+        by_bucket.setdefault(dataset.buckets[i], []).append(i)
+    for bucket, indices in by_bucket.items():
+        for start in range(0, len(indices), batch_size):
+            batch = collate([dataset[i] for i in indices[start : start + batch_size]])
+            bar.update(min(batch_size, len(indices) - start))
+            if batch is None:
+                continue
+            latents = encode_video(components.vae, batch["pixels"]).cpu()
+            text, mask = encode_text(components, batch["caption"], max_tokens)
+            images = (
+                encode_image_tokens(components, batch["pixels"][:, :, 0]).float().cpu()
+                if image_embeds
+                else None
+            )
+            for j, index_in_dataset in enumerate(batch["index"]):
+                k = len(items)
+                valid = int(mask[j].nonzero().max()) + 1 if mask[j].any() else 1
+                tensors[f"{k}.latents"] = latents[j]
+                tensors[f"{k}.text"] = text[j, :valid].float().cpu()
+                tensors[f"{k}.text_mask"] = mask[j, :valid].cpu()
+                if images is not None:
+                    tensors[f"{k}.image_embeds"] = images[j]
+                items.append(
+                    {
+                        "key": _item_key(dataset, index_in_dataset),
+                        "bucket": list(bucket),
+                        "caption": batch["caption"][j],
+                    }
+                )
+                if len(items) >= shard_size:
+                    flush()
+    flush()
+    bar.close()
+    index["skipped"] = dict(dataset.skipped.counts)
+    _write_index(folder, index)
+    return index
+
+
+def read_index(folder: str | Path) -> dict[str, Any]:
+    path = Path(folder) / INDEX
+    if not path.is_file():
+        raise ValueError(
+            f"{str(folder)!r} is not a cache folder (no {INDEX}); write one with `motif-video cache`"
+        )
+    return json.loads(path.read_text())
+
+
+class CachedDataset(torch.utils.data.Dataset):
+    """Items of a cache folder: {"latents", "text", "text_mask", ["image_embeds"], "caption", "index"}."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        index = read_index(self.folder)
+        self.entries = [(shard["file"], j) for shard in index["shards"] for j in range(len(shard["items"]))]
+        self.captions = [item["caption"] for shard in index["shards"] for item in shard["items"]]
+        self.buckets = [tuple(item["bucket"]) for shard in index["shards"] for item in shard["items"]]
+        null = load_file(str(self.folder / NULL_TEXT))
+        self.null_text, self.null_mask = null["text"], null["text_mask"]
+        self._shard: tuple[str, dict[str, torch.Tensor]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        file, j = self.entries[index]
+        if self._shard is None or self._shard[0] != file:
+            self._shard = (file, load_file(str(self.folder / file)))
+        tensors = self._shard[1]
+        out = {key.split(".", 1)[1]: t for key, t in tensors.items() if key.split(".", 1)[0] == str(j)}
+        return {**out, "caption": self.captions[index], "index": index}
+
+
+def collate_cached(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack latents; right-pad text embeddings and masks to the longest in the batch."""
+    length = max(s["text"].shape[0] for s in samples)
+    text = torch.zeros(len(samples), length, samples[0]["text"].shape[1])
+    mask = torch.zeros(len(samples), length, dtype=torch.bool)
+    for i, s in enumerate(samples):
+        text[i, : s["text"].shape[0]] = s["text"]
+        mask[i, : s["text_mask"].shape[0]] = s["text_mask"]
+    out = {
+        "latents": torch.stack([s["latents"] for s in samples]),
+        "text": text,
+        "text_mask": mask,
+        "caption": [s["caption"] for s in samples],
+        "index": [s["index"] for s in samples],
+    }
+    if "image_embeds" in samples[0]:
+        out["image_embeds"] = torch.stack([s["image_embeds"] for s in samples])
+    return out

@@ -1,0 +1,280 @@
+"""Typed training configuration, loaded from YAML / JSON / TOML recipe files plus `key=value` overrides.
+
+Every key a recipe may set is a field below; anything else is an error that names the allowed keys. Defaults that
+the technical report does not give are ours and are documented in docs/training.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+TimestepSampling = Literal["uniform", "logit_normal"]
+Schedule = Literal["constant", "cosine", "linear"]
+Parallel = Literal["ddp", "fsdp2"]
+MixedPrecision = Literal["auto", "no", "bf16", "fp16"]
+TeacherKind = Literal["vjepa2", "dinov2"]
+
+
+@dataclass
+class ModelConfig:
+    preset: str = "tiny"  # a new model from `motif_video.presets` when `pretrained` is not set
+    pretrained: str | None = (
+        None  # transformer folder, or a model folder / Hub id with a `transformer/` subfolder
+    )
+    components: str = (
+        "tiny"  # VAE, text encoder, tokenizer: "tiny" (offline stand-ins) or a model folder / Hub id
+    )
+    overrides: dict[str, Any] = field(default_factory=dict)  # preset config overrides for new models
+    add_shared_cross_attention: bool = (
+        False  # curriculum stage 9: insert zero-initialised SCA before training
+    )
+    gradient_checkpointing: bool = False
+    max_text_tokens: int = 512
+
+
+@dataclass
+class DataConfig:
+    path: str | None = None  # a folder of media + same-named .txt captions, or a .jsonl / .csv manifest
+    cache: str | None = None  # a folder written by `motif-video cache` (used instead of `path`)
+    generate_clips: int = (
+        0  # write this many procedural clips into `path` when it holds no media (tiny recipe)
+    )
+    buckets: list[list[int]] = field(default_factory=lambda: [[9, 64, 64]])  # [frames (4k+1), height, width]
+    fps: float = 24.0  # frames are resampled to this rate before taking `frames` of them
+    batch_size: int = 1  # per rank
+    caption_field: str = "caption"
+    num_workers: int = 0
+
+
+@dataclass
+class ObjectiveConfig:
+    timestep_sampling: TimestepSampling = "logit_normal"
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    shift: float = 1.0  # static training shift of sigma (>1: more noise)
+    resolution_shift: bool = False  # multiply `shift` by sqrt(tokens / 4096) per bucket
+    text_dropout: float = 0.1  # probability of the empty prompt (for classifier-free guidance)
+    loss_bins: int = 10  # per-sigma-bin loss logging
+
+
+@dataclass
+class RouteConfig:
+    start_layer: int = 0
+    end_layer: int = 0
+    ratio: float = 0.5
+
+
+@dataclass
+class TreadConfig:
+    routes: list[RouteConfig] = field(
+        default_factory=list
+    )  # global block indices (2B: dual 0-11, single 12-27, decoder 28-35)
+
+
+@dataclass
+class RepaConfig:
+    teacher: str | None = (
+        None  # local folder or Hub id of a V-JEPA 2 / DINOv2 model; "tiny-vjepa2"/"tiny-dinov2" in tests
+    )
+    kind: TeacherKind = "vjepa2"  # vjepa2 for video stages, dinov2 for image-only stages
+    block: int = 8  # global index of the aligned block
+    weight: float = 0.5  # lambda
+    until_step: int = 0  # REPA is on for steps < until_step (early phase); 0 = off
+    projector_dim: int = 2048
+    image_size: int = (
+        256  # teacher input size (short side); frames are resized to a multiple of the patch size
+    )
+
+
+@dataclass
+class I2VConfig:
+    probability: float = 0.0  # chance that a sample is conditioned on its first frame
+    blur_max_std: float = 2.0  # Gaussian std (latent pixels) of the conditioning-frame blur at sigma = 1
+    image_embeds: bool = True  # SigLIP tokens of the first frame (needs the text encoder's vision tower)
+
+
+@dataclass
+class LoraConfig:
+    rank: int = 0  # 0 = full fine-tuning
+    alpha: float | None = None  # defaults to rank
+    dropout: float = 0.0
+    target_modules: list[str] = field(
+        default_factory=lambda: [
+            "to_q",
+            "to_k",
+            "to_v",
+            "to_out.0",
+            "to_add_out",
+            "add_q_proj",
+            "add_k_proj",
+            "add_v_proj",
+        ]
+    )
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 0.0
+    eps: float = 1e-8
+    warmup_steps: int = 0
+    schedule: Schedule = "constant"
+    min_lr_ratio: float = 0.0  # floor of cosine / linear decay, as a fraction of lr
+    grad_clip: float = 1.0  # 0 = off
+    ema_decay: float = 0.0  # 0 = no EMA weights
+
+
+@dataclass
+class ValidationConfig:
+    every: int = 0  # steps; 0 = off
+    prompts: list[str] = field(default_factory=list)
+    num_inference_steps: int = 20
+    guidance_scale: float = 8.0
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "runs/train"
+    seed: int = 0
+    max_steps: int = 100
+    mixed_precision: MixedPrecision = "auto"  # auto: bf16 on CUDA, float32 elsewhere
+    parallel: Parallel = "ddp"  # with several processes; fsdp2 shards every repeated block
+    log_every: int = 1
+    checkpoint_every: int = 0  # steps; 0 = only at the end
+    keep_checkpoints: int = 2
+    resume: bool = True  # continue from the newest checkpoint in output_dir/checkpoints
+    tensorboard: bool = True
+    overfit_one_batch: bool = False  # debug: repeat step 0's batch, noise and timesteps every step
+    cpu_threads: int = 0  # torch intra-op threads on CPU; 0 = torch's default (1 is fastest for tiny models)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    tread: TreadConfig = field(default_factory=TreadConfig)
+    repa: RepaConfig = field(default_factory=RepaConfig)
+    i2v: I2VConfig = field(default_factory=I2VConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# loading
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file {str(path)!r} does not exist")
+    text = path.read_text()
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text) or {}
+    elif suffix == ".json":
+        data = json.loads(text)
+    elif suffix == ".toml":
+        import tomllib
+
+        data = tomllib.loads(text)
+    else:
+        raise ValueError(f"config file {str(path)!r} must end in one of .yaml, .yml, .json, .toml")
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {str(path)!r} must hold a mapping at the top level")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`a.b=value` sets data['a']['b']; the value is parsed as YAML (numbers, booleans, lists, null)."""
+    import yaml
+
+    data = json.loads(json.dumps(data))  # deep copy
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r} must look like key=value (e.g. optim.lr=1e-4)")
+        node = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {part!r} is not a section")
+        node[leaf] = yaml.safe_load(raw)
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    data = read_config_file(path) if path is not None else {}
+    return from_dict(TrainConfig, apply_overrides(data, overrides or []))
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
+    """Build dataclass `cls` from a mapping, recursing into nested sections; unknown keys are errors."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where or 'config'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in {where.rstrip('.') or 'config'}; allowed: {names}")
+    kwargs = {name: _coerce(hints[name], value, f"{where}{name}") for name, value in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where + ".")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, where)
+            except ValueError as exc:
+                errors.append(str(exc))
+        raise ValueError(errors[0])
+    if origin is Literal:
+        if value not in args:
+            raise ValueError(f"{where} must be one of {list(args)}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ValueError(f"{where} must be a list, got {value!r}")
+        return [_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)] if args else value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where} must be a mapping, got {value!r}")
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{where} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads "3e-4" as a string
+            with contextlib.suppress(ValueError):
+                value = float(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{where} must be a string, got {value!r}")
+        return value
+    return value

@@ -1,0 +1,274 @@
+"""Raw training data: media lists, probing, decoding, fps resampling, bucket resize + crop.
+
+Sources: a folder of videos / images with same-named `.txt` captions, or a manifest (`.jsonl` with one object per
+line, or `.csv` with a header) holding a media path (key `path`, `video`, `image` or `media`; relative to the
+manifest) and a caption. Images are one-frame videos. Every file is probed once when the dataset is built; an
+unreadable file is skipped and counted by reason (`SkipReport`), never a crash, and so is a file that fails later
+while decoding.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+logger = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+PATH_KEYS = ("path", "video", "image", "media")
+
+
+@dataclass(frozen=True)
+class MediaItem:
+    path: Path
+    caption: str
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    frames: int  # 1 for images
+    fps: float  # 0 for images
+    height: int
+    width: int
+
+    @property
+    def is_image(self) -> bool:
+        return self.frames == 1
+
+
+@dataclass
+class SkipReport:
+    """Files left out, by reason; `str()` is the line the trainer logs."""
+
+    counts: Counter = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, reason: str, path: Path | str) -> None:
+        self.counts[reason] += 1
+        self.examples.setdefault(reason, [])
+        if len(self.examples[reason]) < 3:
+            self.examples[reason].append(str(path))
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def __str__(self) -> str:
+        if not self.total:
+            return "no files skipped"
+        parts = [
+            f"{n} {reason} (e.g. {', '.join(self.examples[reason])})" for reason, n in self.counts.items()
+        ]
+        return f"skipped {self.total} file(s): " + "; ".join(parts)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# listing
+
+
+def list_media(source: str | Path, caption_field: str = "caption") -> list[MediaItem]:
+    """Media items of a folder (captions from same-named .txt files) or a .jsonl / .csv manifest."""
+    source = Path(source)
+    if source.is_dir():
+        return _list_folder(source)
+    if not source.is_file():
+        raise ValueError(f"data path {str(source)!r} is neither a folder nor a manifest file")
+    if source.suffix == ".jsonl":
+        with source.open() as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+    elif source.suffix == ".csv":
+        with source.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    else:
+        raise ValueError(f"manifest {str(source)!r} must end in .jsonl or .csv")
+    return [_manifest_item(row, source.parent, caption_field, i) for i, row in enumerate(rows)]
+
+
+def _list_folder(folder: Path) -> list[MediaItem]:
+    items = []
+    for path in sorted(folder.rglob("*")):
+        if path.suffix.lower() in VIDEO_EXTENSIONS + IMAGE_EXTENSIONS:
+            txt = path.with_suffix(".txt")
+            items.append(MediaItem(path, txt.read_text().strip() if txt.exists() else ""))
+    return items
+
+
+def _manifest_item(row: dict[str, Any], root: Path, caption_field: str, line: int) -> MediaItem:
+    key = next((k for k in PATH_KEYS if row.get(k)), None)
+    if key is None:
+        raise ValueError(f"manifest row {line} has none of the media path keys {list(PATH_KEYS)}: {row}")
+    path = Path(row[key])
+    extra = {k: v for k, v in row.items() if k not in (key, caption_field)}
+    return MediaItem(path if path.is_absolute() else root / path, str(row.get(caption_field) or ""), extra)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# probing and decoding
+
+
+def probe(path: Path) -> MediaInfo:
+    """Frame count, frame rate and size; raises on an unreadable file."""
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            image.verify()
+        with Image.open(path) as image:
+            return MediaInfo(1, 0.0, image.height, image.width)
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate or 0)
+        frames = stream.frames or sum(1 for _ in container.decode(stream))
+        if frames <= 0 or fps <= 0 or not stream.height:
+            raise ValueError("no decodable video frames")
+        return MediaInfo(frames, fps, stream.height, stream.width)
+
+
+def source_frame_indices(info: MediaInfo, num_frames: int, fps: float, offset: float = 0.0) -> list[int]:
+    """Source frames for `num_frames` frames at `fps`: nearest frame in time, window placed at `offset` in [0, 1]."""
+    if info.is_image:
+        return [0] * num_frames
+    step = info.fps / fps  # source frames per target frame
+    span = (num_frames - 1) * step
+    start = offset * max(0.0, info.frames - 1 - span)
+    return [min(info.frames - 1, round(start + i * step)) for i in range(num_frames)]
+
+
+def frames_available(info: MediaInfo, fps: float) -> int:
+    """How many frames at `fps` the file holds."""
+    return 1 if info.is_image else math.floor((info.frames - 1) * fps / info.fps + 1e-6) + 1
+
+
+def decode_frames(path: Path, indices: list[int]) -> torch.Tensor:
+    """uint8 frames [F, H, W, 3] at the given source indices (repeats allowed)."""
+    import numpy as np
+
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            array = np.asarray(image.convert("RGB"))
+        return torch.from_numpy(array.copy())[None].expand(len(indices), -1, -1, -1)
+    import av
+
+    wanted, frames = set(indices), {}
+    with av.open(str(path)) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if i in wanted:
+                frames[i] = frame.to_ndarray(format="rgb24")
+            if i >= max(indices):
+                break
+    missing = wanted - set(frames)
+    if missing:
+        raise ValueError(f"frames {sorted(missing)[:3]} could not be decoded")
+    return torch.from_numpy(np.stack([frames[i] for i in indices]))
+
+
+def resize_crop(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """uint8 [F, H, W, 3] -> float [3, F, height, width] in [-1, 1]: resize to cover, then centre crop."""
+    x = frames.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # [F, 3, H, W]
+    scale = max(height / x.shape[2], width / x.shape[3])
+    size = (max(height, round(x.shape[2] * scale)), max(width, round(x.shape[3] * scale)))
+    if size != tuple(x.shape[2:]):
+        x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    top, left = (size[0] - height) // 2, (size[1] - width) // 2
+    x = x[:, :, top : top + height, left : left + width].clamp(-1, 1)
+    return x.permute(1, 0, 2, 3).contiguous()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# buckets and the dataset
+
+Bucket = tuple[int, int, int]  # frames, height, width (pixels)
+
+
+def check_buckets(buckets: list[list[int]] | list[Bucket]) -> list[Bucket]:
+    out = []
+    for bucket in buckets:
+        if len(bucket) != 3:
+            raise ValueError(f"bucket {bucket} must be [frames, height, width]")
+        frames, height, width = (int(v) for v in bucket)
+        if frames < 1 or (frames - 1) % 4:
+            raise ValueError(f"bucket frames must be 4k+1 (1, 5, 9, ..., 121), got {frames}")
+        if height % 16 or width % 16 or height <= 0 or width <= 0:
+            raise ValueError(
+                f"bucket height and width must be positive multiples of 16, got {height}x{width}"
+            )
+        out.append((frames, height, width))
+    if not out:
+        raise ValueError("data.buckets must list at least one [frames, height, width]")
+    return out
+
+
+def assign_bucket(info: MediaInfo, buckets: list[Bucket], fps: float) -> Bucket | None:
+    """The longest bucket the clip fills at `fps`, then the nearest aspect ratio; images go to 1-frame buckets."""
+    available = frames_available(info, fps)
+    fitting = [b for b in buckets if b[0] <= available and (b[0] == 1) == info.is_image]
+    if not fitting:
+        return None
+    longest = max(b[0] for b in fitting)
+    aspect = math.log(info.width / info.height)
+    return min((b for b in fitting if b[0] == longest), key=lambda b: abs(math.log(b[2] / b[1]) - aspect))
+
+
+class MediaDataset(torch.utils.data.Dataset):
+    """Probed, bucketed media; item i -> {"pixels" [3, F, H, W] in [-1, 1], "caption", "index"} or None if broken."""
+
+    def __init__(self, items: list[MediaItem], buckets: list[Bucket], fps: float) -> None:
+        self.fps = fps
+        self.skipped = SkipReport()
+        self.items: list[MediaItem] = []
+        self.infos: list[MediaInfo] = []
+        self.buckets: list[Bucket] = []
+        for item in items:
+            try:
+                info = probe(item.path)
+            except Exception as exc:  # any decoder error: skip and count
+                logger.debug("cannot read %s: %s", item.path, exc)
+                self.skipped.add("unreadable" if item.path.exists() else "missing", item.path)
+                continue
+            bucket = assign_bucket(info, buckets, fps)
+            if bucket is None:
+                self.skipped.add("too short for every bucket", item.path)
+                continue
+            self.items.append(item)
+            self.infos.append(info)
+            self.buckets.append(bucket)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        item, info, (frames, height, width) = self.items[index], self.infos[index], self.buckets[index]
+        try:
+            raw = decode_frames(item.path, source_frame_indices(info, frames, self.fps, offset=0.5))
+        except Exception as exc:  # decoded fine at probe time, broken further in: skip this sample
+            logger.warning("skipping %s: %s", item.path, exc)
+            self.skipped.add("undecodable", item.path)
+            return None
+        return {"pixels": resize_crop(raw, height, width), "caption": item.caption, "index": index}
+
+
+def collate(samples: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """Stack one bucket's samples; broken samples (None) are dropped; None if nothing is left."""
+    samples = [s for s in samples if s is not None]
+    if not samples:
+        return None
+    out: dict[str, Any] = {"caption": [s["caption"] for s in samples], "index": [s["index"] for s in samples]}
+    for key in samples[0]:
+        if key not in out:
+            out[key] = torch.stack([s[key] for s in samples])
+    return out

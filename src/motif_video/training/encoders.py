@@ -1,0 +1,97 @@
+"""The frozen encoders the trainer and `motif-video cache` share: VAE latents, text embeddings, SigLIP tokens.
+
+Latents are normalised as the released pipelines expect: z = (mode(VAE(x)) - mean) / std per channel.
+Text is tokenized with BOS, right padding to `max_tokens` and a mask, then encoded by the T5Gemma2 encoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass
+class Components:
+    vae: Any
+    text_encoder: Any
+    tokenizer: Any
+    feature_extractor: Any | None = None
+
+
+def load_components(
+    name: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> Components:
+    """ "tiny" (offline stand-ins from `motif_video.testing`) or a model folder / Hub id in the released layout."""
+    if name == "tiny":
+        from .. import testing
+
+        tokenizer = testing.tiny_tokenizer()
+        components = Components(
+            testing.tiny_vae(),
+            testing.tiny_text_encoder(vocab_size=max(128, len(tokenizer) + 3)),
+            tokenizer,
+            testing.tiny_feature_extractor(),
+        )
+    else:
+        from diffusers import AutoencoderKLWan
+        from transformers import AutoTokenizer, SiglipImageProcessor, T5Gemma2Encoder
+
+        from ..hub import resolve_folder
+
+        root = resolve_folder(name)
+        extractor = root / "feature_extractor"
+        components = Components(
+            AutoencoderKLWan.from_pretrained(root / "vae"),
+            T5Gemma2Encoder.from_pretrained(root / "text_encoder", torch_dtype=dtype),
+            AutoTokenizer.from_pretrained(root / "tokenizer"),
+            SiglipImageProcessor.from_pretrained(extractor) if extractor.is_dir() else None,
+        )
+    for module in (components.vae, components.text_encoder):
+        module.requires_grad_(False).eval().to(device)
+    components.text_encoder.to(dtype)
+    return components
+
+
+@torch.no_grad()
+def encode_text(
+    components: Components, prompts: list[str], max_tokens: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Text embeddings [B, L, C] and bool mask [B, L], cut after the longest prompt's last valid token."""
+    tokens = components.tokenizer(
+        prompts, padding="max_length", max_length=max_tokens, truncation=True, return_tensors="pt"
+    )
+    device = next(components.text_encoder.parameters()).device
+    ids, mask = tokens.input_ids.to(device), tokens.attention_mask.to(device)
+    embeds = components.text_encoder(input_ids=ids, attention_mask=mask)[0]
+    length = int(mask.sum(1).max())
+    return embeds[:, :length], mask[:, :length].bool()
+
+
+def latent_stats(vae: Any, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    shape = (1, -1, 1, 1, 1)
+    mean = torch.tensor(vae.config.latents_mean, device=like.device, dtype=torch.float32).view(shape)
+    std = torch.tensor(vae.config.latents_std, device=like.device, dtype=torch.float32).view(shape)
+    return mean, std
+
+
+@torch.no_grad()
+def encode_video(vae: Any, pixels: torch.Tensor) -> torch.Tensor:
+    """pixels [B, 3, F, H, W] in [-1, 1] -> normalised latents [B, 16, (F-1)/4+1, H/8, W/8] (float32)."""
+    param = next(vae.parameters())
+    z = vae.encode(pixels.to(param.device, param.dtype)).latent_dist.mode().float()
+    mean, std = latent_stats(vae, z)
+    return (z - mean) / std
+
+
+@torch.no_grad()
+def encode_image_tokens(components: Components, frames: torch.Tensor) -> torch.Tensor:
+    """SigLIP tokens [B, N, C] of frames [B, 3, H, W] in [-1, 1] (the text encoder's vision tower, no projector)."""
+    if components.feature_extractor is None:
+        raise ValueError("image embeddings need a feature_extractor folder next to the text encoder")
+    images = list(((frames.float().cpu() + 1) / 2).clamp(0, 1))
+    pixel_values = components.feature_extractor(images=images, return_tensors="pt").pixel_values
+    tower = components.text_encoder.vision_tower
+    param = next(tower.parameters())
+    return tower(pixel_values=pixel_values.to(param.device, param.dtype)).last_hidden_state

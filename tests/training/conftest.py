@@ -1,0 +1,65 @@
+"""Shared fixtures of the training tests: one CPU thread (tiny matrices on a shared CPU), random caches."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_random_cache(
+    folder: Path, count: int = 8, latent: tuple[int, int, int] = (3, 8, 8), seed: int = 0
+) -> Path:
+    """A cache folder in the `motif-video cache` format with random latents and text (no VAE needed)."""
+    g = torch.Generator().manual_seed(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors, items = {}, []
+    for j in range(count):
+        length = 3 + j % 4
+        tensors[f"{j}.latents"] = torch.randn(16, *latent, generator=g)
+        tensors[f"{j}.text"] = torch.randn(length, 32, generator=g)
+        tensors[f"{j}.text_mask"] = torch.ones(length, dtype=torch.bool)
+        items.append(
+            {
+                "key": f"item-{j}",
+                "bucket": [4 * (latent[0] - 1) + 1, 8 * latent[1], 8 * latent[2]],
+                "caption": f"caption {j}",
+            }
+        )
+    save_file(tensors, str(folder / "shard-00000.safetensors"))
+    save_file(
+        {"text": torch.randn(1, 32, generator=g), "text_mask": torch.ones(1, dtype=torch.bool)},
+        str(folder / "null_text.safetensors"),
+    )
+    index = {"version": 1, "shards": [{"file": "shard-00000.safetensors", "items": items}], "skipped": {}}
+    (folder / "index.json").write_text(json.dumps(index))
+    return folder
+
+
+def tiny_overrides(output: Path, cache: Path, **extra: object) -> list[str]:
+    """Overrides for a fast trainer run on a random cache with the tiny preset."""
+    base = {
+        "output_dir": str(output),
+        "max_steps": 4,
+        "tensorboard": False,
+        "model.preset": "tiny",
+        "model.components": "tiny",
+        "data.cache": str(cache),
+        "data.batch_size": 2,
+        "optim.lr": 1e-3,
+        "optim.warmup_steps": 2,
+        "optim.schedule": "cosine",
+    }
+    base.update(extra)
+    return [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in base.items()]

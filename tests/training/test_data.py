@@ -1,0 +1,89 @@
+"""Media listing, probing, fps resampling, bucket resize/crop; corrupt media are skipped and counted."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from motif_video.training.data import (
+    MediaDataset,
+    MediaInfo,
+    assign_bucket,
+    check_buckets,
+    collate,
+    list_media,
+    resize_crop,
+    source_frame_indices,
+)
+from motif_video.training.synthetic import write_moving_squares
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("media")
+    write_moving_squares(folder, 2, frames=17, height=48, width=80, fps=24)
+    Image.new("RGB", (40, 30), (255, 0, 0)).save(folder / "still.png")
+    (folder / "still.txt").write_text("a red square")
+    (folder / "garbage.mp4").write_bytes(b"not a video" * 50)  # unreadable
+    (folder / "empty.mp4").write_bytes(b"")  # unreadable
+    good = (folder / "clip-0000.mp4").read_bytes()
+    (folder / "truncated.mp4").write_bytes(good[: len(good) // 3])  # header ok or not: must never crash
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    return folder
+
+
+def test_corrupt_media_are_skipped_and_counted(media):
+    dataset = MediaDataset(list_media(media), check_buckets([[9, 48, 80], [1, 32, 32]]), fps=24)
+    assert (
+        dataset.skipped.counts["unreadable"] >= 3
+    )  # garbage, empty, broken png (+ truncated if caught here)
+    samples = [dataset[i] for i in range(len(dataset))]  # decoding the rest never raises
+    good = [s for s in samples if s is not None]
+    assert len(good) >= 3 and len(good) + dataset.skipped.total == 7
+    assert "skipped" in str(dataset.skipped) and "garbage.mp4" in str(dataset.skipped)
+
+
+def test_manifest_with_missing_file_and_images_as_one_frame(media, tmp_path):
+    rows = [{"path": str(media / "clip-0001.mp4"), "caption": "one"}, {"video": "nowhere.mp4", "caption": "lost"},
+            {"image": str(media / "still.png"), "caption": "img", "score": 3}]  # fmt: skip
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(json.dumps(r) for r in rows))
+    dataset = MediaDataset(list_media(manifest), check_buckets([[9, 48, 80], [1, 32, 32]]), fps=24)
+    assert dataset.skipped.counts == {"missing": 1}
+    assert dataset.buckets == [(9, 48, 80), (1, 32, 32)]
+    assert dataset.items[1].extra == {"score": 3}
+    batch = collate([dataset[1]])
+    assert batch["pixels"].shape == (1, 3, 1, 32, 32) and batch["caption"] == ["img"]
+    (tmp_path / "m.csv").write_text(f"path,caption\n{media / 'clip-0000.mp4'},hello\n")
+    assert list_media(tmp_path / "m.csv")[0].caption == "hello"
+
+
+def test_fps_resampling_picks_frames_by_time():
+    info = MediaInfo(frames=61, fps=30.0, height=10, width=10)
+    assert source_frame_indices(info, 5, 15.0, offset=0.0) == [0, 2, 4, 6, 8]
+    assert source_frame_indices(info, 5, 15.0, offset=1.0) == [52, 54, 56, 58, 60]
+    assert source_frame_indices(MediaInfo(1, 0.0, 5, 5), 3, 24.0) == [0, 0, 0]
+
+
+def test_buckets_longest_then_nearest_aspect():
+    buckets = check_buckets([[33, 480, 832], [33, 832, 480], [17, 480, 832], [1, 480, 480]])
+    assert assign_bucket(MediaInfo(100, 24.0, 720, 1280), buckets, 24.0) == (33, 480, 832)
+    assert assign_bucket(MediaInfo(100, 24.0, 1280, 720), buckets, 24.0) == (33, 832, 480)
+    assert assign_bucket(MediaInfo(20, 24.0, 720, 1280), buckets, 24.0) == (17, 480, 832)
+    assert assign_bucket(MediaInfo(10, 24.0, 720, 1280), buckets, 24.0) is None
+    assert assign_bucket(MediaInfo(1, 0.0, 300, 400), buckets, 24.0) == (1, 480, 480)
+    with pytest.raises(ValueError, match="4k\\+1"):
+        check_buckets([[8, 64, 64]])
+    with pytest.raises(ValueError, match="multiples of 16"):
+        check_buckets([[9, 60, 64]])
+
+
+def test_resize_crop_covers_then_centre_crops():
+    frames = torch.zeros(2, 40, 100, 3, dtype=torch.uint8)
+    frames[:, :, 45:55] = 255  # a bright vertical bar in the middle
+    out = resize_crop(frames, 32, 32)
+    assert out.shape == (3, 2, 32, 32) and out.min() >= -1 and out.max() <= 1
+    assert out[:, :, :, 16].mean() > 0.9 and out[:, :, :, 0].mean() < -0.9

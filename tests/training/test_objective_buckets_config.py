@@ -1,0 +1,92 @@
+"""The objective helpers in flow.py, the bucket sampler, I2V condition channels, and recipe configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from motif_video import flow
+from motif_video.training.buckets import BucketBatchSampler
+from motif_video.training.config import load_config
+from motif_video.training.i2v import condition_channels, gaussian_blur
+from motif_video.training.trainer import lr_at
+
+RECIPES = Path(__file__).parents[2] / "recipes"
+
+
+def test_timestep_sampling_and_shift():
+    g = torch.Generator().manual_seed(0)
+    uniform = flow.sample_training_sigmas(20000, "uniform", generator=g)
+    assert uniform.min() >= 0 and uniform.max() < 1 and abs(uniform.mean() - 0.5) < 0.01
+    logit = flow.sample_training_sigmas(20000, "logit_normal", generator=g)
+    assert abs(logit.mean() - 0.5) < 0.01 and logit.std() < uniform.std()
+    shifted = flow.sample_training_sigmas(20000, "uniform", shift=3.0, generator=g)
+    assert shifted.mean() > 0.6
+    with pytest.raises(ValueError, match="uniform"):
+        flow.sample_training_sigmas(2, "cosine")
+
+
+def test_velocity_loss_and_text_dropout_and_bins():
+    x0, noise = torch.randn(3, 4, 2), torch.randn(3, 4, 2)
+    assert torch.equal(flow.velocity_loss(noise - x0, x0, noise), torch.zeros(3))
+    assert torch.allclose(flow.velocity_loss(noise - x0 + 1, x0, noise), torch.ones(3))
+    text, mask = torch.ones(2, 4, 3), torch.ones(2, 4, dtype=torch.bool)
+    null, null_mask = torch.full((6, 3), 7.0), torch.tensor([1, 0, 0, 0, 0, 0], dtype=torch.bool)
+    out, out_mask = flow.drop_text(text, mask, null, null_mask, torch.tensor([False, True]))
+    assert torch.equal(out[0], text[0]) and torch.equal(out[1], null[:4])
+    assert out_mask.tolist() == [[True] * 4, [True, False, False, False]]
+    bins = flow.timestep_bins(torch.tensor([0.05, 0.07, 0.95]), torch.tensor([1.0, 3.0, 5.0]))
+    assert bins == {"sigma_0.0-0.1": (4.0, 2), "sigma_0.9-1.0": (5.0, 1)}
+
+
+def test_bucket_sampler_one_shape_per_step_and_ranks_partition_the_global_batch():
+    buckets = ["video"] * 10 + ["image"] * 7
+    ranks = [BucketBatchSampler(buckets, 2, world_size=2, rank=r, seed=3) for r in range(2)]
+    assert ranks[0].steps_per_epoch == 2 + 1  # 10 // 4 + 7 // 4
+    for step in range(9):
+        parts = [s.batch_at(step) for s in ranks]
+        assert all(len(p) == 2 for p in parts)
+        assert len({buckets[i] for p in parts for i in p}) == 1  # one shape for every rank
+        assert parts[0] + parts[1] == ranks[0].global_batch_at(step)
+        assert not set(parts[0]) & set(parts[1])
+    again = BucketBatchSampler(buckets, 2, world_size=2, rank=0, seed=3)
+    assert [again.batch_at(s) for s in range(9)] == [ranks[0].batch_at(s) for s in range(9)]
+    assert ranks[0].utilisation == pytest.approx(12 / 17)
+    with pytest.raises(ValueError, match="global batch"):
+        BucketBatchSampler(["a"] * 3, 2, world_size=2)
+
+
+def test_i2v_condition_channels_and_blur():
+    latents = torch.randn(2, 16, 3, 8, 8)
+    sigma = torch.tensor([0.0, 1.0])
+    cond = condition_channels(latents, sigma, conditioned=True, max_std=1.5)
+    assert cond.shape == (2, 17, 3, 8, 8)
+    assert torch.equal(cond[0, :16, 0], latents[0, :, 0])  # sigma 0: sharp
+    assert not torch.allclose(cond[1, :16, 0], latents[1, :, 0])  # sigma 1: blurred
+    assert cond[:, 16, 0].eq(1).all() and cond[:, :, 1:].eq(0).all()
+    assert condition_channels(latents, sigma, conditioned=False).eq(0).all()
+    flat = torch.ones(1, 2, 8, 8)
+    assert torch.allclose(gaussian_blur(flat, 2.0), flat)  # the kernel sums to one
+
+
+def test_every_recipe_loads_and_unknown_keys_fail():
+    files = sorted(RECIPES.rglob("*.yaml"))
+    assert len(files) >= 12  # tiny-cpu, lora, full fine-tune, ten curriculum stages
+    for path in files:
+        load_config(path)
+    with pytest.raises(ValueError, match="unknown key"):
+        load_config(RECIPES / "tiny-cpu" / "config.yaml", ["optim.learning_rate=1"])
+    with pytest.raises(ValueError, match="must be one of"):
+        load_config(None, ["objective.timestep_sampling=cosine"])
+    with pytest.raises(ValueError, match="key=value"):
+        load_config(None, ["max_steps"])
+
+
+def test_learning_rate_schedule():
+    config = load_config(
+        None, ["optim.lr=1.0", "optim.warmup_steps=4", "optim.schedule=cosine", "max_steps=14"]
+    )
+    assert [lr_at(s, config) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_at(9, config) == pytest.approx(0.5) and lr_at(14, config) == pytest.approx(0.0)

@@ -1,0 +1,47 @@
+"""Save, stop, resume: the loss sequence equals the uninterrupted run's; metrics.jsonl and checkpoints are complete."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import tiny_overrides, write_random_cache
+
+from motif_video.models import MotifVideoTransformer
+from motif_video.training import checkpoint as ckpt
+from motif_video.training.config import load_config
+from motif_video.training.trainer import train
+
+
+def test_resume_repeats_the_uninterrupted_run(tmp_path):
+    cache = write_random_cache(tmp_path / "cache", count=6)
+    extra = {
+        "optim.ema_decay": 0.9,
+        "objective.text_dropout": 0.3,
+        "tread.routes": [{"start_layer": 2, "end_layer": 3, "ratio": 0.5}],
+        "checkpoint_every": 3,
+        "max_steps": 6,
+    }
+    full = train(load_config(None, tiny_overrides(tmp_path / "full", cache, **extra)))
+
+    first = train(load_config(None, tiny_overrides(tmp_path / "split", cache, **{**extra, "max_steps": 3})))
+    assert ckpt.latest_checkpoint(tmp_path / "split").name == "step-00000003"
+    second = train(load_config(None, tiny_overrides(tmp_path / "split", cache, **extra)))
+
+    assert len(full.losses) == 6
+    assert first.losses + second.losses == full.losses  # bit-identical
+    assert full.losses[0] != full.losses[1]
+
+    records = [json.loads(line) for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
+    assert {"step", "loss", "lr", "tokens_per_s", "loss_bins"} <= set(records[0])
+    final = ckpt.latest_checkpoint(tmp_path / "split")
+    assert {p.name for p in final.iterdir()} >= {
+        "model.safetensors",
+        "ema.safetensors",
+        "optimizer.pt",
+        "state.json",
+    }
+    assert not list(final.parent.glob("*.tmp"))
+    exported = MotifVideoTransformer.from_pretrained(tmp_path / "split" / "transformer")
+    assert exported.config.num_layers == 2
+    assert (tmp_path / "split" / "transformer-ema" / "config.json").exists()
