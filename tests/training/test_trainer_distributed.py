@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import torch
-from conftest import tiny_overrides, write_random_cache
 from safetensors.torch import load_file
 
+from conftest import tiny_overrides, write_random_cache
 from motif_video.training.config import load_config
 from motif_video.training.trainer import train
 
