@@ -31,17 +31,35 @@ def rotate_prefix(x: torch.Tensor, rope: Rope, count: int) -> torch.Tensor:
     return torch.cat([apply_rope(x[:, :count], *rope), x[:, count:]], dim=1)
 
 
-class JointAttention(nn.Module):
-    """Dual-stream attention: separate projections per stream, one softmax over [video | encoder]."""
+class QKVHeads(nn.Module):
+    """to_q / to_k / to_v projections split into heads, with per-head RMS QK-norm."""
 
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
-        head_dim = dim // heads
         self.heads = heads
         self.to_q, self.to_k, self.to_v = (nn.Linear(dim, dim) for _ in range(3))
+        self.norm_q, self.norm_k = RMSNorm(dim // heads), RMSNorm(dim // heads)
+
+    def heads_of(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(-1, (self.heads, -1))  # [B, L, D] -> [B, L, H, d]
+
+    def query(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm_q(self.heads_of(self.to_q(x)))
+
+    def key(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm_k(self.heads_of(self.to_k(x)))
+
+    def value(self, x: torch.Tensor) -> torch.Tensor:
+        return self.heads_of(self.to_v(x))
+
+
+class JointAttention(QKVHeads):
+    """Dual-stream attention: separate projections per stream, one softmax over [video | encoder]."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__(dim, heads)
         self.add_q_proj, self.add_k_proj, self.add_v_proj = (nn.Linear(dim, dim) for _ in range(3))
-        self.norm_q, self.norm_k = RMSNorm(head_dim), RMSNorm(head_dim)
-        self.norm_added_q, self.norm_added_k = RMSNorm(head_dim), RMSNorm(head_dim)
+        self.norm_added_q, self.norm_added_k = RMSNorm(dim // heads), RMSNorm(dim // heads)
         self.to_out = nn.ModuleList([nn.Linear(dim, dim)])
         self.to_add_out = nn.Linear(dim, dim)
 
@@ -49,54 +67,39 @@ class JointAttention(nn.Module):
         self, x: torch.Tensor, e: torch.Tensor, rope: Rope, mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         n = x.shape[1]
-        q = apply_rope(self.norm_q(self.to_q(x).unflatten(-1, (self.heads, -1))), *rope)
-        k = apply_rope(self.norm_k(self.to_k(x).unflatten(-1, (self.heads, -1))), *rope)
-        v = self.to_v(x).unflatten(-1, (self.heads, -1))
-        eq = self.norm_added_q(self.add_q_proj(e).unflatten(-1, (self.heads, -1)))
-        ek = self.norm_added_k(self.add_k_proj(e).unflatten(-1, (self.heads, -1)))
-        ev = self.add_v_proj(e).unflatten(-1, (self.heads, -1))
+        q, k, v = apply_rope(self.query(x), *rope), apply_rope(self.key(x), *rope), self.value(x)
+        eq = self.norm_added_q(self.heads_of(self.add_q_proj(e)))
+        ek = self.norm_added_k(self.heads_of(self.add_k_proj(e)))
+        ev = self.heads_of(self.add_v_proj(e))
         out = attention(torch.cat([q, eq], 1), torch.cat([k, ek], 1), torch.cat([v, ev], 1), mask)
         out = out.flatten(2).to(x.dtype)  # [B, N + E, D]
         return self.to_out[0](out[:, :n]), self.to_add_out(out[:, n:])
 
 
-class PreOnlyAttention(nn.Module):
+class PreOnlyAttention(QKVHeads):
     """Single-stream attention over a joint sequence with shared projections and no output projection."""
-
-    def __init__(self, dim: int, heads: int) -> None:
-        super().__init__()
-        head_dim = dim // heads
-        self.heads = heads
-        self.to_q, self.to_k, self.to_v = (nn.Linear(dim, dim) for _ in range(3))
-        self.norm_q, self.norm_k = RMSNorm(head_dim), RMSNorm(head_dim)
 
     def forward(
         self, z: torch.Tensor, num_rotated: int, rope: Rope, mask: torch.Tensor | None
     ) -> torch.Tensor:
-        q = rotate_prefix(self.norm_q(self.to_q(z).unflatten(-1, (self.heads, -1))), rope, num_rotated)
-        k = rotate_prefix(self.norm_k(self.to_k(z).unflatten(-1, (self.heads, -1))), rope, num_rotated)
-        v = self.to_v(z).unflatten(-1, (self.heads, -1))
-        return attention(q, k, v, mask).flatten(2).to(z.dtype)
+        q = rotate_prefix(self.query(z), rope, num_rotated)
+        k = rotate_prefix(self.key(z), rope, num_rotated)
+        return attention(q, k, self.value(z), mask).flatten(2).to(z.dtype)
 
 
-class CrossAttention(nn.Module):
+class CrossAttention(QKVHeads):
     """Text cross-attention with its own projections (layout A, the diffusers checkpoint layout)."""
 
     def __init__(self, dim: int, heads: int) -> None:
-        super().__init__()
-        head_dim = dim // heads
-        self.heads = heads
-        self.to_q, self.to_k, self.to_v = (nn.Linear(dim, dim) for _ in range(3))
-        self.norm_q, self.norm_k = RMSNorm(head_dim), RMSNorm(head_dim)
+        super().__init__(dim, heads)
         self.to_out = nn.ModuleList([nn.Linear(dim, dim)])
 
     def forward(
         self, x: torch.Tensor, text: torch.Tensor, rope: Rope, text_mask: torch.Tensor | None
     ) -> torch.Tensor:
-        q = apply_rope(self.norm_q(self.to_q(x).unflatten(-1, (self.heads, -1))), *rope)
-        k = self.norm_k(self.to_k(text).unflatten(-1, (self.heads, -1)))
-        v = self.to_v(text).unflatten(-1, (self.heads, -1))
-        return self.to_out[0](attention(q, k, v, text_mask).flatten(2).to(x.dtype))
+        q = apply_rope(self.query(x), *rope)
+        out = attention(q, self.key(text), self.value(text), text_mask)
+        return self.to_out[0](out.flatten(2).to(x.dtype))
 
 
 def shared_cross_attention(
