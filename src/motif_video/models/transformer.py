@@ -16,7 +16,7 @@ import json
 import os
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -30,6 +30,9 @@ from .embeddings import ImageProjection, PatchEmbed, TextProjection, TimestepEmb
 from .modulation import AdaLNContinuous
 from .rope import rope_tables, video_position_ids
 from .routing import Route, gather_tokens, scatter_tokens, select_tokens, validate_routes
+
+if TYPE_CHECKING:
+    from ..perf.step_cache import StepCacheBranch
 
 # The class name written into saved configs, so that saved folders keep the released format.
 RELEASED_CLASS_NAME = "MotifVideoTransformer3DModel"
@@ -196,6 +199,7 @@ class MotifVideoTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         return_features: Sequence[int | str] = (),
         routes: Sequence[Route | dict] | None = None,
         routing_generator: torch.Generator | None = None,
+        step_cache: StepCacheBranch | None = None,
     ) -> MotifVideoTransformerOutput | tuple[torch.Tensor, ...]:
         """Predict the flow velocity.
 
@@ -203,6 +207,7 @@ class MotifVideoTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         encoder_hidden_states [B, E, text_embed_dim], encoder_attention_mask [B, E] (1 = valid), image_embeds
         [B, E_i, image_embed_dim] (I2V). `return_features` names blocks (global index or state-dict prefix) whose
         video-token outputs are returned in `.features`; `routes` enables TREAD token routing in training mode.
+        `step_cache` (a `motif_video.perf.StepCache` branch, sampling only) may skip every block after the first.
         """
         with _lora_scale(self, attention_kwargs):
             b, _, t, h, w = hidden_states.shape
@@ -223,26 +228,27 @@ class MotifVideoTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
 
             # 2. Encoder side: dual-stream then single-stream blocks over [video | image + text].
             features: dict[Hashable, torch.Tensor] = {}
-            x, _ = self._run_stage(
-                self.encoder_blocks,
-                0,
-                x,
-                y,
-                temb,
-                rope,
-                mask,
-                image_tokens,
-                active_routes,
-                taps,
-                features,
-                routing_generator,
-            )
+            stage = (temb, rope, mask, image_tokens, active_routes, taps, features, routing_generator)
+            first = 0
+            if step_cache is not None:  # run block 0 alone; the cache may then stand in for all the rest
+                if active_routes or taps:
+                    raise ValueError(
+                        "step_cache is for sampling: it cannot be combined with routes or features"
+                    )
+                x, y = self._run_stage(self.encoder_blocks[:1], 0, x, y, *stage)
+                cached, first = step_cache.lookup(x - x_decoder), 1
+            if step_cache is None or cached is None:
+                x, _ = self._run_stage(self.encoder_blocks[first:], first, x, y, *stage)
 
-            # 3. DDT decoder: [decoder stream | encoder output], no mask; the encoder output keeps evolving.
-            x, _ = self._run_stage(
-                self.decoder_blocks, len(self.encoder_blocks), x_decoder, x, temb, rope, None, 0,
-                active_routes, taps, features, routing_generator,
-            )  # fmt: skip
+                # 3. DDT decoder: [decoder stream | encoder output], no mask; the encoder output keeps evolving.
+                x, _ = self._run_stage(
+                    self.decoder_blocks, len(self.encoder_blocks), x_decoder, x, temb, rope, None, 0,
+                    active_routes, taps, features, routing_generator,
+                )  # fmt: skip
+                if step_cache is not None:
+                    step_cache.store(x - x_decoder)
+            else:
+                x = x_decoder + cached  # skipped step: the decoder output from the last full step's residual
 
             # 4. Head: AdaLN-continuous, project to patches, unpatchify.
             out = self.proj_out(self.norm_out(x, temb))  # [B, N, C_out p_t p p]

@@ -1,0 +1,100 @@
+"""FP8 transformer linears through torchao (optional extra: `pip install 'motif-video[fp8]'`).
+
+Two modes, separate on purpose:
+
+| mode          | torchao config                                      | what it buys                         | device             |
+|---------------|-----------------------------------------------------|--------------------------------------|--------------------|
+| `weight_only` | `Float8WeightOnlyConfig`                            | memory: weights stored in float8 e4m3, computed in the activation dtype | any (CUDA, CPU) |
+| `dynamic`     | `Float8DynamicActivationFloat8WeightConfig(PerRow)` | compute: float8 x float8 matmuls, activations scaled per row at run time | CUDA sm89+ (Ada, Hopper) |
+
+Which layers. Only the `nn.Linear` layers inside the repeated blocks: attention projections (q, k, v, out, the
+added-stream projections, text cross-attention) and the MLPs. Kept in full precision, because they are small, run
+once per sample or are sensitive to quantisation: the embedders (patch convolution, text, image and timestep
+projections), every AdaLN modulation linear (`norm1.linear`, `norm1_context.linear`, `norm.linear`), all norms
+(LayerNorm, RMSNorm), and the output head (`norm_out`, `proj_out`). Linears whose in/out widths are not multiples
+of 16 (float8 matmul tiles) are skipped as well; at the released width none is. On the released model this
+converts 1,509,949,440 of 2,037,809,600 weights (74%); the modulation linears hold most of the rest.
+
+Error against bfloat16: not yet measured on a GPU (none was lent); `benchmarks/transformer_speed.py --fp8 MODE`
+prints the relative L2 error of one forward against the exact bf16 run. On CPU in float32, weight-only FP8 changes
+the tiny test model's output by a relative L2 of about 3e-4.
+
+Apply after loading and moving the model to its device and dtype, and before `compile_repeated_blocks`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Literal
+
+import torch
+from torch import nn
+
+Fp8Mode = Literal["weight_only", "dynamic"]
+FP8_MODES: tuple[str, ...] = ("weight_only", "dynamic")
+BLOCK_PREFIXES = ("transformer_blocks.", "single_transformer_blocks.")
+EXCLUDED_SUFFIXES = ("norm1.linear", "norm1_context.linear", "norm.linear")
+DYNAMIC_MIN_CAPABILITY = (8, 9)
+
+
+def is_fp8_linear(module: nn.Module, name: str) -> bool:
+    """The layer-selection rule (usable as torchao's `filter_fn`)."""
+    return (
+        isinstance(module, nn.Linear)
+        and name.startswith(BLOCK_PREFIXES)
+        and not name.endswith(EXCLUDED_SUFFIXES)
+        and module.in_features % 16 == 0
+        and module.out_features % 16 == 0
+    )
+
+
+def fp8_layer_names(model: nn.Module) -> list[str]:
+    """Names of the linears that `quantize_fp8` converts."""
+    return [name for name, module in model.named_modules() if is_fp8_linear(module, name)]
+
+
+def torchao_available() -> bool:
+    return importlib.util.find_spec("torchao") is not None
+
+
+def check_fp8_support(mode: str, device: torch.device) -> None:
+    """Raise a clear error if `mode` cannot run on `device` here."""
+    if mode not in FP8_MODES:
+        raise ValueError(f"fp8 mode must be one of {FP8_MODES}, got {mode!r}")
+    if not torchao_available():
+        raise ImportError(
+            "FP8 needs torchao, which is not installed: pip install 'motif-video[fp8]' (or pip install torchao)"
+        )
+    if mode == "dynamic":
+        if device.type != "cuda":
+            raise ValueError(
+                f"fp8 mode 'dynamic' needs a CUDA device with compute capability >= 8.9 (Ada, Hopper), "
+                f"the model is on {device.type}; use 'weight_only' for memory savings"
+            )
+        capability = torch.cuda.get_device_capability(device)
+        if capability < DYNAMIC_MIN_CAPABILITY:
+            raise ValueError(
+                f"fp8 mode 'dynamic' needs compute capability >= 8.9 (Ada, Hopper), this GPU has "
+                f"{capability[0]}.{capability[1]}; use 'weight_only' for memory savings"
+            )
+
+
+def quantize_fp8(model: nn.Module, mode: Fp8Mode) -> nn.Module:
+    """Convert the selected linears of `model` in place to FP8 (`mode` as in the module docstring); returns it."""
+    device = next(model.parameters()).device
+    check_fp8_support(mode, device)
+    from torchao.quantization import (
+        Float8DynamicActivationFloat8WeightConfig,
+        Float8WeightOnlyConfig,
+        PerRow,
+        quantize_,
+    )
+
+    if not fp8_layer_names(model):
+        raise ValueError(f"{type(model).__name__} has no linear layers that FP8 applies to")
+    if mode == "weight_only":
+        config = Float8WeightOnlyConfig()
+    else:
+        config = Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())
+    quantize_(model, config, filter_fn=is_fp8_linear)
+    return model

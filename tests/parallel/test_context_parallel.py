@@ -1,0 +1,127 @@
+"""Context parallelism with gloo on CPU: 2 ranks give the single-process output (max abs diff <= 1e-5, float32)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from motif_video.parallel import enable_context_parallel
+from motif_video.perf.step_cache import StepCache
+from motif_video.presets import build_transformer
+
+WORLD = 2
+
+
+def make_model(**overrides):
+    torch.manual_seed(0)
+    model = build_transformer("tiny", **overrides).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.05)
+    return model
+
+
+def cases() -> dict[str, dict]:
+    """Named (model overrides, inputs); latent grids give 48 (even) and 45 (odd) video tokens."""
+    g = torch.Generator().manual_seed(1)
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    mask[1, 4:] = False
+    return {
+        "t2v": ({}, {"hidden_states": torch.randn(1, 33, 3, 8, 16, generator=g),
+                     "encoder_hidden_states": torch.randn(1, 7, 32, generator=g)}),
+        "i2v": ({}, {"hidden_states": torch.randn(1, 33, 3, 8, 16, generator=g),
+                     "encoder_hidden_states": torch.randn(1, 7, 32, generator=g),
+                     "image_embeds": torch.randn(1, 5, 24, generator=g)}),
+        "masked_text_batch2": ({}, {"hidden_states": torch.randn(2, 33, 3, 8, 16, generator=g),
+                                    "encoder_hidden_states": torch.randn(2, 9, 32, generator=g),
+                                    "encoder_attention_mask": mask}),
+        "odd_tokens_odd_heads": ({"num_attention_heads": 3, "attention_head_dim": 16, "rope_axes_dim": [4, 6, 6]},
+                                 {"hidden_states": torch.randn(1, 33, 5, 6, 6, generator=g),
+                                  "encoder_hidden_states": torch.randn(1, 3, 32, generator=g),
+                                  "image_embeds": torch.randn(1, 2, 24, generator=g)}),
+    }  # fmt: skip
+
+
+def run_rank(rank: int, port: int, out_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    results = {}
+    try:
+        for name, (overrides, inputs) in cases().items():
+            model = make_model(**overrides)
+            with torch.no_grad():
+                single = model(timestep=500.0, **inputs).sample
+                handle = enable_context_parallel(model)
+                parallel = model(timestep=500.0, **inputs).sample
+                handle.remove()
+                again = model(timestep=500.0, **inputs).sample  # hooks removed: the single-process path
+            results[name] = {
+                "max_abs_diff": (parallel - single).abs().max().item(),
+                "removed_diff": (again - single).abs().max().item(),
+                "scale": single.abs().max().item(),
+            }
+        # A step cache shared by the ranks: same decisions everywhere, same outputs as one process.
+        overrides, inputs = cases()["t2v"]
+        model = make_model()
+        outputs = {}
+        for mode in ("single", "parallel"):
+            handle = enable_context_parallel(model) if mode == "parallel" else None
+            cache = StepCache(0.2, process_group=dist.group.WORLD if handle else None)
+            with torch.no_grad():
+                outs = [
+                    model(timestep=t, step_cache=cache.branch(), **inputs).sample
+                    for t in (999.0, 990.0, 700.0)
+                ]
+            outputs[mode] = (outs, cache.skipped_steps())
+            if handle:
+                handle.remove()
+        results["step_cache"] = {
+            "skipped_single": outputs["single"][1],
+            "skipped_parallel": outputs["parallel"][1],
+            "max_abs_diff": max((a - b).abs().max().item() for a, b in zip(outputs["single"][0], outputs["parallel"][0])),
+        }  # fmt: skip
+    finally:
+        dist.destroy_process_group()
+    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(results))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def rank_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    out = tmp_path_factory.mktemp("cp")
+    mp.spawn(run_rank, args=(free_port(), str(out)), nprocs=WORLD, join=True)
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in range(WORLD)]
+
+
+@pytest.mark.parametrize("case", ["t2v", "i2v", "masked_text_batch2", "odd_tokens_odd_heads"])
+def test_two_ranks_match_one(rank_results: list[dict], case: str) -> None:
+    for results in rank_results:
+        assert results[case]["scale"] > 1e-2  # a real output, not zeros
+        assert results[case]["max_abs_diff"] <= 1e-5
+        assert results[case]["removed_diff"] == 0.0
+
+
+def test_step_cache_decides_the_same_on_every_rank(rank_results: list[dict]) -> None:
+    for results in rank_results:
+        cache = results["step_cache"]
+        assert cache["skipped_parallel"] == cache["skipped_single"]
+        assert cache["max_abs_diff"] <= 1e-5
+    assert rank_results[0]["step_cache"]["skipped_parallel"] == [1]  # the cache did skip (t 990 after 999)
+
+
+def test_needs_an_initialised_process_group() -> None:
+    with pytest.raises(ValueError, match="torch.distributed"):
+        enable_context_parallel(make_model())
