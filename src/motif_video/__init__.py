@@ -1,11 +1,12 @@
 """motif-video: Motif-Video 2B text/image-to-video, inference and training."""
 
 from .models import MotifVideoTransformer, MotifVideoTransformerOutput, Route
-from .pipelines import MotifVideoPipeline
+from .pipelines import MotifVideoImageToVideoPipeline, MotifVideoPipeline
 from .presets import PRESETS, build_transformer
 
 __all__ = [
     "PRESETS",
+    "MotifVideoImageToVideoPipeline",
     "MotifVideoPipeline",
     "MotifVideoTransformer",
     "MotifVideoTransformerOutput",

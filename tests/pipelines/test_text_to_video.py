@@ -5,29 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from pipeline_test_utils import APG_SETTINGS, PROMPT, SIZE, reference_guider
 
 from motif_video import MotifVideoPipeline
 from motif_video.pipelines import DEFAULT_NEGATIVE_PROMPT
-
-PROMPT = "a red ball moving left over the sea"
-SIZE = {"height": 64, "width": 96, "num_frames": 9}
-
-
-# (eta, norm dims, norm threshold): as released in diffusers, and Motif's ComfyUI setting with clipping active.
-APG_SETTINGS = [(1.0, (-1, -2, -4), 12.0), (0.0, (-1, -2, -3), 0.5)]
-
-
-def reference_guider(eta=1.0, dims=(-1, -2, -4), threshold=12.0):
-    from diffusers import AdaptiveProjectedGuidance
-
-    return AdaptiveProjectedGuidance(
-        guidance_scale=8.0,
-        adaptive_projected_guidance_momentum=0.1,
-        adaptive_projected_guidance_rescale=threshold,
-        adaptive_projected_guidance_norm_dim=list(dims),
-        eta=eta,
-        use_original_formulation=True,
-    )
 
 
 @pytest.fixture(scope="module")

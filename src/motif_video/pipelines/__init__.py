@@ -2,7 +2,14 @@
 
 from .base import MotifVideoPipelineOutput
 from .guidance import GuidanceConfig
+from .image_to_video import MotifVideoImageToVideoPipeline
 from .prompts import DEFAULT_NEGATIVE_PROMPT
 from .text_to_video import MotifVideoPipeline
 
-__all__ = ["DEFAULT_NEGATIVE_PROMPT", "GuidanceConfig", "MotifVideoPipeline", "MotifVideoPipelineOutput"]
+__all__ = [
+    "DEFAULT_NEGATIVE_PROMPT",
+    "GuidanceConfig",
+    "MotifVideoImageToVideoPipeline",
+    "MotifVideoPipeline",
+    "MotifVideoPipelineOutput",
+]

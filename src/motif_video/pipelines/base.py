@@ -7,6 +7,7 @@ the loop itself is `_sample`. The sampler is flow-matching Euler with a static s
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -93,6 +94,9 @@ class MotifVideoBasePipeline(DiffusionPipeline):
         self.release_text_encoder = True
         self.run_device: torch.device | None = None  # set by memory modes that move weights off the device
         self.last_sampler: SamplerChoice | None = None
+        self.folder_pipeline_class: str | None = (
+            None  # model_index.json `_class_name` of the folder loaded from
+        )
         self._interrupt = False
 
     # ------------------------------------------------------------------------------------------------------ loading
@@ -114,7 +118,12 @@ class MotifVideoBasePipeline(DiffusionPipeline):
                 folder, subfolder="transformer", torch_dtype=kwargs.get("torch_dtype")
             )
         kwargs.pop("local_files_only", None)
-        return super().from_pretrained(folder, local_files_only=True, **kwargs)
+        pipe = super().from_pretrained(folder, local_files_only=True, **kwargs)
+        index = folder / "model_index.json"
+        pipe.folder_pipeline_class = (
+            json.loads(index.read_text()).get("_class_name") if index.is_file() else None
+        )
+        return pipe
 
     # ------------------------------------------------------------------------------------------------- properties
     @property
