@@ -67,7 +67,7 @@ def test_cfg_and_reductions():
         ({"scale": -1.0}, "guidance_scale"),
         ({"norm_dims": (0, -1)}, "norm_dims"),
         ({"momentum": 1.0}, "momentum"),
-    ],  # fmt: skip
+    ],
 )
 def test_bad_guidance_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -77,11 +77,21 @@ def test_bad_guidance_values(kwargs, message):
 def test_config_from_folder_guider():
     from diffusers import AdaptiveProjectedGuidance, ClassifierFreeGuidance
 
-    apg_guider = AdaptiveProjectedGuidance(guidance_scale=7.0, adaptive_projected_guidance_momentum=0.2,
-                                           adaptive_projected_guidance_rescale=10.0, use_original_formulation=True)  # fmt: skip
+    apg_guider = AdaptiveProjectedGuidance(
+        guidance_scale=7.0,
+        adaptive_projected_guidance_momentum=0.2,
+        adaptive_projected_guidance_rescale=10.0,
+        use_original_formulation=True,
+    )
     c = config_from_guider(apg_guider)
-    assert (c.mode, c.scale, c.momentum, c.norm_threshold, c.eta, c.norm_dims) == ("apg", 7.0, 0.2, 10.0, 1.0,
-                                                                                    (-1, -2, -4))  # fmt: skip
+    assert (c.mode, c.scale, c.momentum, c.norm_threshold, c.eta, c.norm_dims) == (
+        "apg",
+        7.0,
+        0.2,
+        10.0,
+        1.0,
+        (-1, -2, -4),
+    )
     assert config_from_guider(apg_guider, scale=5.0, eta=None).scale == 5.0
     assert config_from_guider(ClassifierFreeGuidance(guidance_scale=5.0)).mode == "cfg"
     assert config_from_guider(None) == GuidanceConfig()

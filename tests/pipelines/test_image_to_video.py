@@ -71,12 +71,28 @@ def test_conditioning_inputs_reach_the_transformer(pipe):
 def test_several_images_one_per_prompt(pipe):
     images = [make_image(seed=1), make_image(seed=2)]
     prompts = [PROMPT, "a blue cube spinning"]
-    both = _run(pipe, image=images, prompt=prompts, steps=2, output_type="latent", guidance="none",
-                first_frame_latent="mode", num_videos_per_prompt=2)  # fmt: skip
+    both = _run(
+        pipe,
+        image=images,
+        prompt=prompts,
+        steps=2,
+        output_type="latent",
+        guidance="none",
+        first_frame_latent="mode",
+        num_videos_per_prompt=2,
+    )
     assert both.shape == (4, 16, 3, 8, 12)
     noise = torch.randn(4, 16, 3, 8, 12, generator=torch.Generator().manual_seed(0))
-    second = _run(pipe, image=images[1], prompt=prompts[1], steps=2, output_type="latent", guidance="none",
-                  first_frame_latent="mode", latents=noise[2:3])  # fmt: skip
+    second = _run(
+        pipe,
+        image=images[1],
+        prompt=prompts[1],
+        steps=2,
+        output_type="latent",
+        guidance="none",
+        first_frame_latent="mode",
+        latents=noise[2:3],
+    )
     torch.testing.assert_close(both[2:3], second, atol=1e-4, rtol=1e-5)
     with pytest.raises(ValueError, match="one image or one per prompt"):
         _run(pipe, image=[make_image()] * 3, prompt=prompts, steps=1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from motif_video.flow import sampling_sigmas
@@ -14,7 +16,7 @@ def test_50_step_shift_15_schedule_matches_the_spec():
     assert len(s) == 51
     assert s[:3] == pytest.approx([1.0, 0.9986, 0.9972], abs=5e-5)
     assert s[-4:] == pytest.approx([0.4891, 0.3846, 0.2344, 0.0], abs=5e-5)
-    assert all(a > b for a, b in zip(s, s[1:]))
+    assert all(a > b for a, b in itertools.pairwise(s))
 
 
 def test_schedule_equals_diffusers_flow_match_euler():
@@ -55,8 +57,14 @@ def test_flow_shift_stored_where_flow_match_euler_ignores_it_is_honoured():
 def test_dpm_solver_config_is_reported_not_silently_replaced(caplog):
     from diffusers import DPMSolverMultistepScheduler
 
-    cfg = _loaded(DPMSolverMultistepScheduler, algorithm_type="dpmsolver++", prediction_type="flow_prediction",
-                  use_flow_sigmas=True, flow_shift=15.0, solver_order=2)  # fmt: skip
+    cfg = _loaded(
+        DPMSolverMultistepScheduler,
+        algorithm_type="dpmsolver++",
+        prediction_type="flow_prediction",
+        use_flow_sigmas=True,
+        flow_shift=15.0,
+        solver_order=2,
+    )
     with caplog.at_level("WARNING"):
         choice = choose_shift(cfg, 8.0)
     assert choice.shift == 15.0 and "DPMSolverMultistepScheduler cannot be honoured" in choice.note

@@ -77,9 +77,13 @@ def test_parity_with_diffusers_reference(pipe, reference_runs, apg, batching):
     eta, dims, threshold = apg
     ref, ref_latent = reference_runs(apg)
     ours, ours_latent = run_with_latents(
-        pipe, negative_prompt="", guidance_batching=batching, apg_eta=eta, apg_norm_dims=dims,
+        pipe,
+        negative_prompt="",
+        guidance_batching=batching,
+        apg_eta=eta,
+        apg_norm_dims=dims,
         apg_norm_threshold=threshold,
-    )  # fmt: skip
+    )
     assert ours.shape == ref.shape == (1, 9, 64, 96, 3)
     np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=0)
     # Latents reach |z| ~ 12 with these weights; float32 rounding (text padding 1e-6, trimmed vs masked attention)
@@ -100,8 +104,14 @@ def test_parity_check_can_fail(pipe, reference_runs, change):
 
 def test_several_prompts_and_videos_per_prompt(pipe):
     prompts = [PROMPT, "a blue cube spinning"]
-    out = pipe(prompts, **SIZE, num_inference_steps=2, num_videos_per_prompt=2, output_type="latent",
-               generator=torch.Generator().manual_seed(0)).frames  # fmt: skip
+    out = pipe(
+        prompts,
+        **SIZE,
+        num_inference_steps=2,
+        num_videos_per_prompt=2,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(0),
+    ).frames
     assert out.shape == (4, 16, 3, 8, 12)
     # Videos are independent: each batch row equals a one-video run with that row's noise.
     noise = torch.randn(4, 16, 3, 8, 12, generator=torch.Generator().manual_seed(0))
@@ -140,8 +150,9 @@ def test_callback_can_replace_latents(pipe):
 
 def test_guidance_modes(pipe):
     calls = []
-    hook = pipe.transformer.register_forward_hook(lambda m, a, k, o: calls.append(k["hidden_states"].shape[0]),
-                                                  with_kwargs=True)  # fmt: skip
+    hook = pipe.transformer.register_forward_hook(
+        lambda m, a, k, o: calls.append(k["hidden_states"].shape[0]), with_kwargs=True
+    )
     try:
         none = _run(pipe, steps=2, output_type="latent", guidance="none")
         assert calls == [1, 1]

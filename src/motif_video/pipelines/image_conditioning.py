@@ -62,9 +62,13 @@ def siglip_tokens(vision_tower, feature_extractor, frame: torch.Tensor) -> torch
     multimodal projector), after the folder's SigLIP preprocessing."""
     pixels = ((frame.float() + 1) / 2).clamp(0, 1)
     inputs = feature_extractor.preprocess(
-        images=pixels, do_resize=True, do_rescale=False, do_normalize=True, do_convert_rgb=True,
+        images=pixels,
+        do_resize=True,
+        do_rescale=False,
+        do_normalize=True,
+        do_convert_rgb=True,
         return_tensors="pt",
-    )  # fmt: skip
+    )
     dtype = next(vision_tower.parameters()).dtype
     return vision_tower(pixel_values=inputs["pixel_values"].to(frame.device, dtype)).last_hidden_state
 

@@ -79,9 +79,13 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         if conditioning_blur < 0:
             raise ValueError(f"conditioning_blur must be >= 0 (0 = off), got {conditioning_blur}")
         guidance_cfg = self.guidance_config(
-            guidance, scale=guidance_scale, eta=apg_eta, norm_dims=apg_norm_dims,
-            norm_threshold=apg_norm_threshold, momentum=apg_momentum,
-        )  # fmt: skip
+            guidance,
+            scale=guidance_scale,
+            eta=apg_eta,
+            norm_dims=apg_norm_dims,
+            norm_threshold=apg_norm_threshold,
+            momentum=apg_momentum,
+        )
         prompts = P.as_prompt_list(prompt)
         images = self._image_list(image, len(prompts))
         sigmas = flow.sampling_sigmas(num_inference_steps, self.choose_sampler(shift).shift)
@@ -103,15 +107,27 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
             device,
         )
         conditioning = self.prepare_conditioning(
-            frames, latents, len(prompts) // len(images) * num_videos_per_prompt, generator,
-            first_frame_latent, conditioning_blur, use_image_embeds,
-        )  # fmt: skip
+            frames,
+            latents,
+            len(prompts) // len(images) * num_videos_per_prompt,
+            generator,
+            first_frame_latent,
+            conditioning_blur,
+            use_image_embeds,
+        )
         self._release_text_encoder()
         latents = self.sample(
-            latents, sigmas, cond, uncond, conditioning, guidance_cfg, guidance_batching, attention_kwargs,
+            latents,
+            sigmas,
+            cond,
+            uncond,
+            conditioning,
+            guidance_cfg,
+            guidance_batching,
+            attention_kwargs,
             callback_on_step_end,
             self._callback_inputs(callback_on_step_end, callback_on_step_end_tensor_inputs),
-        )  # fmt: skip
+        )
         video = self.decode(latents, output_type, stream_decode)
         self.maybe_free_model_hooks()
         return MotifVideoPipelineOutput(frames=video) if return_dict else (video,)
@@ -165,9 +181,16 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
                 noise = randn_tensor(shape, generator=generator, device=frames.device, dtype=self.vae.dtype)
             zeros = torch.zeros_like(latents)
             return BlurredConditioning(
-                latent=zeros, mask=zeros[:, :1], image_embeds=image_embeds, vae=self.vae, frames=frames,
-                noise=noise, latent_mode=latent_mode, strength=blur, repeats=repeats,
-            )  # fmt: skip
+                latent=zeros,
+                mask=zeros[:, :1],
+                image_embeds=image_embeds,
+                vae=self.vae,
+                frames=frames,
+                noise=noise,
+                latent_mode=latent_mode,
+                strength=blur,
+                repeats=repeats,
+            )
         first = encode_first_frame(self.vae, frames, latent_mode, generator=generator).to(dtype)
         latent, mask = place_first_frame(first, latents.shape[2])
         return Conditioning(

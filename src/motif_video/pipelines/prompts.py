@@ -59,8 +59,11 @@ def tokenize(tokenizer, prompts: list[str], max_sequence_length: int = MAX_SEQUE
         if len(ids) > max_sequence_length:
             logger.warning(
                 "prompt %d has %d tokens; the last %d were cut (the text encoder takes at most %d)",
-                i, len(ids), len(ids) - max_sequence_length, max_sequence_length,
-            )  # fmt: skip
+                i,
+                len(ids),
+                len(ids) - max_sequence_length,
+                max_sequence_length,
+            )
     return tokenizer(
         prompts,
         padding="longest",

@@ -67,9 +67,13 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         self.check_size(height, width, num_frames)
         self._check_common(output_type, num_videos_per_prompt, num_inference_steps)
         guidance_cfg = self.guidance_config(
-            guidance, scale=guidance_scale, eta=apg_eta, norm_dims=apg_norm_dims,
-            norm_threshold=apg_norm_threshold, momentum=apg_momentum,
-        )  # fmt: skip
+            guidance,
+            scale=guidance_scale,
+            eta=apg_eta,
+            norm_dims=apg_norm_dims,
+            norm_threshold=apg_norm_threshold,
+            momentum=apg_momentum,
+        )
         prompts = P.as_prompt_list(prompt)
         sigmas = flow.sampling_sigmas(num_inference_steps, self.choose_sampler(shift).shift)
         self._interrupt = False
@@ -90,10 +94,17 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
             latent=torch.zeros_like(latents), mask=torch.zeros_like(latents[:, :1]), image_embeds=None
         )
         latents = self.sample(
-            latents, sigmas, cond, uncond, conditioning, guidance_cfg, guidance_batching, attention_kwargs,
+            latents,
+            sigmas,
+            cond,
+            uncond,
+            conditioning,
+            guidance_cfg,
+            guidance_batching,
+            attention_kwargs,
             callback_on_step_end,
             self._callback_inputs(callback_on_step_end, callback_on_step_end_tensor_inputs),
-        )  # fmt: skip
+        )
         frames = self.decode(latents, output_type, stream_decode)
         self.maybe_free_model_hooks()
         return MotifVideoPipelineOutput(frames=frames) if return_dict else (frames,)
