@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["info"]
+COMMANDS = ["info", "generate"]
 
 
 def build_parser() -> argparse.ArgumentParser:
