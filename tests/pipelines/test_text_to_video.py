@@ -189,3 +189,22 @@ def test_bad_sizes_are_value_errors(pipe):
         pipe(PROMPT, height=60, width=96, num_frames=9, num_inference_steps=1)
     with pytest.raises(ValueError, match="4k\\+1"):
         pipe(PROMPT, height=64, width=96, num_frames=8, num_inference_steps=1)
+
+
+def test_unreachable_hub_id_says_how_to_use_a_local_folder():
+    with pytest.raises(ValueError, match="pass the local folder"):
+        MotifVideoPipeline.from_pretrained("no-such-org/no-such-model", local_files_only=True)
+    with pytest.raises(ValueError, match="neither an existing folder nor a Hub repo id"):
+        MotifVideoPipeline.from_pretrained("./missing/folder/here")
+
+
+def test_save_pretrained_keeps_the_released_layout(pipe, tmp_path):
+    import json
+
+    pipe.save_pretrained(tmp_path / "saved")
+    index = json.loads((tmp_path / "saved" / "model_index.json").read_text())
+    assert index["transformer"] == ["diffusers", "MotifVideoTransformer3DModel"]
+    again = MotifVideoPipeline.from_pretrained(tmp_path / "saved")
+    a = _run(pipe, steps=1, output_type="latent", guidance="none")
+    b = _run(again, steps=1, output_type="latent", guidance="none")
+    torch.testing.assert_close(a, b, atol=0, rtol=0)
