@@ -169,7 +169,7 @@ def load_pipeline(request: GenerateRequest):
     from .pipelines import MotifVideoImageToVideoPipeline, MotifVideoPipeline
 
     cls = MotifVideoPipeline if request.image is None else MotifVideoImageToVideoPipeline
-    return cls.from_pretrained(request.model, torch_dtype=DTYPES[request.dtype])
+    return cls.from_pretrained(request.model, dtype=DTYPES[request.dtype])
 
 
 def generate(request: GenerateRequest, log=print) -> dict[str, Any]:

@@ -113,9 +113,12 @@ class MotifVideoBasePipeline(DiffusionPipeline):
 
         hub = {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
         folder = resolve_folder(pretrained_model_name_or_path, **hub)
+        dtype = kwargs.pop("torch_dtype", None) or kwargs.get("dtype")  # diffusers 0.42 renamed it `dtype`
+        if dtype is not None:
+            kwargs["dtype"] = dtype
         if kwargs.get("transformer") is None:
             kwargs["transformer"] = MotifVideoTransformer.from_pretrained(
-                folder, subfolder="transformer", torch_dtype=kwargs.get("torch_dtype")
+                folder, subfolder="transformer", torch_dtype=dtype
             )
         kwargs.pop("local_files_only", None)
         pipe = super().from_pretrained(folder, local_files_only=True, **kwargs)
