@@ -2,7 +2,8 @@
 
 Each (implementation, memory mode) runs in its own subprocess so peak memory is its own. Reported per case:
 median end-to-end seconds, median seconds per denoising step (from step-callback timestamps), and peak memory
-(CUDA: max allocated; CPU: the process's peak RSS while generating minus its RSS before, Linux only).
+(CUDA: max allocated; CPU: the worker's peak RSS minus its RSS after imports, i.e. weights + activations
++ allocator caches of loading and running once; Linux only).
 
 CPU (tiny offline folder, float32; what BENCHMARKS.md records):
     PYTHONPATH=src python benchmarks/pipeline_e2e.py
@@ -41,6 +42,7 @@ def worker(args: argparse.Namespace) -> list[dict]:
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     impls = ["ours", "ref"] if args.impl == "both" else [args.impl]
+    rss_imported = _status_kib("VmRSS")
     pipes = {}
     for impl in impls:
         pipes[impl] = _load(impl, args.model, getattr(torch, args.dtype))
@@ -79,7 +81,6 @@ def worker(args: argparse.Namespace) -> list[dict]:
         run(impl)  # warm-up
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    rss_loaded = _reset_peak_rss()
     totals: dict[str, list[float]] = {impl: [] for impl in impls}
     per_step: dict[str, list[float]] = {impl: [] for impl in impls}
     for _ in range(args.repeats):
@@ -92,7 +93,7 @@ def worker(args: argparse.Namespace) -> list[dict]:
     elif device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2**30
     else:
-        peak = (_status_kib("VmHWM") - rss_loaded) / 2**20
+        peak = (_status_kib("VmHWM") - rss_imported) / 2**20
     return [
         {
             "impl": impl,
@@ -149,13 +150,6 @@ def _place(pipe, impl: str, mode: str, device) -> None:
 def _status_kib(key: str) -> int:
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
-
-
-def _reset_peak_rss() -> int:
-    """Reset the kernel's peak-RSS mark (Linux: write 5 to /proc/self/clear_refs); return the current RSS in KiB."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    return _status_kib("VmRSS")
 
 
 def _spawn(args: argparse.Namespace, impl: str, mode: str, repeats: int | None = None) -> list[dict]:
