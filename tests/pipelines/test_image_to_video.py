@@ -120,3 +120,6 @@ def test_blur_option_is_off_by_default_and_changes_the_condition(pipe):
     zero = _run(pipe, steps=2, output_type="latent", guidance="none", conditioning_blur=0.0)
     torch.testing.assert_close(base, zero)
     assert (blurred - base).abs().max() > 1e-3
+    # The per-step path re-encodes with the same VAE noise draw: a vanishing blur gives the released result.
+    vanishing = _run(pipe, steps=2, output_type="latent", guidance="none", conditioning_blur=1e-6)
+    torch.testing.assert_close(vanishing, base, atol=1e-5, rtol=1e-5)

@@ -176,9 +176,13 @@ class MotifVideoBasePipeline(DiffusionPipeline):
                 raise ValueError(f"negative_prompt has {len(negatives)} entries for {len(prompts)} prompts")
         self._text_encoder_to(device)
         dtype = self.transformer.dtype
-        encode = lambda texts: P.encode_prompts(  # noqa: E731
-            self.text_encoder, self.tokenizer, texts, device, dtype, max_sequence_length
-        ).repeat_interleave(num_videos_per_prompt)
+
+        def encode(texts: list[str]) -> P.PromptEmbeds:
+            embeds = P.encode_prompts(
+                self.text_encoder, self.tokenizer, texts, device, dtype, max_sequence_length
+            )
+            return embeds.repeat_interleave(num_videos_per_prompt)
+
         cond = encode(prompts)
         uncond = encode(negatives) if negatives is not None else None
         return cond, uncond
