@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["info", "train", "cache"]
+COMMANDS = ["info", "generate", "train", "cache"]
 
 
 def build_parser() -> argparse.ArgumentParser:

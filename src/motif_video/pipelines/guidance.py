@@ -1,0 +1,155 @@
+"""Guidance: Adaptive Projected Guidance (APG), plain classifier-free guidance, or none.
+
+All functions are pure except `Guider`, which holds APG's momentum buffer for one sampling run.
+
+APG (Sadat et al. 2024, arXiv 2410.02416), original formulation, as released:
+    d_t   = (cond - uncond) + momentum * d_{t-1}                 running difference (momentum before clipping)
+    d     = d_t * min(1, norm_threshold / ||d_t||)               clip the norm over `norm_dims`
+    d_par = <d, c> / <c, c> * c,  c = cond                       projection on cond over `norm_dims` (float64)
+    pred  = cond + scale * ((d - d_par) + eta * d_par)
+CFG:  pred = uncond + scale * (cond - uncond)                    (the usual formulation; scale 1 = cond only)
+none: pred = cond
+On a [B, C, T, H, W] velocity, norm dims (-1, -2, -4) (W, H, C: one norm per latent frame) are diffusers' and the
+default; (-1, -2, -3) (W, H, T: one norm per channel) with eta 0 is Motif's ComfyUI workflow setting.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import torch
+
+GuidanceMode = Literal["apg", "cfg", "none"]
+GUIDANCE_MODES: tuple[str, ...] = get_args(GuidanceMode)
+
+
+@dataclass(frozen=True)
+class GuidanceConfig:
+    mode: GuidanceMode = "apg"
+    scale: float = 8.0
+    norm_threshold: float = 12.0
+    momentum: float = 0.1
+    eta: float = 1.0
+    norm_dims: tuple[int, ...] = (-1, -2, -4)
+
+    def __post_init__(self) -> None:
+        if self.mode not in GUIDANCE_MODES:
+            raise ValueError(f"guidance must be one of {list(GUIDANCE_MODES)}, got {self.mode!r}")
+        if not math.isfinite(self.scale) or self.scale < 0:
+            raise ValueError(f"guidance_scale must be a finite number >= 0, got {self.scale}")
+        if self.norm_threshold < 0:
+            raise ValueError(f"norm_threshold must be >= 0 (0 disables clipping), got {self.norm_threshold}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        dims = tuple(self.norm_dims)
+        if (
+            not dims
+            or any(d not in (-1, -2, -3, -4, 1, 2, 3, 4) for d in dims)
+            or len(set(dims)) != len(dims)
+        ):
+            raise ValueError(
+                f"norm_dims must be distinct non-batch dims of [B, C, T, H, W] (from -4..-1 or 1..4), got {dims}"
+            )
+        object.__setattr__(self, "norm_dims", dims)
+
+    @property
+    def needs_uncond(self) -> bool:
+        """Whether an unconditional prediction is used at all (APG scale 0 and CFG scale 1 reduce to cond)."""
+        if self.mode == "apg":
+            return not math.isclose(self.scale, 0.0)
+        if self.mode == "cfg":
+            return not math.isclose(self.scale, 1.0)
+        return False
+
+
+def clip_norm(diff: torch.Tensor, threshold: float, dims: tuple[int, ...]) -> torch.Tensor:
+    """diff * min(1, threshold / ||diff||) with the norm taken over `dims`; threshold 0 disables clipping."""
+    if threshold <= 0:
+        return diff
+    norm = diff.norm(p=2, dim=dims, keepdim=True)
+    return diff * torch.clamp(threshold / norm, max=1.0)
+
+
+def project(
+    diff: torch.Tensor, onto: torch.Tensor, dims: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(parallel, orthogonal) parts of `diff` relative to `onto` over `dims`, computed in float64."""
+    d, c = diff.double(), onto.double()
+    unit = torch.nn.functional.normalize(c, dim=dims)
+    parallel = (d * unit).sum(dim=dims, keepdim=True) * unit
+    return parallel.to(diff.dtype), (d - parallel).to(diff.dtype)
+
+
+def apg(
+    cond: torch.Tensor,
+    running_diff: torch.Tensor,
+    scale: float,
+    norm_threshold: float,
+    eta: float,
+    dims: tuple[int, ...],
+) -> torch.Tensor:
+    """APG prediction from the conditional prediction and the (momentum-averaged) difference cond - uncond."""
+    parallel, orthogonal = project(clip_norm(running_diff, norm_threshold, dims), cond, dims)
+    return cond + scale * (orthogonal + eta * parallel)
+
+
+def cfg(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:
+    return uncond + scale * (cond - uncond)
+
+
+class Guider:
+    """Combines cond / uncond predictions step by step; holds APG's momentum buffer for one sampling run."""
+
+    def __init__(self, config: GuidanceConfig) -> None:
+        self.config = config
+        self.running_diff: torch.Tensor | None = None
+
+    def __call__(self, cond: torch.Tensor, uncond: torch.Tensor | None) -> torch.Tensor:
+        c = self.config
+        if not c.needs_uncond:
+            return cond
+        if uncond is None:
+            raise ValueError(f"guidance {c.mode!r} at scale {c.scale} needs an unconditional prediction")
+        if c.mode == "cfg":
+            return cfg(cond, uncond, c.scale)
+        diff = cond - uncond
+        if self.running_diff is not None and c.momentum:
+            diff = diff + c.momentum * self.running_diff
+        self.running_diff = diff
+        return apg(cond, diff, c.scale, c.norm_threshold, c.eta, c.norm_dims)
+
+
+def config_from_guider(guider, **overrides) -> GuidanceConfig:
+    """A `GuidanceConfig` from a diffusers guider component (as found in a model folder's `guider/`), or defaults.
+
+    `overrides` with value None are ignored. An unknown guider class is an error naming the supported ones.
+    """
+    values: dict = {}
+    if guider is not None:
+        name = type(guider).__name__
+        cfg_ = dict(getattr(guider, "config", {}))
+        if name == "AdaptiveProjectedGuidance":
+            values = {"mode": "apg", "scale": cfg_.get("guidance_scale", 8.0)}
+            if cfg_.get("adaptive_projected_guidance_rescale") is not None:
+                values["norm_threshold"] = cfg_["adaptive_projected_guidance_rescale"]
+            values["momentum"] = cfg_.get("adaptive_projected_guidance_momentum") or 0.0
+            if cfg_.get("eta") is not None:
+                values["eta"] = cfg_["eta"]
+            dims = cfg_.get("adaptive_projected_guidance_norm_dim")
+            if dims is not None:
+                values["norm_dims"] = (dims,) if isinstance(dims, int) else tuple(dims)
+            if cfg_.get("use_original_formulation") is False:
+                raise ValueError(
+                    "guider config has use_original_formulation=False; motif-video implements APG's original "
+                    "formulation (use_original_formulation=True) only"
+                )
+        elif name == "ClassifierFreeGuidance":
+            values = {"mode": "cfg", "scale": cfg_.get("guidance_scale", 8.0)}
+        else:
+            raise ValueError(
+                f"guider {name} is not supported; supported: AdaptiveProjectedGuidance, ClassifierFreeGuidance"
+            )
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return GuidanceConfig(**values)

@@ -1,0 +1,131 @@
+"""Image-to-video conditioning: the first frame resized, encoded by the VAE (17 extra input channels) and by the text
+encoder's SigLIP tower (image tokens), optionally blurred per step (`motif_video.conditioning`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import PIL.Image
+import torch
+
+from ..conditioning import timestep_aware_blur
+from .base import Conditioning
+from .latents import normalize_latents
+
+ResizeMode = Literal["stretch", "crop"]
+RESIZE_MODES = ("stretch", "crop")
+LatentMode = Literal["sample", "mode"]
+LATENT_MODES = ("sample", "mode")
+
+
+def center_crop_box(src_w: int, src_h: int, dst_w: int, dst_h: int) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of the largest centered box of the target aspect ratio."""
+    if src_w * dst_h > src_h * dst_w:  # source is wider: crop width
+        w = round(src_h * dst_w / dst_h)
+        left = (src_w - w) // 2
+        return left, 0, left + w, src_h
+    h = round(src_w * dst_h / dst_w)
+    top = (src_h - h) // 2
+    return 0, top, src_w, top + h
+
+
+def crop_to_aspect(image, width: int, height: int):
+    """Center-crop a PIL image, an [H, W, C] array or a [C, H, W] / [1, C, H, W] tensor to width:height."""
+    if isinstance(image, PIL.Image.Image):
+        return image.crop(center_crop_box(image.width, image.height, width, height))
+    if isinstance(image, np.ndarray):
+        left, top, right, bottom = center_crop_box(image.shape[1], image.shape[0], width, height)
+        return image[top:bottom, left:right]
+    if isinstance(image, torch.Tensor):
+        left, top, right, bottom = center_crop_box(image.shape[-1], image.shape[-2], width, height)
+        return image[..., top:bottom, left:right]
+    raise ValueError(f"image must be a PIL image, numpy array or torch tensor, got {type(image).__name__}")
+
+
+def preprocess_image(video_processor, image, height: int, width: int, resize: ResizeMode) -> torch.Tensor:
+    """One image -> [1, 3, H, W] in [-1, 1]; "stretch" as released (no crop), "crop" keeps the aspect ratio."""
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"resize must be one of {list(RESIZE_MODES)}, got {resize!r}")
+    if resize == "crop":
+        image = crop_to_aspect(image, width, height)
+    out = video_processor.preprocess(image, height=height, width=width)
+    if out.shape[0] != 1:
+        raise ValueError(f"each image must be a single image, got a batch of {out.shape[0]}")
+    return out
+
+
+@torch.no_grad()
+def siglip_tokens(vision_tower, feature_extractor, frame: torch.Tensor) -> torch.Tensor:
+    """SigLIP tokens [B, N, 1152] of frames [B, 3, H, W] in [-1, 1]: the vision tower's last hidden state (no
+    multimodal projector), after the folder's SigLIP preprocessing."""
+    pixels = ((frame.float() + 1) / 2).clamp(0, 1)
+    inputs = feature_extractor.preprocess(
+        images=pixels,
+        do_resize=True,
+        do_rescale=False,
+        do_normalize=True,
+        do_convert_rgb=True,
+        return_tensors="pt",
+    )
+    dtype = next(vision_tower.parameters()).dtype
+    return vision_tower(pixel_values=inputs["pixel_values"].to(frame.device, dtype)).last_hidden_state
+
+
+@torch.no_grad()
+def encode_first_frame(
+    vae, frame: torch.Tensor, mode: LatentMode, generator=None, noise=None
+) -> torch.Tensor:
+    """Normalised VAE latent [B, 16, 1, h, w] of frames [B, 3, H, W]: a sample (as released) or the mode.
+
+    With `noise`, the sample is mean + std * noise (the same draw reused across blurred re-encodings).
+    """
+    if mode not in LATENT_MODES:
+        raise ValueError(f"first_frame_latent must be one of {list(LATENT_MODES)}, got {mode!r}")
+    dist = vae.encode(frame[:, :, None].to(vae.dtype)).latent_dist
+    if mode == "mode":
+        z = dist.mode()
+    elif noise is not None:
+        z = dist.mean + dist.std * noise
+    else:
+        z = dist.sample(generator=generator)
+    return normalize_latents(z, vae.config.latents_mean, vae.config.latents_std)
+
+
+def place_first_frame(first: torch.Tensor, latent_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Condition channels from a first-frame latent [B, 16, 1, h, w]: (latent at frame 0 else 0, mask 1 at frame 0)."""
+    b, c, _, h, w = first.shape
+    latent = first.new_zeros(b, c, latent_frames, h, w)
+    mask = first.new_zeros(b, 1, latent_frames, h, w)
+    if latent_frames > 1:  # a single latent frame has nothing to condition (as released)
+        latent[:, :, :1] = first
+        mask[:, :, 0] = 1.0
+    return latent, mask
+
+
+@dataclass
+class BlurredConditioning(Conditioning):
+    """First-frame conditioning re-encoded at each step from the frame blurred for that step's sigma."""
+
+    vae: object = None
+    frames: torch.Tensor | None = None  # [B_images, 3, H, W] in [-1, 1]
+    noise: torch.Tensor | None = None  # fixed VAE sampling noise, or None for the mode
+    latent_mode: LatentMode = "sample"
+    strength: float = 1.0
+    repeats: int = 1
+    _cache: dict = field(default_factory=dict)
+
+    def at(self, sigma: float) -> Conditioning:
+        key = round(sigma, 6)
+        if key not in self._cache:
+            self._cache.clear()
+            blurred = timestep_aware_blur(self.frames, sigma, self.strength)
+            first = encode_first_frame(self.vae, blurred, self.latent_mode, noise=self.noise)
+            latent, mask = place_first_frame(first.to(self.latent.dtype), self.latent.shape[2])
+            self._cache[key] = Conditioning(
+                latent.repeat_interleave(self.repeats, 0),
+                mask.repeat_interleave(self.repeats, 0),
+                self.image_embeds,
+            )
+        return self._cache[key]

@@ -1,0 +1,198 @@
+"""`MotifVideoImageToVideoPipeline`: image (first frame) + text to video."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from diffusers.utils.torch_utils import randn_tensor
+
+from .. import flow
+from . import prompts as P
+from .base import Conditioning, GuidanceBatching, MotifVideoBasePipeline, MotifVideoPipelineOutput, OutputType
+from .guidance import GuidanceConfig
+from .image_conditioning import (
+    BlurredConditioning,
+    LatentMode,
+    ResizeMode,
+    encode_first_frame,
+    place_first_frame,
+    preprocess_image,
+    siglip_tokens,
+)
+from .sampling import DEFAULT_SHIFT_I2V, SamplerChoice
+
+
+class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
+    """Image-to-video with Motif-Video 2B; a drop-in for diffusers' `MotifVideoImage2VideoPipeline`.
+
+    The first frame conditions the model through a VAE latent in 16 extra channels plus a mask channel, and through
+    SigLIP tokens from the text encoder's vision tower; both are the same for the conditional and unconditional
+    predictions. Beyond the reference: several images per call (one per prompt, or one for all), center-crop resizing,
+    the VAE mode instead of a sample, and the project's timestep-aware blur (`conditioning_blur`, off by default).
+    """
+
+    default_shift = DEFAULT_SHIFT_I2V
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        image=None,
+        prompt: str | list[str] | None = None,
+        negative_prompt: str | list[str] | None = None,
+        height: int = 736,
+        width: int = 1280,
+        num_frames: int = 121,
+        num_inference_steps: int = 50,
+        guidance_scale: float | None = None,
+        num_videos_per_prompt: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: OutputType = "pil",
+        return_dict: bool = True,
+        attention_kwargs: dict[str, Any] | None = None,
+        callback_on_step_end=None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
+        max_sequence_length: int = P.MAX_SEQUENCE_LENGTH,
+        *,
+        guidance: str | GuidanceConfig | None = None,
+        apg_eta: float | None = None,
+        apg_norm_dims: tuple[int, ...] | None = None,
+        apg_norm_threshold: float | None = None,
+        apg_momentum: float | None = None,
+        shift: float | None = None,
+        guidance_batching: GuidanceBatching = "auto",
+        resize: ResizeMode = "stretch",
+        first_frame_latent: LatentMode = "sample",
+        conditioning_blur: float = 0.0,
+        use_image_embeds: bool = True,
+        stream_decode: bool = True,
+    ) -> MotifVideoPipelineOutput | tuple:
+        """Generate videos starting from `image` (one image, or one per prompt). See `MotifVideoPipeline.__call__`.
+
+        `resize`: "stretch" (as released) or "crop" (keep aspect, center crop). `first_frame_latent`: "sample" (as
+        released) or "mode". `conditioning_blur`: strength of the timestep-aware blur, 0 = off (as released).
+        `use_image_embeds=False` drops the SigLIP tokens (as Motif's ComfyUI workflow does).
+        """
+        self.check_size(height, width, num_frames)
+        self._check_common(output_type, num_videos_per_prompt, num_inference_steps)
+        if conditioning_blur < 0:
+            raise ValueError(f"conditioning_blur must be >= 0 (0 = off), got {conditioning_blur}")
+        guidance_cfg = self.guidance_config(
+            guidance,
+            scale=guidance_scale,
+            eta=apg_eta,
+            norm_dims=apg_norm_dims,
+            norm_threshold=apg_norm_threshold,
+            momentum=apg_momentum,
+        )
+        prompts = P.as_prompt_list(prompt)
+        images = self._image_list(image, len(prompts))
+        sigmas = flow.sampling_sigmas(num_inference_steps, self.choose_sampler(shift).shift)
+        self._interrupt = False
+        device = self.device_for_run
+
+        frames = torch.cat(
+            [preprocess_image(self.video_processor, im, height, width, resize) for im in images]
+        )
+        frames = frames.to(device)
+        batch = len(prompts) * num_videos_per_prompt
+        latents = self.prepare_latents(batch, height, width, num_frames, generator, latents, device)
+        cond, uncond = self.encode_prompt(
+            prompts,
+            negative_prompt,
+            num_videos_per_prompt,
+            guidance_cfg.needs_uncond,
+            max_sequence_length,
+            device,
+        )
+        conditioning = self.prepare_conditioning(
+            frames,
+            latents,
+            len(prompts) // len(images) * num_videos_per_prompt,
+            generator,
+            first_frame_latent,
+            conditioning_blur,
+            use_image_embeds,
+        )
+        self._release_text_encoder()
+        latents = self.sample(
+            latents,
+            sigmas,
+            cond,
+            uncond,
+            conditioning,
+            guidance_cfg,
+            guidance_batching,
+            attention_kwargs,
+            callback_on_step_end,
+            self._callback_inputs(callback_on_step_end, callback_on_step_end_tensor_inputs),
+        )
+        video = self.decode(latents, output_type, stream_decode)
+        self.maybe_free_model_hooks()
+        return MotifVideoPipelineOutput(frames=video) if return_dict else (video,)
+
+    def choose_sampler(self, shift: float | None) -> SamplerChoice:
+        """Shift 8 for I2V unless `shift` is given or the folder is an image-to-video one: the released folder's
+        scheduler config (shift 15) belongs to its text-to-video pipeline (model_index `_class_name`)."""
+        folder = self.folder_pipeline_class
+        if shift is None and folder is not None and "Image" not in folder:
+            source = f"image-to-video default (the folder's scheduler config is for its {folder})"
+            self.last_sampler = SamplerChoice(self.default_shift, source)
+            return self.last_sampler
+        return super().choose_sampler(shift)
+
+    @staticmethod
+    def _image_list(image, num_prompts: int) -> list:
+        if image is None:
+            raise ValueError("image is required for image-to-video (a PIL image, array or tensor, or a list)")
+        images = list(image) if isinstance(image, list | tuple) else [image]
+        if len(images) not in (1, num_prompts):
+            raise ValueError(
+                f"got {len(images)} images for {num_prompts} prompts; pass one image or one per prompt"
+            )
+        return images
+
+    def prepare_conditioning(
+        self,
+        frames: torch.Tensor,
+        latents: torch.Tensor,
+        repeats: int,
+        generator,
+        latent_mode: LatentMode,
+        blur: float,
+        use_image_embeds: bool,
+    ) -> Conditioning:
+        """First-frame latent, mask and SigLIP tokens, one per image, repeated to the latents' batch."""
+        if isinstance(generator, list):  # one generator per video: image j uses its first video's generator
+            generator = (
+                generator[0] if len(frames) == 1 else [generator[j * repeats] for j in range(len(frames))]
+            )
+        image_embeds = None
+        if use_image_embeds and latents.shape[2] > 1:
+            image_embeds = siglip_tokens(self.text_encoder.vision_tower, self.feature_extractor, frames)
+            image_embeds = image_embeds.to(self.transformer.dtype).repeat_interleave(repeats, 0)
+        dtype = latents.dtype
+        if blur > 0:
+            noise = None
+            if latent_mode == "sample":
+                h, w = frames.shape[-2] // self.vae_scale_spatial, frames.shape[-1] // self.vae_scale_spatial
+                shape = (len(frames), self.vae.config.z_dim, 1, h, w)
+                noise = randn_tensor(shape, generator=generator, device=frames.device, dtype=self.vae.dtype)
+            zeros = torch.zeros_like(latents)
+            return BlurredConditioning(
+                latent=zeros,
+                mask=zeros[:, :1],
+                image_embeds=image_embeds,
+                vae=self.vae,
+                frames=frames,
+                noise=noise,
+                latent_mode=latent_mode,
+                strength=blur,
+                repeats=repeats,
+            )
+        first = encode_first_frame(self.vae, frames, latent_mode, generator=generator).to(dtype)
+        latent, mask = place_first_frame(first, latents.shape[2])
+        return Conditioning(
+            latent.repeat_interleave(repeats, 0), mask.repeat_interleave(repeats, 0), image_embeds
+        )

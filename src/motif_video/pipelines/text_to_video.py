@@ -1,0 +1,110 @@
+"""`MotifVideoPipeline`: text to video."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .. import flow
+from . import prompts as P
+from .base import (
+    Conditioning,
+    GuidanceBatching,
+    MotifVideoBasePipeline,
+    MotifVideoPipelineOutput,
+    OutputType,
+)
+from .guidance import GuidanceConfig
+from .sampling import DEFAULT_SHIFT_T2V
+
+
+class MotifVideoPipeline(MotifVideoBasePipeline):
+    """Text-to-video with Motif-Video 2B; a drop-in for diffusers' `MotifVideoPipeline`.
+
+    Differences from the reference, all on purpose: the sampler is Euler with a static shift read from the
+    scheduler config (15 when it names none); the default negative prompt is the 39-term trained one; prompt padding
+    is trimmed so attention runs without a mask; cond and uncond may share one forward; decoding streams frames off
+    the accelerator.
+    """
+
+    default_shift = DEFAULT_SHIFT_T2V
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str] | None = None,
+        negative_prompt: str | list[str] | None = None,
+        height: int = 736,
+        width: int = 1280,
+        num_frames: int = 121,
+        num_inference_steps: int = 50,
+        guidance_scale: float | None = None,
+        num_videos_per_prompt: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: OutputType = "pil",
+        return_dict: bool = True,
+        attention_kwargs: dict[str, Any] | None = None,
+        callback_on_step_end=None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
+        max_sequence_length: int = P.MAX_SEQUENCE_LENGTH,
+        *,
+        guidance: str | GuidanceConfig | None = None,
+        apg_eta: float | None = None,
+        apg_norm_dims: tuple[int, ...] | None = None,
+        apg_norm_threshold: float | None = None,
+        apg_momentum: float | None = None,
+        shift: float | None = None,
+        guidance_batching: GuidanceBatching = "auto",
+        stream_decode: bool = True,
+    ) -> MotifVideoPipelineOutput | tuple:
+        """Generate videos. `negative_prompt=None` uses the 39-term default; "" is an empty negative prompt.
+
+        Guidance defaults to the folder's guider config, else APG (scale 8, norm threshold 12, momentum 0.1, eta 1,
+        norm dims (-1, -2, -4)); `guidance` picks "apg", "cfg" or "none". `shift` overrides the scheduler config.
+        """
+        self.check_size(height, width, num_frames)
+        self._check_common(output_type, num_videos_per_prompt, num_inference_steps)
+        guidance_cfg = self.guidance_config(
+            guidance,
+            scale=guidance_scale,
+            eta=apg_eta,
+            norm_dims=apg_norm_dims,
+            norm_threshold=apg_norm_threshold,
+            momentum=apg_momentum,
+        )
+        prompts = P.as_prompt_list(prompt)
+        sigmas = flow.sampling_sigmas(num_inference_steps, self.choose_sampler(shift).shift)
+        self._interrupt = False
+        device = self.device_for_run
+
+        cond, uncond = self.encode_prompt(
+            prompts,
+            negative_prompt,
+            num_videos_per_prompt,
+            guidance_cfg.needs_uncond,
+            max_sequence_length,
+            device,
+        )
+        self._release_text_encoder()
+        batch = len(prompts) * num_videos_per_prompt
+        latents = self.prepare_latents(batch, height, width, num_frames, generator, latents, device)
+        conditioning = Conditioning(
+            latent=torch.zeros_like(latents), mask=torch.zeros_like(latents[:, :1]), image_embeds=None
+        )
+        latents = self.sample(
+            latents,
+            sigmas,
+            cond,
+            uncond,
+            conditioning,
+            guidance_cfg,
+            guidance_batching,
+            attention_kwargs,
+            callback_on_step_end,
+            self._callback_inputs(callback_on_step_end, callback_on_step_end_tensor_inputs),
+        )
+        frames = self.decode(latents, output_type, stream_decode)
+        self.maybe_free_model_hooks()
+        return MotifVideoPipelineOutput(frames=frames) if return_dict else (frames,)

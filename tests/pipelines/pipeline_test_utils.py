@@ -1,0 +1,22 @@
+"""Constants and helpers shared by the pipeline tests (imported by module name; pytest puts this folder on sys.path)."""
+
+from __future__ import annotations
+
+PROMPT = "a red ball moving left over the sea"
+SIZE = {"height": 64, "width": 96, "num_frames": 9}
+# (eta, norm dims, norm threshold): as released in diffusers, and Motif's ComfyUI setting with clipping active.
+APG_SETTINGS = [(1.0, (-1, -2, -4), 12.0), (0.0, (-1, -2, -3), 0.5)]
+
+
+def reference_guider(eta=1.0, dims=(-1, -2, -4), threshold=12.0):
+    """diffusers' APG configured like our defaults (the reference pipeline runs cond then uncond as two passes)."""
+    from diffusers import AdaptiveProjectedGuidance
+
+    return AdaptiveProjectedGuidance(
+        guidance_scale=8.0,
+        adaptive_projected_guidance_momentum=0.1,
+        adaptive_projected_guidance_rescale=threshold,
+        adaptive_projected_guidance_norm_dim=list(dims),
+        eta=eta,
+        use_original_formulation=True,
+    )

@@ -1,0 +1,149 @@
+"""`motif-video generate` end to end on the tiny folder, and every bad-input case (exit 2, no model load, no file)."""
+
+from __future__ import annotations
+
+import numpy as np
+import PIL.Image
+import pytest
+
+from motif_video import cli, generation
+from motif_video.pipelines.export import read_mp4_info
+
+TINY = [
+    "--height",
+    "64",
+    "--width",
+    "96",
+    "--num-frames",
+    "9",
+    "--steps",
+    "2",
+    "--device",
+    "cpu",
+    "--seed",
+    "1",
+]
+
+
+def test_generate_t2v_writes_an_mp4(tiny_folder, tmp_path, capsys):
+    out = tmp_path / "clip.mp4"
+    rc = cli.main(
+        [
+            "generate",
+            "--prompt",
+            "a red ball",
+            "--model",
+            str(tiny_folder),
+            "--output",
+            str(out),
+            "--save-latents",
+            *TINY,
+        ]
+    )
+    assert rc == 0
+    assert read_mp4_info(out) == {"frames": 9, "width": 96, "height": 64, "fps": 24.0}
+    assert (tmp_path / "clip.latents.safetensors").is_file()
+    printed = capsys.readouterr().out
+    assert f"wrote {out}" in printed and "peak process memory" in printed and "shift 15" in printed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.latents.safetensors", "clip.mp4"]
+
+
+def test_generate_i2v_from_prompt_file_into_a_folder(tiny_folder, tmp_path):
+    image = tmp_path / "first.png"
+    PIL.Image.fromarray(np.full((48, 80, 3), 200, dtype=np.uint8)).save(image)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red ball\n\na blue cube\n")
+    out = tmp_path / "videos"
+    rc = cli.main(
+        [
+            "generate",
+            "--prompt-file",
+            str(prompts),
+            "--image",
+            str(image),
+            "--model",
+            str(tiny_folder),
+            "--output",
+            str(out),
+            "--fps",
+            "12",
+            "--guidance",
+            "cfg",
+            *TINY,
+        ]
+    )
+    assert rc == 0
+    files = sorted(out.iterdir())
+    assert [f.name for f in files] == ["000-a-red-ball.mp4", "001-a-blue-cube.mp4"]
+    assert read_mp4_info(files[1]) == {"frames": 9, "width": 96, "height": 64, "fps": 12.0}
+
+
+def _bad_cases(tmp_path):
+    text = tmp_path / "not-an-image.png"
+    text.write_text("hello")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    return {
+        "height not a multiple of 16": (
+            ["--prompt", "a", "--height", "60"],
+            "height must be a positive multiple",
+        ),
+        "width not a multiple of 16": (
+            ["--prompt", "a", "--width", "100"],
+            "width must be a positive multiple",
+        ),
+        "frames not 4k+1": (["--prompt", "a", "--num-frames", "8"], "num_frames must be 4k\\+1"),
+        "missing image": (["--prompt", "a", "--image", str(tmp_path / "nope.png")], "does not exist"),
+        "unreadable image": (["--prompt", "a", "--image", str(text)], "not a readable image"),
+        "empty prompt": (["--prompt", "  "], "prompt must be non-empty"),
+        "empty prompt file": (["--prompt-file", str(empty)], "has no prompts"),
+        "missing prompt file": (["--prompt-file", str(tmp_path / "none.txt")], "not readable"),
+        "unwritable output": (["--prompt", "a", "--output", "/proc/x.mp4"], "not writable"),
+        "missing output folder": (
+            ["--prompt", "a", "--output", str(tmp_path / "no" / "x.mp4")],
+            "does not exist",
+        ),
+        "not an mp4": (["--prompt", "a", "--output", str(tmp_path / "x.gif")], "must be an .mp4"),
+        "zero steps": (["--prompt", "a", "--steps", "0"], "steps must be >= 1"),
+        "bad fps": (["--prompt", "a", "--fps", "0"], "fps must be > 0"),
+        "bad shift": (["--prompt", "a", "--shift", "-1"], "shift must be > 0"),
+        "bad device": (["--prompt", "a", "--device", "tpu"], "device must be"),
+        "cuda missing": (["--prompt", "a", "--device", "cuda"], "CUDA is not available"),
+        "offload on cpu": (
+            ["--prompt", "a", "--device", "cpu", "--offload", "model"],
+            "needs an accelerator",
+        ),
+        "bad budget": (["--prompt", "a", "--memory-budget", "0"], "memory budget must be > 0"),
+        "bad attention backend": (
+            ["--prompt", "a", "--attention-backend", "warp"],
+            "attention backend 'warp'",
+        ),
+    }
+
+
+def test_each_bad_input_exits_2_before_loading(tmp_path, monkeypatch, capsys):
+    import torch
+
+    def no_load(request):
+        raise AssertionError("a model was loaded for bad input")
+
+    monkeypatch.setattr(generation, "load_pipeline", no_load)
+    monkeypatch.chdir(tmp_path)
+    for name, (args, message) in _bad_cases(tmp_path).items():
+        if name == "cuda missing" and torch.cuda.is_available():
+            continue
+        before = set(tmp_path.rglob("*"))
+        assert cli.main(["generate", *args]) == 2, name
+        err = capsys.readouterr().err
+        assert __import__("re").search(message, err), (name, err)
+        assert set(tmp_path.rglob("*")) == before, name  # nothing written
+
+
+@pytest.mark.parametrize(
+    "args", [["--prompt", "a", "--guidance", "pag"], ["--prompt", "a", "--offload", "disk"], ["--steps", "3"]]
+)
+def test_unknown_option_values_exit_2(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["generate", *args])
+    assert exc.value.code == 2
+    assert "error" in capsys.readouterr().err
