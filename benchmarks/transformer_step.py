@@ -97,22 +97,26 @@ def make_inputs(
     return inputs
 
 
-def time_forward(
-    model, inputs, repeats: int, device: torch.device, warmup: int = 1
-) -> tuple[float, torch.Tensor]:
-    times = []
+def time_interleaved(
+    models: dict[str, torch.nn.Module], inputs: dict, repeats: int, device: torch.device, warmup: int = 1
+) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """Median seconds per forward of each model, the models taking turns so machine load hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name in models}
+    outputs: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         for _ in range(warmup):
-            out = model(**inputs).sample
+            for model in models.values():
+                model(**inputs)
         for _ in range(repeats):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            out = model(**inputs).sample
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-    return statistics.median(times), out
+            for name, model in models.items():
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+                outputs[name] = model(**inputs).sample
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}, outputs
 
 
 def main() -> None:
@@ -150,10 +154,11 @@ def main() -> None:
             model(**inputs)
         print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base)
         return
-    # Reference, ours, reference again: the reference keeps the better of its two runs.
-    ref_s, ref_out = time_forward(reference, inputs, args.repeats, device, args.warmup)
-    our_s, our_out = time_forward(ours, inputs, args.repeats, device, args.warmup)
-    ref_s = min(ref_s, time_forward(reference, inputs, args.repeats, device, args.warmup)[0])
+    seconds, outputs = time_interleaved(
+        {"reference": reference, "ours": ours}, inputs, args.repeats, device, args.warmup
+    )
+    ref_s, our_s = seconds["reference"], seconds["ours"]
+    ref_out, our_out = outputs["reference"], outputs["ours"]
     if device.type == "cuda":
         with torch.no_grad():
             ref_mem = cuda_peak(lambda: reference(**inputs))
