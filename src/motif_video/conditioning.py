@@ -1,13 +1,17 @@
-"""Timestep-aware blur of the image-to-video conditioning frame (the project's definition; see docs/conditioning.md).
+"""Timestep-aware blur of the image-to-video conditioning latent (the project's definition; docs/conditioning.md).
 
-No public formula exists for Motif-Video's "timestep-aware blur". motif-video defines it as a Gaussian blur of the
-conditioning frame (pixels, before VAE encoding) whose standard deviation grows linearly with the flow noise level:
+No public formula exists for Motif-Video's "timestep-aware blur". motif-video defines it once, here, for both
+training and inference: a Gaussian blur of the normalised first-frame VAE latent (the 16 condition channels at
+latent frame 0), each channel blurred spatially, with a standard deviation in latent pixels that grows linearly with
+the flow noise level sigma:
 
-    blur_std_px(sigma) = strength * sigma * min(H, W) / 100
+    blur_std(sigma) = strength * sigma * min(h, w) / 100        (h, w: latent height and width)
 
-so at sigma = 1 (pure noise) and strength 1 the blur is 1% of the short side (7.4 px at 1280x736), and at sigma = 0
-the frame is untouched. Training applies it with the sampled sigma of each example; inference (off by default, to
-match the released pipeline) applies it at every step with that step's sigma. Both call `timestep_aware_blur`.
+At sigma = 1 and strength 1 the std is 1% of the latent short side (0.92 latent px = 7.4 image px at 1280x736); at
+sigma = 0 the latent is untouched. Blurring the latent, not the pixels, works with cached latents in training and
+costs no VAE encode per step at inference. Training blurs each example with its own sampled sigma; inference (off by
+default: strength 0 is exactly the released conditioning) blurs with each step's sigma. Both call
+`timestep_aware_blur`.
 """
 
 from __future__ import annotations
@@ -15,16 +19,19 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
-MIN_BLUR_STD_PX = 0.05  # below this a Gaussian kernel is the identity to float precision; skip the work
+MIN_BLUR_STD = (
+    0.05  # latent pixels; below this a Gaussian kernel is the identity to float precision: skip the work
+)
 
 
-def blur_std_px(sigma: float, height: int, width: int, strength: float = 1.0) -> float:
-    """Standard deviation in pixels of the conditioning blur at flow noise level `sigma` in [0, 1]."""
+def blur_std(sigma: float, height: int, width: int, strength: float = 1.0) -> float:
+    """Standard deviation in latent pixels of the blur at noise level `sigma` in [0, 1] on an h x w latent."""
     if not 0.0 <= sigma <= 1.0:
         raise ValueError(f"sigma must be in [0, 1], got {sigma}")
-    if strength < 0:
-        raise ValueError(f"blur strength must be >= 0, got {strength}")
+    if not strength >= 0:
+        raise ValueError(f"blur strength must be >= 0 (0 = off), got {strength}")
     return strength * sigma * min(height, width) / 100.0
 
 
@@ -36,39 +43,37 @@ def gaussian_kernel1d(std: float, dtype: torch.dtype = torch.float32, device=Non
     return (k / k.sum()).to(dtype)
 
 
-def gaussian_blur(images: torch.Tensor, std: float) -> torch.Tensor:
-    """Separable Gaussian blur of [..., C, H, W] images with reflect padding; std <= MIN_BLUR_STD_PX is a no-op."""
-    if std <= MIN_BLUR_STD_PX:
-        return images
-    shape = images.shape
-    x = images.reshape(-1, 1, shape[-2], shape[-1])
-    k = gaussian_kernel1d(std, torch.float32, images.device)
+def gaussian_blur(x: torch.Tensor, std: float) -> torch.Tensor:
+    """Separable Gaussian blur over the last two dims of `x` [..., H, W] with reflect padding, each leading index
+    (channel, frame) on its own; the kernel is cut to the image size. std <= MIN_BLUR_STD returns `x` itself."""
+    if std <= MIN_BLUR_STD:
+        return x
+    shape = x.shape
+    flat = x.reshape(-1, 1, shape[-2], shape[-1]).float()
+    k = gaussian_kernel1d(std, torch.float32, x.device)
     r = k.numel() // 2
     r_h, r_w = min(r, shape[-2] - 1), min(r, shape[-1] - 1)  # reflect padding needs pad < size
     k_h, k_w = k[r - r_h : r + r_h + 1], k[r - r_w : r + r_w + 1]
-    x = x.float()
-    x = torch.nn.functional.pad(x, (0, 0, r_h, r_h), mode="reflect")
-    x = torch.nn.functional.conv2d(x, (k_h / k_h.sum()).view(1, 1, -1, 1))
-    x = torch.nn.functional.pad(x, (r_w, r_w, 0, 0), mode="reflect")
-    x = torch.nn.functional.conv2d(x, (k_w / k_w.sum()).view(1, 1, 1, -1))
-    return x.reshape(shape).to(images.dtype)
+    flat = F.pad(flat, (0, 0, r_h, r_h), mode="reflect") if r_h else flat
+    flat = F.conv2d(flat, (k_h / k_h.sum()).view(1, 1, -1, 1))
+    flat = F.pad(flat, (r_w, r_w, 0, 0), mode="reflect") if r_w else flat
+    flat = F.conv2d(flat, (k_w / k_w.sum()).view(1, 1, 1, -1))
+    return flat.reshape(shape).to(x.dtype)
 
 
 def timestep_aware_blur(
-    images: torch.Tensor, sigma: float | torch.Tensor, strength: float = 1.0
+    latents: torch.Tensor, sigma: float | torch.Tensor, strength: float = 1.0
 ) -> torch.Tensor:
-    """Blur conditioning frames [B, ..., C, H, W] for noise level `sigma`: Gaussian, std `blur_std_px(sigma, H, W)`.
+    """Blur conditioning latents [B, C, (T,) h, w] for noise level `sigma`: Gaussian, std `blur_std(sigma, h, w)`.
 
-    `sigma` is one float for all, or a [B] tensor (training: one sampled noise level per example).
+    `sigma` is one float for the whole batch (inference: the step's sigma) or a [B] tensor (training: one sampled
+    noise level per example). Strength 0 or sigma 0 returns the input unchanged.
     """
-    h, w = images.shape[-2], images.shape[-1]
+    h, w = latents.shape[-2], latents.shape[-1]
     if isinstance(sigma, torch.Tensor) and sigma.numel() > 1:
-        if sigma.numel() != images.shape[0]:
-            raise ValueError(f"sigma has {sigma.numel()} values for a batch of {images.shape[0]} images")
+        if sigma.numel() != latents.shape[0]:
+            raise ValueError(f"sigma has {sigma.numel()} values for a batch of {latents.shape[0]} latents")
         return torch.stack(
-            [
-                gaussian_blur(img, blur_std_px(float(s), h, w, strength))
-                for img, s in zip(images, sigma.tolist())
-            ]
+            [gaussian_blur(x, blur_std(float(s), h, w, strength)) for x, s in zip(latents, sigma.tolist())]
         )
-    return gaussian_blur(images, blur_std_px(float(sigma), h, w, strength))
+    return gaussian_blur(latents, blur_std(float(sigma), h, w, strength))

@@ -1,4 +1,4 @@
-"""Decoding (streamed == stock VAE decode), latent normalisation, MP4 writing, the conditioning blur."""
+"""Decoding (streamed == stock VAE decode), latent normalisation, MP4 writing."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from motif_video.conditioning import blur_std_px, gaussian_blur, timestep_aware_blur
 from motif_video.pipelines.export import read_mp4_info, write_mp4
 from motif_video.pipelines.latents import decode_latents, denormalize_latents, normalize_latents
 
@@ -50,20 +49,3 @@ def test_mp4_failure_leaves_nothing(tmp_path):
     with pytest.raises(ValueError, match="fps"):
         write_mp4(np.zeros((9, 64, 96, 3)), tmp_path / "bad.mp4", fps=0)
     assert list(tmp_path.iterdir()) == []
-
-
-def test_blur_formula_and_behaviour():
-    assert blur_std_px(1.0, 736, 1280) == pytest.approx(7.36)
-    assert blur_std_px(0.5, 736, 1280, strength=2.0) == pytest.approx(7.36)
-    assert blur_std_px(0.0, 736, 1280) == 0.0
-    with pytest.raises(ValueError, match="sigma"):
-        blur_std_px(1.5, 64, 64)
-    img = torch.zeros(1, 3, 33, 33)
-    img[..., 16, 16] = 1.0
-    torch.testing.assert_close(timestep_aware_blur(img, 0.0), img)  # sigma 0: untouched
-    out = gaussian_blur(img, 2.0)
-    assert out.sum().item() == pytest.approx(3.0, rel=1e-4)  # mass preserved per channel
-    assert out[0, 0, 16, 16] == pytest.approx(1 / (2 * np.pi * 4), rel=0.05)  # 2-D Gaussian peak
-    per_sample = timestep_aware_blur(torch.cat([img, img]), torch.tensor([0.0, 1.0]), strength=10.0)
-    torch.testing.assert_close(per_sample[0], img[0])
-    assert per_sample[1, 0, 16, 16] < 0.5

@@ -10,7 +10,7 @@ import torch
 from motif_video import flow
 from motif_video.training.buckets import BucketBatchSampler
 from motif_video.training.config import load_config
-from motif_video.training.i2v import condition_channels, gaussian_blur
+from motif_video.training.i2v import condition_channels
 from motif_video.training.trainer import lr_at
 
 RECIPES = Path(__file__).parents[2] / "recipes"
@@ -61,14 +61,20 @@ def test_bucket_sampler_one_shape_per_step_and_ranks_partition_the_global_batch(
 def test_i2v_condition_channels_and_blur():
     latents = torch.randn(2, 16, 3, 8, 8)
     sigma = torch.tensor([0.0, 1.0])
-    cond = condition_channels(latents, sigma, conditioned=True, max_std=1.5)
+    cond = condition_channels(latents, sigma, conditioned=True, blur_strength=20.0)
     assert cond.shape == (2, 17, 3, 8, 8)
     assert torch.equal(cond[0, :16, 0], latents[0, :, 0])  # sigma 0: sharp
     assert not torch.allclose(cond[1, :16, 0], latents[1, :, 0])  # sigma 1: blurred
     assert cond[:, 16, 0].eq(1).all() and cond[:, :, 1:].eq(0).all()
     assert condition_channels(latents, sigma, conditioned=False).eq(0).all()
-    flat = torch.ones(1, 2, 8, 8)
-    assert torch.allclose(gaussian_blur(flat, 2.0), flat)  # the kernel sums to one
+    off = condition_channels(latents, sigma, conditioned=True, blur_strength=0.0)
+    assert off[:, :16, 0].equal(latents[:, :, 0])  # strength 0: the clean latent
+
+
+def test_replaced_blur_key_names_its_replacement():
+    assert load_config(None, ["i2v.blur_strength=2.5"]).i2v.blur_strength == 2.5
+    with pytest.raises(ValueError, match="replaced by i2v.blur_strength"):
+        load_config(None, ["i2v.blur_max_std=1.0"])
 
 
 def test_every_recipe_loads_and_unknown_keys_fail():

@@ -1,5 +1,5 @@
 """Image-to-video conditioning: the first frame resized, encoded by the VAE (17 extra input channels) and by the text
-encoder's SigLIP tower (image tokens), optionally blurred per step (`motif_video.conditioning`)."""
+encoder's SigLIP tower (image tokens); the latent optionally blurred per step (`motif_video.conditioning`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import PIL.Image
 import torch
 
-from ..conditioning import timestep_aware_blur
+from .. import conditioning as blur
 from .base import Conditioning
 from .latents import normalize_latents
 
@@ -74,22 +74,12 @@ def siglip_tokens(vision_tower, feature_extractor, frame: torch.Tensor) -> torch
 
 
 @torch.no_grad()
-def encode_first_frame(
-    vae, frame: torch.Tensor, mode: LatentMode, generator=None, noise=None
-) -> torch.Tensor:
-    """Normalised VAE latent [B, 16, 1, h, w] of frames [B, 3, H, W]: a sample (as released) or the mode.
-
-    With `noise`, the sample is mean + std * noise (the same draw reused across blurred re-encodings).
-    """
+def encode_first_frame(vae, frame: torch.Tensor, mode: LatentMode, generator=None) -> torch.Tensor:
+    """Normalised VAE latent [B, 16, 1, h, w] of frames [B, 3, H, W]: a sample (as released) or the mode."""
     if mode not in LATENT_MODES:
         raise ValueError(f"first_frame_latent must be one of {list(LATENT_MODES)}, got {mode!r}")
     dist = vae.encode(frame[:, :, None].to(vae.dtype)).latent_dist
-    if mode == "mode":
-        z = dist.mode()
-    elif noise is not None:
-        z = dist.mean + dist.std * noise
-    else:
-        z = dist.sample(generator=generator)
+    z = dist.mode() if mode == "mode" else dist.sample(generator=generator)
     return normalize_latents(z, vae.config.latents_mean, vae.config.latents_std)
 
 
@@ -106,26 +96,20 @@ def place_first_frame(first: torch.Tensor, latent_frames: int) -> tuple[torch.Te
 
 @dataclass
 class BlurredConditioning(Conditioning):
-    """First-frame conditioning re-encoded at each step from the frame blurred for that step's sigma."""
+    """First-frame conditioning whose latent is blurred for each step's sigma (`motif_video.conditioning`).
 
-    vae: object = None
-    frames: torch.Tensor | None = None  # [B_images, 3, H, W] in [-1, 1]
-    noise: torch.Tensor | None = None  # fixed VAE sampling noise, or None for the mode
-    latent_mode: LatentMode = "sample"
-    strength: float = 1.0
-    repeats: int = 1
+    `latent` holds the unblurred condition channels (the first-frame latent at frame 0); `at(sigma)` returns them
+    with frame 0 blurred. No VAE work per step: the frame is encoded once.
+    """
+
+    strength: float = 0.0
     _cache: dict = field(default_factory=dict)
 
     def at(self, sigma: float) -> Conditioning:
         key = round(sigma, 6)
         if key not in self._cache:
             self._cache.clear()
-            blurred = timestep_aware_blur(self.frames, sigma, self.strength)
-            first = encode_first_frame(self.vae, blurred, self.latent_mode, noise=self.noise)
-            latent, mask = place_first_frame(first.to(self.latent.dtype), self.latent.shape[2])
-            self._cache[key] = Conditioning(
-                latent.repeat_interleave(self.repeats, 0),
-                mask.repeat_interleave(self.repeats, 0),
-                self.image_embeds,
-            )
+            latent = self.latent.clone()
+            latent[:, :, :1] = blur.timestep_aware_blur(self.latent[:, :, :1], sigma, self.strength)
+            self._cache[key] = Conditioning(latent, self.mask, self.image_embeds)
         return self._cache[key]

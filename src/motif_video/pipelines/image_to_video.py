@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from diffusers.utils.torch_utils import randn_tensor
 
 from .. import flow
 from . import prompts as P
@@ -71,7 +70,8 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         """Generate videos starting from `image` (one image, or one per prompt). See `MotifVideoPipeline.__call__`.
 
         `resize`: "stretch" (as released) or "crop" (keep aspect, center crop). `first_frame_latent`: "sample" (as
-        released) or "mode". `conditioning_blur`: strength of the timestep-aware blur, 0 = off (as released).
+        released) or "mode". `conditioning_blur`: strength of the timestep-aware blur of the first-frame latent
+        (std = strength * sigma * min(h, w) / 100 latent pixels at each step; 0 = off, as released).
         `use_image_embeds=False` drops the SigLIP tokens (as Motif's ComfyUI workflow does).
         """
         self.check_size(height, width, num_frames)
@@ -172,27 +172,9 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         if use_image_embeds and latents.shape[2] > 1:
             image_embeds = siglip_tokens(self.text_encoder.vision_tower, self.feature_extractor, frames)
             image_embeds = image_embeds.to(self.transformer.dtype).repeat_interleave(repeats, 0)
-        dtype = latents.dtype
-        if blur > 0:
-            noise = None
-            if latent_mode == "sample":
-                h, w = frames.shape[-2] // self.vae_scale_spatial, frames.shape[-1] // self.vae_scale_spatial
-                shape = (len(frames), self.vae.config.z_dim, 1, h, w)
-                noise = randn_tensor(shape, generator=generator, device=frames.device, dtype=self.vae.dtype)
-            zeros = torch.zeros_like(latents)
-            return BlurredConditioning(
-                latent=zeros,
-                mask=zeros[:, :1],
-                image_embeds=image_embeds,
-                vae=self.vae,
-                frames=frames,
-                noise=noise,
-                latent_mode=latent_mode,
-                strength=blur,
-                repeats=repeats,
-            )
-        first = encode_first_frame(self.vae, frames, latent_mode, generator=generator).to(dtype)
+        first = encode_first_frame(self.vae, frames, latent_mode, generator=generator).to(latents.dtype)
         latent, mask = place_first_frame(first, latents.shape[2])
-        return Conditioning(
-            latent.repeat_interleave(repeats, 0), mask.repeat_interleave(repeats, 0), image_embeds
-        )
+        latent, mask = latent.repeat_interleave(repeats, 0), mask.repeat_interleave(repeats, 0)
+        if blur > 0:
+            return BlurredConditioning(latent, mask, image_embeds, strength=blur)
+        return Conditioning(latent, mask, image_embeds)

@@ -96,7 +96,9 @@ class RepaConfig:
 @dataclass
 class I2VConfig:
     probability: float = 0.0  # chance that a sample is conditioned on its first frame
-    blur_max_std: float = 2.0  # Gaussian std (latent pixels) of the conditioning-frame blur at sigma = 1
+    # Timestep-aware blur of the conditioning latent (motif_video.conditioning): std = blur_strength * sigma *
+    # min(h, w) / 100 latent pixels; 0 = off. 1.0: 1% of the latent short side at pure noise.
+    blur_strength: float = 1.0
     image_embeds: bool = True  # SigLIP tokens of the first frame (needs the text encoder's vision tower)
 
 
@@ -219,10 +221,21 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return from_dict(TrainConfig, apply_overrides(data, overrides or []))
 
 
+# Keys that existed once and changed meaning: an error that says what replaced them (never silently reinterpreted).
+REPLACED_KEYS = {
+    "i2v.blur_max_std": "i2v.blur_max_std (a std in latent pixels at sigma 1) was replaced by i2v.blur_strength: "
+    "std = blur_strength * sigma * min(h, w) / 100 latent pixels, the definition shared with inference (see "
+    "docs/conditioning.md); blur_max_std M on an h x w latent is blur_strength 100 * M / min(h, w)",
+}
+
+
 def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
     """Build dataclass `cls` from a mapping, recursing into nested sections; unknown keys are errors."""
     if not isinstance(data, dict):
         raise ValueError(f"{where or 'config'} must be a mapping, got {data!r}")
+    for key in data:
+        if f"{where}{key}" in REPLACED_KEYS:
+            raise ValueError(REPLACED_KEYS[f"{where}{key}"])
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(data) - set(names))

@@ -318,7 +318,7 @@ def compute_loss(
         coin = torch.rand(1, generator=step_generator(config.seed, step, 0)).item()
         conditioned = coin < config.i2v.probability
         hidden = torch.cat(
-            [hidden, condition_channels(x0, sigma, conditioned, config.i2v.blur_max_std)], dim=1
+            [hidden, condition_channels(x0, sigma, conditioned, config.i2v.blur_strength)], dim=1
         )
     image_embeds = inputs.get("image_embeds") if conditioned else None
 
