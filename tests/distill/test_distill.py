@@ -143,3 +143,52 @@ def test_cli_distill_then_generate_with_the_student(teacher_folder, tmp_path, ca
     printed = capsys.readouterr().out
     assert "default steps" in printed and "shift 3" in printed
     assert video.is_file() and video.stat().st_size > 0
+
+
+def test_lora_student_folds_one_scale_and_loads_as_an_adapter(teacher_folder, tmp_path):
+    from motif_video.pipelines import MotifVideoPipeline
+
+    cache = write_random_cache(tmp_path / "cache", count=2, latent=(2, 8, 8))
+    extra = {
+        "max_steps": 3,
+        "lora.rank": 4,
+        "distill.guidance_embeds": False,
+        "distill.guidance_scales": [3.0],
+    }
+    distill(
+        load_distill_config(RECIPE, _overrides(tmp_path / "lora-student", teacher_folder, cache, **extra))
+    )
+    defaults = json.loads((tmp_path / "lora-student" / GENERATION_CONFIG_NAME).read_text())
+    assert defaults["adapter"] == "lora" and defaults["guidance"] == "none"
+    assert defaults["distillation"]["folded_guidance_scale"] == 3.0
+    assert not (tmp_path / "lora-student" / "transformer").exists()
+
+    pipe = MotifVideoPipeline.from_pretrained(tmp_path / "lora-student")
+    assert any("lora" in name for name, _ in pipe.transformer.named_parameters())
+    calls: list[dict] = []
+    hook = pipe.transformer.register_forward_pre_hook(lambda m, a, kw: calls.append(kw), with_kwargs=True)
+    pipe("a red ball", height=32, width=32, num_frames=5, output_type="latent")
+    hook.remove()
+    assert len(calls) == 4 and "guidance" not in calls[0]  # guidance folded in: cond only, no uncond pass
+
+
+def test_shipped_student_is_selected_by_name(distilled, tmp_path, monkeypatch, teacher_folder):
+    from motif_video import hub
+    from motif_video.distill.ship import ship_student
+    from motif_video.pipelines import MotifVideoPipeline
+
+    _, output, _ = distilled
+    package = tmp_path / "package"
+    (package / "assets").mkdir(parents=True)
+    shutil.copytree(teacher_folder, package / "assets" / "tiny-teacher")
+    monkeypatch.setattr(hub, "__file__", str(package / "hub.py"))
+    assert hub.shipped_model("nope") is None and hub.shipped_model("../x") is None
+    shipped = ship_student(output, package / "assets" / "tiny-4step", base_model="tiny-teacher")
+    from safetensors import safe_open
+
+    with safe_open(str(shipped / "transformer" / "diffusion_pytorch_model.safetensors"), "pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}  # noqa: SIM118
+    pipe = MotifVideoPipeline.from_pretrained("tiny-4step")
+    assert pipe.generation_defaults.num_inference_steps == 4
+    assert pipe.generation_defaults.base_model == "tiny-teacher"
+    assert pipe.transformer.config.guidance_embeds is True
