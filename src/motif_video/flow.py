@@ -54,6 +54,13 @@ def shift_sigmas(sigmas: torch.Tensor, shift: float) -> torch.Tensor:
     return shift * sigmas / (1.0 + (shift - 1.0) * sigmas)
 
 
+def unshift_sigmas(sigmas: torch.Tensor, shift: float) -> torch.Tensor:
+    """Inverse of `shift_sigmas`: sigma = sigma' / (s - (s - 1) sigma')."""
+    if shift <= 0:
+        raise ValueError(f"shift must be > 0, got {shift}")
+    return sigmas / (shift - (shift - 1.0) * sigmas)
+
+
 def sampling_sigmas(num_steps: int, shift: float) -> torch.Tensor:
     """The released sampler's schedule: linspace(1, 1/N, N), shifted, then a final 0 (N + 1 values, float64)."""
     if num_steps < 1:

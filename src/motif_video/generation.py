@@ -33,8 +33,8 @@ class GenerateRequest:
     height: int = 736
     width: int = 1280
     num_frames: int = 121
-    steps: int = 50
-    guidance: str = "apg"
+    steps: int | None = None  # None: the model folder's generation_config.json, else 50
+    guidance: str | None = None  # None: the folder's generation_config.json, else its guider (APG)
     guidance_scale: float | None = None
     shift: float | None = None
     negative_prompt: str | None = None
@@ -56,9 +56,9 @@ class GenerateRequest:
         if not self.prompts or any(not p.strip() for p in self.prompts):
             raise ValueError("prompt must be non-empty text (one per line in --prompt-file)")
         check_video_size(self.width, self.height, self.num_frames)
-        if self.steps < 1:
+        if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if self.guidance not in GUIDANCE_MODES:
+        if self.guidance is not None and self.guidance not in GUIDANCE_MODES:
             raise ValueError(f"guidance must be one of {list(GUIDANCE_MODES)}, got {self.guidance!r}")
         if self.guidance_scale is not None and self.guidance_scale < 0:
             raise ValueError(f"guidance scale must be >= 0, got {self.guidance_scale}")

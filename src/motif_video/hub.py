@@ -8,6 +8,14 @@ from pathlib import Path
 DEFAULT_MODEL_ID = "Motif-Technologies/Motif-Video-2B"
 
 
+def shipped_model(name: str) -> Path | None:
+    """`motif_video/assets/<name>` when the package ships a model folder of that name (e.g. a distilled student)."""
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        return None
+    folder = Path(__file__).resolve().parent / "assets" / name
+    return folder if folder.is_dir() else None
+
+
 def resolve_folder(
     name_or_path: str | os.PathLike,
     subfolder: str | None = None,
@@ -17,8 +25,11 @@ def resolve_folder(
     token: str | bool | None = None,
     allow_patterns: list[str] | None = None,
 ) -> Path:
-    """A local folder as is, or a Hub repo id downloaded (or found in the cache); `subfolder` is joined to it."""
+    """A local folder as is, a model shipped in the package by name (`shipped_model`), or a Hub repo id downloaded
+    (or found in the cache); `subfolder` is joined to it."""
     path = Path(name_or_path).expanduser()
+    if not path.exists() and (shipped := shipped_model(str(name_or_path))) is not None:
+        path = shipped
     if path.exists():
         if not path.is_dir():
             raise ValueError(

@@ -40,12 +40,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--height", type=int, default=736, help="pixels, a multiple of 16 (default: 736)")
     p.add_argument("--width", type=int, default=1280, help="pixels, a multiple of 16 (default: 1280)")
     p.add_argument("--num-frames", type=int, default=121, help="4k+1 frames (default: 121, 5 s at 24 fps)")
-    p.add_argument("--steps", type=int, default=50, help="denoising steps (default: 50)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="denoising steps (default: the model's generation_config.json, e.g. 4 for a distilled student; else 50)",
+    )
     p.add_argument(
         "--guidance",
-        default="apg",
+        default=None,
         choices=["apg", "cfg", "none"],
-        help="guidance method (default: apg: scale 8, norm threshold 12, momentum 0.1)",
+        help="guidance method (default: the model's generation_config.json, else apg: scale 8, norm threshold 12, "
+        "momentum 0.1)",
     )
     p.add_argument(
         "--guidance-scale",
@@ -131,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     ).validate()
     print(
         f"seed {request.seed}; {len(request.prompts)} prompt(s); {request.width}x{request.height}x"
-        f"{request.num_frames}, {request.steps} steps on {request.device} ({request.dtype})"
+        f"{request.num_frames}, {request.steps or 'default'} steps on {request.device} ({request.dtype})"
     )
     generate(request)
     return 0

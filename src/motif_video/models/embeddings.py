@@ -48,6 +48,20 @@ class TimestepEmbedding(nn.Module):
         return self.timestep_embedder(features)
 
 
+class GuidanceEmbedding(TimestepEmbedding):
+    """Guidance scale -> vector added to temb [B, D], for guidance-distilled students (Meng et al. 2023).
+
+    Embedded like the timestep: the sinusoid of `scale_factor * g` (scales 0..10 span the timestep range 0..1000)
+    through an MLP. The MLP's output layer is zero-initialised by the transformer, so a new student starts as its
+    teacher.
+    """
+
+    scale_factor = 100.0
+
+    def forward(self, guidance: torch.Tensor) -> torch.Tensor:
+        return super().forward(guidance.float() * self.scale_factor)
+
+
 class PatchEmbed(nn.Module):
     """[B, C, T, H, W] latents -> [B, T' H' W', D] tokens (t-major, then h, then w)."""
 

@@ -117,6 +117,9 @@ def read_config(cls: type, folder: Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} is not valid JSON: {exc}") from exc
     allowed = set(inspect.signature(cls.__init__).parameters) - {"self", *cls.ignore_for_config}
+    allowed |= set(
+        getattr(cls, "optional_config_keys", ())
+    )  # keys saved only when set (e.g. guidance_embeds)
     config = {k: v for k, v in config.items() if not k.startswith("_")}
     unknown = sorted(set(config) - allowed)
     if unknown:

@@ -8,6 +8,10 @@ is how token routes and feature taps name them.
 The constructor takes exactly the keys of the released `transformer/config.json`. The cross-attention checkpoint
 layout ("separate": diffusers' `cross_attn.*`; "shared": the paper's `cross_attn_query_*` reusing the block's own
 K/V) is not a config key: it is read from the weights on load, and new models default to "shared".
+
+One optional key goes beyond the released config: `guidance_embeds` (default False) adds a `guidance_embedder` for
+guidance-distilled students (`forward(..., guidance=scale)`). It is written to config.json only when True, so the
+released config still round-trips exactly.
 """
 
 from __future__ import annotations
@@ -26,7 +30,14 @@ from diffusers.utils import BaseOutput
 from torch import nn
 
 from .blocks import CrossAttentionLayout, DualStreamBlock, SingleStreamBlock
-from .embeddings import ImageProjection, PatchEmbed, TextProjection, TimestepEmbedding, unpatchify
+from .embeddings import (
+    GuidanceEmbedding,
+    ImageProjection,
+    PatchEmbed,
+    TextProjection,
+    TimestepEmbedding,
+    unpatchify,
+)
 from .modulation import AdaLNContinuous
 from .rope import rope_tables, video_position_ids
 from .routing import Route, gather_tokens, scatter_tokens, select_tokens, validate_routes
@@ -70,7 +81,10 @@ class MotifVideoTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
     _repeated_blocks = ["DualStreamBlock", "SingleStreamBlock"]
     _no_split_modules = ["DualStreamBlock", "SingleStreamBlock", "PatchEmbed"]
     _skip_layerwise_casting_patterns = ["x_embedder", "context_embedder", "norm"]
-    ignore_for_config = ["cross_attention_layout"]
+    # Not registered by the decorator: the layout is read from the weights, and `guidance_embeds` is registered by
+    # hand only when True (students), so the released config keeps exactly its keys.
+    ignore_for_config = ["cross_attention_layout", "guidance_embeds"]
+    optional_config_keys = ("guidance_embeds",)
 
     @register_to_config
     def __init__(
@@ -93,6 +107,7 @@ class MotifVideoTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         rope_axes_dim: tuple[int, ...] = (16, 56, 56),
         enable_text_cross_attention_dual: bool = False,
         enable_text_cross_attention_single: bool = True,
+        guidance_embeds: bool = False,
         cross_attention_layout: CrossAttentionLayout = "shared",
     ) -> None:
         super().__init__()
@@ -107,6 +122,10 @@ class MotifVideoTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         self.context_embedder = TextProjection(text_embed_dim, dim)
         self.image_embedder = ImageProjection(image_embed_dim, dim) if image_embed_dim else None
         self.time_text_embed = TimestepEmbedding(dim)
+        # Guidance-distilled students only: the guidance scale, embedded like the timestep and added to temb.
+        self.guidance_embedder = GuidanceEmbedding(dim) if guidance_embeds else None
+        if guidance_embeds:
+            self.register_to_config(guidance_embeds=True)
         self.transformer_blocks = nn.ModuleList(
             DualStreamBlock(dim, num_attention_heads, mlp_ratio, dual_cross) for _ in range(num_layers)
         )
@@ -163,6 +182,10 @@ class MotifVideoTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
             self.time_text_embed.timestep_embedder.linear_2,
         ):
             nn.init.normal_(linear.weight, std=0.02)
+        # Guidance embedding: zero output layer, so a student built from a teacher starts as that teacher.
+        if self.guidance_embedder is not None:
+            nn.init.normal_(self.guidance_embedder.timestep_embedder.linear_1.weight, std=0.02)
+            zero_guidance_embedder_(self.guidance_embedder)
         # AdaLN-Zero modulation: zero, so every block starts as the identity (gates are 0).
         for block in self.repeated_blocks():
             modulators = (
@@ -200,6 +223,7 @@ class MotifVideoTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         routes: Sequence[Route | dict] | None = None,
         routing_generator: torch.Generator | None = None,
         step_cache: StepCacheBranch | None = None,
+        guidance: torch.Tensor | float | None = None,
     ) -> MotifVideoTransformerOutput | tuple[torch.Tensor, ...]:
         """Predict the flow velocity.
 
@@ -208,6 +232,7 @@ class MotifVideoTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         [B, E_i, image_embed_dim] (I2V). `return_features` names blocks (global index or state-dict prefix) whose
         video-token outputs are returned in `.features`; `routes` enables TREAD token routing in training mode.
         `step_cache` (a `motif_video.perf.StepCache` branch, sampling only) may skip every block after the first.
+        `guidance` [B] or scalar: the guidance scale, for models built with `guidance_embeds=True` only.
         """
         with _lora_scale(self, attention_kwargs):
             b, _, t, h, w = hidden_states.shape
@@ -218,6 +243,7 @@ class MotifVideoTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
             # 1. Embed: video tokens, timestep, text (+ image) tokens, RoPE tables from position ids.
             x = self.x_embedder(hidden_states)  # [B, N, D]
             temb = self.time_text_embed(_batch_timestep(timestep, b, x.device))  # [B, D]
+            temb = self._add_guidance(temb, guidance)  # [B, D]
             y, mask, image_tokens = self._embed_context(
                 encoder_hidden_states, encoder_attention_mask, image_embeds
             )
@@ -257,6 +283,21 @@ class MotifVideoTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         if not return_dict:
             return (sample, features) if return_features else (sample,)
         return MotifVideoTransformerOutput(sample=sample, features=features)
+
+    def _add_guidance(self, temb: torch.Tensor, guidance: torch.Tensor | float | None) -> torch.Tensor:
+        if self.guidance_embedder is None:
+            if guidance is not None:
+                raise ValueError(
+                    "guidance was given but this model has no guidance embedder (guidance_embeds=False); "
+                    "use a guidance-distilled student or pass guidance=None"
+                )
+            return temb
+        if guidance is None:
+            raise ValueError(
+                "this model is guidance-distilled (guidance_embeds=True): pass guidance=<scale> (e.g. 8.0)"
+            )
+        scale = _batch_timestep(guidance, temb.shape[0], temb.device, "guidance")
+        return temb + self.guidance_embedder(scale).to(temb.dtype)
 
     def _token_grid(self, t: int, h: int, w: int) -> tuple[int, int, int]:
         p, pt = self.config.patch_size, self.config.patch_size_t
@@ -391,12 +432,21 @@ def _check_config(args: dict[str, Any]) -> None:
         )
 
 
-def _batch_timestep(timestep: torch.Tensor | float, batch: int, device: torch.device) -> torch.Tensor:
+@torch.no_grad()
+def zero_guidance_embedder_(embedder: nn.Module) -> None:
+    """Zero the guidance embedding's output layer: it then adds exactly 0 to temb."""
+    nn.init.zeros_(embedder.timestep_embedder.linear_2.weight)
+    nn.init.zeros_(embedder.timestep_embedder.linear_2.bias)
+
+
+def _batch_timestep(
+    timestep: torch.Tensor | float, batch: int, device: torch.device, name: str = "timestep"
+) -> torch.Tensor:
     timestep = torch.as_tensor(timestep, device=device)
     if timestep.ndim == 0:
         return timestep.expand(batch)
     if timestep.shape != (batch,):
-        raise ValueError(f"timestep must be a scalar or have shape [{batch}], got {list(timestep.shape)}")
+        raise ValueError(f"{name} must be a scalar or have shape [{batch}], got {list(timestep.shape)}")
     return timestep
 
 

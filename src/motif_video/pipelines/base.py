@@ -23,6 +23,7 @@ from .. import flow
 from ..hub import DEFAULT_MODEL_ID, resolve_folder
 from ..info import check_video_size
 from . import prompts as P
+from .defaults import GenerationDefaults, load_student_pipeline
 from .guidance import GuidanceConfig, Guider, config_from_guider
 from .latents import decode_latents
 from .sampling import SamplerChoice, choose_shift, scheduler_config_of
@@ -98,6 +99,10 @@ class MotifVideoBasePipeline(DiffusionPipeline):
             None  # model_index.json `_class_name` of the folder loaded from
         )
         self._interrupt = False
+        # Distilled students (pipelines/defaults.py): the folder's generation defaults, and the guidance scale a
+        # guidance-distilled transformer takes as input (None for ordinary models).
+        self.generation_defaults = GenerationDefaults()
+        self.embedded_guidance: float | None = None
 
     # ------------------------------------------------------------------------------------------------------ loading
     @classmethod
@@ -113,6 +118,9 @@ class MotifVideoBasePipeline(DiffusionPipeline):
 
         hub = {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
         folder = resolve_folder(pretrained_model_name_or_path, **hub)
+        defaults = GenerationDefaults.read(folder)
+        if defaults is not None and defaults.is_student and kwargs.get("transformer") is None:
+            return load_student_pipeline(cls, folder, defaults, kwargs)
         dtype = kwargs.pop("torch_dtype", None) or kwargs.get("dtype")  # diffusers 0.42 renamed it `dtype`
         if dtype is not None:
             kwargs["dtype"] = dtype
@@ -126,6 +134,7 @@ class MotifVideoBasePipeline(DiffusionPipeline):
         pipe.folder_pipeline_class = (
             json.loads(index.read_text()).get("_class_name") if index.is_file() else None
         )
+        pipe.generation_defaults = defaults or GenerationDefaults()
         return pipe
 
     # ------------------------------------------------------------------------------------------------- properties
@@ -243,6 +252,7 @@ class MotifVideoBasePipeline(DiffusionPipeline):
                 image_embeds=image,
                 attention_kwargs=attention_kwargs,
                 return_dict=False,
+                **({} if self.embedded_guidance is None else {"guidance": self.embedded_guidance}),
             )[0]
 
         image = conditioning.image_embeds

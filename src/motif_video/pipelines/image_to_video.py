@@ -9,6 +9,7 @@ import torch
 from .. import flow
 from . import prompts as P
 from .base import Conditioning, GuidanceBatching, MotifVideoBasePipeline, MotifVideoPipelineOutput, OutputType
+from .defaults import embedded_guidance
 from .guidance import GuidanceConfig
 from .image_conditioning import (
     BlurredConditioning,
@@ -42,7 +43,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         height: int = 736,
         width: int = 1280,
         num_frames: int = 121,
-        num_inference_steps: int = 50,
+        num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
         num_videos_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
@@ -75,6 +76,9 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         `use_image_embeds=False` drops the SigLIP tokens (as Motif's ComfyUI workflow does).
         """
         self.check_size(height, width, num_frames)
+        num_inference_steps, guidance, guidance_scale, shift = self.generation_defaults.fill(
+            num_inference_steps, guidance, guidance_scale, shift
+        )  # the folder's generation_config.json (distilled students), else 50 steps
         self._check_common(output_type, num_videos_per_prompt, num_inference_steps)
         if conditioning_blur < 0:
             raise ValueError(f"conditioning_blur must be >= 0 (0 = off), got {conditioning_blur}")
@@ -86,6 +90,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
             norm_threshold=apg_norm_threshold,
             momentum=apg_momentum,
         )
+        guidance_cfg, self.embedded_guidance = embedded_guidance(self.transformer, guidance_cfg)
         prompts = P.as_prompt_list(prompt)
         images = self._image_list(image, len(prompts))
         sigmas = flow.sampling_sigmas(num_inference_steps, self.choose_sampler(shift).shift)

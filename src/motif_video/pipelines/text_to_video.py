@@ -15,6 +15,7 @@ from .base import (
     MotifVideoPipelineOutput,
     OutputType,
 )
+from .defaults import embedded_guidance
 from .guidance import GuidanceConfig
 from .sampling import DEFAULT_SHIFT_T2V
 
@@ -38,7 +39,7 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         height: int = 736,
         width: int = 1280,
         num_frames: int = 121,
-        num_inference_steps: int = 50,
+        num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
         num_videos_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
@@ -65,6 +66,9 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         norm dims (-1, -2, -4)); `guidance` picks "apg", "cfg" or "none". `shift` overrides the scheduler config.
         """
         self.check_size(height, width, num_frames)
+        num_inference_steps, guidance, guidance_scale, shift = self.generation_defaults.fill(
+            num_inference_steps, guidance, guidance_scale, shift
+        )  # the folder's generation_config.json (distilled students), else 50 steps
         self._check_common(output_type, num_videos_per_prompt, num_inference_steps)
         guidance_cfg = self.guidance_config(
             guidance,
@@ -74,6 +78,7 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
             norm_threshold=apg_norm_threshold,
             momentum=apg_momentum,
         )
+        guidance_cfg, self.embedded_guidance = embedded_guidance(self.transformer, guidance_cfg)
         prompts = P.as_prompt_list(prompt)
         sigmas = flow.sampling_sigmas(num_inference_steps, self.choose_sampler(shift).shift)
         self._interrupt = False

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -447,6 +447,40 @@ def load_weights(folder: Path, model: nn.Module, repa: Repa | None) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# objectives: what the loop trains (flow matching by default; `motif_video.distill` plugs in a distillation one)
+
+
+class Objective(Protocol):
+    def build_model(self, config: TrainConfig) -> nn.Module: ...
+
+    def prepare(self, config: TrainConfig, accelerator: Any, components: Any) -> None:
+        """Called once before the loop: move frozen helpers (a teacher) to the device, encode fixed inputs."""
+
+    def compute_loss(self, model: nn.Module, inputs: dict[str, torch.Tensor], data: TrainData,
+                     config: TrainConfig, step: int, first_sample: int, repa: Repa | None, components: Any,
+                     process_index: int, draw_step: int | None = None,
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, float]]: ...  # fmt: skip
+
+    def export(self, accelerator: Any, config: TrainConfig, model: nn.Module, ema: EMA | None) -> None: ...
+
+
+class FlowMatching:
+    """The flow-matching objective of the technical report: `build_model`, `compute_loss`, `export_model`."""
+
+    def build_model(self, config: TrainConfig) -> nn.Module:
+        return build_model(config)
+
+    def prepare(self, config: TrainConfig, accelerator: Any, components: Any) -> None:
+        return None
+
+    def compute_loss(self, *args: Any, **kwargs: Any):
+        return compute_loss(*args, **kwargs)
+
+    def export(self, accelerator: Any, config: TrainConfig, model: nn.Module, ema: EMA | None) -> None:
+        export_model(accelerator, config, model, ema)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # the loop
 
 
@@ -464,9 +498,15 @@ def default_validation(config: TrainConfig) -> ValidateFn:
     return pipeline_validation(config)
 
 
-def train(config: TrainConfig, validate: ValidateFn | None = None, accelerator: Any = None) -> TrainResult:
+def train(
+    config: TrainConfig,
+    validate: ValidateFn | None = None,
+    accelerator: Any = None,
+    objective: Objective | None = None,
+) -> TrainResult:
     from tqdm.auto import tqdm
 
+    objective = objective or FlowMatching()
     if config.cpu_threads and not torch.cuda.is_available():
         torch.set_num_threads(config.cpu_threads)
     accelerator = accelerator or make_accelerator(config)
@@ -481,7 +521,7 @@ def train(config: TrainConfig, validate: ValidateFn | None = None, accelerator: 
         components = load_components(config.model.components, device)
     data = build_data(config, accelerator, components)
 
-    model = build_model(config)
+    model = objective.build_model(config)
     repa = build_repa(config, model)
     start = 0
     resume_from = ckpt.latest_checkpoint(output) if config.resume else None
@@ -501,6 +541,7 @@ def train(config: TrainConfig, validate: ValidateFn | None = None, accelerator: 
     else:
         model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
+    objective.prepare(config, accelerator, components)
     params = [p for group in optimizer.param_groups for p in group["params"]]  # after sharding
     ema = EMA(_trainable(unwrapped), o.ema_decay) if o.ema_decay else None
     if resume_from is not None:
@@ -528,7 +569,7 @@ def train(config: TrainConfig, validate: ValidateFn | None = None, accelerator: 
         first = accelerator.process_index * config.data.batch_size
         draw_step = 0 if config.overfit_one_batch else step  # which step's random draws to use
         with accelerator.autocast():
-            loss, sample_losses, sigmas, extra = compute_loss(
+            loss, sample_losses, sigmas, extra = objective.compute_loss(
                 model,
                 inputs,
                 data,
@@ -569,7 +610,7 @@ def train(config: TrainConfig, validate: ValidateFn | None = None, accelerator: 
     final = max(start, config.max_steps)
     if final > start or resume_from is None:
         save_checkpoint(accelerator, config, final, model, optimizer, ema, repa)
-        export_model(accelerator, config, model, ema)
+        objective.export(accelerator, config, model, ema)
     if accelerator.is_main_process:
         logger.info(
             "data: %s; bucket utilisation %.0f%%",

@@ -1,0 +1,190 @@
+"""The distillation objective for the shared trainer (`training.trainer.train(..., objective=...)`).
+
+Builds the student from the frozen teacher, draws each sample's window, in-window time and guidance scale from the
+trainer's per-(seed, step, sample) streams (so resume and multi-GPU runs repeat exactly), asks the guided teacher
+for the window's endpoint (`perflow.window_targets`) and regresses the student's velocity on it. The export writes
+the student (or its LoRA adapter) and `generation_config.json` with the step count, shift and guidance defaults.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import flow
+from ..models import MotifVideoTransformer
+from ..pipelines.defaults import GenerationDefaults
+from ..training import trainer as T
+from ..training.i2v import condition_channels
+from . import perflow
+from .config import DistillConfig
+from .student import frozen_copy, student_from_teacher
+
+logger = logging.getLogger(__name__)
+
+
+def load_teacher(reference: str) -> MotifVideoTransformer:
+    """A transformer folder, or a model folder / name / Hub id with a `transformer/` subfolder."""
+    from ..hub import resolve_folder
+
+    folder = resolve_folder(reference)
+    folder = folder / "transformer" if (folder / "transformer").is_dir() else folder
+    return MotifVideoTransformer.from_pretrained(folder)
+
+
+class PerFlowDistillation:
+    """`trainer.Objective` for guidance + step distillation (see `perflow`)."""
+
+    def __init__(self) -> None:
+        self.teacher: MotifVideoTransformer | None = None
+        self.negative: tuple[torch.Tensor, torch.Tensor] | None = None  # [1, L, C], [1, L]
+
+    # -------------------------------------------------------------------------------------------- setup
+    def build_model(self, config: DistillConfig) -> nn.Module:
+        d = config.distill
+        torch.manual_seed(config.seed)
+        teacher = load_teacher(config.model.pretrained)
+        student = student_from_teacher(teacher, d.guidance_embeds)
+        self.teacher = frozen_copy(teacher)
+        if config.lora.rank:
+            from ..training.lora import add_lora
+
+            lo = config.lora
+            add_lora(student, lo.rank, lo.alpha, lo.dropout, lo.target_modules)
+        if student.image_embedder is not None:
+            student.image_embedder.requires_grad_(False)  # text-to-video distillation never uses it
+        if config.model.gradient_checkpointing:
+            student.enable_gradient_checkpointing()
+        return student.train()
+
+    def prepare(self, config: DistillConfig, accelerator: Any, components: Any) -> None:
+        device = accelerator.device
+        self.teacher.to(device)
+        negative = config.distill.negative_prompt
+        if negative == "":
+            return  # the cache's / encoder's empty prompt, taken from `data` at the first step
+        from ..pipelines import prompts as P
+
+        if components is None:
+            from ..training.encoders import load_components
+
+            components = load_components(config.model.components, device)
+        text = P.DEFAULT_NEGATIVE_PROMPT if negative is None else negative
+        with torch.no_grad():
+            embeds = P.encode_prompts(
+                components.text_encoder, components.tokenizer, [text], device, torch.float32
+            )
+        self.negative = (embeds.embeds, embeds.mask)
+
+    # --------------------------------------------------------------------------------------------- loss
+    def draws(self, config: DistillConfig, batch: int, shape: tuple[int, ...], step: int, first_sample: int):
+        """Per sample: window [B] (long), tau [B], guidance scale [B], noise [B, ...], from the trainer's streams."""
+        d = config.distill
+        windows, taus, scales, noises = [], [], [], []
+        for i in range(batch):
+            g = T.step_generator(config.seed, step, first_sample + i + 1)
+            windows.append(int(torch.randint(d.steps, (1,), generator=g)))
+            tau = torch.rand(1, generator=g)
+            taus.append(float(tau) if d.time_in_window == "uniform" else 0.0)
+            scales.append(d.guidance_scales[int(torch.randint(len(d.guidance_scales), (1,), generator=g))])
+            noises.append(torch.randn(shape, generator=g))
+        return torch.tensor(windows), torch.tensor(taus), torch.tensor(scales), torch.stack(noises)
+
+    def compute_loss(self, model, inputs, data, config: DistillConfig, step, first_sample, repa, components,
+                     process_index, draw_step=None):  # fmt: skip
+        d = config.distill
+        step = step if draw_step is None else draw_step
+        x0 = inputs["latents"]
+        device, b = x0.device, x0.shape[0]
+        window, tau, scale, noise = self.draws(config, b, tuple(x0.shape[1:]), step, first_sample)
+        window, tau, scale, noise = (
+            window.to(device),
+            tau.to(device),
+            scale.to(device),
+            noise.to(device, x0.dtype),
+        )
+        text, mask = inputs["text"], inputs["text_mask"]
+        channels = condition_channels(x0, torch.zeros(b, device=device), False)
+        targets = perflow.window_targets(
+            self._teacher_velocity(text, mask, channels, data), x0, noise, window, tau, scale,
+            flow.sampling_sigmas(d.steps, d.shift or d.teacher_shift), max(1, d.teacher_steps // d.steps),
+            d.teacher_shift, self._guidance(config), d.start,
+        )  # fmt: skip
+        out = model(
+            torch.cat([targets.x, channels], dim=1), flow.timestep_from_sigma(targets.sigma), text, mask,
+            guidance=scale if d.guidance_embeds else None,
+        )  # fmt: skip
+        losses = (out.sample.float() - targets.velocity.float()).pow(2).flatten(1).mean(dim=1)
+        return losses.mean(), losses.detach(), targets.sigma.detach(), {}
+
+    def _guidance(self, config: DistillConfig) -> perflow.TeacherGuidance:
+        d = config.distill
+        return perflow.TeacherGuidance(
+            d.guidance_mode, d.norm_threshold, d.momentum, d.eta, tuple(d.norm_dims)
+        )
+
+    def _teacher_velocity(self, text, mask, channels, data) -> perflow.VelocityFn:
+        if self.negative is None:
+            self.negative = (data.null_text[None].to(text.device), data.null_mask[None].to(text.device))
+        neg_text, neg_mask = self.negative
+        b = text.shape[0]
+        neg_text, neg_mask = neg_text.expand(b, -1, -1).to(text.dtype), neg_mask.expand(b, -1)
+
+        def velocity(x: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            hidden, t = torch.cat([x, channels], dim=1), flow.timestep_from_sigma(sigma)
+            cond = self.teacher(hidden, t, text, mask).sample
+            uncond = self.teacher(hidden, t, neg_text, neg_mask).sample
+            return cond, uncond
+
+        return velocity
+
+    # ------------------------------------------------------------------------------------------- export
+    def export(self, accelerator: Any, config: DistillConfig, model: nn.Module, ema: Any) -> None:
+        T.export_model(accelerator, config, model, ema)
+        if accelerator.is_main_process:
+            generation_defaults(config).write(Path(config.output_dir))
+
+
+def generation_defaults(config: DistillConfig) -> GenerationDefaults:
+    """What the pipeline should use with this student: its step count, shift and guidance."""
+    d = config.distill
+    base = d.base_model
+    if base is None and config.model.pretrained:
+        from ..hub import resolve_folder
+
+        try:
+            folder = resolve_folder(config.model.pretrained)
+        except ValueError:
+            folder = None
+        if folder is not None and (folder / "model_index.json").is_file():
+            local = Path(config.model.pretrained).expanduser()
+            base = str(local.resolve()) if local.exists() else config.model.pretrained
+    guidance, scale = (d.guidance_mode, float(d.guidance_scales[0])) if d.guidance_embeds else ("none", None)
+    return GenerationDefaults(
+        num_inference_steps=d.steps,
+        shift=float(d.shift or d.teacher_shift),
+        guidance=guidance,
+        guidance_scale=scale,
+        base_model=base,
+        adapter="lora" if config.lora.rank else None,
+        distillation={
+            "method": "perflow",
+            "teacher": config.model.pretrained,
+            "teacher_steps": d.teacher_steps,
+            "teacher_shift": d.teacher_shift,
+            "teacher_guidance": d.guidance_mode,
+            "guidance_scales": list(d.guidance_scales),
+            "folded_guidance_scale": None if d.guidance_embeds else float(d.guidance_scales[0]),
+        },
+    )
+
+
+def distill(
+    config: DistillConfig, validate: T.ValidateFn | None = None, accelerator: Any = None
+) -> T.TrainResult:
+    """Run the trainer with the distillation objective; the output folder loads with the pipelines by path."""
+    return T.train(config.check(), validate, accelerator, objective=PerFlowDistillation())

@@ -1,0 +1,45 @@
+"""Copy a distilled student into a shippable folder: its transformer in float16 and its generation defaults,
+pointing at a base model by name (the package ships `assets/<name>/`; the base's VAE and text encoder are shared).
+
+    python -m motif_video.distill.ship runs/small-4step src/motif_video/assets/small-4step --base-model small
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from ..models import MotifVideoTransformer
+from ..pipelines.defaults import GenerationDefaults
+
+
+def ship_student(
+    student: str | Path, dest: str | Path, base_model: str, dtype: torch.dtype = torch.float16
+) -> Path:
+    student, dest = Path(student), Path(dest)
+    defaults = GenerationDefaults.read(student)
+    if defaults is None or defaults.adapter is not None:
+        raise ValueError(f"{student} is not a full student folder (generation_config.json with adapter null)")
+    MotifVideoTransformer.from_pretrained(student / "transformer").to(dtype).save_pretrained(
+        dest / "transformer"
+    )
+    dataclasses.replace(defaults, base_model=base_model).write(dest)
+    return dest
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("student")
+    parser.add_argument("dest")
+    parser.add_argument("--base-model", required=True, help="name, folder or Hub id of the teacher's model")
+    args = parser.parse_args(argv)
+    print(ship_student(args.student, args.dest, args.base_model))
+
+
+if __name__ == "__main__":
+    main()

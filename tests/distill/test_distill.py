@@ -1,0 +1,194 @@
+"""The distillation recipe on the tiny model: the loss falls, resume is exact, the student loads and samples in
+its configured number of steps with one transformer pass per step."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+from conftest import write_random_cache
+from motif_video.distill.config import load_distill_config
+from motif_video.distill.objective import distill
+from motif_video.pipelines.defaults import GENERATION_CONFIG_NAME
+
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "distill" / "tiny-cpu.yaml"
+
+
+@pytest.fixture(scope="module")
+def teacher_folder(tmp_path_factory):
+    """A tiny model folder whose transformer has strong random weights (so guidance visibly matters)."""
+    from motif_video.testing import tiny_transformer, write_tiny_pipeline_folder
+
+    folder = write_tiny_pipeline_folder(tmp_path_factory.mktemp("teacher") / "model")
+    shutil.rmtree(folder / "transformer")
+    tiny_transformer(0, layout="shared", std=0.2).save_pretrained(folder / "transformer")
+    return folder
+
+
+def _overrides(output: Path, teacher: Path, cache: Path, **extra) -> list[str]:
+    values = {
+        "output_dir": str(output),
+        "max_steps": 30,
+        "log_every": 1,
+        "checkpoint_every": 0,
+        "tensorboard": False,
+        "model.pretrained": str(teacher),
+        "model.components": str(teacher),
+        "data.cache": str(cache),
+        "data.batch_size": 2,
+        "optim.lr": 2e-3,
+        "optim.warmup_steps": 0,
+        "optim.schedule": "constant",
+        "distill.teacher_steps": 16,
+        "distill.teacher_shift": 3.0,
+        "distill.guidance_scales": [2.0, 4.0],
+        **extra,
+    }
+    return [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in values.items()]
+
+
+@pytest.fixture(scope="module")
+def distilled(tmp_path_factory, teacher_folder):
+    tmp = tmp_path_factory.mktemp("distill")
+    cache = write_random_cache(tmp / "cache", count=4, latent=(2, 8, 8))
+    config = load_distill_config(RECIPE, _overrides(tmp / "student", teacher_folder, cache))
+    return distill(config), tmp / "student", cache
+
+
+def test_distillation_loss_falls(distilled):
+    result, output, _ = distilled
+    losses = result.losses
+    assert len(losses) == 30
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < 0.7 * first, (first, last)
+    defaults = json.loads((output / GENERATION_CONFIG_NAME).read_text())
+    assert defaults["num_inference_steps"] == 4 and defaults["guidance"] == "apg"
+    assert defaults["guidance_scale"] == 2.0 and defaults["shift"] == 3.0
+    assert defaults["distillation"]["method"] == "perflow"
+    assert json.loads((output / "transformer" / "config.json").read_text())["guidance_embeds"] is True
+
+
+def test_distillation_resume_is_exact(distilled, tmp_path, teacher_folder):
+    result, _, cache = distilled
+    split = tmp_path / "split"
+    first = distill(load_distill_config(RECIPE, _overrides(split, teacher_folder, cache, max_steps=12)))
+    second = distill(load_distill_config(RECIPE, _overrides(split, teacher_folder, cache, max_steps=30)))
+    assert first.losses + second.losses == result.losses
+
+
+def test_student_loads_and_samples_in_its_steps(distilled):
+    from motif_video.pipelines import MotifVideoPipeline
+
+    _, output, _ = distilled
+    pipe = MotifVideoPipeline.from_pretrained(output)
+    assert pipe.transformer.config.guidance_embeds is True
+    calls: list[dict] = []
+    hook = pipe.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: calls.append(kwargs), with_kwargs=True
+    )
+    out = pipe("a red ball moves left", height=32, width=32, num_frames=5, output_type="latent",
+               generator=torch.Generator().manual_seed(0))  # fmt: skip
+    hook.remove()
+    assert len(calls) == 4  # 4 steps, one pass each: no unconditional pass
+    assert all(c["guidance"] == 2.0 for c in calls)
+    assert calls[0]["hidden_states"].shape[0] == 1
+    assert pipe.last_sampler.shift == 3.0
+    assert torch.isfinite(out.frames).all()
+    # Call arguments beat the stored defaults.
+    calls.clear()
+    hook = pipe.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: calls.append(kwargs), with_kwargs=True
+    )
+    pipe("a red ball", height=32, width=32, num_frames=5, output_type="latent", num_inference_steps=2,
+         guidance_scale=4.0)  # fmt: skip
+    hook.remove()
+    assert len(calls) == 2 and calls[0]["guidance"] == 4.0
+
+
+def test_bad_recipes_are_value_errors(teacher_folder, tmp_path):
+    cache = tmp_path / "cache"
+    with pytest.raises(ValueError, match="LoRA students fold one guidance scale"):
+        load_distill_config(RECIPE, _overrides(tmp_path, teacher_folder, cache, **{"lora.rank": 4}))
+    with pytest.raises(ValueError, match="distill.start must be one of"):
+        load_distill_config(RECIPE, _overrides(tmp_path, teacher_folder, cache, **{"distill.start": "noise"}))
+    with pytest.raises(ValueError, match="must hold one value"):
+        load_distill_config(
+            RECIPE, _overrides(tmp_path, teacher_folder, cache, **{"distill.guidance_embeds": False})
+        )
+
+
+def test_cli_distill_then_generate_with_the_student(teacher_folder, tmp_path, capsys):
+    from motif_video.cli import main
+
+    cache = write_random_cache(tmp_path / "cache", count=2, latent=(2, 8, 8))
+    output = tmp_path / "cli-student"
+    overrides = [
+        o for o in _overrides(output, teacher_folder, cache) if not o.startswith(("output_dir", "max_steps"))
+    ]
+    assert (
+        main(["distill", "--config", str(RECIPE), "--output", str(output), "--max-steps", "2", *overrides])
+        == 0
+    )
+    assert "distilled to step 2" in capsys.readouterr().out
+    video = tmp_path / "out.mp4"
+    args = ["generate", "--model", str(output), "--prompt", "a red ball", "--height", "32", "--width", "32",
+            "--num-frames", "5", "--seed", "0", "--output", str(video), "--device", "cpu"]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "default steps" in printed and "shift 3" in printed
+    assert video.is_file() and video.stat().st_size > 0
+
+
+def test_lora_student_folds_one_scale_and_loads_as_an_adapter(teacher_folder, tmp_path):
+    from motif_video.pipelines import MotifVideoPipeline
+
+    cache = write_random_cache(tmp_path / "cache", count=2, latent=(2, 8, 8))
+    extra = {
+        "max_steps": 3,
+        "lora.rank": 4,
+        "distill.guidance_embeds": False,
+        "distill.guidance_scales": [3.0],
+    }
+    distill(
+        load_distill_config(RECIPE, _overrides(tmp_path / "lora-student", teacher_folder, cache, **extra))
+    )
+    defaults = json.loads((tmp_path / "lora-student" / GENERATION_CONFIG_NAME).read_text())
+    assert defaults["adapter"] == "lora" and defaults["guidance"] == "none"
+    assert defaults["distillation"]["folded_guidance_scale"] == 3.0
+    assert not (tmp_path / "lora-student" / "transformer").exists()
+
+    pipe = MotifVideoPipeline.from_pretrained(tmp_path / "lora-student")
+    assert any("lora" in name for name, _ in pipe.transformer.named_parameters())
+    calls: list[dict] = []
+    hook = pipe.transformer.register_forward_pre_hook(lambda m, a, kw: calls.append(kw), with_kwargs=True)
+    pipe("a red ball", height=32, width=32, num_frames=5, output_type="latent")
+    hook.remove()
+    assert len(calls) == 4 and "guidance" not in calls[0]  # guidance folded in: cond only, no uncond pass
+
+
+def test_shipped_student_is_selected_by_name(distilled, tmp_path, monkeypatch, teacher_folder):
+    from motif_video import hub
+    from motif_video.distill.ship import ship_student
+    from motif_video.pipelines import MotifVideoPipeline
+
+    _, output, _ = distilled
+    package = tmp_path / "package"
+    (package / "assets").mkdir(parents=True)
+    shutil.copytree(teacher_folder, package / "assets" / "tiny-teacher")
+    monkeypatch.setattr(hub, "__file__", str(package / "hub.py"))
+    assert hub.shipped_model("nope") is None and hub.shipped_model("../x") is None
+    shipped = ship_student(output, package / "assets" / "tiny-4step", base_model="tiny-teacher")
+    from safetensors import safe_open
+
+    with safe_open(str(shipped / "transformer" / "diffusion_pytorch_model.safetensors"), "pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}  # noqa: SIM118
+    pipe = MotifVideoPipeline.from_pretrained("tiny-4step")
+    assert pipe.generation_defaults.num_inference_steps == 4
+    assert pipe.generation_defaults.base_model == "tiny-teacher"
+    assert pipe.transformer.config.guidance_embeds is True
