@@ -1,21 +1,12 @@
-"""Shared fixtures of the training tests: one CPU thread (tiny matrices on a shared CPU), random caches."""
+"""Shared helpers of the training tests: random caches."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import pytest
 import torch
 from safetensors.torch import save_file
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def write_random_cache(
