@@ -28,6 +28,7 @@ from .pipelines.memory import OFFLOAD_MODES, MemoryPlan, plan_for_budget
 from .pipelines.speed import SpeedPlan, check_speed_plan
 
 PARALLEL_CHOICES = ("auto", "none", "context", "guidance", "data")
+GUIDANCE_BATCHING = ("auto", "batched", "sequential")
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -44,6 +45,7 @@ class GenerateRequest:
     steps: int = 50
     guidance: str = "apg"
     guidance_scale: float | None = None
+    guidance_batching: str = "auto"
     shift: float | None = None
     negative_prompt: str | None = None
     seed: int | None = None
@@ -73,6 +75,10 @@ class GenerateRequest:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.guidance not in GUIDANCE_MODES:
             raise ValueError(f"guidance must be one of {list(GUIDANCE_MODES)}, got {self.guidance!r}")
+        if self.guidance_batching not in GUIDANCE_BATCHING:
+            raise ValueError(
+                f"guidance batching must be one of {list(GUIDANCE_BATCHING)}, got {self.guidance_batching!r}"
+            )
         if self.guidance_scale is not None and self.guidance_scale < 0:
             raise ValueError(f"guidance scale must be >= 0, got {self.guidance_scale}")
         if self.shift is not None and self.shift <= 0:
@@ -304,6 +310,7 @@ def _generate_on_rank(request: GenerateRequest, rank: int, log) -> dict[str, Any
                 num_inference_steps=request.steps,
                 guidance=request.guidance,
                 guidance_scale=request.guidance_scale,
+                guidance_batching=request.guidance_batching,
                 shift=request.shift,
                 generator=torch.Generator("cpu").manual_seed(request.seed + i),
                 output_type="latent",

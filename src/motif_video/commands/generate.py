@@ -55,6 +55,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="guidance scale (default: the model folder's guider config, else 8)",
     )
     p.add_argument(
+        "--guidance-batching",
+        default="auto",
+        choices=["auto", "batched", "sequential"],
+        help="cond and uncond in one batched forward or two passes; auto batches small videos (up to 8192 tokens) "
+        "and uses two passes with a step cache (default: auto)",
+    )
+    p.add_argument(
         "--shift",
         type=float,
         default=None,
@@ -153,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         guidance=args.guidance,
         guidance_scale=args.guidance_scale,
+        guidance_batching=args.guidance_batching,
         shift=args.shift,
         negative_prompt=args.negative_prompt,
         seed=args.seed,
