@@ -121,7 +121,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         help="step cache (first-block residual): skip a step when the first block's output changed by less than "
-        "this relative L1; 0 caches nothing (exact); 0.05-0.1 is a typical range; forces separate cond and "
+        "this relative L1; 0 skips nothing (exact); other video models use 0.05-0.1, the quality cost here is "
+        "not measured yet; forces separate cond and "
         "uncond passes; the skipped steps are printed (default: off)",
     )
     p.add_argument(
