@@ -2,6 +2,11 @@
 
 `GenerateRequest.validate()` checks everything that can be checked without loading a model (sizes, prompts, image,
 output path, option values), so bad input fails fast and leaves no file; `generate(request)` loads, runs, writes.
+
+Under `torchrun --nproc-per-node N` (WORLD_SIZE > 1) the ranks share the work as `parallel` says
+(`motif_video.parallel.pipeline`): `context` and `guidance` make one video at a time together (rank 0 writes it),
+`data` gives rank r the prompts r, r + N, ... (each rank writes its own); rank 0 prints the summary. Video i always
+uses seed `seed + i`, so the outputs do not depend on the number of ranks.
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ from .info import check_video_size
 from .pipelines.export import DEFAULT_FPS
 from .pipelines.guidance import GUIDANCE_MODES
 from .pipelines.memory import OFFLOAD_MODES, MemoryPlan, plan_for_budget
+from .pipelines.speed import SpeedPlan, check_speed_plan
+
+PARALLEL_CHOICES = ("auto", "none", "context", "guidance", "data")
+GUIDANCE_BATCHING = ("auto", "batched", "sequential")
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -36,6 +45,7 @@ class GenerateRequest:
     steps: int | None = None  # None: the model folder's generation_config.json, else 50
     guidance: str | None = None  # None: the folder's generation_config.json, else its guider (APG)
     guidance_scale: float | None = None
+    guidance_batching: str = "auto"
     shift: float | None = None
     negative_prompt: str | None = None
     seed: int | None = None
@@ -48,6 +58,11 @@ class GenerateRequest:
     memory_budget: float | None = None
     attention_backend: str | None = None
     save_latents: bool = False
+    compile: str | None = None  # torch.compile backend for the repeated blocks; None = off
+    cache_threshold: float | None = None  # step cache threshold; None = no cache (0 = cache on, exact)
+    fp8_compute: bool = False
+    parallel: str = "auto"  # auto: none on one process; data for >= WORLD_SIZE prompts, else context
+    world_size: int = 1  # from torchrun's WORLD_SIZE unless set
     outputs: list[Path] = field(default_factory=list)
 
     # ------------------------------------------------------------------------------------------------ validation
@@ -60,6 +75,10 @@ class GenerateRequest:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.guidance is not None and self.guidance not in GUIDANCE_MODES:
             raise ValueError(f"guidance must be one of {list(GUIDANCE_MODES)}, got {self.guidance!r}")
+        if self.guidance_batching not in GUIDANCE_BATCHING:
+            raise ValueError(
+                f"guidance batching must be one of {list(GUIDANCE_BATCHING)}, got {self.guidance_batching!r}"
+            )
         if self.guidance_scale is not None and self.guidance_scale < 0:
             raise ValueError(f"guidance scale must be >= 0, got {self.guidance_scale}")
         if self.shift is not None and self.shift <= 0:
@@ -70,14 +89,16 @@ class GenerateRequest:
             raise ValueError(f"offload must be one of {list(OFFLOAD_MODES)}, got {self.offload!r}")
         if self.memory_budget is not None and self.memory_budget <= 0:
             raise ValueError(f"memory budget must be > 0 GB, got {self.memory_budget}")
+        if self.cache_threshold is not None and not self.cache_threshold >= 0:
+            raise ValueError(f"cache threshold must be >= 0 (0 = exact), got {self.cache_threshold}")
+        self._check_parallel()
         self._check_device_and_dtype()
+        check_speed_plan(self.speed_plan(), torch.device(self.device), self.fp8, self.offload)
         if self.attention_backend is not None:
-            from .models import available_attention_backends
-
-            if self.attention_backend not in available_attention_backends():
+            backends = user_attention_backends()
+            if self.attention_backend not in backends:
                 raise ValueError(
-                    f"attention backend {self.attention_backend!r} is not available; "
-                    f"available: {available_attention_backends()}"
+                    f"attention backend {self.attention_backend!r} is not available here; available: {backends}"
                 )
         if self.image is not None:
             _check_image(self.image)
@@ -86,9 +107,38 @@ class GenerateRequest:
             self.seed = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
         return self
 
+    def _check_parallel(self) -> None:
+        if self.world_size == 1:
+            self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        if self.parallel not in PARALLEL_CHOICES:
+            raise ValueError(f"parallel must be one of {list(PARALLEL_CHOICES)}, got {self.parallel!r}")
+        if self.parallel == "auto":
+            if self.world_size == 1:
+                self.parallel = "none"
+            else:
+                self.parallel = "data" if len(self.prompts) >= self.world_size else "context"
+        if self.parallel != "none" and self.world_size == 1:
+            raise ValueError(
+                f"parallel {self.parallel!r} needs several processes: torchrun --nproc-per-node N motif-video ..."
+            )
+        if self.parallel == "none" and self.world_size > 1:
+            raise ValueError(
+                f"parallel 'none' with {self.world_size} processes would make every video {self.world_size} "
+                "times; pick context, guidance or data"
+            )
+        if self.parallel == "guidance":
+            if self.world_size != 2:
+                raise ValueError(f"parallel 'guidance' needs exactly 2 processes, got {self.world_size}")
+            if self.guidance == "none":
+                raise ValueError(
+                    "parallel 'guidance' splits the cond and uncond passes: needs --guidance apg or cfg"
+                )
+
     def _check_device_and_dtype(self) -> None:
         if self.device == "auto":
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device == "cuda" and self.world_size > 1:
+            self.device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
         try:
             device = torch.device(self.device)
         except (RuntimeError, ValueError) as exc:
@@ -111,6 +161,16 @@ class GenerateRequest:
                 plan = MemoryPlan("none", False, self.vae_tiling, "memory budget ignored on the CPU")
             return plan
         return MemoryPlan(self.offload, self.fp8, self.vae_tiling)  # type: ignore[arg-type]
+
+    def speed_plan(self) -> SpeedPlan:
+        return SpeedPlan(self.compile, self.fp8_compute)
+
+
+def user_attention_backends() -> list[str]:
+    """The attention backends a user may pick here (`ulysses` is internal to context parallelism)."""
+    from .models import available_attention_backends
+
+    return [name for name in available_attention_backends() if name != "ulysses"]
 
 
 def _check_image(path: Path) -> None:
@@ -173,33 +233,73 @@ def load_pipeline(request: GenerateRequest):
 
 
 def generate(request: GenerateRequest, log=print) -> dict[str, Any]:
-    """Load the pipeline, generate one video per prompt, write MP4s; returns what was written and measured."""
+    """Load the pipeline, generate one video per prompt, write MP4s; returns what was written and measured.
+
+    Under torchrun the process group is initialised here (and destroyed at the end if it was); every rank returns
+    the same summary, and only rank 0 logs.
+    """
+    import torch.distributed as dist
+
+    from .parallel import init_distributed
+
+    request.validate()
+    own_group = request.world_size > 1 and not dist.is_initialized()
+    rank = init_distributed()[0] if request.world_size > 1 else 0
+    if request.world_size > 1:  # a random seed differs per rank: use rank 0's (the one printed)
+        seed = [request.seed]
+        dist.broadcast_object_list(seed, src=0)
+        request.seed = seed[0]
+    log = log if rank == 0 else (lambda *_: None)
+    try:
+        result = _generate_on_rank(request, rank, log)
+    finally:
+        if own_group:
+            dist.destroy_process_group()
+    return result
+
+
+def _generate_on_rank(request: GenerateRequest, rank: int, log) -> dict[str, Any]:
     import contextlib
 
     import PIL.Image
 
     from .models import attention_backend
+    from .parallel.pipeline import enable_parallel
+    from .perf.step_cache import StepCache
     from .pipelines.export import write_mp4
     from .pipelines.memory import apply_memory_plan
+    from .pipelines.speed import apply_speed_plan, cache_summary
 
-    request.validate()
     device = torch.device(request.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     pipe = load_pipeline(request)
+    pipe.set_progress_bar_config(disable=rank != 0)
     plan = request.memory_plan()
     apply_memory_plan(pipe, plan, device)
-    log(f"memory mode: {plan.describe()}")
+    apply_speed_plan(pipe, request.speed_plan())
+    enable_parallel(pipe, request.parallel)  # type: ignore[arg-type]
+    log(f"memory mode: {plan.describe()}; speed: {request.speed_plan().describe()}; parallel: {request.parallel}"
+        f"{f' over {request.world_size} processes' if request.world_size > 1 else ''}")  # fmt: skip
     image = PIL.Image.open(request.image).convert("RGB") if request.image is not None else None
     backend = (
         attention_backend(request.attention_backend)
         if request.attention_backend
         else contextlib.nullcontext()
     )
-    written = []
+    data_parallel = request.parallel == "data"
+    mine = (
+        range(rank, len(request.prompts), request.world_size)
+        if data_parallel
+        else range(len(request.prompts))
+    )
+    writes = data_parallel or rank == 0
+    cache = StepCache(request.cache_threshold) if request.cache_threshold is not None else None
+    written, cache_lines = [], []
     with backend:
-        for i, (prompt, path) in enumerate(zip(request.prompts, request.outputs)):
+        for i in mine:
+            prompt, path = request.prompts[i], request.outputs[i]
             kwargs = {"image": image} if image is not None else {}
             latents = pipe(
                 prompt=prompt,
@@ -210,25 +310,53 @@ def generate(request: GenerateRequest, log=print) -> dict[str, Any]:
                 num_inference_steps=request.steps,
                 guidance=request.guidance,
                 guidance_scale=request.guidance_scale,
+                guidance_batching=request.guidance_batching,
                 shift=request.shift,
                 generator=torch.Generator("cpu").manual_seed(request.seed + i),
                 output_type="latent",
+                step_cache=cache,
                 **kwargs,
             ).frames
-            if i == 0 and pipe.last_sampler is not None:
+            if i == mine[0] and pipe.last_sampler is not None:
                 log(f"sampler: Euler, shift {pipe.last_sampler.shift:g} ({pipe.last_sampler.source})")
+            if cache is not None:
+                cache_lines.append((i, cache_summary(cache.report())))
+            if not writes:
+                continue
             frames = pipe.decode(latents, "np")[0]
             path.parent.mkdir(parents=True, exist_ok=True)
             write_mp4(frames, path, fps=request.fps)
             if request.save_latents:
                 _save_latents(latents, path.with_suffix(".latents.safetensors"), request.seed + i)
             written.append(path)
+    written, cache_lines = _gather(request.world_size, written, cache_lines, data_parallel)
     seconds = time.perf_counter() - start
     peak = _peak_memory_gb(device)
     for path in written:
         log(f"wrote {path}")
-    log(f"time {seconds:.1f} s, peak {'GPU' if device.type == 'cuda' else 'process'} memory {peak:.2f} GB")
-    return {"outputs": written, "seconds": seconds, "peak_memory_gb": peak, "memory_plan": plan}
+    for i, line in cache_lines:
+        log(f"step cache (threshold {request.cache_threshold:g}), video {i}: {line}")
+    where = "GPU" if device.type == "cuda" else "process"
+    log(
+        f"time {seconds:.1f} s, peak {where} memory {peak:.2f} GB{' (rank 0)' if request.world_size > 1 else ''}"
+    )
+    return {"outputs": written, "seconds": seconds, "peak_memory_gb": peak, "memory_plan": plan,
+            "step_cache": dict(cache_lines)}  # fmt: skip
+
+
+def _gather(
+    world: int, written: list[Path], cache_lines: list, data_parallel: bool
+) -> tuple[list[Path], list]:
+    """Every rank's outputs and cache reports, in prompt order (only data parallelism splits them)."""
+    if world == 1 or not data_parallel:
+        return written, cache_lines
+    import torch.distributed as dist
+
+    parts: list = [None] * world
+    dist.all_gather_object(parts, (written, cache_lines))
+    paths = sorted(p for part in parts for p in part[0])
+    lines = sorted(line for part in parts for line in part[1])
+    return paths, lines
 
 
 def _save_latents(latents: torch.Tensor, path: Path, seed: int) -> None:

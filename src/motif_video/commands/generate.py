@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from ..hub import DEFAULT_MODEL_ID
@@ -60,6 +61,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="guidance scale (default: the model folder's guider config, else 8)",
     )
     p.add_argument(
+        "--guidance-batching",
+        default="auto",
+        choices=["auto", "batched", "sequential"],
+        help="cond and uncond in one batched forward or two passes; auto batches small videos (up to 8192 tokens) "
+        "and uses two passes with a step cache (default: auto)",
+    )
+    p.add_argument(
         "--shift",
         type=float,
         default=None,
@@ -99,7 +107,44 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="GB of accelerator memory; picks --offload/--fp8 (overrides them; the choice is printed) (default: none)",
     )
-    p.add_argument("--attention-backend", default=None, help="attention backend name (default: sdpa)")
+    p.add_argument(
+        "--attention-backend",
+        default=None,
+        help="attention kernel: auto (FlashAttention 3 on Hopper in half precision, else torch SDPA), sdpa, math, "
+        "sdpa_flash, sdpa_cudnn, sdpa_efficient, flash3, sage; the ones installed and usable here are accepted "
+        "(default: auto)",
+    )
+    p.add_argument(
+        "--compile",
+        nargs="?",
+        const="inductor",
+        default=None,
+        metavar="BACKEND",
+        help="regional torch.compile of the transformer blocks; BACKEND defaults to inductor (default: off)",
+    )
+    p.add_argument(
+        "--cache-threshold",
+        type=float,
+        default=None,
+        help="step cache (first-block residual): skip a step when the first block's output changed by less than "
+        "this relative L1; 0 skips nothing (exact); other video models use 0.05-0.1, the quality cost here is "
+        "not measured yet; forces separate cond and "
+        "uncond passes; the skipped steps are printed (default: off)",
+    )
+    p.add_argument(
+        "--fp8-compute",
+        action="store_true",
+        help="FP8 compute: torchao dynamic float8 activations and weights in the block linears, CUDA compute "
+        "capability >= 8.9 (Ada, Hopper) only; not the --fp8 memory mode (default: off)",
+    )
+    p.add_argument(
+        "--parallel",
+        default="auto",
+        choices=["auto", "none", "context", "guidance", "data"],
+        help="under torchrun --nproc-per-node N: context (video tokens split over the ranks), guidance (cond and "
+        "uncond passes on 2 ranks), data (rank r makes prompts r, r+N, ...); auto: none for one process, data "
+        "when there are at least N prompts, else context (default: auto)",
+    )
     p.add_argument(
         "--save-latents",
         action="store_true",
@@ -122,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         guidance=args.guidance,
         guidance_scale=args.guidance_scale,
+        guidance_batching=args.guidance_batching,
         shift=args.shift,
         negative_prompt=args.negative_prompt,
         seed=args.seed,
@@ -134,11 +180,16 @@ def run(args: argparse.Namespace) -> int:
         memory_budget=args.memory_budget,
         attention_backend=args.attention_backend,
         save_latents=args.save_latents,
+        compile=args.compile,
+        cache_threshold=args.cache_threshold,
+        fp8_compute=args.fp8_compute,
+        parallel=args.parallel,
     ).validate()
-    print(
-        f"seed {request.seed}; {len(request.prompts)} prompt(s); {request.width}x{request.height}x"
-        f"{request.num_frames}, {request.steps or 'default'} steps on {request.device} ({request.dtype})"
-    )
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(
+            f"seed {request.seed}; {len(request.prompts)} prompt(s); {request.width}x{request.height}x"
+            f"{request.num_frames}, {request.steps or 'default'} steps on {request.device} ({request.dtype})"
+        )
     generate(request)
     return 0
 

@@ -1,8 +1,12 @@
 """What the text-to-video and image-to-video pipelines share: loading, prompts, the denoising loop, decoding.
 
 `__call__` of each pipeline is a handful of named stages (check, encode prompts, noise, condition, sample, decode);
-the loop itself is `_sample`. The sampler is flow-matching Euler with a static shift (`motif_video.flow`); the
+the loop itself is `sample`. The sampler is flow-matching Euler with a static shift (`motif_video.flow`); the
 `scheduler` component is kept for compatibility and read only for its shift.
+
+Speed options reach the loop here: a `StepCache` (one cache branch per guidance pass; see `predict_velocity`) and
+multi-process guidance (`motif_video.parallel.pipeline`: the cond and uncond passes on two ranks, predictions
+exchanged). Context parallelism needs nothing from the loop: it is attached to the transformer with hooks.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from diffusers.video_processor import VideoProcessor
 from .. import flow
 from ..hub import DEFAULT_MODEL_ID, resolve_folder
 from ..info import check_video_size
+from ..perf.step_cache import StepCache
 from . import prompts as P
 from .defaults import GenerationDefaults, load_student_pipeline
 from .guidance import GuidanceConfig, Guider, config_from_guider
@@ -95,6 +100,10 @@ class MotifVideoBasePipeline(DiffusionPipeline):
         self.release_text_encoder = True
         self.run_device: torch.device | None = None  # set by memory modes that move weights off the device
         self.last_sampler: SamplerChoice | None = None
+        self.last_step_cache: StepCache | None = None  # the cache of the last call, to read its report
+        # Set by `motif_video.parallel.pipeline.enable_parallel`: the process groups of the parallel modes in use.
+        self.context_group: Any = None
+        self.guidance_group: Any = None
         self.folder_pipeline_class: str | None = (
             None  # model_index.json `_class_name` of the folder loaded from
         )
@@ -236,14 +245,21 @@ class MotifVideoBasePipeline(DiffusionPipeline):
         conditioning: Conditioning,
         batching: GuidanceBatching = "auto",
         attention_kwargs: dict | None = None,
+        step_cache: StepCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Conditional and unconditional velocities at `sigma`, as one batched forward or two passes (cond first)."""
+        """Conditional and unconditional velocities at `sigma`, as one batched forward or two passes (cond first).
+
+        With a `step_cache`, each pass uses its own cache branch ("cond", "uncond"); a batched pass uses one branch
+        ("cond+uncond": the whole batch skips or runs together), so "auto" batching picks two passes when caching.
+        Under guidance parallelism (two ranks) rank 0 runs the cond pass and rank 1 the uncond pass, and the two
+        predictions are all-gathered: the same numbers as two passes in one process.
+        """
         hidden = torch.cat([latents, conditioning.latent, conditioning.mask], dim=1)
         timestep = torch.full(
             (hidden.shape[0],), flow.timestep_from_sigma(sigma), device=hidden.device, dtype=torch.float32
         )
 
-        def forward(h, t, text: P.PromptEmbeds, image):
+        def forward(h, t, text: P.PromptEmbeds, image, branch: str):
             return self.transformer(
                 hidden_states=h,
                 timestep=t,
@@ -253,24 +269,40 @@ class MotifVideoBasePipeline(DiffusionPipeline):
                 attention_kwargs=attention_kwargs,
                 return_dict=False,
                 **({} if self.embedded_guidance is None else {"guidance": self.embedded_guidance}),
+                **({} if step_cache is None else {"step_cache": step_cache.branch(branch)}),
             )[0]
 
         image = conditioning.image_embeds
         if uncond is None:
-            return forward(hidden, timestep, cond, image), None
-        if self._batch_guidance(batching, latents):
+            return forward(hidden, timestep, cond, image, "cond"), None
+        if self.guidance_group is not None:
+            from ..parallel.pipeline import exchange_guidance
+
+            return exchange_guidance(
+                self.guidance_group,
+                lambda mine: forward(hidden, timestep, cond if mine == "cond" else uncond, image, mine),
+            )
+        if self._batch_guidance(batching, latents, step_cache is not None):
             both = P.concat(cond, uncond)
             image2 = None if image is None else torch.cat([image, image])
-            out = forward(torch.cat([hidden, hidden]), torch.cat([timestep, timestep]), both, image2)
+            out = forward(
+                torch.cat([hidden, hidden]), torch.cat([timestep, timestep]), both, image2, "cond+uncond"
+            )
             v_cond, v_uncond = out.chunk(2)
             return v_cond, v_uncond
-        return forward(hidden, timestep, cond, image), forward(hidden, timestep, uncond, image)
+        return forward(hidden, timestep, cond, image, "cond"), forward(
+            hidden, timestep, uncond, image, "uncond"
+        )
 
-    def _batch_guidance(self, batching: GuidanceBatching, latents: torch.Tensor) -> bool:
+    def _batch_guidance(
+        self, batching: GuidanceBatching, latents: torch.Tensor, caching: bool = False
+    ) -> bool:
         if batching not in ("auto", "batched", "sequential"):
             raise ValueError(f"guidance_batching must be 'auto', 'batched' or 'sequential', got {batching!r}")
         if batching != "auto":
             return batching == "batched"
+        if caching:  # one cache branch per guidance pass
+            return False
         p, pt = self.transformer.config.patch_size, self.transformer.config.patch_size_t
         _, _, t, h, w = latents.shape
         return (t // pt) * (h // p) * (w // p) <= AUTO_BATCH_MAX_TOKENS
@@ -287,9 +319,18 @@ class MotifVideoBasePipeline(DiffusionPipeline):
         attention_kwargs: dict | None = None,
         callback_on_step_end=None,
         callback_on_step_end_tensor_inputs: list[str] | None = None,
+        step_cache: StepCache | None = None,
     ) -> torch.Tensor:
-        """Euler steps over `sigmas` (N + 1 values ending at 0) with guidance; returns the final latents."""
+        """Euler steps over `sigmas` (N + 1 values ending at 0) with guidance; returns the final latents.
+
+        `step_cache` is reset first; its `report()` afterwards lists the steps each guidance branch skipped.
+        """
         guider = Guider(guidance)
+        self.last_step_cache = step_cache
+        if step_cache is not None:
+            step_cache.reset()
+            if self.context_group is not None and step_cache.process_group is None:
+                step_cache.process_group = self.context_group  # every rank must take the same decision
         steps = len(sigmas) - 1
         self._num_timesteps = steps
         inputs = callback_on_step_end_tensor_inputs or ["latents"]
@@ -300,7 +341,14 @@ class MotifVideoBasePipeline(DiffusionPipeline):
                 sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
                 self._current_timestep = flow.timestep_from_sigma(sigma)
                 v_cond, v_uncond = self.predict_velocity(
-                    latents, sigma, cond, uncond, conditioning.at(sigma), batching, attention_kwargs
+                    latents,
+                    sigma,
+                    cond,
+                    uncond,
+                    conditioning.at(sigma),
+                    batching,
+                    attention_kwargs,
+                    step_cache,
                 )
                 velocity = guider(v_cond, v_uncond)
                 latents = flow.euler_step(latents, velocity, sigma, sigma_next).to(v_cond.dtype)

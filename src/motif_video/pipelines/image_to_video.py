@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from .. import flow
+from ..perf.step_cache import StepCache
 from . import prompts as P
 from .base import Conditioning, GuidanceBatching, MotifVideoBasePipeline, MotifVideoPipelineOutput, OutputType
 from .defaults import embedded_guidance
@@ -62,6 +63,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         apg_momentum: float | None = None,
         shift: float | None = None,
         guidance_batching: GuidanceBatching = "auto",
+        step_cache: StepCache | None = None,
         resize: ResizeMode = "stretch",
         first_frame_latent: LatentMode = "sample",
         conditioning_blur: float = 0.0,
@@ -132,6 +134,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
             attention_kwargs,
             callback_on_step_end,
             self._callback_inputs(callback_on_step_end, callback_on_step_end_tensor_inputs),
+            step_cache,
         )
         video = self.decode(latents, output_type, stream_decode)
         self.maybe_free_model_hooks()

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from .. import flow
+from ..perf.step_cache import StepCache
 from . import prompts as P
 from .base import (
     Conditioning,
@@ -58,12 +59,15 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         apg_momentum: float | None = None,
         shift: float | None = None,
         guidance_batching: GuidanceBatching = "auto",
+        step_cache: StepCache | None = None,
         stream_decode: bool = True,
     ) -> MotifVideoPipelineOutput | tuple:
         """Generate videos. `negative_prompt=None` uses the 39-term default; "" is an empty negative prompt.
 
         Guidance defaults to the folder's guider config, else APG (scale 8, norm threshold 12, momentum 0.1, eta 1,
         norm dims (-1, -2, -4)); `guidance` picks "apg", "cfg" or "none". `shift` overrides the scheduler config.
+        `step_cache` (a `motif_video.perf.StepCache`) skips steps whose first-block residual barely changed; threshold
+        0 is exact; afterwards `step_cache.report()` (or `pipe.last_step_cache`) lists the skipped steps per branch.
         """
         self.check_size(height, width, num_frames)
         num_inference_steps, guidance, guidance_scale, shift = self.generation_defaults.fill(
@@ -109,6 +113,7 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
             attention_kwargs,
             callback_on_step_end,
             self._callback_inputs(callback_on_step_end, callback_on_step_end_tensor_inputs),
+            step_cache,
         )
         frames = self.decode(latents, output_type, stream_decode)
         self.maybe_free_model_hooks()

@@ -484,18 +484,11 @@ class FlowMatching:
 # the loop
 
 
-def default_validation(config: TrainConfig) -> ValidateFn:
-    """Validation videos through `motif_video.pipelines` (imported lazily: the pipeline package is optional here)."""
-    try:
-        from ..pipelines import MotifVideoPipeline  # noqa: F401
-    except ImportError as exc:
-        raise ValueError(
-            "validation.every > 0 needs motif_video.pipelines (MotifVideoPipeline), which is not installed in this "
-            "checkout; set validation.every=0 or pass validate= to train()"
-        ) from exc
+def default_validation(config: TrainConfig, components: Any) -> ValidateFn:
+    """Validation videos through `MotifVideoPipeline` with the trainer's components (see `validation.py`)."""
     from .validation import pipeline_validation
 
-    return pipeline_validation(config)
+    return pipeline_validation(config, components)
 
 
 def train(
@@ -512,13 +505,13 @@ def train(
     accelerator = accelerator or make_accelerator(config)
     device = accelerator.device
     output = Path(config.output_dir)
-    if config.validation.every and validate is None:
-        validate = default_validation(config)
     components = None
     if needs_components(config) or config.validation.every:
         from .encoders import load_components
 
         components = load_components(config.model.components, device)
+    if config.validation.every and validate is None:
+        validate = default_validation(config, components)
     data = build_data(config, accelerator, components)
 
     model = objective.build_model(config)

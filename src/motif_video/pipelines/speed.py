@@ -1,0 +1,81 @@
+"""Speed options applied to a loaded pipeline: FP8 compute and regional compile; step-cache reports.
+
+| option        | what it does                                                               | where it lives           |
+|---------------|----------------------------------------------------------------------------|--------------------------|
+| `fp8_compute` | torchao dynamic float8 activations x float8 weights in the block linears   | `perf/fp8.py` (`dynamic`) |
+| `compile`     | `torch.compile` of each repeated block (one graph per block class)        | `perf/compile.py`         |
+| step cache    | a `StepCache` passed to the pipeline call (`step_cache=`), per guidance pass | `perf/step_cache.py`   |
+
+Order: memory plan (device placement, FP8 weight-only), then FP8 compute (needs the weights on the GPU), then
+compile (compiles what the quantisation produced). FP8 compute is distinct from the `fp8` memory mode (weight-only
+storage, computed in bf16); the two are exclusive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+import torch
+
+from ..perf.step_cache import BranchReport
+
+
+@dataclass(frozen=True)
+class SpeedPlan:
+    compile_backend: str | None = (
+        None  # a torch.compile backend ("inductor", "eager", ...); None = no compile
+    )
+    fp8_compute: bool = False
+
+    def describe(self) -> str:
+        compiled = f"compile={self.compile_backend}" if self.compile_backend else "compile=off"
+        return f"{compiled}, fp8_compute={'on' if self.fp8_compute else 'off'}"
+
+
+def compile_backends() -> list[str]:
+    import torch._dynamo
+
+    return sorted(torch._dynamo.list_backends(exclude_tags=()))
+
+
+def check_speed_plan(plan: SpeedPlan, device: torch.device, fp8_weight_only: bool, offload: str) -> None:
+    """Everything that can be checked before loading a model (raises ValueError naming the value)."""
+    if plan.compile_backend is not None and plan.compile_backend not in compile_backends():
+        raise ValueError(
+            f"compile backend {plan.compile_backend!r} is unknown; available: {compile_backends()}"
+        )
+    if not plan.fp8_compute:
+        return
+    if fp8_weight_only:
+        raise ValueError("--fp8 (weight-only memory mode) and --fp8-compute are exclusive; pick one")
+    if offload != "none":
+        raise ValueError(
+            f"--fp8-compute needs the transformer on the GPU (offload none), got offload {offload!r}"
+        )
+    from ..perf.fp8 import check_fp8_support
+
+    try:
+        check_fp8_support("dynamic", device)
+    except ImportError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def apply_speed_plan(pipe, plan: SpeedPlan) -> None:
+    """Quantise (FP8 compute) and compile the pipeline's transformer in place, after the memory plan."""
+    if plan.fp8_compute:
+        from ..perf.fp8 import quantize_fp8
+
+        quantize_fp8(pipe.transformer, "dynamic")
+    if plan.compile_backend is not None:
+        from ..perf.compile import compile_repeated_blocks
+
+        compile_repeated_blocks(pipe.transformer, backend=plan.compile_backend)
+
+
+def cache_summary(report: dict[Hashable, BranchReport]) -> str:
+    """One line per guidance branch: which denoising steps reused the cache."""
+    lines = []
+    for name, r in report.items():
+        lines.append(f"{name}: skipped {len(r.skipped)} of {r.calls} steps {r.skipped}")
+    return "; ".join(lines) if lines else "no cached passes"
