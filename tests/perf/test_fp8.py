@@ -38,7 +38,7 @@ def test_unknown_mode() -> None:
 
 def test_missing_torchao_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fp8, "torchao_available", lambda: False)
-    with pytest.raises(ImportError, match=r"motif-video\[fp8\]"):
+    with pytest.raises(ValueError, match=r"motif-video\[fp8\]"):
         fp8.quantize_fp8(build_transformer("tiny"), "weight_only")
 
 

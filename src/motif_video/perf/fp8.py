@@ -62,7 +62,7 @@ def check_fp8_support(mode: str, device: torch.device) -> None:
     if mode not in FP8_MODES:
         raise ValueError(f"fp8 mode must be one of {FP8_MODES}, got {mode!r}")
     if not torchao_available():
-        raise ImportError(
+        raise ValueError(
             "FP8 needs torchao, which is not installed: pip install 'motif-video[fp8]' (or pip install torchao)"
         )
     if mode == "dynamic":
@@ -83,12 +83,15 @@ def quantize_fp8(model: nn.Module, mode: Fp8Mode) -> nn.Module:
     """Convert the selected linears of `model` in place to FP8 (`mode` as in the module docstring); returns it."""
     device = next(model.parameters()).device
     check_fp8_support(mode, device)
-    from torchao.quantization import (
-        Float8DynamicActivationFloat8WeightConfig,
-        Float8WeightOnlyConfig,
-        PerRow,
-        quantize_,
-    )
+    try:
+        from torchao.quantization import (
+            Float8DynamicActivationFloat8WeightConfig,
+            Float8WeightOnlyConfig,
+            PerRow,
+            quantize_,
+        )
+    except ImportError as exc:
+        raise ValueError(f"FP8 needs a working torchao ({exc}): pip install 'motif-video[fp8]'") from exc
 
     if not fp8_layer_names(model):
         raise ValueError(f"{type(model).__name__} has no linear layers that FP8 applies to")

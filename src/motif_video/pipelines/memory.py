@@ -4,7 +4,7 @@ none        every component on the device; the text encoder is released (moved t
 model       diffusers model CPU offload: text encoder, transformer, VAE each moved to the device in turn
 group       diffusers group offload: transformer blocks (and text encoder / VAE layers) streamed to the device
 sequential  diffusers sequential CPU offload: every layer moved to the device when it runs (least memory)
-fp8         torchao Float8WeightOnlyConfig on the transformer's linear layers, compute in the pipeline dtype
+fp8         torchao Float8WeightOnlyConfig on the transformer's block linears (`perf.fp8`), compute in the pipeline dtype
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 import torch
+
+from ..perf.fp8 import quantize_fp8
 
 OffloadMode = Literal["none", "model", "group", "sequential"]
 OFFLOAD_MODES: tuple[str, ...] = get_args(OffloadMode)
@@ -61,21 +63,12 @@ def check_offload(offload: str, device: torch.device) -> None:
         )
 
 
-def quantize_fp8(transformer: torch.nn.Module) -> None:
-    """FP8 weight-only quantisation of the transformer's linear layers (torchao); compute stays in the model dtype."""
-    try:
-        from torchao.quantization import Float8WeightOnlyConfig, quantize_
-    except ImportError as exc:
-        raise ValueError("fp8 needs torchao: pip install 'motif-video[fp8]'") from exc
-    quantize_(transformer, Float8WeightOnlyConfig())
-
-
 def apply_memory_plan(pipe, plan: MemoryPlan, device: torch.device | str) -> None:
     """Place the pipeline's components on `device` according to `plan` (call once, before generating)."""
     device = torch.device(device)
     check_offload(plan.offload, device)
     if plan.fp8:
-        quantize_fp8(pipe.transformer)
+        quantize_fp8(pipe.transformer, "weight_only")
     if plan.vae_tiling:
         pipe.vae.enable_tiling()
     if plan.offload == "none":

@@ -55,10 +55,7 @@ def check_speed_plan(plan: SpeedPlan, device: torch.device, fp8_weight_only: boo
         )
     from ..perf.fp8 import check_fp8_support
 
-    try:
-        check_fp8_support("dynamic", device)
-    except ImportError as exc:
-        raise ValueError(str(exc)) from exc
+    check_fp8_support("dynamic", device)
 
 
 def apply_speed_plan(pipe, plan: SpeedPlan) -> None:
