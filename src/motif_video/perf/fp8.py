@@ -61,10 +61,6 @@ def check_fp8_support(mode: str, device: torch.device) -> None:
     """Raise a clear error if `mode` cannot run on `device` here."""
     if mode not in FP8_MODES:
         raise ValueError(f"fp8 mode must be one of {FP8_MODES}, got {mode!r}")
-    if not torchao_available():
-        raise ValueError(
-            "FP8 needs torchao, which is not installed: pip install 'motif-video[fp8]' (or pip install torchao)"
-        )
     if mode == "dynamic":
         if device.type != "cuda":
             raise ValueError(
@@ -77,6 +73,11 @@ def check_fp8_support(mode: str, device: torch.device) -> None:
                 f"fp8 mode 'dynamic' needs compute capability >= 8.9 (Ada, Hopper), this GPU has "
                 f"{capability[0]}.{capability[1]}; use 'weight_only' for memory savings"
             )
+
+    if not torchao_available():
+        raise ValueError(
+            "FP8 needs torchao, which is not installed: pip install 'motif-video[fp8]' (or pip install torchao)"
+        )
 
 
 def quantize_fp8(model: nn.Module, mode: Fp8Mode) -> nn.Module:
