@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["info", "generate", "train", "cache"]
+COMMANDS = ["info", "generate", "train", "cache", "eval"]
 
 
 def build_parser() -> argparse.ArgumentParser:

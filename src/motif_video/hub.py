@@ -6,6 +6,20 @@ import os
 from pathlib import Path
 
 DEFAULT_MODEL_ID = "Motif-Technologies/Motif-Video-2B"
+# Models shipped inside the package (src/motif_video/assets/NAME), loadable by name.
+SHIPPED_MODELS = ("small",)
+
+
+def shipped_folder(name: str) -> Path | None:
+    """The folder of a model shipped with the package, or None when `name` is not one of SHIPPED_MODELS."""
+    if name not in SHIPPED_MODELS:
+        return None
+    from importlib.resources import files
+
+    folder = Path(str(files("motif_video") / "assets" / name))
+    if not (folder / "model_index.json").is_file():
+        raise ValueError(f"shipped model {name!r} is missing from this installation (looked in {folder})")
+    return folder
 
 
 def resolve_folder(
@@ -17,8 +31,11 @@ def resolve_folder(
     token: str | bool | None = None,
     allow_patterns: list[str] | None = None,
 ) -> Path:
-    """A local folder as is, or a Hub repo id downloaded (or found in the cache); `subfolder` is joined to it."""
+    """A local folder as is, a shipped model's name (SHIPPED_MODELS, e.g. "small") when no such folder exists, or
+    a Hub repo id downloaded (or found in the cache); `subfolder` is joined to it."""
     path = Path(name_or_path).expanduser()
+    if not path.exists() and (shipped := shipped_folder(str(name_or_path))) is not None:
+        path = shipped
     if path.exists():
         if not path.is_dir():
             raise ValueError(
@@ -31,7 +48,8 @@ def resolve_folder(
     name = str(name_or_path)
     if name.count("/") != 1 or name.startswith((".", "/", "~")):
         raise ValueError(
-            f"{name!r} is neither an existing folder nor a Hub repo id like {DEFAULT_MODEL_ID!r}"
+            f"{name!r} is neither an existing folder, a shipped model ({', '.join(SHIPPED_MODELS)}) "
+            f"nor a Hub repo id like {DEFAULT_MODEL_ID!r}"
         )
     from huggingface_hub import snapshot_download
 
