@@ -89,7 +89,10 @@ def run_offline_eval(config: OfflineEvalConfig, log=print) -> dict[str, Any]:
     if config.fp8:
         from ..perf.fp8 import quantize_fp8
 
-        quantize_fp8(t2v.transformer, config.fp8)
+        try:
+            quantize_fp8(t2v.transformer, config.fp8)
+        except ImportError as exc:  # torchao missing or unusable here: a user error, not a crash
+            raise ValueError(str(exc)) from exc
     i2v = MotifVideoImageToVideoPipeline(**t2v.components) if config.i2v else None
     cases = prompt_suite(config.prompts, config.suite_seed)
     results: dict[str, list] = {"t2v": [], "i2v": []}

@@ -188,3 +188,50 @@ def train_vae(config: VaeTrainConfig, output: str | Path) -> dict[str, float]:
             save_atomic(vae, output)
             vae.train()
     return {"psnr": log[-1]["psnr"], "seconds": time.perf_counter() - start}
+
+
+def finetune_decoder(
+    vae_folder: str | Path,
+    output: str | Path,
+    steps: int = 500,
+    frames: int = 33,
+    crop: int = 32,
+    batch_size: int = 2,
+    lr: float = 2e-4,
+    seed: int = 2,
+    save_every: int = 100,
+) -> dict[str, float]:
+    """Second stage: train only the decoder (and post_quant_conv) on whole `frames`-long clips, so decoding stays
+    sharp through many causal chunks. The encoder, and so every latent and the latent statistics, are unchanged:
+    a transformer trained on the first-stage latents stays valid."""
+    from diffusers import AutoencoderKLWan
+
+    vae = AutoencoderKLWan.from_pretrained(vae_folder)
+    vae.requires_grad_(False)
+    params = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    config = VaeTrainConfig(batch_size=batch_size, frames=frames, clip_frames=frames, crop=crop, seed=seed)
+    held_out = eval_clips(count=2)
+    start = time.perf_counter()
+    record: dict[str, float] = {"psnr": evaluate(vae.eval(), held_out)}
+    print(json.dumps({"step": 0, **record}), flush=True)
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+        x = batch_at(config, step)
+        with torch.no_grad():
+            z = vae.encode(x).latent_dist.mode()
+        y = decode_unclamped(vae, z)
+        loss = (y - x).abs().mean() + ((y - x) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if (step + 1) % save_every == 0 or step + 1 == steps:
+            record = {"step": step + 1, "loss": loss.item(), "psnr": evaluate(vae.eval(), held_out)}
+            record["seconds"] = time.perf_counter() - start
+            print(json.dumps(record), flush=True)
+            save_atomic(vae, Path(output))
+    return {"psnr": record["psnr"], "seconds": time.perf_counter() - start}
