@@ -55,7 +55,7 @@ def test_t2v_and_i2v_are_fast_and_sane(pipe):
 
     start = time.perf_counter()
     video = i2v(
-        PROMPT, image=PIL.Image.fromarray(first), generator=torch.Generator().manual_seed(0), **kwargs
+        prompt=PROMPT, image=PIL.Image.fromarray(first), generator=torch.Generator().manual_seed(0), **kwargs
     ).frames
     assert time.perf_counter() - start < 10
     error = np.abs(video[0, 0] * 255 - first).mean()

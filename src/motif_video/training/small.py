@@ -177,3 +177,23 @@ def assemble(
         shutil.rmtree(output)
     os.replace(tmp, output)
     return output
+
+
+def transformer_from_checkpoint(checkpoint: str | Path, output: str | Path, preset: str = "small") -> Path:
+    """A loadable transformer folder from a trainer checkpoint (`checkpoints/step-N`), with its EMA weights."""
+    from safetensors.torch import load_file
+
+    from ..presets import build_transformer
+
+    checkpoint = Path(checkpoint)
+    model = build_transformer(preset)
+    state = load_file(str(checkpoint / "model.safetensors"))
+    if (checkpoint / "ema.safetensors").is_file():
+        state.update(load_file(str(checkpoint / "ema.safetensors")))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint {checkpoint} does not match preset {preset!r}: {missing[:3]} {unexpected[:3]}"
+        )
+    model.save_pretrained(output)
+    return Path(output)
