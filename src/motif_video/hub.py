@@ -8,8 +8,14 @@ from pathlib import Path
 DEFAULT_MODEL_ID = "Motif-Technologies/Motif-Video-2B"
 
 
+def shipped_models() -> list[str]:
+    """Names of the models shipped inside the package (`motif_video/assets/<name>`), e.g. "small"."""
+    assets = Path(__file__).resolve().parent / "assets"
+    return sorted(p.name for p in assets.iterdir() if p.is_dir()) if assets.is_dir() else []
+
+
 def shipped_model(name: str) -> Path | None:
-    """`motif_video/assets/<name>` when the package ships a model folder of that name (e.g. a distilled student)."""
+    """`motif_video/assets/<name>` when the package ships a model folder of that name ("small", a student)."""
     if not name or "/" in name or "\\" in name or name.startswith("."):
         return None
     folder = Path(__file__).resolve().parent / "assets" / name
@@ -42,7 +48,8 @@ def resolve_folder(
     name = str(name_or_path)
     if name.count("/") != 1 or name.startswith((".", "/", "~")):
         raise ValueError(
-            f"{name!r} is neither an existing folder nor a Hub repo id like {DEFAULT_MODEL_ID!r}"
+            f"{name!r} is neither an existing folder, a shipped model ({', '.join(shipped_models())}) "
+            f"nor a Hub repo id like {DEFAULT_MODEL_ID!r}"
         )
     from huggingface_hub import snapshot_download
 

@@ -47,6 +47,27 @@ PRESETS: dict[str, dict[str, Any]] = {
         "enable_text_cross_attention_dual": False,
         "enable_text_cross_attention_single": True,
     },
+    # The shipped small model (`motif_video/assets/small`): 64x64, 33 frames; text from a width-64 T5Gemma2 encoder.
+    "small": {
+        "in_channels": 33,
+        "out_channels": 16,
+        "num_attention_heads": 4,
+        "attention_head_dim": 32,
+        "num_layers": 2,
+        "num_single_layers": 5,
+        "num_decoder_layers": 2,
+        "mlp_ratio": 4.0,
+        "patch_size": 2,
+        "patch_size_t": 1,
+        "qk_norm": "rms_norm",
+        "norm_type": "layer_norm",
+        "text_embed_dim": 64,
+        "image_embed_dim": 32,
+        "rope_theta": 10000.0,
+        "rope_axes_dim": [8, 12, 12],
+        "enable_text_cross_attention_dual": False,
+        "enable_text_cross_attention_single": True,
+    },
 }
 
 # Default generation size of the released model: 1280x736, 121 frames.

@@ -36,17 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model",
         default=DEFAULT_MODEL_ID,
-        help=f"local model folder or Hugging Face Hub id (default: {DEFAULT_MODEL_ID})",
+        help=f"local model folder, shipped model name (small) or Hub id (default: {DEFAULT_MODEL_ID})",
     )
-    p.add_argument("--height", type=int, default=736, help="pixels, a multiple of 16 (default: 736)")
-    p.add_argument("--width", type=int, default=1280, help="pixels, a multiple of 16 (default: 1280)")
-    p.add_argument("--num-frames", type=int, default=121, help="4k+1 frames (default: 121, 5 s at 24 fps)")
-    p.add_argument(
-        "--steps",
-        type=int,
-        default=None,
-        help="denoising steps (default: the model's generation_config.json, e.g. 4 for a distilled student; else 50)",
-    )
+    p.add_argument("--height", type=int, help="pixels, a multiple of 16 (default: the model's, else 736)")
+    p.add_argument("--width", type=int, help="pixels, a multiple of 16 (default: the model's, else 1280)")
+    p.add_argument("--num-frames", type=int, help="4k+1 frames (default: the model's, else 121)")
+    p.add_argument("--steps", type=int, help="denoising steps (default: the model's, else 50)")
     p.add_argument(
         "--guidance",
         default=None,
@@ -155,7 +150,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..generation import GenerateRequest, generate
+    from ..model_defaults import KEYS, fill_defaults
 
+    vars(args).update(
+        fill_defaults({k: getattr(args, k) for k in KEYS}, args.model)
+    )  # generation_config.json
     request = GenerateRequest(
         prompts=_prompts(args),
         output=args.output,

@@ -33,6 +33,11 @@ class GenerationDefaults:
         None  # None: `transformer/` holds the student; "lora": `lora/` adapts the base model's
     )
     distillation: dict[str, Any] = field(default_factory=dict)  # provenance, not read by the pipeline
+    # Size and negative prompt a model was trained for (read by `generate` and `eval`; the released model has none).
+    height: int | None = None
+    width: int | None = None
+    num_frames: int | None = None
+    negative_prompt: str | None = None
 
     def __post_init__(self) -> None:
         if self.num_inference_steps is not None and self.num_inference_steps < 1:

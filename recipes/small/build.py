@@ -1,0 +1,86 @@
+"""Retrain the shipped small model from scratch: VAE, tokenizer (+ random frozen text encoder), clips, transformer,
+then assemble the half-precision folder.
+
+    PYTHONPATH=src python recipes/small/build.py                 # everything into runs/small
+    PYTHONPATH=src python recipes/small/build.py --ship           # ... and copy into src/motif_video/assets/small
+    PYTHONPATH=src python recipes/small/build.py --skip vae       # reuse runs/small/vae
+
+Each stage's wall-clock seconds go to runs/small/timings.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from motif_video.synthetic.clips import write_clips
+from motif_video.training.config import load_config
+from motif_video.training.small import assemble, write_components
+from motif_video.training.trainer import train
+from motif_video.training.vae import VaeTrainConfig, train_vae
+
+HERE = Path(__file__).parent
+STAGES = ("vae", "components", "clips", "transformer", "assemble")
+GENERATION = {"height": 64, "width": 64, "num_frames": 33, "num_inference_steps": 20, "negative_prompt": ""}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--output", type=Path, default=Path("runs/small"))
+    parser.add_argument("--clips", type=int, default=1000)
+    parser.add_argument("--skip", nargs="*", default=[], choices=STAGES)
+    parser.add_argument(
+        "--ship", action="store_true", help="write the result into src/motif_video/assets/small"
+    )
+    parser.add_argument(
+        "--shift", type=float, default=3.0, help="sampling shift stored in the scheduler config"
+    )
+    parser.add_argument(
+        "--guidance-scale", type=float, default=4.0, help="APG scale stored in the guider config"
+    )
+    parser.add_argument("overrides", nargs="*", help="transformer recipe overrides, e.g. max_steps=100")
+    args = parser.parse_args()
+    out = args.output
+    timings_path = out / "timings.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
+
+    def stage(name, fn):
+        if name in args.skip:
+            return
+        start = time.perf_counter()
+        fn()
+        timings[name] = round(time.perf_counter() - start, 1)
+        out.mkdir(parents=True, exist_ok=True)
+        timings_path.write_text(json.dumps(timings, indent=2) + "\n")
+        print(f"{name}: {timings[name]} s", flush=True)
+
+    stage("vae", lambda: print(train_vae(VaeTrainConfig(), out / "vae")))
+    stage(
+        "components",
+        lambda: write_components(
+            out / "components", out / "vae", shift=args.shift, guidance_scale=args.guidance_scale
+        ),
+    )
+    stage("clips", lambda: write_clips(out / "clips", args.clips, frames=33, height=64, width=64, fps=16))
+    overrides = [
+        f"output_dir={out / 'transformer'}",
+        f"model.components={out / 'components'}",
+        f"data.path={out / 'clips'}",
+        f"data.cache={out / 'cache'}",
+        *args.overrides,
+    ]
+    stage("transformer", lambda: train(load_config(HERE / "config.yaml", overrides)))
+    target = Path("src/motif_video/assets/small") if args.ship else out / "model"
+    stage(
+        "assemble",
+        lambda: assemble(target, out / "components", out / "transformer" / "transformer-ema", GENERATION),
+    )
+    print(json.dumps(timings))
+
+
+if __name__ == "__main__":
+    main()

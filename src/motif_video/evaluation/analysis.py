@@ -1,0 +1,137 @@
+"""Read a clip of one object over a plain background with classical image analysis (no learned models).
+
+background  the median colour of the frame border, named by the nearest background colour
+object      pixels farther than `MIN_DISTANCE` (RGB, 0-255) from that background colour
+colour      the median colour of the object's core pixels, named by the nearest object colour
+shape       per frame, the object's area over its bounding-box area (square 1, circle pi/4, triangle 1/2),
+            nearest prototype, majority vote over the frames
+motion      centroid displacement between the first and last quarter of the clip (fraction of the frame);
+            "grows" when the area at least 1.5x while the centre moves less than 8 % of the frame;
+            "still" when nothing moves
+flicker     mean absolute change of background pixels between consecutive frames (0-1)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..synthetic.scenes import BACKGROUNDS, COLOURS
+
+MIN_DISTANCE = 60.0
+SHAPE_FILL = {"square": 1.0, "circle": math.pi / 4, "triangle": 0.5}
+MIN_PIXELS = 6  # frames whose object is smaller are not read for shape
+GROW_RATIO = 1.5
+GROW_MAX_SHIFT = 0.08
+MIN_SHIFT = 0.05
+
+
+@dataclass
+class Reading:
+    background: str
+    colour: str | None
+    shape: str | None
+    motion: str
+    displacement: tuple[float, float]  # (dx, dy), fractions of width / height
+    area_ratio: float
+    flicker: float
+
+    def labels(self) -> dict[str, str | None]:
+        return {
+            "colour": self.colour,
+            "shape": self.shape,
+            "motion": self.motion,
+            "background": self.background,
+        }
+
+
+def nearest(rgb: np.ndarray, palette: dict[str, tuple[int, int, int]]) -> str:
+    names = sorted(palette)
+    table = np.array([palette[n] for n in names], np.float32)
+    return names[int(np.argmin(((table - rgb) ** 2).sum(-1)))]
+
+
+def _border(frame: np.ndarray) -> np.ndarray:
+    return np.concatenate([frame[0], frame[-1], frame[:, 0], frame[:, -1]])
+
+
+def object_masks(video: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(masks bool [F, H, W], distance float [F, H, W], background rgb [3]) of a uint8 clip [F, H, W, 3]."""
+    if video.ndim != 4 or video.shape[-1] != 3:
+        raise ValueError(f"video must be [frames, height, width, 3], got shape {tuple(video.shape)}")
+    v = video.astype(np.float32)
+    bg = np.median(np.concatenate([_border(f) for f in v]), axis=0)
+    dist = np.sqrt(((v - bg) ** 2).sum(-1))
+    return dist > MIN_DISTANCE, dist, bg
+
+
+def _shape(mask: np.ndarray) -> str | None:
+    ys, xs = np.nonzero(mask)
+    if len(xs) < MIN_PIXELS:
+        return None
+    box = (xs.max() - xs.min() + 1) * (ys.max() - ys.min() + 1)
+    fill = len(xs) / box
+    return min(SHAPE_FILL, key=lambda s: abs(SHAPE_FILL[s] - fill))
+
+
+def _centroid(mask: np.ndarray) -> tuple[float, float] | None:
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return None
+    return float(xs.mean()), float(ys.mean())
+
+
+def _motion(masks: np.ndarray) -> tuple[str, tuple[float, float], float]:
+    f, h, w = masks.shape
+    q = max(1, f // 4)
+    first = [c for c in map(_centroid, masks[:q]) if c is not None]
+    last = [c for c in map(_centroid, masks[-q:]) if c is not None]
+    if not first or not last:
+        return "still", (0.0, 0.0), 1.0
+    dx = (np.mean([c[0] for c in last]) - np.mean([c[0] for c in first])) / w
+    dy = (np.mean([c[1] for c in last]) - np.mean([c[1] for c in first])) / h
+    area_ratio = float(masks[-q:].sum() / max(masks[:q].sum(), 1))
+    shift = math.hypot(dx, dy)
+    if area_ratio >= GROW_RATIO and shift < GROW_MAX_SHIFT:
+        motion = "grows"
+    elif shift < MIN_SHIFT:
+        motion = "still"
+    elif abs(dx) >= abs(dy):
+        motion = "right" if dx > 0 else "left"
+    else:
+        motion = "down" if dy > 0 else "up"
+    return motion, (float(dx), float(dy)), area_ratio
+
+
+def flicker(video: np.ndarray, masks: np.ndarray) -> float:
+    """Mean |frame t+1 - frame t| / 255 over pixels that are background in both frames (0 for one frame)."""
+    if len(video) < 2:
+        return 0.0
+    v = video.astype(np.float32)
+    still = ~(masks[1:] | masks[:-1])
+    diff = np.abs(v[1:] - v[:-1]).mean(-1)
+    return float(diff[still].mean() / 255) if still.any() else 0.0
+
+
+def read_clip(video: np.ndarray) -> Reading:
+    """What a uint8 clip [F, H, W, 3] shows, as labels of `motif_video.synthetic`."""
+    masks, dist, bg = object_masks(video)
+    background = nearest(bg, BACKGROUNDS)
+    core = dist > np.maximum(0.5 * dist.max(axis=(1, 2), keepdims=True), MIN_DISTANCE)
+    pixels = video[core]
+    colour = nearest(np.median(pixels.astype(np.float32), axis=0), COLOURS) if len(pixels) else None
+    votes = Counter(s for s in map(_shape, masks) if s is not None)
+    shape = votes.most_common(1)[0][0] if votes else None
+    motion, displacement, area_ratio = _motion(masks)
+    return Reading(background, colour, shape, motion, displacement, area_ratio, flicker(video, masks))
+
+
+def psnr_uint8(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two uint8 images of the same shape."""
+    if a.shape != b.shape:
+        raise ValueError(f"PSNR needs equal shapes, got {a.shape} and {b.shape}")
+    mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
+    return 10 * math.log10(255.0**2 / max(mse, 1e-10))

@@ -1,0 +1,170 @@
+"""One object (circle, square or triangle) of one colour moving left / right / up / down or growing, over a plain
+background, with the labels kept and captions from templates. Everything is a pure function of a seed.
+
+Geometry (pixels, frame size H x W): the object has half-size `radius` (circle radius, half the square's side,
+half the triangle's base and height); its centre moves linearly from `start` to `end` over the clip, or stays at
+`start` while `radius` grows linearly by `GROWTH`x. Edges are anti-aliased by 4x4 supersampling.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+# Object colours (RGB) and background colours; names are caption words.
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30),
+    "green": (30, 190, 50),
+    "blue": (40, 70, 230),
+    "yellow": (240, 220, 30),
+    "purple": (150, 50, 200),
+    "orange": (245, 130, 20),
+    "white": (245, 245, 245),
+}
+BACKGROUNDS: dict[str, tuple[int, int, int]] = {
+    "black": (10, 10, 10),
+    "gray": (110, 110, 110),
+    "white": (245, 245, 245),
+    "navy": (20, 30, 90),
+}
+SHAPES = ("circle", "square", "triangle")
+MOTIONS = ("left", "right", "up", "down", "grows")
+DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
+GROWTH = 2.0  # radius at the last frame / radius at the first frame, for "grows"
+TRAVEL = 0.4  # distance travelled, as a fraction of the frame side
+SUPERSAMPLE = 4
+
+TEMPLATES = {
+    "move": (
+        "a {colour} {shape} moving {motion} on a {background} background",
+        "a {colour} {shape} moves {motion} over a {background} background",
+        "{background} background with a {colour} {shape} moving {motion}",
+    ),
+    "grow": (
+        "a {colour} {shape} growing on a {background} background",
+        "a {colour} {shape} grows over a {background} background",
+        "{background} background with a {colour} {shape} growing",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Scene:
+    shape: str
+    colour: str
+    background: str
+    motion: str
+    radius: float  # fraction of the frame's short side, at the first frame
+    start: tuple[float, float]  # centre (x, y) at the first frame, fractions of width / height
+
+    def __post_init__(self) -> None:
+        for value, allowed, what in (
+            (self.shape, SHAPES, "shape"),
+            (self.colour, tuple(COLOURS), "colour"),
+            (self.background, tuple(BACKGROUNDS), "background"),
+            (self.motion, MOTIONS, "motion"),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{what} {value!r} is not one of {list(allowed)}")
+        if self.colour == self.background:
+            raise ValueError(f"colour {self.colour!r} equals the background; pick another")
+
+    def labels(self) -> dict[str, object]:
+        return asdict(self)
+
+    def end(self) -> tuple[float, float]:
+        dx, dy = DIRECTIONS.get(self.motion, (0.0, 0.0))
+        return (self.start[0] + dx * TRAVEL, self.start[1] + dy * TRAVEL)
+
+
+def sample_scene(rng: random.Random) -> Scene:
+    """A random scene whose object stays fully inside the frame for the whole clip."""
+    shape = rng.choice(SHAPES)
+    background = rng.choice(sorted(BACKGROUNDS))
+    colour = rng.choice([c for c in sorted(COLOURS) if c != background])
+    motion = rng.choice(MOTIONS)
+    if motion == "grows":
+        radius = rng.uniform(0.09, 0.12)
+        margin = radius * GROWTH
+        start = (rng.uniform(margin, 1 - margin), rng.uniform(margin, 1 - margin))
+    else:
+        radius = rng.uniform(0.12, 0.17)
+        dx, dy = DIRECTIONS[motion]
+        lo_x, hi_x = radius - min(dx, 0) * TRAVEL, 1 - radius - max(dx, 0) * TRAVEL
+        lo_y, hi_y = radius - min(dy, 0) * TRAVEL, 1 - radius - max(dy, 0) * TRAVEL
+        start = (rng.uniform(lo_x, hi_x), rng.uniform(lo_y, hi_y))
+    return Scene(
+        shape, colour, background, motion, round(radius, 4), (round(start[0], 4), round(start[1], 4))
+    )
+
+
+def scene_at(seed: int, index: int) -> Scene:
+    """The `index`-th scene of the stream drawn from `seed` (each independent of the others)."""
+    return sample_scene(random.Random(seed * 1_000_003 + index))
+
+
+def caption(scene: Scene, template: int = 0) -> str:
+    kind = "grow" if scene.motion == "grows" else "move"
+    templates = TEMPLATES[kind]
+    return templates[template % len(templates)].format(
+        colour=scene.colour, shape=scene.shape, motion=scene.motion, background=scene.background
+    )
+
+
+def parse_caption(text: str) -> dict[str, str | None]:
+    """The labels a caption names: colour, shape, motion and background (None where it names none)."""
+    words = re.findall(r"[a-z]+", text.lower())
+    found: dict[str, str | None] = {"colour": None, "shape": None, "motion": None, "background": None}
+    for i, word in enumerate(words):
+        if word == "background" and i > 0 and words[i - 1] in BACKGROUNDS:
+            found["background"] = words[i - 1]
+        elif word in SHAPES:
+            found["shape"] = word
+            if i > 0 and words[i - 1] in COLOURS:
+                found["colour"] = words[i - 1]
+        elif word in DIRECTIONS and found["motion"] is None:
+            found["motion"] = word
+        elif word in ("grows", "growing"):
+            found["motion"] = "grows"
+    return found
+
+
+def _mask(shape: str, xs: np.ndarray, ys: np.ndarray, cx: float, cy: float, r: float) -> np.ndarray:
+    if shape == "circle":
+        return (xs - cx) ** 2 + (ys - cy) ** 2 <= r**2
+    if shape == "square":
+        return (np.abs(xs - cx) <= r) & (np.abs(ys - cy) <= r)
+    # triangle pointing up: apex (cx, cy - r), base from (cx - r, cy + r) to (cx + r, cy + r)
+    inside_y = (ys >= cy - r) & (ys <= cy + r)
+    half_width = (ys - (cy - r)) / 2
+    return inside_y & (np.abs(xs - cx) <= half_width)
+
+
+def coverage(scene: Scene, frame: int, frames: int, height: int, width: int) -> np.ndarray:
+    """float32 [H, W] in [0, 1]: the object's anti-aliased coverage of each pixel at `frame`."""
+    t = frame / max(frames - 1, 1)
+    (x0, y0), (x1, y1) = scene.start, scene.end()
+    side = min(height, width)
+    cx, cy = (x0 + t * (x1 - x0)) * width, (y0 + t * (y1 - y0)) * height
+    r = scene.radius * side * (1 + t * (GROWTH - 1) if scene.motion == "grows" else 1)
+    s = SUPERSAMPLE
+    ys, xs = np.mgrid[0 : height * s, 0 : width * s].astype(np.float32)
+    xs, ys = (xs + 0.5) / s, (ys + 0.5) / s
+    mask = _mask(scene.shape, xs, ys, cx, cy, r).astype(np.float32)
+    return mask.reshape(height, s, width, s).mean(axis=(1, 3))
+
+
+def render(scene: Scene, frames: int, height: int, width: int) -> np.ndarray:
+    """uint8 [F, H, W, 3]: the clip of `scene`."""
+    if frames < 1 or height < 8 or width < 8:
+        raise ValueError(f"clip size frames={frames}, height={height}, width={width}: need >= 1, 8, 8")
+    fg = np.array(COLOURS[scene.colour], np.float32)
+    bg = np.array(BACKGROUNDS[scene.background], np.float32)
+    video = np.empty((frames, height, width, 3), np.uint8)
+    for i in range(frames):
+        a = coverage(scene, i, frames, height, width)[..., None]
+        video[i] = np.round(a * fg + (1 - a) * bg).astype(np.uint8)
+    return video

@@ -1,0 +1,199 @@
+"""Build the small shipped model: its frozen components (trained VAE, caption tokenizer, random-weight T5Gemma2
+encoder) in the released folder layout, and the final folder with half-precision weights.
+
+The text encoder is NOT trained: its weights are random (seeded) and frozen. A random encoder still maps each
+caption to distinct token features; the transformer learns to read them through its cross-attention.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..synthetic.scenes import caption, scene_at
+
+TEXT_DIM = 64
+IMAGE_DIM = 32
+IMAGE_SIZE = 32
+DTYPE_ON_DISK = torch.float16
+MODEL_INDEX = {
+    "_class_name": "MotifVideoPipeline",
+    "_diffusers_version": "0.42.1",
+    "transformer": ["diffusers", "MotifVideoTransformer3DModel"],
+    "vae": ["diffusers", "AutoencoderKLWan"],
+    "text_encoder": ["transformers", "T5Gemma2Encoder"],
+    "tokenizer": ["transformers", "PreTrainedTokenizerFast"],
+    "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+    "guider": ["diffusers", "AdaptiveProjectedGuidance"],
+    "feature_extractor": ["transformers", "SiglipImageProcessor"],
+}
+
+
+def small_text_encoder_config(vocab_size: int):
+    from transformers import T5Gemma2EncoderConfig
+
+    text = {
+        "hidden_size": TEXT_DIM,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "head_dim": 32,
+        "vocab_size": vocab_size,
+        "layer_types": ["sliding_attention", "full_attention"],
+        "sliding_window": 16,
+        "max_position_embeddings": 128,
+        "query_pre_attn_scalar": 32,
+        "pad_token_id": 0,
+        "eos_token_id": 1,
+        "bos_token_id": 2,
+        "dropout_rate": 0.0,
+        "attention_dropout": 0.0,
+        "rms_norm_eps": 1e-6,
+        "hidden_activation": "gelu_pytorch_tanh",
+    }
+    vision = {
+        "model_type": "siglip_vision_model",
+        "hidden_size": IMAGE_DIM,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "image_size": IMAGE_SIZE,
+        "patch_size": 8,
+        "vision_use_head": False,
+        "dropout_rate": 0.0,
+    }
+    return T5Gemma2EncoderConfig(
+        text_config=text,
+        vision_config=vision,
+        mm_tokens_per_image=4,
+        boi_token_index=vocab_size - 3,
+        eoi_token_index=vocab_size - 2,
+        image_token_index=vocab_size - 1,
+    )
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def write_components(
+    folder: str | Path,
+    vae_folder: str | Path,
+    captions_seed: int = 0,
+    captions: int = 5000,
+    seed: int = 0,
+    shift: float = 3.0,
+    guidance_scale: float = 4.0,
+) -> Path:
+    """Everything but the transformer, in the released layout: vae (copied), tokenizer (trained on the captions
+    of scenes 0..captions-1 of `captions_seed`, every template), text_encoder (random, frozen), feature_extractor,
+    scheduler (sampling shift), guider (APG scale)."""
+    from transformers import SiglipImageProcessor, T5Gemma2Encoder
+
+    from .tokenizer import train_word_tokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    texts = [caption(scene_at(captions_seed, i), t) for i in range(captions) for t in range(3)]
+    tokenizer = train_word_tokenizer(texts)
+    tokenizer.save_pretrained(folder / "tokenizer")
+    torch.manual_seed(seed)
+    T5Gemma2Encoder(small_text_encoder_config(len(tokenizer) + 3)).eval().save_pretrained(
+        folder / "text_encoder"
+    )
+    SiglipImageProcessor(
+        size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        resample=3,
+        do_rescale=False,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+    ).save_pretrained(folder / "feature_extractor")
+    if Path(vae_folder).resolve() != (folder / "vae").resolve():
+        shutil.copytree(vae_folder, folder / "vae", dirs_exist_ok=True)
+    write_sampling_configs(folder, shift, guidance_scale)
+    _write_json(folder / "model_index.json", MODEL_INDEX)
+    return folder
+
+
+def write_sampling_configs(folder: str | Path, shift: float, guidance_scale: float) -> None:
+    folder = Path(folder)
+    for name in ("scheduler", "guider"):
+        (folder / name).mkdir(exist_ok=True)
+    _write_json(
+        folder / "scheduler" / "scheduler_config.json",
+        {
+            "_class_name": "FlowMatchEulerDiscreteScheduler",
+            "_diffusers_version": "0.42.1",
+            "num_train_timesteps": 1000,
+            "shift": shift,
+            "use_dynamic_shifting": False,
+        },
+    )
+    _write_json(
+        folder / "guider" / "guider_config.json",
+        {
+            "_class_name": "AdaptiveProjectedGuidance",
+            "_diffusers_version": "0.42.1",
+            "guidance_scale": guidance_scale,
+            "adaptive_projected_guidance_momentum": 0.1,
+            "adaptive_projected_guidance_rescale": 12.0,
+            "eta": 1.0,
+            "use_original_formulation": True,
+        },
+    )
+
+
+def assemble(
+    output: str | Path, components: str | Path, transformer: str | Path, generation: dict[str, Any]
+) -> Path:
+    """The shippable folder: components + transformer, weights stored in float16 (loaders cast back), and
+    `generation_config.json` with the defaults `motif-video generate` uses for this model."""
+    from diffusers import AutoencoderKLWan
+    from transformers import T5Gemma2Encoder
+
+    from ..models import MotifVideoTransformer
+
+    output, components = Path(output), Path(components)
+    tmp = output.with_name(output.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for name in ("tokenizer", "feature_extractor", "scheduler", "guider"):
+        shutil.copytree(components / name, tmp / name)
+    MotifVideoTransformer.from_pretrained(transformer).to(DTYPE_ON_DISK).save_pretrained(tmp / "transformer")
+    AutoencoderKLWan.from_pretrained(components / "vae").to(DTYPE_ON_DISK).save_pretrained(tmp / "vae")
+    T5Gemma2Encoder.from_pretrained(components / "text_encoder").to(DTYPE_ON_DISK).save_pretrained(
+        tmp / "text_encoder"
+    )
+    _write_json(tmp / "model_index.json", MODEL_INDEX)
+    _write_json(tmp / "generation_config.json", generation)
+    if output.exists():
+        shutil.rmtree(output)
+    os.replace(tmp, output)
+    return output
+
+
+def transformer_from_checkpoint(checkpoint: str | Path, output: str | Path, preset: str = "small") -> Path:
+    """A loadable transformer folder from a trainer checkpoint (`checkpoints/step-N`), with its EMA weights."""
+    from safetensors.torch import load_file
+
+    from ..presets import build_transformer
+
+    checkpoint = Path(checkpoint)
+    model = build_transformer(preset)
+    state = load_file(str(checkpoint / "model.safetensors"))
+    if (checkpoint / "ema.safetensors").is_file():
+        state.update(load_file(str(checkpoint / "ema.safetensors")))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint {checkpoint} does not match preset {preset!r}: {missing[:3]} {unexpected[:3]}"
+        )
+    model.save_pretrained(output)
+    return Path(output)

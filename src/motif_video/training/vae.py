@@ -1,0 +1,237 @@
+"""Train a small Wan-architecture VAE (`AutoencoderKLWan`, 16 latent channels, 8x spatial / 4x temporal) on
+procedural clips, and set its per-channel latent mean / std so normalised latents have unit scale.
+
+Loss: L1 + MSE of the reconstruction from the posterior mode, plus a small KL term that keeps the posterior
+close to N(0, 1). Clips are rendered on the fly from `motif_video.synthetic` (no disk), as random `frames`-long
+windows of `clip_frames`-long scenes; the causal VAE then handles any 4k+1 length at inference.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..synthetic.scenes import BACKGROUNDS, COLOURS, coverage, scene_at
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class VaeTrainConfig:
+    base_dim: int = 8
+    dim_mult: tuple[int, ...] = (1, 2, 4, 4)
+    steps: int = 1500
+    batch_size: int = 4
+    frames: int = 9  # training window (4k + 1); 9 exercises the causal cache across chunks (5 does not)
+    clip_frames: int = 33
+    height: int = 64  # scenes are rendered at this size ...
+    width: int = 64
+    crop: int = 32  # ... and trained on random crop x crop windows (multiple of 8; 0 = whole frame)
+    lr: float = 7e-4
+    min_lr_ratio: float = 0.1
+    kl_weight: float = 1e-6
+    seed: int = 1  # scene stream (the transformer's clips use seed 0)
+    save_every: int = 100
+    threads: int = 1
+
+
+def small_vae(base_dim: int = 8, dim_mult: tuple[int, ...] = (1, 2, 4, 4), seed: int = 0):
+    from diffusers import AutoencoderKLWan
+
+    torch.manual_seed(seed)
+    return AutoencoderKLWan(
+        base_dim=base_dim,
+        z_dim=16,
+        dim_mult=list(dim_mult),
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+    )
+
+
+def render_window(scene, start: int, frames: int, clip_frames: int, height: int, width: int) -> torch.Tensor:
+    """[3, frames, H, W] in [-1, 1]: frames start..start+frames-1 of the clip_frames-long clip of `scene`."""
+    fg = np.array(COLOURS[scene.colour], np.float32)
+    bg = np.array(BACKGROUNDS[scene.background], np.float32)
+    out = np.empty((frames, height, width, 3), np.float32)
+    for i in range(frames):
+        a = coverage(scene, start + i, clip_frames, height, width)[..., None]
+        out[i] = np.round(a * fg + (1 - a) * bg)
+    return torch.from_numpy(out).permute(3, 0, 1, 2) / 127.5 - 1
+
+
+def batch_at(config: VaeTrainConfig, step: int) -> torch.Tensor:
+    rng = random.Random(config.seed * 7919 + step)
+    clips = []
+    for _ in range(config.batch_size):
+        scene = scene_at(config.seed, rng.randrange(10**9))
+        start = rng.randrange(config.clip_frames - config.frames + 1)
+        clip = render_window(scene, start, config.frames, config.clip_frames, config.height, config.width)
+        if config.crop:
+            top = rng.randrange(0, config.height - config.crop + 1, 8)
+            left = rng.randrange(0, config.width - config.crop + 1, 8)
+            clip = clip[:, :, top : top + config.crop, left : left + config.crop]
+        clips.append(clip)
+    return torch.stack(clips)
+
+
+def decode_unclamped(vae, z: torch.Tensor) -> torch.Tensor:
+    """`AutoencoderKLWan` decoding (frame by frame through the causal cache) without the final clamp to [-1, 1],
+    which would zero the gradient of every saturated pixel, including those saturated on the wrong side."""
+    vae.clear_cache()
+    x = vae.post_quant_conv(z)
+    frames = []
+    for i in range(x.shape[2]):
+        vae._conv_idx = [0]
+        frames.append(
+            vae.decoder(
+                x[:, :, i : i + 1], feat_cache=vae._feat_map, feat_idx=vae._conv_idx, first_chunk=i == 0
+            )
+        )
+    vae.clear_cache()
+    return torch.cat(frames, 2)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of two tensors in [-1, 1] (peak-to-peak 2)."""
+    mse = float(((a.clamp(-1, 1) - b.clamp(-1, 1)) ** 2).mean())
+    return 10 * math.log10(4.0 / max(mse, 1e-12))
+
+
+@torch.no_grad()
+def evaluate(vae, clips: torch.Tensor) -> float:
+    z = vae.encode(clips).latent_dist.mode()
+    return psnr(vae.decode(z).sample, clips)
+
+
+def eval_clips(
+    count: int = 4, frames: int = 33, height: int = 64, width: int = 64, seed: int = 123
+) -> torch.Tensor:
+    return torch.stack(
+        [render_window(scene_at(seed, i), 0, frames, frames, height, width) for i in range(count)]
+    )
+
+
+@torch.no_grad()
+def set_latent_stats(vae, clips: torch.Tensor) -> None:
+    z = vae.encode(clips).latent_dist.mode()  # [B, 16, T, h, w]
+    mean = z.mean(dim=(0, 2, 3, 4))
+    std = z.std(dim=(0, 2, 3, 4)).clamp_min(1e-3)
+    vae.register_to_config(
+        latents_mean=[round(float(v), 5) for v in mean], latents_std=[round(float(v), 5) for v in std]
+    )
+
+
+def save_atomic(vae, folder: Path) -> None:
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    vae.save_pretrained(tmp)
+    if folder.exists():
+        old = folder.with_name(folder.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, folder)
+
+
+def train_vae(config: VaeTrainConfig, output: str | Path) -> dict[str, float]:
+    """Train from scratch into `output` (a diffusers folder); returns {"psnr": dB on 33-frame clips, "seconds"}."""
+    if config.frames % 4 != 1:
+        raise ValueError(f"frames={config.frames} must be 4k + 1")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    output = Path(output)
+    vae = small_vae(config.base_dim, config.dim_mult).train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=config.lr, weight_decay=0.0)
+    held_out = eval_clips(count=2)
+    start = time.perf_counter()
+    log = []
+    for step in range(config.steps):
+        progress = step / max(config.steps - 1, 1)
+        lr = config.lr * (
+            config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        )
+        for group in opt.param_groups:
+            group["lr"] = lr
+        x = batch_at(config, step)
+        posterior = vae.encode(x).latent_dist
+        y = decode_unclamped(vae, posterior.mode())
+        loss = (y - x).abs().mean() + ((y - x) ** 2).mean() + config.kl_weight * posterior.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        if (step + 1) % config.save_every == 0 or step + 1 == config.steps:
+            vae.eval()
+            score = evaluate(vae, held_out)
+            record = {
+                "step": step + 1,
+                "loss": loss.item(),
+                "psnr": score,
+                "seconds": time.perf_counter() - start,
+            }
+            log.append(record)
+            logger.info("vae %s", record)
+            print(json.dumps(record), flush=True)
+            set_latent_stats(vae, held_out)
+            save_atomic(vae, output)
+            vae.train()
+    return {"psnr": log[-1]["psnr"], "seconds": time.perf_counter() - start}
+
+
+def finetune_decoder(
+    vae_folder: str | Path,
+    output: str | Path,
+    steps: int = 500,
+    frames: int = 33,
+    crop: int = 32,
+    batch_size: int = 2,
+    lr: float = 2e-4,
+    seed: int = 2,
+    save_every: int = 100,
+) -> dict[str, float]:
+    """Second stage: train only the decoder (and post_quant_conv) on whole `frames`-long clips, so decoding stays
+    sharp through many causal chunks. The encoder, and so every latent and the latent statistics, are unchanged:
+    a transformer trained on the first-stage latents stays valid."""
+    from diffusers import AutoencoderKLWan
+
+    vae = AutoencoderKLWan.from_pretrained(vae_folder)
+    vae.requires_grad_(False)
+    params = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    config = VaeTrainConfig(batch_size=batch_size, frames=frames, clip_frames=frames, crop=crop, seed=seed)
+    held_out = eval_clips(count=2)
+    start = time.perf_counter()
+    record: dict[str, float] = {"psnr": evaluate(vae.eval(), held_out)}
+    print(json.dumps({"step": 0, **record}), flush=True)
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+        x = batch_at(config, step)
+        with torch.no_grad():
+            z = vae.encode(x).latent_dist.mode()
+        y = decode_unclamped(vae, z)
+        loss = (y - x).abs().mean() + ((y - x) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if (step + 1) % save_every == 0 or step + 1 == steps:
+            record = {"step": step + 1, "loss": loss.item(), "psnr": evaluate(vae.eval(), held_out)}
+            record["seconds"] = time.perf_counter() - start
+            print(json.dumps(record), flush=True)
+            save_atomic(vae, Path(output))
+    return {"psnr": record["psnr"], "seconds": time.perf_counter() - start}

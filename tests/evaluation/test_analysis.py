@@ -1,0 +1,53 @@
+import numpy as np
+
+from motif_video.evaluation.analysis import psnr_uint8, read_clip
+from motif_video.evaluation.offline import _score
+from motif_video.synthetic import Scene, render, scene_at
+
+
+def truth(scene):
+    return {
+        "colour": scene.colour,
+        "shape": scene.shape,
+        "motion": scene.motion,
+        "background": scene.background,
+    }
+
+
+def test_ground_truth_clips_score_fully_correct():
+    readings = []
+    for i in range(40):
+        scene = scene_at(1000, i)
+        readings.append((read_clip(render(scene, 33, 64, 64)).labels(), truth(scene)))
+    scores = _score(readings)
+    assert scores == {
+        "color_accuracy": 1.0,
+        "shape_accuracy": 1.0,
+        "direction_accuracy": 1.0,
+        "background_accuracy": 1.0,
+    }
+
+
+def test_wrong_colour_and_reversed_motion_score_wrong():
+    scene = Scene("circle", "red", "black", "right", 0.15, (0.2, 0.5))
+    wrong_colour = Scene("circle", "blue", "black", "right", 0.15, (0.2, 0.5))
+    reading = read_clip(render(wrong_colour, 33, 64, 64)).labels()
+    scores = _score([(reading, truth(scene))])
+    assert scores["color_accuracy"] == 0.0
+    assert scores["shape_accuracy"] == scores["direction_accuracy"] == 1.0
+    reversed_clip = render(scene, 33, 64, 64)[::-1]
+    assert read_clip(reversed_clip).motion == "left"
+    still = np.repeat(render(scene, 1, 64, 64), 33, axis=0)
+    assert read_clip(still).motion == "still"
+
+
+def test_flicker_and_psnr():
+    scene = scene_at(1000, 0)
+    clip = render(scene, 17, 64, 64)
+    assert read_clip(clip).flicker < 1e-3  # only anti-aliased edge pixels below the object threshold
+    noisy = np.clip(clip.astype(int) + np.random.default_rng(0).integers(-20, 21, clip.shape), 0, 255).astype(
+        np.uint8
+    )
+    assert read_clip(noisy).flicker > 0.02
+    assert psnr_uint8(clip[0], clip[0]) > 90
+    assert 20 < psnr_uint8(noisy[0], clip[0]) < 30

@@ -1,0 +1,67 @@
+import random
+
+import numpy as np
+import pytest
+
+from motif_video.synthetic import BACKGROUNDS, COLOURS, Scene, caption, parse_caption, render, scene_at
+from motif_video.synthetic.scenes import coverage
+
+
+def test_scenes_are_deterministic_and_varied():
+    assert scene_at(3, 7) == scene_at(3, 7)
+    scenes = [scene_at(0, i) for i in range(200)]
+    assert {s.shape for s in scenes} == {"circle", "square", "triangle"}
+    assert {s.motion for s in scenes} == {"left", "right", "up", "down", "grows"}
+    assert len({s.colour for s in scenes}) >= 6 and len({s.background for s in scenes}) == 4
+    assert np.array_equal(render(scenes[0], 9, 32, 32), render(scene_at(0, 0), 9, 32, 32))
+
+
+@pytest.mark.parametrize("index", range(12))
+def test_labels_match_pixels(index):
+    scene = scene_at(11, index)
+    video = render(scene, 17, 64, 64)
+    # background: every border pixel far from the object has the background colour
+    assert (
+        tuple(video[0, 0, 0]) == BACKGROUNDS[scene.background]
+        or tuple(video[0, -1, -1]) == BACKGROUNDS[scene.background]
+    )
+    for frame in (0, 8, 16):
+        a = coverage(scene, frame, 17, 64, 64)
+        inside = a == 1.0
+        assert inside.sum() > 20
+        assert (video[frame][inside] == COLOURS[scene.colour]).all()
+        assert (video[frame][a == 0.0] == BACKGROUNDS[scene.background]).all()
+    ys0, xs0 = np.nonzero(coverage(scene, 0, 17, 64, 64) >= 0.5)
+    ys1, xs1 = np.nonzero(coverage(scene, 16, 17, 64, 64) >= 0.5)
+    dx, dy = xs1.mean() - xs0.mean(), ys1.mean() - ys0.mean()
+    expected = {
+        "left": dx < -10,
+        "right": dx > 10,
+        "up": dy < -10,
+        "down": dy > 10,
+        "grows": len(xs1) > 2 * len(xs0),
+    }
+    assert expected[scene.motion]
+    fill = len(xs0) / ((np.ptp(xs0) + 1) * (np.ptp(ys0) + 1))
+    assert {"square": fill > 0.9, "circle": 0.7 < fill < 0.86, "triangle": 0.4 < fill < 0.62}[scene.shape]
+
+
+def test_caption_names_the_labels():
+    rng = random.Random(0)
+    for _ in range(30):
+        scene = scene_at(rng.randrange(100), rng.randrange(100))
+        for template in range(3):
+            found = parse_caption(caption(scene, template))
+            assert found == {
+                "colour": scene.colour,
+                "shape": scene.shape,
+                "motion": scene.motion,
+                "background": scene.background,
+            }
+
+
+def test_bad_scene_values_are_named():
+    with pytest.raises(ValueError, match="hexagon"):
+        Scene("hexagon", "red", "black", "left", 0.1, (0.5, 0.5))
+    with pytest.raises(ValueError, match="equals the background"):
+        Scene("circle", "white", "white", "left", 0.1, (0.5, 0.5))

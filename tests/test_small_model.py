@@ -1,0 +1,100 @@
+"""The small model shipped in the package: loads by name, runs T2V and I2V quickly on CPU, drives `eval`."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from motif_video.cli import main
+from motif_video.hub import resolve_folder
+from motif_video.model_defaults import generation_defaults
+from motif_video.synthetic import render, scene_at
+
+PROMPT = "a red circle moving left on a black background"
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    from motif_video import MotifVideoPipeline
+
+    torch.set_num_threads(1)
+    return MotifVideoPipeline.from_pretrained("small")
+
+
+def test_shipped_folder_is_complete_and_small():
+    folder = resolve_folder("small")
+    assert json.loads((folder / "model_index.json").read_text())["_class_name"] == "MotifVideoPipeline"
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    assert size <= 30_000_000
+    defaults = generation_defaults("small")
+    assert (defaults["height"], defaults["width"], defaults["num_frames"]) == (64, 64, 33)
+    assert generation_defaults("Motif-Technologies/Motif-Video-2B")["num_frames"] == 121
+
+
+def test_tokenizer_bos_only_pad_zero(pipe):
+    ids = pipe.tokenizer([PROMPT], padding="max_length", max_length=16).input_ids[0]
+    assert ids[0] == 2 and 1 not in ids and ids[-1] == 0 and 3 not in ids  # BOS, no EOS, pad 0, no <unk>
+
+
+def test_t2v_and_i2v_are_fast_and_sane(pipe):
+    from motif_video import MotifVideoImageToVideoPipeline
+
+    assert pipe.transformer.dtype == torch.float32  # stored in float16, loaded back as float32
+    kwargs = dict(
+        height=64, width=64, num_frames=33, num_inference_steps=4, negative_prompt="", output_type="np"
+    )
+    start = time.perf_counter()
+    video = pipe(PROMPT, generator=torch.Generator().manual_seed(0), **kwargs).frames
+    assert time.perf_counter() - start < 10
+    assert video.shape == (1, 33, 64, 64, 3) and np.isfinite(video).all()
+    i2v = MotifVideoImageToVideoPipeline(**pipe.components)
+    first = render(scene_at(1000, 0), 33, 64, 64)[0]
+    import PIL.Image
+
+    start = time.perf_counter()
+    video = i2v(
+        prompt=PROMPT, image=PIL.Image.fromarray(first), generator=torch.Generator().manual_seed(0), **kwargs
+    ).frames
+    assert time.perf_counter() - start < 10
+    error = np.abs(video[0, 0] * 255 - first).mean()
+    assert error < 40  # the first frame follows the condition image
+
+
+def test_generate_by_name_uses_the_models_defaults(tmp_path, capsys):
+    out = tmp_path / "clip.mp4"
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                "small",
+                "--prompt",
+                PROMPT,
+                "--steps",
+                "2",
+                "--seed",
+                "0",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert out.is_file() and "64x64x33" in capsys.readouterr().out
+
+
+def test_eval_json_has_the_figures(capsys):
+    code = main(["eval", "--prompts", "1", "--seeds", "1", "--steps", "2", "--json", "--threads", "1"])
+    assert code == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in (
+        "color_accuracy",
+        "direction_accuracy",
+        "shape_accuracy",
+        "i2v_first_frame_psnr",
+        "temporal_flicker",
+    ):
+        assert key in figures
+    assert figures["videos"] == 2
