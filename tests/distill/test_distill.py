@@ -141,7 +141,7 @@ def test_cli_distill_then_generate_with_the_student(teacher_folder, tmp_path, ca
             "--num-frames", "5", "--seed", "0", "--output", str(video), "--device", "cpu"]  # fmt: skip
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "default steps" in printed and "shift 3" in printed
+    assert "4 steps" in printed and "shift 3" in printed  # the student folder's generation_config.json
     assert video.is_file() and video.stat().st_size > 0
 
 

@@ -104,7 +104,7 @@ def test_sharded_checkpoint(tmp_path):
 def test_not_a_model_folder(tmp_path):
     with pytest.raises(ValueError, match="no config.json"):
         MotifVideoTransformer.from_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="neither an existing folder nor a Hub repo id"):
+    with pytest.raises(ValueError, match="neither an existing folder, a shipped model .* nor a Hub repo id"):
         MotifVideoTransformer.from_pretrained(tmp_path / "missing")
 
 

@@ -194,7 +194,7 @@ def test_bad_sizes_are_value_errors(pipe):
 def test_unreachable_hub_id_says_how_to_use_a_local_folder():
     with pytest.raises(ValueError, match="pass the local folder"):
         MotifVideoPipeline.from_pretrained("no-such-org/no-such-model", local_files_only=True)
-    with pytest.raises(ValueError, match="neither an existing folder nor a Hub repo id"):
+    with pytest.raises(ValueError, match="neither an existing folder, a shipped model .* nor a Hub repo id"):
         MotifVideoPipeline.from_pretrained("./missing/folder/here")
 
 
