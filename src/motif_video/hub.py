@@ -48,8 +48,8 @@ def resolve_folder(
     name = str(name_or_path)
     if name.count("/") != 1 or name.startswith((".", "/", "~")):
         raise ValueError(
-            f"{name!r} is neither an existing folder, a shipped model ({', '.join(SHIPPED_MODELS)}) "
-            f"nor a Hub repo id like {DEFAULT_MODEL_ID!r}"
+            f"{name!r} is neither an existing folder nor a Hub repo id like {DEFAULT_MODEL_ID!r} "
+            f"(nor a shipped model: {', '.join(SHIPPED_MODELS)})"
         )
     from huggingface_hub import snapshot_download
 
