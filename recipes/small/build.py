@@ -19,10 +19,10 @@ from motif_video.synthetic.clips import write_clips
 from motif_video.training.config import load_config
 from motif_video.training.small import assemble, write_components
 from motif_video.training.trainer import train
-from motif_video.training.vae import VaeTrainConfig, train_vae
+from motif_video.training.vae import VaeTrainConfig, finetune_decoder, train_vae
 
 HERE = Path(__file__).parent
-STAGES = ("vae", "components", "clips", "transformer", "assemble")
+STAGES = ("vae", "vae_decoder", "components", "clips", "transformer", "assemble")
 GENERATION = {"height": 64, "width": 64, "num_frames": 33, "num_inference_steps": 20, "negative_prompt": ""}
 
 
@@ -59,6 +59,7 @@ def main() -> None:
         print(f"{name}: {timings[name]} s", flush=True)
 
     stage("vae", lambda: print(train_vae(VaeTrainConfig(), out / "vae")))
+    stage("vae_decoder", lambda: print(finetune_decoder(out / "vae", out / "vae", steps=500)))
     stage(
         "components",
         lambda: write_components(

@@ -131,6 +131,16 @@ def set_latent_stats(vae, clips: torch.Tensor) -> None:
     )
 
 
+@torch.no_grad()
+def deterministic_posterior_(vae) -> None:
+    """Make the posterior's std ~3e-7 (log-variance outputs of quant_conv: weight 0, bias -30), so the released I2V
+    pipeline's `latent_dist.sample()` of the first frame equals the mode the transformer was trained on. The means,
+    and so every latent, are unchanged."""
+    z = vae.config.z_dim
+    vae.quant_conv.weight[z:] = 0.0
+    vae.quant_conv.bias[z:] = -30.0
+
+
 def save_atomic(vae, folder: Path) -> None:
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -185,6 +195,7 @@ def train_vae(config: VaeTrainConfig, output: str | Path) -> dict[str, float]:
             logger.info("vae %s", record)
             print(json.dumps(record), flush=True)
             set_latent_stats(vae, held_out)
+            deterministic_posterior_(vae)
             save_atomic(vae, output)
             vae.train()
     return {"psnr": log[-1]["psnr"], "seconds": time.perf_counter() - start}
@@ -233,5 +244,6 @@ def finetune_decoder(
             record = {"step": step + 1, "loss": loss.item(), "psnr": evaluate(vae.eval(), held_out)}
             record["seconds"] = time.perf_counter() - start
             print(json.dumps(record), flush=True)
+            deterministic_posterior_(vae)
             save_atomic(vae, Path(output))
     return {"psnr": record["psnr"], "seconds": time.perf_counter() - start}
