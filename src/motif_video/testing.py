@@ -161,21 +161,29 @@ def tiny_tokenizer(words: tuple[str, ...] | list[str] = TINY_WORDS, model_max_le
     )
 
 
-def tiny_text_encoder_config(vocab_size: int = 128):
+def text_encoder_config(
+    vocab_size: int = 128,
+    text_dim: int = TINY_TEXT_DIM,
+    head_dim: int = 16,
+    image_dim: int = TINY_IMAGE_DIM,
+    image_size: int = TINY_IMAGE_SIZE,
+    max_positions: int = 1024,
+):
+    """A small `T5Gemma2EncoderConfig` (2 text layers, 1-layer SigLIP tower, patch 8, FFNs 2x wide, Gemma ids)."""
     from transformers import T5Gemma2EncoderConfig
 
     text = {
-        "hidden_size": TINY_TEXT_DIM,
-        "intermediate_size": 64,
+        "hidden_size": text_dim,
+        "intermediate_size": 2 * text_dim,
         "num_hidden_layers": 2,
         "num_attention_heads": 2,
         "num_key_value_heads": 1,
-        "head_dim": 16,
+        "head_dim": head_dim,
         "vocab_size": vocab_size,
         "layer_types": ["sliding_attention", "full_attention"],
         "sliding_window": 16,
-        "max_position_embeddings": 1024,
-        "query_pre_attn_scalar": 16,
+        "max_position_embeddings": max_positions,
+        "query_pre_attn_scalar": head_dim,
         "pad_token_id": 0,
         "eos_token_id": 1,
         "bos_token_id": 2,
@@ -186,11 +194,11 @@ def tiny_text_encoder_config(vocab_size: int = 128):
     }
     vision = {
         "model_type": "siglip_vision_model",
-        "hidden_size": TINY_IMAGE_DIM,
-        "intermediate_size": 48,
+        "hidden_size": image_dim,
+        "intermediate_size": 2 * image_dim,
         "num_hidden_layers": 1,
         "num_attention_heads": 2,
-        "image_size": TINY_IMAGE_SIZE,
+        "image_size": image_size,
         "patch_size": 8,
         "vision_use_head": False,
         "dropout_rate": 0.0,
@@ -210,7 +218,7 @@ def tiny_text_encoder(seed: int = 0, vocab_size: int = 128):
     from transformers import T5Gemma2Encoder
 
     torch.manual_seed(seed)
-    return T5Gemma2Encoder(tiny_text_encoder_config(vocab_size)).eval()
+    return T5Gemma2Encoder(text_encoder_config(vocab_size)).eval()
 
 
 def tiny_vae(seed: int = 0):

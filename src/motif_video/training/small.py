@@ -35,46 +35,15 @@ MODEL_INDEX = {
 
 
 def small_text_encoder_config(vocab_size: int):
-    from transformers import T5Gemma2EncoderConfig
+    from ..testing import text_encoder_config
 
-    text = {
-        "hidden_size": TEXT_DIM,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "num_key_value_heads": 1,
-        "head_dim": 32,
-        "vocab_size": vocab_size,
-        "layer_types": ["sliding_attention", "full_attention"],
-        "sliding_window": 16,
-        "max_position_embeddings": 128,
-        "query_pre_attn_scalar": 32,
-        "pad_token_id": 0,
-        "eos_token_id": 1,
-        "bos_token_id": 2,
-        "dropout_rate": 0.0,
-        "attention_dropout": 0.0,
-        "rms_norm_eps": 1e-6,
-        "hidden_activation": "gelu_pytorch_tanh",
-    }
-    vision = {
-        "model_type": "siglip_vision_model",
-        "hidden_size": IMAGE_DIM,
-        "intermediate_size": 64,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 2,
-        "image_size": IMAGE_SIZE,
-        "patch_size": 8,
-        "vision_use_head": False,
-        "dropout_rate": 0.0,
-    }
-    return T5Gemma2EncoderConfig(
-        text_config=text,
-        vision_config=vision,
-        mm_tokens_per_image=4,
-        boi_token_index=vocab_size - 3,
-        eoi_token_index=vocab_size - 2,
-        image_token_index=vocab_size - 1,
+    return text_encoder_config(
+        vocab_size,
+        text_dim=TEXT_DIM,
+        head_dim=32,
+        image_dim=IMAGE_DIM,
+        image_size=IMAGE_SIZE,
+        max_positions=128,
     )
 
 
