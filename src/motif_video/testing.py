@@ -282,6 +282,20 @@ GUIDER_CONFIG = {
 }
 
 
+# model_index.json of a folder in the released layout, with the tiny components' classes.
+MODEL_INDEX = {
+    "_class_name": "MotifVideoPipeline",
+    "_diffusers_version": "0.42.1",
+    "transformer": ["diffusers", "MotifVideoTransformer3DModel"],
+    "vae": ["diffusers", "AutoencoderKLWan"],
+    "text_encoder": ["transformers", "T5Gemma2Encoder"],
+    "tokenizer": ["transformers", "PreTrainedTokenizerFast"],
+    "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+    "guider": ["diffusers", "AdaptiveProjectedGuidance"],
+    "feature_extractor": ["transformers", "SiglipImageProcessor"],
+}
+
+
 def write_tiny_pipeline_folder(path: str | Path, seed: int = 0) -> Path:
     """Write a complete model folder in the released layout (model_index.json and one subfolder per component)."""
     path = Path(path)
@@ -296,16 +310,5 @@ def write_tiny_pipeline_folder(path: str | Path, seed: int = 0) -> Path:
         (path / name).mkdir(exist_ok=True)
         filename = "scheduler_config.json" if name == "scheduler" else "guider_config.json"
         (path / name / filename).write_text(json.dumps({**config, "_diffusers_version": "0.42.1"}, indent=2))
-    model_index = {
-        "_class_name": "MotifVideoPipeline",
-        "_diffusers_version": "0.42.1",
-        "transformer": ["diffusers", "MotifVideoTransformer3DModel"],
-        "vae": ["diffusers", "AutoencoderKLWan"],
-        "text_encoder": ["transformers", "T5Gemma2Encoder"],
-        "tokenizer": ["transformers", "PreTrainedTokenizerFast"],
-        "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
-        "guider": ["diffusers", "AdaptiveProjectedGuidance"],
-        "feature_extractor": ["transformers", "SiglipImageProcessor"],
-    }
-    (path / "model_index.json").write_text(json.dumps(model_index, indent=2))
+    (path / "model_index.json").write_text(json.dumps(MODEL_INDEX, indent=2))
     return path

@@ -16,22 +16,12 @@ from typing import Any
 import torch
 
 from ..synthetic.scenes import caption, scene_at
+from ..testing import MODEL_INDEX
 
 TEXT_DIM = 64
 IMAGE_DIM = 32
 IMAGE_SIZE = 32
 DTYPE_ON_DISK = torch.float16
-MODEL_INDEX = {
-    "_class_name": "MotifVideoPipeline",
-    "_diffusers_version": "0.42.1",
-    "transformer": ["diffusers", "MotifVideoTransformer3DModel"],
-    "vae": ["diffusers", "AutoencoderKLWan"],
-    "text_encoder": ["transformers", "T5Gemma2Encoder"],
-    "tokenizer": ["transformers", "PreTrainedTokenizerFast"],
-    "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
-    "guider": ["diffusers", "AdaptiveProjectedGuidance"],
-    "feature_extractor": ["transformers", "SiglipImageProcessor"],
-}
 
 
 def small_text_encoder_config(vocab_size: int):
