@@ -139,8 +139,7 @@ TINY_WORDS = [
 
 def tiny_tokenizer(words: tuple[str, ...] | list[str] = TINY_WORDS, model_max_length: int = 512):
     """A word-level fast tokenizer with Gemma's special ids; encodes BOS only (no EOS), pads on the right."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
     specials = ["<pad>", "<eos>", "<bos>", "<unk>"]
     vocab = {tok: i for i, tok in enumerate(specials)}
@@ -149,6 +148,15 @@ def tiny_tokenizer(words: tuple[str, ...] | list[str] = TINY_WORDS, model_max_le
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return gemma_style_tokenizer(tok, model_max_length)
+
+
+def gemma_style_tokenizer(tok, model_max_length: int):
+    """Wrap a `tokenizers.Tokenizer` whose ids 0..3 are <pad>, <eos>, <bos>, <unk> as the released pipeline expects
+    its tokenizer: BOS only (no EOS), right padding."""
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
     tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
@@ -281,6 +289,10 @@ GUIDER_CONFIG = {
     "use_original_formulation": True,
 }
 
+
+# `motif-video generate` options for a fast run on a tiny folder (tests and examples).
+TINY_GENERATE_ARGS = ["--height", "64", "--width", "96", "--num-frames", "9", "--steps", "2",
+                      "--device", "cpu", "--seed", "1"]  # fmt: skip
 
 # model_index.json of a folder in the released layout, with the tiny components' classes.
 MODEL_INDEX = {

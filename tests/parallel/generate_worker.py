@@ -12,21 +12,9 @@ import torch
 
 from motif_video import cli
 from motif_video.parallel import init_distributed
+from motif_video.testing import TINY_GENERATE_ARGS
 
-TINY = [
-    "--height",
-    "64",
-    "--width",
-    "96",
-    "--num-frames",
-    "9",
-    "--steps",
-    "2",
-    "--device",
-    "cpu",
-    "--seed",
-    "1",
-]
+TINY = TINY_GENERATE_ARGS
 
 
 def main(model: str, out: str, prompt_file: str) -> None:

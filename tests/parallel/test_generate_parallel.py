@@ -16,22 +16,10 @@ import torch
 from safetensors.torch import load_file
 
 from motif_video import cli
+from motif_video.testing import TINY_GENERATE_ARGS
 
 WORKER = Path(__file__).with_name("generate_worker.py")
-TINY = [
-    "--height",
-    "64",
-    "--width",
-    "96",
-    "--num-frames",
-    "9",
-    "--steps",
-    "2",
-    "--device",
-    "cpu",
-    "--seed",
-    "1",
-]
+TINY = TINY_GENERATE_ARGS
 CACHE = ["--cache-threshold", "1.0", "--steps", "3"]  # partly skips on this model (distances 0.9-1.2)
 PROMPTS = ["a red ball", "a blue cube", "a green star"]
 

@@ -8,21 +8,9 @@ import pytest
 
 from motif_video import cli, generation
 from motif_video.pipelines.export import read_mp4_info
+from motif_video.testing import TINY_GENERATE_ARGS
 
-TINY = [
-    "--height",
-    "64",
-    "--width",
-    "96",
-    "--num-frames",
-    "9",
-    "--steps",
-    "2",
-    "--device",
-    "cpu",
-    "--seed",
-    "1",
-]
+TINY = TINY_GENERATE_ARGS
 
 
 def test_generate_t2v_writes_an_mp4(tiny_folder, tmp_path, capsys):

@@ -10,8 +10,7 @@ SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>"]
 
 def train_word_tokenizer(captions: Iterable[str], model_max_length: int = 64):
     """A `PreTrainedTokenizerFast` whose vocabulary is every word of `captions` (after the four special tokens)."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
     tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
     tok.normalizer = normalizers.Lowercase()
@@ -22,13 +21,6 @@ def train_word_tokenizer(captions: Iterable[str], model_max_length: int = 64):
     for i, special in enumerate(SPECIALS):
         if tok.token_to_id(special) != i:
             raise ValueError(f"special token {special!r} got id {tok.token_to_id(special)}, expected {i}")
-    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        pad_token="<pad>",
-        eos_token="<eos>",
-        bos_token="<bos>",
-        unk_token="<unk>",
-        padding_side="right",
-        model_max_length=model_max_length,
-    )
+    from ..testing import gemma_style_tokenizer
+
+    return gemma_style_tokenizer(tok, model_max_length)
