@@ -1,8 +1,8 @@
 """Build the small shipped model: its frozen components (trained VAE, caption tokenizer, random-weight T5Gemma2
 encoder) in the released folder layout, and the final folder with half-precision weights.
 
-The text encoder is NOT trained: its weights are random (seeded) and frozen. A random encoder still maps each
-caption to distinct token features; the transformer learns to read them through its cross-attention.
+The text encoder is NOT trained: its weights are random (seeded) and frozen, set up so that each output token is
+mostly its own word (see `token_preserving_`): the transformer learns to read them through its attention.
 """
 
 from __future__ import annotations
@@ -37,6 +37,24 @@ def small_text_encoder_config(vocab_size: int):
     )
 
 
+BRANCH_SCALE = 0.25
+
+
+@torch.no_grad()
+def token_preserving_(encoder, branch_scale: float = BRANCH_SCALE):
+    """Make a random T5Gemma2 encoder keep each token's identity. With default init, the Gemma sandwich norms give
+    every attention / MLP branch unit RMS while the (sqrt(d)-scaled) embeddings have RMS 0.16, so two layers of
+    random mixing leave a changed word's feature with cosine ~0.7 to the old one. Embeddings of unit RMS and
+    branches scaled to `branch_scale` (post-norm weights, which Gemma applies as 1 + w) bring that to ~0.1 while
+    keeping some context in every token."""
+    text = encoder.text_model
+    text.embed_tokens.weight.normal_(0.0, text.config.hidden_size**-0.5)
+    for layer in text.layers:
+        layer.post_self_attn_layernorm.weight.fill_(branch_scale - 1.0)
+        layer.post_feedforward_layernorm.weight.fill_(branch_scale - 1.0)
+    return encoder
+
+
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
@@ -65,9 +83,8 @@ def write_components(
     tokenizer = train_word_tokenizer(texts)
     tokenizer.save_pretrained(folder / "tokenizer")
     torch.manual_seed(seed)
-    T5Gemma2Encoder(small_text_encoder_config(len(tokenizer) + 3)).eval().save_pretrained(
-        folder / "text_encoder"
-    )
+    encoder = T5Gemma2Encoder(small_text_encoder_config(len(tokenizer) + 3)).eval()
+    token_preserving_(encoder).save_pretrained(folder / "text_encoder")
     SiglipImageProcessor(
         size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
         resample=3,

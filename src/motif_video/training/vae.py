@@ -29,32 +29,45 @@ logger = logging.getLogger(__name__)
 @dataclass
 class VaeTrainConfig:
     base_dim: int = 8
-    dim_mult: tuple[int, ...] = (1, 2, 4, 4)
-    steps: int = 1500
+    dim_mult: tuple[int, ...] = (1, 2, 2)
+    residual: bool = True  # Wan 2.2 layout: 2x2 patchify + residual down / up blocks with averaging shortcuts
+    steps: int = 4500
     batch_size: int = 4
     frames: int = 9  # training window (4k + 1); 9 exercises the causal cache across chunks (5 does not)
     clip_frames: int = 33
     height: int = 64  # scenes are rendered at this size ...
     width: int = 64
     crop: int = 32  # ... and trained on random crop x crop windows (multiple of 8; 0 = whole frame)
-    lr: float = 7e-4
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    betas: tuple[float, float] = (0.9, 0.99)
     min_lr_ratio: float = 0.1
     kl_weight: float = 1e-6
     seed: int = 1  # scene stream (the transformer's clips use seed 0)
-    save_every: int = 100
+    save_every: int = 250
     threads: int = 1
 
 
-def small_vae(base_dim: int = 8, dim_mult: tuple[int, ...] = (1, 2, 4, 4), seed: int = 0):
+def small_vae(
+    base_dim: int = 8, dim_mult: tuple[int, ...] = (1, 2, 4, 4), residual: bool = False, seed: int = 0
+):
+    """16 latent channels, 8x spatial / 4x temporal. `residual`: the Wan 2.2 layout (2x2 patchify, so one spatial
+    downsampling fewer, and residual blocks whose averaging / duplicating shortcuts make the untrained network
+    already a coarse autoencoder); `dim_mult` then has one level fewer."""
     from diffusers import AutoencoderKLWan
 
     torch.manual_seed(seed)
+    levels = len(dim_mult) - 1
+    if (2 if residual else 1) * 2**levels != 8:
+        raise ValueError(f"dim_mult={dim_mult} with residual={residual} does not give 8x spatial compression")
+    kwargs = dict(in_channels=12, out_channels=12, patch_size=2, is_residual=True) if residual else {}
     return AutoencoderKLWan(
         base_dim=base_dim,
         z_dim=16,
         dim_mult=list(dim_mult),
         num_res_blocks=1,
-        temperal_downsample=[False, True, True],
+        temperal_downsample=[False] * (levels - 2) + [True, True],
+        **kwargs,
     )
 
 
@@ -87,6 +100,8 @@ def batch_at(config: VaeTrainConfig, step: int) -> torch.Tensor:
 def decode_unclamped(vae, z: torch.Tensor) -> torch.Tensor:
     """`AutoencoderKLWan` decoding (frame by frame through the causal cache) without the final clamp to [-1, 1],
     which would zero the gradient of every saturated pixel, including those saturated on the wrong side."""
+    from diffusers.models.autoencoders.autoencoder_kl_wan import unpatchify
+
     vae.clear_cache()
     x = vae.post_quant_conv(z)
     frames = []
@@ -98,7 +113,10 @@ def decode_unclamped(vae, z: torch.Tensor) -> torch.Tensor:
             )
         )
     vae.clear_cache()
-    return torch.cat(frames, 2)
+    out = torch.cat(frames, 2)
+    if vae.config.patch_size is not None:
+        out = unpatchify(out, patch_size=vae.config.patch_size)
+    return out
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -162,16 +180,15 @@ def train_vae(config: VaeTrainConfig, output: str | Path) -> dict[str, float]:
     if config.threads:
         torch.set_num_threads(config.threads)
     output = Path(output)
-    vae = small_vae(config.base_dim, config.dim_mult).train()
-    opt = torch.optim.AdamW(vae.parameters(), lr=config.lr, weight_decay=0.0)
+    vae = small_vae(config.base_dim, config.dim_mult, config.residual).train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=config.lr, betas=config.betas, weight_decay=0.0)
     held_out = eval_clips(count=2)
     start = time.perf_counter()
     log = []
     for step in range(config.steps):
         progress = step / max(config.steps - 1, 1)
-        lr = config.lr * (
-            config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-        )
+        lr = config.lr * min(1.0, (step + 1) / max(config.warmup_steps, 1))
+        lr *= config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
         for group in opt.param_groups:
             group["lr"] = lr
         x = batch_at(config, step)
@@ -182,6 +199,8 @@ def train_vae(config: VaeTrainConfig, output: str | Path) -> dict[str, float]:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
+        if (step + 1) % 50 == 0:
+            print(json.dumps({"step": step + 1, "loss": round(loss.item(), 4)}), flush=True)
         if (step + 1) % config.save_every == 0 or step + 1 == config.steps:
             vae.eval()
             score = evaluate(vae, held_out)

@@ -1,0 +1,69 @@
+"""Pieces of the small model's recipe: the small Wan VAE and its training loop, the token-preserving text encoder."""
+
+import json
+
+import pytest
+import torch
+
+from motif_video.training.small import small_text_encoder_config, token_preserving_
+from motif_video.training.vae import VaeTrainConfig, decode_unclamped, small_vae, train_vae
+
+
+@pytest.mark.parametrize("residual, dim_mult", [(False, (1, 2, 4, 4)), (True, (1, 2, 2))])
+def test_small_vae_compresses_8x_space_4x_time_and_unclamped_decode_matches(residual, dim_mult):
+    vae = small_vae(4, dim_mult, residual).eval()
+    x = torch.rand(1, 3, 9, 32, 32) * 2 - 1
+    with torch.no_grad():
+        z = vae.encode(x).latent_dist.mode()
+        assert z.shape == (1, 16, 3, 4, 4)
+        raw = decode_unclamped(vae, z)
+        ref = vae.decode(z).sample
+    assert raw.shape == x.shape
+    torch.testing.assert_close(raw.clamp(-1, 1), ref)
+
+
+def test_small_vae_rejects_other_compressions():
+    with pytest.raises(ValueError, match=r"dim_mult=\(1, 2, 4\) with residual=False"):
+        small_vae(4, (1, 2, 4), False)
+    with pytest.raises(ValueError, match="residual=True"):
+        small_vae(4, (1, 2, 4, 4), True)
+
+
+def test_train_vae_writes_a_loadable_folder_with_latent_stats(tmp_path):
+    from diffusers import AutoencoderKLWan
+
+    config = VaeTrainConfig(
+        base_dim=4, dim_mult=(1, 2, 2), residual=True, steps=4, batch_size=1, frames=5, crop=16,
+        warmup_steps=1, save_every=2,
+    )  # fmt: skip
+    result = train_vae(config, tmp_path / "vae")
+    assert result["psnr"] > 0
+    vae = AutoencoderKLWan.from_pretrained(tmp_path / "vae")
+    assert vae.config.patch_size == 2 and len(vae.config.latents_std) == 16
+    assert all(s > 0 for s in vae.config.latents_std)
+    saved = json.loads((tmp_path / "vae" / "config.json").read_text())
+    assert saved["latents_mean"] == vae.config.latents_mean
+    with pytest.raises(ValueError, match="frames=6 must be 4k"):
+        train_vae(VaeTrainConfig(frames=6), tmp_path / "bad")
+
+
+def test_token_preserving_encoder_keeps_each_word_apart():
+    from transformers import T5Gemma2Encoder
+
+    def features(encoder, ids):
+        with torch.no_grad():
+            return encoder(input_ids=torch.tensor([ids])).last_hidden_state[0]
+
+    a, b = [2, 4, 20, 9, 6, 21, 10], [2, 4, 23, 9, 6, 21, 10]  # one word changed at position 2
+    cosines = {}
+    for preserve in (False, True):
+        torch.manual_seed(0)
+        encoder = T5Gemma2Encoder(small_text_encoder_config(40)).eval()
+        if preserve:
+            token_preserving_(encoder)
+        cosines[preserve] = torch.nn.functional.cosine_similarity(
+            features(encoder, a), features(encoder, b), dim=-1
+        )
+    assert cosines[True][2] < 0.4 < cosines[False][2]  # the changed word: far apart only when preserved
+    others = torch.cat([cosines[True][:2], cosines[True][3:]])
+    assert others.min() > 0.9 and others.max() < 1.0 - 1e-6  # the rest: close, yet carrying some context
