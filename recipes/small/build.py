@@ -23,6 +23,7 @@ from motif_video.training.vae import VaeTrainConfig, finetune_decoder, train_vae
 
 HERE = Path(__file__).parent
 STAGES = ("vae", "vae_decoder", "components", "clips", "transformer", "assemble")
+DECODER_STOP = 3000  # the shipped VAE's decoder fine-tune ran this many steps of its 3000-step schedule
 GENERATION = {"height": 64, "width": 64, "num_frames": 33, "num_inference_steps": 20, "negative_prompt": ""}
 
 
@@ -59,7 +60,21 @@ def main() -> None:
         print(f"{name}: {timings[name]} s", flush=True)
 
     stage("vae", lambda: print(train_vae(VaeTrainConfig(), out / "vae")))
-    stage("vae_decoder", lambda: print(finetune_decoder(out / "vae", out / "vae", steps=500)))
+    stage(
+        "vae_decoder",
+        lambda: print(
+            finetune_decoder(
+                out / "vae",
+                out / "vae",
+                steps=3000,
+                frames=33,
+                crop=0,
+                batch_size=1,
+                lr=3e-4,
+                stop_at=DECODER_STOP,
+            )
+        ),
+    )
     stage(
         "components",
         lambda: write_components(

@@ -29,15 +29,17 @@ def test_small_vae_rejects_other_compressions():
         small_vae(4, (1, 2, 4, 4), True)
 
 
-def test_train_vae_writes_a_loadable_folder_with_latent_stats(tmp_path):
+def test_train_vae_writes_a_loadable_folder_with_latent_stats(tmp_path, capsys):
     from diffusers import AutoencoderKLWan
 
     config = VaeTrainConfig(
-        base_dim=4, dim_mult=(1, 2, 2), residual=True, steps=4, batch_size=1, frames=5, crop=16,
+        base_dim=4, dim_mult=(1, 2, 2), residual=True, steps=8, stop_at=3, batch_size=1, frames=5, crop=16,
         warmup_steps=1, save_every=2,
     )  # fmt: skip
     result = train_vae(config, tmp_path / "vae")
     assert result["psnr"] > 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [r["step"] for r in records if "psnr" in r] == [2, 3]  # saved every 2 steps and where it stopped
     vae = AutoencoderKLWan.from_pretrained(tmp_path / "vae")
     assert vae.config.patch_size == 2 and len(vae.config.latents_std) == 16
     assert all(s > 0 for s in vae.config.latents_std)

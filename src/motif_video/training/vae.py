@@ -31,7 +31,10 @@ class VaeTrainConfig:
     base_dim: int = 8
     dim_mult: tuple[int, ...] = (1, 2, 2)
     residual: bool = True  # Wan 2.2 layout: 2x2 patchify + residual down / up blocks with averaging shortcuts
-    steps: int = 4500
+    steps: int = 4500  # length of the cosine schedule ...
+    stop_at: int | None = (
+        2500  # ... and the step training stops at (None: the end), as the shipped VAE was trained
+    )
     batch_size: int = 4
     frames: int = 9  # training window (4k + 1); 9 exercises the causal cache across chunks (5 does not)
     clip_frames: int = 33
@@ -185,7 +188,7 @@ def train_vae(config: VaeTrainConfig, output: str | Path) -> dict[str, float]:
     held_out = eval_clips(count=2)
     start = time.perf_counter()
     log = []
-    for step in range(config.steps):
+    for step in range(min(config.steps, config.stop_at or config.steps)):
         progress = step / max(config.steps - 1, 1)
         lr = config.lr * min(1.0, (step + 1) / max(config.warmup_steps, 1))
         lr *= config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
@@ -201,7 +204,7 @@ def train_vae(config: VaeTrainConfig, output: str | Path) -> dict[str, float]:
         opt.step()
         if (step + 1) % 50 == 0:
             print(json.dumps({"step": step + 1, "loss": round(loss.item(), 4)}), flush=True)
-        if (step + 1) % config.save_every == 0 or step + 1 == config.steps:
+        if (step + 1) % config.save_every == 0 or step + 1 in (config.steps, config.stop_at):
             vae.eval()
             score = evaluate(vae, held_out)
             record = {
@@ -230,15 +233,20 @@ def finetune_decoder(
     lr: float = 2e-4,
     seed: int = 2,
     save_every: int = 100,
+    train_encoder: bool = False,
+    stop_at: int | None = None,
 ) -> dict[str, float]:
-    """Second stage: train only the decoder (and post_quant_conv) on whole `frames`-long clips, so decoding stays
-    sharp through many causal chunks. The encoder, and so every latent and the latent statistics, are unchanged:
-    a transformer trained on the first-stage latents stays valid."""
+    """Later stages: train the decoder (and post_quant_conv) on whole `frames`-long clips, so decoding stays sharp
+    through many causal chunks. Unless `train_encoder`, the encoder, and so every latent and the latent statistics,
+    are unchanged: a transformer trained on the earlier latents stays valid. With `train_encoder` (a full-frame
+    stage before the transformer is trained) everything trains and the latent statistics are measured again."""
     from diffusers import AutoencoderKLWan
 
     vae = AutoencoderKLWan.from_pretrained(vae_folder)
     vae.requires_grad_(False)
     params = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
+    if train_encoder:
+        params += [*vae.encoder.parameters(), *vae.quant_conv.parameters()]
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
@@ -247,11 +255,11 @@ def finetune_decoder(
     start = time.perf_counter()
     record: dict[str, float] = {"psnr": evaluate(vae.eval(), held_out)}
     print(json.dumps({"step": 0, **record}), flush=True)
-    for step in range(steps):
+    for step in range(min(steps, stop_at or steps)):
         for group in opt.param_groups:
             group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
         x = batch_at(config, step)
-        with torch.no_grad():
+        with torch.set_grad_enabled(train_encoder):
             z = vae.encode(x).latent_dist.mode()
         y = decode_unclamped(vae, z)
         loss = (y - x).abs().mean() + ((y - x) ** 2).mean()
@@ -259,10 +267,12 @@ def finetune_decoder(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        if (step + 1) % save_every == 0 or step + 1 == steps:
+        if (step + 1) % save_every == 0 or step + 1 in (steps, stop_at):
             record = {"step": step + 1, "loss": loss.item(), "psnr": evaluate(vae.eval(), held_out)}
             record["seconds"] = time.perf_counter() - start
             print(json.dumps(record), flush=True)
+            if train_encoder:
+                set_latent_stats(vae, held_out)
             deterministic_posterior_(vae)
             save_atomic(vae, Path(output))
     return {"psnr": record["psnr"], "seconds": time.perf_counter() - start}
