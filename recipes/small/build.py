@@ -24,7 +24,14 @@ from motif_video.training.vae import VaeTrainConfig, finetune_decoder, train_vae
 HERE = Path(__file__).parent
 STAGES = ("vae", "vae_decoder", "components", "clips", "transformer", "assemble")
 DECODER_STOP = 3000  # the shipped VAE's decoder fine-tune ran this many steps of its 3000-step schedule
-GENERATION = {"height": 64, "width": 64, "num_frames": 33, "num_inference_steps": 20, "negative_prompt": ""}
+GENERATION = {
+    "height": 64,
+    "width": 64,
+    "num_frames": 33,
+    "num_inference_steps": 20,
+    "negative_prompt": "",
+    "conditioning_blur": 12.5,  # as recipes/small/config.yaml i2v.blur_strength
+}
 
 
 def main() -> None:

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
-from conftest import write_random_cache
 from motif_video.distill.config import load_distill_config
 from motif_video.distill.objective import distill
 from motif_video.pipelines.defaults import GENERATION_CONFIG_NAME
+from tests.training.conftest import write_random_cache
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "distill" / "tiny-cpu.yaml"
 

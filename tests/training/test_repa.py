@@ -74,7 +74,8 @@ def test_repa_loss_falls():
 def test_trainer_runs_repa_for_the_first_steps_only(tmp_path):
     import json
 
-    from conftest import tiny_overrides, write_random_cache
+    from tests.training.conftest import tiny_overrides, write_random_cache
+
     from motif_video.training.config import load_config
     from motif_video.training.trainer import train
 

@@ -72,7 +72,8 @@ def test_lora_adapter_round_trips_with_scale(tmp_path):
 
 
 def test_trainer_lora_run_saves_an_adapter(tmp_path):
-    from conftest import tiny_overrides, write_random_cache
+    from tests.training.conftest import tiny_overrides, write_random_cache
+
     from motif_video.training.config import load_config
     from motif_video.training.trainer import train
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+from tests.training.conftest import tiny_overrides, write_random_cache
 
-from conftest import tiny_overrides, write_random_cache
 from motif_video.training.config import load_config
 from motif_video.training.trainer import train
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from conftest import tiny_overrides, write_random_cache
+from tests.training.conftest import tiny_overrides, write_random_cache
+
 from motif_video.models import MotifVideoTransformer
 from motif_video.training import checkpoint as ckpt
 from motif_video.training.config import load_config

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 GENERATION_CONFIG_NAME = "generation_config.json"
+DEFAULT_HEIGHT, DEFAULT_WIDTH, DEFAULT_NUM_FRAMES = 736, 1280, 121  # the released model's size
 ADAPTERS = (None, "lora")
 
 
@@ -38,6 +39,7 @@ class GenerationDefaults:
     width: int | None = None
     num_frames: int | None = None
     negative_prompt: str | None = None
+    conditioning_blur: float | None = None  # I2V: the timestep-aware blur strength the model was trained with
 
     def __post_init__(self) -> None:
         if self.num_inference_steps is not None and self.num_inference_steps < 1:
@@ -59,6 +61,15 @@ class GenerationDefaults:
         scale = scale if scale is not None else self.guidance_scale
         shift = shift if shift is not None else self.shift
         return steps, guidance, scale, shift
+
+    def fill_size(self, height: int | None, width: int | None, num_frames: int | None, negative_prompt: Any):
+        """Size and negative prompt where the call left None: this model's, else the released model's 736x1280,
+        121 frames (a None negative prompt stays None: the pipeline's trained default)."""
+        height = height if height is not None else (self.height or DEFAULT_HEIGHT)
+        width = width if width is not None else (self.width or DEFAULT_WIDTH)
+        num_frames = num_frames if num_frames is not None else (self.num_frames or DEFAULT_NUM_FRAMES)
+        negative_prompt = negative_prompt if negative_prompt is not None else self.negative_prompt
+        return height, width, num_frames, negative_prompt
 
     @classmethod
     def read(cls, folder: str | os.PathLike) -> GenerationDefaults | None:

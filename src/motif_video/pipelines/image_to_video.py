@@ -41,9 +41,9 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         image=None,
         prompt: str | list[str] | None = None,
         negative_prompt: str | list[str] | None = None,
-        height: int = 736,
-        width: int = 1280,
-        num_frames: int = 121,
+        height: int | None = None,
+        width: int | None = None,
+        num_frames: int | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
         num_videos_per_prompt: int = 1,
@@ -66,7 +66,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         step_cache: StepCache | None = None,
         resize: ResizeMode = "stretch",
         first_frame_latent: LatentMode = "sample",
-        conditioning_blur: float = 0.0,
+        conditioning_blur: float | None = None,
         use_image_embeds: bool = True,
         stream_decode: bool = True,
     ) -> MotifVideoPipelineOutput | tuple:
@@ -74,9 +74,15 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
 
         `resize`: "stretch" (as released) or "crop" (keep aspect, center crop). `first_frame_latent`: "sample" (as
         released) or "mode". `conditioning_blur`: strength of the timestep-aware blur of the first-frame latent
-        (std = strength * sigma * min(h, w) / 100 latent pixels at each step; 0 = off, as released).
+        (std = strength * sigma * min(h, w) / 100 latent pixels at each step; 0 = off, as released; None = the
+        strength in the folder's generation_config.json, else 0).
         `use_image_embeds=False` drops the SigLIP tokens (as Motif's ComfyUI workflow does).
         """
+        height, width, num_frames, negative_prompt = self.generation_defaults.fill_size(
+            height, width, num_frames, negative_prompt
+        )  # the folder's generation_config.json, else 736x1280, 121 frames
+        if conditioning_blur is None:
+            conditioning_blur = self.generation_defaults.conditioning_blur or 0.0
         self.check_size(height, width, num_frames)
         num_inference_steps, guidance, guidance_scale, shift = self.generation_defaults.fill(
             num_inference_steps, guidance, guidance_scale, shift

@@ -37,9 +37,9 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         self,
         prompt: str | list[str] | None = None,
         negative_prompt: str | list[str] | None = None,
-        height: int = 736,
-        width: int = 1280,
-        num_frames: int = 121,
+        height: int | None = None,
+        width: int | None = None,
+        num_frames: int | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
         num_videos_per_prompt: int = 1,
@@ -62,13 +62,17 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         step_cache: StepCache | None = None,
         stream_decode: bool = True,
     ) -> MotifVideoPipelineOutput | tuple:
-        """Generate videos. `negative_prompt=None` uses the 39-term default; "" is an empty negative prompt.
+        """Generate videos. Size and negative prompt left None come from the folder's generation_config.json, else
+        736x1280, 121 frames and the 39-term trained negative prompt; "" is an empty negative prompt.
 
         Guidance defaults to the folder's guider config, else APG (scale 8, norm threshold 12, momentum 0.1, eta 1,
         norm dims (-1, -2, -4)); `guidance` picks "apg", "cfg" or "none". `shift` overrides the scheduler config.
         `step_cache` (a `motif_video.perf.StepCache`) skips steps whose first-block residual barely changed; threshold
         0 is exact; afterwards `step_cache.report()` (or `pipe.last_step_cache`) lists the skipped steps per branch.
         """
+        height, width, num_frames, negative_prompt = self.generation_defaults.fill_size(
+            height, width, num_frames, negative_prompt
+        )  # the folder's generation_config.json, else 736x1280, 121 frames
         self.check_size(height, width, num_frames)
         num_inference_steps, guidance, guidance_scale, shift = self.generation_defaults.fill(
             num_inference_steps, guidance, guidance_scale, shift
