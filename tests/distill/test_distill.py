@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
 from motif_video.distill.config import load_distill_config
 from motif_video.distill.objective import distill
 from motif_video.pipelines.defaults import GENERATION_CONFIG_NAME
