@@ -208,3 +208,39 @@ def test_save_pretrained_keeps_the_released_layout(pipe, tmp_path):
     a = _run(pipe, steps=1, output_type="latent", guidance="none")
     b = _run(again, steps=1, output_type="latent", guidance="none")
     torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_size_and_negative_prompt_default_to_the_folders_generation_config(tiny_folder, tmp_path):
+    import shutil
+
+    from motif_video import MotifVideoImageToVideoPipeline, MotifVideoPipeline
+    from motif_video.pipelines.defaults import GenerationDefaults
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_folder, folder)
+    GenerationDefaults(
+        num_inference_steps=2, height=32, width=48, num_frames=5, negative_prompt="", conditioning_blur=5.0
+    ).write(folder)
+    pipe = MotifVideoPipeline.from_pretrained(folder)
+    seen = {}
+    original = pipe.encode_prompt
+
+    def spy(prompts, negative, *args, **kwargs):
+        seen["negative"] = negative
+        return original(prompts, negative, *args, **kwargs)
+
+    pipe.encode_prompt = spy
+    video = pipe("a cat", output_type="np", generator=torch.Generator().manual_seed(0)).frames
+    assert video.shape[1:4] == (5, 32, 48) and seen["negative"] == ""
+    explicit = pipe("a cat", height=16, width=16, num_frames=1, output_type="np").frames
+    assert explicit.shape[1:4] == (1, 16, 16)
+    i2v = MotifVideoImageToVideoPipeline.from_pretrained(folder)
+    image = (np.random.default_rng(0).random((32, 48, 3)) * 255).astype(np.uint8)
+    blurred = i2v(
+        image=image, prompt="a cat", output_type="latent", generator=torch.Generator().manual_seed(0)
+    )
+    sharp = i2v(
+        image=image, prompt="a cat", output_type="latent", conditioning_blur=0.0,
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    assert blurred.frames.shape == sharp.frames.shape and not torch.allclose(blurred.frames, sharp.frames)
