@@ -244,3 +244,13 @@ def test_size_and_negative_prompt_default_to_the_folders_generation_config(tiny_
         generator=torch.Generator().manual_seed(0),
     )  # fmt: skip
     assert blurred.frames.shape == sharp.frames.shape and not torch.allclose(blurred.frames, sharp.frames)
+
+
+def test_student_defaults_fall_back_to_the_base_models():
+    from motif_video.pipelines.defaults import GenerationDefaults
+
+    base = GenerationDefaults(num_inference_steps=20, height=64, width=64, num_frames=33, negative_prompt="")
+    student = GenerationDefaults(num_inference_steps=4, guidance_scale=4.0, base_model="small").over(base)
+    assert (student.num_inference_steps, student.guidance_scale, student.base_model) == (4, 4.0, "small")
+    assert student.fill_size(None, None, None, None) == (64, 64, 33, "")
+    assert GenerationDefaults().fill_size(None, 48, None, None) == (736, 48, 121, None)

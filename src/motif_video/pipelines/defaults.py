@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,14 @@ class GenerationDefaults:
         scale = scale if scale is not None else self.guidance_scale
         shift = shift if shift is not None else self.shift
         return steps, guidance, scale, shift
+
+    def over(self, base: GenerationDefaults) -> GenerationDefaults:
+        """These defaults, with `base`'s wherever these are None (a student over its base model's)."""
+        merged = {
+            f.name: getattr(self, f.name) if getattr(self, f.name) is not None else getattr(base, f.name)
+            for f in fields(self)
+        }
+        return GenerationDefaults(**merged)
 
     def fill_size(self, height: int | None, width: int | None, num_frames: int | None, negative_prompt: Any):
         """Size and negative prompt where the call left None: this model's, else the released model's 736x1280,
@@ -145,5 +153,5 @@ def load_student_pipeline(cls, folder: Path, defaults: GenerationDefaults, kwarg
         "transformer": load_student_transformer(folder, defaults, resolve_folder(base, **hub), dtype),
     }
     pipe = cls.from_pretrained(base, **kwargs)
-    pipe.generation_defaults = defaults
+    pipe.generation_defaults = defaults.over(pipe.generation_defaults)  # size, negative prompt: the base's
     return pipe
