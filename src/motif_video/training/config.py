@@ -76,6 +76,11 @@ class TreadConfig:
     routes: list[RouteConfig] = field(
         default_factory=list
     )  # global block indices (2B: dual 0-11, single 12-27, decoder 28-35)
+    probability: float = 1.0  # fraction of steps that route (drawn per step); the others train the dense pass
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.probability <= 1.0:
+            raise ValueError(f"tread.probability must be in [0, 1], got {self.probability}")
 
 
 @dataclass

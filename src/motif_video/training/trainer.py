@@ -323,6 +323,9 @@ def compute_loss(
     image_embeds = inputs.get("image_embeds") if conditioned else None
 
     routes = [Route(r.start_layer, r.end_layer, r.ratio) for r in config.tread.routes]
+    if routes and config.tread.probability < 1.0:  # the same draw on every rank: a step routes or it does not
+        coin = torch.rand(1, generator=step_generator(config.seed, step, 2 * 10**9)).item()
+        routes = routes if coin < config.tread.probability else []
     route_gen = step_generator(config.seed, step, 10**9 + process_index, device=x0.device) if routes else None
     out = model(
         hidden, flow.timestep_from_sigma(sigma), text, mask, image_embeds=image_embeds,
