@@ -80,3 +80,36 @@ def test_route_validation_names_the_allowed_range():
         model(x, t, text, mask, routes=[Route(3, 4, 0.5)])  # crosses from the encoder into the decoder
     with pytest.raises(ValueError, match="ratio"):
         Route(0, 1, 1.0)
+
+
+def test_trainer_routes_on_the_drawn_fraction_of_steps(tmp_path, monkeypatch):
+    import pytest
+    from tests.training.conftest import tiny_overrides, write_random_cache
+
+    from motif_video.models import MotifVideoTransformer
+    from motif_video.training.config import load_config
+    from motif_video.training.trainer import train
+
+    cache = write_random_cache(tmp_path / "cache", count=4)
+    route = [{"start_layer": 2, "end_layer": 3, "ratio": 0.5}]
+    forward = MotifVideoTransformer.forward
+
+    def routed_steps(name, **extra):
+        seen = []
+
+        def spy(self, *args, routes=None, **kwargs):
+            seen.append(bool(routes))
+            return forward(self, *args, routes=routes, **kwargs)
+
+        monkeypatch.setattr(MotifVideoTransformer, "forward", spy)
+        overrides = tiny_overrides(tmp_path / name, cache, max_steps=8, **{"tread.routes": route, **extra})
+        train(load_config(None, overrides))
+        return seen
+
+    assert routed_steps("always") == [True] * 8
+    assert routed_steps("never", **{"tread.probability": 0.0}) == [False] * 8
+    half = routed_steps("half", **{"tread.probability": 0.5})
+    assert len(half) == 8 and 0 < sum(half) < 8
+    assert routed_steps("half-again", **{"tread.probability": 0.5}) == half  # drawn from (seed, step)
+    with pytest.raises(ValueError, match=r"tread.probability must be in \[0, 1\], got 1.5"):
+        load_config(None, tiny_overrides(tmp_path / "bad", cache, **{"tread.probability": 1.5}))
