@@ -39,7 +39,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--output", type=Path, default=Path("runs/small"))
-    parser.add_argument("--clips", type=int, default=1000)
+    parser.add_argument("--clips", type=int, default=1200)
     parser.add_argument("--skip", nargs="*", default=[], choices=STAGES)
     parser.add_argument(
         "--ship", action="store_true", help="write the result into src/motif_video/assets/small"
