@@ -10,7 +10,7 @@ import torch
 from motif_video.cli import main
 from motif_video.hub import resolve_folder
 from motif_video.model_defaults import generation_defaults
-from motif_video.synthetic import render, scene_at
+from motif_video.synthetic import caption, render, scene_at
 
 PROMPT = "a red circle moving left on a black background"
 
@@ -50,13 +50,15 @@ def test_t2v_and_i2v_are_fast_and_sane(pipe):
     assert time.perf_counter() - start < 10
     assert video.shape == (1, 33, 64, 64, 3) and np.isfinite(video).all()
     i2v = MotifVideoImageToVideoPipeline(**pipe.components)
-    first = render(scene_at(1000, 0), 33, 64, 64)[0]
+    scene = scene_at(1000, 0)
+    first = render(scene, 33, 64, 64)[0]
     import PIL.Image
 
     start = time.perf_counter()
     video = i2v(
-        prompt=PROMPT, image=PIL.Image.fromarray(first), generator=torch.Generator().manual_seed(0), **kwargs
-    ).frames
+        prompt=caption(scene), image=PIL.Image.fromarray(first), generator=torch.Generator().manual_seed(0),
+        conditioning_blur=12.5, **kwargs,
+    ).frames  # fmt: skip
     assert time.perf_counter() - start < 10
     error = np.abs(video[0, 0] * 255 - first).mean()
     assert error < 40  # the first frame follows the condition image
