@@ -18,8 +18,8 @@ def main() -> None:
 
     from motif_video.evaluation.analysis import read_clip
     from motif_video.hub import resolve_folder
-    from motif_video.synthetic import render, scene_at
-    from motif_video.training.vae import psnr
+    from motif_video.synthetic import scene_at
+    from motif_video.training.vae import psnr, render_window
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -36,8 +36,7 @@ def main() -> None:
     scores, first, hits = [], [], {"colour": 0, "shape": 0, "motion": 0, "background": 0}
     for i in range(args.clips):
         scene = scene_at(args.seed, i)
-        video = render(scene, args.frames, args.size, args.size)
-        x = torch.from_numpy(video).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+        x = render_window(scene, 0, args.frames, args.frames, args.size, args.size)[None]
         with torch.no_grad():
             y = vae.decode(vae.encode(x).latent_dist.mode()).sample
         scores.append(psnr(y, x))

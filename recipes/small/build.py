@@ -30,7 +30,7 @@ GENERATION = {
     "num_frames": 33,
     "num_inference_steps": 20,
     "negative_prompt": "",
-    "conditioning_blur": 12.5,  # as recipes/small/config.yaml i2v.blur_strength
+    "conditioning_blur": load_config(HERE / "config.yaml").i2v.blur_strength,  # I2V blur as trained
 }
 
 

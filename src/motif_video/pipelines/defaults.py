@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..model_defaults import RELEASED_DEFAULTS
+
 GENERATION_CONFIG_NAME = "generation_config.json"
-DEFAULT_HEIGHT, DEFAULT_WIDTH, DEFAULT_NUM_FRAMES = 736, 1280, 121  # the released model's size
 ADAPTERS = (None, "lora")
 
 
@@ -56,7 +57,7 @@ class GenerationDefaults:
 
     def fill(self, steps: int | None, guidance: Any, scale: float | None, shift: float | None):
         """Call arguments with these defaults (then the pipeline's own: 50 steps) where the call left None."""
-        steps = steps if steps is not None else (self.num_inference_steps or 50)
+        steps = steps if steps is not None else (self.num_inference_steps or RELEASED_DEFAULTS["steps"])
         guidance = guidance if guidance is not None else self.guidance
         scale = scale if scale is not None else self.guidance_scale
         shift = shift if shift is not None else self.shift
@@ -73,9 +74,10 @@ class GenerationDefaults:
     def fill_size(self, height: int | None, width: int | None, num_frames: int | None, negative_prompt: Any):
         """Size and negative prompt where the call left None: this model's, else the released model's 736x1280,
         121 frames (a None negative prompt stays None: the pipeline's trained default)."""
-        height = height if height is not None else (self.height or DEFAULT_HEIGHT)
-        width = width if width is not None else (self.width or DEFAULT_WIDTH)
-        num_frames = num_frames if num_frames is not None else (self.num_frames or DEFAULT_NUM_FRAMES)
+        released = RELEASED_DEFAULTS
+        height = height if height is not None else (self.height or released["height"])
+        width = width if width is not None else (self.width or released["width"])
+        num_frames = num_frames if num_frames is not None else (self.num_frames or released["num_frames"])
         negative_prompt = negative_prompt if negative_prompt is not None else self.negative_prompt
         return height, width, num_frames, negative_prompt
 
