@@ -31,20 +31,25 @@ def _folder(model: str | Path) -> Path | None:
     return path if path.is_dir() else shipped_model(str(model))
 
 
-def generation_defaults(model: str | Path, _depth: int = 0) -> dict[str, Any]:
-    """The released defaults, updated by the base model's and then the model's own generation_config.json."""
+def stored_defaults(model: str | Path, _depth: int = 0):
+    """The model's `GenerationDefaults` over its base model's (a student's chain, up to 4 deep); None without a
+    generation_config.json."""
     from .pipelines.defaults import GenerationDefaults
 
     folder = _folder(model)
     stored = GenerationDefaults.read(folder) if folder is not None else None
-    if stored is None:
-        return dict(RELEASED_DEFAULTS)
-    if stored.base_model and _depth < 4:
-        defaults = generation_defaults(stored.base_model, _depth + 1)
-    else:
-        defaults = dict(RELEASED_DEFAULTS)
+    if stored is not None and stored.base_model and _depth < 4:
+        base = stored_defaults(stored.base_model, _depth + 1)
+        stored = stored.over(base) if base is not None else stored
+    return stored
+
+
+def generation_defaults(model: str | Path) -> dict[str, Any]:
+    """The released defaults, updated by the model's (and its base model's) generation_config.json."""
+    defaults = dict(RELEASED_DEFAULTS)
+    stored = stored_defaults(model)
     for key, name in _FIELDS.items():
-        value = getattr(stored, name)
+        value = getattr(stored, name) if stored is not None else None
         if value is not None:
             defaults[key] = value
     return defaults

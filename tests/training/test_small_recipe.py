@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from motif_video.training.small import small_text_encoder_config, token_preserving_
-from motif_video.training.vae import VaeTrainConfig, decode_unclamped, small_vae, train_vae
+from motif_video.training.vae import (
+    VaeTrainConfig,
+    decode_unclamped,
+    finetune_decoder,
+    small_vae,
+    train_vae,
+    widen_decoder,
+)
 
 
 @pytest.mark.parametrize("residual, dim_mult", [(False, (1, 2, 4, 4)), (True, (1, 2, 2))])
@@ -47,6 +54,29 @@ def test_train_vae_writes_a_loadable_folder_with_latent_stats(tmp_path, capsys):
     assert saved["latents_mean"] == vae.config.latents_mean
     with pytest.raises(ValueError, match="frames=6 must be 4k"):
         train_vae(VaeTrainConfig(frames=6), tmp_path / "bad")
+
+
+def test_wider_decoder_keeps_the_encoder_and_its_latents(tmp_path):
+    from diffusers import AutoencoderKLWan
+
+    vae = small_vae(4, (1, 2, 2), True).eval()
+    vae.save_pretrained(tmp_path / "narrow")
+    x = torch.rand(1, 3, 5, 16, 16) * 2 - 1
+    wider = widen_decoder(vae, 8).eval()
+    assert wider.config.decoder_base_dim == 8 and wider.config.latents_std == vae.config.latents_std
+    with torch.no_grad():
+        torch.testing.assert_close(wider.encode(x).latent_dist.mode(), vae.encode(x).latent_dist.mode())
+        assert wider.decode(vae.encode(x).latent_dist.mode()).sample.shape == x.shape
+    count = lambda m: sum(p.numel() for p in m.decoder.parameters())  # noqa: E731
+    assert count(wider) > 2 * count(vae)
+    with pytest.raises(ValueError, match="decoder_base_dim must be a positive width, got 0"):
+        widen_decoder(vae, 0)
+    finetune_decoder(tmp_path / "narrow", tmp_path / "wide", steps=2, frames=5, crop=16, batch_size=1,
+                     save_every=1, decoder_base_dim=8)  # fmt: skip
+    trained = AutoencoderKLWan.from_pretrained(tmp_path / "wide").eval()
+    assert trained.config.decoder_base_dim == 8
+    with torch.no_grad():  # the encoder did not train
+        torch.testing.assert_close(trained.encode(x).latent_dist.mode(), vae.encode(x).latent_dist.mode())
 
 
 def test_token_preserving_encoder_keeps_each_word_apart():

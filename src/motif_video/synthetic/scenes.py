@@ -87,11 +87,11 @@ def sample_scene(rng: random.Random) -> Scene:
     colour = rng.choice([c for c in sorted(COLOURS) if c != background])
     motion = rng.choice(MOTIONS)
     if motion == "grows":
-        radius = rng.uniform(0.09, 0.12)
+        radius = rng.uniform(0.13, 0.16)
         margin = radius * GROWTH
         start = (rng.uniform(margin, 1 - margin), rng.uniform(margin, 1 - margin))
     else:
-        radius = rng.uniform(0.12, 0.17)
+        radius = rng.uniform(0.18, 0.24)
         dx, dy = DIRECTIONS[motion]
         lo_x, hi_x = radius - min(dx, 0) * TRAVEL, 1 - radius - max(dx, 0) * TRAVEL
         lo_y, hi_y = radius - min(dy, 0) * TRAVEL, 1 - radius - max(dy, 0) * TRAVEL

@@ -223,6 +223,22 @@ def train_vae(config: VaeTrainConfig, output: str | Path) -> dict[str, float]:
     return {"psnr": log[-1]["psnr"], "seconds": time.perf_counter() - start}
 
 
+def widen_decoder(vae, decoder_base_dim: int):
+    """A copy of `vae` whose decoder is new (random, `decoder_base_dim` wide); encoder and latent stats kept."""
+    from diffusers import AutoencoderKLWan
+
+    if decoder_base_dim < 1:
+        raise ValueError(f"decoder_base_dim must be a positive width, got {decoder_base_dim}")
+    torch.manual_seed(0)
+    config = {k: v for k, v in vae.config.items() if not k.startswith("_")}  # "_use_default_values" would win
+    wider = AutoencoderKLWan.from_config({**config, "decoder_base_dim": decoder_base_dim})
+    kept = {k: v for k, v in vae.state_dict().items() if not k.startswith("decoder.")}
+    missing, unexpected = wider.load_state_dict(kept, strict=False)
+    if unexpected or any(not k.startswith("decoder.") for k in missing):
+        raise RuntimeError(f"widen_decoder: unexpected {unexpected}, missing {missing}")
+    return wider
+
+
 def finetune_decoder(
     vae_folder: str | Path,
     output: str | Path,
@@ -235,14 +251,19 @@ def finetune_decoder(
     save_every: int = 100,
     train_encoder: bool = False,
     stop_at: int | None = None,
+    decoder_base_dim: int | None = None,
 ) -> dict[str, float]:
     """Later stages: train the decoder (and post_quant_conv) on whole `frames`-long clips, so decoding stays sharp
     through many causal chunks. Unless `train_encoder`, the encoder, and so every latent and the latent statistics,
     are unchanged: a transformer trained on the earlier latents stays valid. With `train_encoder` (a full-frame
-    stage before the transformer is trained) everything trains and the latent statistics are measured again."""
+    stage before the transformer is trained) everything trains and the latent statistics are measured again.
+    `decoder_base_dim` (without `train_encoder`): replace the decoder by a new, randomly initialised one of that
+    width, keeping the encoder and its latents."""
     from diffusers import AutoencoderKLWan
 
     vae = AutoencoderKLWan.from_pretrained(vae_folder)
+    if decoder_base_dim is not None and decoder_base_dim != vae.config.decoder_base_dim:
+        vae = widen_decoder(vae, decoder_base_dim)
     vae.requires_grad_(False)
     params = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
     if train_encoder:
