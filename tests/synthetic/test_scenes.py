@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from motif_video.synthetic import BACKGROUNDS, COLOURS, Scene, caption, parse_caption, render, scene_at
-from motif_video.synthetic.scenes import coverage
+from motif_video.synthetic.scenes import GROWTH, JITTER, coverage
 
 
 def test_scenes_are_deterministic_and_varied():
@@ -14,6 +14,19 @@ def test_scenes_are_deterministic_and_varied():
     assert {s.motion for s in scenes} == {"left", "right", "up", "down", "grows"}
     assert len({s.colour for s in scenes}) >= 6 and len({s.background for s in scenes}) == 4
     assert np.array_equal(render(scenes[0], 9, 32, 32), render(scene_at(0, 0), 9, 32, 32))
+
+
+def test_objects_travel_through_the_centre_and_stay_inside():
+    for i in range(500):
+        scene = scene_at(1, i)
+        (x0, y0), (x1, y1) = scene.start, scene.end()
+        middle = ((x0 + x1) / 2, (y0 + y1) / 2)
+        assert max(abs(middle[0] - 0.5), abs(middle[1] - 0.5)) <= JITTER + 1e-4, scene
+        radius = scene.radius * (GROWTH if scene.motion == "grows" else 1.0)
+        for x, y in (scene.start, scene.end()):
+            assert radius <= x <= 1 - radius and radius <= y <= 1 - radius, scene
+    offsets = {scene_at(1, i).start for i in range(50)}
+    assert len(offsets) == 50  # jittered, not fixed
 
 
 @pytest.mark.parametrize("index", range(12))

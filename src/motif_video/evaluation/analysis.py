@@ -3,8 +3,9 @@
 background  the median colour of the frame border, named by the nearest background colour
 object      pixels farther than `MIN_DISTANCE` (RGB, 0-255) from that background colour
 colour      the median colour of the object's core pixels, named by the nearest object colour
-shape       per frame, the object's area over its bounding-box area (square 1, circle pi/4, triangle 1/2),
-            nearest prototype, majority vote over the frames
+shape       per frame, the shape whose outline, placed at the object's centroid with the object's area, overlaps
+            the object most (intersection over union); majority vote over the frames. Using the mask's area and
+            centroid, not its extremes, keeps the reading stable under blurred edges and stray pixels
 motion      centroid displacement between the first and last quarter of the clip (fraction of the frame);
             "grows" when the area at least 1.5x while the centre moves less than 8 % of the frame;
             "still" when nothing moves
@@ -19,10 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..synthetic.scenes import BACKGROUNDS, COLOURS
+from ..synthetic.scenes import BACKGROUNDS, COLOURS, SHAPES, shape_mask
 
 MIN_DISTANCE = 60.0
-SHAPE_FILL = {"square": 1.0, "circle": math.pi / 4, "triangle": 0.5}
+# half-size r of a shape of area A: circle A = pi r^2, square A = 4 r^2, triangle (base 2r, height 2r) A = 2 r^2
+SHAPE_AREA = {"circle": math.pi, "square": 4.0, "triangle": 2.0}
 MIN_PIXELS = 6  # frames whose object is smaller are not read for shape
 GROW_RATIO = 1.5
 GROW_MAX_SHIFT = 0.08
@@ -72,9 +74,18 @@ def _shape(mask: np.ndarray) -> str | None:
     ys, xs = np.nonzero(mask)
     if len(xs) < MIN_PIXELS:
         return None
-    box = (xs.max() - xs.min() + 1) * (ys.max() - ys.min() + 1)
-    fill = len(xs) / box
-    return min(SHAPE_FILL, key=lambda s: abs(SHAPE_FILL[s] - fill))
+    cx, cy = xs.mean() + 0.5, ys.mean() + 0.5
+    gy, gx = np.mgrid[0 : mask.shape[0], 0 : mask.shape[1]].astype(np.float32) + 0.5
+
+    def overlap(shape: str) -> float:
+        r = math.sqrt(len(xs) / SHAPE_AREA[shape])
+        centre_y = (
+            cy - r / 3 if shape == "triangle" else cy
+        )  # a triangle's centroid is r / 3 below its centre
+        template = shape_mask(shape, gx, gy, cx, centre_y, r)
+        return (template & mask).sum() / (template | mask).sum()
+
+    return max(SHAPES, key=overlap)
 
 
 def _centroid(mask: np.ndarray) -> tuple[float, float] | None:

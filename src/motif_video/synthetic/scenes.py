@@ -36,6 +36,7 @@ DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down
 GROWTH = 2.0  # radius at the last frame / radius at the first frame, for "grows"
 TRAVEL = 0.4  # distance travelled, as a fraction of the frame side
 SUPERSAMPLE = 4
+JITTER = 0.06  # largest offset of the object's path from the centred one (fraction of the frame)
 
 TEMPLATES = {
     "move": (
@@ -81,21 +82,19 @@ class Scene:
 
 
 def sample_scene(rng: random.Random) -> Scene:
-    """A random scene whose object stays fully inside the frame for the whole clip."""
+    """A random scene. The object's path is centred on the frame (moving objects travel through the centre, growing
+    ones grow there), give or take `JITTER`, so that its place follows from the caption and a small model learns the
+    colour, shape and motion words instead of having to guess where the object is. It stays inside the frame."""
     shape = rng.choice(SHAPES)
     background = rng.choice(sorted(BACKGROUNDS))
     colour = rng.choice([c for c in sorted(COLOURS) if c != background])
     motion = rng.choice(MOTIONS)
-    if motion == "grows":
-        radius = rng.uniform(0.13, 0.16)
-        margin = radius * GROWTH
-        start = (rng.uniform(margin, 1 - margin), rng.uniform(margin, 1 - margin))
-    else:
-        radius = rng.uniform(0.18, 0.24)
-        dx, dy = DIRECTIONS[motion]
-        lo_x, hi_x = radius - min(dx, 0) * TRAVEL, 1 - radius - max(dx, 0) * TRAVEL
-        lo_y, hi_y = radius - min(dy, 0) * TRAVEL, 1 - radius - max(dy, 0) * TRAVEL
-        start = (rng.uniform(lo_x, hi_x), rng.uniform(lo_y, hi_y))
+    radius = rng.uniform(0.13, 0.16) if motion == "grows" else rng.uniform(0.18, 0.24)
+    dx, dy = DIRECTIONS.get(motion, (0.0, 0.0))
+    start = (
+        0.5 - dx * TRAVEL / 2 + rng.uniform(-JITTER, JITTER),
+        0.5 - dy * TRAVEL / 2 + rng.uniform(-JITTER, JITTER),
+    )
     return Scene(
         shape, colour, background, motion, round(radius, 4), (round(start[0], 4), round(start[1], 4))
     )
@@ -132,7 +131,7 @@ def parse_caption(text: str) -> dict[str, str | None]:
     return found
 
 
-def _mask(shape: str, xs: np.ndarray, ys: np.ndarray, cx: float, cy: float, r: float) -> np.ndarray:
+def shape_mask(shape: str, xs: np.ndarray, ys: np.ndarray, cx: float, cy: float, r: float) -> np.ndarray:
     if shape == "circle":
         return (xs - cx) ** 2 + (ys - cy) ** 2 <= r**2
     if shape == "square":
@@ -153,7 +152,7 @@ def coverage(scene: Scene, frame: int, frames: int, height: int, width: int) -> 
     s = SUPERSAMPLE
     ys, xs = np.mgrid[0 : height * s, 0 : width * s].astype(np.float32)
     xs, ys = (xs + 0.5) / s, (ys + 0.5) / s
-    mask = _mask(scene.shape, xs, ys, cx, cy, r).astype(np.float32)
+    mask = shape_mask(scene.shape, xs, ys, cx, cy, r).astype(np.float32)
     return mask.reshape(height, s, width, s).mean(axis=(1, 3))
 
 
