@@ -1,5 +1,5 @@
-"""Retrain the shipped small model from scratch: VAE, tokenizer (+ random frozen text encoder), clips, transformer
-in two stages (config.yaml, then config-stage2.yaml from its EMA weights), then assemble the half-precision folder.
+"""Retrain the shipped small model from scratch: VAE, tokenizer (+ random frozen text encoder), clips, transformer,
+then assemble the half-precision folder.
 
     PYTHONPATH=src python recipes/small/build.py                 # everything into runs/small
     PYTHONPATH=src python recipes/small/build.py --ship           # ... and copy into src/motif_video/assets/small
@@ -22,7 +22,7 @@ from motif_video.training.trainer import train
 from motif_video.training.vae import VaeTrainConfig, finetune_decoder, train_vae
 
 HERE = Path(__file__).parent
-STAGES = ("vae", "vae_decoder", "components", "clips", "transformer", "transformer2", "assemble")
+STAGES = ("vae", "vae_decoder", "components", "clips", "transformer", "assemble")
 DECODER_STOP = 3000  # the shipped VAE's decoder fine-tune ran this many steps of its 3000-step schedule
 GENERATION = {
     "height": 64,
@@ -97,16 +97,10 @@ def main() -> None:
         *args.overrides,
     ]
     stage("transformer", lambda: train(load_config(HERE / "config.yaml", overrides)))
-    stage2 = [
-        *overrides[1:],
-        f"output_dir={out / 'transformer2'}",
-        f"model.pretrained={out / 'transformer' / 'transformer-ema'}",
-    ]
-    stage("transformer2", lambda: train(load_config(HERE / "config-stage2.yaml", stage2)))
     target = Path("src/motif_video/assets/small") if args.ship else out / "model"
     stage(
         "assemble",
-        lambda: assemble(target, out / "components", out / "transformer2" / "transformer-ema", GENERATION),
+        lambda: assemble(target, out / "components", out / "transformer" / "transformer-ema", GENERATION),
     )
     print(json.dumps(timings))
 
