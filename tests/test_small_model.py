@@ -100,3 +100,20 @@ def test_eval_json_has_the_figures(capsys):
     ):
         assert key in figures
     assert figures["videos"] == 2
+
+
+def test_shipped_student_loads_by_name_and_samples_in_its_steps():
+    from motif_video import MotifVideoPipeline
+
+    folder = resolve_folder("small-4step")
+    assert not (folder / "vae").exists()  # borrows the small model's VAE and text encoder
+    student = MotifVideoPipeline.from_pretrained("small-4step")
+    assert student.transformer.config.guidance_embeds
+    assert generation_defaults("small-4step")["steps"] == 4
+    assert generation_defaults("small-4step")["num_frames"] == 33  # size from its base model
+    seen = []
+    video = student(
+        PROMPT, generator=torch.Generator().manual_seed(0), output_type="np",
+        callback_on_step_end=lambda p, i, t, kw: seen.append(i) or kw,
+    ).frames  # fmt: skip
+    assert seen == [0, 1, 2, 3] and video.shape == (1, 33, 64, 64, 3) and np.isfinite(video).all()
