@@ -48,8 +48,10 @@ def generation_defaults(model: str | Path) -> dict[str, Any]:
     """The released defaults, updated by the model's (and its base model's) generation_config.json."""
     defaults = dict(RELEASED_DEFAULTS)
     stored = stored_defaults(model)
+    if stored is None:
+        return defaults
     for key, name in _FIELDS.items():
-        value = getattr(stored, name) if stored is not None else None
+        value = getattr(stored, name)
         if value is not None:
             defaults[key] = value
     return defaults

@@ -79,9 +79,8 @@ def _shape(mask: np.ndarray) -> str | None:
 
     def overlap(shape: str) -> float:
         r = math.sqrt(len(xs) / SHAPE_AREA[shape])
-        centre_y = (
-            cy - r / 3 if shape == "triangle" else cy
-        )  # a triangle's centroid is r / 3 below its centre
+        # a triangle's centroid is r / 3 below its centre
+        centre_y = cy - r / 3 if shape == "triangle" else cy
         template = shape_mask(shape, gx, gy, cx, centre_y, r)
         return (template & mask).sum() / (template | mask).sum()
 
