@@ -28,7 +28,7 @@ from ..hub import DEFAULT_MODEL_ID, resolve_folder
 from ..info import check_video_size
 from ..perf.step_cache import StepCache
 from . import prompts as P
-from .defaults import GenerationDefaults, load_student_pipeline
+from .defaults import GenerationDefaults, embedded_guidance, load_student_pipeline
 from .guidance import GuidanceConfig, Guider, config_from_guider
 from .latents import decode_latents
 from .sampling import SamplerChoice, choose_shift, scheduler_config_of
@@ -62,6 +62,19 @@ class Conditioning:
     def at(self, sigma: float) -> Conditioning:
         """The conditioning used at noise level `sigma` (constant unless the I2V blur is on)."""
         return self
+
+
+@dataclass
+class RunPlan:
+    """One call's settings once the folder's defaults are filled in and checked: what both pipelines sample with."""
+
+    prompts: list[str]
+    negative_prompt: str | list[str]
+    height: int
+    width: int
+    num_frames: int
+    guidance: GuidanceConfig
+    sigmas: torch.Tensor  # N + 1 values, float64
 
 
 class MotifVideoBasePipeline(DiffusionPipeline):
@@ -162,6 +175,44 @@ class MotifVideoBasePipeline(DiffusionPipeline):
     # --------------------------------------------------------------------------------------------------- stages
     def check_size(self, height: int, width: int, num_frames: int) -> None:
         check_video_size(width, height, num_frames)
+
+    def plan_run(
+        self,
+        prompt: str | list[str] | None,
+        negative_prompt: str | list[str] | None,
+        size: tuple[int | None, int | None, int | None],
+        num_inference_steps: int | None,
+        guidance: str | GuidanceConfig | None,
+        guidance_scale: float | None,
+        shift: float | None,
+        output_type: str,
+        num_videos_per_prompt: int,
+        **apg: Any,
+    ) -> RunPlan:
+        """Fill what the call left None from the folder's generation_config.json (else the released defaults:
+        736x1280, 121 frames, 50 steps), check it, and resolve guidance (`apg`: eta, norm_dims, norm_threshold,
+        momentum) and the sigma schedule. Sets `embedded_guidance` for guidance-distilled students."""
+        height, width, num_frames = size
+        height, width, num_frames, negative_prompt = self.generation_defaults.fill_size(
+            height, width, num_frames, negative_prompt
+        )
+        self.check_size(height, width, num_frames)
+        num_inference_steps, guidance, guidance_scale, shift = self.generation_defaults.fill(
+            num_inference_steps, guidance, guidance_scale, shift
+        )
+        self._check_common(output_type, num_videos_per_prompt, num_inference_steps)
+        guidance_cfg = self.guidance_config(guidance, scale=guidance_scale, **apg)
+        guidance_cfg, self.embedded_guidance = embedded_guidance(self.transformer, guidance_cfg)
+        self._interrupt = False
+        return RunPlan(
+            prompts=P.as_prompt_list(prompt),
+            negative_prompt=negative_prompt,
+            height=height,
+            width=width,
+            num_frames=num_frames,
+            guidance=guidance_cfg,
+            sigmas=flow.sampling_sigmas(num_inference_steps, self.choose_sampler(shift).shift),
+        )
 
     def guidance_config(self, guidance: str | GuidanceConfig | None, **overrides: Any) -> GuidanceConfig:
         """Defaults (SYSTEM.md), then the folder's guider config, then call arguments."""

@@ -6,11 +6,9 @@ from typing import Any
 
 import torch
 
-from .. import flow
 from ..perf.step_cache import StepCache
 from . import prompts as P
 from .base import Conditioning, GuidanceBatching, MotifVideoBasePipeline, MotifVideoPipelineOutput, OutputType
-from .defaults import embedded_guidance
 from .guidance import GuidanceConfig
 from .image_conditioning import (
     BlurredConditioning,
@@ -78,44 +76,42 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         strength in the folder's generation_config.json, else 0).
         `use_image_embeds=False` drops the SigLIP tokens (as Motif's ComfyUI workflow does).
         """
-        height, width, num_frames, negative_prompt = self.generation_defaults.fill_size(
-            height, width, num_frames, negative_prompt
-        )  # the folder's generation_config.json, else 736x1280, 121 frames
         if conditioning_blur is None:
             conditioning_blur = self.generation_defaults.conditioning_blur or 0.0
-        self.check_size(height, width, num_frames)
-        num_inference_steps, guidance, guidance_scale, shift = self.generation_defaults.fill(
-            num_inference_steps, guidance, guidance_scale, shift
-        )  # the folder's generation_config.json (distilled students), else 50 steps
-        self._check_common(output_type, num_videos_per_prompt, num_inference_steps)
         if conditioning_blur < 0:
             raise ValueError(f"conditioning_blur must be >= 0 (0 = off), got {conditioning_blur}")
-        guidance_cfg = self.guidance_config(
+        plan = self.plan_run(
+            prompt,
+            negative_prompt,
+            (height, width, num_frames),
+            num_inference_steps,
             guidance,
-            scale=guidance_scale,
+            guidance_scale,
+            shift,
+            output_type,
+            num_videos_per_prompt,
             eta=apg_eta,
             norm_dims=apg_norm_dims,
             norm_threshold=apg_norm_threshold,
             momentum=apg_momentum,
         )
-        guidance_cfg, self.embedded_guidance = embedded_guidance(self.transformer, guidance_cfg)
-        prompts = P.as_prompt_list(prompt)
+        prompts = plan.prompts
         images = self._image_list(image, len(prompts))
-        sigmas = flow.sampling_sigmas(num_inference_steps, self.choose_sampler(shift).shift)
-        self._interrupt = False
         device = self.device_for_run
 
         frames = torch.cat(
-            [preprocess_image(self.video_processor, im, height, width, resize) for im in images]
+            [preprocess_image(self.video_processor, im, plan.height, plan.width, resize) for im in images]
         )
         frames = frames.to(device)
         batch = len(prompts) * num_videos_per_prompt
-        latents = self.prepare_latents(batch, height, width, num_frames, generator, latents, device)
+        latents = self.prepare_latents(
+            batch, plan.height, plan.width, plan.num_frames, generator, latents, device
+        )
         cond, uncond = self.encode_prompt(
             prompts,
-            negative_prompt,
+            plan.negative_prompt,
             num_videos_per_prompt,
-            guidance_cfg.needs_uncond,
+            plan.guidance.needs_uncond,
             max_sequence_length,
             device,
         )
@@ -131,11 +127,11 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         self._release_text_encoder()
         latents = self.sample(
             latents,
-            sigmas,
+            plan.sigmas,
             cond,
             uncond,
             conditioning,
-            guidance_cfg,
+            plan.guidance,
             guidance_batching,
             attention_kwargs,
             callback_on_step_end,

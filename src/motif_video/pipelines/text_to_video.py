@@ -6,7 +6,6 @@ from typing import Any
 
 import torch
 
-from .. import flow
 from ..perf.step_cache import StepCache
 from . import prompts as P
 from .base import (
@@ -16,7 +15,6 @@ from .base import (
     MotifVideoPipelineOutput,
     OutputType,
 )
-from .defaults import embedded_guidance
 from .guidance import GuidanceConfig
 from .sampling import DEFAULT_SHIFT_T2V
 
@@ -70,49 +68,46 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         `step_cache` (a `motif_video.perf.StepCache`) skips steps whose first-block residual barely changed; threshold
         0 is exact; afterwards `step_cache.report()` (or `pipe.last_step_cache`) lists the skipped steps per branch.
         """
-        height, width, num_frames, negative_prompt = self.generation_defaults.fill_size(
-            height, width, num_frames, negative_prompt
-        )  # the folder's generation_config.json, else 736x1280, 121 frames
-        self.check_size(height, width, num_frames)
-        num_inference_steps, guidance, guidance_scale, shift = self.generation_defaults.fill(
-            num_inference_steps, guidance, guidance_scale, shift
-        )  # the folder's generation_config.json (distilled students), else 50 steps
-        self._check_common(output_type, num_videos_per_prompt, num_inference_steps)
-        guidance_cfg = self.guidance_config(
+        plan = self.plan_run(
+            prompt,
+            negative_prompt,
+            (height, width, num_frames),
+            num_inference_steps,
             guidance,
-            scale=guidance_scale,
+            guidance_scale,
+            shift,
+            output_type,
+            num_videos_per_prompt,
             eta=apg_eta,
             norm_dims=apg_norm_dims,
             norm_threshold=apg_norm_threshold,
             momentum=apg_momentum,
         )
-        guidance_cfg, self.embedded_guidance = embedded_guidance(self.transformer, guidance_cfg)
-        prompts = P.as_prompt_list(prompt)
-        sigmas = flow.sampling_sigmas(num_inference_steps, self.choose_sampler(shift).shift)
-        self._interrupt = False
         device = self.device_for_run
 
         cond, uncond = self.encode_prompt(
-            prompts,
-            negative_prompt,
+            plan.prompts,
+            plan.negative_prompt,
             num_videos_per_prompt,
-            guidance_cfg.needs_uncond,
+            plan.guidance.needs_uncond,
             max_sequence_length,
             device,
         )
         self._release_text_encoder()
-        batch = len(prompts) * num_videos_per_prompt
-        latents = self.prepare_latents(batch, height, width, num_frames, generator, latents, device)
+        batch = len(plan.prompts) * num_videos_per_prompt
+        latents = self.prepare_latents(
+            batch, plan.height, plan.width, plan.num_frames, generator, latents, device
+        )
         conditioning = Conditioning(
             latent=torch.zeros_like(latents), mask=torch.zeros_like(latents[:, :1]), image_embeds=None
         )
         latents = self.sample(
             latents,
-            sigmas,
+            plan.sigmas,
             cond,
             uncond,
             conditioning,
-            guidance_cfg,
+            plan.guidance,
             guidance_batching,
             attention_kwargs,
             callback_on_step_end,
