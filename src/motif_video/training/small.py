@@ -155,21 +155,33 @@ def assemble(
     return output
 
 
-def transformer_from_checkpoint(checkpoint: str | Path, output: str | Path, preset: str = "small") -> Path:
-    """A loadable transformer folder from a trainer checkpoint (`checkpoints/step-N`), with its EMA weights."""
+def transformer_from_checkpoint(
+    checkpoint: str | Path, output: str | Path, preset: str | None = None
+) -> Path:
+    """A loadable transformer folder from a trainer checkpoint (`<run>/checkpoints/step-N`), with its EMA weights.
+
+    The architecture is the run's own (`model.preset` and `model.overrides` in `<run>/config.json`); `preset`
+    overrides it, and is needed when the run's config is missing."""
     from safetensors.torch import load_file
 
     from ..presets import build_transformer
 
     checkpoint = Path(checkpoint)
-    model = build_transformer(preset)
+    run_config = checkpoint.parent.parent / "config.json"
+    model_config = json.loads(run_config.read_text())["model"] if run_config.is_file() else {}
+    overrides = model_config.get("overrides") or {}
+    preset = preset or model_config.get("preset")
+    if preset is None:
+        raise ValueError(f"{run_config} not found: pass the checkpoint's preset")
+    model = build_transformer(preset, **overrides)
     state = load_file(str(checkpoint / "model.safetensors"))
     if (checkpoint / "ema.safetensors").is_file():
         state.update(load_file(str(checkpoint / "ema.safetensors")))
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(
-            f"checkpoint {checkpoint} does not match preset {preset!r}: {missing[:3]} {unexpected[:3]}"
+            f"checkpoint {checkpoint} does not match preset {preset!r} with overrides {overrides}: "
+            f"missing {missing[:3]}, unexpected {unexpected[:3]}"
         )
     model.save_pretrained(output)
     return Path(output)
