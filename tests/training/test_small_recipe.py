@@ -129,3 +129,7 @@ def test_transformer_from_checkpoint_builds_the_runs_own_architecture_with_ema_w
     (tmp_path / "run" / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="does not match preset 'tiny'"):
         transformer_from_checkpoint(step, tmp_path / "out2")
+
+    (tmp_path / "run" / "config.json").unlink()
+    with pytest.raises(ValueError, match="config.json not found: pass the checkpoint's preset"):
+        transformer_from_checkpoint(step, tmp_path / "out3")
