@@ -160,28 +160,42 @@ def transformer_from_checkpoint(
 ) -> Path:
     """A loadable transformer folder from a trainer checkpoint (`<run>/checkpoints/step-N`), with its EMA weights.
 
-    The architecture is the run's own (`model.preset` and `model.overrides` in `<run>/config.json`); `preset`
-    overrides it, and is needed when the run's config is missing."""
+    The architecture is the run's own, built as the trainer built it from `<run>/config.json` (preset and overrides,
+    or the pretrained folder, and an inserted Shared Cross-Attention); `preset` replaces the run's preset or
+    pretrained folder, and is needed when the run's config is missing."""
     from safetensors.torch import load_file
 
-    from ..presets import build_transformer
+    from .config import TrainConfig, load_config
+    from .trainer import build_model
 
     checkpoint = Path(checkpoint)
     run_config = checkpoint.parent.parent / "config.json"
-    model_config = json.loads(run_config.read_text())["model"] if run_config.is_file() else {}
-    overrides = model_config.get("overrides") or {}
-    preset = preset or model_config.get("preset")
-    if preset is None:
+    if run_config.is_file():
+        config = load_config(run_config)
+    elif preset is None:
         raise ValueError(f"{run_config} not found: pass the checkpoint's preset")
-    model = build_transformer(preset, **overrides)
+    else:
+        config = TrainConfig()
+    if preset is not None:
+        config.model.preset, config.model.pretrained = preset, None
+    if config.lora.rank:
+        raise ValueError(
+            f"{checkpoint} is from a LoRA run (rank {config.lora.rank}); this converts full models only"
+        )
+    model = build_model(config)
     state = load_file(str(checkpoint / "model.safetensors"))
     if (checkpoint / "ema.safetensors").is_file():
         state.update(load_file(str(checkpoint / "ema.safetensors")))
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
+        m = config.model
+        built = (
+            f"pretrained {m.pretrained!r}"
+            if m.pretrained
+            else f"preset {m.preset!r} with overrides {m.overrides}"
+        )
         raise ValueError(
-            f"checkpoint {checkpoint} does not match preset {preset!r} with overrides {overrides}: "
-            f"missing {missing[:3]}, unexpected {unexpected[:3]}"
+            f"checkpoint {checkpoint} does not match {built}: missing {missing[:3]}, unexpected {unexpected[:3]}"
         )
     model.save_pretrained(output)
     return Path(output)
