@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -49,10 +47,11 @@ def cases() -> dict[str, dict]:
     }  # fmt: skip
 
 
-def run_rank(rank: int, port: int, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def run_rank(rank: int, out_dir: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    # a file rendezvous in the test's own folder: no port to pick, so no race with other processes for one
+    store = Path(out_dir, "rendezvous").as_uri()
+    dist.init_process_group("gloo", init_method=store, rank=rank, world_size=WORLD)
     results = {}
     try:
         for name, (overrides, inputs) in cases().items():
@@ -93,16 +92,10 @@ def run_rank(rank: int, port: int, out_dir: str) -> None:
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(results))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def rank_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     out = tmp_path_factory.mktemp("cp")
-    mp.spawn(run_rank, args=(free_port(), str(out)), nprocs=WORLD, join=True)
+    mp.spawn(run_rank, args=(str(out),), nprocs=WORLD, join=True)
     return [json.loads((out / f"rank{r}.json").read_text()) for r in range(WORLD)]
 
 
