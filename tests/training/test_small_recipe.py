@@ -133,3 +133,13 @@ def test_transformer_from_checkpoint_builds_the_runs_own_architecture_with_ema_w
     (tmp_path / "run" / "config.json").unlink()
     with pytest.raises(ValueError, match="config.json not found: pass the checkpoint's preset"):
         transformer_from_checkpoint(step, tmp_path / "out3")
+
+    # a fine-tuning run: the architecture is its pretrained folder's
+    model.save_pretrained(tmp_path / "pretrained")
+    (tmp_path / "run" / "config.json").write_text(
+        json.dumps({"model": {"pretrained": str(tmp_path / "pretrained")}})
+    )
+    loaded = MotifVideoTransformer.from_pretrained(transformer_from_checkpoint(step, tmp_path / "out4"))
+    assert loaded.config.num_single_layers == 2
+    for key, value in loaded.state_dict().items():
+        torch.testing.assert_close(value, ema.get(key, state[key]), msg=key)
