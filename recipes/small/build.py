@@ -22,7 +22,7 @@ from motif_video.training.trainer import train
 from motif_video.training.vae import VaeTrainConfig, finetune_decoder, train_vae
 
 HERE = Path(__file__).parent
-STAGES = ("vae", "vae_decoder", "components", "clips", "transformer", "assemble")
+STAGES = ("vae", "vae_decoder", "vae_first_frame", "components", "clips", "transformer", "assemble")
 DECODER_STOP = 3000  # the shipped VAE's decoder fine-tune ran this many steps of its 3000-step schedule
 GENERATION = {
     "height": 64,
@@ -79,6 +79,21 @@ def main() -> None:
                 batch_size=1,
                 lr=3e-4,
                 stop_at=DECODER_STOP,
+            )
+        ),
+    )
+    stage(  # the decoder again, with single frames (the I2V conditioning frame) weighted in; latents unchanged
+        "vae_first_frame",
+        lambda: print(
+            finetune_decoder(
+                out / "vae",
+                out / "vae",
+                steps=2000,
+                frames=33,
+                crop=0,
+                batch_size=1,
+                lr=2e-4,
+                first_frame_weight=1.0,
             )
         ),
     )

@@ -143,3 +143,38 @@ def test_transformer_from_checkpoint_builds_the_runs_own_architecture_with_ema_w
     assert loaded.config.num_single_layers == 2
     for key, value in loaded.state_dict().items():
         torch.testing.assert_close(value, ema.get(key, state[key]), msg=key)
+
+
+def test_a_clips_first_frame_decodes_alone_as_in_the_clip():
+    """The first-frame term of `finetune_decoder` trains on single frames because the causal VAE encodes and
+    decodes a clip's first frame without temporal context: alone it reconstructs exactly as inside the clip."""
+    vae = small_vae(4, (1, 2, 2), True).eval()
+    x = torch.rand(1, 3, 9, 16, 16) * 2 - 1
+    with torch.no_grad():
+        whole = decode_unclamped(vae, vae.encode(x).latent_dist.mode())
+        alone = decode_unclamped(vae, vae.encode(x[:, :, :1]).latent_dist.mode())
+    torch.testing.assert_close(alone, whole[:, :, :1], atol=1e-5, rtol=1e-4)
+
+
+def test_finetune_decoder_first_frame_term_trains_the_decoder_only(tmp_path, capsys):
+    from diffusers import AutoencoderKLWan
+
+    small_vae(4, (1, 2, 2), True).eval().save_pretrained(tmp_path / "base")
+    kwargs = dict(steps=2, frames=5, crop=16, batch_size=1, save_every=2, first_frame_batch=2)
+    for weight in (0.0, 1.0):
+        result = finetune_decoder(
+            tmp_path / "base", tmp_path / f"w{weight}", first_frame_weight=weight, **kwargs
+        )
+        assert set(result) == {"psnr", "first_frame_psnr", "seconds"}
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert all("first_frame_psnr" in r for r in records)
+    base, plain, weighted = (
+        AutoencoderKLWan.from_pretrained(tmp_path / name).state_dict() for name in ("base", "w0.0", "w1.0")
+    )
+    for key in base:
+        if key.startswith("encoder."):
+            torch.testing.assert_close(weighted[key], base[key])  # the encoder, so every latent, is unchanged
+    changed = [k for k in base if k.startswith("decoder.") and not torch.equal(weighted[k], plain[k])]
+    assert changed  # the extra term changes what the decoder learns
+    with pytest.raises(ValueError, match="first_frame_weight=-1.0 must be >= 0"):
+        finetune_decoder(tmp_path / "base", tmp_path / "bad", first_frame_weight=-1.0, **kwargs)

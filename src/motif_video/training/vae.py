@@ -130,8 +130,18 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @torch.no_grad()
 def evaluate(vae, clips: torch.Tensor) -> float:
-    z = vae.encode(clips).latent_dist.mode()
-    return psnr(vae.decode(z).sample, clips)
+    return evaluate_with_first_frame(vae, clips)[0]
+
+
+@torch.no_grad()
+def evaluate_with_first_frame(vae, clips: torch.Tensor) -> tuple[float, float]:
+    """Reconstruction PSNR (dB) of whole clips and of their first frames (the I2V conditioning frame)."""
+    y = vae.decode(vae.encode(clips).latent_dist.mode()).sample
+    return psnr(y, clips), psnr(y[:, :, :1], clips[:, :, :1])
+
+
+def reconstruction_loss(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return (y - x).abs().mean() + ((y - x) ** 2).mean()
 
 
 def eval_clips(
@@ -197,7 +207,7 @@ def train_vae(config: VaeTrainConfig, output: str | Path) -> dict[str, float]:
         x = batch_at(config, step)
         posterior = vae.encode(x).latent_dist
         y = decode_unclamped(vae, posterior.mode())
-        loss = (y - x).abs().mean() + ((y - x) ** 2).mean() + config.kl_weight * posterior.kl().mean()
+        loss = reconstruction_loss(y, x) + config.kl_weight * posterior.kl().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
@@ -252,15 +262,25 @@ def finetune_decoder(
     train_encoder: bool = False,
     stop_at: int | None = None,
     decoder_base_dim: int | None = None,
+    first_frame_weight: float = 0.0,
+    first_frame_batch: int = 8,
 ) -> dict[str, float]:
     """Later stages: train the decoder (and post_quant_conv) on whole `frames`-long clips, so decoding stays sharp
     through many causal chunks. Unless `train_encoder`, the encoder, and so every latent and the latent statistics,
     are unchanged: a transformer trained on the earlier latents stays valid. With `train_encoder` (a full-frame
     stage before the transformer is trained) everything trains and the latent statistics are measured again.
     `decoder_base_dim` (without `train_encoder`): replace the decoder by a new, randomly initialised one of that
-    width, keeping the encoder and its latents."""
+    width, keeping the encoder and its latents.
+    `first_frame_weight`: add that weight times the loss on `first_frame_batch` single frames encoded alone. A
+    clip's first frame is encoded and decoded without temporal context (its own latent frame), and is 1 frame in
+    `frames` of the clip loss, so without this term it reconstructs worst of all frames; it is also the frame an
+    I2V run starts from."""
     from diffusers import AutoencoderKLWan
 
+    if first_frame_weight < 0 or first_frame_batch < 1:
+        raise ValueError(
+            f"first_frame_weight={first_frame_weight} must be >= 0 and first_frame_batch={first_frame_batch} >= 1"
+        )
     vae = AutoencoderKLWan.from_pretrained(vae_folder)
     if decoder_base_dim is not None and decoder_base_dim != vae.config.decoder_base_dim:
         vae = widen_decoder(vae, decoder_base_dim)
@@ -272,9 +292,16 @@ def finetune_decoder(
         p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     config = VaeTrainConfig(batch_size=batch_size, frames=frames, clip_frames=frames, crop=crop, seed=seed)
+    # single frames from anywhere in 33-frame scenes of another stream, whole (not cropped)
+    images = VaeTrainConfig(batch_size=first_frame_batch, frames=1, clip_frames=33, crop=0, seed=seed + 1)
     held_out = eval_clips(count=2)
     start = time.perf_counter()
-    record: dict[str, float] = {"psnr": evaluate(vae.eval(), held_out)}
+
+    def scores() -> dict[str, float]:
+        whole, first = evaluate_with_first_frame(vae.eval(), held_out)
+        return {"psnr": whole, "first_frame_psnr": first}
+
+    record: dict[str, float] = scores()
     print(json.dumps({"step": 0, **record}), flush=True)
     for step in range(min(steps, stop_at or steps)):
         for group in opt.param_groups:
@@ -282,18 +309,22 @@ def finetune_decoder(
         x = batch_at(config, step)
         with torch.set_grad_enabled(train_encoder):
             z = vae.encode(x).latent_dist.mode()
-        y = decode_unclamped(vae, z)
-        loss = (y - x).abs().mean() + ((y - x) ** 2).mean()
+        loss = reconstruction_loss(decode_unclamped(vae, z), x)
+        if first_frame_weight:
+            f = batch_at(images, step)
+            with torch.set_grad_enabled(train_encoder):
+                zf = vae.encode(f).latent_dist.mode()
+            loss = loss + first_frame_weight * reconstruction_loss(decode_unclamped(vae, zf), f)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         if (step + 1) % save_every == 0 or step + 1 in (steps, stop_at):
-            record = {"step": step + 1, "loss": loss.item(), "psnr": evaluate(vae.eval(), held_out)}
+            record = {"step": step + 1, "loss": loss.item(), **scores()}
             record["seconds"] = time.perf_counter() - start
             print(json.dumps(record), flush=True)
             if train_encoder:
                 set_latent_stats(vae, held_out)
             deterministic_posterior_(vae)
             save_atomic(vae, Path(output))
-    return {"psnr": record["psnr"], "seconds": time.perf_counter() - start}
+    return {**scores(), "seconds": time.perf_counter() - start}
