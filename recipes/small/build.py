@@ -22,7 +22,19 @@ from motif_video.training.trainer import train
 from motif_video.training.vae import VaeTrainConfig, finetune_decoder, train_vae
 
 HERE = Path(__file__).parent
-STAGES = ("vae", "vae_decoder", "vae_first_frame", "components", "clips", "transformer", "assemble")
+# Later transformer stages: the same recipe continued from the previous stage's EMA weights on a new cosine schedule
+# (stage name, steps, peak learning rate). More steps is what moved direction (T2V 0.2 -> 0.475 at 9000 in all).
+CONTINUED = (("transformer2", 4000, 5e-4),)
+STAGES = (
+    "vae",
+    "vae_decoder",
+    "vae_first_frame",
+    "components",
+    "clips",
+    "transformer",
+    *(name for name, _, _ in CONTINUED),
+    "assemble",
+)
 DECODER_STOP = 3000  # the shipped VAE's decoder fine-tune ran this many steps of its 3000-step schedule
 GENERATION = {
     "height": 64,
@@ -50,7 +62,11 @@ def main() -> None:
     parser.add_argument(
         "--guidance-scale", type=float, default=4.0, help="APG scale stored in the guider config"
     )
-    parser.add_argument("overrides", nargs="*", help="transformer recipe overrides, e.g. max_steps=100")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        help="transformer recipe overrides for every transformer stage, e.g. max_steps=100",
+    )
     args = parser.parse_args()
     out = args.output
     timings_path = out / "timings.json"
@@ -109,13 +125,21 @@ def main() -> None:
         f"model.components={out / 'components'}",
         f"data.path={out / 'clips'}",
         f"data.cache={out / 'cache'}",
-        *args.overrides,
     ]
-    stage("transformer", lambda: train(load_config(HERE / "config.yaml", overrides)))
+    stage("transformer", lambda: train(load_config(HERE / "config.yaml", [*overrides, *args.overrides])))
+    previous = "transformer"
+    for name, steps, lr in CONTINUED:
+        more = [f"output_dir={out / name}", f"model.pretrained={out / previous / 'transformer-ema'}",
+                f"max_steps={steps}", f"optim.lr={lr}"]  # fmt: skip
+        stage(
+            name,
+            lambda more=more: train(load_config(HERE / "config.yaml", [*overrides, *more, *args.overrides])),
+        )
+        previous = name
     target = Path("src/motif_video/assets/small") if args.ship else out / "model"
     stage(
         "assemble",
-        lambda: assemble(target, out / "components", out / "transformer" / "transformer-ema", GENERATION),
+        lambda: assemble(target, out / "components", out / previous / "transformer-ema", GENERATION),
     )
     print(json.dumps(timings))
 
