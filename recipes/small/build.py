@@ -23,8 +23,9 @@ from motif_video.training.vae import VaeTrainConfig, finetune_decoder, train_vae
 
 HERE = Path(__file__).parent
 # Later transformer stages: the same recipe continued from the previous stage's EMA weights on a new cosine schedule
-# (stage name, steps, peak learning rate). More steps is what moved direction (T2V 0.2 -> 0.475 at 9000 in all).
-CONTINUED = (("transformer2", 4000, 5e-4),)
+# (stage name, steps, peak learning rate). More steps is what moved direction: T2V 0.2 (5000 steps in all), 0.475
+# (9000), 0.8 (11500).
+CONTINUED = (("transformer2", 4000, 5e-4), ("transformer3", 2500, 3e-4))
 STAGES = (
     "vae",
     "vae_decoder",
