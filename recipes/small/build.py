@@ -84,36 +84,15 @@ def main() -> None:
         print(f"{name}: {timings[name]} s", flush=True)
 
     stage("vae", lambda: print(train_vae(VaeTrainConfig(), out / "vae")))
-    stage(
-        "vae_decoder",
-        lambda: print(
-            finetune_decoder(
-                out / "vae",
-                out / "vae",
-                steps=3000,
-                frames=33,
-                crop=0,
-                batch_size=1,
-                lr=3e-4,
-                stop_at=DECODER_STOP,
-            )
-        ),
-    )
-    stage(  # the decoder again, with single frames (the I2V conditioning frame) weighted in; latents unchanged
-        "vae_first_frame",
-        lambda: print(
-            finetune_decoder(
-                out / "vae",
-                out / "vae",
-                steps=2000,
-                frames=33,
-                crop=0,
-                batch_size=1,
-                lr=2e-4,
-                first_frame_weight=1.0,
-            )
-        ),
-    )
+
+    def decoder_stage(**schedule):  # the decoder (encoder and latents kept) on whole 33-frame clips, batch 1
+        return lambda: print(
+            finetune_decoder(out / "vae", out / "vae", frames=33, crop=0, batch_size=1, **schedule)
+        )
+
+    stage("vae_decoder", decoder_stage(steps=3000, lr=3e-4, stop_at=DECODER_STOP))
+    # the decoder again, with single frames (the I2V conditioning frame) weighted in
+    stage("vae_first_frame", decoder_stage(steps=2000, lr=2e-4, first_frame_weight=1.0))
     stage(
         "components",
         lambda: write_components(
