@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from motif_video.cli import main
+from motif_video.evaluation.analysis import psnr_uint8
 from motif_video.hub import resolve_folder
 from motif_video.model_defaults import generation_defaults
 from motif_video.synthetic import caption, render, scene_at
@@ -49,7 +50,7 @@ def test_t2v_and_i2v_are_fast_and_sane(pipe):
     video = pipe(PROMPT, generator=torch.Generator().manual_seed(0), **kwargs).frames
     assert time.perf_counter() - start < 10
     assert video.shape == (1, 33, 64, 64, 3) and np.isfinite(video).all()
-    i2v = MotifVideoImageToVideoPipeline(**pipe.components)
+    i2v = MotifVideoImageToVideoPipeline.from_pipe(pipe)
     scene = scene_at(1000, 0)
     first = render(scene, 33, 64, 64)[0]
     import PIL.Image
@@ -57,11 +58,30 @@ def test_t2v_and_i2v_are_fast_and_sane(pipe):
     start = time.perf_counter()
     video = i2v(
         prompt=caption(scene), image=PIL.Image.fromarray(first), generator=torch.Generator().manual_seed(0),
-        conditioning_blur=12.5, **kwargs,
+        **kwargs,
     ).frames  # fmt: skip
     assert time.perf_counter() - start < 10
     error = np.abs(video[0, 0] * 255 - first).mean()
     assert error < 40  # the first frame follows the condition image
+    # The model's default keeps latent frame 0 on the image's path: the video starts on the VAE's reconstruction.
+    assert (i2v.generation_defaults.keep_first_frame, i2v.generation_defaults.conditioning_blur) == (
+        True,
+        12.5,
+    )
+    generated = i2v(
+        prompt=caption(scene), image=PIL.Image.fromarray(first), generator=torch.Generator().manual_seed(0),
+        keep_first_frame=False, **kwargs,
+    ).frames  # fmt: skip
+    x = torch.from_numpy(first).permute(2, 0, 1)[None, :, None].float() / 127.5 - 1
+    with torch.no_grad():
+        reconstruction = i2v.vae.decode(i2v.vae.encode(x).latent_dist.mode()).sample
+    reconstruction = ((reconstruction[0, :, 0].permute(1, 2, 0).clamp(-1, 1) + 1) / 2).numpy()
+    np.testing.assert_allclose(video[0, 0], reconstruction, atol=2e-3, rtol=0)
+
+    def psnr(frame):
+        return psnr_uint8(np.round(frame * 255).astype(np.uint8), first)
+
+    assert psnr(video[0, 0]) > max(25.0, psnr(generated[0, 0]))
 
 
 def test_generate_by_name_uses_the_models_defaults(tmp_path, capsys):

@@ -42,8 +42,10 @@ GENERATION = {
     "width": 64,
     "num_frames": 33,
     "num_inference_steps": 20,
+    "shift": 3.0,  # for I2V too (a folder's scheduler config counts as its text-to-video pipeline's)
     "negative_prompt": "",
     "conditioning_blur": load_config(HERE / "config.yaml").i2v.blur_strength,  # I2V blur as trained
+    "keep_first_frame": True,  # I2V: the video starts on the image (26.5 dB where the model alone gives 23.9)
 }
 
 
@@ -58,7 +60,10 @@ def main() -> None:
         "--ship", action="store_true", help="write the result into src/motif_video/assets/small"
     )
     parser.add_argument(
-        "--shift", type=float, default=3.0, help="sampling shift stored in the scheduler config"
+        "--shift",
+        type=float,
+        default=GENERATION["shift"],
+        help="sampling shift (scheduler and generation configs)",
     )
     parser.add_argument(
         "--guidance-scale", type=float, default=4.0, help="APG scale stored in the guider config"
@@ -119,7 +124,12 @@ def main() -> None:
     target = Path("src/motif_video/assets/small") if args.ship else out / "model"
     stage(
         "assemble",
-        lambda: assemble(target, out / "components", out / previous / "transformer-ema", GENERATION),
+        lambda: assemble(
+            target,
+            out / "components",
+            out / previous / "transformer-ema",
+            {**GENERATION, "shift": args.shift},
+        ),
     )
     print(json.dumps(timings))
 

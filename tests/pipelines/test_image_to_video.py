@@ -135,3 +135,31 @@ def test_blur_option_is_off_by_default_and_changes_the_condition(pipe):
     # A blur below the identity threshold reuses the same latent sample: the released result.
     vanishing = _run(pipe, steps=2, output_type="latent", guidance="none", conditioning_blur=1e-6)
     assert vanishing.equal(base)
+
+
+def test_keep_first_frame_holds_frame_0_on_the_images_path(pipe):
+    noise = torch.randn((1, 16, 3, 8, 12), generator=torch.Generator().manual_seed(3))
+    common = dict(output_type="latent", guidance="none", first_frame_latent="mode", conditioning_blur=0.0)
+    base = _run(pipe, latents=noise.clone(), **common)
+    off = _run(pipe, latents=noise.clone(), keep_first_frame=False, **common)
+    assert base.equal(off)  # off by default: the released sampling
+    seen = []
+    hook = pipe.transformer.register_forward_hook(
+        lambda m, a, k, o: seen.append(
+            (float(k["timestep"].flatten()[0]) / 1000, k["hidden_states"].clone())
+        ),
+        with_kwargs=True,
+    )
+    try:
+        kept = _run(pipe, latents=noise.clone(), keep_first_frame=True, **common)
+    finally:
+        hook.remove()
+    clean = seen[0][1][:, 16:32, :1]  # the condition channels' first-frame latent
+    assert len(seen) == 3 and clean.abs().max() > 0.1
+    for sigma, hidden in seen:  # the transformer sees frame 0 on its path at each step's noise level
+        torch.testing.assert_close(
+            hidden[:, :16, :1], (1 - sigma) * clean + sigma * noise[:, :, :1], atol=1e-5, rtol=0
+        )
+    torch.testing.assert_close(kept[:, :, :1], clean, atol=1e-6, rtol=0)  # ends exactly on the image's latent
+    assert (base[:, :, :1] - clean).abs().max() > 1e-2  # the released sampling does not
+    assert (kept[:, :, 1:] - base[:, :, 1:]).abs().max() > 1e-4  # the other frames are denoised next to it

@@ -219,8 +219,9 @@ def test_size_and_negative_prompt_default_to_the_folders_generation_config(tiny_
     folder = tmp_path / "model"
     shutil.copytree(tiny_folder, folder)
     GenerationDefaults(
-        num_inference_steps=2, height=32, width=48, num_frames=5, negative_prompt="", conditioning_blur=5.0
-    ).write(folder)
+        num_inference_steps=2, height=32, width=48, num_frames=5, negative_prompt="", conditioning_blur=5.0,
+        keep_first_frame=True,
+    ).write(folder)  # fmt: skip
     pipe = MotifVideoPipeline.from_pretrained(folder)
     seen = {}
     original = pipe.encode_prompt
@@ -244,6 +245,20 @@ def test_size_and_negative_prompt_default_to_the_folders_generation_config(tiny_
         generator=torch.Generator().manual_seed(0),
     )  # fmt: skip
     assert blurred.frames.shape == sharp.frames.shape and not torch.allclose(blurred.frames, sharp.frames)
+    generated = i2v(
+        image=image, prompt="a cat", output_type="latent", keep_first_frame=False,
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    assert not torch.allclose(blurred.frames[:, :, :1], generated.frames[:, :, :1])
+    # from_pipe shares the modules and keeps the folder's defaults (a plain constructor has none).
+    shared = MotifVideoImageToVideoPipeline.from_pipe(pipe)
+    assert shared.transformer is pipe.transformer and shared.generation_defaults == i2v.generation_defaults
+    again = shared(
+        image=image, prompt="a cat", output_type="latent", generator=torch.Generator().manual_seed(0)
+    )
+    torch.testing.assert_close(again.frames, blurred.frames, atol=0, rtol=0)
+    with pytest.raises(ValueError, match="unknown components"):
+        MotifVideoImageToVideoPipeline.from_pipe(pipe, unet=None)
 
 
 def test_student_defaults_fall_back_to_the_base_models():

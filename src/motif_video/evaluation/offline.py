@@ -93,7 +93,9 @@ def run_offline_eval(config: OfflineEvalConfig, log=print) -> dict[str, Any]:
             quantize_fp8(t2v.transformer, config.fp8)
         except ImportError as exc:  # torchao missing or unusable here: a user error, not a crash
             raise ValueError(str(exc)) from exc
-    i2v = MotifVideoImageToVideoPipeline(**t2v.components) if config.i2v else None
+    i2v = (
+        MotifVideoImageToVideoPipeline.from_pipe(t2v) if config.i2v else None
+    )  # with the folder's I2V defaults
     cases = prompt_suite(config.prompts, config.suite_seed)
     results: dict[str, list] = {"t2v": [], "i2v": []}
     seconds: list[float] = []

@@ -58,10 +58,23 @@ class Conditioning:
     latent: torch.Tensor  # [B, 16, T, h, w]
     mask: torch.Tensor  # [B, 1, T, h, w]
     image_embeds: torch.Tensor | None = None  # [B, N_img, 1152]
+    # I2V `keep_first_frame`: the clean first-frame latent and the first latent frame's starting noise, [B, 16, 1, h, w]
+    known_first: torch.Tensor | None = None
+    first_noise: torch.Tensor | None = None
 
     def at(self, sigma: float) -> Conditioning:
         """The conditioning used at noise level `sigma` (constant unless the I2V blur is on)."""
         return self
+
+    def settle(self, latents: torch.Tensor, sigma: float) -> torch.Tensor:
+        """`latents` at noise level `sigma` with latent frame 0 put on the known first frame's path,
+        (1 - sigma) * clean + sigma * its starting noise, so the sampler ends on it; unchanged without one."""
+        if self.known_first is None:
+            return latents
+        settled = latents.clone()
+        first = (1.0 - sigma) * self.known_first.float() + sigma * self.first_noise.float()
+        settled[:, :, :1] = first.to(latents.dtype)
+        return settled
 
 
 @dataclass
@@ -158,6 +171,18 @@ class MotifVideoBasePipeline(DiffusionPipeline):
         )
         pipe.generation_defaults = defaults or GenerationDefaults()
         return pipe
+
+    @classmethod
+    def from_pipe(cls, pipeline: MotifVideoBasePipeline, **components: Any) -> MotifVideoBasePipeline:
+        """A pipeline of this class on `pipeline`'s modules (any replaced by keyword), with its folder's generation
+        defaults and layout, e.g. `MotifVideoImageToVideoPipeline.from_pipe(t2v)` loads nothing twice."""
+        unknown = sorted(set(components) - set(pipeline.components))
+        if unknown:
+            raise ValueError(f"unknown components {unknown}; known: {sorted(pipeline.components)}")
+        new = cls(**{**pipeline.components, **components})
+        new.generation_defaults = pipeline.generation_defaults
+        new.folder_pipeline_class = pipeline.folder_pipeline_class
+        return new
 
     # ------------------------------------------------------------------------------------------------- properties
     @property
@@ -385,6 +410,7 @@ class MotifVideoBasePipeline(DiffusionPipeline):
         steps = len(sigmas) - 1
         self._num_timesteps = steps
         inputs = callback_on_step_end_tensor_inputs or ["latents"]
+        latents = conditioning.settle(latents, float(sigmas[0]))
         with self.progress_bar(total=steps) as bar:
             for i in range(steps):
                 if self.interrupt:
@@ -403,6 +429,7 @@ class MotifVideoBasePipeline(DiffusionPipeline):
                 )
                 velocity = guider(v_cond, v_uncond)
                 latents = flow.euler_step(latents, velocity, sigma, sigma_next).to(v_cond.dtype)
+                latents = conditioning.settle(latents, sigma_next)
                 if callback_on_step_end is not None:
                     latents, cond, uncond = self._run_callback(
                         callback_on_step_end, inputs, i, sigma, latents, cond, uncond

@@ -28,7 +28,8 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
     The first frame conditions the model through a VAE latent in 16 extra channels plus a mask channel, and through
     SigLIP tokens from the text encoder's vision tower; both are the same for the conditional and unconditional
     predictions. Beyond the reference: several images per call (one per prompt, or one for all), center-crop resizing,
-    the VAE mode instead of a sample, and the project's timestep-aware blur (`conditioning_blur`, off by default).
+    the VAE mode instead of a sample, the project's timestep-aware blur (`conditioning_blur`, off by default) and
+    first-frame replacement (`keep_first_frame`, off by default).
     """
 
     default_shift = DEFAULT_SHIFT_I2V
@@ -65,6 +66,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         resize: ResizeMode = "stretch",
         first_frame_latent: LatentMode = "sample",
         conditioning_blur: float | None = None,
+        keep_first_frame: bool | None = None,
         use_image_embeds: bool = True,
         stream_decode: bool = True,
     ) -> MotifVideoPipelineOutput | tuple:
@@ -74,12 +76,18 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         released) or "mode". `conditioning_blur`: strength of the timestep-aware blur of the first-frame latent
         (std = strength * sigma * min(h, w) / 100 latent pixels at each step; 0 = off, as released; None = the
         strength in the folder's generation_config.json, else 0).
+        `keep_first_frame=True` keeps latent frame 0 on the image's own path at every step, (1 - sigma) * its latent +
+        sigma * that frame's starting noise, so the video starts on the image as exactly as the VAE reconstructs it and
+        the other frames are denoised next to it (as released, False: the model generates frame 0 from the condition
+        channels; None = the folder's generation_config.json, else False).
         `use_image_embeds=False` drops the SigLIP tokens (as Motif's ComfyUI workflow does).
         """
         if conditioning_blur is None:
             conditioning_blur = self.generation_defaults.conditioning_blur or 0.0
         if conditioning_blur < 0:
             raise ValueError(f"conditioning_blur must be >= 0 (0 = off), got {conditioning_blur}")
+        if keep_first_frame is None:
+            keep_first_frame = bool(self.generation_defaults.keep_first_frame)
         plan = self.plan_run(
             prompt,
             negative_prompt,
@@ -123,6 +131,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
             first_frame_latent,
             conditioning_blur,
             use_image_embeds,
+            keep_first_frame,
         )
         self._release_text_encoder()
         latents = self.sample(
@@ -172,8 +181,10 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         latent_mode: LatentMode,
         blur: float,
         use_image_embeds: bool,
+        keep_first_frame: bool = False,
     ) -> Conditioning:
-        """First-frame latent, mask and SigLIP tokens, one per image, repeated to the latents' batch."""
+        """First-frame latent, mask and SigLIP tokens, one per image, repeated to the latents' batch; with
+        `keep_first_frame`, also the clean first-frame latent and the starting noise of `latents`' frame 0."""
         if isinstance(generator, list):  # one generator per video: image j uses its first video's generator
             generator = (
                 generator[0] if len(frames) == 1 else [generator[j * repeats] for j in range(len(frames))]
@@ -185,6 +196,9 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         first = encode_first_frame(self.vae, frames, latent_mode, generator=generator).to(latents.dtype)
         latent, mask = place_first_frame(first, latents.shape[2])
         latent, mask = latent.repeat_interleave(repeats, 0), mask.repeat_interleave(repeats, 0)
+        known = {}
+        if keep_first_frame and latents.shape[2] > 1:  # one latent frame: nothing to condition (as released)
+            known = {"known_first": latent[:, :, :1].clone(), "first_noise": latents[:, :, :1].clone()}
         if blur > 0:
-            return BlurredConditioning(latent, mask, image_embeds, strength=blur)
-        return Conditioning(latent, mask, image_embeds)
+            return BlurredConditioning(latent, mask, image_embeds, **known, strength=blur)
+        return Conditioning(latent, mask, image_embeds, **known)
