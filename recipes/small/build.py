@@ -23,9 +23,13 @@ from motif_video.training.vae import VaeTrainConfig, finetune_decoder, train_vae
 
 HERE = Path(__file__).parent
 # Later transformer stages: the same recipe continued from the previous stage's EMA weights on a new cosine schedule
-# (stage name, steps, peak learning rate). More steps is what moved direction: T2V 0.2 (5000 steps in all), 0.475
-# (9000), 0.8 (11500).
-CONTINUED = (("transformer2", 4000, 5e-4), ("transformer3", 2500, 3e-4))
+# (stage name, steps, peak learning rate, further overrides). More steps is what moved direction: T2V 0.2 (5000
+# steps in all), 0.475 (9000), 0.8 (11500), 0.925 (15500, the last 4000 without TREAD).
+CONTINUED = (
+    ("transformer2", 4000, 5e-4, ()),
+    ("transformer3", 2500, 3e-4, ()),
+    ("transformer4", 4000, 3e-4, ("tread.probability=0",)),
+)
 STAGES = (
     "vae",
     "vae_decoder",
@@ -33,7 +37,7 @@ STAGES = (
     "components",
     "clips",
     "transformer",
-    *(name for name, _, _ in CONTINUED),
+    *(name for name, *_ in CONTINUED),
     "assemble",
 )
 DECODER_STOP = 3000  # the shipped VAE's decoder fine-tune ran this many steps of its 3000-step schedule
@@ -113,9 +117,9 @@ def main() -> None:
     ]
     stage("transformer", lambda: train(load_config(HERE / "config.yaml", [*overrides, *args.overrides])))
     previous = "transformer"
-    for name, steps, lr in CONTINUED:
+    for name, steps, lr, extra in CONTINUED:
         more = [f"output_dir={out / name}", f"model.pretrained={out / previous / 'transformer-ema'}",
-                f"max_steps={steps}", f"optim.lr={lr}"]  # fmt: skip
+                f"max_steps={steps}", f"optim.lr={lr}", *extra]  # fmt: skip
         stage(
             name,
             lambda more=more: train(load_config(HERE / "config.yaml", [*overrides, *more, *args.overrides])),
