@@ -93,9 +93,8 @@ def run_offline_eval(config: OfflineEvalConfig, log=print) -> dict[str, Any]:
             quantize_fp8(t2v.transformer, config.fp8)
         except ImportError as exc:  # torchao missing or unusable here: a user error, not a crash
             raise ValueError(str(exc)) from exc
-    i2v = (
-        MotifVideoImageToVideoPipeline.from_pipe(t2v) if config.i2v else None
-    )  # with the folder's I2V defaults
+    # from_pipe keeps the folder's generation defaults (the I2V blur and first-frame settings it was trained for)
+    i2v = MotifVideoImageToVideoPipeline.from_pipe(t2v) if config.i2v else None
     cases = prompt_suite(config.prompts, config.suite_seed)
     results: dict[str, list] = {"t2v": [], "i2v": []}
     seconds: list[float] = []

@@ -41,9 +41,7 @@ class GenerationDefaults:
     num_frames: int | None = None
     negative_prompt: str | None = None
     conditioning_blur: float | None = None  # I2V: the timestep-aware blur strength the model was trained with
-    keep_first_frame: bool | None = (
-        None  # I2V: keep latent frame 0 on the image's path (see the I2V pipeline)
-    )
+    keep_first_frame: bool | None = None  # I2V: hold latent frame 0 on the image's path (the I2V pipeline)
 
     def __post_init__(self) -> None:
         if self.num_inference_steps is not None and self.num_inference_steps < 1:
