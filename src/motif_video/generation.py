@@ -38,6 +38,7 @@ class GenerateRequest:
     prompts: list[str]
     output: Path
     image: Path | None = None
+    keep_first_frame: bool | None = None  # I2V only; None: the folder's generation_config.json, else off
     model: str = DEFAULT_MODEL_ID
     height: int = 736
     width: int = 1280
@@ -102,6 +103,8 @@ class GenerateRequest:
                 )
         if self.image is not None:
             _check_image(self.image)
+        elif self.keep_first_frame is not None:
+            raise ValueError("--keep-first-frame / --no-keep-first-frame need --image (image-to-video)")
         self.outputs = _output_paths(self.output, self.prompts)
         if self.seed is None:
             self.seed = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
@@ -300,7 +303,9 @@ def _generate_on_rank(request: GenerateRequest, rank: int, log) -> dict[str, Any
     with backend:
         for i in mine:
             prompt, path = request.prompts[i], request.outputs[i]
-            kwargs = {"image": image} if image is not None else {}
+            kwargs = (
+                {"image": image, "keep_first_frame": request.keep_first_frame} if image is not None else {}
+            )
             latents = pipe(
                 prompt=prompt,
                 negative_prompt=request.negative_prompt,

@@ -36,7 +36,17 @@ def test_generate_t2v_writes_an_mp4(tiny_folder, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.latents.safetensors", "clip.mp4"]
 
 
-def test_generate_i2v_from_prompt_file_into_a_folder(tiny_folder, tmp_path):
+def test_generate_i2v_from_prompt_file_into_a_folder(tiny_folder, tmp_path, monkeypatch):
+    from motif_video import MotifVideoImageToVideoPipeline
+
+    seen = []
+    original = MotifVideoImageToVideoPipeline.__call__
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("keep_first_frame"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(MotifVideoImageToVideoPipeline, "__call__", spy)
     image = tmp_path / "first.png"
     PIL.Image.fromarray(np.full((48, 80, 3), 200, dtype=np.uint8)).save(image)
     prompts = tmp_path / "prompts.txt"
@@ -57,12 +67,14 @@ def test_generate_i2v_from_prompt_file_into_a_folder(tiny_folder, tmp_path):
             "12",
             "--guidance",
             "cfg",
+            "--keep-first-frame",
             *TINY,
         ]
     )
     assert rc == 0
     files = sorted(out.iterdir())
     assert [f.name for f in files] == ["000-a-red-ball.mp4", "001-a-blue-cube.mp4"]
+    assert seen == [True, True]  # the option reaches the pipeline for every prompt
     assert read_mp4_info(files[1]) == {"frames": 9, "width": 96, "height": 64, "fps": 12.0}
 
 
@@ -83,6 +95,7 @@ def _bad_cases(tmp_path):
         "frames not 4k+1": (["--prompt", "a", "--num-frames", "8"], "num_frames must be 4k\\+1"),
         "missing image": (["--prompt", "a", "--image", str(tmp_path / "nope.png")], "does not exist"),
         "unreadable image": (["--prompt", "a", "--image", str(text)], "not a readable image"),
+        "keep first frame without an image": (["--prompt", "a", "--keep-first-frame"], "need --image"),
         "empty prompt": (["--prompt", "  "], "prompt must be non-empty"),
         "empty prompt file": (["--prompt-file", str(empty)], "has no prompts"),
         "missing prompt file": (["--prompt-file", str(tmp_path / "none.txt")], "not readable"),

@@ -28,6 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="first frame for image-to-video (default: none, text-to-video)",
     )
     p.add_argument(
+        "--keep-first-frame",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="image-to-video: hold the first latent frame on the image's noise path so the video starts on the "
+        "image (default: the model folder's generation_config.json, else off as released)",
+    )
+    p.add_argument(
         "--output",
         type=Path,
         default=Path("output.mp4"),
@@ -172,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
         prompts=_prompts(args),
         output=args.output,
         image=args.image,
+        keep_first_frame=args.keep_first_frame,
         model=args.model,
         height=args.height,
         width=args.width,
