@@ -58,8 +58,7 @@ class Conditioning:
     latent: torch.Tensor  # [B, 16, T, h, w]
     mask: torch.Tensor  # [B, 1, T, h, w]
     image_embeds: torch.Tensor | None = None  # [B, N_img, 1152]
-    # I2V `keep_first_frame`: the clean first-frame latent and the first latent frame's starting noise, [B, 16, 1, h, w]
-    known_first: torch.Tensor | None = None
+    # I2V `keep_first_frame`: the starting noise of latent frame 0 [B, 16, 1, h, w] (None: frame 0 is generated)
     first_noise: torch.Tensor | None = None
 
     def at(self, sigma: float) -> Conditioning:
@@ -67,12 +66,13 @@ class Conditioning:
         return self
 
     def settle(self, latents: torch.Tensor, sigma: float) -> torch.Tensor:
-        """`latents` at noise level `sigma` with latent frame 0 put on the known first frame's path,
-        (1 - sigma) * clean + sigma * its starting noise, so the sampler ends on it; unchanged without one."""
-        if self.known_first is None:
+        """`latents` at noise level `sigma` with latent frame 0 put on the first-frame latent's path (`latent` at
+        frame 0, unblurred), (1 - sigma) * clean + sigma * its starting noise, so the sampler ends on it; unchanged
+        without `first_noise`."""
+        if self.first_noise is None:
             return latents
         settled = latents.clone()
-        first = (1.0 - sigma) * self.known_first.float() + sigma * self.first_noise.float()
+        first = (1.0 - sigma) * self.latent[:, :, :1].float() + sigma * self.first_noise.float()
         settled[:, :, :1] = first.to(latents.dtype)
         return settled
 

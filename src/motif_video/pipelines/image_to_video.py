@@ -184,7 +184,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         keep_first_frame: bool = False,
     ) -> Conditioning:
         """First-frame latent, mask and SigLIP tokens, one per image, repeated to the latents' batch; with
-        `keep_first_frame`, also the clean first-frame latent and the starting noise of `latents`' frame 0."""
+        `keep_first_frame`, also the starting noise of `latents`' frame 0."""
         if isinstance(generator, list):  # one generator per video: image j uses its first video's generator
             generator = (
                 generator[0] if len(frames) == 1 else [generator[j * repeats] for j in range(len(frames))]
@@ -196,9 +196,8 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         first = encode_first_frame(self.vae, frames, latent_mode, generator=generator).to(latents.dtype)
         latent, mask = place_first_frame(first, latents.shape[2])
         latent, mask = latent.repeat_interleave(repeats, 0), mask.repeat_interleave(repeats, 0)
-        known = {}
-        if keep_first_frame and latents.shape[2] > 1:  # one latent frame: nothing to condition (as released)
-            known = {"known_first": latent[:, :, :1].clone(), "first_noise": latents[:, :, :1].clone()}
+        # one latent frame: nothing to condition (as released)
+        noise = latents[:, :, :1].clone() if keep_first_frame and latents.shape[2] > 1 else None
         if blur > 0:
-            return BlurredConditioning(latent, mask, image_embeds, **known, strength=blur)
-        return Conditioning(latent, mask, image_embeds, **known)
+            return BlurredConditioning(latent, mask, image_embeds, first_noise=noise, strength=blur)
+        return Conditioning(latent, mask, image_embeds, first_noise=noise)
