@@ -37,6 +37,16 @@ class ModelConfig:
     )
     gradient_checkpointing: bool = False
     max_text_tokens: int = 512
+    resize_patch: int | None = (
+        None  # a finer spatial patch for the `pretrained` model (`models.patch_resize`)
+    )
+
+    def __post_init__(self) -> None:
+        if self.resize_patch is not None and not self.pretrained:
+            raise ValueError(
+                f"model.resize_patch={self.resize_patch} resizes a pretrained model's patches; set model.pretrained "
+                "too (a new model takes model.overrides.patch_size instead)"
+            )
 
 
 @dataclass

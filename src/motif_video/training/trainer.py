@@ -108,6 +108,10 @@ def build_model(config: TrainConfig) -> MotifVideoTransformer:
         folder = resolve_folder(m.pretrained)
         folder = folder / "transformer" if (folder / "transformer").is_dir() else folder
         model = MotifVideoTransformer.from_pretrained(folder)
+        if m.resize_patch is not None:
+            from ..models.patch_resize import resize_patch
+
+            model = resize_patch(model, m.resize_patch)
     else:
         model = build_transformer(m.preset, **m.overrides)
     if m.add_shared_cross_attention:

@@ -1,0 +1,52 @@
+"""Resize a trained transformer's spatial patches to a finer size (coarse-to-fine training).
+
+Only the two layers that touch patches change; every block keeps its weights. With r = old / new patch size:
+
+- patch embedding: the new kernel is the old one summed over r x r blocks, so a new token of a patch x is the old
+  token of x upsampled r times (nearest);
+- output head: each new output pixel is the mean of the r x r old output pixels it covers.
+
+So the resized model on a latent x computes exactly avgpool_r(old(upsample_r(x))): what the old model did at r times
+the latent size, pooled back. Token positions are the integer grid of the new patches, so at the size it was
+trained at the resized model sees r x r times more tokens than the old one did; it is an initialisation to train
+from, not a drop-in replacement.
+"""
+
+from __future__ import annotations
+
+from .transformer import MotifVideoTransformer
+
+
+def resize_patch(model: MotifVideoTransformer, patch_size: int) -> MotifVideoTransformer:
+    """A new transformer with spatial patch size `patch_size` (dividing the current one), initialised from `model`."""
+    old = model.config.patch_size
+    if not isinstance(patch_size, int) or patch_size < 1 or old % patch_size:
+        raise ValueError(
+            f"patch_size must be a positive divisor of the model's patch size {old} (a finer patch), got {patch_size!r}"
+        )
+    if patch_size == old:
+        return model
+    r = old // patch_size
+    config = {k: v for k, v in model.config.items() if not k.startswith("_")}
+    config.update(
+        patch_size=patch_size,
+        cross_attention_layout=model.cross_attention_layout,
+        guidance_embeds=model.guidance_embedder is not None,
+    )
+    resized = MotifVideoTransformer(**config)
+    state = model.state_dict()
+
+    kernel = state["x_embedder.proj.weight"]  # [D, C, pt, p, p]
+    d, c, pt = kernel.shape[:3]
+    state["x_embedder.proj.weight"] = kernel.reshape(d, c, pt, patch_size, r, patch_size, r).sum(dim=(4, 6))
+
+    # Head channels are ordered (c, t, h, w) inside a patch; average each r x r block of (h, w).
+    out = model.config.out_channels
+    weight = state["proj_out.weight"].reshape(out, pt, patch_size, r, patch_size, r, -1)
+    state["proj_out.weight"] = weight.mean(dim=(3, 5)).reshape(out * pt * patch_size * patch_size, -1)
+    bias = state["proj_out.bias"].reshape(out, pt, patch_size, r, patch_size, r)
+    state["proj_out.bias"] = bias.mean(dim=(3, 5)).reshape(-1)
+
+    resized.load_state_dict(state, strict=True)
+    dtype = next(model.parameters()).dtype
+    return resized.to(device=next(model.parameters()).device, dtype=dtype)
