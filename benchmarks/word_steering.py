@@ -14,7 +14,6 @@ import argparse
 import json
 import re
 
-import numpy as np
 import torch
 
 
@@ -24,8 +23,11 @@ def main() -> None:
     from motif_video.evaluation.suite import prompt_suite
     from motif_video.hub import resolve_folder
     from motif_video.models import MotifVideoTransformer
-    from motif_video.synthetic import COLOURS, SHAPES, render
-    from motif_video.training.encoders import encode_text, encode_video, latent_stats, load_components
+    from motif_video.pipelines.export import to_uint8_frames
+    from motif_video.pipelines.latents import decode_latents
+    from motif_video.synthetic import COLOURS, SHAPES
+    from motif_video.training.encoders import encode_text, encode_video, load_components
+    from motif_video.training.vae import render_window
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -49,8 +51,8 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
 
     @torch.no_grad()
-    def estimate(x_sigma: torch.Tensor, sigma: float, prompt: str) -> dict:
-        text, mask = encode_text(components, [prompt], 32)
+    def estimate(x_sigma: torch.Tensor, sigma: float, text: tuple[torch.Tensor, torch.Tensor]) -> dict:
+        text, mask = text
         condition = x_sigma.new_zeros(1, extra, *x_sigma.shape[2:])
         v = model(
             torch.cat([x_sigma, condition], 1),
@@ -58,26 +60,29 @@ def main() -> None:
             encoder_attention_mask=mask,
             timestep=flow.timestep_from_sigma(torch.tensor([sigma])),
         ).sample
-        z = flow.predicted_x0(x_sigma, v, torch.tensor([sigma]))
-        mean, std = latent_stats(vae, z)
-        pixels = vae.decode(z * std + mean).sample[0].clamp(-1, 1)
-        frames = ((pixels.permute(1, 2, 3, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
-        return read_clip(frames).labels()
+        video = decode_latents(vae, flow.predicted_x0(x_sigma, v, torch.tensor([sigma])))  # [1, 3, F, H, W]
+        return read_clip(to_uint8_frames((video[0].permute(1, 2, 3, 0).numpy() + 1) / 2)).labels()
 
     counts = {w: {s: {"true": 0, "swapped_reads_true": 0, "swapped_reads_swapped": 0} for s in args.sigmas}
               for w in args.words}  # fmt: skip
     for i, case in enumerate(prompt_suite(args.clips)):
-        pixels = torch.from_numpy(render(case.scene, args.frames, args.size, args.size)).float()
-        x0 = encode_video(vae, (pixels / 127.5 - 1).permute(3, 0, 1, 2)[None])
+        x0 = encode_video(
+            vae, render_window(case.scene, 0, args.frames, args.frames, args.size, args.size)[None]
+        )
         noise = torch.randn(x0.shape, generator=generator)
         truth = case.scene.labels()
+        others = {}  # word -> (the swapped-in word, its caption's text embedding), encoded once per clip
+        for word in args.words:
+            options = [w for w in vocab[word] if w != truth[word]]
+            other = options[i % len(options)]
+            prompt = re.sub(rf"\b{truth[word]}\b", other, case.prompt, count=1)
+            others[word] = other, encode_text(components, [prompt], 32)
+        text = encode_text(components, [case.prompt], 32)
         for sigma in args.sigmas:
             x_sigma = flow.noisy_latents(x0, noise, torch.tensor([sigma]))
-            read = estimate(x_sigma, sigma, case.prompt)
-            for word in args.words:
-                options = [w for w in vocab[word] if w != truth[word]]
-                other = options[i % len(options)]
-                swapped = estimate(x_sigma, sigma, re.sub(rf"\b{truth[word]}\b", other, case.prompt, count=1))
+            read = estimate(x_sigma, sigma, text)
+            for word, (other, swapped_text) in others.items():
+                swapped = estimate(x_sigma, sigma, swapped_text)
                 c = counts[word][sigma]
                 c["true"] += read[word] == truth[word]
                 c["swapped_reads_true"] += swapped[word] == truth[word]
