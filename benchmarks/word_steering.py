@@ -5,6 +5,14 @@ For held-out procedural clips: encode with the model's VAE, noise to sigma, pred
 result with the offline evaluator. At low sigma the noisy clip itself shows the answer; at high sigma only the word
 can. A word the model has learnt makes the swapped caption's estimate read as the swapped word at high sigma.
 
+Per word and sigma: `true` (the true caption's estimate reads as the truth), `swapped_reads_true` /
+`swapped_reads_swapped` (the swapped caption's estimate reads as the old / the new word), and `true_reads` (what the
+true caption's estimates read as, by share: an estimate that always reads the same, e.g. a blurred blob read as a
+circle, scores the share of that word in the other figures without following the caption). For shape also
+`overlap_shift`: the mean change, from the true caption to the swapped one, of the estimate's outline overlap (IoU,
+per frame, as the evaluator measures it) with the swapped-in shape; above 0 when the word pulls the outline its way
+even where the reading does not flip.
+
     PYTHONPATH=src python benchmarks/word_steering.py --model small --clips 24 --words colour shape
 """
 
@@ -13,13 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from collections import Counter
 
 import torch
+
+FIGURES = ("true", "swapped_reads_true", "swapped_reads_swapped")
 
 
 def main() -> None:
     from motif_video import flow
-    from motif_video.evaluation.analysis import read_clip
+    from motif_video.evaluation.analysis import object_masks, read_clip, shape_overlaps
     from motif_video.evaluation.suite import prompt_suite
     from motif_video.hub import resolve_folder
     from motif_video.models import MotifVideoTransformer
@@ -51,7 +62,8 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
 
     @torch.no_grad()
-    def estimate(x_sigma: torch.Tensor, sigma: float, text: tuple[torch.Tensor, torch.Tensor]) -> dict:
+    def estimate(x_sigma: torch.Tensor, sigma: float, text: tuple[torch.Tensor, torch.Tensor]):
+        """(labels, bool object masks [F, H, W]) of the decoded one-step clean estimate."""
         text, mask = text
         condition = x_sigma.new_zeros(1, extra, *x_sigma.shape[2:])
         v = model(
@@ -61,10 +73,16 @@ def main() -> None:
             timestep=flow.timestep_from_sigma(torch.tensor([sigma])),
         ).sample
         video = decode_latents(vae, flow.predicted_x0(x_sigma, v, torch.tensor([sigma])))  # [1, 3, F, H, W]
-        return read_clip(to_uint8_frames((video[0].permute(1, 2, 3, 0).numpy() + 1) / 2)).labels()
+        frames = to_uint8_frames((video[0].permute(1, 2, 3, 0).numpy() + 1) / 2)
+        return read_clip(frames).labels(), object_masks(frames)[0]
 
-    counts = {w: {s: {"true": 0, "swapped_reads_true": 0, "swapped_reads_swapped": 0} for s in args.sigmas}
-              for w in args.words}  # fmt: skip
+    def overlap(masks, shape: str) -> float:
+        """Mean over frames of the outline overlap with `shape` (0 for a frame without an object)."""
+        per_frame = [shape_overlaps(m) for m in masks]
+        return sum(o[shape] if o else 0.0 for o in per_frame) / len(per_frame)
+
+    counts = {w: {s: Counter() for s in args.sigmas} for w in args.words}
+    reads = {w: {s: Counter() for s in args.sigmas} for w in args.words}
     for i, case in enumerate(prompt_suite(args.clips)):
         x0 = encode_video(
             vae, render_window(case.scene, 0, args.frames, args.frames, args.size, args.size)[None]
@@ -80,15 +98,27 @@ def main() -> None:
         text = encode_text(components, [case.prompt], 32)
         for sigma in args.sigmas:
             x_sigma = flow.noisy_latents(x0, noise, torch.tensor([sigma]))
-            read = estimate(x_sigma, sigma, text)
+            read, masks = estimate(x_sigma, sigma, text)
             for word, (other, swapped_text) in others.items():
-                swapped = estimate(x_sigma, sigma, swapped_text)
+                swapped, swapped_masks = estimate(x_sigma, sigma, swapped_text)
                 c = counts[word][sigma]
                 c["true"] += read[word] == truth[word]
                 c["swapped_reads_true"] += swapped[word] == truth[word]
                 c["swapped_reads_swapped"] += swapped[word] == other
+                if word == "shape":
+                    c["overlap_shift"] += overlap(swapped_masks, other) - overlap(masks, other)
+                reads[word][sigma][str(read[word])] += 1
     result = {
-        word: {str(s): {k: round(v / args.clips, 3) for k, v in c.items()} for s, c in by_sigma.items()}
+        word: {
+            str(s): {
+                **{
+                    k: round(c[k] / args.clips, 3)
+                    for k in FIGURES + (("overlap_shift",) if word == "shape" else ())
+                },
+                "true_reads": {k: round(v / args.clips, 3) for k, v in sorted(reads[word][s].items())},
+            }
+            for s, c in by_sigma.items()
+        }
         for word, by_sigma in counts.items()
     }
     print(json.dumps({"model": args.model, "clips": args.clips, **result}, indent=1))

@@ -1,6 +1,6 @@
 import numpy as np
 
-from motif_video.evaluation.analysis import psnr_uint8, read_clip
+from motif_video.evaluation.analysis import object_masks, psnr_uint8, read_clip, shape_overlaps
 from motif_video.evaluation.offline import _score
 from motif_video.synthetic import Scene, render, scene_at
 
@@ -75,3 +75,15 @@ def test_shape_reading_survives_blurred_edges():
     assert read_clip(blurred(render(triangle, 9, 64, 64), passes=12)).shape == "triangle"
     square = Scene("square", "white", "black", "grows", 0.14, (0.5, 0.5))
     assert read_clip(blurred(render(square, 9, 64, 64), passes=12)).shape == "square"
+
+
+def test_shape_overlaps_rank_the_true_shape_first():
+    for shape in ("circle", "square", "triangle"):
+        scene = Scene(shape, "red", "white", "left", 0.22, (0.5, 0.5))
+        masks = object_masks(render(scene, 1, 64, 64))[0]
+        overlaps = shape_overlaps(masks[0])
+        assert set(overlaps) == {"circle", "square", "triangle"}
+        assert all(0.0 <= v <= 1.0 for v in overlaps.values())
+        assert max(overlaps, key=overlaps.get) == shape, overlaps
+        assert overlaps[shape] > 0.9
+    assert shape_overlaps(np.zeros((64, 64), bool)) is None

@@ -17,10 +17,29 @@ def test_swapped_colour_word_steers_the_estimate(monkeypatch, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["clips"] == 4 and set(result) == {"model", "clips", "colour"}
     for figures in result["colour"].values():
-        assert set(figures) == {"true", "swapped_reads_true", "swapped_reads_swapped"}
-        assert all(0.0 <= v <= 1.0 for v in figures.values())
+        assert set(figures) == {"true", "swapped_reads_true", "swapped_reads_swapped", "true_reads"}
+        assert all(0.0 <= figures[k] <= 1.0 for k in ("true", "swapped_reads_true", "swapped_reads_swapped"))
+        # every estimate is read as something (a colour name, or "None" without an object)
+        assert abs(sum(figures["true_reads"].values()) - 1.0) < 1e-2
     colour = result["colour"]
     # Where the noisy clip shows the object, it decides; where it is noise, the word does (0.92 on 24 clips).
     assert colour["0.5"]["swapped_reads_true"] >= 0.75
     assert colour["0.95"]["swapped_reads_swapped"] >= 0.5
     assert colour["0.95"]["swapped_reads_true"] <= 0.25
+
+
+def test_shape_figures_include_reading_shares_and_overlap_shift(monkeypatch, capsys):
+    argv = ["word_steering.py", "--model", "small", "--clips", "2", "--sigmas", "0.3", "--words", "shape"]
+    monkeypatch.setattr(sys, "argv", argv)
+    runpy.run_path(str(SCRIPT), run_name="__main__")
+    figures = json.loads(capsys.readouterr().out)["shape"]["0.3"]
+    assert set(figures) == {
+        "true",
+        "swapped_reads_true",
+        "swapped_reads_swapped",
+        "overlap_shift",
+        "true_reads",
+    }
+    assert -1.0 <= figures["overlap_shift"] <= 1.0
+    assert set(figures["true_reads"]) <= {"circle", "square", "triangle", "None"}
+    assert abs(sum(figures["true_reads"].values()) - 1.0) < 1e-2

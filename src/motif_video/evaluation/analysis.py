@@ -70,7 +70,9 @@ def object_masks(video: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return dist > MIN_DISTANCE, dist, bg
 
 
-def _shape(mask: np.ndarray) -> str | None:
+def shape_overlaps(mask: np.ndarray) -> dict[str, float] | None:
+    """Per shape, the intersection over union of a bool mask [H, W] with that shape's outline placed at the mask's
+    centroid with the mask's area; None when the mask has fewer than `MIN_PIXELS` pixels."""
     ys, xs = np.nonzero(mask)
     if len(xs) < MIN_PIXELS:
         return None
@@ -82,9 +84,14 @@ def _shape(mask: np.ndarray) -> str | None:
         # a triangle's centroid is r / 3 below its centre
         centre_y = cy - r / 3 if shape == "triangle" else cy
         template = shape_mask(shape, gx, gy, cx, centre_y, r)
-        return (template & mask).sum() / (template | mask).sum()
+        return float((template & mask).sum() / (template | mask).sum())
 
-    return max(SHAPES, key=overlap)
+    return {shape: overlap(shape) for shape in SHAPES}
+
+
+def _shape(mask: np.ndarray) -> str | None:
+    overlaps = shape_overlaps(mask)
+    return None if overlaps is None else max(SHAPES, key=overlaps.__getitem__)
 
 
 def _centroid(mask: np.ndarray) -> tuple[float, float] | None:
