@@ -178,3 +178,27 @@ def test_finetune_decoder_first_frame_term_trains_the_decoder_only(tmp_path, cap
     assert changed  # the extra term changes what the decoder learns
     with pytest.raises(ValueError, match="first_frame_weight=-1.0 must be >= 0"):
         finetune_decoder(tmp_path / "base", tmp_path / "bad", first_frame_weight=-1.0, **kwargs)
+
+
+def test_finetune_with_encoder_measures_or_keeps_latent_stats(tmp_path):
+    from diffusers import AutoencoderKLWan
+
+    base = small_vae(4, (1, 2, 2), True).eval()
+    base.register_to_config(latents_mean=[0.5] * 16, latents_std=[2.0] * 16)
+    base.save_pretrained(tmp_path / "base")
+    kwargs = dict(
+        steps=2, frames=5, crop=16, batch_size=1, save_every=2, first_frame_batch=1, train_encoder=True
+    )
+    for keep in (False, True):
+        finetune_decoder(tmp_path / "base", tmp_path / f"keep{keep}", keep_latent_stats=keep, **kwargs)
+    old = AutoencoderKLWan.from_pretrained(tmp_path / "base")
+    kept = AutoencoderKLWan.from_pretrained(tmp_path / "keepTrue")
+    measured = AutoencoderKLWan.from_pretrained(tmp_path / "keepFalse")
+    assert list(kept.config.latents_mean) == [0.5] * 16 and list(kept.config.latents_std) == [2.0] * 16
+    assert list(measured.config.latents_std) != [2.0] * 16
+    changed = [
+        k
+        for k, v in old.state_dict().items()
+        if k.startswith("encoder.") and not torch.equal(v, kept.state_dict()[k])
+    ]
+    assert changed  # the encoder trained

@@ -264,6 +264,7 @@ def finetune_decoder(
     decoder_base_dim: int | None = None,
     first_frame_weight: float = 0.0,
     first_frame_batch: int = 8,
+    keep_latent_stats: bool = False,
 ) -> dict[str, float]:
     """Later stages: train the decoder (and post_quant_conv) on whole `frames`-long clips, so decoding stays sharp
     through many causal chunks. Unless `train_encoder`, the encoder, and so every latent and the latent statistics,
@@ -274,7 +275,10 @@ def finetune_decoder(
     `first_frame_weight`: add that weight times the loss on `first_frame_batch` single frames encoded alone. A
     clip's first frame is encoded and decoded without temporal context (its own latent frame), and is 1 frame in
     `frames` of the clip loss, so without this term it reconstructs worst of all frames; it is also the frame an
-    I2V run starts from."""
+    I2V run starts from.
+    `keep_latent_stats` (with `train_encoder`): keep the folder's latent mean / std instead of measuring them again,
+    for an encoder fine-tune under a transformer already trained on these statistics (its latents then move only as
+    far as the encoder does, and a short transformer fine-tune on the new latents follows)."""
     from diffusers import AutoencoderKLWan
 
     if first_frame_weight < 0 or first_frame_batch < 1:
@@ -322,7 +326,7 @@ def finetune_decoder(
             record = {"step": step + 1, "loss": loss.item(), **scores()}
             record["seconds"] = time.perf_counter() - start
             print(json.dumps(record), flush=True)
-            if train_encoder:
+            if train_encoder and not keep_latent_stats:
                 set_latent_stats(vae, held_out)
             deterministic_posterior_(vae)
             save_atomic(vae, Path(output))
