@@ -123,11 +123,18 @@ def test_eval_json_has_the_figures(capsys):
 
 
 def test_shipped_student_loads_by_name_and_samples_in_its_steps():
+    from diffusers import AutoencoderKLWan
+
     from motif_video import MotifVideoPipeline
 
     folder = resolve_folder("small-4step")
-    assert not (folder / "vae").exists()  # borrows the small model's VAE and text encoder
+    # borrows the small model's text encoder; keeps the VAE it was distilled on (the small model's has moved on)
+    assert not (folder / "text_encoder").exists() and (folder / "vae").is_dir()
     student = MotifVideoPipeline.from_pretrained("small-4step")
+    base = MotifVideoPipeline.from_pretrained("small")
+    assert student.text_encoder.config.to_dict() == base.text_encoder.config.to_dict()
+    own = AutoencoderKLWan.from_pretrained(folder / "vae").state_dict()
+    assert all(torch.equal(v, own[k].to(v.dtype)) for k, v in student.vae.state_dict().items())
     assert student.transformer.config.guidance_embeds
     assert generation_defaults("small-4step")["steps"] == 4
     assert generation_defaults("small-4step")["num_frames"] == 33  # size from its base model

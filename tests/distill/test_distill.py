@@ -109,6 +109,27 @@ def test_student_loads_and_samples_in_its_steps(distilled):
     assert len(calls) == 2 and calls[0]["guidance"] == 4.0
 
 
+def test_a_student_folder_with_its_own_vae_decodes_with_it(distilled, tmp_path):
+    from motif_video.pipelines import MotifVideoPipeline
+
+    _, output, _ = distilled
+    student = tmp_path / "student"
+    shutil.copytree(output, student)
+    defaults = json.loads((student / GENERATION_CONFIG_NAME).read_text())
+    base = MotifVideoPipeline.from_pretrained(defaults["base_model"])
+    vae = base.vae
+    with torch.no_grad():
+        for p in vae.decoder.parameters():
+            p.mul_(0.5)
+    vae.save_pretrained(student / "vae")
+    own = MotifVideoPipeline.from_pretrained(student)
+    for key, value in vae.state_dict().items():
+        torch.testing.assert_close(own.vae.state_dict()[key], value, msg=key)
+    plain = MotifVideoPipeline.from_pretrained(output)  # without vae/: the base model's
+    changed = [k for k, v in plain.vae.state_dict().items() if not torch.equal(v, own.vae.state_dict()[k])]
+    assert changed and all(k.startswith("decoder.") for k in changed)
+
+
 def test_bad_recipes_are_value_errors(teacher_folder, tmp_path):
     cache = tmp_path / "cache"
     with pytest.raises(ValueError, match="LoRA students fold one guidance scale"):
