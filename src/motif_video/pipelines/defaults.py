@@ -7,8 +7,8 @@ A distilled student is a folder holding `transformer/` (a full student) or `lora
 
 `base_model` (a folder, a shipped model name or a Hub id) supplies every other component (VAE, text encoder,
 tokenizer, scheduler, guider), so a student ships without copies of them; a student folder that also holds `vae/`
-(one distilled on the latents of an earlier VAE than its base model's) decodes with that one. Call arguments always win over these
-defaults; a full model folder may carry the same file with only the generation keys.
+(one distilled on the latents of an earlier VAE than its base model's) decodes with that one. Call arguments always
+win over these defaults; a full model folder may carry the same file with only the generation keys.
 """
 
 from __future__ import annotations
@@ -156,9 +156,8 @@ def load_student_pipeline(cls, folder: Path, defaults: GenerationDefaults, kwarg
         **kwargs,
         "transformer": load_student_transformer(folder, defaults, resolve_folder(base, **hub), dtype),
     }
-    if (
-        folder / "vae"
-    ).is_dir() and "vae" not in kwargs:  # the student's latents are this VAE's, not the base's
+    # a student distilled on an earlier VAE's latents than its base model's carries that VAE
+    if (folder / "vae").is_dir() and "vae" not in kwargs:
         from diffusers import AutoencoderKLWan
 
         kwargs["vae"] = AutoencoderKLWan.from_pretrained(folder / "vae", torch_dtype=dtype)
