@@ -25,8 +25,6 @@ from collections import Counter
 
 import torch
 
-FIGURES = ("true", "swapped_reads_true", "swapped_reads_swapped")
-
 
 def main() -> None:
     from motif_video import flow
@@ -111,10 +109,7 @@ def main() -> None:
     result = {
         word: {
             str(s): {
-                **{
-                    k: round(c[k] / args.clips, 3)
-                    for k in FIGURES + (("overlap_shift",) if word == "shape" else ())
-                },
+                **{k: round(v / args.clips, 3) for k, v in c.items()},
                 "true_reads": {k: round(v / args.clips, 3) for k, v in sorted(reads[word][s].items())},
             }
             for s, c in by_sigma.items()

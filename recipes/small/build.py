@@ -125,14 +125,16 @@ def main() -> None:
         f"data.cache={out / 'cache'}",
     ]
     stage("transformer", lambda: train(load_config(HERE / "config.yaml", [*overrides, *args.overrides])))
-    previous = "transformer"
-    for name, steps, lr, extra in CONTINUED:
+
+    def continued(name, previous, steps, lr, extra=()):
+        """A transformer stage from `previous`'s EMA weights on a new cosine schedule."""
         more = [f"output_dir={out / name}", f"model.pretrained={out / previous / 'transformer-ema'}",
                 f"max_steps={steps}", f"optim.lr={lr}", *extra]  # fmt: skip
-        stage(
-            name,
-            lambda more=more: train(load_config(HERE / "config.yaml", [*overrides, *more, *args.overrides])),
-        )
+        stage(name, lambda: train(load_config(HERE / "config.yaml", [*overrides, *more, *args.overrides])))
+
+    previous = "transformer"
+    for name, steps, lr, extra in CONTINUED:
+        continued(name, previous, steps, lr, extra)
         previous = name
 
     def joint_vae():
@@ -150,16 +152,11 @@ def main() -> None:
     stage("vae_joint", joint_vae)
     stage("components_joint", joint_components)
     name, steps, lr, extra = ADAPTED
-    adapted = [
-        f"output_dir={out / name}",
-        f"model.pretrained={out / previous / 'transformer-ema'}",
+    new_latents = (
         f"model.components={out / 'components_joint'}",
-        f"data.cache={out / 'cache_joint'}",  # new latents: cached again
-        f"max_steps={steps}",
-        f"optim.lr={lr}",
-        *extra,
-    ]
-    stage(name, lambda: train(load_config(HERE / "config.yaml", [*overrides, *adapted, *args.overrides])))
+        f"data.cache={out / 'cache_joint'}",
+    )  # re-cached
+    continued(name, previous, steps, lr, (*new_latents, *extra))
     previous = name
     target = Path("src/motif_video/assets/small") if args.ship else out / "model"
     stage(
