@@ -31,11 +31,15 @@ CONTINUED = (
     ("transformer3", 2500, 3e-4, ()),
     ("transformer4", 4000, 3e-4, ("tread.probability=0",)),
 )
-# Then the VAE's encoder and decoder together on whole 33-frame clips, latent statistics kept (two cosine schedules:
-# steps, peak learning rate), and the last transformer stage's weights adapted to the new latents: the VAE 26.6 ->
-# 27.8 dB, the first frame 26.5 -> 28.3 dB (16 held-out clips).
-JOINT = ((1500, 2e-4), (3000, 2e-4))
-ADAPTED = ("transformer5", 3000, 3e-4, ("tread.probability=0",))
+# Then rounds of VAE training, each followed by the last transformer stage adapted to the new latents: the VAE's
+# encoder and decoder together on whole 33-frame clips from the previous round's VAE, latent statistics kept
+# (cosine schedules: steps, peak learning rate), then a transformer stage continued on the re-cached latents
+# (stage name, steps, peak learning rate, further overrides). Each round's stages are vae_SUFFIX, components_SUFFIX
+# and the transformer stage.
+JOINT = (
+    ("joint", ((1500, 2e-4), (3000, 2e-4)), ("transformer5", 3000, 3e-4, ("tread.probability=0",))),
+    ("joint2", ((3000, 2e-4),), ("transformer6", 3000, 3e-4, ("tread.probability=0",))),
+)
 STAGES = (
     "vae",
     "vae_decoder",
@@ -44,9 +48,7 @@ STAGES = (
     "clips",
     "transformer",
     *(name for name, *_ in CONTINUED),
-    "vae_joint",
-    "components_joint",
-    ADAPTED[0],
+    *(part for suffix, _, (name, *_) in JOINT for part in (f"vae_{suffix}", f"components_{suffix}", name)),
     "assemble",
 )
 DECODER_STOP = 3000  # the shipped VAE's decoder fine-tune ran this many steps of its 3000-step schedule
@@ -137,33 +139,39 @@ def main() -> None:
         continued(name, previous, steps, lr, extra)
         previous = name
 
-    def joint_vae():
-        source = out / "vae"
-        for steps, lr in JOINT:
-            print(finetune_decoder(source, out / "vae_joint", frames=33, crop=0, batch_size=1, steps=steps, lr=lr,
-                                   train_encoder=True, keep_latent_stats=True, first_frame_weight=1.0))  # fmt: skip
-            source = out / "vae_joint"
+    def joint_vae(source, target, schedules):
+        def run():
+            for i, (steps, lr) in enumerate(
+                schedules
+            ):  # the first from the previous VAE, then on from its own
+                print(finetune_decoder(target if i else source, target, frames=33, crop=0, batch_size=1,
+                                       steps=steps, lr=lr, train_encoder=True, keep_latent_stats=True,
+                                       first_frame_weight=1.0))  # fmt: skip
 
-    def joint_components():  # the same components with the new VAE
-        shutil.rmtree(out / "components_joint", ignore_errors=True)
-        shutil.copytree(out / "components", out / "components_joint", ignore=shutil.ignore_patterns("vae"))
-        shutil.copytree(out / "vae_joint", out / "components_joint" / "vae")
+        return run
 
-    stage("vae_joint", joint_vae)
-    stage("components_joint", joint_components)
-    name, steps, lr, extra = ADAPTED
-    new_latents = (
-        f"model.components={out / 'components_joint'}",
-        f"data.cache={out / 'cache_joint'}",
-    )  # re-cached
-    continued(name, previous, steps, lr, (*new_latents, *extra))
-    previous = name
+    def joint_components(target, vae):  # the first components folder with another VAE
+        def run():
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(out / "components", target, ignore=shutil.ignore_patterns("vae"))
+            shutil.copytree(vae, target / "vae")
+
+        return run
+
+    vae, components = out / "vae", out / "components"
+    for suffix, schedules, (name, steps, lr, extra) in JOINT:
+        stage(f"vae_{suffix}", joint_vae(vae, out / f"vae_{suffix}", schedules))
+        vae, components = out / f"vae_{suffix}", out / f"components_{suffix}"
+        stage(f"components_{suffix}", joint_components(components, vae))
+        new_latents = (f"model.components={components}", f"data.cache={out / f'cache_{suffix}'}")  # re-cached
+        continued(name, previous, steps, lr, (*new_latents, *extra))
+        previous = name
     target = Path("src/motif_video/assets/small") if args.ship else out / "model"
     stage(
         "assemble",
         lambda: assemble(
             target,
-            out / "components_joint",
+            components,
             out / previous / "transformer-ema",
             {**GENERATION, "shift": args.shift},
         ),
