@@ -103,7 +103,14 @@ def main() -> None:
         timings_path.write_text(json.dumps(timings, indent=2) + "\n")
         print(f"{name}: {timings[name]} s", flush=True)
 
-    stage("vae", lambda: print(train_vae(VaeTrainConfig(), out / "vae")))
+    def new_vae(train, latents):  # a VAE stage makes the latent cache written with the previous VAE stale
+        def run():
+            shutil.rmtree(latents, ignore_errors=True)
+            train()
+
+        return run
+
+    stage("vae", new_vae(lambda: print(train_vae(VaeTrainConfig(), out / "vae")), out / "cache"))
 
     def decoder_stage(**schedule):  # the decoder (encoder and latents kept) on whole 33-frame clips, batch 1
         return lambda: print(
@@ -141,9 +148,7 @@ def main() -> None:
 
     def joint_vae(source, target, schedules):
         def run():
-            for i, (steps, lr) in enumerate(
-                schedules
-            ):  # the first from the previous VAE, then on from its own
+            for i, (steps, lr) in enumerate(schedules):  # the first from `source`, the rest from `target`
                 print(finetune_decoder(target if i else source, target, frames=33, crop=0, batch_size=1,
                                        steps=steps, lr=lr, train_encoder=True, keep_latent_stats=True,
                                        first_frame_weight=1.0))  # fmt: skip
@@ -160,7 +165,10 @@ def main() -> None:
 
     vae, components = out / "vae", out / "components"
     for suffix, schedules, (name, steps, lr, extra) in JOINT:
-        stage(f"vae_{suffix}", joint_vae(vae, out / f"vae_{suffix}", schedules))
+        stage(
+            f"vae_{suffix}",
+            new_vae(joint_vae(vae, out / f"vae_{suffix}", schedules), out / f"cache_{suffix}"),
+        )
         vae, components = out / f"vae_{suffix}", out / f"components_{suffix}"
         stage(f"components_{suffix}", joint_components(components, vae))
         new_latents = (f"model.components={components}", f"data.cache={out / f'cache_{suffix}'}")  # re-cached
