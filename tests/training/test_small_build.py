@@ -1,0 +1,84 @@
+"""recipes/small/build.py wires its stages together: the heavy steps (VAE and transformer training, clips, assembly)
+are replaced by recorders, so what is checked is which folders each stage reads and writes."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "small" / "build.py"
+
+
+@pytest.fixture
+def build():
+    spec = importlib.util.spec_from_file_location("small_build", RECIPE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(build, monkeypatch, tmp_path, *argv):
+    calls = []
+    monkeypatch.setattr(build, "train_vae", lambda config, out: calls.append(("train_vae", Path(out))) or {})
+    monkeypatch.setattr(
+        build,
+        "finetune_decoder",
+        lambda src, dst, **kw: calls.append(("vae", Path(src), Path(dst), kw)) or {},
+    )
+    monkeypatch.setattr(
+        build, "write_components", lambda out, vae, **kw: calls.append(("components", Path(out)))
+    )
+    monkeypatch.setattr(build, "write_clips", lambda out, n, **kw: calls.append(("clips", Path(out))))
+    monkeypatch.setattr(build, "train", lambda config: calls.append(("train", config)))
+    monkeypatch.setattr(build, "assemble", lambda dst, comp, tr, gen: calls.append(("assemble", comp, tr)))
+    copies = []
+    monkeypatch.setattr(build.shutil, "copytree", lambda a, b, **kw: copies.append((Path(a), Path(b))))
+    monkeypatch.setattr(sys, "argv", ["build.py", "--output", str(tmp_path), *argv])
+    build.main()
+    return calls, copies
+
+
+def test_each_joint_round_trains_on_its_own_vae_and_latents(build, monkeypatch, tmp_path):
+    stale = tmp_path / "cache_joint2"
+    stale.mkdir(parents=True)
+    calls, copies = run(build, monkeypatch, tmp_path)
+    assert not stale.exists()  # the round's VAE changed, so its old latent cache is gone
+
+    trains = [c[1] for c in calls if c[0] == "train"]
+    names = [Path(t.output_dir).name for t in trains]
+    rounds = [r[2][0] for r in build.JOINT]
+    assert names == ["transformer", *(c[0] for c in build.CONTINUED), *rounds]
+    for previous, config in zip(names, trains[1:]):  # each stage continues from the one before
+        assert Path(config.model.pretrained) == tmp_path / previous / "transformer-ema"
+    for (suffix, _, (_, steps, lr, _)), config in zip(build.JOINT, trains[-len(rounds) :]):
+        assert Path(config.model.components) == tmp_path / f"components_{suffix}"
+        assert Path(config.data.cache) == tmp_path / f"cache_{suffix}"
+        assert (config.max_steps, config.optim.lr) == (steps, lr)
+        assert (tmp_path / f"vae_{suffix}", tmp_path / f"components_{suffix}" / "vae") in copies
+
+    # every round's VAE starts from the previous round's and keeps the latent statistics
+    joint = [c for c in calls if c[0] == "vae" and c[3].get("train_encoder")]
+    sources = [tmp_path / "vae"] + [tmp_path / f"vae_{s}" for s, *_ in build.JOINT]
+    expected = [
+        (sources[k] if i == 0 else sources[k + 1], sources[k + 1], steps, lr)
+        for k, (_, schedules, _) in enumerate(build.JOINT)
+        for i, (steps, lr) in enumerate(schedules)
+    ]
+    assert [(c[1], c[2], c[3]["steps"], c[3]["lr"]) for c in joint] == expected
+    assert all(c[3]["keep_latent_stats"] for c in joint)
+
+    last_suffix, last_name = build.JOINT[-1][0], build.JOINT[-1][2][0]
+    assert calls[-1] == (
+        "assemble",
+        tmp_path / f"components_{last_suffix}",
+        tmp_path / last_name / "transformer-ema",
+    )
+
+
+def test_skipped_stages_leave_their_outputs_alone(build, monkeypatch, tmp_path):
+    kept = tmp_path / "cache"
+    kept.mkdir(parents=True)
+    calls, _ = run(build, monkeypatch, tmp_path, "--skip", *(s for s in build.STAGES if s != "assemble"))
+    assert kept.exists()
+    assert [c[0] for c in calls] == ["assemble"]
