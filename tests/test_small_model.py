@@ -122,16 +122,15 @@ def test_eval_json_has_the_figures(capsys):
     assert figures["videos"] == 2
 
 
-def test_shipped_student_loads_by_name_and_samples_in_its_steps():
+def test_shipped_student_loads_by_name_and_samples_in_its_steps(pipe):
     from motif_video import MotifVideoPipeline
 
     folder = resolve_folder("small-4step")
     # distilled on the small model's latents: borrows its text encoder and VAE
     assert not (folder / "text_encoder").exists() and not (folder / "vae").exists()
     student = MotifVideoPipeline.from_pretrained("small-4step")
-    base = MotifVideoPipeline.from_pretrained("small")
-    assert student.text_encoder.config.to_dict() == base.text_encoder.config.to_dict()
-    theirs = base.vae.state_dict()
+    assert student.text_encoder.config.to_dict() == pipe.text_encoder.config.to_dict()  # `pipe`: the base
+    theirs = pipe.vae.state_dict()
     assert all(torch.equal(v, theirs[k]) for k, v in student.vae.state_dict().items())
     assert student.transformer.config.guidance_embeds
     assert generation_defaults("small-4step")["steps"] == 4
