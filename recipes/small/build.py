@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from motif_video.synthetic.clips import write_clips
+from motif_video.synthetic.scenes import NARROW
 from motif_video.training.config import load_config
 from motif_video.training.small import assemble, write_components
 from motif_video.training.trainer import train
@@ -40,6 +41,9 @@ JOINT = (
     ("joint", ((1500, 2e-4), (3000, 2e-4)), ("transformer5", 3000, 3e-4, ("tread.probability=0",))),
     ("joint2", ((3000, 2e-4),), ("transformer6", 3000, 3e-4, ("tread.probability=0",))),
 )
+# Last, the final transformer stage once more on clips of the same labels with less size and place variation
+# (`NARROW`), so that the mean clip of a caption keeps its shape: T2V shape 0.50 -> 0.80, I2V 0.65 -> 0.775.
+NARROW_STAGE = ("transformer7", 3000, 3e-4, ("tread.probability=0",))
 STAGES = (
     "vae",
     "vae_decoder",
@@ -49,6 +53,8 @@ STAGES = (
     "transformer",
     *(name for name, *_ in CONTINUED),
     *(part for suffix, _, (name, *_) in JOINT for part in (f"vae_{suffix}", f"components_{suffix}", name)),
+    "clips_narrow",
+    NARROW_STAGE[0],
     "assemble",
 )
 DECODER_STOP = 3000  # the shipped VAE's decoder fine-tune ran this many steps of its 3000-step schedule
@@ -174,6 +180,12 @@ def main() -> None:
         new_latents = (f"model.components={components}", f"data.cache={out / f'cache_{suffix}'}")  # re-cached
         continued(name, previous, steps, lr, (*new_latents, *extra))
         previous = name
+    stage("clips_narrow", lambda: write_clips(out / "clips_narrow", args.clips, ranges=NARROW))
+    name, steps, lr, extra = NARROW_STAGE
+    narrow = (f"model.components={components}", f"data.path={out / 'clips_narrow'}",
+              f"data.cache={out / 'cache_narrow'}")  # fmt: skip
+    continued(name, previous, steps, lr, (*narrow, *extra))
+    previous = name
     target = Path("src/motif_video/assets/small") if args.ship else out / "model"
     stage(
         "assemble",

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from motif_video.synthetic import BACKGROUNDS, COLOURS, Scene, caption, parse_caption, render, scene_at
-from motif_video.synthetic.scenes import GROWTH, JITTER, coverage
+from motif_video.synthetic.scenes import GROWTH, NARROW, VARIED, SceneRanges, coverage
 
 
 def test_scenes_are_deterministic_and_varied():
@@ -16,17 +16,43 @@ def test_scenes_are_deterministic_and_varied():
     assert np.array_equal(render(scenes[0], 9, 32, 32), render(scene_at(0, 0), 9, 32, 32))
 
 
-def test_objects_travel_through_the_centre_and_stay_inside():
+@pytest.mark.parametrize("ranges", [VARIED, NARROW], ids=["varied", "narrow"])
+def test_objects_travel_through_the_centre_and_stay_inside(ranges):
     for i in range(500):
-        scene = scene_at(1, i)
+        scene = scene_at(1, i, ranges)
         (x0, y0), (x1, y1) = scene.start, scene.end()
         middle = ((x0 + x1) / 2, (y0 + y1) / 2)
-        assert max(abs(middle[0] - 0.5), abs(middle[1] - 0.5)) <= JITTER + 1e-4, scene
+        assert max(abs(middle[0] - 0.5), abs(middle[1] - 0.5)) <= ranges.jitter + 1e-4, scene
+        low, high = ranges.grow_radius if scene.motion == "grows" else ranges.radius
+        assert low - 1e-4 <= scene.radius <= high + 1e-4, scene
         radius = scene.radius * (GROWTH if scene.motion == "grows" else 1.0)
         for x, y in (scene.start, scene.end()):
             assert radius <= x <= 1 - radius and radius <= y <= 1 - radius, scene
-    offsets = {scene_at(1, i).start for i in range(50)}
+    offsets = {scene_at(1, i, ranges).start for i in range(50)}
     assert len(offsets) == 50  # jittered, not fixed
+
+
+def test_narrow_ranges_keep_the_labels_and_vary_less():
+    varied, narrow = [[scene_at(2, i, r) for i in range(300)] for r in (VARIED, NARROW)]
+    assert [(s.shape, s.colour, s.background, s.motion) for s in varied] == [
+        (s.shape, s.colour, s.background, s.motion) for s in narrow
+    ]
+    moving = [(v.radius, n.radius) for v, n in zip(varied, narrow) if v.motion != "grows"]
+    assert np.std([n for _, n in moving]) < 0.5 * np.std([v for v, _ in moving])
+
+
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        ({"radius": (0.2, 0.3), "grow_radius": (0.14, 0.15), "jitter": 0.02}, "radius"),
+        ({"radius": (0.22, 0.2), "grow_radius": (0.14, 0.15), "jitter": 0.02}, "radius"),
+        ({"radius": (0.2, 0.22), "grow_radius": (0.0, 0.15), "jitter": 0.02}, "grow_radius"),
+        ({"radius": (0.2, 0.22), "grow_radius": (0.14, 0.15), "jitter": 0.1}, "jitter"),
+    ],
+)
+def test_scene_ranges_that_could_leave_the_frame_are_refused(kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        SceneRanges(**kwargs)
 
 
 @pytest.mark.parametrize("index", range(12))

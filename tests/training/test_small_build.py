@@ -29,7 +29,9 @@ def run(build, monkeypatch, tmp_path, *argv):
     monkeypatch.setattr(
         build, "write_components", lambda out, vae, **kw: calls.append(("components", Path(out)))
     )
-    monkeypatch.setattr(build, "write_clips", lambda out, n, **kw: calls.append(("clips", Path(out))))
+    monkeypatch.setattr(
+        build, "write_clips", lambda out, n, **kw: calls.append(("clips", Path(out), kw.get("ranges")))
+    )
     monkeypatch.setattr(build, "train", lambda config: calls.append(("train", config)))
     monkeypatch.setattr(build, "assemble", lambda dst, comp, tr, gen: calls.append(("assemble", comp, tr)))
     copies = []
@@ -48,10 +50,10 @@ def test_each_joint_round_trains_on_its_own_vae_and_latents(build, monkeypatch, 
     trains = [c[1] for c in calls if c[0] == "train"]
     names = [Path(t.output_dir).name for t in trains]
     rounds = [r[2][0] for r in build.JOINT]
-    assert names == ["transformer", *(c[0] for c in build.CONTINUED), *rounds]
+    assert names == ["transformer", *(c[0] for c in build.CONTINUED), *rounds, build.NARROW_STAGE[0]]
     for previous, config in zip(names, trains[1:]):  # each stage continues from the one before
         assert Path(config.model.pretrained) == tmp_path / previous / "transformer-ema"
-    for (suffix, _, (_, steps, lr, _)), config in zip(build.JOINT, trains[-len(rounds) :]):
+    for (suffix, _, (_, steps, lr, _)), config in zip(build.JOINT, trains[-len(rounds) - 1 : -1]):
         assert Path(config.model.components) == tmp_path / f"components_{suffix}"
         assert Path(config.data.cache) == tmp_path / f"cache_{suffix}"
         assert (config.max_steps, config.optim.lr) == (steps, lr)
@@ -68,11 +70,17 @@ def test_each_joint_round_trains_on_its_own_vae_and_latents(build, monkeypatch, 
     assert [(c[1], c[2], c[3]["steps"], c[3]["lr"]) for c in joint] == expected
     assert all(c[3]["keep_latent_stats"] for c in joint)
 
-    last_suffix, last_name = build.JOINT[-1][0], build.JOINT[-1][2][0]
+    # the last stage: the last round's VAE and components, on narrow-range clips of their own, cached apart
+    last_suffix, narrow = build.JOINT[-1][0], trains[-1]
+    assert ("clips", tmp_path / "clips_narrow", build.NARROW) in calls
+    assert Path(narrow.data.path) == tmp_path / "clips_narrow"
+    assert Path(narrow.data.cache) == tmp_path / "cache_narrow"
+    assert Path(narrow.model.components) == tmp_path / f"components_{last_suffix}"
+    assert (narrow.max_steps, narrow.optim.lr) == build.NARROW_STAGE[1:3]
     assert calls[-1] == (
         "assemble",
         tmp_path / f"components_{last_suffix}",
-        tmp_path / last_name / "transformer-ema",
+        tmp_path / build.NARROW_STAGE[0] / "transformer-ema",
     )
 
 

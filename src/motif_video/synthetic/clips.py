@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from .scenes import caption, render, scene_at
+from .scenes import VARIED, SceneRanges, caption, render, scene_at
 
 
 def write_clip(path: Path, video, fps: int) -> None:
@@ -26,13 +26,15 @@ def write_clips(
     width: int = 64,
     fps: int = 16,
     seed: int = 0,
+    ranges: SceneRanges = VARIED,
 ) -> list[Path]:
-    """Write scenes 0..count-1 of `seed` into `folder` (existing clips are kept); returns the video paths."""
+    """Write scenes 0..count-1 of `seed` (drawn with `ranges`) into `folder` (existing clips are kept); returns the
+    video paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(count):
-        scene = scene_at(seed, i)
+        scene = scene_at(seed, i, ranges)
         path = folder / f"clip-{i:05d}.mp4"
         if not path.exists():
             write_clip(path, render(scene, frames, height, width), fps)

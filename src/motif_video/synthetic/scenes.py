@@ -36,7 +36,6 @@ DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down
 GROWTH = 2.0  # radius at the last frame / radius at the first frame, for "grows"
 TRAVEL = 0.4  # distance travelled, as a fraction of the frame side
 SUPERSAMPLE = 4
-JITTER = 0.06  # largest offset of the object's path from the centred one (fraction of the frame)
 
 TEMPLATES = {
     "move": (
@@ -81,28 +80,59 @@ class Scene:
         return (self.start[0] + dx * TRAVEL, self.start[1] + dy * TRAVEL)
 
 
-def sample_scene(rng: random.Random) -> Scene:
+@dataclass(frozen=True)
+class SceneRanges:
+    """How much scenes with the same labels differ: the object's half-size (fraction of the frame's short side; for
+    growing objects at the first frame) and the largest offset of its path from the centred one (fraction of the
+    frame). Every scene stays inside the frame for any ranges up to those of `VARIED`."""
+
+    radius: tuple[float, float]
+    grow_radius: tuple[float, float]
+    jitter: float
+
+    def __post_init__(self) -> None:
+        for name in ("radius", "grow_radius"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high <= VARIED_LIMITS[name]:
+                raise ValueError(
+                    f"{name} range {(low, high)} must satisfy 0 < low <= high <= {VARIED_LIMITS[name]}"
+                )
+        if not 0 <= self.jitter <= VARIED_LIMITS["jitter"]:
+            raise ValueError(f"jitter {self.jitter} must be in [0, {VARIED_LIMITS['jitter']}]")
+
+
+VARIED_LIMITS = {"radius": 0.24, "grow_radius": 0.16, "jitter": 0.06}
+# the scenes every stage trained on until the tenth session; the evaluation suite draws from them
+VARIED = SceneRanges(radius=(0.18, 0.24), grow_radius=(0.13, 0.16), jitter=0.06)
+# the same labels with less size and place variation, so that the mean clip of a caption keeps its shape's corners
+NARROW = SceneRanges(radius=(0.20, 0.22), grow_radius=(0.14, 0.15), jitter=0.02)
+RANGES = {"varied": VARIED, "narrow": NARROW}
+
+
+def sample_scene(rng: random.Random, ranges: SceneRanges = VARIED) -> Scene:
     """A random scene. The object's path is centred on the frame (moving objects travel through the centre, growing
-    ones grow there), give or take `JITTER`, so that its place follows from the caption and a small model learns the
-    colour, shape and motion words instead of having to guess where the object is. It stays inside the frame."""
+    ones grow there), give or take `ranges.jitter`, so that its place follows from the caption and a small model
+    learns the colour, shape and motion words instead of having to guess where the object is. It stays inside the
+    frame."""
     shape = rng.choice(SHAPES)
     background = rng.choice(sorted(BACKGROUNDS))
     colour = rng.choice([c for c in sorted(COLOURS) if c != background])
     motion = rng.choice(MOTIONS)
-    radius = rng.uniform(0.13, 0.16) if motion == "grows" else rng.uniform(0.18, 0.24)
+    radius = rng.uniform(*ranges.grow_radius) if motion == "grows" else rng.uniform(*ranges.radius)
     dx, dy = DIRECTIONS.get(motion, (0.0, 0.0))
     start = (
-        0.5 - dx * TRAVEL / 2 + rng.uniform(-JITTER, JITTER),
-        0.5 - dy * TRAVEL / 2 + rng.uniform(-JITTER, JITTER),
+        0.5 - dx * TRAVEL / 2 + rng.uniform(-ranges.jitter, ranges.jitter),
+        0.5 - dy * TRAVEL / 2 + rng.uniform(-ranges.jitter, ranges.jitter),
     )
     return Scene(
         shape, colour, background, motion, round(radius, 4), (round(start[0], 4), round(start[1], 4))
     )
 
 
-def scene_at(seed: int, index: int) -> Scene:
-    """The `index`-th scene of the stream drawn from `seed` (each independent of the others)."""
-    return sample_scene(random.Random(seed * 1_000_003 + index))
+def scene_at(seed: int, index: int, ranges: SceneRanges = VARIED) -> Scene:
+    """The `index`-th scene of the stream drawn from `seed` (each independent of the others). With other `ranges`
+    the same index has the same labels, only its size and place differ."""
+    return sample_scene(random.Random(seed * 1_000_003 + index), ranges)
 
 
 def caption(scene: Scene, template: int = 0) -> str:
