@@ -80,11 +80,15 @@ class Scene:
         return (self.start[0] + dx * TRAVEL, self.start[1] + dy * TRAVEL)
 
 
+# the largest ranges that keep every scene inside the frame (`VARIED` reaches them)
+RANGE_LIMITS = {"radius": 0.24, "grow_radius": 0.16, "jitter": 0.06}
+
+
 @dataclass(frozen=True)
 class SceneRanges:
     """How much scenes with the same labels differ: the object's half-size (fraction of the frame's short side; for
     growing objects at the first frame) and the largest offset of its path from the centred one (fraction of the
-    frame). Every scene stays inside the frame for any ranges up to those of `VARIED`."""
+    frame). Ranges beyond `RANGE_LIMITS` are refused."""
 
     radius: tuple[float, float]
     grow_radius: tuple[float, float]
@@ -93,20 +97,22 @@ class SceneRanges:
     def __post_init__(self) -> None:
         for name in ("radius", "grow_radius"):
             low, high = getattr(self, name)
-            if not 0 < low <= high <= VARIED_LIMITS[name]:
+            if not 0 < low <= high <= RANGE_LIMITS[name]:
                 raise ValueError(
-                    f"{name} range {(low, high)} must satisfy 0 < low <= high <= {VARIED_LIMITS[name]}"
+                    f"{name} range {(low, high)} must satisfy 0 < low <= high <= {RANGE_LIMITS[name]}"
                 )
-        if not 0 <= self.jitter <= VARIED_LIMITS["jitter"]:
-            raise ValueError(f"jitter {self.jitter} must be in [0, {VARIED_LIMITS['jitter']}]")
+        if not 0 <= self.jitter <= RANGE_LIMITS["jitter"]:
+            raise ValueError(f"jitter {self.jitter} must be in [0, {RANGE_LIMITS['jitter']}]")
 
 
-VARIED_LIMITS = {"radius": 0.24, "grow_radius": 0.16, "jitter": 0.06}
 # the scenes every stage trained on until the tenth session; the evaluation suite draws from them
-VARIED = SceneRanges(radius=(0.18, 0.24), grow_radius=(0.13, 0.16), jitter=0.06)
+VARIED = SceneRanges(
+    radius=(0.18, RANGE_LIMITS["radius"]),
+    grow_radius=(0.13, RANGE_LIMITS["grow_radius"]),
+    jitter=RANGE_LIMITS["jitter"],
+)
 # the same labels with less size and place variation, so that the mean clip of a caption keeps its shape's corners
 NARROW = SceneRanges(radius=(0.20, 0.22), grow_radius=(0.14, 0.15), jitter=0.02)
-RANGES = {"varied": VARIED, "narrow": NARROW}
 
 
 def sample_scene(rng: random.Random, ranges: SceneRanges = VARIED) -> Scene:
