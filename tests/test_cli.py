@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from motif_video.cli import main
 
 
@@ -19,3 +21,43 @@ def test_info_rejects_bad_sizes(capsys):
     assert "num_frames must be 4k+1" in capsys.readouterr().err
     assert main(["info", "tiny", "--size", "64by64"]) == 2
     assert "WIDTHxHEIGHTxFRAMES" in capsys.readouterr().err
+
+
+def _modules_after(code: str) -> set[str]:
+    """The modules a fresh interpreter has imported after running `code` (no timing: which modules, not how fast)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys; print('\\n'.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return set(out.split())
+
+
+HEAVY = {"diffusers", "peft", "transformers", "torch._dynamo", "accelerate"}
+
+
+def test_import_motif_video_loads_no_heavy_library():
+    loaded = _modules_after("import motif_video")
+    assert "motif_video" in loaded
+    assert not HEAVY & loaded, f"import motif_video pulled in {sorted(HEAVY & loaded)}"
+
+
+def test_cli_parsers_load_no_torch():
+    # `motif-video --help` and every subcommand's --help build only these parsers
+    loaded = _modules_after("from motif_video import cli; cli.build_parser()")
+    assert not (HEAVY | {"torch", "numpy"}) & loaded, sorted((HEAVY | {"torch", "numpy"}) & loaded)
+
+
+def test_lazy_exports_resolve_to_the_defining_modules():
+    import motif_video
+    from motif_video import pipelines, presets
+
+    assert motif_video.MotifVideoPipeline is pipelines.MotifVideoPipeline
+    assert motif_video.build_transformer is presets.build_transformer
+    assert set(motif_video.__all__) == set(motif_video._EXPORTS) <= set(dir(motif_video))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        motif_video.nope  # noqa: B018
