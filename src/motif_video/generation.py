@@ -261,28 +261,70 @@ def generate(request: GenerateRequest, log=print) -> dict[str, Any]:
     return result
 
 
+def prepare_pipeline(request: GenerateRequest, show_progress: bool = True):
+    """Load the request's pipeline and apply its memory, speed and parallel plans; returns (pipe, memory plan).
+
+    A long-lived worker (`motif-video serve`) calls this once and then `render_latents` / `write_video` per job.
+    """
+    from .parallel.pipeline import enable_parallel
+    from .pipelines.memory import apply_memory_plan
+    from .pipelines.speed import apply_speed_plan
+
+    pipe = load_pipeline(request)
+    pipe.set_progress_bar_config(disable=not show_progress)
+    plan = request.memory_plan()
+    apply_memory_plan(pipe, plan, torch.device(request.device))
+    apply_speed_plan(pipe, request.speed_plan())
+    enable_parallel(pipe, request.parallel)  # type: ignore[arg-type]
+    return pipe, plan
+
+
+def render_latents(pipe, request: GenerateRequest, i: int, image=None, step_cache=None, callback=None):
+    """The final latents of video i of the request (seed `seed + i`); `callback` is the pipeline's
+    `callback_on_step_end`."""
+    kwargs = {"image": image, "keep_first_frame": request.keep_first_frame} if image is not None else {}
+    return pipe(
+        prompt=request.prompts[i],
+        negative_prompt=request.negative_prompt,
+        height=request.height,
+        width=request.width,
+        num_frames=request.num_frames,
+        num_inference_steps=request.steps,
+        guidance=request.guidance,
+        guidance_scale=request.guidance_scale,
+        guidance_batching=request.guidance_batching,
+        shift=request.shift,
+        generator=torch.Generator("cpu").manual_seed(request.seed + i),
+        output_type="latent",
+        step_cache=step_cache,
+        callback_on_step_end=callback,
+        **kwargs,
+    ).frames
+
+
+def write_video(pipe, latents, path: Path, request: GenerateRequest) -> Path:
+    """Decode latents and write them as an MP4 at `path` (atomically: the file appears only when complete)."""
+    from .pipelines.export import write_mp4
+
+    frames = pipe.decode(latents, "np")[0]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_mp4(frames, path, fps=request.fps)
+
+
 def _generate_on_rank(request: GenerateRequest, rank: int, log) -> dict[str, Any]:
     import contextlib
 
     import PIL.Image
 
     from .models import attention_backend
-    from .parallel.pipeline import enable_parallel
     from .perf.step_cache import StepCache
-    from .pipelines.export import write_mp4
-    from .pipelines.memory import apply_memory_plan
-    from .pipelines.speed import apply_speed_plan, cache_summary
+    from .pipelines.speed import cache_summary
 
     device = torch.device(request.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
-    pipe = load_pipeline(request)
-    pipe.set_progress_bar_config(disable=rank != 0)
-    plan = request.memory_plan()
-    apply_memory_plan(pipe, plan, device)
-    apply_speed_plan(pipe, request.speed_plan())
-    enable_parallel(pipe, request.parallel)  # type: ignore[arg-type]
+    pipe, plan = prepare_pipeline(request, show_progress=rank == 0)
     log(f"memory mode: {plan.describe()}; speed: {request.speed_plan().describe()}; parallel: {request.parallel}"
         f"{f' over {request.world_size} processes' if request.world_size > 1 else ''}")  # fmt: skip
     image = PIL.Image.open(request.image).convert("RGB") if request.image is not None else None
@@ -302,35 +344,15 @@ def _generate_on_rank(request: GenerateRequest, rank: int, log) -> dict[str, Any
     written, cache_lines = [], []
     with backend:
         for i in mine:
-            prompt, path = request.prompts[i], request.outputs[i]
-            kwargs = (
-                {"image": image, "keep_first_frame": request.keep_first_frame} if image is not None else {}
-            )
-            latents = pipe(
-                prompt=prompt,
-                negative_prompt=request.negative_prompt,
-                height=request.height,
-                width=request.width,
-                num_frames=request.num_frames,
-                num_inference_steps=request.steps,
-                guidance=request.guidance,
-                guidance_scale=request.guidance_scale,
-                guidance_batching=request.guidance_batching,
-                shift=request.shift,
-                generator=torch.Generator("cpu").manual_seed(request.seed + i),
-                output_type="latent",
-                step_cache=cache,
-                **kwargs,
-            ).frames
+            path = request.outputs[i]
+            latents = render_latents(pipe, request, i, image=image, step_cache=cache)
             if i == mine[0] and pipe.last_sampler is not None:
                 log(f"sampler: Euler, shift {pipe.last_sampler.shift:g} ({pipe.last_sampler.source})")
             if cache is not None:
                 cache_lines.append((i, cache_summary(cache.report())))
             if not writes:
                 continue
-            frames = pipe.decode(latents, "np")[0]
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_mp4(frames, path, fps=request.fps)
+            write_video(pipe, latents, path, request)
             if request.save_latents:
                 _save_latents(latents, path.with_suffix(".latents.safetensors"), request.seed + i)
             written.append(path)
