@@ -1,11 +1,14 @@
-"""Writing videos: MP4 (H.264, yuv420p) through PyAV, into a temporary file renamed on success."""
+"""Writing videos: MP4 (H.264, yuv420p) through PyAV, into a temporary file renamed on success; byte-for-byte
+reproducible, with the generation settings stored in the file."""
 
 from __future__ import annotations
 
+import json
 import os
-import tempfile
+import secrets
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,8 +25,25 @@ def to_uint8_frames(frames) -> np.ndarray:
     return (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def write_mp4(frames, path: str | os.PathLike, fps: int = DEFAULT_FPS, crf: int = 18) -> Path:
-    """Write frames ([F, H, W, 3]; see `to_uint8_frames`) as an MP4; the file appears only once it is complete."""
+# x264 with a fixed thread count: its automatic count follows the machine's cores, and the stream (not only its
+# bytes) changes with the count, so the same frames would give a different video on another machine.
+ENCODER_THREADS = 1
+METADATA_KEY = "comment"  # the MP4 tag (udta ©cmt) holding `metadata` as JSON
+
+
+def write_mp4(
+    frames,
+    path: str | os.PathLike,
+    fps: int = DEFAULT_FPS,
+    crf: int = 18,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write frames ([F, H, W, 3]; see `to_uint8_frames`) as an MP4; the file appears only once it is complete.
+
+    The same frames and `metadata` give the same bytes on every run (one encoder thread). `metadata` (JSON-able) is
+    stored as the container's `comment` tag; `read_mp4_metadata` reads it back. The file's mode follows the umask,
+    as for any new file.
+    """
     import av
 
     if fps <= 0:
@@ -31,23 +51,58 @@ def write_mp4(frames, path: str | os.PathLike, fps: int = DEFAULT_FPS, crf: int 
     video = to_uint8_frames(frames)
     if video.ndim != 4 or video.shape[-1] != 3 or len(video) == 0:
         raise ValueError(f"frames must be [F, H, W, 3] with F >= 1, got shape {video.shape}")
+    comment = json.dumps(metadata, sort_keys=True, ensure_ascii=False) if metadata is not None else None
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".mp4.part", dir=path.parent or ".")
-    os.close(fd)
+    tmp = _new_part_file(path)
     try:
-        with av.open(tmp, mode="w", format="mp4") as container:
+        with av.open(str(tmp), mode="w", format="mp4") as container:
+            if comment is not None:
+                container.metadata[METADATA_KEY] = comment
             stream = container.add_stream("libx264", rate=fps)
             stream.width, stream.height = video.shape[2], video.shape[1]
             stream.pix_fmt = "yuv420p"
-            stream.options = {"crf": str(crf)}
+            stream.codec_context.thread_count = ENCODER_THREADS
+            stream.options = {"crf": str(crf), "threads": str(ENCODER_THREADS)}
             for frame in video:
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
             container.mux(stream.encode())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _new_part_file(path: Path) -> Path:
+    """Create `.<stem>.<random>.mp4.part` beside `path` with mode 0o666 less the umask (mkstemp would give 0o600)."""
+    folder = path.parent if str(path.parent) else Path(".")
+    for _ in range(100):
+        tmp = folder / f".{path.stem}.{secrets.token_hex(4)}.mp4.part"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"could not create a temporary file beside {path}")
+
+
+def read_mp4_metadata(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The `metadata` dict `write_mp4` stored in a video, or None when it has none (another tool's video)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            comment = container.metadata.get(METADATA_KEY)
+    except (OSError, av.FFmpegError) as exc:
+        raise ValueError(f"{str(path)!r} is not a readable video ({exc})") from exc
+    if not comment:
+        return None
+    try:
+        data = json.loads(comment)
+    except json.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def read_mp4_info(path: str | os.PathLike) -> dict:

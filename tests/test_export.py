@@ -1,0 +1,77 @@
+"""MP4 writing: the same frames give the same bytes (any core count), the settings travel in the file, the mode
+follows the umask."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from motif_video.pipelines.export import read_mp4_info, read_mp4_metadata, write_mp4
+
+# 256x256: large enough for x264's automatic thread count (which follows the cores) to change the stream
+_CLIP = """
+import numpy as np
+rng = np.random.default_rng(0)
+base = rng.integers(0, 255, (32, 32, 3))
+frames = np.stack([np.kron(np.roll(base, f, axis=1), np.ones((8, 8, 1))) for f in range(33)])
+frames = np.clip(frames + rng.integers(-10, 10, frames.shape), 0, 255).astype(np.uint8)
+"""
+
+
+def _clip() -> np.ndarray:
+    scope: dict = {}
+    exec(_CLIP, scope)
+    return scope["frames"]
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def test_same_frames_give_the_same_bytes_on_every_run_and_core_count(tmp_path):
+    frames = _clip()
+    digests = {_digest(write_mp4(frames, tmp_path / f"{i}.mp4", metadata={"seed": 1})) for i in range(3)}
+    assert len(digests) == 1
+    # a fresh process pinned to one core (x264's automatic thread count would differ from this one's)
+    one_core = (
+        "import os\n"
+        "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+        f"{_CLIP}\n"
+        "from motif_video.pipelines.export import write_mp4\n"
+        f"write_mp4(frames, {str(tmp_path / 'pinned.mp4')!r}, metadata={{'seed': 1}})\n"
+    )
+    subprocess.run([sys.executable, "-c", one_core], check=True)
+    assert _digest(tmp_path / "pinned.mp4") == digests.pop()
+    assert read_mp4_info(tmp_path / "pinned.mp4") == {"frames": 33, "width": 256, "height": 256, "fps": 24.0}
+
+
+def test_metadata_round_trips(tmp_path):
+    settings = {
+        "prompt": "un cercle rouge ↑",
+        "seed": 7,
+        "shift": 3.0,
+        "negative_prompt": None,
+        "size": [64, 64],
+    }
+    path = write_mp4(np.zeros((5, 32, 32, 3), np.uint8), tmp_path / "a.mp4", metadata=settings)
+    assert read_mp4_metadata(path) == settings
+    assert read_mp4_metadata(write_mp4(np.zeros((5, 32, 32, 3), np.uint8), tmp_path / "b.mp4")) is None
+    (tmp_path / "c.mp4").write_bytes(b"not a video")
+    with pytest.raises(ValueError, match="c.mp4' is not a readable video"):
+        read_mp4_metadata(tmp_path / "c.mp4")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_mode_follows_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        path = write_mp4(np.zeros((1, 16, 16, 3), np.uint8), tmp_path / "clip.mp4")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]  # no temporary file left
