@@ -1,9 +1,11 @@
-"""`motif-video eval` on a model trained on procedural scenes: generate the suite, read each clip, score it.
+"""`motif-video eval` on a model trained on procedural scenes: generate the suite, read every frame, score it.
 
 For every (case, seed): text-to-video from the caption, and (unless disabled) image-to-video from the case's
-ground-truth first frame. Each clip is read by `analysis.read_clip`; accuracies are the fraction of clips whose
-read label equals the prompt's. I2V adds first-frame PSNR against the condition image. Timing covers the
-pipeline call (sampling + VAE decode), not loading.
+ground-truth first frame. The suite (`suite.eval_suite`) has `prompts` cases of label combinations seen in training
+and `prompts` of held-out ones, scored separately (`scores.figures`: per clip, per frame, frame 0). I2V adds
+first-frame PSNR against the condition image. `seconds_per_video` is the run's wall time (loading included) over
+the videos it made; `generate_seconds_per_video` the pipeline calls alone (sampling + VAE decode). One progress bar
+counts the videos; the pipelines' per-step bars are off.
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ import numpy as np
 import torch
 
 from .analysis import psnr_uint8, read_clip
-from .suite import SUITE_SEED, prompt_suite
+from .scores import figures
+from .suite import GROUPS, SPLITS, eval_suite
 
 
 @dataclass
 class OfflineEvalConfig:
     model: str = "small"
-    prompts: int = 20
+    prompts: int = 20  # per group (seen, held out)
     seeds: int = 2
+    split: str = "test"  # "test" (reported) or "validation" (for choosing between builds)
     steps: int | None = None  # None: the model's generation_config.json
     height: int | None = None
     width: int | None = None
@@ -35,8 +39,17 @@ class OfflineEvalConfig:
     cache_threshold: float = 0.0  # step cache (First Block Cache) threshold; 0 = off
     fp8: str | None = None  # None, "weight_only" or "dynamic" (torchao)
     i2v: bool = True
-    suite_seed: int = SUITE_SEED
     threads: int = 0  # torch CPU threads; 0 = leave as is
+    progress: bool = True  # one bar over all videos (stderr)
+
+    def validate(self) -> OfflineEvalConfig:
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+        if self.prompts < 1:
+            raise ValueError(f"prompts must be >= 1, got {self.prompts}")
+        if self.split not in SPLITS:
+            raise ValueError(f"split {self.split!r} is not one of {list(SPLITS)}")
+        return self
 
 
 @contextlib.contextmanager
@@ -59,32 +72,9 @@ def step_cache_on(transformer: torch.nn.Module, threshold: float) -> Iterator[An
         handle.remove()
 
 
-def _score(readings: list[tuple[dict, dict]]) -> dict[str, float]:
-    def accuracy(key: str, truth_key: str | None = None) -> float:
-        return sum(read[key] == truth[truth_key or key] for read, truth in readings) / len(readings)
-
-    return {
-        "color_accuracy": accuracy("colour"),
-        "shape_accuracy": accuracy("shape"),
-        "direction_accuracy": accuracy("motion"),
-        "background_accuracy": accuracy("background"),
-    }
-
-
-def run_offline_eval(config: OfflineEvalConfig, log=print) -> dict[str, Any]:
-    """Generate and score the suite; returns one flat dict of figures (T2V keys bare, I2V keys prefixed i2v_)."""
-    from ..model_defaults import generation_defaults
+def _load(config: OfflineEvalConfig):
     from ..pipelines import MotifVideoImageToVideoPipeline, MotifVideoPipeline
 
-    if config.seeds < 1:
-        raise ValueError(f"seeds must be >= 1, got {config.seeds}")
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    defaults = generation_defaults(config.model)
-    steps = config.steps or defaults["steps"]
-    height, width = config.height or defaults["height"], config.width or defaults["width"]
-    frames = config.num_frames or defaults["num_frames"]
-    negative = defaults.get("negative_prompt")
     t2v = MotifVideoPipeline.from_pretrained(config.model, dtype=torch.float32)
     if config.fp8:
         from ..perf.fp8 import quantize_fp8
@@ -95,35 +85,52 @@ def run_offline_eval(config: OfflineEvalConfig, log=print) -> dict[str, Any]:
             raise ValueError(str(exc)) from exc
     # from_pipe keeps the folder's generation defaults (the I2V blur and first-frame settings it was trained for)
     i2v = MotifVideoImageToVideoPipeline.from_pipe(t2v) if config.i2v else None
-    cases = prompt_suite(config.prompts, config.suite_seed)
-    results: dict[str, list] = {"t2v": [], "i2v": []}
-    seconds: list[float] = []
-    first_psnr: list[float] = []
-    flicker: dict[str, list[float]] = {"t2v": [], "i2v": []}
-    skipped = 0
-    calls = 0
+    for pipe in (t2v, i2v):
+        if pipe is not None:
+            pipe.set_progress_bar_config(disable=True)
+    return t2v, i2v
+
+
+def run_offline_eval(config: OfflineEvalConfig) -> dict[str, Any]:
+    """Generate and score the suite. Returns {"t2v": {group: figures}, "i2v": {group: figures + first_frame_psnr},
+    and the run's settings and timings}."""
+    from tqdm.auto import tqdm
+
+    from ..model_defaults import generation_defaults
+
+    config.validate()
+    start = time.perf_counter()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    defaults = generation_defaults(config.model)
+    steps = config.steps or defaults["steps"]
+    height, width = config.height or defaults["height"], config.width or defaults["width"]
+    frames = config.num_frames or defaults["num_frames"]
+    t2v, i2v = _load(config)
+    load_seconds = time.perf_counter() - start
+    cases = eval_suite(config.prompts, config.split)
+    modes = [("t2v", t2v)] + ([("i2v", i2v)] if i2v is not None else [])
+    readings: dict[str, dict[str, list]] = {mode: {g: [] for g in GROUPS} for mode, _ in modes}
+    first_psnr: dict[str, list[float]] = {g: [] for g in GROUPS}
+    generate_seconds = 0.0
+    skipped = calls = 0
     common = dict(
         height=height,
         width=width,
         num_frames=frames,
         num_inference_steps=steps,
         guidance_scale=config.guidance_scale,
-        negative_prompt=negative,
+        negative_prompt=defaults.get("negative_prompt"),
         output_type="np",
         guidance_batching="batched",
     )
-    with step_cache_on(t2v.transformer, config.cache_threshold) as cache:
+    bar = tqdm(
+        total=len(cases) * config.seeds * len(modes), desc="eval", unit="video", disable=not config.progress
+    )
+    with bar, step_cache_on(t2v.transformer, config.cache_threshold) as cache:
         for case in cases:
-            truth = {
-                "colour": case.scene.colour,
-                "shape": case.scene.shape,
-                "motion": case.scene.motion,
-                "background": case.scene.background,
-            }
             for seed in range(config.seeds):
-                for mode, pipe in (("t2v", t2v), ("i2v", i2v)):
-                    if pipe is None:
-                        continue
+                for mode, pipe in modes:
                     extra: dict[str, Any] = {}
                     if mode == "i2v":
                         import PIL.Image
@@ -131,39 +138,53 @@ def run_offline_eval(config: OfflineEvalConfig, log=print) -> dict[str, Any]:
                         condition = case.first_frame(height, width, frames)
                         extra["image"] = PIL.Image.fromarray(condition)
                     generator = torch.Generator("cpu").manual_seed(seed)
-                    start = time.perf_counter()
+                    called = time.perf_counter()
                     video = pipe(prompt=case.prompt, generator=generator, **common, **extra).frames[0]
-                    seconds.append(time.perf_counter() - start)
+                    generate_seconds += time.perf_counter() - called
                     if cache is not None:
                         report = cache.report().get("batch")
                         calls += report.calls if report else 0
                         skipped += len(report.skipped) if report else 0
                         cache.reset()
                     clip = np.round(np.clip(video, 0, 1) * 255).astype(np.uint8)
-                    reading = read_clip(clip)
-                    results[mode].append((reading.labels(), truth))
-                    flicker[mode].append(reading.flicker)
+                    readings[mode][case.group].append((read_clip(clip), case.scene))
                     if mode == "i2v":
-                        first_psnr.append(psnr_uint8(clip[0], condition))
-            log(f"{case.prompt}: {results['t2v'][-1][0]}")
-    figures: dict[str, Any] = {**_score(results["t2v"]), "temporal_flicker": statistics.mean(flicker["t2v"])}
-    if i2v is not None:
-        figures.update({f"i2v_{k}": v for k, v in _score(results["i2v"]).items()})
-        figures["i2v_first_frame_psnr"] = statistics.mean(first_psnr)
-        figures["i2v_temporal_flicker"] = statistics.mean(flicker["i2v"])
-    figures.update(
+                        first_psnr[case.group].append(psnr_uint8(clip[0], condition))
+                    bar.update()
+    videos = bar.n
+    result: dict[str, Any] = {}
+    for mode, by_group in readings.items():
+        result[mode] = {group: figures(pairs) for group, pairs in by_group.items()}
+        if mode == "i2v":
+            for group in GROUPS:
+                result[mode][group]["first_frame_psnr"] = statistics.mean(first_psnr[group])
+    result.update(
         {
-            "videos": len(seconds),
-            "seconds_per_video": statistics.median(seconds),
+            "videos": videos,
+            "seconds_per_video": (time.perf_counter() - start) / videos,
+            "generate_seconds_per_video": generate_seconds / videos,
+            "load_seconds": load_seconds,
+            "split": config.split,
+            "prompts_per_group": config.prompts,
+            "seeds": config.seeds,
             "steps": steps,
             "size": [frames, height, width],
             "cache_threshold": config.cache_threshold,
             "cache_skipped_fraction": skipped / calls if calls else 0.0,
             "fp8": config.fp8 or "off",
             "model": config.model,
-            "prompts": config.prompts,
-            "seeds": config.seeds,
             "threads": torch.get_num_threads(),
         }
     )
-    return figures
+    return result
+
+
+def flatten(result: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"t2v": {"seen": {"colour": 1.0}}} -> {"t2v.seen.colour": 1.0}."""
+    flat: dict[str, Any] = {}
+    for key, value in result.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
