@@ -31,6 +31,7 @@ from . import prompts as P
 from .defaults import GenerationDefaults, embedded_guidance, load_student_pipeline
 from .guidance import GuidanceConfig, Guider, config_from_guider
 from .latents import decode_latents
+from .lora import MotifVideoLoraLoaderMixin
 from .sampling import SamplerChoice, choose_shift, scheduler_config_of
 
 OutputType = Literal["pil", "np", "pt", "latent"]
@@ -90,7 +91,7 @@ class RunPlan:
     sigmas: torch.Tensor  # N + 1 values, float64
 
 
-class MotifVideoBasePipeline(DiffusionPipeline):
+class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
     model_cpu_offload_seq = "text_encoder->transformer->vae"
     _optional_components = ["scheduler", "guider", "feature_extractor"]
     _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]

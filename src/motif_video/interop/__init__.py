@@ -1,0 +1,12 @@
+"""Interoperability with the community's tools: LoRA key formats (diffusers, peft, kohya/musubi, ComfyUI), the
+released checkpoint naming that ComfyUI and diffusers' single-file loader read, and GGUF transformer files.
+
+- `lora_keys`: LoRA state dicts in each format <-> one canonical adapter (pure functions).
+- `checkpoint`: a transformer's weights in the released naming (layout and guidance folds).
+- `gguf_files`: GGUF writing and loading (dequantised per layer on the fly).
+- `export`: `motif-video export`.
+"""
+
+from .lora_keys import LORA_FORMATS, Adapter, LoraLayer, detect_format, linear_shapes, parse_lora
+
+__all__ = ["LORA_FORMATS", "Adapter", "LoraLayer", "detect_format", "linear_shapes", "parse_lora"]

@@ -1,0 +1,209 @@
+"""`motif-video export`: transformers, students and LoRAs as one file for ComfyUI, diffusers' single-file loader and
+GGUF runtimes.
+
+What a source path can be, and what is written:
+
+| source | `.safetensors` | `--gguf TYPE` |
+|---|---|---|
+| model folder (`model_index.json`), transformer folder, full student folder | transformer, released naming | yes |
+| LoRA file (any format `lora_keys` reads), LoRA folder, LoRA student folder | LoRA, `diffusion_model.` keys | refused |
+
+Every file carries metadata (`motif_video.kind`, `motif_video.version`, `motif_video.base_model`, the transformer's
+`motif_video.config`; a LoRA's rank and alpha, also under kohya's `ss_network_dim` / `ss_network_alpha`) and is
+written atomically (a temporary file, then a rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from . import checkpoint, lora_keys
+from .gguf_files import CONFIG_KEY, write_gguf
+
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    kind: str  # "transformer" or "lora"
+    tensors: int
+    notes: tuple[str, ...] = ()
+
+
+def export(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    gguf: str | None = None,
+    guidance_scale: float | None = None,
+    base_model: str | None = None,
+    dtype: torch.dtype | None = None,
+) -> ExportResult:
+    """Export `source` (see the module table) to `output`; `gguf` a type such as "Q8_0" for a GGUF transformer."""
+    from .. import __version__
+
+    source, output = Path(source), Path(output)
+    expected = ".gguf" if gguf else ".safetensors"
+    if output.suffix != expected:
+        raise ValueError(f"--output must end in {expected} for this export, got {output}")
+    lora_file, base = find_lora(source)
+    meta = {"motif_video.version": __version__}
+    if lora_file is not None:
+        if gguf:
+            raise ValueError(
+                f"{source} is a LoRA; GGUF holds a whole transformer: export the LoRA as .safetensors, or "
+                "export the base model with --gguf and load the LoRA on top of it"
+            )
+        return export_lora(lora_file, output, base_model or base, meta)
+    transformer, notes, base, scale = _load_transformer(source, guidance_scale)
+    state = checkpoint.released_state_dict(transformer, guidance_scale=scale, dtype=dtype)
+    meta.update(
+        {
+            "motif_video.kind": "transformer",
+            "motif_video.base_model": base_model or base or str(source),
+            CONFIG_KEY: json.dumps(checkpoint.released_config(transformer), sort_keys=True),
+        }
+    )
+    if scale is not None:
+        meta["motif_video.folded_guidance_scale"] = str(scale)
+    if gguf:
+        counts = write_gguf(state, output, gguf, meta)
+        notes = (*notes, "tensor types: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    else:
+        save_safetensors(state, output, meta)
+    return ExportResult(output, "transformer", len(state), notes)
+
+
+def export_lora(lora_file: Path, output: Path, base_model: str | None, meta: dict[str, str]) -> ExportResult:
+    """A LoRA file in any format, checked against the base transformer's modules, written in ComfyUI's layout."""
+    if base_model is None:
+        raise ValueError(
+            f"exporting the LoRA {lora_file} needs its base model (--base-model: folder, shipped name or Hub id) "
+            "to check its modules and shapes"
+        )
+    state, file_meta = read_safetensors(lora_file)
+    adapter = lora_keys.parse_lora(state, base_linear_shapes(base_model), file_meta)
+    ranks = Counter(layer.rank for layer in adapter.values())
+    alphas = Counter(layer.alpha for layer in adapter.values())
+    rank, alpha = ranks.most_common(1)[0][0], alphas.most_common(1)[0][0]
+    meta = {
+        **meta,
+        "motif_video.kind": "lora",
+        "motif_video.base_model": base_model,
+        "motif_video.rank": str(rank),
+        "motif_video.alpha": f"{alpha:g}",
+        "ss_network_dim": str(rank),
+        "ss_network_alpha": f"{alpha:g}",
+    }
+    notes = ()
+    if len(ranks) > 1 or len(alphas) > 1:
+        notes = (
+            f"ranks {dict(ranks)} and alphas {dict(alphas)} vary by module; each module's alpha key holds its own",
+        )
+    out = lora_keys.to_comfyui(adapter)
+    save_safetensors(out, output, meta)
+    return ExportResult(output, "lora", len(out), notes)
+
+
+def find_lora(source: Path) -> tuple[Path | None, str | None]:
+    """(the LoRA file, the base model its folder names) when `source` is a LoRA file, LoRA folder or LoRA student."""
+    from ..pipelines.defaults import GenerationDefaults
+
+    if source.is_file():
+        if source.suffix != ".safetensors":
+            raise ValueError(f"{source} is not a .safetensors file (LoRA) nor a model folder")
+        return source, None
+    if not source.is_dir():
+        raise ValueError(f"{source} does not exist")
+    defaults = GenerationDefaults.read(source)
+    if defaults is not None and defaults.adapter == "lora":
+        return source / "lora" / LORA_WEIGHT_NAME, defaults.base_model
+    if (source / LORA_WEIGHT_NAME).is_file():
+        return source / LORA_WEIGHT_NAME, None
+    return None, None
+
+
+def _load_transformer(
+    source: Path, guidance_scale: float | None
+) -> tuple[Any, tuple[str, ...], str | None, float | None]:
+    """The transformer of a model, transformer or student folder; the guidance scale to fold for a student."""
+    from ..models import MotifVideoTransformer
+    from ..pipelines.defaults import GenerationDefaults
+
+    notes: list[str] = []
+    folder = source / "transformer" if (source / "transformer" / "config.json").is_file() else source
+    if not (folder / "config.json").is_file():
+        raise ValueError(
+            f"{source} is neither a model folder (transformer/config.json), a transformer folder (config.json), "
+            "a student folder nor a LoRA"
+        )
+    transformer = MotifVideoTransformer.from_pretrained(folder)
+    defaults = GenerationDefaults.read(source)
+    base = defaults.base_model if defaults is not None else None
+    if transformer.cross_attention_layout == "shared":
+        notes.append("shared cross-attention folded into the released separate layout")
+    scale = guidance_scale
+    if getattr(transformer.config, "guidance_embeds", False):
+        if scale is None and defaults is not None and defaults.guidance_scale is not None:
+            scale = float(defaults.guidance_scale)
+        if scale is not None:
+            notes.append(f"guidance embedding folded at guidance scale {scale:g}")
+    return transformer, tuple(notes), base, scale
+
+
+def base_linear_shapes(base_model: str) -> dict[str, tuple[int, int]]:
+    """The Linear shapes of a base model's transformer, built from its config alone (no weights are read)."""
+    from ..hub import resolve_folder
+    from ..models import MotifVideoTransformer
+    from ..models.loading import read_config
+    from ..presets import PRESETS
+
+    if base_model in PRESETS:
+        config = dict(PRESETS[base_model])
+    else:
+        config = read_config(MotifVideoTransformer, resolve_folder(base_model, subfolder="transformer"))
+    with torch.device("meta"):
+        model = MotifVideoTransformer(**config, cross_attention_layout="separate")
+    return lora_keys.linear_shapes(model)
+
+
+def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and header metadata of a safetensors file (a clear error for a truncated or foreign file)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})  # noqa: SIM118
+    except Exception as exc:
+        raise ValueError(f"cannot read {path} as safetensors: {exc}") from exc
+
+
+def save_safetensors(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> Path:
+    """Write `state` with `metadata` (plus format=pt) to `path` atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        save_file(
+            {k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"format": "pt", **metadata}
+        )
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_transformer_file(path: str | os.PathLike, config: dict[str, Any] | None = None, dtype=None):
+    """A transformer from a single-file export (`.safetensors` in the released naming); config from its metadata."""
+    state, meta = read_safetensors(Path(path))
+    if config is None:
+        if CONFIG_KEY not in meta:
+            raise ValueError(f"{path} carries no transformer config ({CONFIG_KEY}); pass the config")
+        config = json.loads(meta[CONFIG_KEY])
+    return checkpoint.transformer_from_state_dict(state, config, dtype)

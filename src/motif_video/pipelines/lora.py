@@ -1,0 +1,168 @@
+"""diffusers' LoRA conventions on our pipelines, with every format `interop.lora_keys` reads.
+
+`MotifVideoLoraLoaderMixin` builds on diffusers' `LoraBaseMixin` (which gives `set_adapters`, `disable_lora`,
+`enable_lora`, `delete_adapters`, `get_active_adapters`, `unload_lora_weights`) and peft:
+
+    pipe.load_lora_weights("style.safetensors", adapter_name="style")       # diffusers, kohya/musubi, ComfyUI keys
+    pipe.load_lora_weights("user/repo", weight_name="x.safetensors", adapter_name="x")
+    pipe.set_adapters(["style", "x"], adapter_weights=[0.8, 0.5])
+    pipe.fuse_lora(); ...; pipe.unfuse_lora()                               # unfuse restores the weights bit-exactly
+    pipe.unload_lora_weights()
+
+A file is converted to one canonical adapter on load; an unknown key, a module the transformer lacks or a shape that
+does not fit is a `ValueError` naming it. `fuse_lora` keeps a copy of each weight it changes, so `unfuse_lora`
+restores them exactly (peft's subtraction would leave rounding differences); the copy costs the memory of the
+adapted layers' weights until `unfuse_lora`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers.loaders.lora_base import LoraBaseMixin
+
+from ..interop import lora_keys
+
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+
+
+def read_lora_file(
+    path_or_repo: str | os.PathLike, weight_name: str | None = None, **hub: Any
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, header metadata) of a LoRA: a .safetensors file, a folder holding one, or a Hub repo id."""
+    from ..interop.export import read_safetensors
+
+    path = Path(path_or_repo).expanduser()
+    if path.is_file():
+        return read_safetensors(path)
+    if path.is_dir():
+        candidates = (
+            [path / weight_name]
+            if weight_name
+            else [path / LORA_WEIGHT_NAME, path / "lora" / LORA_WEIGHT_NAME]
+        )
+        found = [c for c in candidates if c.is_file()] or sorted(path.glob("*.safetensors"))
+        if len(found) != 1 and not (found and found[0] in candidates):
+            raise ValueError(
+                f"{path} holds {len(found)} .safetensors files and no {LORA_WEIGHT_NAME}: pass weight_name"
+            )
+        return read_safetensors(found[0])
+    name = str(path_or_repo)
+    if name.count("/") != 1 or name.startswith((".", "/", "~")):
+        raise ValueError(f"LoRA {name!r} is neither a file, a folder nor a Hub repo id")
+    from huggingface_hub import hf_hub_download
+
+    file = hf_hub_download(name, weight_name or LORA_WEIGHT_NAME, **hub)
+    return read_safetensors(Path(file))
+
+
+class MotifVideoLoraLoaderMixin(LoraBaseMixin):
+    """LoRA loading, weighting, fusing and unloading for the pipeline's transformer (diffusers' API)."""
+
+    _lora_loadable_modules = ["transformer"]
+    transformer_name = "transformer"
+
+    @classmethod
+    def lora_state_dict(
+        cls, pretrained_model_name_or_path_or_dict: Any, weight_name: str | None = None, **kwargs: Any
+    ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        """The LoRA's tensors as stored and its header metadata (a dict is returned as is, with no metadata)."""
+        if isinstance(pretrained_model_name_or_path_or_dict, dict):
+            return dict(pretrained_model_name_or_path_or_dict), {}
+        hub = {
+            k: kwargs[k]
+            for k in ("revision", "cache_dir", "token", "local_files_only", "subfolder")
+            if k in kwargs
+        }
+        return read_lora_file(pretrained_model_name_or_path_or_dict, weight_name, **hub)
+
+    def load_lora_weights(
+        self,
+        pretrained_model_name_or_path_or_dict: Any,
+        adapter_name: str | None = None,
+        weight_name: str | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """Load a LoRA (file, folder, Hub id or state dict; any supported format) as `adapter_name`; returns the
+        name used (diffusers' `default_<n>` when none is given). The new adapter becomes active beside the others."""
+        state, metadata = self.lora_state_dict(pretrained_model_name_or_path_or_dict, weight_name, **kwargs)
+        transformer = getattr(self, self.transformer_name)
+        adapter = lora_keys.parse_lora(state, lora_keys.linear_shapes(transformer), metadata)
+        return self.load_lora_into_transformer(adapter, transformer, adapter_name)
+
+    @classmethod
+    def load_lora_into_transformer(
+        cls, adapter: lora_keys.Adapter, transformer: torch.nn.Module, adapter_name: str | None = None
+    ) -> str:
+        """Add a canonical adapter to `transformer` through peft (per-module ranks and alphas kept)."""
+        from diffusers.utils.peft_utils import get_adapter_name
+
+        name = adapter_name or get_adapter_name(transformer)
+        if name in getattr(transformer, "peft_config", {}):
+            raise ValueError(f"adapter name {name!r} is already in use; pass another adapter_name")
+        state, config = lora_keys.to_peft(adapter)
+        param = next(transformer.parameters())
+        dtype = param.dtype if param.is_floating_point() else torch.float32
+        state = {k: v.to(device=param.device, dtype=dtype) for k, v in state.items()}
+        active = list(_active_adapters(transformer))
+        transformer.load_lora_adapter(state, prefix=None, adapter_name=name, metadata=config)
+        if active:  # diffusers activates only the new adapter; keep the earlier ones at their weights too
+            transformer.set_adapters([*active, name])
+        return name
+
+    @classmethod
+    def save_lora_weights(
+        cls, save_directory: str | os.PathLike, transformer: torch.nn.Module, adapter_name: str = "default"
+    ) -> Path:
+        """Write one adapter of `transformer` as `save_directory/pytorch_lora_weights.safetensors` (diffusers format)."""
+        from ..training.lora import save_lora
+
+        return save_lora(transformer, save_directory, adapter_name)
+
+    def fuse_lora(
+        self,
+        components: list[str] | None = None,
+        lora_scale: float = 1.0,
+        safe_fusing: bool = False,
+        adapter_names: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Merge the active (or named) adapters into the weights; the weights before are kept for `unfuse_lora`."""
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        transformer = getattr(self, self.transformer_name)
+        saved = self.__dict__.setdefault("_weights_before_fuse", {})
+        for name, module in transformer.named_modules():
+            if isinstance(module, BaseTunerLayer) and name not in saved:
+                saved[name] = module.get_base_layer().weight.detach().clone()
+        super().fuse_lora(
+            components=components or ["transformer"],
+            lora_scale=lora_scale,
+            safe_fusing=safe_fusing,
+            adapter_names=adapter_names,
+            **kwargs,
+        )
+
+    def unfuse_lora(self, components: list[str] | None = None, **kwargs: Any) -> None:
+        """Undo `fuse_lora`: the weights are restored bit-exactly from the copies `fuse_lora` kept."""
+        super().unfuse_lora(components=components or ["transformer"], **kwargs)
+        transformer = getattr(self, self.transformer_name)
+        saved = self.__dict__.pop("_weights_before_fuse", {})
+        with torch.no_grad():
+            for name, weight in saved.items():
+                transformer.get_submodule(name).get_base_layer().weight.copy_(weight)
+
+    def unload_lora_weights(self) -> None:
+        """Remove every adapter (fused ones are unfused first, so the base weights come back exactly)."""
+        if self.__dict__.get("_weights_before_fuse"):
+            self.unfuse_lora()
+        super().unload_lora_weights()
+
+
+def _active_adapters(transformer: torch.nn.Module) -> list[str]:
+    if not getattr(transformer, "_hf_peft_config_loaded", False):
+        return []
+    return list(transformer.active_adapters())

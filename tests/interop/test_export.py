@@ -1,0 +1,167 @@
+"""`motif-video export` to one .safetensors: round trips, the released naming (read by diffusers' single-file loader),
+the shared-layout and guidance folds, and clear refusals."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from motif_video import __version__
+from motif_video.cli import main
+from motif_video.interop import lora_keys as K
+from motif_video.interop.export import export, load_transformer_file, read_safetensors
+from motif_video.testing import tiny_transformer
+
+from .helpers import inputs, random_adapter, run
+
+
+@pytest.fixture(scope="module")
+def transformer_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("export") / "transformer"
+    tiny_transformer(0).save_pretrained(folder)
+    return folder
+
+
+def test_transformer_round_trip_keys_values_and_metadata(transformer_folder, tmp_path):
+    from motif_video.models import MotifVideoTransformer
+
+    model = MotifVideoTransformer.from_pretrained(transformer_folder)
+    out = tmp_path / "motif.safetensors"
+    result = export(transformer_folder, out)
+    state, meta = read_safetensors(out)
+    expected = model.state_dict()
+    assert result.kind == "transformer" and sorted(state) == sorted(expected)  # bare released names
+    assert all(torch.equal(state[k], expected[k]) for k in expected)
+    assert meta["motif_video.kind"] == "transformer" and meta["motif_video.version"] == __version__
+    assert meta["format"] == "pt" and "num_single_layers" in meta["motif_video.config"]
+    loaded = load_transformer_file(out)
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in expected.items())
+    assert not list(tmp_path.glob(".*tmp"))  # the temporary file was renamed away
+
+
+def test_diffusers_single_file_loader_reads_the_export(transformer_folder, tmp_path):
+    """diffusers' `from_single_file` (identity key mapping for Motif-Video) reads our file as the same model."""
+    from diffusers import MotifVideoTransformer3DModel
+
+    from motif_video.models import MotifVideoTransformer
+
+    out = export(transformer_folder, tmp_path / "motif.safetensors").path
+    theirs = MotifVideoTransformer3DModel.from_single_file(
+        str(out), config=str(transformer_folder), local_files_only=True
+    )
+    ours = MotifVideoTransformer.from_pretrained(transformer_folder)
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(**inputs(), return_dict=False)[0], run(ours), atol=1e-5, rtol=0)
+
+
+def test_shared_layout_is_folded_and_a_biased_query_norm_refused(tmp_path):
+    shared = tiny_transformer(0, layout="shared")
+    with torch.no_grad():
+        for block in shared.single_transformer_blocks:
+            if block.cross_attention_layout == "shared":
+                block.cross_attn_query_norm.bias.zero_()
+    shared.save_pretrained(tmp_path / "shared")
+    result = export(tmp_path / "shared", tmp_path / "shared.safetensors")
+    assert any("folded" in n for n in result.notes)
+    state, _ = read_safetensors(result.path)
+    assert not any("cross_attn_query" in k for k in state)
+    loaded = load_transformer_file(result.path)
+    assert loaded.cross_attention_layout == "separate"
+    torch.testing.assert_close(run(loaded), run(shared), atol=1e-5, rtol=0)
+
+    with torch.no_grad():
+        shared.single_transformer_blocks[0].cross_attn_query_norm.bias.fill_(0.1)
+    shared.save_pretrained(tmp_path / "biased")
+    with pytest.raises(ValueError, match="cross_attn_query_norm.bias is non-zero"):
+        export(tmp_path / "biased", tmp_path / "biased.safetensors")
+
+
+def test_guidance_student_folds_at_its_scale_or_is_refused(transformer_folder, tmp_path):
+    from motif_video.pipelines.defaults import GenerationDefaults
+
+    student = tiny_transformer(0, guidance_embeds=True)  # randomised: the guidance embedding is non-zero
+    student.save_pretrained(tmp_path / "student" / "transformer")
+    with pytest.raises(ValueError, match="guidance-distilled.*guidance scale"):
+        export(tmp_path / "student", tmp_path / "s.safetensors")
+    GenerationDefaults(guidance_scale=4.0, base_model="small", num_inference_steps=4).write(
+        tmp_path / "student"
+    )
+    result = export(tmp_path / "student", tmp_path / "s.safetensors")  # the student's own scale
+    assert any("guidance scale 4" in n for n in result.notes)
+    folded = load_transformer_file(result.path)
+    assert not folded.config.get("guidance_embeds", False)
+    with torch.no_grad():
+        expected = student(**inputs(), guidance=4.0).sample
+        assert (expected - student(**inputs(), guidance=1.0).sample).abs().max() > 1e-3
+    torch.testing.assert_close(run(folded), expected, atol=1e-5, rtol=0)
+    _, meta = read_safetensors(result.path)
+    assert meta["motif_video.folded_guidance_scale"] == "4.0"
+    with pytest.raises(ValueError, match="has no guidance embedder"):
+        export(transformer_folder, tmp_path / "x.safetensors", guidance_scale=4.0)  # not a student
+
+
+def test_lora_export_round_trip_in_comfyui_layout(transformer_folder, tmp_path):
+    from motif_video.pipelines import MotifVideoPipeline
+    from motif_video.training.lora import save_lora
+
+    base = tiny_transformer(0)
+    trained = copy.deepcopy(base)
+    from motif_video.training.lora import add_lora
+
+    add_lora(trained, rank=4, alpha=2.0)
+    with torch.no_grad():
+        for name, p in trained.named_parameters():
+            if "lora_" in name:
+                p.normal_(0, 0.2)
+    save_lora(trained, tmp_path / "run" / "lora")
+    result = export(
+        tmp_path / "run" / "lora", tmp_path / "style.safetensors", base_model=str(transformer_folder.parent)
+    )
+    state, meta = read_safetensors(result.path)
+    assert all(k.startswith("diffusion_model.") for k in state)
+    assert (
+        meta["motif_video.kind"] == "lora"
+        and meta["motif_video.rank"] == "4"
+        and meta["ss_network_alpha"] == "2"
+    )
+    original, original_meta = read_safetensors(tmp_path / "run" / "lora" / "pytorch_lora_weights.safetensors")
+    shapes = K.linear_shapes(base)
+    a, b = K.parse_lora(original, shapes, original_meta), K.parse_lora(state, shapes, meta)
+    assert sorted(a) == sorted(b)
+    assert all(torch.equal(a[m].down, b[m].down) and torch.equal(a[m].up, b[m].up) for m in a)
+    assert all(a[m].alpha == b[m].alpha == 2.0 for m in a)
+
+    pipe = MotifVideoPipeline(transformer=copy.deepcopy(base), vae=None, text_encoder=None, tokenizer=None)
+    pipe.load_lora_weights(str(result.path), adapter_name="style")
+    torch.testing.assert_close(run(pipe.transformer), run(trained), atol=1e-5, rtol=0)
+
+
+def test_refusals_are_clear(transformer_folder, tmp_path):
+    lora = tmp_path / "l.safetensors"
+    from safetensors.torch import save_file
+
+    save_file(K.to_comfyui(random_adapter(tiny_transformer(0), seed=1)), str(lora))
+    with pytest.raises(ValueError, match="GGUF holds a whole transformer"):
+        export(lora, tmp_path / "l.gguf", gguf="Q8_0")
+    with pytest.raises(ValueError, match="needs its base model"):
+        export(lora, tmp_path / "out.safetensors")
+    with pytest.raises(ValueError, match=r"must end in \.gguf"):
+        export(transformer_folder, tmp_path / "t.safetensors", gguf="Q8_0")
+    with pytest.raises(ValueError, match="neither a model folder"):
+        export(tmp_path, tmp_path / "t.safetensors")
+
+
+def test_cli_export_and_exit_status(transformer_folder, tmp_path, capsys):
+    out = tmp_path / "cli.safetensors"
+    assert main(["export", str(transformer_folder), "--output", str(out), "--dtype", "bfloat16"]) == 0
+    assert "transformer" in capsys.readouterr().out
+    with safe_open(str(out), framework="pt") as f:
+        assert f.get_tensor("proj_out.weight").dtype == torch.bfloat16
+    assert main(["export", str(tmp_path / "missing"), "--output", str(out)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", str(transformer_folder), "--output", str(out), "--gguf", "Q4_K"])
+    assert exit_info.value.code == 2

@@ -1,0 +1,88 @@
+"""The pipelines' LoRA API (diffusers' conventions): several adapters, weights, fuse / unfuse, unload."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from motif_video.interop import lora_keys as K
+from motif_video.pipelines import MotifVideoPipeline
+from motif_video.testing import tiny_transformer
+
+from .helpers import merge_by_hand, random_adapter, run
+
+
+def bare_pipeline(transformer):
+    """A pipeline around the transformer alone: the LoRA API touches nothing else."""
+    return MotifVideoPipeline(transformer=transformer, vae=None, text_encoder=None, tokenizer=None)
+
+
+@pytest.fixture
+def base():
+    return tiny_transformer(0)
+
+
+def test_two_loras_at_weights_equal_weights_merged_by_hand(base, tmp_path):
+    a, b = random_adapter(base, seed=1), random_adapter(base, seed=2, rank=2, alpha=1.0)
+    merged = copy.deepcopy(base)
+    merge_by_hand(merged, [(a, 0.8), (b, 0.5)])
+    expected = run(merged)
+
+    pipe = bare_pipeline(copy.deepcopy(base))
+    from safetensors.torch import save_file
+
+    save_file(K.to_comfyui(a), str(tmp_path / "a.safetensors"))  # from a file, ComfyUI keys
+    pipe.load_lora_weights(str(tmp_path / "a.safetensors"), adapter_name="style")
+    pipe.load_lora_weights(K.to_kohya(b), adapter_name="detail")  # from a dict, kohya keys
+    assert sorted(pipe.get_active_adapters()) == ["detail", "style"]
+    pipe.set_adapters(["style", "detail"], adapter_weights=[0.8, 0.5])
+    out = run(pipe.transformer)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+    assert (out - run(base)).abs().max() > 1e-2  # the adapters do change the output
+
+    pipe.set_adapters(["style"], adapter_weights=[1.0])  # one adapter alone
+    only_a = copy.deepcopy(base)
+    merge_by_hand(only_a, [(a, 1.0)])
+    torch.testing.assert_close(run(pipe.transformer), run(only_a), atol=1e-5, rtol=0)
+
+
+def test_fuse_matches_unfused_and_unfuse_restores_weights_exactly(base):
+    pipe = bare_pipeline(copy.deepcopy(base))
+    pipe.load_lora_weights(K.to_comfyui(random_adapter(base, seed=1)), adapter_name="style")
+    pipe.load_lora_weights(K.to_comfyui(random_adapter(base, seed=2)), adapter_name="detail")
+    pipe.set_adapters(["style", "detail"], adapter_weights=[0.8, 0.5])
+    unfused = run(pipe.transformer)
+    before = {k: v.clone() for k, v in pipe.transformer.state_dict().items() if "lora_" not in k}
+
+    pipe.fuse_lora()
+    assert pipe.num_fused_loras == 2
+    changed = [
+        k for k, v in pipe.transformer.state_dict().items() if k in before and not torch.equal(v, before[k])
+    ]
+    assert "transformer_blocks.0.attn.to_q.base_layer.weight" in changed
+    torch.testing.assert_close(run(pipe.transformer), unfused, atol=1e-5, rtol=0)
+
+    pipe.unfuse_lora()
+    after = {k: v for k, v in pipe.transformer.state_dict().items() if "lora_" not in k}
+    assert all(torch.equal(after[k], before[k]) for k in before)  # bit-exact
+
+    pipe.fuse_lora()
+    pipe.unload_lora_weights()  # unload after fuse: unfused first, then the adapters removed
+    assert not any("lora_" in k for k in pipe.transformer.state_dict())
+    for key, value in base.state_dict().items():
+        assert torch.equal(pipe.transformer.state_dict()[key], value), key
+    torch.testing.assert_close(run(pipe.transformer), run(base), atol=0, rtol=0)
+
+
+def test_adapter_names_and_errors(base):
+    pipe = bare_pipeline(copy.deepcopy(base))
+    name = pipe.load_lora_weights(K.to_comfyui(random_adapter(base, seed=1)))
+    assert name == "default_0"
+    with pytest.raises(ValueError, match="already in use"):
+        pipe.load_lora_weights(K.to_comfyui(random_adapter(base, seed=2)), adapter_name="default_0")
+    with pytest.raises(ValueError, match="no known format"):
+        pipe.load_lora_weights({"model.weird.key": torch.zeros(1)})
+    pipe.delete_adapters("default_0")
+    assert not pipe.get_active_adapters()
