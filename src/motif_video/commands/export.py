@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..interop.gguf_files import WRITE_TYPES
+    from ..interop.gguf_types import WRITE_TYPES
 
     p = sub.add_parser(
         "export",
@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--dtype",
         default=None,
-        choices=sorted(DTYPES),
+        choices=DTYPES,
         help="transformer weights dtype in a .safetensors export (default: as stored)",
     )
     p.set_defaults(func=run)

@@ -5,8 +5,6 @@ released checkpoint naming that ComfyUI and diffusers' single-file loader read, 
 - `checkpoint`: a transformer's weights in the released naming (layout and guidance folds).
 - `gguf_files`: GGUF writing and loading (dequantised per layer on the fly).
 - `export`: `motif-video export`.
+
+Import the modules themselves (this package imports nothing, so the CLI's parser stays light).
 """
-
-from .lora_keys import LORA_FORMATS, Adapter, LoraLayer, detect_format, linear_shapes, parse_lora
-
-__all__ = ["LORA_FORMATS", "Adapter", "LoraLayer", "detect_format", "linear_shapes", "parse_lora"]

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .gguf_types import WRITE_TYPES
+
 GGUF_ARCH = "motif_video"
-# What `gguf`'s Python package can write (its K-quants have no quantiser: use llama.cpp on an F16 export for those).
-WRITE_TYPES: tuple[str, ...] = ("F32", "F16", "BF16", "Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0")
 # Kept in F32 whatever the type: the input embeddings and the output head (city96's convention for DiTs).
 F32_PREFIXES = (
     "x_embedder.",
