@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from motif_video.cli import main
+from motif_video.defaults import model_defaults
 from motif_video.evaluation.analysis import psnr_uint8
 from motif_video.hub import resolve_folder
-from motif_video.model_defaults import generation_defaults
 from motif_video.synthetic import caption, render, scene_at
 
 PROMPT = "a red circle moving left on a black background"
@@ -29,9 +29,9 @@ def test_shipped_folder_is_complete_and_small():
     assert json.loads((folder / "model_index.json").read_text())["_class_name"] == "MotifVideoPipeline"
     size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     assert size <= 30_000_000
-    defaults = generation_defaults("small")
-    assert (defaults["height"], defaults["width"], defaults["num_frames"]) == (64, 64, 33)
-    assert generation_defaults("Motif-Technologies/Motif-Video-2B")["num_frames"] == 121
+    defaults = model_defaults("small")
+    assert (defaults.height, defaults.width, defaults.num_frames) == (64, 64, 33)
+    assert model_defaults("Motif-Technologies/Motif-Video-2B").num_frames == 121
 
 
 def test_tokenizer_bos_only_pad_zero(pipe):
@@ -137,8 +137,8 @@ def test_shipped_student_loads_by_name_and_samples_in_its_steps(pipe):
     theirs = pipe.vae.state_dict()
     assert all(torch.equal(v, theirs[k]) for k, v in student.vae.state_dict().items())
     assert student.transformer.config.guidance_embeds
-    assert generation_defaults("small-4step")["steps"] == 4
-    assert generation_defaults("small-4step")["num_frames"] == 33  # size from its base model
+    assert model_defaults("small-4step").num_inference_steps == 4
+    assert model_defaults("small-4step").num_frames == 33  # size from its base model
     seen = []
     video = student(
         PROMPT, generator=torch.Generator().manual_seed(0), output_type="np",

@@ -1,7 +1,9 @@
 """Prompt(s) in, MP4(s) out: the library function behind `motif-video generate`.
 
-`GenerateRequest.validate()` checks everything that can be checked without loading a model (sizes, prompts, image,
-output path, option values), so bad input fails fast and leaves no file; `generate(request)` loads, runs, writes.
+A request (`motif_video.options.GenerateRequest`, checked field by field by `parse_request`) becomes a
+`GenerationPlan` in `plan_generation`, which checks what depends on this machine and the files (CUDA, the image,
+the output folder, the process count, the installed kernels) and resolves the model's defaults without loading it,
+so bad input fails fast and leaves no file; `generate(request)` plans, loads, runs, writes.
 
 Under `torchrun --nproc-per-node N` (WORLD_SIZE > 1) the ranks share the work as `parallel` says
 (`motif_video.parallel.pipeline`): `context` and `guidance` make one video at a time together (rank 0 writes it),
@@ -14,159 +16,111 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .hub import DEFAULT_MODEL_ID
-from .info import check_video_size
-from .pipelines.export import DEFAULT_FPS
-from .pipelines.guidance import GUIDANCE_MODES
-from .pipelines.memory import OFFLOAD_MODES, MemoryPlan, plan_for_budget
+from .defaults import model_defaults
+from .options import GenerateRequest, check_video_size
+from .pipelines.memory import MemoryPlan, plan_for_budget
 from .pipelines.speed import SpeedPlan, check_speed_plan
-
-PARALLEL_CHOICES = ("auto", "none", "context", "guidance", "data")
-GUIDANCE_BATCHING = ("auto", "batched", "sequential")
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
-@dataclass
-class GenerateRequest:
-    prompts: list[str]
-    output: Path
-    image: Path | None = None
-    keep_first_frame: bool | None = None  # I2V only; None: the folder's generation_config.json, else off
-    model: str = DEFAULT_MODEL_ID
-    height: int = 736
-    width: int = 1280
-    num_frames: int = 121
-    steps: int | None = None  # None: the model folder's generation_config.json, else 50
-    guidance: str | None = None  # None: the folder's generation_config.json, else its guider (APG)
-    guidance_scale: float | None = None
-    guidance_batching: str = "auto"
-    shift: float | None = None
-    negative_prompt: str | None = None
-    seed: int | None = None
-    fps: int = DEFAULT_FPS
-    dtype: str = "auto"
-    device: str = "auto"
-    offload: str = "none"
-    fp8: bool = False
-    vae_tiling: bool = False
-    memory_budget: float | None = None
-    attention_backend: str | None = None
-    save_latents: bool = False
-    compile: str | None = None  # torch.compile backend for the repeated blocks; None = off
-    cache_threshold: float | None = None  # step cache threshold; None = no cache (0 = cache on, exact)
-    fp8_compute: bool = False
-    parallel: str = "auto"  # auto: none on one process; data for >= WORLD_SIZE prompts, else context
-    world_size: int = 1  # from torchrun's WORLD_SIZE unless set
-    outputs: list[Path] = field(default_factory=list)
+@dataclass(frozen=True)
+class GenerationPlan:
+    """A request with everything decided: the model's defaults filled in, device, dtype, parallel mode, seed, files."""
 
-    # ------------------------------------------------------------------------------------------------ validation
-    def validate(self) -> GenerateRequest:
-        """Check every input without loading a model; fill `outputs`, `seed`, `device`, `dtype`. Returns self."""
-        if not self.prompts or any(not p.strip() for p in self.prompts):
-            raise ValueError("prompt must be non-empty text (one per line in --prompt-file)")
-        check_video_size(self.width, self.height, self.num_frames)
-        if self.steps is not None and self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if self.guidance is not None and self.guidance not in GUIDANCE_MODES:
-            raise ValueError(f"guidance must be one of {list(GUIDANCE_MODES)}, got {self.guidance!r}")
-        if self.guidance_batching not in GUIDANCE_BATCHING:
-            raise ValueError(
-                f"guidance batching must be one of {list(GUIDANCE_BATCHING)}, got {self.guidance_batching!r}"
-            )
-        if self.guidance_scale is not None and self.guidance_scale < 0:
-            raise ValueError(f"guidance scale must be >= 0, got {self.guidance_scale}")
-        if self.shift is not None and self.shift <= 0:
-            raise ValueError(f"shift must be > 0, got {self.shift}")
-        if self.fps <= 0:
-            raise ValueError(f"fps must be > 0, got {self.fps}")
-        if self.offload not in OFFLOAD_MODES:
-            raise ValueError(f"offload must be one of {list(OFFLOAD_MODES)}, got {self.offload!r}")
-        if self.memory_budget is not None and self.memory_budget <= 0:
-            raise ValueError(f"memory budget must be > 0 GB, got {self.memory_budget}")
-        if self.cache_threshold is not None and not self.cache_threshold >= 0:
-            raise ValueError(f"cache threshold must be >= 0 (0 = exact), got {self.cache_threshold}")
-        self._check_parallel()
-        self._check_device_and_dtype()
-        check_speed_plan(self.speed_plan(), torch.device(self.device), self.fp8, self.offload)
-        if self.attention_backend is not None:
-            backends = user_attention_backends()
-            if self.attention_backend not in backends:
-                raise ValueError(
-                    f"attention backend {self.attention_backend!r} is not available here; available: {backends}"
-                )
-        if self.image is not None:
-            _check_image(self.image)
-        elif self.keep_first_frame is not None:
-            raise ValueError("--keep-first-frame / --no-keep-first-frame need --image (image-to-video)")
-        self.outputs = _output_paths(self.output, self.prompts)
-        if self.seed is None:
-            self.seed = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
-        return self
+    request: GenerateRequest  # size, steps and negative prompt resolved from the model's defaults
+    device: str  # cpu, cuda or cuda:N
+    dtype: str  # bfloat16, float16 or float32
+    parallel: str  # none, context, guidance or data
+    world_size: int
+    seed: int
+    outputs: tuple[Path, ...]  # one .mp4 per prompt
 
-    def _check_parallel(self) -> None:
-        if self.world_size == 1:
-            self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        if self.parallel not in PARALLEL_CHOICES:
-            raise ValueError(f"parallel must be one of {list(PARALLEL_CHOICES)}, got {self.parallel!r}")
-        if self.parallel == "auto":
-            if self.world_size == 1:
-                self.parallel = "none"
-            else:
-                self.parallel = "data" if len(self.prompts) >= self.world_size else "context"
-        if self.parallel != "none" and self.world_size == 1:
-            raise ValueError(
-                f"parallel {self.parallel!r} needs several processes: torchrun --nproc-per-node N motif-video ..."
-            )
-        if self.parallel == "none" and self.world_size > 1:
-            raise ValueError(
-                f"parallel 'none' with {self.world_size} processes would make every video {self.world_size} "
-                "times; pick context, guidance or data"
-            )
-        if self.parallel == "guidance":
-            if self.world_size != 2:
-                raise ValueError(f"parallel 'guidance' needs exactly 2 processes, got {self.world_size}")
-            if self.guidance == "none":
-                raise ValueError(
-                    "parallel 'guidance' splits the cond and uncond passes: needs --guidance apg or cfg"
-                )
-
-    def _check_device_and_dtype(self) -> None:
-        if self.device == "auto":
-            self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        if self.device == "cuda" and self.world_size > 1:
-            self.device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-        try:
-            device = torch.device(self.device)
-        except (RuntimeError, ValueError) as exc:
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}") from exc
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {self.device!r} requested but CUDA is not available; use --device cpu")
-        if device.type not in ("cpu", "cuda"):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        if self.dtype == "auto":
-            self.dtype = "bfloat16" if device.type == "cuda" else "float32"
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {['auto', *DTYPES]}, got {self.dtype!r}")
-        if self.offload in ("model", "sequential") and device.type == "cpu":
-            raise ValueError(f"offload {self.offload!r} needs an accelerator device; device is {self.device}")
-
-    def memory_plan(self) -> MemoryPlan:
-        if self.memory_budget is not None:
-            plan = plan_for_budget(self.memory_budget, self.vae_tiling)
+    @property
+    def memory(self) -> MemoryPlan:
+        r = self.request
+        if r.memory_budget is not None:
+            plan = plan_for_budget(r.memory_budget, r.vae_tiling)
             if torch.device(self.device).type == "cpu" and plan.offload != "none":
-                plan = MemoryPlan("none", False, self.vae_tiling, "memory budget ignored on the CPU")
+                plan = MemoryPlan("none", False, r.vae_tiling, "memory budget ignored on the CPU")
             return plan
-        return MemoryPlan(self.offload, self.fp8, self.vae_tiling)  # type: ignore[arg-type]
+        return MemoryPlan(r.offload, r.fp8, r.vae_tiling)  # type: ignore[arg-type]
 
-    def speed_plan(self) -> SpeedPlan:
-        return SpeedPlan(self.compile, self.fp8_compute)
+    @property
+    def speed(self) -> SpeedPlan:
+        return SpeedPlan(self.request.compile, self.request.fp8_compute)
+
+
+def plan_generation(request: GenerateRequest, world_size: int | None = None) -> GenerationPlan:
+    """Check everything that needs the machine or the files, without loading a model; raises ValueError."""
+    world = world_size if world_size is not None else int(os.environ.get("WORLD_SIZE", "1"))
+    request = resolve_model_defaults(request)
+    check_video_size(request.width, request.height, request.num_frames)
+    parallel = _parallel_mode(request, world)
+    device = _device(request.device, world)
+    dtype = request.dtype if request.dtype != "auto" else ("bfloat16" if device.type == "cuda" else "float32")
+    if request.offload in ("model", "sequential") and device.type == "cpu":
+        raise ValueError(f"offload {request.offload!r} needs an accelerator device; device is {device}")
+    check_speed_plan(SpeedPlan(request.compile, request.fp8_compute), device, request.fp8, request.offload)
+    if request.attention_backend is not None and request.attention_backend not in user_attention_backends():
+        raise ValueError(
+            f"attention backend {request.attention_backend!r} is not available here; "
+            f"available: {user_attention_backends()}"
+        )
+    if request.image is not None:
+        _check_image(request.image)
+    outputs = _output_paths(request.output, request.prompts)
+    seed = request.seed if request.seed is not None else int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
+    return GenerationPlan(request, str(device), dtype, parallel, world, seed, tuple(outputs))
+
+
+def resolve_model_defaults(request: GenerateRequest) -> GenerateRequest:
+    """The request with size, steps and negative prompt it left None taken from the model's defaults (its folder's
+    generation_config.json, else the released model's); guidance and shift stay for the pipeline's configs."""
+    filled = model_defaults(request.model).resolve(
+        height=request.height,
+        width=request.width,
+        num_frames=request.num_frames,
+        num_inference_steps=request.steps,
+        negative_prompt=request.negative_prompt,
+    )
+    filled["steps"] = filled.pop("num_inference_steps")
+    return replace(request, **filled)
+
+
+def _parallel_mode(request: GenerateRequest, world: int) -> str:
+    mode = request.parallel
+    if mode == "auto":
+        mode = "none" if world == 1 else ("data" if len(request.prompts) >= world else "context")
+    if mode != "none" and world == 1:
+        raise ValueError(
+            f"parallel {mode!r} needs several processes: torchrun --nproc-per-node N motif-video ..."
+        )
+    if mode == "none" and world > 1:
+        raise ValueError(
+            f"parallel 'none' with {world} processes would make every video {world} times; "
+            "pick context, guidance or data"
+        )
+    if mode == "guidance" and world != 2:
+        raise ValueError(f"parallel 'guidance' needs exactly 2 processes, got {world}")
+    return mode
+
+
+def _device(name: str, world: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and world > 1:
+        name = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    return device
 
 
 def user_attention_backends() -> list[str]:
@@ -228,15 +182,16 @@ def _check_writable(folder: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------ running
-def load_pipeline(request: GenerateRequest):
+def load_pipeline(plan: GenerationPlan):
     from .pipelines import MotifVideoImageToVideoPipeline, MotifVideoPipeline
 
-    cls = MotifVideoPipeline if request.image is None else MotifVideoImageToVideoPipeline
-    return cls.from_pretrained(request.model, dtype=DTYPES[request.dtype])
+    cls = MotifVideoPipeline if plan.request.image is None else MotifVideoImageToVideoPipeline
+    return cls.from_pretrained(plan.request.model, dtype=DTYPES[plan.dtype])
 
 
-def generate(request: GenerateRequest, log=print) -> dict[str, Any]:
-    """Load the pipeline, generate one video per prompt, write MP4s; returns what was written and measured.
+def generate(request: GenerateRequest | GenerationPlan, log=print) -> dict[str, Any]:
+    """Plan (unless given a plan), load the pipeline, generate one video per prompt, write MP4s; returns what was
+    written and measured.
 
     Under torchrun the process group is initialised here (and destroyed at the end if it was); every rank returns
     the same summary, and only rank 0 logs.
@@ -245,24 +200,24 @@ def generate(request: GenerateRequest, log=print) -> dict[str, Any]:
 
     from .parallel import init_distributed
 
-    request.validate()
-    own_group = request.world_size > 1 and not dist.is_initialized()
-    rank = init_distributed()[0] if request.world_size > 1 else 0
-    if request.world_size > 1:  # a random seed differs per rank: use rank 0's (the one printed)
-        seed = [request.seed]
+    plan = request if isinstance(request, GenerationPlan) else plan_generation(request)
+    own_group = plan.world_size > 1 and not dist.is_initialized()
+    rank = init_distributed()[0] if plan.world_size > 1 else 0
+    if plan.world_size > 1:  # a random seed differs per rank: use rank 0's (the one printed)
+        seed = [plan.seed]
         dist.broadcast_object_list(seed, src=0)
-        request.seed = seed[0]
+        plan = replace(plan, seed=seed[0])
     log = log if rank == 0 else (lambda *_: None)
     try:
-        result = _generate_on_rank(request, rank, log)
+        result = _generate_on_rank(plan, rank, log)
     finally:
         if own_group:
             dist.destroy_process_group()
     return result
 
 
-def prepare_pipeline(request: GenerateRequest, show_progress: bool = True):
-    """Load the request's pipeline and apply its memory, speed and parallel plans; returns (pipe, memory plan).
+def prepare_pipeline(plan: GenerationPlan, show_progress: bool = True):
+    """Load the plan's pipeline and apply its memory, speed and parallel plans; returns (pipe, memory plan).
 
     A long-lived worker (`motif-video serve`) calls this once and then `render_latents` / `write_video` per job.
     """
@@ -270,48 +225,40 @@ def prepare_pipeline(request: GenerateRequest, show_progress: bool = True):
     from .pipelines.memory import apply_memory_plan
     from .pipelines.speed import apply_speed_plan
 
-    pipe = load_pipeline(request)
+    pipe = load_pipeline(plan)
     pipe.set_progress_bar_config(disable=not show_progress)
-    plan = request.memory_plan()
-    apply_memory_plan(pipe, plan, torch.device(request.device))
-    apply_speed_plan(pipe, request.speed_plan())
-    enable_parallel(pipe, request.parallel)  # type: ignore[arg-type]
-    return pipe, plan
+    apply_memory_plan(pipe, plan.memory, torch.device(plan.device))
+    apply_speed_plan(pipe, plan.speed)
+    enable_parallel(pipe, plan.parallel)  # type: ignore[arg-type]
+    return pipe, plan.memory
 
 
-def render_latents(pipe, request: GenerateRequest, i: int, image=None, step_cache=None, callback=None):
-    """The final latents of video i of the request (seed `seed + i`); `callback` is the pipeline's
-    `callback_on_step_end`."""
-    kwargs = {"image": image, "keep_first_frame": request.keep_first_frame} if image is not None else {}
+def render_latents(pipe, plan: GenerationPlan, i: int, image=None, step_cache=None, callback=None):
+    """The final latents of video i of the plan (seed `seed + i`); `callback` is the pipeline's
+    `callback_on_step_end`. The call's keywords come from the option declarations (`options.pipeline_kwargs`)."""
+    from .options import pipeline_kwargs
+
+    kwargs = pipeline_kwargs(plan.request, plan.request.prompts[i], image_to_video=image is not None)
     return pipe(
-        prompt=request.prompts[i],
-        negative_prompt=request.negative_prompt,
-        height=request.height,
-        width=request.width,
-        num_frames=request.num_frames,
-        num_inference_steps=request.steps,
-        guidance=request.guidance,
-        guidance_scale=request.guidance_scale,
-        guidance_batching=request.guidance_batching,
-        shift=request.shift,
-        generator=torch.Generator("cpu").manual_seed(request.seed + i),
+        **kwargs,
+        **({"image": image} if image is not None else {}),
+        generator=torch.Generator("cpu").manual_seed(plan.seed + i),
         output_type="latent",
         step_cache=step_cache,
         callback_on_step_end=callback,
-        **kwargs,
     ).frames
 
 
-def write_video(pipe, latents, path: Path, request: GenerateRequest) -> Path:
+def write_video(pipe, latents, path: Path, plan: GenerationPlan) -> Path:
     """Decode latents and write them as an MP4 at `path` (atomically: the file appears only when complete)."""
     from .pipelines.export import write_mp4
 
     frames = pipe.decode(latents, "np")[0]
     path.parent.mkdir(parents=True, exist_ok=True)
-    return write_mp4(frames, path, fps=request.fps)
+    return write_mp4(frames, path, fps=plan.request.fps)
 
 
-def _generate_on_rank(request: GenerateRequest, rank: int, log) -> dict[str, Any]:
+def _generate_on_rank(plan: GenerationPlan, rank: int, log) -> dict[str, Any]:
     import contextlib
 
     import PIL.Image
@@ -320,54 +267,46 @@ def _generate_on_rank(request: GenerateRequest, rank: int, log) -> dict[str, Any
     from .perf.step_cache import StepCache
     from .pipelines.speed import cache_summary
 
-    device = torch.device(request.device)
+    r, device = plan.request, torch.device(plan.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
-    pipe, plan = prepare_pipeline(request, show_progress=rank == 0)
-    log(f"memory mode: {plan.describe()}; speed: {request.speed_plan().describe()}; parallel: {request.parallel}"
-        f"{f' over {request.world_size} processes' if request.world_size > 1 else ''}")  # fmt: skip
-    image = PIL.Image.open(request.image).convert("RGB") if request.image is not None else None
-    backend = (
-        attention_backend(request.attention_backend)
-        if request.attention_backend
-        else contextlib.nullcontext()
-    )
-    data_parallel = request.parallel == "data"
-    mine = (
-        range(rank, len(request.prompts), request.world_size)
-        if data_parallel
-        else range(len(request.prompts))
-    )
+    pipe, memory = prepare_pipeline(plan, show_progress=rank == 0)
+    over = f" over {plan.world_size} processes" if plan.world_size > 1 else ""
+    log(f"memory mode: {memory.describe()}; speed: {plan.speed.describe()}; parallel: {plan.parallel}{over}")
+    image = PIL.Image.open(r.image).convert("RGB") if r.image is not None else None
+    backend = attention_backend(r.attention_backend) if r.attention_backend else contextlib.nullcontext()
+    data_parallel = plan.parallel == "data"
+    mine = range(rank, len(r.prompts), plan.world_size) if data_parallel else range(len(r.prompts))
     writes = data_parallel or rank == 0
-    cache = StepCache(request.cache_threshold) if request.cache_threshold is not None else None
+    cache = StepCache(r.cache_threshold) if r.cache_threshold is not None else None
     written, cache_lines = [], []
     with backend:
         for i in mine:
-            path = request.outputs[i]
-            latents = render_latents(pipe, request, i, image=image, step_cache=cache)
+            path = plan.outputs[i]
+            latents = render_latents(pipe, plan, i, image=image, step_cache=cache)
             if i == mine[0] and pipe.last_sampler is not None:
                 log(f"sampler: Euler, shift {pipe.last_sampler.shift:g} ({pipe.last_sampler.source})")
             if cache is not None:
                 cache_lines.append((i, cache_summary(cache.report())))
             if not writes:
                 continue
-            write_video(pipe, latents, path, request)
-            if request.save_latents:
-                _save_latents(latents, path.with_suffix(".latents.safetensors"), request.seed + i)
+            write_video(pipe, latents, path, plan)
+            if r.save_latents:
+                _save_latents(latents, path.with_suffix(".latents.safetensors"), plan.seed + i)
             written.append(path)
-    written, cache_lines = _gather(request.world_size, written, cache_lines, data_parallel)
+    written, cache_lines = _gather(plan.world_size, written, cache_lines, data_parallel)
     seconds = time.perf_counter() - start
     peak = _peak_memory_gb(device)
     for path in written:
         log(f"wrote {path}")
     for i, line in cache_lines:
-        log(f"step cache (threshold {request.cache_threshold:g}), video {i}: {line}")
+        log(f"step cache (threshold {r.cache_threshold:g}), video {i}: {line}")
     where = "GPU" if device.type == "cuda" else "process"
     log(
-        f"time {seconds:.1f} s, peak {where} memory {peak:.2f} GB{' (rank 0)' if request.world_size > 1 else ''}"
+        f"time {seconds:.1f} s, peak {where} memory {peak:.2f} GB{' (rank 0)' if plan.world_size > 1 else ''}"
     )
-    return {"outputs": written, "seconds": seconds, "peak_memory_gb": peak, "memory_plan": plan,
+    return {"outputs": written, "seconds": seconds, "peak_memory_gb": peak, "memory_plan": memory,
             "step_cache": dict(cache_lines)}  # fmt: skip
 
 

@@ -6,6 +6,8 @@ from typing import Any
 
 import torch
 
+from .options import check_video_size
+
 
 def latent_shape(
     width: int, height: int, frames: int, vae_spatial: int = 8, vae_temporal: int = 4
@@ -13,14 +15,6 @@ def latent_shape(
     """(T, H, W) of the latent for a video size, after validating it."""
     check_video_size(width, height, frames)
     return (frames - 1) // vae_temporal + 1, height // vae_spatial, width // vae_spatial
-
-
-def check_video_size(width: int, height: int, frames: int) -> None:
-    for name, value in (("width", width), ("height", height)):
-        if value <= 0 or value % 16:
-            raise ValueError(f"{name} must be a positive multiple of 16, got {value}")
-    if frames < 1 or (frames - 1) % 4:
-        raise ValueError(f"num_frames must be 4k+1 (1, 5, 9, ..., 121), got {frames}")
 
 
 def parse_size(text: str) -> tuple[int, int, int]:

@@ -70,9 +70,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-# Default generation size of the released model: 1280x736, 121 frames.
-DEFAULT_SIZE = (1280, 736, 121)
-
 
 def preset_config(name: str) -> dict[str, Any]:
     if name not in PRESETS:

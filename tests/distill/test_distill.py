@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from motif_video.defaults import GENERATION_CONFIG_NAME
 from motif_video.distill.config import load_distill_config
 from motif_video.distill.objective import distill
-from motif_video.pipelines.defaults import GENERATION_CONFIG_NAME
 from tests.training.conftest import write_random_cache
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "distill" / "tiny-cpu.yaml"

@@ -95,7 +95,7 @@ def _bad_cases(tmp_path):
         "frames not 4k+1": (["--prompt", "a", "--num-frames", "8"], "num_frames must be 4k\\+1"),
         "missing image": (["--prompt", "a", "--image", str(tmp_path / "nope.png")], "does not exist"),
         "unreadable image": (["--prompt", "a", "--image", str(text)], "not a readable image"),
-        "keep first frame without an image": (["--prompt", "a", "--keep-first-frame"], "need --image"),
+        "keep first frame without an image": (["--prompt", "a", "--keep-first-frame"], "needs image"),
         "empty prompt": (["--prompt", "  "], "prompt must be non-empty"),
         "empty prompt file": (["--prompt-file", str(empty)], "has no prompts"),
         "missing prompt file": (["--prompt-file", str(tmp_path / "none.txt")], "not readable"),
@@ -114,7 +114,7 @@ def _bad_cases(tmp_path):
             ["--prompt", "a", "--device", "cpu", "--offload", "model"],
             "needs an accelerator",
         ),
-        "bad budget": (["--prompt", "a", "--memory-budget", "0"], "memory budget must be > 0"),
+        "bad budget": (["--prompt", "a", "--memory-budget", "0"], "memory_budget must be > 0"),
         "bad attention backend": (
             ["--prompt", "a", "--attention-backend", "warp"],
             "attention backend 'warp'",

@@ -150,7 +150,7 @@ def test_attention_backend_reaches_the_kernel(backend, tiny_folder, tmp_path, mo
         (["--fp8-compute", "--device", "cpu"], "needs a CUDA device with compute capability >= 8.9"),
         (["--fp8-compute", "--fp8", "--device", "cpu"], "exclusive"),
         (["--compile", "warp-drive"], "compile backend 'warp-drive' is unknown"),
-        (["--cache-threshold", "-1"], "cache threshold must be >= 0"),
+        (["--cache-threshold", "-1"], "cache_threshold must be >= 0"),
         (["--parallel", "context"], "needs several processes: torchrun"),
         (["--attention-backend", "ulysses"], "attention backend 'ulysses' is not available"),
     ],

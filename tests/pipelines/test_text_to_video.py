@@ -214,7 +214,7 @@ def test_size_and_negative_prompt_default_to_the_folders_generation_config(tiny_
     import shutil
 
     from motif_video import MotifVideoImageToVideoPipeline, MotifVideoPipeline
-    from motif_video.pipelines.defaults import GenerationDefaults
+    from motif_video.defaults import GenerationDefaults
 
     folder = tmp_path / "model"
     shutil.copytree(tiny_folder, folder)
@@ -262,7 +262,7 @@ def test_size_and_negative_prompt_default_to_the_folders_generation_config(tiny_
 
 
 def test_student_defaults_fall_back_to_the_base_models():
-    from motif_video.pipelines.defaults import GenerationDefaults
+    from motif_video.defaults import GenerationDefaults
 
     base = GenerationDefaults(num_inference_steps=20, height=64, width=64, num_frames=33, negative_prompt="")
     student = GenerationDefaults(num_inference_steps=4, guidance_scale=4.0, base_model="small").over(base)

@@ -86,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
 def run_vbench(args: argparse.Namespace) -> dict:
     import torch
 
+    from ..defaults import model_defaults
     from ..evaluation import vbench as vb
-    from ..model_defaults import generation_defaults
     from ..pipelines import MotifVideoPipeline
 
     dimensions = args.dimensions or sorted(vb.WEIGHTS)
@@ -99,14 +99,14 @@ def run_vbench(args: argparse.Namespace) -> dict:
     device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     pipe = MotifVideoPipeline.from_pretrained(args.model, dtype=dtype).to(device)
-    d = generation_defaults(args.model)
+    d = model_defaults(args.model)
     call = {
-        "height": args.height or d["height"],
-        "width": args.width or d["width"],
-        "num_frames": args.num_frames or d["num_frames"],
-        "num_inference_steps": args.steps or d["steps"],
+        "height": args.height or d.height,
+        "width": args.width or d.width,
+        "num_frames": args.num_frames or d.num_frames,
+        "num_inference_steps": args.steps or d.num_inference_steps,
         "guidance_scale": args.guidance_scale,
-        "negative_prompt": d.get("negative_prompt"),
+        "negative_prompt": d.negative_prompt,
     }
     vb.write_videos(pipe, items, args.output, args.seed, **call)
     figures: dict = {

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from .. import flow
+from ..defaults import GenerationDefaults
 from ..models import MotifVideoTransformer
-from ..pipelines.defaults import GenerationDefaults
 from ..training import trainer as T
 from ..training.i2v import condition_channels
 from . import perflow

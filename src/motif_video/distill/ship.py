@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
+from ..defaults import GenerationDefaults
 from ..models import MotifVideoTransformer
-from ..pipelines.defaults import GenerationDefaults
 
 
 def ship_student(

@@ -96,16 +96,16 @@ def run_offline_eval(config: OfflineEvalConfig) -> dict[str, Any]:
     and the run's settings and timings}."""
     from tqdm.auto import tqdm
 
-    from ..model_defaults import generation_defaults
+    from ..defaults import model_defaults
 
     config.validate()
     start = time.perf_counter()
     if config.threads:
         torch.set_num_threads(config.threads)
-    defaults = generation_defaults(config.model)
-    steps = config.steps or defaults["steps"]
-    height, width = config.height or defaults["height"], config.width or defaults["width"]
-    frames = config.num_frames or defaults["num_frames"]
+    defaults = model_defaults(config.model)
+    steps = config.steps or defaults.num_inference_steps
+    height, width = config.height or defaults.height, config.width or defaults.width
+    frames = config.num_frames or defaults.num_frames
     t2v, i2v = _load(config)
     load_seconds = time.perf_counter() - start
     cases = eval_suite(config.prompts, config.split)
@@ -120,7 +120,7 @@ def run_offline_eval(config: OfflineEvalConfig) -> dict[str, Any]:
         num_frames=frames,
         num_inference_steps=steps,
         guidance_scale=config.guidance_scale,
-        negative_prompt=defaults.get("negative_prompt"),
+        negative_prompt=defaults.negative_prompt,
         output_type="np",
         guidance_batching="batched",
     )

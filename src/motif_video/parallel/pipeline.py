@@ -16,15 +16,14 @@ guidance parallelism; the result equals the one-process run (tested to 1e-5 in f
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, get_args
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
+from ..options import PARALLEL_MODES, ParallelMode
 from .context import ContextParallelHandle, enable_context_parallel
 
-ParallelMode = Literal["none", "context", "guidance", "data"]
-PARALLEL_MODES: tuple[str, ...] = get_args(ParallelMode)
 GUIDANCE_BRANCHES = ("cond", "uncond")  # rank r of the guidance group runs branch r
 
 

@@ -23,20 +23,21 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 
+from .. import defaults as D
 from .. import flow
+from ..defaults import GenerationDefaults
 from ..hub import DEFAULT_MODEL_ID, resolve_folder
-from ..info import check_video_size
+from ..options import GuidanceBatching, check_video_size
 from ..perf.step_cache import StepCache
 from . import prompts as P
-from .defaults import GenerationDefaults, embedded_guidance, load_student_pipeline
 from .guidance import GuidanceConfig, Guider, config_from_guider
 from .latents import decode_latents
 from .lora import MotifVideoLoraLoaderMixin
 from .sampling import SamplerChoice, choose_shift, scheduler_config_of
+from .students import embedded_guidance, load_student_pipeline
 
 OutputType = Literal["pil", "np", "pt", "latent"]
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
-GuidanceBatching = Literal["auto", "batched", "sequential"]
 # "auto" batches cond + uncond into one forward when the video is at most this many tokens (per-call overhead
 # dominates); above it, two mask-free passes let attention use the fastest kernels and halve activation memory.
 AUTO_BATCH_MAX_TOKENS = 8192
@@ -95,7 +96,7 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
     model_cpu_offload_seq = "text_encoder->transformer->vae"
     _optional_components = ["scheduler", "guider", "feature_extractor"]
     _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
-    default_shift: float = 15.0
+    default_shift: float = D.SHIFT_T2V
 
     def __init__(
         self,
@@ -135,7 +136,7 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
             None  # model_index.json `_class_name` of the folder loaded from
         )
         self._interrupt = False
-        # Distilled students (pipelines/defaults.py): the folder's generation defaults, and the guidance scale a
+        # Distilled students (pipelines/students.py): the folder's generation defaults, and the guidance scale a
         # guidance-distilled transformer takes as input (None for ordinary models).
         self.generation_defaults = GenerationDefaults()
         self.embedded_guidance: float | None = None

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-DEFAULT_FPS = 24
+from ..defaults import FPS as DEFAULT_FPS
 
 
 def to_uint8_frames(frames) -> np.ndarray:

@@ -17,22 +17,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, get_args
 
 import torch
 
-GuidanceMode = Literal["apg", "cfg", "none"]
-GUIDANCE_MODES: tuple[str, ...] = get_args(GuidanceMode)
+from .. import defaults as D
+from ..options import GUIDANCE_MODES, GuidanceMode
 
 
 @dataclass(frozen=True)
 class GuidanceConfig:
-    mode: GuidanceMode = "apg"
-    scale: float = 8.0
-    norm_threshold: float = 12.0
-    momentum: float = 0.1
-    eta: float = 1.0
-    norm_dims: tuple[int, ...] = (-1, -2, -4)
+    mode: GuidanceMode = D.GUIDANCE  # type: ignore[assignment]
+    scale: float = D.GUIDANCE_SCALE
+    norm_threshold: float = D.APG_NORM_THRESHOLD
+    momentum: float = D.APG_MOMENTUM
+    eta: float = D.APG_ETA
+    norm_dims: tuple[int, ...] = D.APG_NORM_DIMS
 
     def __post_init__(self) -> None:
         if self.mode not in GUIDANCE_MODES:
@@ -131,7 +130,7 @@ def config_from_guider(guider, **overrides) -> GuidanceConfig:
         name = type(guider).__name__
         cfg_ = dict(getattr(guider, "config", {}))
         if name == "AdaptiveProjectedGuidance":
-            values = {"mode": "apg", "scale": cfg_.get("guidance_scale", 8.0)}
+            values = {"mode": "apg", "scale": cfg_.get("guidance_scale", D.GUIDANCE_SCALE)}
             if cfg_.get("adaptive_projected_guidance_rescale") is not None:
                 values["norm_threshold"] = cfg_["adaptive_projected_guidance_rescale"]
             values["momentum"] = cfg_.get("adaptive_projected_guidance_momentum") or 0.0
@@ -146,7 +145,7 @@ def config_from_guider(guider, **overrides) -> GuidanceConfig:
                     "formulation (use_original_formulation=True) only"
                 )
         elif name == "ClassifierFreeGuidance":
-            values = {"mode": "cfg", "scale": cfg_.get("guidance_scale", 8.0)}
+            values = {"mode": "cfg", "scale": cfg_.get("guidance_scale", D.GUIDANCE_SCALE)}
         else:
             raise ValueError(
                 f"guider {name} is not supported; supported: AdaptiveProjectedGuidance, ClassifierFreeGuidance"

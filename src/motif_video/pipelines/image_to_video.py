@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from ..defaults import SHIFT_I2V
 from ..perf.step_cache import StepCache
 from . import prompts as P
 from .base import Conditioning, GuidanceBatching, MotifVideoBasePipeline, MotifVideoPipelineOutput, OutputType
@@ -19,7 +20,7 @@ from .image_conditioning import (
     preprocess_image,
     siglip_tokens,
 )
-from .sampling import DEFAULT_SHIFT_I2V, SamplerChoice
+from .sampling import SamplerChoice
 
 
 class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
@@ -32,7 +33,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
     first-frame replacement (`keep_first_frame`, off by default).
     """
 
-    default_shift = DEFAULT_SHIFT_I2V
+    default_shift = SHIFT_I2V
 
     @torch.no_grad()
     def __call__(

@@ -10,14 +10,11 @@ fp8         torchao Float8WeightOnlyConfig on the transformer's block linears (`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
 
 import torch
 
+from ..options import OFFLOAD_MODES, OffloadMode
 from ..perf.fp8 import quantize_fp8
-
-OffloadMode = Literal["none", "model", "group", "sequential"]
-OFFLOAD_MODES: tuple[str, ...] = get_args(OffloadMode)
 
 # Peak-memory targets at 1280x736x121 bf16 (issue 3) used to pick a mode from a budget; not yet measured on a GPU.
 BUDGET_STEPS: list[tuple[float, OffloadMode, bool]] = [

@@ -15,8 +15,6 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SHIFT_T2V = 15.0
-DEFAULT_SHIFT_I2V = 8.0
 
 # Scheduler classes whose config describes the sampler we run: Euler steps on flow-matching sigmas.
 EULER_FLOW_SCHEDULERS = ("FlowMatchEulerDiscreteScheduler",)

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from ..defaults import SHIFT_T2V
 from ..perf.step_cache import StepCache
 from . import prompts as P
 from .base import (
@@ -16,7 +17,6 @@ from .base import (
     OutputType,
 )
 from .guidance import GuidanceConfig
-from .sampling import DEFAULT_SHIFT_T2V
 
 
 class MotifVideoPipeline(MotifVideoBasePipeline):
@@ -28,7 +28,7 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
     the accelerator.
     """
 
-    default_shift = DEFAULT_SHIFT_T2V
+    default_shift = SHIFT_T2V
 
     @torch.no_grad()
     def __call__(

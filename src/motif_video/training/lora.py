@@ -13,6 +13,10 @@ from pathlib import Path
 
 from torch import nn
 
+from ..pipelines.students import LORA_PREFIX as PREFIX
+from ..pipelines.students import LORA_WEIGHT_NAME as WEIGHT_NAME
+from ..pipelines.students import load_lora as load_lora  # loads what save_lora writes
+
 # Every attention projection of the dual and single blocks, plus the Shared Cross-Attention query/output paths.
 DEFAULT_TARGETS = [
     "to_q",
@@ -60,10 +64,6 @@ def add_lora(
     return [name for name, p in model.named_parameters() if p.requires_grad]
 
 
-WEIGHT_NAME = "pytorch_lora_weights.safetensors"
-PREFIX = "transformer"
-
-
 def save_lora(model: nn.Module, folder: str | Path, adapter_name: str = "default") -> Path:
     """Write the adapter as `folder/pytorch_lora_weights.safetensors` (atomically); returns the file."""
     import json
@@ -89,8 +89,3 @@ def save_lora(model: nn.Module, folder: str | Path, adapter_name: str = "default
     )
     os.replace(tmp, folder / WEIGHT_NAME)
     return folder / WEIGHT_NAME
-
-
-def load_lora(model: nn.Module, folder: str | Path, adapter_name: str = "default") -> None:
-    """Load an adapter written by `save_lora` (or a diffusers pipeline LoRA file) into `model`."""
-    model.load_lora_adapter(str(folder), prefix=PREFIX, weight_name=WEIGHT_NAME, adapter_name=adapter_name)

@@ -1,0 +1,172 @@
+"""Generation defaults, in one place: the released model's, and those a model folder stores beside it.
+
+Every layer reads them from here: the pipelines fill what a call leaves None, `generate` and `eval` resolve a
+model's defaults before loading it (to check sizes and print them), the option declarations (`motif_video.options`)
+name them in their help, and distillation writes a student's. Pure Python: no torch import.
+
+Order, for each value: the call's argument, else the model folder's `generation_config.json` (a student's over its
+base model's), else the released model's below. Guidance and shift have no released value here: the folder's guider
+and scheduler configs give them, then `GUIDANCE` / `SHIFT_T2V` / `SHIFT_I2V`.
+
+A distilled student is a folder holding `transformer/` (a full student) or `lora/` (an adapter) and this file:
+
+    {"num_inference_steps": 4, "shift": 15.0, "guidance": "apg", "guidance_scale": 8.0,
+     "base_model": "small", "adapter": null, "distillation": {...how it was made...}}
+
+`base_model` (a folder, a shipped model name or a Hub id) supplies every other component (VAE, text encoder,
+tokenizer, scheduler, guider), so a student ships without copies of them (`motif_video.pipelines.students`). A full
+model folder may carry the same file with only the generation keys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+# ---------------------------------------------------------------------------------------------- released model
+HEIGHT = 736
+WIDTH = 1280
+NUM_FRAMES = 121
+STEPS = 50
+FPS = 24
+SHIFT_T2V = 15.0  # when the folder's scheduler config names none
+SHIFT_I2V = 8.0  # image-to-video, unless the folder is an image-to-video one (see `pipelines.sampling`)
+# Guidance when the folder has no guider config: APG, original formulation (`pipelines.guidance`).
+GUIDANCE = "apg"
+GUIDANCE_SCALE = 8.0
+APG_NORM_THRESHOLD = 12.0
+APG_MOMENTUM = 0.1
+APG_ETA = 1.0
+APG_NORM_DIMS = (-1, -2, -4)  # W, H, C of a [B, C, T, H, W] velocity: one norm per latent frame
+CONDITIONING_BLUR = 0.0  # I2V timestep-aware blur strength: off, as released
+KEEP_FIRST_FRAME = False  # I2V: the model generates latent frame 0 from the condition channels, as released
+# A None negative prompt means the pipeline's 39-term trained one (`pipelines.prompts.DEFAULT_NEGATIVE_PROMPT`).
+
+GENERATION_CONFIG_NAME = "generation_config.json"
+GUIDANCE_CHOICES = ("apg", "cfg", "none")
+ADAPTERS = (None, "lora")
+
+
+@dataclass(frozen=True)
+class GenerationDefaults:
+    """The schema of `generation_config.json`; None: no default here (the next source in order decides)."""
+
+    num_inference_steps: int | None = None
+    shift: float | None = None
+    guidance: str | None = None  # "apg", "cfg" or "none"
+    guidance_scale: float | None = None
+    base_model: str | None = None
+    adapter: str | None = (
+        None  # None: `transformer/` holds the student; "lora": `lora/` adapts the base model's
+    )
+    distillation: dict[str, Any] = field(default_factory=dict)  # provenance, not read by the pipeline
+    # Size and negative prompt a model was trained for (the released model has none).
+    height: int | None = None
+    width: int | None = None
+    num_frames: int | None = None
+    negative_prompt: str | None = None
+    conditioning_blur: float | None = None  # I2V: the timestep-aware blur strength the model was trained with
+    keep_first_frame: bool | None = None  # I2V: hold latent frame 0 on the image's path (the I2V pipeline)
+
+    def __post_init__(self) -> None:
+        if self.num_inference_steps is not None and self.num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be >= 1, got {self.num_inference_steps}")
+        if self.guidance not in (None, *GUIDANCE_CHOICES):
+            raise ValueError(f"guidance must be one of {list(GUIDANCE_CHOICES)}, got {self.guidance!r}")
+        if self.adapter not in ADAPTERS:
+            raise ValueError(f"adapter must be one of {list(ADAPTERS)}, got {self.adapter!r}")
+
+    @property
+    def is_student(self) -> bool:
+        """A folder that borrows its other components from `base_model`."""
+        return self.base_model is not None
+
+    def over(self, base: GenerationDefaults) -> GenerationDefaults:
+        """These defaults, with `base`'s wherever these are None (a student over its base model's)."""
+        merged = {
+            f.name: getattr(self, f.name) if getattr(self, f.name) is not None else getattr(base, f.name)
+            for f in fields(self)
+        }
+        return GenerationDefaults(**merged)
+
+    def resolve(self, **values: Any) -> dict[str, Any]:
+        """`values` (keyed by field name) with each None replaced by this default, else the released model's."""
+        unknown = sorted(set(values) - {f.name for f in fields(self)})
+        if unknown:
+            raise ValueError(f"no generation defaults for {unknown}")
+        merged = self.over(RELEASED)
+        return {k: v if v is not None else getattr(merged, k) for k, v in values.items()}
+
+    def fill(self, steps: int | None, guidance: Any, scale: float | None, shift: float | None):
+        """(steps, guidance, guidance scale, shift) where the call left None (then the pipeline's own: 50 steps)."""
+        r = self.resolve(num_inference_steps=steps, guidance=guidance, guidance_scale=scale, shift=shift)
+        return r["num_inference_steps"], r["guidance"], r["guidance_scale"], r["shift"]
+
+    def fill_size(self, height: int | None, width: int | None, num_frames: int | None, negative_prompt: Any):
+        """(height, width, num_frames, negative prompt) where the call left None: this model's, else the released
+        model's 736x1280, 121 frames (a None negative prompt stays None: the pipeline's trained default)."""
+        r = self.resolve(height=height, width=width, num_frames=num_frames, negative_prompt=negative_prompt)
+        return r["height"], r["width"], r["num_frames"], r["negative_prompt"]
+
+    @classmethod
+    def read(cls, folder: str | os.PathLike) -> GenerationDefaults | None:
+        path = Path(folder) / GENERATION_CONFIG_NAME
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{path} has unknown keys {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    def write(self, folder: str | os.PathLike) -> Path:
+        """Write atomically (a temporary file, then a rename)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{GENERATION_CONFIG_NAME}.tmp"
+        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, folder / GENERATION_CONFIG_NAME)
+        return folder / GENERATION_CONFIG_NAME
+
+
+# The released model's values for the keys it has one for (guidance and shift come from its folder's configs).
+RELEASED = GenerationDefaults(
+    num_inference_steps=STEPS,
+    height=HEIGHT,
+    width=WIDTH,
+    num_frames=NUM_FRAMES,
+    conditioning_blur=CONDITIONING_BLUR,
+    keep_first_frame=KEEP_FIRST_FRAME,
+)
+
+
+def model_folder(model: str | os.PathLike) -> Path | None:
+    """A local folder or a shipped model's; None for a Hub id (not downloaded just to read its defaults)."""
+    from .hub import shipped_model
+
+    path = Path(model).expanduser()
+    return path if path.is_dir() else shipped_model(str(model))
+
+
+def stored_defaults(model: str | os.PathLike, _depth: int = 0) -> GenerationDefaults | None:
+    """The model's `GenerationDefaults` over its base model's (a student's chain, up to 4 deep); None without a
+    generation_config.json."""
+    folder = model_folder(model)
+    stored = GenerationDefaults.read(folder) if folder is not None else None
+    if stored is not None and stored.base_model and _depth < 4:
+        base = stored_defaults(stored.base_model, _depth + 1)
+        stored = stored.over(base) if base is not None else stored
+    return stored
+
+
+def model_defaults(model: str | os.PathLike) -> GenerationDefaults:
+    """What a model generates with when a call leaves a value None: its stored defaults over the released model's."""
+    stored = stored_defaults(model)
+    return RELEASED if stored is None else stored.over(RELEASED)

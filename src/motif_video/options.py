@@ -1,0 +1,496 @@
+"""The options of a generation request, each declared once: `motif-video generate`'s flags, the request checks (for
+the command line and for a service's JSON fields) and the pipeline call are all derived from `GENERATE_OPTIONS`.
+
+    add_arguments(parser)           argparse flags (help, defaults, choices)
+    parse_request(mapping)          field -> value in, a checked `GenerateRequest` out, or a ValueError naming the
+                                    field and what it allows
+    request_schema(groups)          JSON schema of the fields (type, default, enum, minimum, description)
+    pipeline_kwargs(request)        the keyword arguments of a pipeline call for one of the request's prompts
+
+Checks here need nothing but the values (types, choices, ranges, the video size rule, options that exclude each
+other); what depends on the machine or the files (CUDA present, image readable, output writable, process count)
+is checked by `motif_video.generation.plan_generation` before any model is loaded. A None default means "decided
+later": by the model folder's generation_config.json, else the released defaults (`motif_video.defaults`).
+
+Pure Python (dataclasses, argparse, re): importing this module imports neither torch nor diffusers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import MISSING, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from . import defaults as D
+from .hub import DEFAULT_MODEL_ID
+
+# ------------------------------------------------------------------------------------------ choice lists (once)
+GuidanceMode = Literal["apg", "cfg", "none"]
+GUIDANCE_MODES: tuple[str, ...] = D.GUIDANCE_CHOICES
+GuidanceBatching = Literal["auto", "batched", "sequential"]
+GUIDANCE_BATCHING: tuple[str, ...] = ("auto", "batched", "sequential")
+OffloadMode = Literal["none", "model", "group", "sequential"]
+OFFLOAD_MODES: tuple[str, ...] = ("none", "model", "group", "sequential")
+ParallelMode = Literal["none", "context", "guidance", "data"]
+PARALLEL_MODES: tuple[str, ...] = ("none", "context", "guidance", "data")
+PARALLEL_CHOICES: tuple[str, ...] = (
+    "auto",
+    *PARALLEL_MODES,
+)  # auto: decided from the process and prompt counts
+DTYPE_CHOICES: tuple[str, ...] = ("auto", "bfloat16", "float16", "float32")
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+# What a field is about: the video (per request), where it is written, how the process runs (per process: a service
+# sets these when it starts, not per request).
+Group = Literal["video", "output", "run"]
+GROUPS: tuple[str, ...] = ("video", "output", "run")
+CliKind = Literal["value", "switch", "negatable", "optional_value", "prompt"]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One generate option: its field, type, default, allowed values and help; everything else is derived."""
+
+    name: str  # the request field (and JSON key); the flag is --name-with-dashes
+    type: type  # int, float, str, bool or Path (prompts: str, one or more)
+    default: Any
+    help: str
+    group: Group
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    exclusive_minimum: bool = False  # minimum itself not allowed (> rather than >=)
+    default_text: str | None = None  # the help's "(default: ...)" where the value alone does not say it
+    pipeline: str | None = (
+        None  # the pipeline call's keyword for this value; None: not passed to the pipeline
+    )
+    i2v_only: bool = False  # passed to the pipeline only for image-to-video
+    cli: CliKind = "value"
+    const: Any = None  # optional_value: the value of the bare flag
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def allowed(self) -> str:
+        """What the option accepts, in words (for error messages and the schema's description)."""
+        if self.choices is not None:
+            return f"one of {list(self.choices)}"
+        if self.minimum is not None:
+            return f"{self.type.__name__} {'>' if self.exclusive_minimum else '>='} {self.minimum:g}"
+        return "a path" if self.type is Path else self.type.__name__
+
+    def check(self, value: Any) -> Any:
+        """`value` converted to this option's type and checked; ValueError naming the field otherwise."""
+        if value is None:
+            if self.default is None:
+                return None
+            raise ValueError(f"{self.name} must be {self.allowed}, got None")
+        value = _convert(self, value)
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"{self.name} must be one of {list(self.choices)}, got {value!r}")
+        if self.minimum is not None:
+            low = value <= self.minimum if self.exclusive_minimum else value < self.minimum
+            if low or (isinstance(value, float) and math.isnan(value)):
+                sign = ">" if self.exclusive_minimum else ">="
+                raise ValueError(f"{self.name} must be {sign} {self.minimum:g}, got {value}")
+        return value
+
+
+def _convert(option: Option, value: Any) -> Any:
+    kind, name = option.type, option.name
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false, got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{name} must be a number, got {value!r}")
+        return float(value)
+    if kind is Path:
+        if not isinstance(value, str | Path):
+            raise ValueError(f"{name} must be a path, got {value!r}")
+        return Path(value)
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be text, got {value!r}")
+    return value
+
+
+def option(default: Any, help: str, group: Group, **details: Any) -> Any:
+    """A request field with its option details (`Option`'s fields after `group`); name and type are the field's."""
+    return field(default=default, metadata={"option": {"help": help, "group": group, **details}})
+
+
+_NEGATIVE = 'the 39-term trained negative prompt; "" for none'
+_GUIDANCE = (
+    f"the model's generation_config.json, else its guider config, else {D.GUIDANCE}: scale {D.GUIDANCE_SCALE:g}, "
+    f"norm threshold {D.APG_NORM_THRESHOLD:g}, momentum {D.APG_MOMENTUM:g}"
+)
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """A generation request, checked by `parse_request`: each field is one option, declared here once."""
+
+    # ---------------------------------------------------------------------------------------------------- video
+    prompts: tuple[str, ...] = field(
+        metadata={
+            "option": {
+                "help": "the prompt (this or --prompt-file is required)",
+                "group": "video",
+                "cli": "prompt",
+                "pipeline": "prompt",
+            }
+        }
+    )
+    image: Path | None = option(
+        None, "first frame for image-to-video", "video", default_text="none, text-to-video"
+    )
+    keep_first_frame: bool | None = option(
+        None,
+        "image-to-video: hold the first latent frame on the image's noise path so the video starts on the image",
+        "video",
+        cli="negatable",
+        pipeline="keep_first_frame",
+        i2v_only=True,
+        default_text="the model folder's generation_config.json, else off as released",
+    )
+    height: int | None = option(
+        None,
+        "pixels, a multiple of 16",
+        "video",
+        minimum=16,
+        pipeline="height",
+        default_text=f"the model's, else {D.HEIGHT}",
+    )
+    width: int | None = option(
+        None,
+        "pixels, a multiple of 16",
+        "video",
+        minimum=16,
+        pipeline="width",
+        default_text=f"the model's, else {D.WIDTH}",
+    )
+    num_frames: int | None = option(
+        None,
+        "4k+1 frames",
+        "video",
+        minimum=1,
+        pipeline="num_frames",
+        default_text=f"the model's, else {D.NUM_FRAMES}",
+    )
+    steps: int | None = option(
+        None,
+        "denoising steps",
+        "video",
+        minimum=1,
+        pipeline="num_inference_steps",
+        default_text=f"the model's, else {D.STEPS}",
+    )
+    guidance: str | None = option(
+        None, "guidance method", "video", choices=GUIDANCE_MODES, pipeline="guidance", default_text=_GUIDANCE
+    )
+    guidance_scale: float | None = option(
+        None,
+        "guidance scale",
+        "video",
+        minimum=0,
+        pipeline="guidance_scale",
+        default_text=f"the model's generation_config.json or guider config, else {D.GUIDANCE_SCALE:g}",
+    )
+    guidance_batching: str = option(
+        "auto",
+        "cond and uncond in one batched forward or two passes; auto batches small videos (up to 8192 "
+        "tokens) and uses two passes with a step cache",
+        "video",
+        choices=GUIDANCE_BATCHING,
+        pipeline="guidance_batching",
+    )
+    shift: float | None = option(
+        None,
+        "sampler time shift",
+        "video",
+        minimum=0,
+        exclusive_minimum=True,
+        pipeline="shift",
+        default_text=f"the folder's scheduler config; {D.SHIFT_T2V:g} for T2V, {D.SHIFT_I2V:g} for I2V",
+    )
+    negative_prompt: str | None = option(
+        None, "negative prompt", "video", pipeline="negative_prompt", default_text=_NEGATIVE
+    )
+    seed: int | None = option(
+        None, "random seed; video i uses seed + i", "video", default_text="random, printed"
+    )
+    fps: int = option(D.FPS, "frames per second of the MP4", "video", minimum=0, exclusive_minimum=True)
+    # --------------------------------------------------------------------------------------------------- output
+    output: Path = option(Path("output.mp4"), "MP4 file for one prompt, or a folder for several", "output")
+    save_latents: bool = option(
+        False,
+        "also write the final latents next to each MP4 (.latents.safetensors)",
+        "output",
+        cli="switch",
+        default_text="off",
+    )
+    # ------------------------------------------------------------------------------------------------------ run
+    model: str = option(DEFAULT_MODEL_ID, "local model folder, shipped model name (small) or Hub id", "run")
+    dtype: str = option(
+        "auto",
+        "weights and compute dtype",
+        "run",
+        choices=DTYPE_CHOICES,
+        default_text="auto: bfloat16 on CUDA, float32 on the CPU",
+    )
+    device: str = option("auto", "auto, cpu, cuda or cuda:N", "run", default_text="auto: cuda when available")
+    threads: int = option(
+        0,
+        "torch CPU threads; 0 = torch's default. Small models on a busy CPU: 1 is often much faster",
+        "run",
+        minimum=0,
+    )
+    offload: str = option(
+        "none",
+        "where weights live while generating",
+        "run",
+        choices=OFFLOAD_MODES,
+        default_text="none, all on the device",
+    )
+    fp8: bool = option(
+        False,
+        "FP8 weight-only transformer (torchao; pip install motif-video[fp8])",
+        "run",
+        cli="switch",
+        default_text="off",
+    )
+    vae_tiling: bool = option(
+        False, "decode the VAE in spatial tiles", "run", cli="switch", default_text="off"
+    )
+    memory_budget: float | None = option(
+        None,
+        "GB of accelerator memory; picks --offload/--fp8 (overrides them; the choice is printed)",
+        "run",
+        minimum=0,
+        exclusive_minimum=True,
+        default_text="none",
+    )
+    attention_backend: str | None = option(
+        None,
+        "attention kernel: auto (FlashAttention 3 on Hopper in half precision, else torch SDPA), sdpa, math, "
+        "sdpa_flash, sdpa_cudnn, sdpa_efficient, flash3, sage; the ones installed and usable here are accepted",
+        "run",
+        default_text="auto",
+    )
+    compile: str | None = option(
+        None,
+        "regional torch.compile of the transformer blocks; BACKEND defaults to inductor",
+        "run",
+        cli="optional_value",
+        const="inductor",
+        metavar="BACKEND",
+        default_text="off",
+    )
+    cache_threshold: float | None = option(
+        None,
+        "step cache (first-block residual): skip a step when the first block's output changed by less than "
+        "this relative L1; 0 skips nothing (exact); other video models use 0.05-0.1, the quality cost here is not "
+        "measured yet; forces separate cond and uncond passes; the skipped steps are printed",
+        "run",
+        minimum=0,
+        default_text="off",
+    )
+    fp8_compute: bool = option(
+        False,
+        "FP8 compute: torchao dynamic float8 activations and weights in the block linears, CUDA compute "
+        "capability >= 8.9 (Ada, Hopper) only; not the --fp8 memory mode",
+        "run",
+        cli="switch",
+        default_text="off",
+    )
+    parallel: str = option(
+        "auto",
+        "under torchrun --nproc-per-node N: context (video tokens split over the ranks), guidance (cond and "
+        "uncond passes on 2 ranks), data (rank r makes prompts r, r+N, ...); auto: none for one process, data when "
+        "there are at least N prompts, else context",
+        "run",
+        choices=PARALLEL_CHOICES,
+    )
+
+    def values(self, group: Group | None = None) -> dict[str, Any]:
+        """The option values (of one group), keyed by field."""
+        return {o.name: getattr(self, o.name) for o in GENERATE_OPTIONS if group in (None, o.group)}
+
+
+def _field_type(hint: Any) -> type:
+    """int, float, str, bool or Path from a field's annotation (`X | None` -> X; the prompts tuple -> str)."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is tuple:
+        return str
+    return args[0] if args else hint
+
+
+def _options() -> tuple[Option, ...]:
+    hints = typing.get_type_hints(GenerateRequest)
+    return tuple(
+        Option(
+            f.name,
+            _field_type(hints[f.name]),
+            None if f.default is MISSING else f.default,
+            **f.metadata["option"],
+        )
+        for f in fields(GenerateRequest)
+    )
+
+
+GENERATE_OPTIONS: tuple[Option, ...] = _options()
+OPTIONS: dict[str, Option] = {o.name: o for o in GENERATE_OPTIONS}
+
+
+def parse_request(values: Mapping[str, Any], base: GenerateRequest | None = None) -> GenerateRequest:
+    """A `GenerateRequest` from field -> value (JSON types, or Path for paths); fields left out take `base`'s values
+    (default: the option defaults). Raises ValueError naming the field and what it allows."""
+    unknown = sorted(set(values) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown field(s) {unknown}; known: {sorted(OPTIONS)}")
+    checked = {name: OPTIONS[name].check(value) for name, value in values.items() if name != "prompts"}
+    if "prompts" in values or base is None:
+        checked["prompts"] = _check_prompts(values.get("prompts"))
+    request = replace(base, **checked) if base is not None else GenerateRequest(**checked)
+    check_request(request)
+    return request
+
+
+def _check_prompts(value: Any) -> tuple[str, ...]:
+    prompts = [value] if isinstance(value, str) else value
+    if not isinstance(prompts, list | tuple) or not prompts:
+        raise ValueError("prompts must be one prompt or a non-empty list of prompts")
+    if any(not isinstance(p, str) or not p.strip() for p in prompts):
+        raise ValueError("prompt must be non-empty text (one per line in --prompt-file)")
+    return tuple(prompts)
+
+
+def check_video_size(width: int, height: int, frames: int) -> None:
+    """Width and height multiples of 16, frames 4k + 1 (the VAE's 8x spatial, 4x temporal, and 2x2 patches)."""
+    for name, value in (("width", width), ("height", height)):
+        if value <= 0 or value % 16:
+            raise ValueError(f"{name} must be a positive multiple of 16, got {value}")
+    if frames < 1 or (frames - 1) % 4:
+        raise ValueError(f"num_frames must be 4k+1 (1, 5, 9, ..., 121), got {frames}")
+
+
+def check_request(r: GenerateRequest) -> None:
+    """The rules between fields and the ones a choice list cannot say (no machine or file is looked at)."""
+    check_video_size(
+        r.width if r.width is not None else 16,
+        r.height if r.height is not None else 16,
+        r.num_frames if r.num_frames is not None else 1,
+    )
+    if r.image is None and r.keep_first_frame is not None:
+        raise ValueError(
+            "keep_first_frame (--keep-first-frame / --no-keep-first-frame) needs image (--image)"
+        )
+    if not DEVICE_PATTERN.fullmatch(r.device):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {r.device!r}")
+    if r.fp8 and r.fp8_compute:
+        raise ValueError("fp8 (weight-only memory mode) and fp8_compute are exclusive; pick one")
+    if r.fp8_compute and r.offload != "none":
+        raise ValueError(
+            f"fp8_compute needs the transformer on the GPU (offload none), got offload {r.offload!r}"
+        )
+    if r.parallel == "guidance" and r.guidance == "none":
+        raise ValueError("parallel 'guidance' splits the cond and uncond passes: needs guidance apg or cfg")
+
+
+def pipeline_kwargs(request: GenerateRequest, prompt: str, image_to_video: bool) -> dict[str, Any]:
+    """The pipeline call's keyword arguments for `prompt` (the image and the generator are the caller's)."""
+    kwargs = {
+        o.pipeline: getattr(request, o.name)
+        for o in GENERATE_OPTIONS
+        if o.pipeline is not None and o.name != "prompts" and (image_to_video or not o.i2v_only)
+    }
+    return {"prompt": prompt, **kwargs}
+
+
+# --------------------------------------------------------------------------------------------------- argparse
+def add_arguments(parser: argparse.ArgumentParser, options: Iterable[Option] = GENERATE_OPTIONS) -> None:
+    """One flag per option (the prompts as --prompt or --prompt-file, one required)."""
+    for o in options:
+        default = o.default_text or ("none" if o.default is None else str(o.default))
+        help_ = f"{o.help} (default: {default})"
+        if o.cli == "prompt":
+            src = parser.add_mutually_exclusive_group(required=True)
+            src.add_argument("--prompt", help=o.help)
+            src.add_argument(
+                "--prompt-file", type=Path, help="text file with one prompt per line (blank lines skipped)"
+            )
+        elif o.cli == "switch":
+            parser.add_argument(o.flag, dest=o.name, action="store_true", help=help_)
+        elif o.cli == "negatable":
+            parser.add_argument(o.flag, dest=o.name, action=argparse.BooleanOptionalAction, default=o.default,
+                                help=help_)  # fmt: skip
+        elif o.cli == "optional_value":
+            parser.add_argument(o.flag, dest=o.name, nargs="?", const=o.const, default=o.default, metavar=o.metavar,
+                                help=help_)  # fmt: skip
+        else:
+            parser.add_argument(
+                o.flag, dest=o.name, type=o.type, default=o.default, choices=o.choices, help=help_
+            )
+
+
+def read_prompt_file(path: Path) -> list[str]:
+    """The non-blank lines of a prompt file, stripped."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"prompt file {str(path)!r} is not readable ({exc})") from exc
+    prompts = [line.strip() for line in text.splitlines() if line.strip()]
+    if not prompts:
+        raise ValueError(f"prompt file {str(path)!r} has no prompts")
+    return prompts
+
+
+def request_from_args(args: argparse.Namespace) -> GenerateRequest:
+    """The request of parsed `add_arguments` flags (reads --prompt-file)."""
+    prompts = [args.prompt] if args.prompt is not None else read_prompt_file(args.prompt_file)
+    values = {name: getattr(args, name) for name in OPTIONS if name != "prompts"}
+    return parse_request({"prompts": prompts, **values})
+
+
+# ------------------------------------------------------------------------------------------------------ schema
+_JSON_TYPES = {int: "integer", float: "number", str: "string", bool: "boolean", Path: "string"}
+
+
+def request_schema(groups: Iterable[Group] = GROUPS) -> dict[str, Any]:
+    """A JSON schema (draft 2020-12) of the request fields in `groups`; null means "the default decides"."""
+    properties: dict[str, Any] = {}
+    for o in GENERATE_OPTIONS:
+        if o.group not in tuple(groups):
+            continue
+        if o.name == "prompts":
+            prop: dict[str, Any] = {
+                "type": "array",
+                "items": {"type": "string", "minLength": 1},
+                "minItems": 1,
+            }
+        else:
+            kind = _JSON_TYPES[o.type]
+            prop = {"type": [kind, "null"] if o.default is None else kind}
+            if o.default is not None:
+                prop["default"] = str(o.default) if isinstance(o.default, Path) else o.default
+            if o.choices is not None:
+                prop["enum"] = list(o.choices) + ([None] if o.default is None else [])
+            if o.minimum is not None:
+                prop["exclusiveMinimum" if o.exclusive_minimum else "minimum"] = o.minimum
+        default = o.default_text or ("none" if o.default is None else str(o.default))
+        prop["description"] = f"{o.help} (default: {default})"
+        properties[o.name] = prop
+    required = ["prompts"] if "prompts" in properties else []
+    return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}

@@ -1,0 +1,76 @@
+"""Distilled students: a folder with its own transformer (or a LoRA adapter) that borrows every other component from
+its `base_model` (the folder's `generation_config.json`, `motif_video.defaults`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..defaults import GenerationDefaults
+
+# The diffusers pipeline LoRA format (`motif_video.training.lora` writes it): one file, keys prefixed `transformer.`.
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+LORA_PREFIX = "transformer"
+
+
+def resolve_base(defaults: GenerationDefaults, folder: Path) -> str:
+    """`base_model` as given, or relative to the student folder when that names an existing folder."""
+    base = defaults.base_model
+    relative = folder / base
+    return str(relative) if not Path(base).is_absolute() and relative.is_dir() else base
+
+
+def load_lora(model, folder: str | Path, adapter_name: str = "default") -> None:
+    """Load an adapter in the diffusers pipeline LoRA format (`training.lora.save_lora` writes one) into `model`."""
+    model.load_lora_adapter(
+        str(folder), prefix=LORA_PREFIX, weight_name=LORA_WEIGHT_NAME, adapter_name=adapter_name
+    )
+
+
+def load_student_transformer(folder: Path, defaults: GenerationDefaults, base: Path, dtype=None):
+    """The student's transformer: `folder/transformer`, or the base model's with `folder/lora` loaded into it."""
+    from ..models import MotifVideoTransformer
+
+    if defaults.adapter is None:
+        if not (folder / "transformer").is_dir():
+            raise ValueError(f"student folder {folder} has no transformer/ subfolder (adapter is null)")
+        return MotifVideoTransformer.from_pretrained(folder, subfolder="transformer", torch_dtype=dtype)
+    if not (folder / "lora").is_dir():
+        raise ValueError(f"student folder {folder} has no lora/ subfolder (adapter is 'lora')")
+    transformer = MotifVideoTransformer.from_pretrained(base, subfolder="transformer", torch_dtype=dtype)
+    load_lora(transformer, folder / "lora")
+    return transformer
+
+
+def embedded_guidance(transformer, guidance):
+    """For a guidance-distilled transformer: (a cond-only config, the scale it takes as input); else (config, None).
+
+    `guidance` is a `GuidanceConfig`; mode "none" embeds scale 0 (cond only, as APG at scale 0).
+    """
+    from .guidance import GuidanceConfig
+
+    if not getattr(transformer.config, "guidance_embeds", False):
+        return guidance, None
+    scale = 0.0 if guidance.mode == "none" else float(guidance.scale)
+    return GuidanceConfig(mode="none"), scale
+
+
+def load_student_pipeline(cls, folder: Path, defaults: GenerationDefaults, kwargs: dict[str, Any]):
+    """`cls.from_pretrained(base_model, transformer=<the student>)`, with the student's generation defaults."""
+    from ..hub import resolve_folder
+
+    base = resolve_base(defaults, folder)
+    dtype = kwargs.get("torch_dtype") or kwargs.get("dtype")
+    hub = {k: kwargs[k] for k in ("revision", "cache_dir", "local_files_only", "token") if k in kwargs}
+    kwargs = {
+        **kwargs,
+        "transformer": load_student_transformer(folder, defaults, resolve_folder(base, **hub), dtype),
+    }
+    # a student distilled on an earlier VAE's latents than its base model's carries that VAE
+    if (folder / "vae").is_dir() and "vae" not in kwargs:
+        from diffusers import AutoencoderKLWan
+
+        kwargs["vae"] = AutoencoderKLWan.from_pretrained(folder / "vae", torch_dtype=dtype)
+    pipe = cls.from_pretrained(base, **kwargs)
+    pipe.generation_defaults = defaults.over(pipe.generation_defaults)  # size, negative prompt: the base's
+    return pipe
