@@ -80,7 +80,7 @@ def test_shared_layout_is_folded_and_a_biased_query_norm_refused(tmp_path):
 
 
 def test_guidance_student_folds_at_its_scale_or_is_refused(transformer_folder, tmp_path):
-    from motif_video.pipelines.defaults import GenerationDefaults
+    from motif_video.defaults import GenerationDefaults
 
     student = tiny_transformer(0, guidance_embeds=True)  # randomised: the guidance embedding is non-zero
     student.save_pretrained(tmp_path / "student" / "transformer")

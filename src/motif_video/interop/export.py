@@ -116,7 +116,7 @@ def export_lora(lora_file: Path, output: Path, base_model: str | None, meta: dic
 
 def find_lora(source: Path) -> tuple[Path | None, str | None]:
     """(the LoRA file, the base model its folder names) when `source` is a LoRA file, LoRA folder or LoRA student."""
-    from ..pipelines.defaults import GenerationDefaults
+    from ..defaults import GenerationDefaults
 
     if source.is_file():
         if source.suffix != ".safetensors":
@@ -137,7 +137,7 @@ def _load_transformer(
 ) -> tuple[Any, tuple[str, ...], str | None, float | None]:
     """The transformer of a model, transformer or student folder; the guidance scale to fold for a student."""
     from ..models import MotifVideoTransformer
-    from ..pipelines.defaults import GenerationDefaults
+    from ..defaults import GenerationDefaults
 
     notes: list[str] = []
     folder = source / "transformer" if (source / "transformer" / "config.json").is_file() else source
