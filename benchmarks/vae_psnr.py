@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: `recipes.small`
     from diffusers import AutoencoderKLWan
+    from recipes.small.vae import psnr, render_window
 
     from motif_video.evaluation.analysis import read_clip
     from motif_video.hub import resolve_folder
     from motif_video.synthetic import scene_at
-    from motif_video.training.vae import psnr, render_window
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -21,12 +21,17 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from collections import Counter
+from pathlib import Path
 
 import torch
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: `recipes.small`
+    from recipes.small.vae import render_window
+
     from motif_video import flow
     from motif_video.evaluation.analysis import object_masks, read_clip, shape_overlaps
     from motif_video.evaluation.suite import prompt_suite
@@ -35,8 +40,8 @@ def main() -> None:
     from motif_video.pipelines.export import to_uint8_frames
     from motif_video.pipelines.latents import decode_latents
     from motif_video.synthetic import COLOURS, SHAPES
-    from motif_video.training.encoders import encode_text, encode_video, load_components
-    from motif_video.training.vae import render_window
+    from motif_video.training.components import load_components
+    from motif_video.training.encoders import encode_text, encode_video
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -13,15 +13,19 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
-from motif_video.synthetic.clips import write_clips
-from motif_video.synthetic.scenes import NARROW
+if __package__ in (None, ""):  # run as a script: the repository root makes `recipes.small` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from recipes.small.clips import NARROW, write_clips
+from recipes.small.components import assemble, write_components
+from recipes.small.vae import VaeTrainConfig, finetune_decoder, train_vae
+
 from motif_video.training.config import load_config
-from motif_video.training.small import assemble, write_components
 from motif_video.training.trainer import train
-from motif_video.training.vae import VaeTrainConfig, finetune_decoder, train_vae
 
 HERE = Path(__file__).parent
 # Later transformer stages: the same recipe continued from the previous stage's EMA weights on a new cosine schedule

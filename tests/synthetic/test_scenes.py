@@ -2,9 +2,10 @@ import random
 
 import numpy as np
 import pytest
+from recipes.small.clips import NARROW
 
 from motif_video.synthetic import BACKGROUNDS, COLOURS, Scene, caption, parse_caption, render, scene_at
-from motif_video.synthetic.scenes import GROWTH, NARROW, VARIED, SceneRanges, coverage
+from motif_video.synthetic.scenes import GROWTH, VARIED, SceneRanges, coverage
 
 
 def test_scenes_are_deterministic_and_varied():

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from motif_video.cli import main
-from motif_video.training.synthetic import write_moving_squares
+from motif_video.synthetic.squares import write_moving_squares
 
 
 @pytest.mark.parametrize("command", ["train", "cache"])
@@ -29,6 +29,8 @@ def test_cache_then_train(tmp_path, capsys):
         "5x32x32",
         "--max-tokens",
         "16",
+        "--components",
+        "tiny",
     ]
     assert main(args) == 0
     assert "1 unreadable" in capsys.readouterr().out
@@ -38,7 +40,7 @@ def test_cache_then_train(tmp_path, capsys):
     assert len(json.loads((tmp_path / "cache" / "index.json").read_text())["shards"]) == len(index["shards"])
 
     config = tmp_path / "run.json"
-    config.write_text(json.dumps({"model": {"preset": "tiny"}, "data": {"cache": str(tmp_path / "cache"), "batch_size": 2},
+    config.write_text(json.dumps({"model": {"preset": "tiny", "components": "tiny"}, "data": {"cache": str(tmp_path / "cache"), "batch_size": 2},
                                   "tensorboard": False}))  # fmt: skip
     assert (
         main(

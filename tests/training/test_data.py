@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from motif_video.synthetic.squares import write_moving_squares
 from motif_video.training.data import (
     MediaDataset,
     MediaInfo,
@@ -18,7 +19,6 @@ from motif_video.training.data import (
     resize_crop,
     source_frame_indices,
 )
-from motif_video.training.synthetic import write_moving_squares
 
 
 @pytest.fixture(scope="module")

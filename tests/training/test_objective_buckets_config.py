@@ -11,7 +11,7 @@ from motif_video import flow
 from motif_video.training.buckets import BucketBatchSampler
 from motif_video.training.config import load_config
 from motif_video.training.i2v import condition_channels
-from motif_video.training.trainer import lr_at
+from motif_video.training.setup import lr_at
 
 RECIPES = Path(__file__).parents[2] / "recipes"
 

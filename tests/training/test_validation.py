@@ -41,7 +41,7 @@ def test_validation_renders_the_given_model(tmp_path, monkeypatch):
 
     from motif_video.pipelines import export
     from motif_video.testing import tiny_transformer
-    from motif_video.training.encoders import load_components
+    from motif_video.training.components import load_components
     from motif_video.training.validation import render_validation, validation_pipeline
 
     written = []

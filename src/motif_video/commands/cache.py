@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..hub import DEFAULT_MODEL_ID
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
@@ -18,8 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("output", help="cache folder")
     parser.add_argument(
         "--components",
-        default="tiny",
-        help="model folder or Hub id with vae/, text_encoder/, tokenizer/ ('tiny': offline stand-ins)",
+        default=DEFAULT_MODEL_ID,
+        help="model folder or Hub id with vae/, text_encoder/, tokenizer/ (default %(default)s; 'tiny': the "
+        "offline debug components)",
     )
     parser.add_argument(
         "--bucket",
@@ -54,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..training.cache import build_cache
+    from ..training.components import load_components
     from ..training.data import MediaDataset, check_buckets, list_media
-    from ..training.encoders import load_components
 
     buckets = check_buckets([parse_bucket(b) for b in (args.bucket or ["121x480x832"])])
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,4 +1,4 @@
-"""The distillation objective for the shared trainer (`training.trainer.train(..., objective=...)`).
+"""The distillation objective for the shared training loop (`training.trainer.train(..., objective=...)`).
 
 Builds the student from the frozen teacher, draws each sample's window, in-window time and guidance scale from the
 trainer's per-(seed, step, sample) streams (so resume and multi-GPU runs repeat exactly), asks the guided teacher
@@ -18,8 +18,12 @@ from torch import nn
 from .. import flow
 from ..defaults import GenerationDefaults
 from ..models import MotifVideoTransformer
-from ..training import trainer as T
+from ..training.draws import step_generator
+from ..training.export import export_model
 from ..training.i2v import condition_channels
+from ..training.objective import LossOutput, StepDraws
+from ..training.setup import build_model, load_pretrained
+from ..training.trainer import TrainResult, ValidateFn, train
 from . import perflow
 from .config import DistillConfig
 from .student import frozen_copy, student_from_teacher
@@ -27,52 +31,40 @@ from .student import frozen_copy, student_from_teacher
 logger = logging.getLogger(__name__)
 
 
-def load_teacher(reference: str) -> MotifVideoTransformer:
-    """A transformer folder, or a model folder / name / Hub id with a `transformer/` subfolder."""
-    from ..hub import resolve_folder
-
-    folder = resolve_folder(reference)
-    folder = folder / "transformer" if (folder / "transformer").is_dir() else folder
-    return MotifVideoTransformer.from_pretrained(folder)
-
-
 class PerFlowDistillation:
-    """`trainer.Objective` for guidance + step distillation (see `perflow`)."""
+    """`training.objective.Objective` for guidance + step distillation (see `perflow`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: DistillConfig) -> None:
+        self.config = config
+        self.extras: dict[str, nn.Module] = {}
         self.teacher: MotifVideoTransformer | None = None
         self.negative: tuple[torch.Tensor, torch.Tensor] | None = None  # [1, L, C], [1, L]
 
     # -------------------------------------------------------------------------------------------- setup
-    def build_model(self, config: DistillConfig) -> nn.Module:
-        d = config.distill
+    def build_model(self) -> nn.Module:
+        config = self.config
         torch.manual_seed(config.seed)
-        teacher = load_teacher(config.model.pretrained)
-        student = student_from_teacher(teacher, d.guidance_embeds)
+        teacher = load_pretrained(config.model.pretrained)
+        student = student_from_teacher(teacher, config.distill.guidance_embeds)
         self.teacher = frozen_copy(teacher)
-        if config.lora.rank:
-            from ..training.lora import add_lora
+        return build_model(config, student)
 
-            lo = config.lora
-            add_lora(student, lo.rank, lo.alpha, lo.dropout, lo.target_modules)
-        if student.image_embedder is not None:
-            student.image_embedder.requires_grad_(False)  # text-to-video distillation never uses it
-        if config.model.gradient_checkpointing:
-            student.enable_gradient_checkpointing()
-        return student.train()
+    def needs_components(self) -> bool:
+        return False  # `prepare` loads them itself for a negative prompt when the data did not
 
-    def prepare(self, config: DistillConfig, accelerator: Any, components: Any) -> None:
+    def prepare(self, accelerator: Any, components: Any, data: Any) -> None:
         device = accelerator.device
         self.teacher.to(device)
-        negative = config.distill.negative_prompt
-        if negative == "":
-            return  # the cache's / encoder's empty prompt, taken from `data` at the first step
+        negative = self.config.distill.negative_prompt
+        if negative == "":  # the cache's / encoder's empty prompt
+            self.negative = (data.null_text[None].to(device), data.null_mask[None].to(device))
+            return
         from ..pipelines import prompts as P
 
         if components is None:
-            from ..training.encoders import load_components
+            from ..training.components import load_components
 
-            components = load_components(config.model.components, device)
+            components = load_components(self.config.model.components, device)
         text = P.DEFAULT_NEGATIVE_PROMPT if negative is None else negative
         with torch.no_grad():
             embeds = P.encode_prompts(
@@ -80,13 +72,16 @@ class PerFlowDistillation:
             )
         self.negative = (embeds.embeds, embeds.mask)
 
+    def saved_extras(self, step: int) -> dict[str, nn.Module]:
+        return {}
+
     # --------------------------------------------------------------------------------------------- loss
-    def draws(self, config: DistillConfig, batch: int, shape: tuple[int, ...], step: int, first_sample: int):
+    def draws(self, batch: int, shape: tuple[int, ...], step: int, first_sample: int):
         """Per sample: window [B] (long), tau [B], guidance scale [B], noise [B, ...], from the trainer's streams."""
-        d = config.distill
+        d = self.config.distill
         windows, taus, scales, noises = [], [], [], []
         for i in range(batch):
-            g = T.step_generator(config.seed, step, first_sample + i + 1)
+            g = step_generator(self.config.seed, step, first_sample + i + 1)
             windows.append(int(torch.randint(d.steps, (1,), generator=g)))
             tau = torch.rand(1, generator=g)
             taus.append(float(tau) if d.time_in_window == "uniform" else 0.0)
@@ -94,42 +89,34 @@ class PerFlowDistillation:
             noises.append(torch.randn(shape, generator=g))
         return torch.tensor(windows), torch.tensor(taus), torch.tensor(scales), torch.stack(noises)
 
-    def compute_loss(self, model, inputs, data, config: DistillConfig, step, first_sample, repa, components,
-                     process_index, draw_step=None):  # fmt: skip
-        d = config.distill
-        step = step if draw_step is None else draw_step
+    def compute_loss(self, model: nn.Module, inputs: dict[str, torch.Tensor], at: StepDraws) -> LossOutput:
+        d = self.config.distill
         x0 = inputs["latents"]
         device, b = x0.device, x0.shape[0]
-        window, tau, scale, noise = self.draws(config, b, tuple(x0.shape[1:]), step, first_sample)
-        window, tau, scale, noise = (
-            window.to(device),
-            tau.to(device),
-            scale.to(device),
-            noise.to(device, x0.dtype),
-        )
+        window, tau, scale, noise = self.draws(b, tuple(x0.shape[1:]), at.draw_step, at.first_sample)
+        window, tau, scale = window.to(device), tau.to(device), scale.to(device)
+        noise = noise.to(device, x0.dtype)
         text, mask = inputs["text"], inputs["text_mask"]
         channels = condition_channels(x0, torch.zeros(b, device=device), False)
         targets = perflow.window_targets(
-            self._teacher_velocity(text, mask, channels, data), x0, noise, window, tau, scale,
+            self._teacher_velocity(text, mask, channels), x0, noise, window, tau, scale,
             flow.sampling_sigmas(d.steps, d.shift or d.teacher_shift), max(1, d.teacher_steps // d.steps),
-            d.teacher_shift, self._guidance(config), d.start,
+            d.teacher_shift, self._guidance(), d.start,
         )  # fmt: skip
         out = model(
             torch.cat([targets.x, channels], dim=1), flow.timestep_from_sigma(targets.sigma), text, mask,
             guidance=scale if d.guidance_embeds else None,
         )  # fmt: skip
         losses = (out.sample.float() - targets.velocity.float()).pow(2).flatten(1).mean(dim=1)
-        return losses.mean(), losses.detach(), targets.sigma.detach(), {}
+        return LossOutput(losses.mean(), losses.detach(), targets.sigma.detach())
 
-    def _guidance(self, config: DistillConfig) -> perflow.TeacherGuidance:
-        d = config.distill
+    def _guidance(self) -> perflow.TeacherGuidance:
+        d = self.config.distill
         return perflow.TeacherGuidance(
             d.guidance_mode, d.norm_threshold, d.momentum, d.eta, tuple(d.norm_dims)
         )
 
-    def _teacher_velocity(self, text, mask, channels, data) -> perflow.VelocityFn:
-        if self.negative is None:
-            self.negative = (data.null_text[None].to(text.device), data.null_mask[None].to(text.device))
+    def _teacher_velocity(self, text, mask, channels) -> perflow.VelocityFn:
         neg_text, neg_mask = self.negative
         b = text.shape[0]
         neg_text, neg_mask = neg_text.expand(b, -1, -1).to(text.dtype), neg_mask.expand(b, -1)
@@ -143,10 +130,10 @@ class PerFlowDistillation:
         return velocity
 
     # ------------------------------------------------------------------------------------------- export
-    def export(self, accelerator: Any, config: DistillConfig, model: nn.Module, ema: Any) -> None:
-        T.export_model(accelerator, config, model, ema)
+    def export(self, accelerator: Any, model: nn.Module, ema: Any) -> None:
+        export_model(accelerator, self.config, model, ema)
         if accelerator.is_main_process:
-            generation_defaults(config).write(Path(config.output_dir))
+            generation_defaults(self.config).write(Path(self.config.output_dir))
 
 
 def generation_defaults(config: DistillConfig) -> GenerationDefaults:
@@ -184,7 +171,7 @@ def generation_defaults(config: DistillConfig) -> GenerationDefaults:
 
 
 def distill(
-    config: DistillConfig, validate: T.ValidateFn | None = None, accelerator: Any = None
-) -> T.TrainResult:
+    config: DistillConfig, validate: ValidateFn | None = None, accelerator: Any = None
+) -> TrainResult:
     """Run the trainer with the distillation objective; the output folder loads with the pipelines by path."""
-    return T.train(config.check(), validate, accelerator, objective=PerFlowDistillation())
+    return train(config.check(), validate, accelerator, objective=PerFlowDistillation(config))

@@ -1,10 +1,13 @@
-"""Procedural videos with ground truth: the small model's training set and the offline evaluator's oracle."""
+"""Procedural videos, written as real MP4s with captions so they go through the user-data path.
+
+`scenes`: shapes with ground-truth labels, the small model's training set (recipes/small) and the offline
+evaluator's oracle. `squares`: the tiny recipe's moving squares (`data.generate_clips`). `video`: the MP4 writer.
+"""
 
 from .scenes import (
     BACKGROUNDS,
     COLOURS,
     MOTIONS,
-    NARROW,
     SHAPES,
     VARIED,
     Scene,
@@ -20,7 +23,6 @@ __all__ = [
     "BACKGROUNDS",
     "COLOURS",
     "MOTIONS",
-    "NARROW",
     "SHAPES",
     "VARIED",
     "Scene",

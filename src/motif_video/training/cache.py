@@ -21,8 +21,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from .components import Components
 from .data import MediaDataset, collate
-from .encoders import Components, encode_image_tokens, encode_text, encode_video
+from .encoders import encode_image_tokens, encode_text, encode_video
 
 INDEX = "index.json"
 NULL_TEXT = "null_text.safetensors"

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..hub import DEFAULT_MODEL_ID
+
 TimestepSampling = Literal["uniform", "logit_normal"]
 Schedule = Literal["constant", "cosine", "linear"]
 Parallel = Literal["ddp", "fsdp2"]
@@ -24,29 +26,18 @@ TeacherKind = Literal["vjepa2", "dinov2"]
 
 @dataclass
 class ModelConfig:
-    preset: str = "tiny"  # a new model from `motif_video.presets` when `pretrained` is not set
-    pretrained: str | None = (
-        None  # transformer folder, or a model folder / Hub id with a `transformer/` subfolder
-    )
-    components: str = (
-        "tiny"  # VAE, text encoder, tokenizer: "tiny" (offline stand-ins) or a model folder / Hub id
-    )
+    # a new model from `motif_video.presets` when `pretrained` is not set ("tiny" for smoke runs and tests)
+    preset: str = "motif-video-2b"
+    # transformer folder, or a model folder / Hub id with a `transformer/` subfolder
+    pretrained: str | None = None
+    # VAE, text encoder, tokenizer: a model folder / Hub id, or "tiny" (the offline preset of `components`)
+    components: str = DEFAULT_MODEL_ID
     overrides: dict[str, Any] = field(default_factory=dict)  # preset config overrides for new models
     add_shared_cross_attention: bool = (
         False  # curriculum stage 9: insert zero-initialised SCA before training
     )
     gradient_checkpointing: bool = False
     max_text_tokens: int = 512
-    resize_patch: int | None = (
-        None  # a finer spatial patch for the `pretrained` model (`models.patch_resize`)
-    )
-
-    def __post_init__(self) -> None:
-        if self.resize_patch is not None and not self.pretrained:
-            raise ValueError(
-                f"model.resize_patch={self.resize_patch} resizes a pretrained model's patches; set model.pretrained "
-                "too (a new model takes model.overrides.patch_size instead)"
-            )
 
 
 @dataclass
@@ -242,6 +233,12 @@ REPLACED_KEYS = {
     "std = blur_strength * sigma * min(h, w) / 100 latent pixels, the definition shared with inference (see "
     "docs/conditioning.md); blur_max_std M on an h x w latent is blur_strength 100 * M / min(h, w)",
 }
+# Keys that were removed: null (as every earlier run's config.json holds) is dropped, any other value is an error.
+REMOVED_KEYS = {
+    "model.resize_patch": "model.resize_patch={value} is no longer a trainer key: resize the pretrained model's "
+    "patches first (recipes/small/patch_resize.py writes the resized transformer folder) and set model.pretrained "
+    "to that folder",
+}
 
 
 def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
@@ -251,6 +248,9 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
     for key in data:
         if f"{where}{key}" in REPLACED_KEYS:
             raise ValueError(REPLACED_KEYS[f"{where}{key}"])
+        if f"{where}{key}" in REMOVED_KEYS and data[key] is not None:
+            raise ValueError(REMOVED_KEYS[f"{where}{key}"].format(value=data[key]))
+    data = {k: v for k, v in data.items() if f"{where}{k}" not in REMOVED_KEYS}
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(data) - set(names))

@@ -1,4 +1,5 @@
-"""The frozen encoders the trainer and `motif-video cache` share: VAE latents, text embeddings, SigLIP tokens.
+"""The frozen encoders the trainer and `motif-video cache` share: VAE latents, text embeddings, SigLIP tokens
+(the components come from `components.load_components`).
 
 Latents are normalised as the released pipelines expect: z = (mode(VAE(x)) - mean) / std per channel.
 Text is tokenized with BOS, right padding to `max_tokens` and a mask, then encoded by the T5Gemma2 encoder.
@@ -6,52 +7,11 @@ Text is tokenized with BOS, right padding to `max_tokens` and a mask, then encod
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-
-@dataclass
-class Components:
-    vae: Any
-    text_encoder: Any
-    tokenizer: Any
-    feature_extractor: Any | None = None
-
-
-def load_components(
-    name: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
-) -> Components:
-    """ "tiny" (offline stand-ins from `motif_video.testing`) or a model folder / Hub id in the released layout."""
-    if name == "tiny":
-        from .. import testing
-
-        tokenizer = testing.tiny_tokenizer()
-        components = Components(
-            testing.tiny_vae(),
-            testing.tiny_text_encoder(vocab_size=max(128, len(tokenizer) + 3)),
-            tokenizer,
-            testing.tiny_feature_extractor(),
-        )
-    else:
-        from diffusers import AutoencoderKLWan
-        from transformers import AutoTokenizer, SiglipImageProcessor, T5Gemma2Encoder
-
-        from ..hub import resolve_folder
-
-        root = resolve_folder(name)
-        extractor = root / "feature_extractor"
-        components = Components(
-            AutoencoderKLWan.from_pretrained(root / "vae"),
-            T5Gemma2Encoder.from_pretrained(root / "text_encoder", torch_dtype=dtype),
-            AutoTokenizer.from_pretrained(root / "tokenizer"),
-            SiglipImageProcessor.from_pretrained(extractor) if extractor.is_dir() else None,
-        )
-    for module in (components.vae, components.text_encoder):
-        module.requires_grad_(False).eval().to(device)
-    components.text_encoder.to(dtype)
-    return components
+from .components import Components
 
 
 @torch.no_grad()

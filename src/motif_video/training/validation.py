@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .components import Components
 from .config import TrainConfig
-from .encoders import Components
 
 
 def validation_pipeline(model: nn.Module, components: Components):

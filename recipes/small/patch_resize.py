@@ -14,7 +14,10 @@ from, not a drop-in replacement.
 
 from __future__ import annotations
 
-from .transformer import MotifVideoTransformer
+import argparse
+from pathlib import Path
+
+from motif_video.models import MotifVideoTransformer
 
 
 def resize_patch(model: MotifVideoTransformer, patch_size: int) -> MotifVideoTransformer:
@@ -50,3 +53,27 @@ def resize_patch(model: MotifVideoTransformer, patch_size: int) -> MotifVideoTra
     resized.load_state_dict(state, strict=True)
     dtype = next(model.parameters()).dtype
     return resized.to(device=next(model.parameters()).device, dtype=dtype)
+
+
+def resize_pretrained(pretrained: str | Path, output: str | Path, patch_size: int) -> Path:
+    """The transformer of `pretrained` (a transformer folder, or a model folder / name / Hub id with a `transformer/`
+    subfolder) with patch size `patch_size`, saved to `output`."""
+    from motif_video.training.setup import load_pretrained
+
+    resize_patch(load_pretrained(str(pretrained)), patch_size).save_pretrained(output)
+    return Path(output)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("pretrained")
+    parser.add_argument("output")
+    parser.add_argument("patch_size", type=int)
+    args = parser.parse_args(argv)
+    print(resize_pretrained(args.pretrained, args.output, args.patch_size))
+
+
+if __name__ == "__main__":
+    main()

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..synthetic.scenes import BACKGROUNDS, COLOURS, coverage, scene_at
+from motif_video.synthetic.scenes import BACKGROUNDS, COLOURS, coverage, scene_at
 
 logger = logging.getLogger(__name__)
 

@@ -1,21 +1,17 @@
-"""Write procedural clips to disk: `clip-XXXX.mp4` + same-named `.txt` caption + `.json` labels."""
+"""The small model's training clips: scenes of `motif_video.synthetic` written as `clip-XXXXX.mp4` + same-named
+`.txt` caption + `.json` labels, with the size and place ranges of each stage."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from .scenes import VARIED, SceneRanges, caption, render, scene_at
+from motif_video.synthetic.scenes import VARIED, SceneRanges, caption, render, scene_at
+from motif_video.synthetic.video import write_video
 
-
-def write_clip(path: Path, video, fps: int) -> None:
-    """H.264 (crf 10) via PyAV, written to a temporary name and renamed."""
-    from ..training.synthetic import write_video
-
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    write_video(tmp, video, fps)
-    os.replace(tmp, path)
+# the same labels as `VARIED` with less size and place variation, so that the mean clip of a caption keeps its
+# shape's corners (the last transformer stage)
+NARROW = SceneRanges(radius=(0.20, 0.22), grow_radius=(0.14, 0.15), jitter=0.02)
 
 
 def write_clips(
@@ -37,7 +33,7 @@ def write_clips(
         scene = scene_at(seed, i, ranges)
         path = folder / f"clip-{i:05d}.mp4"
         if not path.exists():
-            write_clip(path, render(scene, frames, height, width), fps)
+            write_video(path, render(scene, frames, height, width), fps)
             path.with_suffix(".txt").write_text(caption(scene, template=i))
             path.with_suffix(".json").write_text(json.dumps(scene.labels()))
         paths.append(path)

@@ -1,18 +1,19 @@
-"""Patch resizing: the resized model computes the old one at r times the size, pooled; the trainer applies it."""
+"""Patch resizing (recipes/small/patch_resize.py): the resized model computes the old one at r times the size,
+pooled; the trainer trains the resized folder."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
+from recipes.small.patch_resize import resize_patch, resize_pretrained
+from tests.models.helpers import inputs
+from tests.training.conftest import tiny_overrides, write_random_cache
 
 from motif_video.models import MotifVideoTransformer
-from motif_video.models.patch_resize import resize_patch
 from motif_video.testing import tiny_transformer
 from motif_video.training.config import load_config
 from motif_video.training.trainer import train
-from tests.models.helpers import inputs
-from tests.training.conftest import tiny_overrides, write_random_cache
 
 
 def test_resized_model_is_the_old_one_on_an_upsampled_latent_pooled():
@@ -47,17 +48,18 @@ def test_resize_refuses_a_patch_that_does_not_divide():
             resize_patch(model, bad)
 
 
-def test_trainer_resizes_the_pretrained_model(tmp_path):
+def test_trainer_trains_the_resized_pretrained_model(tmp_path):
     tiny_transformer(0, patch_size=2).save_pretrained(tmp_path / "pretrained")
+    resize_pretrained(tmp_path / "pretrained", tmp_path / "resized", 1)
     cache = write_random_cache(tmp_path / "cache", count=2)
     overrides = tiny_overrides(tmp_path / "run", cache, max_steps=2)
-    config = load_config(
-        None, [*overrides, f"model.pretrained={tmp_path / 'pretrained'}", "model.resize_patch=1"]
-    )
+    config = load_config(None, [*overrides, f"model.pretrained={tmp_path / 'resized'}"])
     result = train(config)
     assert len(result.losses) == 2
     exported = MotifVideoTransformer.from_pretrained(tmp_path / "run" / "transformer")
     assert exported.config.patch_size == 1
 
-    with pytest.raises(ValueError, match="model.resize_patch=1 resizes a pretrained model"):
+    # the former trainer key: an error that says where resizing went; null (earlier runs' config.json) is dropped
+    with pytest.raises(ValueError, match=r"model.resize_patch=1 is no longer a trainer key.*patch_resize.py"):
         load_config(None, [*tiny_overrides(tmp_path / "bad", cache), "model.resize_patch=1"])
+    assert load_config(None, [*overrides, "model.resize_patch=null"]).model.preset == "tiny"

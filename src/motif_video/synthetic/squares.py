@@ -1,4 +1,4 @@
-"""Procedural clips for smoke runs and tests: a coloured square moving over a plain background, with a caption.
+"""The tiny recipe's clips (`data.generate_clips`): a coloured square moving over a plain background, captioned.
 
 Written as real .mp4 files (PyAV, H.264) and same-named .txt captions, so they go through the same decoding path
 as user data. Captions use only words the tiny tokenizer knows.
@@ -10,6 +10,8 @@ import random
 from pathlib import Path
 
 import numpy as np
+
+from .video import write_video
 
 COLOURS = {
     "red": (220, 40, 40),
@@ -38,19 +40,6 @@ def moving_square(
         top, left = int(cy - size / 2), int(cx - size / 2)
         video[i, max(top, 0) : top + size, max(left, 0) : left + size] = COLOURS[colour]
     return video
-
-
-def write_video(path: Path, video: np.ndarray, fps: int) -> None:
-    import av
-
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.height, stream.width = video.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "10", "preset": "ultrafast"}
-        for frame in video:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
 
 
 def write_moving_squares(

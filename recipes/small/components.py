@@ -1,4 +1,4 @@
-"""Build the small shipped model: its frozen components (trained VAE, caption tokenizer, random-weight T5Gemma2
+"""The small shipped model's frozen components (trained VAE, caption tokenizer, random-weight T5Gemma2
 encoder) in the released folder layout, and the final folder with half-precision weights.
 
 The text encoder is NOT trained: its weights are random (seeded) and frozen, set up so that each output token is
@@ -15,8 +15,9 @@ from typing import Any
 
 import torch
 
-from ..synthetic.scenes import caption, scene_at
-from ..testing import MODEL_INDEX
+from motif_video.synthetic.scenes import caption, scene_at
+from motif_video.training.components import MODEL_INDEX, siglip_processor, text_encoder_config
+from motif_video.training.tokenizer import train_word_tokenizer
 
 TEXT_DIM = 64
 IMAGE_DIM = 32
@@ -25,8 +26,6 @@ DTYPE_ON_DISK = torch.float16
 
 
 def small_text_encoder_config(vocab_size: int):
-    from ..testing import text_encoder_config
-
     return text_encoder_config(
         vocab_size,
         text_dim=TEXT_DIM,
@@ -73,9 +72,7 @@ def write_components(
     """Everything but the transformer, in the released layout: vae (copied), tokenizer (trained on the captions
     of scenes 0..captions-1 of `captions_seed`, every template), text_encoder (random, frozen), feature_extractor,
     scheduler (sampling shift), guider (APG scale)."""
-    from transformers import SiglipImageProcessor, T5Gemma2Encoder
-
-    from .tokenizer import train_word_tokenizer
+    from transformers import T5Gemma2Encoder
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -85,13 +82,7 @@ def write_components(
     torch.manual_seed(seed)
     encoder = T5Gemma2Encoder(small_text_encoder_config(len(tokenizer) + 3)).eval()
     token_preserving_(encoder).save_pretrained(folder / "text_encoder")
-    SiglipImageProcessor(
-        size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
-        resample=3,
-        do_rescale=False,
-        image_mean=[0.5, 0.5, 0.5],
-        image_std=[0.5, 0.5, 0.5],
-    ).save_pretrained(folder / "feature_extractor")
+    siglip_processor(IMAGE_SIZE).save_pretrained(folder / "feature_extractor")
     if Path(vae_folder).resolve() != (folder / "vae").resolve():
         shutil.copytree(vae_folder, folder / "vae", dirs_exist_ok=True)
     write_sampling_configs(folder, shift, guidance_scale)
@@ -135,7 +126,7 @@ def assemble(
     from diffusers import AutoencoderKLWan
     from transformers import T5Gemma2Encoder
 
-    from ..models import MotifVideoTransformer
+    from motif_video.models import MotifVideoTransformer
 
     output, components = Path(output), Path(components)
     tmp = output.with_name(output.name + ".tmp")
@@ -153,49 +144,3 @@ def assemble(
         shutil.rmtree(output)
     os.replace(tmp, output)
     return output
-
-
-def transformer_from_checkpoint(
-    checkpoint: str | Path, output: str | Path, preset: str | None = None
-) -> Path:
-    """A loadable transformer folder from a trainer checkpoint (`<run>/checkpoints/step-N`), with its EMA weights.
-
-    The architecture is the run's own, built as the trainer built it from `<run>/config.json` (preset and overrides,
-    or the pretrained folder, and an inserted Shared Cross-Attention); `preset` replaces the run's preset or
-    pretrained folder, and is needed when the run's config is missing."""
-    from safetensors.torch import load_file
-
-    from .config import TrainConfig, load_config
-    from .trainer import build_model
-
-    checkpoint = Path(checkpoint)
-    run_config = checkpoint.parent.parent / "config.json"
-    if run_config.is_file():
-        config = load_config(run_config)
-    elif preset is None:
-        raise ValueError(f"{run_config} not found: pass the checkpoint's preset")
-    else:
-        config = TrainConfig()
-    if preset is not None:
-        config.model.preset, config.model.pretrained = preset, None
-    if config.lora.rank:
-        raise ValueError(
-            f"{checkpoint} is from a LoRA run (rank {config.lora.rank}); this converts full models only"
-        )
-    model = build_model(config)
-    state = load_file(str(checkpoint / "model.safetensors"))
-    if (checkpoint / "ema.safetensors").is_file():
-        state.update(load_file(str(checkpoint / "ema.safetensors")))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        m = config.model
-        built = (
-            f"pretrained {m.pretrained!r}"
-            if m.pretrained
-            else f"preset {m.preset!r} with overrides {m.overrides}"
-        )
-        raise ValueError(
-            f"checkpoint {checkpoint} does not match {built}: missing {missing[:3]}, unexpected {unexpected[:3]}"
-        )
-    model.save_pretrained(output)
-    return Path(output)

@@ -1,0 +1,87 @@
+"""The trained weights as loadable folders: at the end of a run (`export_model`), or from any checkpoint
+(`transformer_from_checkpoint`).
+
+    OUTPUT/transformer/           the final weights (diffusers folder; `MotifVideoTransformer.from_pretrained`)
+    OUTPUT/transformer-ema/       the EMA weights, when `optim.ema_decay` > 0
+    OUTPUT/lora/                  LoRA runs: the adapter only (diffusers / peft format)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..models import MotifVideoTransformer
+from .checkpoint import full_tensor, load_tensors
+from .config import TrainConfig
+from .ema import EMA
+from .setup import build_model
+
+
+def export_model(accelerator, config: TrainConfig, model: nn.Module, ema: EMA | None) -> None:
+    """The final weights as loadable folders: OUTPUT/transformer (+ transformer-ema), or OUTPUT/lora under LoRA."""
+    unwrapped = accelerator.unwrap_model(model)
+    state = accelerator.get_state_dict(model)
+    ema_state = {k: full_tensor(v) for k, v in ema.state_dict().items()} if ema is not None else None
+    if not accelerator.is_main_process:
+        return
+    output = Path(config.output_dir)
+    if config.lora.rank:
+        from .lora import save_lora
+
+        save_lora(unwrapped, output / "lora")
+        return
+    layout = unwrapped.cross_attention_layout
+    config_dict = {k: v for k, v in unwrapped.config.items() if not k.startswith("_")}
+    for name, weights in (("transformer", state), ("transformer-ema", ema_state)):
+        if weights is None:
+            continue
+        with torch.device("meta"):
+            export = MotifVideoTransformer(**config_dict, cross_attention_layout=layout)
+        export.load_state_dict({**state, **weights}, strict=True, assign=True)
+        export.save_pretrained(output / name)
+
+
+def transformer_from_checkpoint(
+    checkpoint: str | Path, output: str | Path, preset: str | None = None
+) -> Path:
+    """A loadable transformer folder from a trainer checkpoint (`<run>/checkpoints/step-N`), with its EMA weights.
+
+    The architecture is the run's own, built as the trainer built it from `<run>/config.json` (preset and overrides,
+    or the pretrained folder, and an inserted Shared Cross-Attention); `preset` replaces the run's preset or
+    pretrained folder, and is needed when the run's config is missing."""
+    from .config import TrainConfig, load_config
+
+    checkpoint = Path(checkpoint)
+    run_config = checkpoint.parent.parent / "config.json"
+    if run_config.is_file():
+        config = load_config(run_config)
+    elif preset is None:
+        raise ValueError(f"{run_config} not found: pass the checkpoint's preset")
+    else:
+        config = TrainConfig()
+    if preset is not None:
+        config.model.preset, config.model.pretrained = preset, None
+    if config.lora.rank:
+        raise ValueError(
+            f"{checkpoint} is from a LoRA run (rank {config.lora.rank}); this converts full models only"
+        )
+    model = build_model(config)
+    state = load_tensors(checkpoint / "model.safetensors")
+    if (checkpoint / "ema.safetensors").is_file():
+        state.update(load_tensors(checkpoint / "ema.safetensors"))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        m = config.model
+        built = (
+            f"pretrained {m.pretrained!r}"
+            if m.pretrained
+            else f"preset {m.preset!r} with overrides {m.overrides}"
+        )
+        raise ValueError(
+            f"checkpoint {checkpoint} does not match {built}: missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
+    model.save_pretrained(output)
+    return Path(output)

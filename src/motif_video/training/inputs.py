@@ -1,0 +1,156 @@
+"""What the loop iterates: the dataset (a `motif-video cache` folder, or media encoded on the fly), this rank's
+batches for a range of steps, and the model inputs of one batch.
+
+The batch order is a pure function of (seed, step) (`buckets.BucketBatchSampler`), so a resumed run sees the
+batches an uninterrupted one would have seen.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .buckets import BucketBatchSampler
+from .config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainData:
+    dataset: torch.utils.data.Dataset
+    sampler: BucketBatchSampler
+    collate: Callable[[list[Any]], Any]
+    null_text: (
+        torch.Tensor
+    )  # the empty prompt's embedding [L, C] and mask [L]: text dropout, unguided teachers
+    null_mask: torch.Tensor
+    cached: bool
+
+
+def build_data(config: TrainConfig, accelerator: Any, components: Any) -> TrainData:
+    """The dataset of `data.cache` (built first from `data.path` when incomplete) or of `data.path`; procedural
+    clips are written into an empty `data.path` first when `data.generate_clips` asks for them."""
+    d = config.data
+    path, cache = _expand(d.path, config), _expand(d.cache, config)
+    if path is None and cache is None:
+        raise ValueError(
+            "set data.path (media folder or manifest) or data.cache (a `motif-video cache` folder)"
+        )
+    if path and d.generate_clips and accelerator.is_main_process and not _has_media(path):
+        _write_generated_clips(config, path)
+    accelerator.wait_for_everyone()
+    if cache and path and accelerator.is_main_process and not _cache_complete(cache):
+        _build_cache(config, path, cache, components)
+    accelerator.wait_for_everyone()
+    if cache:
+        from .cache import CachedDataset, collate_cached, read_index
+
+        read_index(cache)
+        dataset = CachedDataset(cache)
+        null_text, null_mask, collate_fn, cached = dataset.null_text, dataset.null_mask, collate_cached, True
+    else:
+        from .data import collate
+        from .encoders import encode_text
+
+        dataset = _media(config, path)
+        if accelerator.is_main_process:
+            logger.info("%d media items; %s", len(dataset), dataset.skipped)
+        text, mask = encode_text(components, [""], config.model.max_text_tokens)
+        null_text, null_mask, collate_fn, cached = text[0].float().cpu(), mask[0].cpu(), collate, False
+    sampler = BucketBatchSampler(
+        dataset.buckets, d.batch_size, accelerator.num_processes, accelerator.process_index, config.seed
+    )
+    return TrainData(dataset, sampler, collate_fn, null_text, null_mask, cached)
+
+
+def needs_encoders(config: TrainConfig) -> bool:
+    """Whether the data need the frozen components (media encoded on the fly, or a cache still to build)."""
+    d = config.data
+    return d.cache is None or not _cache_complete(_expand(d.cache, config) or "")
+
+
+class StepBatches:
+    """The batch sampler of the DataLoader: this rank's indices for steps start..stop-1."""
+
+    def __init__(
+        self, sampler: BucketBatchSampler, start: int, stop: int, repeat_first: bool = False
+    ) -> None:
+        self.sampler, self.start, self.stop, self.repeat_first = sampler, start, stop, repeat_first
+
+    def __iter__(self):
+        return (self.sampler.batch_at(0 if self.repeat_first else s) for s in range(self.start, self.stop))
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+
+def prepare_inputs(
+    batch: dict[str, Any], data: TrainData, components: Any, config: TrainConfig, device
+) -> dict:
+    """Latents, text, mask, image tokens and pixels (when available) of one batch, on `device`."""
+    from .encoders import encode_image_tokens, encode_text, encode_video
+
+    if data.cached:
+        out = {k: batch[k].to(device) for k in ("latents", "text", "text_mask")}
+        if "image_embeds" in batch:
+            out["image_embeds"] = batch["image_embeds"].to(device)
+        return out
+    pixels = batch["pixels"]
+    text, mask = encode_text(components, batch["caption"], config.model.max_text_tokens)
+    out = {"latents": encode_video(components.vae, pixels).to(device), "text": text.float().to(device),
+           "text_mask": mask.to(device), "pixels": pixels.to(device)}  # fmt: skip
+    if config.i2v.probability and config.i2v.image_embeds:
+        out["image_embeds"] = encode_image_tokens(components, pixels[:, :, 0]).float().to(device)
+    return out
+
+
+def _expand(path: str | None, config: TrainConfig) -> str | None:
+    return None if path is None else path.replace("{output_dir}", config.output_dir)
+
+
+def _has_media(path: str) -> bool:
+    from .data import list_media
+
+    return Path(path).exists() and bool(list_media(path))
+
+
+def _cache_complete(cache: str) -> bool:
+    index = Path(cache) / "index.json"
+    return index.is_file() and "skipped" in json.loads(index.read_text())
+
+
+def _media(config: TrainConfig, path: str):
+    from .data import MediaDataset, check_buckets, list_media
+
+    d = config.data
+    return MediaDataset(list_media(path, d.caption_field), check_buckets(d.buckets), d.fps)
+
+
+def _write_generated_clips(config: TrainConfig, path: str) -> None:
+    from ..synthetic.squares import write_moving_squares
+    from .data import check_buckets
+
+    d = config.data
+    frames, height, width = check_buckets(d.buckets)[0]
+    write_moving_squares(path, d.generate_clips, frames, height, width, fps=round(d.fps), seed=config.seed)
+
+
+def _build_cache(config: TrainConfig, path: str, cache: str, components: Any) -> None:
+    from .cache import build_cache
+
+    media = _media(config, path)
+    logger.info("caching %d items into %s (%s)", len(media), cache, media.skipped)
+    build_cache(
+        media,
+        components,
+        cache,
+        max_tokens=config.model.max_text_tokens,
+        image_embeds=bool(config.i2v.probability and config.i2v.image_embeds),
+    )
