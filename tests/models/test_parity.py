@@ -101,3 +101,18 @@ def test_reference_saved_loads_in_ours(models, tmp_path):
     loaded = MotifVideoTransformer.from_pretrained(tmp_path / "ref")
     assert loaded.cross_attention_layout == "separate"
     _compare(reference, loaded, inputs())
+
+
+@pytest.mark.parametrize(
+    "overrides", [{"num_decoder_layers": 0}, {"num_decoder_layers": 0, "num_single_layers": 2}]
+)
+def test_without_decoder_layers(overrides):
+    """diffusers' default (no DDT decoder): the head reads the encoder output, as in the reference."""
+    reference, ours = reference_and_ours(seed=7, **overrides)
+    kwargs = inputs()
+    kwargs["encoder_attention_mask"] = torch.tensor([[1] * 7, [1] * 4 + [0] * 3])
+    expected = _compare(reference, ours, kwargs)
+    # Every encoder block reaches the output: changing the last single block changes the prediction.
+    with torch.no_grad():
+        ours.single_transformer_blocks[-1].proj_out.weight.add_(0.5)
+        assert (ours(**kwargs).sample - expected).abs().max() > 1e-3

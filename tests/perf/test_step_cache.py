@@ -9,6 +9,8 @@ import torch
 
 from motif_video.flow import euler_step, sampling_sigmas, timestep_from_sigma
 from motif_video.perf.step_cache import StepCache
+from motif_video.presets import build_transformer
+from motif_video.testing import randomize_
 
 
 def sample(model, inputs: dict, cache: StepCache | None, steps: int = 5, branches=("cond", "uncond")):
@@ -119,3 +121,46 @@ def test_cache_refuses_training_features(tiny_model, tiny_inputs) -> None:
             tiny_inputs["hidden_states"], 500.0, tiny_inputs["encoder_hidden_states"],
             return_features=[1], step_cache=StepCache(0.1).branch(),
         )  # fmt: skip
+
+
+def test_without_decoder_layers(tiny_inputs) -> None:
+    """No DDT decoder: full steps equal the uncached model; a skipped step adds the stored residual (output minus
+    block 0's output at the last full step) to this step's block-0 output."""
+    torch.manual_seed(0)
+    model = build_transformer("tiny", num_decoder_layers=0).eval()
+    randomize_(model, 0.05)
+    exact, exact_outputs = sample(model, tiny_inputs, None, steps=3, branches=("cond",))
+    cached, cached_outputs = sample(model, tiny_inputs, StepCache(threshold=0.0), steps=3, branches=("cond",))
+    assert torch.equal(cached, exact) and all(
+        torch.equal(a, b) for a, b in zip(cached_outputs, exact_outputs)
+    )
+
+    first_block = []
+    model.transformer_blocks[0].register_forward_hook(lambda _m, _i, out: first_block.append(out[0]))
+    cache = StepCache(threshold=1e9)
+    hidden, text = tiny_inputs["hidden_states"], tiny_inputs["encoder_hidden_states"]
+    with torch.no_grad():
+        full = model(hidden, 900.0, text, step_cache=cache.branch()).sample
+        skipped = model(hidden * 0.9, 800.0, text, step_cache=cache.branch()).sample
+        block0_full, block0_now = first_block[0], first_block[1]
+        uncached = model(hidden, 900.0, text, return_dict=False)[0]
+    assert cache.skipped_steps() == [1] and torch.equal(full, uncached)
+    from motif_video.models.embeddings import unpatchify
+
+    head = model.proj_out(model.norm_out(block0_now + _last_tokens(model, hidden, 900.0, text) - block0_full,
+                                         model.time_text_embed(torch.tensor([800.0]))))  # fmt: skip
+    grid = (3, 4, 6)
+    expected = unpatchify(head, grid, 2, 1)
+    assert (skipped - expected).abs().max() <= 1e-5
+
+
+def _last_tokens(model, hidden, t, text):
+    """The video tokens the head reads (the last encoder block's output), captured with a hook."""
+    tokens = []
+    handle = model.single_transformer_blocks[-1].register_forward_hook(
+        lambda _m, _i, out: tokens.append(out[0])
+    )
+    with torch.no_grad():
+        model(hidden, t, text)
+    handle.remove()
+    return tokens[0]

@@ -250,31 +250,13 @@ class MotifVideoTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
             rope = rope_tables(
                 video_position_ids(*grid, device=x.device), self.config.rope_axes_dim, self.config.rope_theta
             )
-            x_decoder = x  # the decoder stage starts again from the patch-embedded input
-
-            # 2. Encoder side: dual-stream then single-stream blocks over [video | image + text].
+            # 2-3. Encoder, then the DDT decoder if any (or block 0 and the step cache's stand-in for the rest).
             features: dict[Hashable, torch.Tensor] = {}
             stage = (temb, rope, mask, image_tokens, active_routes, taps, features, routing_generator)
-            first = 0
-            if step_cache is not None:  # run block 0 alone; the cache may then stand in for all the rest
-                if active_routes or taps:
-                    raise ValueError(
-                        "step_cache is for sampling: it cannot be combined with routes or features"
-                    )
-                x, y = self._run_stage(self.encoder_blocks[:1], 0, x, y, *stage)
-                cached, first = step_cache.lookup(x - x_decoder), 1
-            if step_cache is None or cached is None:
-                x, _ = self._run_stage(self.encoder_blocks[first:], first, x, y, *stage)
-
-                # 3. DDT decoder: [decoder stream | encoder output], no mask; the encoder output keeps evolving.
-                x, _ = self._run_stage(
-                    self.decoder_blocks, len(self.encoder_blocks), x_decoder, x, temb, rope, None, 0,
-                    active_routes, taps, features, routing_generator,
-                )  # fmt: skip
-                if step_cache is not None:
-                    step_cache.store(x - x_decoder)
+            if step_cache is None:
+                x = self._run_blocks(x, y, stage)
             else:
-                x = x_decoder + cached  # skipped step: the decoder output from the last full step's residual
+                x = self._run_blocks_cached(x, y, stage, step_cache)
 
             # 4. Head: AdaLN-continuous, project to patches, unpatchify.
             out = self.proj_out(self.norm_out(x, temb))  # [B, N, C_out p_t p p]
@@ -283,6 +265,50 @@ class MotifVideoTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         if not return_dict:
             return (sample, features) if return_features else (sample,)
         return MotifVideoTransformerOutput(sample=sample, features=features)
+
+    def _run_blocks(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        stage: tuple,
+        first: int = 0,
+        x_embed: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Encoder blocks from global index `first` on (x, y), then the decoder; returns the video tokens.
+
+        Encoder: dual-stream then single-stream blocks over [video | image + text]. DDT decoder: the stream restarts
+        from the patch-embedded input `x_embed` (default: x) and attends, unmasked, jointly with the encoder output,
+        which keeps evolving. Without decoder blocks the head reads the encoder output.
+        """
+        x_embed = x if x_embed is None else x_embed
+        x, _ = self._run_stage(self.encoder_blocks[first:], first, x, y, *stage)
+        if not self.decoder_blocks:
+            return x
+        temb, rope, _, _, routes, taps, features, generator = stage
+        x, _ = self._run_stage(
+            self.decoder_blocks, len(self.encoder_blocks), x_embed, x, temb, rope, None, 0, routes, taps, features,
+            generator,
+        )  # fmt: skip
+        return x
+
+    def _run_blocks_cached(
+        self, x_embed: torch.Tensor, y: torch.Tensor, stage: tuple, cache: StepCacheBranch
+    ) -> torch.Tensor:
+        """Block 0, then either every other block or the cache's residual in their place (sampling only).
+
+        The cached residual is measured from where the last stage starts: the patch-embedded input when a DDT
+        decoder restarts from it, block 0's output otherwise.
+        """
+        if stage[4] or stage[5]:
+            raise ValueError("step_cache is for sampling: it cannot be combined with routes or features")
+        x, y = self._run_stage(self.encoder_blocks[:1], 0, x_embed, y, *stage)
+        base = x_embed if self.decoder_blocks else x
+        cached = cache.lookup(x - x_embed)
+        if cached is not None:
+            return base + cached  # skipped step: the last full step's residual on this step's start
+        out = self._run_blocks(x, y, stage, first=1, x_embed=x_embed)
+        cache.store(out - base)
+        return out
 
     def _add_guidance(self, temb: torch.Tensor, guidance: torch.Tensor | float | None) -> torch.Tensor:
         if self.guidance_embedder is None:
