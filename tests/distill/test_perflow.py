@@ -32,7 +32,7 @@ def test_constant_field_gives_the_guided_velocity_as_target():
 
     x0, noise = torch.zeros(2, 16, 2, 4, 4), torch.randn(2, 16, 2, 4, 4)
     scale = torch.tensor([2.0, 4.0])
-    g = perflow.TeacherGuidance(mode="cfg")
+    g = GuidanceConfig(mode="cfg")
     out = perflow.window_targets(velocity, x0, noise, torch.tensor([1, 2]), torch.zeros(2), scale,
                                  flow.sampling_sigmas(4, 1.0), 5, 1.0, g)  # fmt: skip
     expected = uncond + scale.view(-1, 1, 1, 1, 1) * (cond - uncond)
@@ -44,7 +44,7 @@ def test_apg_per_sample_scale_matches_the_pipeline_guider():
     g = torch.Generator().manual_seed(0)
     conds = [torch.randn(2, 16, 2, 4, 4, generator=g) for _ in range(3)]
     unconds = [torch.randn(2, 16, 2, 4, 4, generator=g) for _ in range(3)]
-    teacher = perflow.TeacherGuidance(norm_threshold=3.0, momentum=0.1)
+    teacher = GuidanceConfig(norm_threshold=3.0, momentum=0.1)
     running = None
     for scale in (2.0, 8.0):
         guider = Guider(GuidanceConfig(scale=scale, norm_threshold=3.0, momentum=0.1))
@@ -62,7 +62,7 @@ def test_teacher_start_equals_data_start_in_the_first_window_and_differs_later()
         return cond, 0.5 * cond
 
     x0, noise = torch.randn(2, 16, 2, 4, 4), torch.randn(2, 16, 2, 4, 4)
-    args = (torch.ones(2), flow.sampling_sigmas(4, 2.0), 4, 2.0, perflow.TeacherGuidance(mode="cfg"))
+    args = (torch.ones(2), flow.sampling_sigmas(4, 2.0), 4, 2.0, GuidanceConfig(mode="cfg"))
     first = torch.tensor([0, 0])
     a = perflow.window_targets(velocity, x0, noise, first, torch.zeros(2), *args, start="data")
     b = perflow.window_targets(velocity, x0, noise, first, torch.zeros(2), *args, start="teacher")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from .. import defaults as D
 from ..training.config import TrainConfig, apply_overrides, from_dict, read_config_file
 
 StartPoint = Literal["data", "teacher"]
@@ -22,18 +23,20 @@ class DistillSection:
     steps: int = 4  # student steps = PeRFlow windows
     shift: float | None = None  # the student's sampling shift (window boundaries); None = teacher_shift
     teacher_steps: int = 48  # teacher Euler steps over the whole trajectory (split evenly over the windows)
-    teacher_shift: float = 15.0  # the teacher's sampling shift (its sub-steps follow its own schedule)
+    teacher_shift: float = D.SHIFT_T2V  # the teacher's sampling shift (its sub-steps follow its own schedule)
     start: StartPoint = (
         "data"  # window start: the noised data latent (PeRFlow) or the teacher's own trajectory
     )
     time_in_window: TimeInWindow = "start"  # where the student is trained: window starts only, or all of it
     guidance_mode: TeacherGuidanceMode = "apg"
-    guidance_scales: list[float] = field(default_factory=lambda: [8.0])  # drawn uniformly per sample
+    guidance_scales: list[float] = field(
+        default_factory=lambda: [D.GUIDANCE_SCALE]
+    )  # drawn uniformly per sample
     guidance_embeds: bool = True  # the student takes the scale as input; False folds one scale in (LoRA)
-    norm_threshold: float = 12.0  # APG, as the pipeline's defaults
-    momentum: float = 0.1
-    eta: float = 1.0
-    norm_dims: list[int] = field(default_factory=lambda: [-1, -2, -4])
+    norm_threshold: float = D.APG_NORM_THRESHOLD  # APG, as the pipeline's defaults
+    momentum: float = D.APG_MOMENTUM
+    eta: float = D.APG_ETA
+    norm_dims: list[int] = field(default_factory=lambda: list(D.APG_NORM_DIMS))
     negative_prompt: str | None = None  # the teacher's uncond text; None = the pipeline's default negative
     base_model: str | None = None  # model folder / name whose VAE and text encoder the student uses
 

@@ -18,6 +18,7 @@ from torch import nn
 from .. import flow
 from ..defaults import GenerationDefaults
 from ..models import MotifVideoTransformer
+from ..pipelines.guidance import GuidanceConfig
 from ..training.draws import step_generator
 from ..training.export import export_model
 from ..training.i2v import condition_channels
@@ -110,11 +111,12 @@ class PerFlowDistillation:
         losses = (out.sample.float() - targets.velocity.float()).pow(2).flatten(1).mean(dim=1)
         return LossOutput(losses.mean(), losses.detach(), targets.sigma.detach())
 
-    def _guidance(self) -> perflow.TeacherGuidance:
+    def _guidance(self) -> GuidanceConfig:
         d = self.config.distill
-        return perflow.TeacherGuidance(
-            d.guidance_mode, d.norm_threshold, d.momentum, d.eta, tuple(d.norm_dims)
-        )
+        return GuidanceConfig(
+            d.guidance_mode, norm_threshold=d.norm_threshold, momentum=d.momentum, eta=d.eta,
+            norm_dims=tuple(d.norm_dims),
+        )  # fmt: skip
 
     def _teacher_velocity(self, text, mask, channels) -> perflow.VelocityFn:
         neg_text, neg_mask = self.negative

@@ -22,40 +22,26 @@ from dataclasses import dataclass
 import torch
 
 from .. import flow
-from ..pipelines.guidance import apg, cfg
+from ..pipelines.guidance import GuidanceConfig, guide
 
 VelocityFn = Callable[
     [torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]
 ]  # (x, sigma) -> cond, uncond
 
 
-@dataclass(frozen=True)
-class TeacherGuidance:
-    mode: str = "apg"
-    norm_threshold: float = 12.0
-    momentum: float = 0.1
-    eta: float = 1.0
-    norm_dims: tuple[int, ...] = (-1, -2, -4)
-
-
 def guided_velocity(
     cond: torch.Tensor,
     uncond: torch.Tensor,
     scale: torch.Tensor,
-    guidance: TeacherGuidance,
+    guidance: GuidanceConfig,
     running: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The guided prediction (as `pipelines.guidance.Guider`, but with a per-sample scale [B]) and APG's running
+    """The pipelines' guided prediction (`pipelines.guidance.guide`) with a per-sample scale [B], and APG's running
     difference for the next sub-step."""
-    s = scale.to(cond.dtype).reshape(-1, *([1] * (cond.ndim - 1)))
-    if guidance.mode == "cfg":
-        return cfg(cond, uncond, s), None
-    if guidance.mode != "apg":
+    if guidance.mode not in ("apg", "cfg"):
         raise ValueError(f"teacher guidance must be 'apg' or 'cfg', got {guidance.mode!r}")
-    diff = cond - uncond
-    if running is not None and guidance.momentum:
-        diff = diff + guidance.momentum * running
-    return apg(cond, diff, s, guidance.norm_threshold, guidance.eta, guidance.norm_dims), diff
+    s = scale.to(cond.dtype).reshape(-1, *([1] * (cond.ndim - 1)))
+    return guide(cond, uncond, s, guidance, running)
 
 
 def window_substeps(
@@ -80,7 +66,7 @@ def solve(
     x: torch.Tensor,
     sigmas: torch.Tensor,
     scale: torch.Tensor,
-    guidance: TeacherGuidance,
+    guidance: GuidanceConfig,
     running: torch.Tensor | None = None,
     active: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -118,7 +104,7 @@ def window_targets(
     student_sigmas: torch.Tensor,
     substeps: int,
     teacher_shift: float,
-    guidance: TeacherGuidance,
+    guidance: GuidanceConfig,
     start: str = "data",
 ) -> WindowTargets:
     """Training inputs and targets of one batch: `window` [B] (int), `tau` [B] in [0, 1), `scale` [B]."""

@@ -1,6 +1,7 @@
 """Guidance: Adaptive Projected Guidance (APG), plain classifier-free guidance, or none.
 
-All functions are pure except `Guider`, which holds APG's momentum buffer for one sampling run.
+All functions are pure except `Guider`, which holds APG's momentum buffer for one sampling run (`guide` is the
+same step with the buffer passed in and out, and a per-sample scale allowed: the distillation teacher uses it).
 
 APG (Sadat et al. 2024, arXiv 2410.02416), original formulation, as released:
     d_t   = (cond - uncond) + momentum * d_{t-1}                 running difference (momentum before clipping)
@@ -98,6 +99,25 @@ def cfg(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:
     return uncond + scale * (cond - uncond)
 
 
+def guide(
+    cond: torch.Tensor,
+    uncond: torch.Tensor,
+    scale: float | torch.Tensor,
+    config: GuidanceConfig,
+    running_diff: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One guided prediction and APG's running difference for the next step (the caller keeps it; None for CFG).
+    `scale` (used instead of `config.scale`): a float, or a tensor broadcastable to `cond` (one scale per sample)."""
+    if config.mode == "cfg":
+        return cfg(cond, uncond, scale), None
+    if config.mode == "none":
+        return cond, None
+    diff = cond - uncond
+    if running_diff is not None and config.momentum:
+        diff = diff + config.momentum * running_diff
+    return apg(cond, diff, scale, config.norm_threshold, config.eta, config.norm_dims), diff
+
+
 class Guider:
     """Combines cond / uncond predictions step by step; holds APG's momentum buffer for one sampling run."""
 
@@ -111,13 +131,8 @@ class Guider:
             return cond
         if uncond is None:
             raise ValueError(f"guidance {c.mode!r} at scale {c.scale} needs an unconditional prediction")
-        if c.mode == "cfg":
-            return cfg(cond, uncond, c.scale)
-        diff = cond - uncond
-        if self.running_diff is not None and c.momentum:
-            diff = diff + c.momentum * self.running_diff
-        self.running_diff = diff
-        return apg(cond, diff, c.scale, c.norm_threshold, c.eta, c.norm_dims)
+        prediction, self.running_diff = guide(cond, uncond, c.scale, c, self.running_diff)
+        return prediction
 
 
 def config_from_guider(guider, **overrides) -> GuidanceConfig:
