@@ -75,6 +75,9 @@ def plan_generation(request: GenerateRequest, world_size: int | None = None) -> 
         )
     if request.image is not None:
         _check_image(request.image)
+    if request.transformer_gguf is not None and not request.transformer_gguf.is_file():
+        raise ValueError(f"transformer_gguf {str(request.transformer_gguf)!r} is not a file")
+    _check_loras(request.lora)
     outputs = _output_paths(request.output, request.prompts)
     seed = request.seed if request.seed is not None else int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
     return GenerationPlan(request, str(device), dtype, parallel, world, seed, tuple(outputs))
@@ -130,6 +133,17 @@ def user_attention_backends() -> list[str]:
     return [name for name in available_attention_backends() if name != "ulysses"]
 
 
+def _check_loras(specs: tuple[str, ...]) -> None:
+    """Each LoRA is an existing file or folder, or has the form of a Hub repo id (read when the model loads)."""
+    from .interop.lora_spec import parse_lora_spec
+
+    for spec in specs:
+        path, _ = parse_lora_spec(spec)
+        looks_like_repo = path.count("/") == 1 and not path.startswith((".", "/", "~"))
+        if not Path(path).expanduser().exists() and not looks_like_repo:
+            raise ValueError(f"lora {path!r} is neither a file, a folder nor a Hub repo id")
+
+
 def _check_image(path: Path) -> None:
     import PIL.Image
 
@@ -183,10 +197,20 @@ def _check_writable(folder: Path) -> None:
 
 # ------------------------------------------------------------------------------------------------------ running
 def load_pipeline(plan: GenerationPlan):
+    """The plan's pipeline, with its GGUF transformer (`transformer_gguf`) and LoRAs (`lora`, `fuse_lora`)."""
     from .pipelines import MotifVideoImageToVideoPipeline, MotifVideoPipeline
+    from .pipelines.lora import apply_loras
 
-    cls = MotifVideoPipeline if plan.request.image is None else MotifVideoImageToVideoPipeline
-    return cls.from_pretrained(plan.request.model, dtype=DTYPES[plan.dtype])
+    r = plan.request
+    cls = MotifVideoPipeline if r.image is None else MotifVideoImageToVideoPipeline
+    components = {}
+    if r.transformer_gguf is not None:
+        from .interop.gguf_files import load_gguf_for_model
+
+        components["transformer"] = load_gguf_for_model(r.transformer_gguf, r.model, DTYPES[plan.dtype])
+    pipe = cls.from_pretrained(r.model, dtype=DTYPES[plan.dtype], **components)
+    apply_loras(pipe, r.lora, r.fuse_lora)
+    return pipe
 
 
 def generate(request: GenerateRequest | GenerationPlan, log=print) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from . import defaults as D
 from .hub import DEFAULT_MODEL_ID
+from .interop.lora_spec import parse_lora_spec
 
 # ------------------------------------------------------------------------------------------ choice lists (once)
 GuidanceMode = Literal["apg", "cfg", "none"]
@@ -49,7 +50,7 @@ DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 # sets these when it starts, not per request).
 Group = Literal["video", "output", "run"]
 GROUPS: tuple[str, ...] = ("video", "output", "run")
-CliKind = Literal["value", "switch", "negatable", "optional_value", "prompt"]
+CliKind = Literal["value", "switch", "negatable", "optional_value", "prompt", "append"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class Option:
         None  # the pipeline call's keyword for this value; None: not passed to the pipeline
     )
     i2v_only: bool = False  # passed to the pipeline only for image-to-video
-    cli: CliKind = "value"
+    cli: CliKind = "value"  # "append": a repeatable flag, the value a tuple of its type
     const: Any = None  # optional_value: the value of the bare flag
     metavar: str | None = None
 
@@ -88,6 +89,10 @@ class Option:
 
     def check(self, value: Any) -> Any:
         """`value` converted to this option's type and checked; ValueError naming the field otherwise."""
+        if self.cli == "append":
+            if not isinstance(value, list | tuple):
+                raise ValueError(f"{self.name} must be a list of {self.allowed}, got {value!r}")
+            return tuple(_convert(self, v) for v in value)
         if value is None:
             if self.default is None:
                 return None
@@ -315,6 +320,30 @@ class GenerateRequest:
         cli="switch",
         default_text="off",
     )
+    lora: tuple[str, ...] = option(
+        (),
+        "a LoRA (file, folder or Hub id; diffusers, kohya/musubi or ComfyUI keys) at an adapter weight, "
+        "PATH[:SCALE] (scale 1 when left out); repeat the flag for several",
+        "run",
+        cli="append",
+        metavar="PATH[:SCALE]",
+        default_text="none",
+    )
+    fuse_lora: bool = option(
+        False,
+        "merge the LoRAs into the transformer's weights once before sampling (steps then cost what they cost "
+        "without a LoRA)",
+        "run",
+        cli="switch",
+        default_text="off",
+    )
+    transformer_gguf: Path | None = option(
+        None,
+        "a GGUF transformer (Motif's published files, or `motif-video export --gguf`) in place of the model "
+        "folder's; quantised layers stay packed and are dequantised as they run",
+        "run",
+        default_text="none: the model folder's transformer",
+    )
     parallel: str = option(
         "auto",
         "under torchrun --nproc-per-node N: context (video tokens split over the ranks), guidance (cond and "
@@ -405,6 +434,14 @@ def check_request(r: GenerateRequest) -> None:
         raise ValueError(
             f"fp8_compute needs the transformer on the GPU (offload none), got offload {r.offload!r}"
         )
+    for spec in r.lora:
+        parse_lora_spec(spec)
+    if r.fuse_lora and not r.lora:
+        raise ValueError("fuse_lora (--fuse-lora) needs at least one lora (--lora PATH[:SCALE])")
+    if r.transformer_gguf is not None and (r.fp8 or r.fp8_compute or r.fuse_lora):
+        raise ValueError(
+            "transformer_gguf keeps the weights quantised: it cannot be combined with fp8, fp8_compute or fuse_lora"
+        )
     if r.parallel == "guidance" and r.guidance == "none":
         raise ValueError("parallel 'guidance' splits the cond and uncond passes: needs guidance apg or cfg")
 
@@ -436,6 +473,10 @@ def add_arguments(parser: argparse.ArgumentParser, options: Iterable[Option] = G
         elif o.cli == "negatable":
             parser.add_argument(o.flag, dest=o.name, action=argparse.BooleanOptionalAction, default=o.default,
                                 help=help_)  # fmt: skip
+        elif o.cli == "append":
+            parser.add_argument(
+                o.flag, dest=o.name, action="append", default=[], metavar=o.metavar, help=help_
+            )
         elif o.cli == "optional_value":
             parser.add_argument(o.flag, dest=o.name, nargs="?", const=o.const, default=o.default, metavar=o.metavar,
                                 help=help_)  # fmt: skip
@@ -480,6 +521,8 @@ def request_schema(groups: Iterable[Group] = GROUPS) -> dict[str, Any]:
                 "items": {"type": "string", "minLength": 1},
                 "minItems": 1,
             }
+        elif o.cli == "append":
+            prop = {"type": "array", "items": {"type": _JSON_TYPES[o.type]}, "default": list(o.default)}
         else:
             kind = _JSON_TYPES[o.type]
             prop = {"type": [kind, "null"] if o.default is None else kind}

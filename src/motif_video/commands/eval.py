@@ -41,6 +41,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--fp8", choices=["weight_only", "dynamic"], help="FP8 transformer via torchao (default: off)"
     )
     p.add_argument("--no-i2v", action="store_true", help="offline: skip the image-to-video half")
+    p.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="PATH[:SCALE]",
+        help="offline: a LoRA at an adapter weight (scale 1 when left out); repeat for several (default: none)",
+    )
+    p.add_argument(
+        "--fuse-lora", action="store_true", help="offline: merge the LoRAs into the weights (default: off)"
+    )
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = torch's default")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     p.add_argument("--output", type=Path, default=Path("vbench-videos"), help="vbench: video folder")
@@ -71,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
             fp8=args.fp8,
             i2v=not args.no_i2v,
             threads=args.threads,
+            lora=tuple(args.lora),
+            fuse_lora=args.fuse_lora,
         )
         figures = run_offline_eval(config.validate())
     else:

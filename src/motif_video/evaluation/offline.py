@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..interop.lora_spec import parse_lora_spec
 from .analysis import psnr_uint8, read_clip
 from .scores import figures
 from .suite import GROUPS, SPLITS, eval_suite
@@ -41,6 +42,10 @@ class OfflineEvalConfig:
     i2v: bool = True
     threads: int = 0  # torch CPU threads; 0 = leave as is
     progress: bool = True  # one bar over all videos (stderr)
+    lora: tuple[
+        str, ...
+    ] = ()  # LoRAs as PATH[:SCALE] (`pipelines.lora.apply_loras`), so their effect is measured
+    fuse_lora: bool = False
 
     def validate(self) -> OfflineEvalConfig:
         if self.seeds < 1:
@@ -49,6 +54,10 @@ class OfflineEvalConfig:
             raise ValueError(f"prompts must be >= 1, got {self.prompts}")
         if self.split not in SPLITS:
             raise ValueError(f"split {self.split!r} is not one of {list(SPLITS)}")
+        if self.fuse_lora and not self.lora:
+            raise ValueError("fuse_lora (--fuse-lora) needs at least one lora (--lora PATH[:SCALE])")
+        for spec in self.lora:
+            parse_lora_spec(spec)
         return self
 
 
@@ -83,6 +92,10 @@ def _load(config: OfflineEvalConfig):
             quantize_fp8(t2v.transformer, config.fp8)
         except ImportError as exc:  # torchao missing or unusable here: a user error, not a crash
             raise ValueError(str(exc)) from exc
+    if config.lora:
+        from ..pipelines.lora import apply_loras
+
+        apply_loras(t2v, config.lora, config.fuse_lora)
     # from_pipe keeps the folder's generation defaults (the I2V blur and first-frame settings it was trained for)
     i2v = MotifVideoImageToVideoPipeline.from_pipe(t2v) if config.i2v else None
     for pipe in (t2v, i2v):
@@ -173,6 +186,7 @@ def run_offline_eval(config: OfflineEvalConfig) -> dict[str, Any]:
             "cache_skipped_fraction": skipped / calls if calls else 0.0,
             "fp8": config.fp8 or "off",
             "model": config.model,
+            "lora": list(config.lora),
             "threads": torch.get_num_threads(),
         }
     )

@@ -136,8 +136,8 @@ def _load_transformer(
     source: Path, guidance_scale: float | None
 ) -> tuple[Any, tuple[str, ...], str | None, float | None]:
     """The transformer of a model, transformer or student folder; the guidance scale to fold for a student."""
-    from ..models import MotifVideoTransformer
     from ..defaults import GenerationDefaults
+    from ..models import MotifVideoTransformer
 
     notes: list[str] = []
     folder = source / "transformer" if (source / "transformer" / "config.json").is_file() else source

@@ -201,3 +201,28 @@ def load_gguf_transformer(
     model.register_to_config(_name_or_path=str(path))
     model.eval()
     return model.to(device) if device is not None else model
+
+
+def load_gguf_for_model(
+    path: str | os.PathLike, model: str, compute_dtype: torch.dtype = torch.float32
+) -> nn.Module:
+    """The GGUF transformer that replaces `model`'s (a folder, shipped name or Hub id): its config is the one the
+    file embeds, else `model`'s `transformer/config.json` (a student folder's own, else its base model's)."""
+    from ..defaults import GenerationDefaults
+    from ..hub import resolve_folder
+    from ..models import MotifVideoTransformer
+    from ..models.loading import read_config
+
+    _, metadata = read_gguf(path)
+    if CONFIG_KEY in metadata:
+        return load_gguf_transformer(path, None, compute_dtype)
+    folder = resolve_folder(model, allow_patterns=["*.json", "*/*.json"])
+    if not (folder / "transformer" / "config.json").is_file():
+        defaults = GenerationDefaults.read(folder)
+        if defaults is None or defaults.base_model is None:
+            raise ValueError(f"{model} has no transformer/config.json to read the GGUF file's config from")
+        from ..pipelines.students import resolve_base
+
+        folder = resolve_folder(resolve_base(defaults, folder), allow_patterns=["*.json", "*/*.json"])
+    config = read_config(MotifVideoTransformer, folder / "transformer")
+    return load_gguf_transformer(path, config, compute_dtype)

@@ -166,3 +166,24 @@ def _active_adapters(transformer: torch.nn.Module) -> list[str]:
     if not getattr(transformer, "_hf_peft_config_loaded", False):
         return []
     return list(transformer.active_adapters())
+
+
+def apply_loras(
+    pipe: MotifVideoLoraLoaderMixin, specs: tuple[str, ...] | list[str], fuse: bool = False
+) -> list[str]:
+    """Load each `PATH[:SCALE]` as adapter `lora_<i>`, set their scales together, and fuse them if asked; returns
+    the adapter names (`generate --lora` / `--fuse-lora`, `eval --lora`)."""
+    from ..interop.lora_spec import parse_lora_spec
+
+    if fuse and not specs:
+        raise ValueError("fuse_lora (--fuse-lora) needs at least one lora (--lora PATH[:SCALE])")
+    names, scales = [], []
+    for i, spec in enumerate(specs):
+        path, scale = parse_lora_spec(spec)
+        names.append(pipe.load_lora_weights(path, adapter_name=f"lora_{i}"))
+        scales.append(scale)
+    if names:
+        pipe.set_adapters(names, adapter_weights=scales)
+        if fuse:
+            pipe.fuse_lora(adapter_names=names)
+    return names

@@ -1,0 +1,104 @@
+"""`generate --lora PATH[:SCALE]` / `--fuse-lora` / `--transformer-gguf` end to end on the tiny folder, and `eval --lora`."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from motif_video import cli
+from motif_video.interop import lora_keys as K
+from motif_video.interop.export import export
+from motif_video.testing import TINY_GENERATE_ARGS, tiny_transformer
+
+from .helpers import merge_by_hand, random_adapter
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    from motif_video.testing import write_tiny_pipeline_folder
+
+    return write_tiny_pipeline_folder(tmp_path_factory.mktemp("tiny-interop"))
+
+
+@pytest.fixture(scope="module")
+def loras(folder, tmp_path_factory):
+    """Two LoRA files of the tiny transformer, in ComfyUI and kohya keys."""
+    root = tmp_path_factory.mktemp("loras")
+    base = tiny_transformer(0)
+    a, b = random_adapter(base, seed=1), random_adapter(base, seed=2, rank=2, alpha=1.0)
+    save_file(K.to_comfyui(a), str(root / "a.safetensors"))
+    save_file(K.to_kohya(b), str(root / "b.safetensors"))
+    return root / "a.safetensors", root / "b.safetensors", a, b
+
+
+def latents_of(model: str, tmp_path, name: str, *extra: str) -> torch.Tensor:
+    out = tmp_path / f"{name}.mp4"
+    args = ["generate", "--prompt", "a red ball", "--model", model, "--output", str(out), "--save-latents"]
+    assert cli.main([*args, *TINY_GENERATE_ARGS, *extra]) == 0
+    return load_file(str(tmp_path / f"{name}.latents.safetensors"))["latents"]
+
+
+def test_generate_with_two_loras_equals_the_hand_merged_model(folder, loras, tmp_path):
+    path_a, path_b, a, b = loras
+    merged_folder = tmp_path / "merged"
+    shutil.copytree(folder, merged_folder)
+    shutil.rmtree(merged_folder / "transformer")
+    merged = tiny_transformer(0)
+    merge_by_hand(merged, [(a, 0.8), (b, 0.5)])
+    merged.save_pretrained(merged_folder / "transformer")
+
+    expected = latents_of(str(merged_folder), tmp_path, "merged")
+    with_loras = latents_of(
+        str(folder), tmp_path, "loras", "--lora", f"{path_a}:0.8", "--lora", f"{path_b}:0.5"
+    )
+    fused = latents_of(
+        str(folder), tmp_path, "fused", "--lora", f"{path_a}:0.8", "--lora", f"{path_b}:0.5", "--fuse-lora"
+    )
+    plain = latents_of(str(folder), tmp_path, "plain")
+    torch.testing.assert_close(with_loras, expected, atol=1e-4, rtol=0)
+    torch.testing.assert_close(fused, expected, atol=1e-4, rtol=0)
+    assert (with_loras - plain).abs().max() > 1e-2
+
+
+def test_generate_with_a_gguf_transformer(folder, tmp_path, capsys):
+    plain = latents_of(str(folder), tmp_path, "plain")
+    f32 = export(folder, tmp_path / "t-f32.gguf", gguf="F32").path
+    torch.testing.assert_close(
+        latents_of(str(folder), tmp_path, "f32", "--transformer-gguf", str(f32)), plain, atol=1e-5, rtol=0
+    )
+    q8 = export(folder, tmp_path / "t-q8.gguf", gguf="Q8_0").path
+    quantised = latents_of(str(folder), tmp_path, "q8", "--transformer-gguf", str(q8))
+    assert 0 < (quantised - plain).abs().max() < 0.05 * plain.abs().max()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--fuse-lora"], "needs at least one lora"),
+        (["--lora", "missing/file.safetensors/x"], "neither a file"),
+        (["--lora", ":0.5"], "has a scale but no path"),
+        (["--transformer-gguf", "nope.gguf"], "is not a file"),
+        (["--transformer-gguf", "t.gguf", "--fp8"], "cannot be combined with fp8"),
+    ],
+)
+def test_bad_interop_options_exit_2(folder, tmp_path, capsys, extra, message):
+    out = tmp_path / "x.mp4"
+    args = ["generate", "--prompt", "p", "--model", str(folder), "--output", str(out), *TINY_GENERATE_ARGS]
+    assert cli.main([*args, *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_eval_loads_the_loras_it_is_given(folder, loras):
+    from motif_video.evaluation.offline import OfflineEvalConfig, _load
+
+    path_a, path_b, _, _ = loras
+    config = OfflineEvalConfig(model=str(folder), lora=(f"{path_a}:0.8", str(path_b)), i2v=True).validate()
+    t2v, i2v = _load(config)
+    assert sorted(t2v.get_active_adapters()) == ["lora_0", "lora_1"]
+    assert i2v.transformer is t2v.transformer
+    with pytest.raises(ValueError, match="needs at least one lora"):
+        OfflineEvalConfig(model=str(folder), fuse_lora=True).validate()
