@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from pathlib import Path
 
 from motif_video.synthetic.scenes import VARIED, SceneRanges, caption, render, scene_at
@@ -23,14 +24,15 @@ def write_clips(
     fps: int = 16,
     seed: int = 0,
     ranges: SceneRanges = VARIED,
+    exclude: Collection[tuple[str, str, str]] = (),
 ) -> list[Path]:
-    """Write scenes 0..count-1 of `seed` (drawn with `ranges`) into `folder` (existing clips are kept); returns the
-    video paths."""
+    """Write scenes 0..count-1 of `seed` (drawn with `ranges`, none of the (colour, shape, background) triples in
+    `exclude`) into `folder` (existing clips are kept); returns the video paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(count):
-        scene = scene_at(seed, i, ranges)
+        scene = scene_at(seed, i, ranges, exclude)
         path = folder / f"clip-{i:05d}.mp4"
         if not path.exists():
             write_video(path, render(scene, frames, height, width), fps)

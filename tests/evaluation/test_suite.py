@@ -44,3 +44,12 @@ def test_suite_arguments_are_checked():
         eval_suite(2, "train")
     with pytest.raises(ValueError, match=">= 1"):
         held_out_suite(0)
+
+
+def test_excluded_combinations_are_redrawn_and_other_scenes_kept():
+    plain = [scene_at(0, i) for i in range(300)]
+    kept = [scene_at(0, i, exclude=HELD_OUT) for i in range(300)]
+    assert not any(held_out(s) for s in kept)
+    redrawn = [i for i, s in enumerate(plain) if held_out(s)]
+    assert 0 < len(redrawn) < 60  # 12 of 81 combinations: about 15 %
+    assert all(a == b for i, (a, b) in enumerate(zip(plain, kept)) if i not in redrawn)

@@ -30,7 +30,9 @@ def run(build, monkeypatch, tmp_path, *argv):
         build, "write_components", lambda out, vae, **kw: calls.append(("components", Path(out)))
     )
     monkeypatch.setattr(
-        build, "write_clips", lambda out, n, **kw: calls.append(("clips", Path(out), kw.get("ranges")))
+        build,
+        "write_clips",
+        lambda out, n, **kw: calls.append(("clips", Path(out), kw.get("ranges"), kw.get("exclude"))),
     )
     monkeypatch.setattr(build, "train", lambda config: calls.append(("train", config)))
     monkeypatch.setattr(build, "assemble", lambda dst, comp, tr, gen: calls.append(("assemble", comp, tr)))
@@ -72,7 +74,7 @@ def test_each_joint_round_trains_on_its_own_vae_and_latents(build, monkeypatch, 
 
     # the last stage: the last round's VAE and components, on narrow-range clips of their own, cached apart
     last_suffix, narrow = build.JOINT[-1][0], trains[-1]
-    assert ("clips", tmp_path / "clips_narrow", build.NARROW) in calls
+    assert ("clips", tmp_path / "clips_narrow", build.NARROW, build.HELD_OUT) in calls
     assert Path(narrow.data.path) == tmp_path / "clips_narrow"
     assert Path(narrow.data.cache) == tmp_path / "cache_narrow"
     assert Path(narrow.model.components) == tmp_path / f"components_{last_suffix}"
@@ -90,3 +92,18 @@ def test_skipped_stages_leave_their_outputs_alone(build, monkeypatch, tmp_path):
     calls, _ = run(build, monkeypatch, tmp_path, "--skip", *(s for s in build.STAGES if s != "assemble"))
     assert kept.exists()
     assert [c[0] for c in calls] == ["assemble"]
+
+
+def test_clip_stages_leave_out_the_evaluations_held_out_combinations(build, monkeypatch, tmp_path):
+    calls, _ = run(build, monkeypatch, tmp_path, "--skip", *(s for s in build.STAGES if "clips" not in s))
+    assert [c[3] for c in calls if c[0] == "clips"] == [build.HELD_OUT, build.HELD_OUT]
+    assert len(build.HELD_OUT) == 12
+    calls, _ = run(
+        build,
+        monkeypatch,
+        tmp_path,
+        "--no-hold-out",
+        "--skip",
+        *(s for s in build.STAGES if "clips" not in s),
+    )
+    assert [c[3] for c in calls if c[0] == "clips"] == [(), ()]  # as the shipped model was built

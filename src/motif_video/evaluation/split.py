@@ -5,6 +5,8 @@ A combination is a (colour, shape, background) triple; the motion is free. Twelv
 one per (shape, background) pair, so that every colour, shape and background, and every pair of them, is still
 trained on in other triples: a held-out prompt asks for a new combination of known words. Half of them are the test
 set (the reported figures), half the validation set (for choosing between builds, never reported as the result).
+`recipes/small` leaves both out of its clip stages (the transformer's data); the VAE, which sees no captions,
+trains on every combination.
 """
 
 from __future__ import annotations

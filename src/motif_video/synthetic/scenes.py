@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -134,10 +135,20 @@ def sample_scene(rng: random.Random, ranges: SceneRanges = VARIED) -> Scene:
     )
 
 
-def scene_at(seed: int, index: int, ranges: SceneRanges = VARIED) -> Scene:
+def scene_at(
+    seed: int,
+    index: int,
+    ranges: SceneRanges = VARIED,
+    exclude: Collection[tuple[str, str, str]] = (),
+) -> Scene:
     """The `index`-th scene of the stream drawn from `seed` (each independent of the others). With other `ranges`
-    the same index has the same labels, only its size and place differ."""
-    return sample_scene(random.Random(seed * 1_000_003 + index), ranges)
+    the same index has the same labels, only its size and place differ. A scene whose (colour, shape, background)
+    is in `exclude` is drawn again from the same generator until it is not: the other indices keep their scenes."""
+    rng = random.Random(seed * 1_000_003 + index)
+    scene = sample_scene(rng, ranges)
+    while (scene.colour, scene.shape, scene.background) in exclude:
+        scene = sample_scene(rng, ranges)
+    return scene
 
 
 def caption(scene: Scene, template: int = 0) -> str:
