@@ -75,7 +75,7 @@ GENERATION = {
 }
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -105,118 +105,141 @@ def main() -> None:
         nargs="*",
         help="transformer recipe overrides for every transformer stage, e.g. max_steps=100",
     )
-    args = parser.parse_args()
-    out = args.output
-    timings_path = out / "timings.json"
-    timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
+    return parser.parse_args(argv)
 
-    def stage(name, fn):
-        if name in args.skip:
+
+class Build:
+    """The stages in order, each skipped when named in `--skip`; wall-clock seconds go to OUTPUT/timings.json."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args, self.out = args, args.output
+        self.timings_path = self.out / "timings.json"
+        self.timings = json.loads(self.timings_path.read_text()) if self.timings_path.is_file() else {}
+        self.overrides: list[str] = []  # every transformer stage's, set by `first_transformer`
+        self.held_out = () if args.no_hold_out else HELD_OUT  # label combinations the evaluation holds out
+
+    def stage(self, name: str, fn) -> None:
+        if name in self.args.skip:
             return
         start = time.perf_counter()
         fn()
-        timings[name] = round(time.perf_counter() - start, 1)
-        out.mkdir(parents=True, exist_ok=True)
-        timings_path.write_text(json.dumps(timings, indent=2) + "\n")
-        print(f"{name}: {timings[name]} s", flush=True)
+        self.timings[name] = round(time.perf_counter() - start, 1)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.timings_path.write_text(json.dumps(self.timings, indent=2) + "\n")
+        print(f"{name}: {self.timings[name]} s", flush=True)
 
-    def new_vae(train, latents):  # a VAE stage makes the latent cache written with the previous VAE stale
+    def vae_stage(self, name: str, train_fn, latents: Path) -> None:
+        """A VAE stage: it makes the latent cache written with the previous VAE stale."""
+
         def run():
             shutil.rmtree(latents, ignore_errors=True)
-            train()
+            train_fn()
 
-        return run
+        self.stage(name, run)
 
-    stage("vae", new_vae(lambda: print(train_vae(VaeTrainConfig(), out / "vae")), out / "cache"))
+    def vaes_and_data(self) -> None:
+        out, args = self.out, self.args
+        self.vae_stage("vae", lambda: print(train_vae(VaeTrainConfig(), out / "vae")), out / "cache")
 
-    def decoder_stage(**schedule):  # the decoder (encoder and latents kept) on whole 33-frame clips, batch 1
-        return lambda: print(
-            finetune_decoder(out / "vae", out / "vae", frames=33, crop=0, batch_size=1, **schedule)
+        def decoder(**schedule):  # the decoder (encoder and latents kept) on whole 33-frame clips, batch 1
+            return lambda: print(
+                finetune_decoder(out / "vae", out / "vae", frames=33, crop=0, batch_size=1, **schedule)
+            )
+
+        self.stage("vae_decoder", decoder(steps=3000, lr=3e-4, stop_at=DECODER_STOP))
+        # the decoder again, with single frames (the I2V conditioning frame) weighted in
+        self.stage("vae_first_frame", decoder(steps=2000, lr=2e-4, first_frame_weight=1.0))
+        self.stage(
+            "components",
+            lambda: write_components(
+                out / "components", out / "vae", shift=args.shift, guidance_scale=args.guidance_scale
+            ),
+        )
+        self.stage(
+            "clips",
+            lambda: write_clips(
+                out / "clips", args.clips, frames=33, height=64, width=64, fps=16, exclude=self.held_out
+            ),
         )
 
-    stage("vae_decoder", decoder_stage(steps=3000, lr=3e-4, stop_at=DECODER_STOP))
-    # the decoder again, with single frames (the I2V conditioning frame) weighted in
-    stage("vae_first_frame", decoder_stage(steps=2000, lr=2e-4, first_frame_weight=1.0))
-    stage(
-        "components",
-        lambda: write_components(
-            out / "components", out / "vae", shift=args.shift, guidance_scale=args.guidance_scale
-        ),
-    )
-    held_out = () if args.no_hold_out else HELD_OUT  # label combinations the evaluation holds out
-    stage(
-        "clips",
-        lambda: write_clips(
-            out / "clips", args.clips, frames=33, height=64, width=64, fps=16, exclude=held_out
-        ),
-    )
-    overrides = [
-        f"output_dir={out / 'transformer'}",
-        f"model.components={out / 'components'}",
-        f"data.path={out / 'clips'}",
-        f"data.cache={out / 'cache'}",
-    ]
-    stage("transformer", lambda: train(load_config(HERE / "config.yaml", [*overrides, *args.overrides])))
+    def first_transformer(self) -> None:
+        out = self.out
+        self.overrides = [
+            f"output_dir={out / 'transformer'}",
+            f"model.components={out / 'components'}",
+            f"data.path={out / 'clips'}",
+            f"data.cache={out / 'cache'}",
+        ]
+        self.stage("transformer", lambda: train(self.config()))
 
-    def continued(name, previous, steps, lr, extra=()):
+    def config(self, *more: str):
+        return load_config(HERE / "config.yaml", [*self.overrides, *more, *self.args.overrides])
+
+    def continued(self, name: str, previous: str, steps: int, lr: float, extra=()) -> None:
         """A transformer stage from `previous`'s EMA weights on a new cosine schedule."""
-        more = [f"output_dir={out / name}", f"model.pretrained={out / previous / 'transformer-ema'}",
+        more = [f"output_dir={self.out / name}", f"model.pretrained={self.out / previous / 'transformer-ema'}",
                 f"max_steps={steps}", f"optim.lr={lr}", *extra]  # fmt: skip
-        stage(name, lambda: train(load_config(HERE / "config.yaml", [*overrides, *more, *args.overrides])))
+        self.stage(name, lambda: train(self.config(*more)))
 
-    previous = "transformer"
-    for name, steps, lr, extra in CONTINUED:
-        continued(name, previous, steps, lr, extra)
-        previous = name
+    def joint_round(self, suffix: str, schedules, vae: Path) -> tuple[Path, Path]:
+        """A round's VAE (encoder and decoder from the previous round's `vae`, latent statistics kept) and its
+        components folder (the first one's, with that VAE); returns both folders."""
+        out = self.out
+        target, components = out / f"vae_{suffix}", out / f"components_{suffix}"
 
-    def joint_vae(source, target, schedules):
-        def run():
-            for i, (steps, lr) in enumerate(schedules):  # the first from `source`, the rest from `target`
-                print(finetune_decoder(target if i else source, target, frames=33, crop=0, batch_size=1,
+        def train_vae_round():
+            for i, (steps, lr) in enumerate(schedules):  # the first from `vae`, the rest from `target`
+                print(finetune_decoder(target if i else vae, target, frames=33, crop=0, batch_size=1,
                                        steps=steps, lr=lr, train_encoder=True, keep_latent_stats=True,
                                        first_frame_weight=1.0))  # fmt: skip
 
-        return run
+        def copy_components():
+            shutil.rmtree(components, ignore_errors=True)
+            shutil.copytree(out / "components", components, ignore=shutil.ignore_patterns("vae"))
+            shutil.copytree(target, components / "vae")
 
-    def joint_components(target, vae):  # the first components folder with another VAE
-        def run():
-            shutil.rmtree(target, ignore_errors=True)
-            shutil.copytree(out / "components", target, ignore=shutil.ignore_patterns("vae"))
-            shutil.copytree(vae, target / "vae")
+        self.vae_stage(f"vae_{suffix}", train_vae_round, out / f"cache_{suffix}")
+        self.stage(f"components_{suffix}", copy_components)
+        return target, components
 
-        return run
-
-    vae, components = out / "vae", out / "components"
-    for suffix, schedules, (name, steps, lr, extra) in JOINT:
-        stage(
-            f"vae_{suffix}",
-            new_vae(joint_vae(vae, out / f"vae_{suffix}", schedules), out / f"cache_{suffix}"),
+    def transformers(self) -> tuple[str, Path]:
+        """Every transformer stage after the first; returns the last stage's name and its components folder."""
+        out, previous = self.out, "transformer"
+        for name, steps, lr, extra in CONTINUED:
+            self.continued(name, previous, steps, lr, extra)
+            previous = name
+        vae, components = out / "vae", out / "components"
+        for suffix, schedules, (name, steps, lr, extra) in JOINT:
+            vae, components = self.joint_round(suffix, schedules, vae)
+            new_latents = (
+                f"model.components={components}",
+                f"data.cache={out / f'cache_{suffix}'}",
+            )  # re-cached
+            self.continued(name, previous, steps, lr, (*new_latents, *extra))
+            previous = name
+        self.stage(
+            "clips_narrow",
+            lambda: write_clips(out / "clips_narrow", self.args.clips, ranges=NARROW, exclude=self.held_out),
         )
-        vae, components = out / f"vae_{suffix}", out / f"components_{suffix}"
-        stage(f"components_{suffix}", joint_components(components, vae))
-        new_latents = (f"model.components={components}", f"data.cache={out / f'cache_{suffix}'}")  # re-cached
-        continued(name, previous, steps, lr, (*new_latents, *extra))
-        previous = name
-    stage(
-        "clips_narrow",
-        lambda: write_clips(out / "clips_narrow", args.clips, ranges=NARROW, exclude=held_out),
-    )
-    name, steps, lr, extra = NARROW_STAGE
-    narrow = (f"model.components={components}", f"data.path={out / 'clips_narrow'}",
-              f"data.cache={out / 'cache_narrow'}")  # fmt: skip
-    continued(name, previous, steps, lr, (*narrow, *extra))
-    previous = name
-    target = Path("src/motif_video/assets/small") if args.ship else out / "model"
-    stage(
-        "assemble",
-        lambda: assemble(
-            target,
-            components,
-            out / previous / "transformer-ema",
-            {**GENERATION, "shift": args.shift},
-        ),
-    )
-    print(json.dumps(timings))
+        name, steps, lr, extra = NARROW_STAGE
+        narrow = (f"model.components={components}", f"data.path={out / 'clips_narrow'}",
+                  f"data.cache={out / 'cache_narrow'}")  # fmt: skip
+        self.continued(name, previous, steps, lr, (*narrow, *extra))
+        return name, components
+
+    def assemble(self, last: str, components: Path) -> None:
+        target = Path("src/motif_video/assets/small") if self.args.ship else self.out / "model"
+        transformer = self.out / last / "transformer-ema"
+        generation = {**GENERATION, "shift": self.args.shift}
+        self.stage("assemble", lambda: assemble(target, components, transformer, generation))
+
+
+def main(argv: list[str] | None = None) -> None:
+    build = Build(parse_args(argv))
+    build.vaes_and_data()
+    build.first_transformer()
+    build.assemble(*build.transformers())
+    print(json.dumps(build.timings))
 
 
 if __name__ == "__main__":

@@ -279,21 +279,11 @@ def finetune_decoder(
     `keep_latent_stats` (with `train_encoder`): keep the folder's latent mean / std instead of measuring them again,
     for an encoder fine-tune under a transformer already trained on these statistics (its latents then move only as
     far as the encoder does, and a short transformer fine-tune on the new latents follows)."""
-    from diffusers import AutoencoderKLWan
-
     if first_frame_weight < 0 or first_frame_batch < 1:
         raise ValueError(
             f"first_frame_weight={first_frame_weight} must be >= 0 and first_frame_batch={first_frame_batch} >= 1"
         )
-    vae = AutoencoderKLWan.from_pretrained(vae_folder)
-    if decoder_base_dim is not None and decoder_base_dim != vae.config.decoder_base_dim:
-        vae = widen_decoder(vae, decoder_base_dim)
-    vae.requires_grad_(False)
-    params = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
-    if train_encoder:
-        params += [*vae.encoder.parameters(), *vae.quant_conv.parameters()]
-    for p in params:
-        p.requires_grad_(True)
+    vae, params = _trainable_decoder(vae_folder, decoder_base_dim, train_encoder)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     config = VaeTrainConfig(batch_size=batch_size, frames=frames, clip_frames=frames, crop=crop, seed=seed)
     # single frames from anywhere in 33-frame scenes of another stream, whole (not cropped)
@@ -301,16 +291,12 @@ def finetune_decoder(
     held_out = eval_clips(count=2)
     start = time.perf_counter()
 
-    def scores() -> dict[str, float]:
-        whole, first = evaluate_with_first_frame(vae.eval(), held_out)
-        return {"psnr": whole, "first_frame_psnr": first}
-
     def loss_on(x: torch.Tensor) -> torch.Tensor:
         with torch.set_grad_enabled(train_encoder):
             z = vae.encode(x).latent_dist.mode()
         return reconstruction_loss(decode_unclamped(vae, z), x)
 
-    record: dict[str, float] = scores()
+    record: dict[str, float] = _scores(vae, held_out)
     print(json.dumps({"step": 0, **record}), flush=True)
     for step in range(min(steps, stop_at or steps)):
         for group in opt.param_groups:
@@ -323,7 +309,7 @@ def finetune_decoder(
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         if (step + 1) % save_every == 0 or step + 1 in (steps, stop_at):
-            record = {"step": step + 1, "loss": loss.item(), **scores()}
+            record = {"step": step + 1, "loss": loss.item(), **_scores(vae, held_out)}
             record["seconds"] = time.perf_counter() - start
             print(json.dumps(record), flush=True)
             if train_encoder and not keep_latent_stats:
@@ -331,8 +317,26 @@ def finetune_decoder(
             deterministic_posterior_(vae)
             save_atomic(vae, Path(output))
     # the last step always saves, so `record` holds the final scores
-    return {
-        "psnr": record["psnr"],
-        "first_frame_psnr": record["first_frame_psnr"],
-        "seconds": time.perf_counter() - start,
-    }
+    return {k: record[k] for k in ("psnr", "first_frame_psnr")} | {"seconds": time.perf_counter() - start}
+
+
+def _trainable_decoder(vae_folder: str | Path, decoder_base_dim: int | None, train_encoder: bool):
+    """The VAE of `vae_folder` (with a new decoder of `decoder_base_dim`, if given) and the parameters to train: the
+    decoder and post_quant_conv, plus the encoder and quant_conv with `train_encoder`."""
+    from diffusers import AutoencoderKLWan
+
+    vae = AutoencoderKLWan.from_pretrained(vae_folder)
+    if decoder_base_dim is not None and decoder_base_dim != vae.config.decoder_base_dim:
+        vae = widen_decoder(vae, decoder_base_dim)
+    vae.requires_grad_(False)
+    params = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
+    if train_encoder:
+        params += [*vae.encoder.parameters(), *vae.quant_conv.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    return vae, params
+
+
+def _scores(vae, held_out: torch.Tensor) -> dict[str, float]:
+    whole, first = evaluate_with_first_frame(vae.eval(), held_out)
+    return {"psnr": whole, "first_frame_psnr": first}

@@ -69,20 +69,8 @@ def build_cache(
         _write_atomic({"text": embeds[0].float().cpu(), "text_mask": mask[0].cpu()}, folder / NULL_TEXT)
 
     todo = [i for i in range(len(dataset)) if _item_key(dataset, i) not in done]
-    tensors: dict[str, torch.Tensor] = {}
-    items: list[dict[str, Any]] = []
+    shards = _ShardWriter(folder, index, shard_size)
     bar = tqdm(total=len(dataset), initial=len(dataset) - len(todo), desc="caching", disable=not progress)
-
-    def flush() -> None:
-        if not items:
-            return
-        name = f"shard-{len(index['shards']):05d}.safetensors"
-        _write_atomic(tensors, folder / name)
-        index["shards"].append({"file": name, "items": list(items)})
-        _write_index(folder, index)
-        tensors.clear()
-        items.clear()
-
     # Items of one bucket share a shape, so they can be encoded together.
     by_bucket: dict[tuple[int, int, int], list[int]] = {}
     for i in todo:
@@ -93,35 +81,62 @@ def build_cache(
             bar.update(min(batch_size, len(indices) - start))
             if batch is None:
                 continue
-            latents = encode_video(components.vae, batch["pixels"]).cpu()
-            text, mask = encode_text(components, batch["caption"], max_tokens)
-            images = (
-                encode_image_tokens(components, batch["pixels"][:, :, 0]).float().cpu()
-                if image_embeds
-                else None
-            )
-            for j, index_in_dataset in enumerate(batch["index"]):
-                k = len(items)
-                valid = int(mask[j].nonzero().max()) + 1 if mask[j].any() else 1
-                tensors[f"{k}.latents"] = latents[j]
-                tensors[f"{k}.text"] = text[j, :valid].float().cpu()
-                tensors[f"{k}.text_mask"] = mask[j, :valid].cpu()
-                if images is not None:
-                    tensors[f"{k}.image_embeds"] = images[j]
-                items.append(
-                    {
-                        "key": _item_key(dataset, index_in_dataset),
-                        "bucket": list(bucket),
-                        "caption": batch["caption"][j],
-                    }
-                )
-                if len(items) >= shard_size:
-                    flush()
-    flush()
+            encoded = _encode_batch(components, batch, max_tokens, image_embeds)
+            for j, (index_in_dataset, tensors) in enumerate(zip(batch["index"], encoded)):
+                item = {"key": _item_key(dataset, index_in_dataset), "bucket": list(bucket)}
+                shards.add(tensors, {**item, "caption": batch["caption"][j]})
+    shards.flush()
     bar.close()
     index["skipped"] = dict(dataset.skipped.counts)
     _write_index(folder, index)
     return index
+
+
+def _encode_batch(
+    components: Components, batch: dict[str, Any], max_tokens: int, image_embeds: bool
+) -> list[dict[str, torch.Tensor]]:
+    """Per item: latents, text embeddings and mask cut after the last valid token (+ SigLIP tokens), on the CPU."""
+    latents = encode_video(components.vae, batch["pixels"]).cpu()
+    text, mask = encode_text(components, batch["caption"], max_tokens)
+    images = encode_image_tokens(components, batch["pixels"][:, :, 0]).float().cpu() if image_embeds else None
+    items = []
+    for j in range(latents.shape[0]):
+        valid = int(mask[j].nonzero().max()) + 1 if mask[j].any() else 1
+        item = {
+            "latents": latents[j],
+            "text": text[j, :valid].float().cpu(),
+            "text_mask": mask[j, :valid].cpu(),
+        }
+        if images is not None:
+            item["image_embeds"] = images[j]
+        items.append(item)
+    return items
+
+
+class _ShardWriter:
+    """Collects items into shards of `shard_size`; each full shard is written atomically and added to the index."""
+
+    def __init__(self, folder: Path, index: dict[str, Any], shard_size: int) -> None:
+        self.folder, self.index, self.shard_size = folder, index, shard_size
+        self.tensors: dict[str, torch.Tensor] = {}
+        self.items: list[dict[str, Any]] = []
+
+    def add(self, tensors: dict[str, torch.Tensor], item: dict[str, Any]) -> None:
+        k = len(self.items)
+        self.tensors.update({f"{k}.{name}": value for name, value in tensors.items()})
+        self.items.append(item)
+        if len(self.items) >= self.shard_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.items:
+            return
+        name = f"shard-{len(self.index['shards']):05d}.safetensors"
+        _write_atomic(self.tensors, self.folder / name)
+        self.index["shards"].append({"file": name, "items": list(self.items)})
+        _write_index(self.folder, self.index)
+        self.tensors.clear()
+        self.items.clear()
 
 
 def read_index(folder: str | Path) -> dict[str, Any]:
