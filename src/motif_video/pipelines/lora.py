@@ -25,8 +25,37 @@ import torch
 from diffusers.loaders.lora_base import LoraBaseMixin
 
 from ..interop import lora_keys
+from .students import LORA_PREFIX
 
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+
+
+def save_lora(model: torch.nn.Module, folder: str | Path, adapter_name: str = "default") -> Path:
+    """Write the adapter as `folder/pytorch_lora_weights.safetensors` (atomically); returns the file."""
+    import json
+
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = get_peft_model_state_dict(model, adapter_name=adapter_name)
+    config = model.peft_config[adapter_name].to_dict()
+    config = {k: sorted(v) if isinstance(v, set) else v for k, v in config.items()}
+    metadata = {
+        "format": "pt",
+        "lora_adapter_metadata": json.dumps(
+            {f"{LORA_PREFIX}.{k}": v for k, v in config.items()}, sort_keys=True
+        ),
+    }
+    tmp = folder / (LORA_WEIGHT_NAME + ".tmp")
+    save_file(
+        {f"{LORA_PREFIX}.{k}": v.detach().cpu().contiguous() for k, v in state.items()},
+        str(tmp),
+        metadata=metadata,
+    )
+    os.replace(tmp, folder / LORA_WEIGHT_NAME)
+    return folder / LORA_WEIGHT_NAME
 
 
 def read_lora_file(
@@ -118,8 +147,6 @@ class MotifVideoLoraLoaderMixin(LoraBaseMixin):
         cls, save_directory: str | os.PathLike, transformer: torch.nn.Module, adapter_name: str = "default"
     ) -> Path:
         """Write one adapter of `transformer` as `save_directory/pytorch_lora_weights.safetensors` (diffusers format)."""
-        from ..training.lora import save_lora
-
         return save_lora(transformer, save_directory, adapter_name)
 
     def fuse_lora(

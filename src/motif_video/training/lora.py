@@ -1,20 +1,17 @@
 """LoRA fine-tuning with peft, through diffusers' adapter API so adapters load back with a scale.
 
-Adapters are saved in the diffusers pipeline format: `pytorch_lora_weights.safetensors` holding the peft state
-dict with keys prefixed `transformer.`, and the LoRA config under the metadata key `lora_adapter_metadata` (keys
-prefixed the same way). Diffusers-style pipelines load it with `load_lora_weights`, and a bare transformer with
-`MotifVideoTransformer.load_lora_adapter(folder, prefix="transformer", weight_name=WEIGHT_NAME)`; at inference
+Adapters are saved in the diffusers pipeline format (`pipelines.lora.save_lora`, beside the loaders that read it):
+`pytorch_lora_weights.safetensors` holding the peft state dict with keys prefixed `transformer.`, and the LoRA config
+under the metadata key `lora_adapter_metadata` (keys prefixed the same way). Diffusers-style pipelines load it with `load_lora_weights`, and a bare transformer with
+`MotifVideoTransformer.load_lora_adapter(folder, prefix="transformer", weight_name=LORA_WEIGHT_NAME)`; at inference
 `attention_kwargs={"scale": s}` scales it.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from torch import nn
 
-from ..pipelines.students import LORA_PREFIX as PREFIX
-from ..pipelines.students import LORA_WEIGHT_NAME as WEIGHT_NAME
+from ..pipelines.lora import save_lora as save_lora  # the adapter file format, beside its readers
 from ..pipelines.students import load_lora as load_lora  # loads what save_lora writes
 
 # Every attention projection of the dual and single blocks, plus the Shared Cross-Attention query/output paths.
@@ -62,30 +59,3 @@ def add_lora(
     )
     model.add_adapter(config, adapter_name=adapter_name)
     return [name for name, p in model.named_parameters() if p.requires_grad]
-
-
-def save_lora(model: nn.Module, folder: str | Path, adapter_name: str = "default") -> Path:
-    """Write the adapter as `folder/pytorch_lora_weights.safetensors` (atomically); returns the file."""
-    import json
-    import os
-
-    from peft.utils import get_peft_model_state_dict
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = get_peft_model_state_dict(model, adapter_name=adapter_name)
-    config = model.peft_config[adapter_name].to_dict()
-    config = {k: sorted(v) if isinstance(v, set) else v for k, v in config.items()}
-    metadata = {
-        "format": "pt",
-        "lora_adapter_metadata": json.dumps({f"{PREFIX}.{k}": v for k, v in config.items()}, sort_keys=True),
-    }
-    tmp = folder / (WEIGHT_NAME + ".tmp")
-    save_file(
-        {f"{PREFIX}.{k}": v.detach().cpu().contiguous() for k, v in state.items()},
-        str(tmp),
-        metadata=metadata,
-    )
-    os.replace(tmp, folder / WEIGHT_NAME)
-    return folder / WEIGHT_NAME
