@@ -22,8 +22,13 @@ TARGET = "blue"
 
 def write_relabelled_clips(folder: Path, count: int, seed: int) -> int:
     """Scenes of `seed` (the small model's ranges) drawn with a blue object, captioned with their own colour."""
-    from motif_video.synthetic.clips import write_clip
-    from motif_video.synthetic.scenes import NARROW, caption, render, scene_at
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for recipes/
+    from recipes.small.clips import NARROW  # the small model's last training ranges
+
+    from motif_video.synthetic.scenes import caption, render, scene_at
+    from motif_video.synthetic.video import write_video
 
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
@@ -32,7 +37,7 @@ def write_relabelled_clips(folder: Path, count: int, seed: int) -> int:
         if path.exists():
             continue
         drawn = dataclasses.replace(scene, colour=TARGET)
-        write_clip(path, render(drawn, 33, 64, 64), 16)
+        write_video(path, render(drawn, 33, 64, 64), 16)
         path.with_suffix(".txt").write_text(caption(scene, template=i))
         path.with_suffix(".json").write_text(json.dumps(scene.labels()))
     return count

@@ -57,7 +57,7 @@ def test_diffusers_single_file_loader_reads_the_export(transformer_folder, tmp_p
         torch.testing.assert_close(theirs(**inputs(), return_dict=False)[0], run(ours), atol=1e-5, rtol=0)
 
 
-def test_shared_layout_is_folded_and_a_biased_query_norm_refused(tmp_path):
+def test_shared_layout_is_folded_or_kept_and_never_changes_outputs(transformer_folder, tmp_path):
     shared = tiny_transformer(0, layout="shared")
     with torch.no_grad():
         for block in shared.single_transformer_blocks:
@@ -76,7 +76,16 @@ def test_shared_layout_is_folded_and_a_biased_query_norm_refused(tmp_path):
         shared.single_transformer_blocks[0].cross_attn_query_norm.bias.fill_(0.1)
     shared.save_pretrained(tmp_path / "biased")
     with pytest.raises(ValueError, match="cross_attn_query_norm.bias is non-zero"):
-        export(tmp_path / "biased", tmp_path / "biased.safetensors")
+        export(tmp_path / "biased", tmp_path / "biased.safetensors", layout="separate")
+    kept = export(tmp_path / "biased", tmp_path / "biased.safetensors")  # auto: the shared keys stay
+    assert any("kept in the shared layout" in n for n in kept.notes)
+    state, _ = read_safetensors(kept.path)
+    assert "single_transformer_blocks.0.cross_attn_query_proj.weight" in state
+    loaded = load_transformer_file(kept.path)
+    assert loaded.cross_attention_layout == "shared"
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in shared.state_dict().items())
+    with pytest.raises(ValueError, match="cannot be written in the shared layout"):
+        export(transformer_folder, tmp_path / "x.safetensors", layout="shared")
 
 
 def test_guidance_student_folds_at_its_scale_or_is_refused(transformer_folder, tmp_path):

@@ -9,7 +9,7 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..interop.gguf_types import WRITE_TYPES
+    from ..interop.choices import LAYOUTS, WRITE_TYPES
 
     p = sub.add_parser(
         "export",
@@ -43,6 +43,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and written to the metadata (default: the student folder's base_model)",
     )
     p.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default="auto",
+        help="cross-attention layout of a transformer export: separate (the released file's, read by diffusers), "
+        "shared (the paper's, read by Motif's ComfyUI nodes; only from a shared-layout model), auto: separate "
+        "when a shared-layout model folds into it exactly, else shared (default: auto)",
+    )
+    p.add_argument(
         "--dtype",
         default=None,
         choices=DTYPES,
@@ -59,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
     if args.dtype is not None and args.gguf:
         raise ValueError("--dtype applies to .safetensors exports; a GGUF file's types are set by --gguf")
     dtype = getattr(torch, args.dtype) if args.dtype else None
-    result = export(args.source, args.output, args.gguf, args.guidance_scale, args.base_model, dtype)
+    result = export(
+        args.source, args.output, args.gguf, args.guidance_scale, args.base_model, dtype, args.layout
+    )
     print(f"wrote {result.path} ({result.kind}, {result.tensors} tensors)")
     for note in result.notes:
         print(f"  {note}")

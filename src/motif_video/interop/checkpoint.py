@@ -8,7 +8,10 @@ released naming is our own state dict in the separate (diffusers) cross-attentio
 a conversion first:
 
 - shared layout (the paper's `cross_attn_query_*`): folded into the separate layout (`models.conversion`), exact
-  when the query LayerNorm has no bias; otherwise refused, since the released layout cannot express it.
+  when the query LayerNorm has no bias. With a bias the fold would change outputs: layout "auto" then keeps the
+  shared keys, the layout of Motif's original ComfyUI nodes (they detect `cross_attn_query_proj`) and of our
+  loader, which diffusers' single-file loader cannot read; layout "separate" refuses. A separate-layout model
+  cannot be written in the shared layout (no reverse conversion exists).
 - guidance-embedded students (`guidance_embeds=True`): the released architecture has no guidance input. At one
   fixed guidance scale the embedding is a constant vector added to the timestep embedding, so it folds exactly into
   the bias of `time_text_embed.timestep_embedder.linear_2`; without a scale the export is refused.
@@ -23,21 +26,39 @@ import torch
 from torch import nn
 
 from ..models.conversion import fold_shared_to_separate
+from .choices import LAYOUTS
 
 TIMESTEP_OUTPUT_BIAS = "time_text_embed.timestep_embedder.linear_2.bias"
 
 
 def released_state_dict(
-    model: nn.Module, guidance_scale: float | None = None, dtype: torch.dtype | None = None
+    model: nn.Module,
+    guidance_scale: float | None = None,
+    dtype: torch.dtype | None = None,
+    layout: str = "auto",
 ) -> dict[str, torch.Tensor]:
-    """`model`'s weights in the released naming (separate layout, no guidance embedder), detached, on the CPU."""
+    """`model`'s weights in the released naming (no guidance embedder), detached, on the CPU, the cross-attention in
+    `layout` ("auto": separate when the fold is exact, else shared)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {list(LAYOUTS)}, got {layout!r}")
     if any(".lora_" in k for k in model.state_dict()):
         raise ValueError(
             "the transformer carries LoRA layers: fuse them (fuse_lora) or unload them before export"
         )
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    if getattr(model, "cross_attention_layout", "separate") == "shared":
-        state = fold_shared_to_separate(state)
+    own = getattr(model, "cross_attention_layout", "separate")
+    if own == "separate" and layout == "shared":
+        raise ValueError(
+            "this transformer is in the separate cross-attention layout, which cannot be written in the shared "
+            "layout (no reverse conversion exists): use layout separate or auto"
+        )
+    if own == "shared" and layout != "shared":
+        try:
+            state = fold_shared_to_separate(state)
+        except ValueError:
+            if layout == "separate":
+                raise
+            # auto: no exact fold exists; the shared keys stay (the original ComfyUI layout)
     if getattr(model.config, "guidance_embeds", False):
         if guidance_scale is None:
             raise ValueError(

@@ -6,6 +6,9 @@ What a source path can be, and what is written:
 | source | `.safetensors` | `--gguf TYPE` |
 |---|---|---|
 | model folder (`model_index.json`), transformer folder, full student folder | transformer, released naming | yes |
+
+The cross-attention layout (`layout`): "separate" is the released file's (diffusers reads it); "auto" writes it
+when a shared-layout model folds exactly and keeps the shared keys otherwise (`checkpoint.released_state_dict`).
 | LoRA file (any format `lora_keys` reads), LoRA folder, LoRA student folder | LoRA, `diffusion_model.` keys | refused |
 
 Every file carries metadata (`motif_video.kind`, `motif_video.version`, `motif_video.base_model`, the transformer's
@@ -47,6 +50,7 @@ def export(
     guidance_scale: float | None = None,
     base_model: str | None = None,
     dtype: torch.dtype | None = None,
+    layout: str = "auto",
 ) -> ExportResult:
     """Export `source` (see the module table) to `output`; `gguf` a type such as "Q8_0" for a GGUF transformer."""
     from .. import __version__
@@ -65,7 +69,16 @@ def export(
             )
         return export_lora(lora_file, output, base_model or base, meta)
     transformer, notes, base, scale = _load_transformer(source, guidance_scale)
-    state = checkpoint.released_state_dict(transformer, guidance_scale=scale, dtype=dtype)
+    state = checkpoint.released_state_dict(transformer, guidance_scale=scale, dtype=dtype, layout=layout)
+    if transformer.cross_attention_layout == "shared":
+        shared = any(".cross_attn_query_proj." in k for k in state)
+        notes = (
+            *notes,
+            "cross-attention kept in the shared layout (query LayerNorm with a bias: no exact fold); diffusers' "
+            "single-file loader cannot read it, Motif's ComfyUI nodes and motif-video can"
+            if shared
+            else "shared cross-attention folded into the released separate layout",
+        )
     meta.update(
         {
             "motif_video.kind": "transformer",
@@ -149,8 +162,6 @@ def _load_transformer(
     transformer = MotifVideoTransformer.from_pretrained(folder)
     defaults = GenerationDefaults.read(source)
     base = defaults.base_model if defaults is not None else None
-    if transformer.cross_attention_layout == "shared":
-        notes.append("shared cross-attention folded into the released separate layout")
     scale = guidance_scale
     if getattr(transformer.config, "guidance_embeds", False):
         if scale is None and defaults is not None and defaults.guidance_scale is not None:

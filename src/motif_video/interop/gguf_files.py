@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .gguf_types import WRITE_TYPES
+from .choices import WRITE_TYPES
 
 GGUF_ARCH = "motif_video"
 # Kept in F32 whatever the type: the input embeddings and the output head (city96's convention for DiTs).

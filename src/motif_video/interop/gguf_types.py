@@ -1,4 +1,0 @@
-"""The GGUF tensor types `motif-video export --gguf` writes (no heavy imports: the CLI's parser reads this)."""
-
-# What `gguf`'s Python package can write (its K-quants have no quantiser: use llama.cpp on an F16 export for those).
-WRITE_TYPES: tuple[str, ...] = ("F32", "F16", "BF16", "Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0")
