@@ -55,7 +55,7 @@ def test_per_example_sigma():
 
 
 def test_training_and_inference_call_the_same_function(monkeypatch):
-    from motif_video.pipelines.image_conditioning import BlurredConditioning
+    from motif_video.pipelines.velocity import Conditioning
 
     calls = []
     original = conditioning.timestep_aware_blur
@@ -67,11 +67,10 @@ def test_training_and_inference_call_the_same_function(monkeypatch):
     monkeypatch.setattr(conditioning, "timestep_aware_blur", spy)
     latents = torch.randn(2, 16, 3, 8, 8)
     condition_channels(latents, torch.tensor([0.2, 0.9]), conditioned=True, blur_strength=4.0)
-    cond = BlurredConditioning(latents.clone(), latents[:, :1].clone(), None, strength=4.0)
-    cond.at(0.9)
-    assert calls == [((2, 16, 8, 8), 4.0), ((2, 16, 1, 8, 8), 4.0)]
-    # ... and with the same std for the same sigma: the pipeline's frame 0 equals training's at that sigma.
+    cond = Conditioning(latents[:, :, :1].clone(), None, blur=4.0)
+    cond.channels(latents, 0.9)
+    assert calls == [((2, 16, 1, 8, 8), 4.0), ((2, 16, 1, 8, 8), 4.0)]
+    # ... and with the same std for the same sigma: the pipeline's 17 channels equal training's at that sigma.
     torch.testing.assert_close(
-        cond.at(0.9).latent[:, :, 0],
-        condition_channels(latents, torch.tensor([0.9, 0.9]), True, 4.0)[:, :16, 0],
+        cond.channels(latents, 0.9), condition_channels(latents, torch.tensor([0.9, 0.9]), True, 4.0)
     )

@@ -1,4 +1,11 @@
-"""Timestep-aware blur of the image-to-video conditioning latent (the project's definition; docs/conditioning.md).
+"""The image-to-video condition channels and their timestep-aware blur, built here for training and inference.
+
+The transformer's input is [noisy latents (16) | condition channels (17)]: 16 channels holding the normalised VAE
+latent of the first frame at latent frame 0 and zeros elsewhere, and one mask channel that is 1 at latent frame 0.
+Text-to-video, and a video of a single latent frame (nothing to condition, as released), get zeros in all 17.
+`condition_channels` builds them; the trainer (`training.i2v`) and the pipelines (`pipelines.velocity`) call it.
+
+Timestep-aware blur of the conditioning latent (the project's definition; docs/conditioning.md).
 
 No public formula exists for Motif-Video's "timestep-aware blur". motif-video defines it once, here, for both
 training and inference: a Gaussian blur of the normalised first-frame VAE latent (the 16 condition channels at
@@ -21,6 +28,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+CONDITION_CHANNELS = 17  # 16 first-frame latent channels + 1 mask channel
 MIN_BLUR_STD = (
     0.05  # latent pixels; below this a Gaussian kernel is the identity to float precision: skip the work
 )
@@ -77,3 +85,22 @@ def timestep_aware_blur(
             [gaussian_blur(x, blur_std(float(s), h, w, strength)) for x, s in zip(latents, sigma.tolist())]
         )
     return gaussian_blur(latents, blur_std(float(sigma), h, w, strength))
+
+
+def condition_channels(
+    latents: torch.Tensor,
+    first_frame: torch.Tensor | None,
+    sigma: float | torch.Tensor = 0.0,
+    blur_strength: float = 0.0,
+) -> torch.Tensor:
+    """The 17 condition channels [B, 17, T, h, w] for `latents` [B, 16, T, h, w] (their dtype and device).
+
+    `first_frame`: the normalised first-frame latent [B, 16, 1, h, w], blurred with `timestep_aware_blur(sigma,
+    blur_strength)` (sigma one float, or one per example); None: all zeros (text-to-video).
+    """
+    b, c, t, h, w = latents.shape
+    channels = latents.new_zeros(b, c + 1, t, h, w)
+    if first_frame is not None and t > 1:
+        channels[:, :c, :1] = timestep_aware_blur(first_frame, sigma, blur_strength)
+        channels[:, c, 0] = 1.0
+    return channels

@@ -241,11 +241,11 @@ def generate(request: GenerateRequest | GenerationPlan, log=print) -> dict[str, 
 
 
 def prepare_pipeline(plan: GenerationPlan, show_progress: bool = True):
-    """Load the plan's pipeline and apply its memory, speed and parallel plans; returns (pipe, memory plan).
+    """Load the plan's pipeline and apply its memory and speed plans; returns (pipe, memory plan). Parallel modes
+    are applied by `enable_parallel` (its plan is passed to each call).
 
     A long-lived worker (`motif-video serve`) calls this once and then `render_latents` / `write_video` per job.
     """
-    from .parallel.pipeline import enable_parallel
     from .pipelines.memory import apply_memory_plan
     from .pipelines.speed import apply_speed_plan
 
@@ -253,13 +253,15 @@ def prepare_pipeline(plan: GenerationPlan, show_progress: bool = True):
     pipe.set_progress_bar_config(disable=not show_progress)
     apply_memory_plan(pipe, plan.memory, torch.device(plan.device))
     apply_speed_plan(pipe, plan.speed)
-    enable_parallel(pipe, plan.parallel)  # type: ignore[arg-type]
     return pipe, plan.memory
 
 
-def render_latents(pipe, plan: GenerationPlan, i: int, image=None, step_cache=None, callback=None):
+def render_latents(
+    pipe, plan: GenerationPlan, i: int, image=None, step_cache=None, callback=None, parallel=None
+):
     """The final latents of video i of the plan (seed `seed + i`); `callback` is the pipeline's
-    `callback_on_step_end`. The call's keywords come from the option declarations (`options.pipeline_kwargs`)."""
+    `callback_on_step_end`, `parallel` the plan `enable_parallel` returned. The call's keywords come from the option
+    declarations (`options.pipeline_kwargs`)."""
     from .options import pipeline_kwargs
 
     kwargs = pipeline_kwargs(plan.request, plan.request.prompts[i], image_to_video=image is not None)
@@ -269,6 +271,7 @@ def render_latents(pipe, plan: GenerationPlan, i: int, image=None, step_cache=No
         generator=torch.Generator("cpu").manual_seed(plan.seed + i),
         output_type="latent",
         step_cache=step_cache,
+        parallel=parallel,
         callback_on_step_end=callback,
     ).frames
 
@@ -288,6 +291,7 @@ def _generate_on_rank(plan: GenerationPlan, rank: int, log) -> dict[str, Any]:
     import PIL.Image
 
     from .models import attention_backend
+    from .parallel.pipeline import enable_parallel
     from .perf.step_cache import StepCache
     from .pipelines.speed import cache_summary
 
@@ -296,6 +300,7 @@ def _generate_on_rank(plan: GenerationPlan, rank: int, log) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     pipe, memory = prepare_pipeline(plan, show_progress=rank == 0)
+    parallel = enable_parallel(pipe, plan.parallel)  # type: ignore[arg-type]
     over = f" over {plan.world_size} processes" if plan.world_size > 1 else ""
     log(f"memory mode: {memory.describe()}; speed: {plan.speed.describe()}; parallel: {plan.parallel}{over}")
     image = PIL.Image.open(r.image).convert("RGB") if r.image is not None else None
@@ -308,7 +313,7 @@ def _generate_on_rank(plan: GenerationPlan, rank: int, log) -> dict[str, Any]:
     with backend:
         for i in mine:
             path = plan.outputs[i]
-            latents = render_latents(pipe, plan, i, image=image, step_cache=cache)
+            latents = render_latents(pipe, plan, i, image=image, step_cache=cache, parallel=parallel)
             if i == mine[0] and pipe.last_sampler is not None:
                 log(f"sampler: Euler, shift {pipe.last_sampler.shift:g} ({pipe.last_sampler.source})")
             if cache is not None:

@@ -100,7 +100,7 @@ def test_config_from_folder_guider():
 def test_batched_cond_uncond_equals_two_passes(tiny_folder):
     """One forward over [cond; uncond] (padded text + mask) gives the same velocities as two mask-free passes."""
     from motif_video import MotifVideoPipeline
-    from motif_video.pipelines.base import Conditioning
+    from motif_video.pipelines.velocity import Conditioning, PassOptions
     from motif_video.testing import tiny_transformer
 
     pipe = MotifVideoPipeline.from_pretrained(tiny_folder, transformer=tiny_transformer(0, std=0.2))
@@ -110,9 +110,28 @@ def test_batched_cond_uncond_equals_two_passes(tiny_folder):
     assert cond.embeds.shape[1] != uncond.embeds.shape[1]  # different lengths: the batch needs padding + mask
     latents = torch.randn(1, 16, 3, 8, 12, generator=torch.Generator().manual_seed(0))
     image = torch.randn(1, 16, 24)
-    conditioning = Conditioning(torch.randn_like(latents), torch.ones_like(latents[:, :1]), image)
-    batched = pipe.predict_velocity(latents, 0.7, cond, uncond, conditioning, "batched")
-    two_pass = pipe.predict_velocity(latents, 0.7, cond, uncond, conditioning, "sequential")
+    conditioning = Conditioning(torch.randn_like(latents[:, :, :1]), image)
+    batched = pipe.predict_velocity(latents, 0.7, cond, uncond, conditioning, PassOptions("batched"))
+    two_pass = pipe.predict_velocity(latents, 0.7, cond, uncond, conditioning, PassOptions("sequential"))
     for a, b in zip(batched, two_pass):
         torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-5)
     assert (batched[0] - batched[1]).abs().max() > 1e-2  # the two prompts do give different predictions
+
+
+@pytest.mark.parametrize("mode", ["apg", "cfg"])
+def test_pure_guide_with_per_sample_scales_equals_one_guider_per_sample(mode):
+    from motif_video.pipelines.guidance import GuidanceConfig, Guider, guide
+
+    g = torch.Generator().manual_seed(0)
+    steps = [
+        (torch.randn(2, 16, 3, 4, 4, generator=g), torch.randn(2, 16, 3, 4, 4, generator=g)) for _ in range(3)
+    ]
+    scales = (2.0, 6.0)
+    config = GuidanceConfig(mode=mode, norm_threshold=3.0)
+    guiders = [Guider(GuidanceConfig(mode=mode, scale=s, norm_threshold=3.0)) for s in scales]
+    running = None
+    for cond, uncond in steps:
+        batch, running = guide(cond, uncond, torch.tensor(scales).view(2, 1, 1, 1, 1), config, running)
+        each = torch.cat([guider(cond[i : i + 1], uncond[i : i + 1]) for i, guider in enumerate(guiders)])
+        torch.testing.assert_close(batch, each, atol=1e-6, rtol=1e-6)
+    assert (running is None) == (mode == "cfg")

@@ -16,6 +16,7 @@ guidance parallelism; the result equals the one-process run (tested to 1e-5 in f
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -27,31 +28,49 @@ from .context import ContextParallelHandle, enable_context_parallel
 GUIDANCE_BRANCHES = ("cond", "uncond")  # rank r of the guidance group runs branch r
 
 
-def enable_parallel(pipe: Any, mode: ParallelMode, group: Any = None) -> ContextParallelHandle | None:
-    """Make `pipe` run its transformer passes across the ranks of `group` (default: the world) in `mode`.
+@dataclass(frozen=True)
+class ParallelPlan:
+    """A parallel mode in use: pass it to each pipeline call (`parallel=`); `remove()` restores one process."""
 
-    Returns the context-parallel handle (`remove()` restores the one-process transformer) or None.
-    """
+    mode: ParallelMode = "none"
+    group: Any = None
+    handle: ContextParallelHandle | None = None  # the context-parallel hooks on the transformer
+
+    @property
+    def guidance_group(self) -> Any:
+        """The two-rank group that splits the cond and uncond passes, or None."""
+        return self.group if self.mode == "guidance" else None
+
+    @property
+    def context_group(self) -> Any:
+        """The group the video tokens are split over (a step cache must decide across it), or None."""
+        return self.group if self.mode == "context" else None
+
+    def remove(self) -> None:
+        if self.handle is not None:
+            self.handle.remove()
+
+
+def enable_parallel(pipe: Any, mode: ParallelMode, group: Any = None) -> ParallelPlan:
+    """Make `pipe`'s transformer passes run across the ranks of `group` (default: the world) in `mode`; returns the
+    plan to pass to each call (context parallelism is attached to the transformer here, with hooks)."""
     if mode not in PARALLEL_MODES:
         raise ValueError(f"parallel mode must be one of {list(PARALLEL_MODES)}, got {mode!r}")
     if mode in ("none", "data"):
-        return None
+        return ParallelPlan(mode)
     if not dist.is_initialized():
         raise ValueError(f"parallel mode {mode!r} needs torch.distributed (run under torchrun)")
     group = group if group is not None else dist.group.WORLD
     if mode == "context":
         pipe.transformer.eval()
-        handle = enable_context_parallel(pipe.transformer, group)
-        pipe.context_group = group
-        return handle
+        return ParallelPlan(mode, group, enable_context_parallel(pipe.transformer, group))
     world = dist.get_world_size(group)
     if world != 2:
         raise ValueError(
             f"guidance parallelism runs the cond and uncond passes on exactly 2 ranks, got {world}; "
             "use --parallel context (any number of ranks) or data (a prompt file)"
         )
-    pipe.guidance_group = group
-    return None
+    return ParallelPlan(mode, group)
 
 
 def exchange_guidance(

@@ -4,17 +4,19 @@
 the loop itself is `sample`. The sampler is flow-matching Euler with a static shift (`motif_video.flow`); the
 `scheduler` component is kept for compatibility and read only for its shift.
 
-Speed options reach the loop here: a `StepCache` (one cache branch per guidance pass; see `predict_velocity`) and
-multi-process guidance (`motif_video.parallel.pipeline`: the cond and uncond passes on two ranks, predictions
-exchanged). Context parallelism needs nothing from the loop: it is attached to the transformer with hooks.
+Each call's settings travel as a `RunPlan` (size, guidance, sigmas, sampler, and `PassOptions`: batching, step
+cache, guidance parallelism) through the stages; the pipeline keeps no per-call state besides `last_run`, the plan
+of the last call (`last_sampler`, `last_step_cache` read it). One step's transformer passes are
+`pipelines.velocity.predict_velocity`. Context parallelism needs nothing from the loop: it is attached to the
+transformer with hooks.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from diffusers import DiffusionPipeline
@@ -27,7 +29,7 @@ from .. import defaults as D
 from .. import flow
 from ..defaults import GenerationDefaults
 from ..hub import DEFAULT_MODEL_ID, resolve_folder
-from ..options import GuidanceBatching, check_video_size
+from ..options import check_video_size
 from ..perf.step_cache import StepCache
 from . import prompts as P
 from .guidance import GuidanceConfig, Guider, config_from_guider
@@ -35,12 +37,13 @@ from .latents import decode_latents
 from .lora import MotifVideoLoraLoaderMixin
 from .sampling import SamplerChoice, choose_shift, scheduler_config_of
 from .students import embedded_guidance, load_student_pipeline
+from .velocity import Conditioning, PassOptions, predict_velocity
+
+if TYPE_CHECKING:
+    from ..parallel.pipeline import ParallelPlan
 
 OutputType = Literal["pil", "np", "pt", "latent"]
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
-# "auto" batches cond + uncond into one forward when the video is at most this many tokens (per-call overhead
-# dominates); above it, two mask-free passes let attention use the fastest kernels and halve activation memory.
-AUTO_BATCH_MAX_TOKENS = 8192
 # The diffusers loader arguments that also locate the folder.
 _HUB_KWARGS = ("revision", "cache_dir", "local_files_only", "token")
 
@@ -53,43 +56,20 @@ class MotifVideoPipelineOutput(BaseOutput):
     frames: Any
 
 
-@dataclass
-class Conditioning:
-    """The 17 extra input channels (first-frame latent + mask) and optional SigLIP tokens, shared by cond and uncond."""
-
-    latent: torch.Tensor  # [B, 16, T, h, w]
-    mask: torch.Tensor  # [B, 1, T, h, w]
-    image_embeds: torch.Tensor | None = None  # [B, N_img, 1152]
-    # I2V `keep_first_frame`: the starting noise of latent frame 0 [B, 16, 1, h, w] (None: frame 0 is generated)
-    first_noise: torch.Tensor | None = None
-
-    def at(self, sigma: float) -> Conditioning:
-        """The conditioning used at noise level `sigma` (constant unless the I2V blur is on)."""
-        return self
-
-    def settle(self, latents: torch.Tensor, sigma: float) -> torch.Tensor:
-        """`latents` at noise level `sigma` with latent frame 0 put on the first-frame latent's path (`latent` at
-        frame 0, unblurred), (1 - sigma) * clean + sigma * its starting noise, so the sampler ends on it; unchanged
-        without `first_noise`."""
-        if self.first_noise is None:
-            return latents
-        settled = latents.clone()
-        first = (1.0 - sigma) * self.latent[:, :, :1].float() + sigma * self.first_noise.float()
-        settled[:, :, :1] = first.to(latents.dtype)
-        return settled
-
-
-@dataclass
+@dataclass(frozen=True)
 class RunPlan:
-    """One call's settings once the folder's defaults are filled in and checked: what both pipelines sample with."""
+    """One call's settings once the folder's defaults are filled in and checked: what both pipelines sample with.
+    Passed down the call's stages; the last one stays readable as `pipe.last_run`."""
 
     prompts: list[str]
-    negative_prompt: str | list[str]
+    negative_prompt: str | list[str] | None
     height: int
     width: int
     num_frames: int
     guidance: GuidanceConfig
+    sampler: SamplerChoice
     sigmas: torch.Tensor  # N + 1 values, float64
+    passes: PassOptions = field(default_factory=PassOptions)
 
 
 class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
@@ -125,21 +105,14 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         self.vae_scale_spatial = vae.config.scale_factor_spatial if vae is not None else 8
         self.vae_scale_temporal = vae.config.scale_factor_temporal if vae is not None else 4
         self.video_processor = VideoProcessor(vae_scale_factor=self.vae_scale_spatial)
-        self.release_text_encoder = True
-        self.run_device: torch.device | None = None  # set by memory modes that move weights off the device
-        self.last_sampler: SamplerChoice | None = None
-        self.last_step_cache: StepCache | None = None  # the cache of the last call, to read its report
-        # Set by `motif_video.parallel.pipeline.enable_parallel`: the process groups of the parallel modes in use.
-        self.context_group: Any = None
-        self.guidance_group: Any = None
-        self.folder_pipeline_class: str | None = (
-            None  # model_index.json `_class_name` of the folder loaded from
+        self.release_text_encoder = True  # move the text encoder off the accelerator once prompts are encoded
+        # Set when loading: the folder's model_index.json `_class_name` and its generation defaults.
+        self.folder_pipeline_class: str | None = None
+        self.generation_defaults = GenerationDefaults()
+        self.last_run: RunPlan | None = (
+            None  # the plan of the last call (its sampler, its step cache's report)
         )
         self._interrupt = False
-        # Distilled students (pipelines/students.py): the folder's generation defaults, and the guidance scale a
-        # guidance-distilled transformer takes as input (None for ordinary models).
-        self.generation_defaults = GenerationDefaults()
-        self.embedded_guidance: float | None = None
 
     # ------------------------------------------------------------------------------------------------------ loading
     @classmethod
@@ -189,7 +162,16 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
     # ------------------------------------------------------------------------------------------------- properties
     @property
     def device_for_run(self) -> torch.device:
-        return self.run_device or self._execution_device
+        """Where the call's tensors live: the device, or the onload device under offloading (diffusers' rule)."""
+        return self._execution_device
+
+    @property
+    def last_sampler(self) -> SamplerChoice | None:
+        return self.last_run.sampler if self.last_run is not None else None
+
+    @property
+    def last_step_cache(self) -> StepCache | None:
+        return self.last_run.passes.step_cache if self.last_run is not None else None
 
     @property
     def interrupt(self) -> bool:
@@ -214,11 +196,13 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         shift: float | None,
         output_type: str,
         num_videos_per_prompt: int,
-        **apg: Any,
+        apg: dict[str, Any],
+        passes: dict[str, Any],
+        parallel: ParallelPlan | None = None,
     ) -> RunPlan:
         """Fill what the call left None from the folder's generation_config.json (else the released defaults:
         736x1280, 121 frames, 50 steps), check it, and resolve guidance (`apg`: eta, norm_dims, norm_threshold,
-        momentum) and the sigma schedule. Sets `embedded_guidance` for guidance-distilled students."""
+        momentum), the sigma schedule and how the transformer passes run (`passes`: `PassOptions` fields)."""
         height, width, num_frames = size
         height, width, num_frames, negative_prompt = self.generation_defaults.fill_size(
             height, width, num_frames, negative_prompt
@@ -229,17 +213,27 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         )
         self._check_common(output_type, num_videos_per_prompt, num_inference_steps)
         guidance_cfg = self.guidance_config(guidance, scale=guidance_scale, **apg)
-        guidance_cfg, self.embedded_guidance = embedded_guidance(self.transformer, guidance_cfg)
+        guidance_cfg, embedded = embedded_guidance(self.transformer, guidance_cfg)
+        sampler = self.choose_sampler(shift)
+        passes = PassOptions(
+            **passes, embedded_guidance=embedded, guidance_group=parallel.guidance_group if parallel else None
+        )
+        cache = passes.step_cache
+        if cache is not None and parallel is not None and parallel.context_group is not None:
+            cache.process_group = cache.process_group or parallel.context_group  # all ranks decide together
         self._interrupt = False
-        return RunPlan(
+        self.last_run = RunPlan(
             prompts=P.as_prompt_list(prompt),
             negative_prompt=negative_prompt,
             height=height,
             width=width,
             num_frames=num_frames,
             guidance=guidance_cfg,
-            sigmas=flow.sampling_sigmas(num_inference_steps, self.choose_sampler(shift).shift),
+            sampler=sampler,
+            sigmas=flow.sampling_sigmas(num_inference_steps, sampler.shift),
+            passes=passes,
         )
+        return self.last_run
 
     def guidance_config(self, guidance: str | GuidanceConfig | None, **overrides: Any) -> GuidanceConfig:
         """Defaults (SYSTEM.md), then the folder's guider config, then call arguments."""
@@ -310,8 +304,7 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         return randn_tensor(shape, generator=generator, device=device, dtype=dtype)
 
     def choose_sampler(self, shift: float | None) -> SamplerChoice:
-        self.last_sampler = choose_shift(scheduler_config_of(self.scheduler), self.default_shift, shift)
-        return self.last_sampler
+        return choose_shift(scheduler_config_of(self.scheduler), self.default_shift, shift)
 
     # ------------------------------------------------------------------------------------------------------ loop
     def predict_velocity(
@@ -321,97 +314,34 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         cond: P.PromptEmbeds,
         uncond: P.PromptEmbeds | None,
         conditioning: Conditioning,
-        batching: GuidanceBatching = "auto",
-        attention_kwargs: dict | None = None,
-        step_cache: StepCache | None = None,
+        passes: PassOptions | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Conditional and unconditional velocities at `sigma`, as one batched forward or two passes (cond first).
-
-        With a `step_cache`, each pass uses its own cache branch ("cond", "uncond"); a batched pass uses one branch
-        ("cond+uncond": the whole batch skips or runs together), so "auto" batching picks two passes when caching.
-        Under guidance parallelism (two ranks) rank 0 runs the cond pass and rank 1 the uncond pass, and the two
-        predictions are all-gathered: the same numbers as two passes in one process.
-        """
-        hidden = torch.cat([latents, conditioning.latent, conditioning.mask], dim=1)
-        timestep = torch.full(
-            (hidden.shape[0],), flow.timestep_from_sigma(sigma), device=hidden.device, dtype=torch.float32
-        )
-
-        def forward(h, t, text: P.PromptEmbeds, image, branch: str):
-            return self.transformer(
-                hidden_states=h,
-                timestep=t,
-                encoder_hidden_states=text.embeds,
-                encoder_attention_mask=text.mask,
-                image_embeds=image,
-                attention_kwargs=attention_kwargs,
-                return_dict=False,
-                **({} if self.embedded_guidance is None else {"guidance": self.embedded_guidance}),
-                **({} if step_cache is None else {"step_cache": step_cache.branch(branch)}),
-            )[0]
-
-        image = conditioning.image_embeds
-        if uncond is None:
-            return forward(hidden, timestep, cond, image, "cond"), None
-        if self.guidance_group is not None:
-            from ..parallel.pipeline import exchange_guidance
-
-            return exchange_guidance(
-                self.guidance_group,
-                lambda mine: forward(hidden, timestep, cond if mine == "cond" else uncond, image, mine),
-            )
-        if self._batch_guidance(batching, latents, step_cache is not None):
-            both = P.concat(cond, uncond)
-            image2 = None if image is None else torch.cat([image, image])
-            out = forward(
-                torch.cat([hidden, hidden]), torch.cat([timestep, timestep]), both, image2, "cond+uncond"
-            )
-            v_cond, v_uncond = out.chunk(2)
-            return v_cond, v_uncond
-        return forward(hidden, timestep, cond, image, "cond"), forward(
-            hidden, timestep, uncond, image, "uncond"
-        )
-
-    def _batch_guidance(
-        self, batching: GuidanceBatching, latents: torch.Tensor, caching: bool = False
-    ) -> bool:
-        if batching not in ("auto", "batched", "sequential"):
-            raise ValueError(f"guidance_batching must be 'auto', 'batched' or 'sequential', got {batching!r}")
-        if batching != "auto":
-            return batching == "batched"
-        if caching:  # one cache branch per guidance pass
-            return False
-        p, pt = self.transformer.config.patch_size, self.transformer.config.patch_size_t
-        _, _, t, h, w = latents.shape
-        return (t // pt) * (h // p) * (w // p) <= AUTO_BATCH_MAX_TOKENS
+        """Conditional and unconditional velocities at `sigma` (`pipelines.velocity.predict_velocity`)."""
+        passes = passes if passes is not None else PassOptions()
+        return predict_velocity(self.transformer, latents, sigma, cond, uncond, conditioning, passes)
 
     def sample(
         self,
         latents: torch.Tensor,
-        sigmas: torch.Tensor,
+        run: RunPlan,
         cond: P.PromptEmbeds,
         uncond: P.PromptEmbeds | None,
         conditioning: Conditioning,
-        guidance: GuidanceConfig,
-        batching: GuidanceBatching = "auto",
-        attention_kwargs: dict | None = None,
         callback_on_step_end=None,
         callback_on_step_end_tensor_inputs: list[str] | None = None,
-        step_cache: StepCache | None = None,
     ) -> torch.Tensor:
-        """Euler steps over `sigmas` (N + 1 values ending at 0) with guidance; returns the final latents.
+        """Euler steps over the plan's sigmas (N + 1 values ending at 0) with guidance; returns the final latents.
 
-        `step_cache` is reset first; its `report()` afterwards lists the steps each guidance branch skipped.
+        The plan's step cache is reset first; its `report()` afterwards lists the steps each guidance branch skipped.
         """
-        guider = Guider(guidance)
-        self.last_step_cache = step_cache
-        if step_cache is not None:
-            step_cache.reset()
-            if self.context_group is not None and step_cache.process_group is None:
-                step_cache.process_group = self.context_group  # every rank must take the same decision
+        guider, sigmas = Guider(run.guidance), run.sigmas
+        if run.passes.step_cache is not None:
+            run.passes.step_cache.reset()
         steps = len(sigmas) - 1
         self._num_timesteps = steps
-        inputs = callback_on_step_end_tensor_inputs or ["latents"]
+        inputs = self._callback_inputs(callback_on_step_end, callback_on_step_end_tensor_inputs) or [
+            "latents"
+        ]
         latents = conditioning.settle(latents, float(sigmas[0]))
         with self.progress_bar(total=steps) as bar:
             for i in range(steps):
@@ -420,14 +350,7 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
                 sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
                 self._current_timestep = flow.timestep_from_sigma(sigma)
                 v_cond, v_uncond = self.predict_velocity(
-                    latents,
-                    sigma,
-                    cond,
-                    uncond,
-                    conditioning.at(sigma),
-                    batching,
-                    attention_kwargs,
-                    step_cache,
+                    latents, sigma, cond, uncond, conditioning, run.passes
                 )
                 velocity = guider(v_cond, v_uncond)
                 latents = flow.euler_step(latents, velocity, sigma, sigma_next).to(v_cond.dtype)

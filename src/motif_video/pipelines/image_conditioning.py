@@ -1,17 +1,14 @@
-"""Image-to-video conditioning: the first frame resized, encoded by the VAE (17 extra input channels) and by the text
-encoder's SigLIP tower (image tokens); the latent optionally blurred per step (`motif_video.conditioning`)."""
+"""Image-to-video inputs from the first frame: resized, encoded by the VAE (the latent the 17 condition channels are
+built from, `motif_video.conditioning`) and by the text encoder's SigLIP tower (image tokens)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 import PIL.Image
 import torch
 
-from .. import conditioning as blur
-from .base import Conditioning
 from .latents import normalize_latents
 
 ResizeMode = Literal["stretch", "crop"]
@@ -81,35 +78,3 @@ def encode_first_frame(vae, frame: torch.Tensor, mode: LatentMode, generator=Non
     dist = vae.encode(frame[:, :, None].to(vae.dtype)).latent_dist
     z = dist.mode() if mode == "mode" else dist.sample(generator=generator)
     return normalize_latents(z, vae.config.latents_mean, vae.config.latents_std)
-
-
-def place_first_frame(first: torch.Tensor, latent_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Condition channels from a first-frame latent [B, 16, 1, h, w]: (latent at frame 0 else 0, mask 1 at frame 0)."""
-    b, c, _, h, w = first.shape
-    latent = first.new_zeros(b, c, latent_frames, h, w)
-    mask = first.new_zeros(b, 1, latent_frames, h, w)
-    if latent_frames > 1:  # a single latent frame has nothing to condition (as released)
-        latent[:, :, :1] = first
-        mask[:, :, 0] = 1.0
-    return latent, mask
-
-
-@dataclass
-class BlurredConditioning(Conditioning):
-    """First-frame conditioning whose latent is blurred for each step's sigma (`motif_video.conditioning`).
-
-    `latent` holds the unblurred condition channels (the first-frame latent at frame 0); `at(sigma)` returns them
-    with frame 0 blurred. No VAE work per step: the frame is encoded once.
-    """
-
-    strength: float = 0.0
-    _cache: dict = field(default_factory=dict)
-
-    def at(self, sigma: float) -> Conditioning:
-        key = round(sigma, 6)
-        if key not in self._cache:
-            self._cache.clear()
-            latent = self.latent.clone()
-            latent[:, :, :1] = blur.timestep_aware_blur(self.latent[:, :, :1], sigma, self.strength)
-            self._cache[key] = Conditioning(latent, self.mask, self.image_embeds)
-        return self._cache[key]

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..defaults import SHIFT_I2V
+from ..options import GuidanceBatching
 from ..perf.step_cache import StepCache
 from . import prompts as P
-from .base import Conditioning, GuidanceBatching, MotifVideoBasePipeline, MotifVideoPipelineOutput, OutputType
+from .base import MotifVideoBasePipeline, MotifVideoPipelineOutput, OutputType
 from .guidance import GuidanceConfig
-from .image_conditioning import (
-    BlurredConditioning,
-    LatentMode,
-    ResizeMode,
-    encode_first_frame,
-    place_first_frame,
-    preprocess_image,
-    siglip_tokens,
-)
+from .image_conditioning import LatentMode, ResizeMode, encode_first_frame, preprocess_image, siglip_tokens
 from .sampling import SamplerChoice
+from .velocity import Conditioning
+
+if TYPE_CHECKING:
+    from ..parallel.pipeline import ParallelPlan
 
 
 class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
@@ -64,6 +61,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         shift: float | None = None,
         guidance_batching: GuidanceBatching = "auto",
         step_cache: StepCache | None = None,
+        parallel: ParallelPlan | None = None,
         resize: ResizeMode = "stretch",
         first_frame_latent: LatentMode = "sample",
         conditioning_blur: float | None = None,
@@ -83,13 +81,12 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         channels; None = the folder's generation_config.json, else False).
         `use_image_embeds=False` drops the SigLIP tokens (as Motif's ComfyUI workflow does).
         """
-        if conditioning_blur is None:
-            conditioning_blur = self.generation_defaults.conditioning_blur or 0.0
-        if conditioning_blur < 0:
-            raise ValueError(f"conditioning_blur must be >= 0 (0 = off), got {conditioning_blur}")
-        if keep_first_frame is None:
-            keep_first_frame = bool(self.generation_defaults.keep_first_frame)
-        plan = self.plan_run(
+        i2v = self.generation_defaults.resolve(
+            conditioning_blur=conditioning_blur, keep_first_frame=keep_first_frame
+        )
+        if i2v["conditioning_blur"] < 0:
+            raise ValueError(f"conditioning_blur must be >= 0 (0 = off), got {i2v['conditioning_blur']}")
+        run = self.plan_run(
             prompt,
             negative_prompt,
             (height, width, num_frames),
@@ -99,54 +96,32 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
             shift,
             output_type,
             num_videos_per_prompt,
-            eta=apg_eta,
-            norm_dims=apg_norm_dims,
-            norm_threshold=apg_norm_threshold,
-            momentum=apg_momentum,
+            apg=dict(
+                eta=apg_eta, norm_dims=apg_norm_dims, norm_threshold=apg_norm_threshold, momentum=apg_momentum
+            ),
+            passes=dict(batching=guidance_batching, attention_kwargs=attention_kwargs, step_cache=step_cache),
+            parallel=parallel,
         )
-        prompts = plan.prompts
-        images = self._image_list(image, len(prompts))
+        images = self._image_list(image, len(run.prompts))
         device = self.device_for_run
-
         frames = torch.cat(
-            [preprocess_image(self.video_processor, im, plan.height, plan.width, resize) for im in images]
+            [preprocess_image(self.video_processor, im, run.height, run.width, resize) for im in images]
         )
-        frames = frames.to(device)
-        batch = len(prompts) * num_videos_per_prompt
+        batch = len(run.prompts) * num_videos_per_prompt
         latents = self.prepare_latents(
-            batch, plan.height, plan.width, plan.num_frames, generator, latents, device
+            batch, run.height, run.width, run.num_frames, generator, latents, device
         )
         cond, uncond = self.encode_prompt(
-            prompts,
-            plan.negative_prompt,
-            num_videos_per_prompt,
-            plan.guidance.needs_uncond,
-            max_sequence_length,
-            device,
-        )
+            run.prompts, run.negative_prompt, num_videos_per_prompt, run.guidance.needs_uncond,
+            max_sequence_length, device,
+        )  # fmt: skip
         conditioning = self.prepare_conditioning(
-            frames,
-            latents,
-            len(prompts) // len(images) * num_videos_per_prompt,
-            generator,
-            first_frame_latent,
-            conditioning_blur,
-            use_image_embeds,
-            keep_first_frame,
-        )
+            frames.to(device), latents, batch // len(images), generator, first_frame_latent,
+            i2v["conditioning_blur"], use_image_embeds, i2v["keep_first_frame"],
+        )  # fmt: skip
         self._release_text_encoder()
         latents = self.sample(
-            latents,
-            plan.sigmas,
-            cond,
-            uncond,
-            conditioning,
-            plan.guidance,
-            guidance_batching,
-            attention_kwargs,
-            callback_on_step_end,
-            self._callback_inputs(callback_on_step_end, callback_on_step_end_tensor_inputs),
-            step_cache,
+            latents, run, cond, uncond, conditioning, callback_on_step_end, callback_on_step_end_tensor_inputs
         )
         video = self.decode(latents, output_type, stream_decode)
         self.maybe_free_model_hooks()
@@ -158,8 +133,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         folder = self.folder_pipeline_class
         if shift is None and folder is not None and "Image" not in folder:
             source = f"image-to-video default (the folder's scheduler config is for its {folder})"
-            self.last_sampler = SamplerChoice(self.default_shift, source)
-            return self.last_sampler
+            return SamplerChoice(self.default_shift, source)
         return super().choose_sampler(shift)
 
     @staticmethod
@@ -184,8 +158,8 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         use_image_embeds: bool,
         keep_first_frame: bool = False,
     ) -> Conditioning:
-        """First-frame latent, mask and SigLIP tokens, one per image, repeated to the latents' batch; with
-        `keep_first_frame`, also the starting noise of `latents`' frame 0."""
+        """The first-frame latent (the condition channels are built from it at each step) and SigLIP tokens, one per
+        image, repeated to the latents' batch; with `keep_first_frame`, also the starting noise of `latents`' frame 0."""
         if isinstance(generator, list):  # one generator per video: image j uses its first video's generator
             generator = (
                 generator[0] if len(frames) == 1 else [generator[j * repeats] for j in range(len(frames))]
@@ -195,10 +169,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
             image_embeds = siglip_tokens(self.text_encoder.vision_tower, self.feature_extractor, frames)
             image_embeds = image_embeds.to(self.transformer.dtype).repeat_interleave(repeats, 0)
         first = encode_first_frame(self.vae, frames, latent_mode, generator=generator).to(latents.dtype)
-        latent, mask = place_first_frame(first, latents.shape[2])
-        latent, mask = latent.repeat_interleave(repeats, 0), mask.repeat_interleave(repeats, 0)
+        first = first.repeat_interleave(repeats, 0)
         # one latent frame: nothing to condition (as released)
         noise = latents[:, :, :1].clone() if keep_first_frame and latents.shape[2] > 1 else None
-        if blur > 0:
-            return BlurredConditioning(latent, mask, image_embeds, first_noise=noise, strength=blur)
-        return Conditioning(latent, mask, image_embeds, first_noise=noise)
+        return Conditioning(first, image_embeds, blur=blur, first_noise=noise)

@@ -87,6 +87,5 @@ def apply_memory_plan(pipe, plan: MemoryPlan, device: torch.device | str) -> Non
         )
         for module in (pipe.text_encoder, pipe.vae):
             apply_group_offloading(module, onload_device=device, offload_type="leaf_level", use_stream=stream)
-        pipe.run_device = device
     else:  # exhaustive: check_offload rejected anything else
         raise AssertionError(plan.offload)

@@ -4,7 +4,7 @@
 |---------------|----------------------------------------------------------------------------|--------------------------|
 | `fp8_compute` | torchao dynamic float8 activations x float8 weights in the block linears   | `perf/fp8.py` (`dynamic`) |
 | `compile`     | `torch.compile` of each repeated block (one graph per block class)        | `perf/compile.py`         |
-| step cache    | a `StepCache` passed to the pipeline call (`step_cache=`), per guidance pass | `perf/step_cache.py`   |
+| step cache    | a `StepCache` in the call's `PassOptions` (`step_cache=`), per guidance pass | `perf/step_cache.py`   |
 
 Order: memory plan (device placement, FP8 weight-only), then FP8 compute (needs the weights on the GPU), then
 compile (compiles what the quantisation produced). FP8 compute is distinct from the `fp8` memory mode (weight-only

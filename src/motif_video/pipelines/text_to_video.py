@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..defaults import SHIFT_T2V
+from ..options import GuidanceBatching
 from ..perf.step_cache import StepCache
 from . import prompts as P
-from .base import (
-    Conditioning,
-    GuidanceBatching,
-    MotifVideoBasePipeline,
-    MotifVideoPipelineOutput,
-    OutputType,
-)
+from .base import MotifVideoBasePipeline, MotifVideoPipelineOutput, OutputType
 from .guidance import GuidanceConfig
+from .velocity import Conditioning
+
+if TYPE_CHECKING:
+    from ..parallel.pipeline import ParallelPlan
 
 
 class MotifVideoPipeline(MotifVideoBasePipeline):
@@ -58,6 +57,7 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         shift: float | None = None,
         guidance_batching: GuidanceBatching = "auto",
         step_cache: StepCache | None = None,
+        parallel: ParallelPlan | None = None,
         stream_decode: bool = True,
     ) -> MotifVideoPipelineOutput | tuple:
         """Generate videos. Size and negative prompt left None come from the folder's generation_config.json, else
@@ -67,8 +67,9 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         norm dims (-1, -2, -4)); `guidance` picks "apg", "cfg" or "none". `shift` overrides the scheduler config.
         `step_cache` (a `motif_video.perf.StepCache`) skips steps whose first-block residual barely changed; threshold
         0 is exact; afterwards `step_cache.report()` (or `pipe.last_step_cache`) lists the skipped steps per branch.
+        `parallel`: the plan `motif_video.parallel.pipeline.enable_parallel` returned (under torchrun).
         """
-        plan = self.plan_run(
+        run = self.plan_run(
             prompt,
             negative_prompt,
             (height, width, num_frames),
@@ -78,41 +79,30 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
             shift,
             output_type,
             num_videos_per_prompt,
-            eta=apg_eta,
-            norm_dims=apg_norm_dims,
-            norm_threshold=apg_norm_threshold,
-            momentum=apg_momentum,
+            apg=dict(
+                eta=apg_eta, norm_dims=apg_norm_dims, norm_threshold=apg_norm_threshold, momentum=apg_momentum
+            ),
+            passes=dict(batching=guidance_batching, attention_kwargs=attention_kwargs, step_cache=step_cache),
+            parallel=parallel,
         )
         device = self.device_for_run
-
         cond, uncond = self.encode_prompt(
-            plan.prompts,
-            plan.negative_prompt,
-            num_videos_per_prompt,
-            plan.guidance.needs_uncond,
-            max_sequence_length,
-            device,
-        )
+            run.prompts, run.negative_prompt, num_videos_per_prompt, run.guidance.needs_uncond,
+            max_sequence_length, device,
+        )  # fmt: skip
         self._release_text_encoder()
-        batch = len(plan.prompts) * num_videos_per_prompt
+        batch = len(run.prompts) * num_videos_per_prompt
         latents = self.prepare_latents(
-            batch, plan.height, plan.width, plan.num_frames, generator, latents, device
-        )
-        conditioning = Conditioning(
-            latent=torch.zeros_like(latents), mask=torch.zeros_like(latents[:, :1]), image_embeds=None
+            batch, run.height, run.width, run.num_frames, generator, latents, device
         )
         latents = self.sample(
             latents,
-            plan.sigmas,
+            run,
             cond,
             uncond,
-            conditioning,
-            plan.guidance,
-            guidance_batching,
-            attention_kwargs,
+            Conditioning(),
             callback_on_step_end,
-            self._callback_inputs(callback_on_step_end, callback_on_step_end_tensor_inputs),
-            step_cache,
+            callback_on_step_end_tensor_inputs,
         )
         frames = self.decode(latents, output_type, stream_decode)
         self.maybe_free_model_hooks()

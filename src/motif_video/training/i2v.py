@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import torch
 
-from .. import conditioning as blur
+from .. import conditioning
 
 
 def condition_channels(
     latents: torch.Tensor, sigma: torch.Tensor, conditioned: bool, blur_strength: float = 0.0
 ) -> torch.Tensor:
-    """The 17 condition channels [B, 17, T, H, W] for latents [B, 16, T, H, W] and per-example sigma [B]."""
-    b, c, t, h, w = latents.shape
-    condition = latents.new_zeros(b, c + 1, t, h, w)
-    if conditioned and t > 1:
-        condition[:, :c, 0] = blur.timestep_aware_blur(latents[:, :, 0], sigma, blur_strength)
-        condition[:, c, 0] = 1.0
-    return condition
+    """The 17 condition channels [B, 17, T, H, W] for latents [B, 16, T, H, W] and per-example sigma [B]: the
+    clip's own latent frame 0 when `conditioned` (`motif_video.conditioning.condition_channels`), else zeros."""
+    first = latents[:, :, :1] if conditioned else None
+    return conditioning.condition_channels(latents, first, sigma, blur_strength)

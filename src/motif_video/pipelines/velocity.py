@@ -1,0 +1,142 @@
+"""One denoising step's velocity: the conditional and unconditional transformer passes, and what they take.
+
+`Conditioning` is what conditions every step besides the text (the 17 condition channels, built by
+`motif_video.conditioning.condition_channels`, and the SigLIP tokens); `PassOptions` says how the passes run
+(batched or two passes, step cache, guidance parallelism, a guidance-distilled student's embedded scale). Both are
+per call: the pipelines build them in `plan_run` and pass them down, nothing is stored on the pipeline.
+
+Guidance parallelism (`motif_video.parallel.pipeline`): rank 0 runs the cond pass and rank 1 the uncond pass, and
+the two predictions are all-gathered: the same numbers as two passes in one process. Context parallelism needs
+nothing here: it is attached to the transformer with hooks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .. import flow
+from ..conditioning import condition_channels
+from ..options import GUIDANCE_BATCHING, GuidanceBatching
+from ..perf.step_cache import StepCache
+from . import prompts as P
+
+# "auto" batches cond + uncond into one forward when the video is at most this many tokens (per-call overhead
+# dominates); above it, two mask-free passes let attention use the fastest kernels and halve activation memory.
+AUTO_BATCH_MAX_TOKENS = 8192
+
+
+@dataclass
+class Conditioning:
+    """The first-frame conditioning of one call, shared by cond and uncond; text-to-video has no first frame.
+
+    `first_frame` is the normalised first-frame latent [B, 16, 1, h, w] (None: zeros in all 17 channels);
+    `blur` the timestep-aware blur strength (0: the channels are the same at every step); `first_noise` the
+    starting noise of latent frame 0 [B, 16, 1, h, w] when `keep_first_frame` holds frame 0 on the image's path.
+    """
+
+    first_frame: torch.Tensor | None = None
+    image_embeds: torch.Tensor | None = None  # [B, N_img, 1152] SigLIP tokens
+    blur: float = 0.0
+    first_noise: torch.Tensor | None = None
+    _channels: dict = field(default_factory=dict, repr=False)  # the last step's channels, by rounded sigma
+
+    def channels(self, latents: torch.Tensor, sigma: float) -> torch.Tensor:
+        """The 17 condition channels [B, 17, T, h, w] at noise level `sigma` (computed once unless blurred)."""
+        key = round(sigma, 6) if self.blur > 0 else None
+        if key not in self._channels:
+            self._channels.clear()
+            self._channels[key] = condition_channels(latents, self.first_frame, sigma, self.blur)
+        return self._channels[key]
+
+    def settle(self, latents: torch.Tensor, sigma: float) -> torch.Tensor:
+        """`latents` at noise level `sigma` with latent frame 0 put on the first-frame latent's path (unblurred),
+        (1 - sigma) * clean + sigma * its starting noise, so the sampler ends on it; unchanged without `first_noise`."""
+        if self.first_noise is None or self.first_frame is None:
+            return latents
+        settled = latents.clone()
+        first = (1.0 - sigma) * self.first_frame.float() + sigma * self.first_noise.float()
+        settled[:, :, :1] = first.to(latents.dtype)
+        return settled
+
+
+@dataclass(frozen=True)
+class PassOptions:
+    """How the transformer passes of one call run."""
+
+    batching: GuidanceBatching = "auto"
+    attention_kwargs: dict[str, Any] | None = None
+    step_cache: StepCache | None = None
+    guidance_group: Any = None  # two ranks: rank 0 runs cond, rank 1 uncond (`parallel.pipeline`)
+    embedded_guidance: float | None = None  # a guidance-distilled student's input scale
+
+    def __post_init__(self) -> None:
+        if self.batching not in GUIDANCE_BATCHING:
+            raise ValueError(
+                f"guidance_batching must be one of {list(GUIDANCE_BATCHING)}, got {self.batching!r}"
+            )
+
+
+def predict_velocity(
+    transformer,
+    latents: torch.Tensor,
+    sigma: float,
+    cond: P.PromptEmbeds,
+    uncond: P.PromptEmbeds | None,
+    conditioning: Conditioning,
+    options: PassOptions,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Conditional and unconditional velocities at `sigma`, as one batched forward or two passes (cond first).
+
+    With a step cache, each pass uses its own cache branch ("cond", "uncond"); a batched pass uses one branch
+    ("cond+uncond": the whole batch skips or runs together), so "auto" batching picks two passes when caching.
+    """
+    hidden = torch.cat([latents, conditioning.channels(latents, sigma)], dim=1)
+    timestep = torch.full(
+        (hidden.shape[0],), flow.timestep_from_sigma(sigma), device=hidden.device, dtype=torch.float32
+    )
+    image = conditioning.image_embeds
+    extra = {} if options.embedded_guidance is None else {"guidance": options.embedded_guidance}
+
+    def forward(h, t, text: P.PromptEmbeds, image, branch: str):
+        cache = {} if options.step_cache is None else {"step_cache": options.step_cache.branch(branch)}
+        return transformer(
+            hidden_states=h,
+            timestep=t,
+            encoder_hidden_states=text.embeds,
+            encoder_attention_mask=text.mask,
+            image_embeds=image,
+            attention_kwargs=options.attention_kwargs,
+            return_dict=False,
+            **extra,
+            **cache,
+        )[0]
+
+    if uncond is None:
+        return forward(hidden, timestep, cond, image, "cond"), None
+    if options.guidance_group is not None:
+        from ..parallel.pipeline import exchange_guidance
+
+        return exchange_guidance(
+            options.guidance_group,
+            lambda mine: forward(hidden, timestep, cond if mine == "cond" else uncond, image, mine),
+        )
+    if batch_guidance(transformer, options, latents):
+        image2 = None if image is None else torch.cat([image, image])
+        both = (torch.cat([hidden, hidden]), torch.cat([timestep, timestep]), P.concat(cond, uncond), image2)
+        v_cond, v_uncond = forward(*both, "cond+uncond").chunk(2)
+        return v_cond, v_uncond
+    return forward(hidden, timestep, cond, image, "cond"), forward(hidden, timestep, uncond, image, "uncond")
+
+
+def batch_guidance(transformer, options: PassOptions, latents: torch.Tensor) -> bool:
+    """Whether cond and uncond share one forward: as asked, else ("auto") for small videos without a step cache."""
+    if options.batching != "auto":
+        return options.batching == "batched"
+    if options.step_cache is not None:  # one cache branch per guidance pass
+        return False
+    p, pt = transformer.config.patch_size, transformer.config.patch_size_t
+    _, _, t, h, w = latents.shape
+    return (t // pt) * (h // p) * (w // p) <= AUTO_BATCH_MAX_TOKENS
