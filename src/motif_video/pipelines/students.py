@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from ..defaults import GenerationDefaults
-from .lora import LORA_WEIGHT_NAME
 
-# The diffusers pipeline LoRA format (`motif_video.training.lora` writes it): one file, keys prefixed `transformer.`.
+# The diffusers pipeline LoRA format (`pipelines.lora` reads and writes it): one file, keys prefixed `transformer.`.
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 LORA_PREFIX = "transformer"
 
 
