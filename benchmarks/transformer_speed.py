@@ -78,7 +78,8 @@ def build(option_parts: list[str], args: argparse.Namespace, device: str, dtype:
     if "reference" in option_parts:
         from diffusers import MotifVideoTransformer3DModel
 
-        config = {k: v for k, v in dict(model.config).items() if not k.startswith("_")}
+        config = json.loads(model.to_json_string())  # the released keys only
+        config = {k: v for k, v in config.items() if not k.startswith("_")}
         state = model.state_dict()
         del model
         with torch.device(device):

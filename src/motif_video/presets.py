@@ -1,11 +1,12 @@
-"""Named transformer configurations: the released model and a tiny one for tests."""
+"""Named transformer configurations, each complete (no key left to the constructor's defaults, which are diffusers'):
+the released model, a tiny one for tests, and the shipped small model."""
 
 from __future__ import annotations
 
 from typing import Any
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # transformer/config.json of Motif-Technologies/Motif-Video-2B
+    # transformer/config.json of Motif-Technologies/Motif-Video-2B (no cross_attention_layout: "separate")
     "motif-video-2b": {
         "in_channels": 33,
         "out_channels": 16,
@@ -26,7 +27,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "enable_text_cross_attention_dual": False,
         "enable_text_cross_attention_single": True,
     },
-    # Same architecture at toy width, for tests: 2 dual + 2 encoder single + 1 decoder block.
+    # Same architecture at toy width, for tests: 2 dual + 2 encoder single + 1 decoder block; new models use the
+    # paper's Shared Cross-Attention layout.
     "tiny": {
         "in_channels": 33,
         "out_channels": 16,
@@ -46,6 +48,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "rope_axes_dim": [4, 6, 6],
         "enable_text_cross_attention_dual": False,
         "enable_text_cross_attention_single": True,
+        "cross_attention_layout": "shared",
     },
     # The shipped small model (`motif_video/assets/small`): 64x64, 33 frames; text from a width-64 T5Gemma2 encoder.
     "small": {
@@ -67,6 +70,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "rope_axes_dim": [8, 12, 12],
         "enable_text_cross_attention_dual": False,
         "enable_text_cross_attention_single": True,
+        "cross_attention_layout": "shared",
     },
 }
 

@@ -8,6 +8,8 @@ from motif_video.presets import preset_config
 from motif_video.testing import tiny_transformer
 
 TINY = preset_config("tiny")
+# The tiny config as diffusers' class takes it (it has no cross_attention_layout key: its layout is "separate").
+TINY_REFERENCE = {k: v for k, v in TINY.items() if k != "cross_attention_layout"}
 
 
 def reference_and_ours(seed: int = 0, **overrides):
@@ -15,7 +17,7 @@ def reference_and_ours(seed: int = 0, **overrides):
     from diffusers import MotifVideoTransformer3DModel
 
     ours = tiny_transformer(seed, layout="separate", std=0.3, **overrides)
-    reference = MotifVideoTransformer3DModel(**{**TINY, **overrides}).eval()
+    reference = MotifVideoTransformer3DModel(**{**TINY_REFERENCE, **overrides}).eval()
     reference.load_state_dict(ours.state_dict(), strict=True)
     return reference, ours
 

@@ -1,5 +1,7 @@
 """Shared Cross-Attention: the paper's shared layout (B) against the diffusers layout (A) after the exact fold."""
 
+import json
+
 import pytest
 import torch
 
@@ -73,14 +75,20 @@ def test_layout_detected_on_load(tmp_path):
         assert torch.equal(loaded(**_io()).sample, shared(**_io()).sample)
 
 
-def test_new_models_default_to_shared_layout_with_fewer_parameters():
+def test_layout_is_a_config_key_written_when_shared(tmp_path):
+    """Absent means "separate" (the released checkpoint); the presets for new models say "shared"."""
     shared = MotifVideoTransformer(**TINY)
-    separate = MotifVideoTransformer(**TINY, cross_attention_layout="separate")
-    assert shared.cross_attention_layout == "shared"
+    separate = MotifVideoTransformer(**{**TINY, "cross_attention_layout": "separate"})
+    default = MotifVideoTransformer(**{k: v for k, v in TINY.items() if k != "cross_attention_layout"})
+    assert (shared.cross_attention_layout, default.cross_attention_layout) == ("shared", "separate")
+    assert json.loads(shared.to_json_string())["cross_attention_layout"] == "shared"
+    assert "cross_attention_layout" not in json.loads(separate.to_json_string())
+    rebuilt = MotifVideoTransformer.from_config(json.loads(shared.to_json_string()))
+    assert rebuilt.state_dict().keys() == shared.state_dict().keys()
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(shared) < count(separate)
 
 
 def test_unknown_layout_rejected():
     with pytest.raises(ValueError, match="cross_attention_layout must be one of"):
-        MotifVideoTransformer(**TINY, cross_attention_layout="merged")
+        MotifVideoTransformer(**{**TINY, "cross_attention_layout": "merged"})

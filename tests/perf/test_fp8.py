@@ -10,7 +10,7 @@ from motif_video.presets import build_transformer
 
 
 def test_layer_selection_on_the_released_config() -> None:
-    model = build_transformer("motif-video-2b", device="meta", cross_attention_layout="separate")
+    model = build_transformer("motif-video-2b", device="meta")
     names = fp8.fp8_layer_names(model)
     # dual: 8 attention + 4 MLP linears; encoder single: q, k, v, proj_mlp, proj_out + 4 cross-attention; decoder: 5
     assert len(names) == 12 * 12 + 16 * 9 + 8 * 5

@@ -33,10 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from ..info import format_summary, model_summary, parse_size
 
     size = parse_size(args.size)
-    layout = (
-        "separate" if args.model == "motif-video-2b" else "shared"
-    )  # the Hub file uses the diffusers layout
-    model = presets.build_transformer(args.model, device="meta", cross_attention_layout=layout)
+    model = presets.build_transformer(args.model, device="meta")  # each preset names its layout
     summary = model_summary(model, size, text_tokens=args.text_tokens)
     config = dict(model.config)
     if args.json:

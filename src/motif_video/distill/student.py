@@ -16,7 +16,7 @@ def student_from_teacher(
     config = {k: v for k, v in teacher.config.items() if not k.startswith("_")}
     config["guidance_embeds"] = guidance_embeds or bool(config.get("guidance_embeds", False))
     dtype = next(teacher.parameters()).dtype
-    student = MotifVideoTransformer(**config, cross_attention_layout=teacher.cross_attention_layout).to(dtype)
+    student = MotifVideoTransformer(**config).to(dtype)  # the config carries the layout
     result = student.load_state_dict(teacher.state_dict(), strict=False)
     if result.unexpected_keys or any(not k.startswith("guidance_embedder.") for k in result.missing_keys):
         raise ValueError(

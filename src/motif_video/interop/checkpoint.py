@@ -103,7 +103,7 @@ def transformer_from_state_dict(
 
     layout = detect_cross_attention_layout(list(state)) or "separate"
     with torch.device("meta"):
-        model = MotifVideoTransformer(**config, cross_attention_layout=layout)
+        model = MotifVideoTransformer(**{**config, "cross_attention_layout": layout})
     check_state_dict(model, {k: tuple(v.shape) for k, v in state.items()}, "the checkpoint")
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}

@@ -183,7 +183,7 @@ def base_linear_shapes(base_model: str) -> dict[str, tuple[int, int]]:
     else:
         config = read_config(MotifVideoTransformer, resolve_folder(base_model, subfolder="transformer"))
     with torch.device("meta"):
-        model = MotifVideoTransformer(**config, cross_attention_layout="separate")
+        model = MotifVideoTransformer(**{**config, "cross_attention_layout": "separate"})
     return lora_keys.linear_shapes(model)
 
 

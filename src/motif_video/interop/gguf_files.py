@@ -170,7 +170,7 @@ def load_gguf_transformer(
     config = {k: v for k, v in config.items() if not k.startswith("_")}
     layout = detect_cross_attention_layout(list(state)) or "separate"
     with torch.device("meta"):
-        model = MotifVideoTransformer(**config, cross_attention_layout=layout)
+        model = MotifVideoTransformer(**{**config, "cross_attention_layout": layout})
     check_state_dict(model, {k: stored_shape(v) for k, v in state.items()}, path)
 
     packed = {

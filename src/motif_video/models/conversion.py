@@ -62,6 +62,6 @@ def to_separate_layout(model: torch.nn.Module) -> torch.nn.Module:
     state = fold_shared_to_separate(model.state_dict())
     with torch.device("meta"):
         config = {k: v for k, v in model.config.items() if not k.startswith("_")}
-        converted = type(model)(**config, cross_attention_layout="separate")
+        converted = type(model)(**{**config, "cross_attention_layout": "separate"})
     converted.load_state_dict(state, strict=True, assign=True)
     return converted.train(model.training)

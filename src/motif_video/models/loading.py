@@ -1,8 +1,10 @@
 """Strict loading and atomic saving of transformer folders (the released diffusers layout).
 
-Loading never guesses: an unknown config key, a missing or unexpected weight, or a shape mismatch is an error that
-names the offending entries. Weights are read with safetensors; pickled `.bin` files are refused unless the caller
-passes `allow_pickle=True` (and even then they are read with `weights_only=True`).
+Loading is diffusers' `ModelMixin.from_pretrained` (so `quantization_config`, `device_map`, `low_cpu_mem_usage`,
+variants and shards work as there) with our checks around it. It never guesses: an unknown config key or loader
+option, a missing or unexpected weight, or a shape mismatch is an error that names the offending entries, checked
+before any weight is read. Weights are read from safetensors; pickled `.bin` files are refused unless the caller
+passes `allow_pickle=True` (and even then diffusers reads them with `weights_only=True`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file
 
 from ..hub import resolve_folder
 
@@ -27,28 +28,19 @@ WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 WEIGHTS_INDEX_NAME = "diffusion_pytorch_model.safetensors.index.json"
 PICKLE_NAMES = ("diffusion_pytorch_model.bin", "diffusion_pytorch_model.bin.index.json")
 
-# Keyword arguments diffusers' pipeline loader may pass; each is accepted only with a value we honour.
-_IGNORED_IF_DEFAULT = {
-    "low_cpu_mem_usage": (True, False, None),  # we always build on the meta device and assign
-    "device_map": (None,),
-    "max_memory": (None,),
-    "offload_folder": (None,),
-    "offload_state_dict": (None, False),
-    "quantization_config": (None,),
-    "use_safetensors": (None, True),
-    "output_loading_info": (False,),
-    "provider": (None,),
-    "sess_options": (None,),
-    "disable_mmap": (False,),
-    "dduf_entries": (None,),
-    "use_flashpack": (False,),
-    "flashpack_config": (None,),
-    "from_flax": (False,),
-    "force_download": (False,),
-    "proxies": (None,),
-    "mirror": (None,),
-    "_commit_hash": None,  # any value
-}
+# Options of diffusers' ModelMixin.from_pretrained (and those its pipeline loader passes), handed on unchanged.
+DIFFUSERS_OPTIONS = frozenset(
+    {
+        "cache_dir", "device_map", "disable_mmap", "dtype", "flashpack_kwargs", "force_download",
+        "ignore_mismatched_sizes", "local_files_only", "low_cpu_mem_usage", "max_memory", "offload_folder",
+        "offload_state_dict", "output_loading_info", "proxies", "quantization_config", "revision", "subfolder",
+        "token", "torch_dtype", "use_flashpack", "use_safetensors", "variant", "parallel_config",
+        "keep_in_fp32_modules", "user_agent", "_commit_hash",
+    }
+)  # fmt: skip
+# Options diffusers' pipeline loader passes to every component; accepted only with these values.
+_PIPELINE_OPTIONS = {"provider": (None,), "sess_options": (None,), "provider_options": (None,),
+                     "dduf_entries": (None,), "from_flax": (False,), "mirror": (None,)}  # fmt: skip
 
 
 def detect_cross_attention_layout(keys: list[str]) -> str | None:
@@ -64,47 +56,60 @@ def detect_cross_attention_layout(keys: list[str]) -> str | None:
 
 def load_transformer(
     cls: type,
+    base_from_pretrained: Callable[..., Any],
     pretrained_model_name_or_path: str | os.PathLike,
-    subfolder: str | None = None,
-    torch_dtype: torch.dtype | None = None,
-    device: str | torch.device | None = None,
-    allow_pickle: bool = False,
-    variant: str | None = None,
-    revision: str | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    local_files_only: bool | None = None,
-    token: str | bool | None = None,
     **kwargs: Any,
 ) -> Any:
-    """Build `cls` from a folder's config.json on the meta device and assign its weights, strictly."""
-    _check_loader_kwargs(kwargs)
-    folder = resolve_folder(
-        pretrained_model_name_or_path,
-        subfolder=subfolder,
-        revision=revision,
-        cache_dir=cache_dir,
-        local_files_only=local_files_only,
-        token=token,
-    )
-    config = read_config(cls, folder)
-    files = weight_files(folder, allow_pickle=allow_pickle, variant=variant)
-    shapes = _stored_shapes(files)
-    layout = detect_cross_attention_layout(list(shapes))
-    with torch.device("meta"):
-        model = cls(**config, **({"cross_attention_layout": layout} if layout else {}))
-    check_state_dict(model, shapes, folder)
+    """`base_from_pretrained` (diffusers') on the resolved local folder, after our checks; see the module doc.
 
-    state: dict[str, torch.Tensor] = {}
-    for file in files:
-        state.update(_read_weights(file))
-    if torch_dtype is not None:
-        state = {k: v.to(torch_dtype) for k, v in state.items()}
-    else:
-        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    model.load_state_dict(state, strict=True, assign=True)
+    Ours on top of diffusers' options: `allow_pickle` (default False), `device` (move after loading), and shipped
+    model names ("small"). Local folders, shipped models and Hub ids (downloaded first) are all accepted.
+    """
+    allow_pickle, device = kwargs.pop("allow_pickle", False), kwargs.pop("device", None)
+    _check_loader_kwargs(cls, kwargs)
+    hub = {
+        k: kwargs.pop(k, None) for k in ("subfolder", "revision", "cache_dir", "local_files_only", "token")
+    }
+    folder = resolve_folder(pretrained_model_name_or_path, **hub)
+    read_config(cls, folder)  # unknown keys named with the file they are in
+    use_safetensors = kwargs.pop("use_safetensors", None)
+    if use_safetensors is False and not allow_pickle:
+        raise ValueError(
+            "use_safetensors=False loads pickled weights: pass allow_pickle=True as well if you trust them"
+        )
+    if not allow_pickle:
+        refuse_pickles(folder, kwargs.get("variant"))
+    if (single := folder / _variant(WEIGHTS_NAME, kwargs.get("variant"))).is_file():
+        _stored_shapes([single])  # a truncated file: our error before diffusers reads it
+    kwargs["use_safetensors"] = None if allow_pickle else True
+    output_loading_info = kwargs.pop("output_loading_info", False)
+    model, info = base_from_pretrained(folder, output_loading_info=True, **kwargs)
     model.register_to_config(_name_or_path=str(pretrained_model_name_or_path))
-    model.eval()
-    return model.to(device) if device is not None else model
+    model = model.to(device) if device is not None else model
+    return (model, info) if output_loading_info else model
+
+
+def refuse_pickles(folder: Path, variant: str | None) -> None:
+    """A clear error for a folder whose only weights (of this variant) are pickles."""
+    if any((folder / _variant(n, variant)).is_file() for n in (WEIGHTS_NAME, WEIGHTS_INDEX_NAME)):
+        return
+    pickles = [
+        folder / _variant(p, variant) for p in PICKLE_NAMES if (folder / _variant(p, variant)).is_file()
+    ]
+    if pickles:
+        raise ValueError(
+            f"{folder} holds only pickled weights ({pickles[0].name}); pickles can run code when loaded, so they "
+            "are refused. Convert them to safetensors, or pass allow_pickle=True if you trust the file."
+        )
+
+
+def check_checkpoint(model: torch.nn.Module, files: list[str | Path], where: str, quantized: bool) -> None:
+    """Before diffusers reads the weights: the files' keys (and shapes, unless quantized) equal the model's."""
+    stored = _stored_shapes([Path(f) for f in files])
+    if quantized:  # quantizers change parameter shapes: check the names only
+        expected = model.state_dict()
+        stored = {k: tuple(expected[k].shape) if k in expected else shape for k, shape in stored.items()}
+    check_state_dict(model, stored, where)
 
 
 def read_config(cls: type, folder: Path) -> dict[str, Any]:
@@ -116,11 +121,8 @@ def read_config(cls: type, folder: Path) -> dict[str, Any]:
         config = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} is not valid JSON: {exc}") from exc
-    allowed = set(inspect.signature(cls.__init__).parameters) - {"self", *cls.ignore_for_config}
-    allowed |= set(
-        getattr(cls, "optional_config_keys", ())
-    )  # keys saved only when set (e.g. guidance_embeds)
-    config = {k: v for k, v in config.items() if not k.startswith("_")}
+    allowed = config_keys(cls)
+    config = {k: v for k, v in config.items() if not k.startswith("_") and k != "quantization_config"}
     unknown = sorted(set(config) - allowed)
     if unknown:
         raise ValueError(
@@ -129,31 +131,9 @@ def read_config(cls: type, folder: Path) -> dict[str, Any]:
     return config
 
 
-def weight_files(folder: Path, allow_pickle: bool = False, variant: str | None = None) -> list[Path]:
-    """The safetensors file(s) of a folder: one file or the shards named by an index."""
-    name, index = _variant(WEIGHTS_NAME, variant), _variant(WEIGHTS_INDEX_NAME, variant)
-    if (folder / name).is_file():
-        return [folder / name]
-    if (folder / index).is_file():
-        shards = sorted(set(json.loads((folder / index).read_text())["weight_map"].values()))
-        missing = [s for s in shards if not (folder / s).is_file()]
-        if missing:
-            raise ValueError(f"{folder / index} names shards that are not in the folder: {missing}")
-        return [folder / s for s in shards]
-    pickles = [
-        folder / _variant(p, variant) for p in PICKLE_NAMES if (folder / _variant(p, variant)).is_file()
-    ]
-    if pickles:
-        if not allow_pickle:
-            raise ValueError(
-                f"{folder} holds only pickled weights ({pickles[0].name}); pickles can run code when loaded, so they "
-                "are refused. Convert them to safetensors, or pass allow_pickle=True if you trust the file."
-            )
-        if pickles[0].name.endswith(".index.json"):
-            shards = sorted(set(json.loads(pickles[0].read_text())["weight_map"].values()))
-            return [folder / s for s in shards]
-        return pickles
-    raise ValueError(f"{folder} has no weights: expected {name} or {index}")
+def config_keys(cls: type) -> set[str]:
+    """The keys a config of `cls` may hold: its constructor's arguments."""
+    return set(inspect.signature(cls.__init__).parameters) - {"self"}
 
 
 def check_state_dict(model: torch.nn.Module, stored: dict[str, tuple[int, ...]], where: Path | str) -> None:
@@ -172,7 +152,22 @@ def check_state_dict(model: torch.nn.Module, stored: dict[str, tuple[int, ...]],
             shown = ", ".join(names[:20]) + (f", ... ({len(names) - 20} more)" if len(names) > 20 else "")
             problems.append(f"{len(names)} {label}: {shown}")
     if problems:
-        raise ValueError(f"weights in {where} do not match the model config:\n  " + "\n  ".join(problems))
+        raise ValueError(
+            f"weights in {where} do not match the model config:\n  "
+            + "\n  ".join(problems)
+            + _layout_hint(model, stored)
+        )
+
+
+def _layout_hint(model: torch.nn.Module, stored: dict[str, tuple[int, ...]]) -> str:
+    layout = detect_cross_attention_layout(list(stored))
+    configured = getattr(model, "cross_attention_layout", None)
+    if layout is None or layout == configured:
+        return ""
+    return (
+        f"\nThe weights hold the {layout!r} cross-attention layout but the config says {configured!r} (a config.json "
+        f'without "cross_attention_layout" means "separate"): add "cross_attention_layout": "{layout}" to it.'
+    )
 
 
 def save_atomically(
@@ -220,11 +215,6 @@ def _stored_shapes(files: list[Path]) -> dict[str, tuple[int, ...]]:
 
 
 def _read_weights(file: Path) -> dict[str, torch.Tensor]:
-    if file.suffix == ".safetensors":
-        try:
-            return load_file(str(file))
-        except Exception as exc:
-            raise ValueError(f"cannot read {file}: {exc} (is the file truncated?)") from exc
     return torch.load(file, map_location="cpu", weights_only=True)
 
 
@@ -235,12 +225,13 @@ def _variant(name: str, variant: str | None) -> str:
     return f"{stem}.{variant}.{ext}"
 
 
-def _check_loader_kwargs(kwargs: dict[str, Any]) -> None:
+def _check_loader_kwargs(cls: type, kwargs: dict[str, Any]) -> None:
     problems = []
     for key, value in kwargs.items():
-        if key not in _IGNORED_IF_DEFAULT:
+        if key in _PIPELINE_OPTIONS:
+            if value not in _PIPELINE_OPTIONS[key]:
+                problems.append(f"{key}={value!r} is not supported (allowed: {_PIPELINE_OPTIONS[key]})")
+        elif key not in DIFFUSERS_OPTIONS and key not in config_keys(cls):
             problems.append(f"unknown option {key}={value!r}")
-        elif _IGNORED_IF_DEFAULT[key] is not None and value not in _IGNORED_IF_DEFAULT[key]:
-            problems.append(f"{key}={value!r} is not supported (allowed: {_IGNORED_IF_DEFAULT[key]})")
     if problems:
         raise ValueError("cannot load the transformer: " + "; ".join(problems))

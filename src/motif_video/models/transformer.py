@@ -5,13 +5,15 @@ Stages, top to bottom: embed -> 12 dual-stream blocks -> 16 single-stream blocks
 -> AdaLN-continuous head -> unpatchify. Blocks are indexed globally (dual, then encoder single, then decoder), which
 is how token routes and feature taps name them.
 
-The constructor takes exactly the keys of the released `transformer/config.json`. The cross-attention checkpoint
-layout ("separate": diffusers' `cross_attn.*`; "shared": the paper's `cross_attn_query_*` reusing the block's own
-K/V) is not a config key: it is read from the weights on load, and new models default to "shared".
-
-One optional key goes beyond the released config: `guidance_embeds` (default False) adds a `guidance_embedder` for
-guidance-distilled students (`forward(..., guidance=scale)`). It is written to config.json only when True, so the
-released config still round-trips exactly.
+The constructor's keys and defaults are those of diffusers' `MotifVideoTransformer3DModel` (its defaults are not the
+released model's: use the `motif-video-2b` preset or the released config.json for that). Two optional keys go beyond
+them, and are written to config.json only when they differ from their defaults, so the released config round-trips
+exactly and keeps its meaning:
+- `cross_attention_layout`: the text cross-attention's parameters, "separate" (diffusers' `cross_attn.*`, the
+  released checkpoint; the meaning of an absent key) or "shared" (the paper's `cross_attn_query_*` reusing the
+  block's own K/V; what new models are built with).
+- `guidance_embeds` (default False): a `guidance_embedder` for guidance-distilled students
+  (`forward(..., guidance=scale)`).
 """
 
 from __future__ import annotations
@@ -81,34 +83,33 @@ class MotifVideoTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
     _repeated_blocks = ["DualStreamBlock", "SingleStreamBlock"]
     _no_split_modules = ["DualStreamBlock", "SingleStreamBlock", "PatchEmbed"]
     _skip_layerwise_casting_patterns = ["x_embedder", "context_embedder", "norm"]
-    # Not registered by the decorator: the layout is read from the weights, and `guidance_embeds` is registered by
-    # hand only when True (students), so the released config keeps exactly its keys.
-    ignore_for_config = ["cross_attention_layout", "guidance_embeds"]
-    optional_config_keys = ("guidance_embeds",)
+    # Config keys beyond the released config.json, written only when they differ from these values (so the
+    # released config round-trips exactly and still means what it meant).
+    optional_config_keys: dict[str, Any] = {"cross_attention_layout": "separate", "guidance_embeds": False}
 
     @register_to_config
     def __init__(
         self,
         in_channels: int = 33,
         out_channels: int = 16,
-        num_attention_heads: int = 12,
+        num_attention_heads: int = 24,
         attention_head_dim: int = 128,
-        num_layers: int = 12,
-        num_single_layers: int = 24,
-        num_decoder_layers: int = 8,
+        num_layers: int = 20,
+        num_single_layers: int = 40,
+        num_decoder_layers: int = 0,
         mlp_ratio: float = 4.0,
         patch_size: int = 2,
         patch_size_t: int = 1,
         qk_norm: str = "rms_norm",
         norm_type: str = "layer_norm",
-        text_embed_dim: int = 2560,
-        image_embed_dim: int | None = 1152,
-        rope_theta: float = 10000.0,
+        text_embed_dim: int = 4096,
+        image_embed_dim: int | None = None,
+        rope_theta: float = 256.0,
         rope_axes_dim: tuple[int, ...] = (16, 56, 56),
         enable_text_cross_attention_dual: bool = False,
-        enable_text_cross_attention_single: bool = True,
+        enable_text_cross_attention_single: bool = False,
         guidance_embeds: bool = False,
-        cross_attention_layout: CrossAttentionLayout = "shared",
+        cross_attention_layout: CrossAttentionLayout = "separate",
     ) -> None:
         super().__init__()
         _check_config(locals())
@@ -124,8 +125,6 @@ class MotifVideoTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         self.time_text_embed = TimestepEmbedding(dim)
         # Guidance-distilled students only: the guidance scale, embedded like the timestep and added to temb.
         self.guidance_embedder = GuidanceEmbedding(dim) if guidance_embeds else None
-        if guidance_embeds:
-            self.register_to_config(guidance_embeds=True)
         self.transformer_blocks = nn.ModuleList(
             DualStreamBlock(dim, num_attention_heads, mlp_ratio, dual_cross) for _ in range(num_layers)
         )
@@ -423,6 +422,9 @@ class MotifVideoTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
     def to_json_string(self) -> str:
         config = json.loads(super().to_json_string())
         config["_class_name"] = RELEASED_CLASS_NAME
+        for key, default in self.optional_config_keys.items():
+            if config.get(key, default) == default:
+                config.pop(key, None)
         return json.dumps(config, indent=2, sort_keys=True) + "\n"
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
@@ -435,10 +437,39 @@ class MotifVideoTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
     def from_pretrained(
         cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any
     ) -> MotifVideoTransformer:
-        """Load a released or saved transformer folder (local path or Hub id), strictly; see `loading.load_transformer`."""
+        """diffusers' loader with our strictness (unknown keys, missing or unexpected weights, pickles refused
+        unless `allow_pickle=True`); also takes shipped model names and `device=`. See `loading.load_transformer`."""
         from .loading import load_transformer
 
-        return load_transformer(cls, pretrained_model_name_or_path, **kwargs)
+        return load_transformer(cls, super().from_pretrained, pretrained_model_name_or_path, **kwargs)
+
+    @classmethod
+    def _load_pretrained_model(cls, model: nn.Module, state_dict: Any, resolved_model_file: list[str],
+                               pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any) -> Any:  # fmt: skip
+        """diffusers' weight loading, after checking the files' keys and shapes against the built model."""
+        from .loading import check_checkpoint
+
+        quantized = kwargs.get("hf_quantizer") is not None
+        check_checkpoint(model, resolved_model_file, str(pretrained_model_name_or_path), quantized)
+        return super()._load_pretrained_model(
+            model, state_dict, resolved_model_file, pretrained_model_name_or_path, *args, **kwargs
+        )
+
+    @classmethod
+    def extract_init_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> tuple:
+        """diffusers' config reading, except that a key this model does not know is an error, not a warning."""
+        from .loading import config_keys
+
+        unknown = sorted(
+            k
+            for k in config_dict
+            if not k.startswith("_") and k != "quantization_config" and k not in config_keys(cls)
+        )
+        if unknown:
+            raise ValueError(
+                f"config keys this model does not know: {unknown}; known keys: {sorted(config_keys(cls))}"
+            )
+        return super().extract_init_dict(config_dict, **kwargs)
 
 
 def _check_config(args: dict[str, Any]) -> None:

@@ -33,13 +33,12 @@ def export_model(accelerator, config: TrainConfig, model: nn.Module, ema: EMA | 
 
         save_lora(unwrapped, output / "lora")
         return
-    layout = unwrapped.cross_attention_layout
     config_dict = {k: v for k, v in unwrapped.config.items() if not k.startswith("_")}
     for name, weights in (("transformer", state), ("transformer-ema", ema_state)):
         if weights is None:
             continue
         with torch.device("meta"):
-            export = MotifVideoTransformer(**config_dict, cross_attention_layout=layout)
+            export = MotifVideoTransformer(**config_dict)  # the config carries the layout
         export.load_state_dict({**state, **weights}, strict=True, assign=True)
         export.save_pretrained(output / name)
 

@@ -31,7 +31,7 @@ def add_shared_cross_attention(
     config["enable_text_cross_attention_dual"] = config["enable_text_cross_attention_dual"] or dual
     param = next(model.parameters())
     with torch.device(param.device):
-        new = MotifVideoTransformer(**config, cross_attention_layout="shared").to(param.dtype)
+        new = MotifVideoTransformer(**{**config, "cross_attention_layout": "shared"}).to(param.dtype)
     result = new.load_state_dict(model.state_dict(), strict=False)
     if result.unexpected_keys:
         raise ValueError(f"unexpected keys when inserting cross-attention: {result.unexpected_keys[:5]}")

@@ -58,7 +58,10 @@ def build_model(config: TrainConfig, model: MotifVideoTransformer | None = None)
 
         m = config.model
         torch.manual_seed(config.seed)
-        model = load_pretrained(m.pretrained) if m.pretrained else build_transformer(m.preset, **m.overrides)
+        # New models take the paper's Shared Cross-Attention layout unless the overrides say otherwise (the
+        # released preset's config means "separate", the released checkpoint's layout).
+        new = {"cross_attention_layout": "shared", **m.overrides}
+        model = load_pretrained(m.pretrained) if m.pretrained else build_transformer(m.preset, **new)
     if config.model.add_shared_cross_attention:
         from .sca import add_shared_cross_attention
 
