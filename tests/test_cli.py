@@ -61,3 +61,14 @@ def test_lazy_exports_resolve_to_the_defining_modules():
     assert set(motif_video.__all__) == set(motif_video._EXPORTS) <= set(dir(motif_video))
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         motif_video.nope  # noqa: B018
+
+
+def test_generate_bad_model_or_output_exits_2_before_printing_a_plan(tmp_path, capsys):
+    args = ["generate", "--prompt", "a red ball", "--device", "cpu"]
+    assert main([*args, "--model", "does-not-exist", "--output", str(tmp_path / "a.mp4")]) == 2
+    captured = capsys.readouterr()
+    assert "'does-not-exist' is neither an existing folder, a shipped model" in captured.err
+    assert captured.out == ""  # no size or step count printed for a model that is not there
+    (tmp_path / "notes.txt").write_text("x")
+    assert main([*args, "--model", "small", "--output", str(tmp_path / "notes.txt" / "sub" / "a.mp4")]) == 2
+    assert "which is a file, not a folder" in capsys.readouterr().err

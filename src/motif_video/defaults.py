@@ -158,8 +158,10 @@ def model_folder(model: str | os.PathLike) -> Path | None:
 def stored_defaults(model: str | os.PathLike, _depth: int = 0) -> GenerationDefaults | None:
     """The model's `GenerationDefaults` over its base model's (a student's chain, up to 4 deep); None without a
     generation_config.json."""
+    from .model_folder import folder_defaults  # a training output's size comes from its recipe
+
     folder = model_folder(model)
-    stored = GenerationDefaults.read(folder) if folder is not None else None
+    stored = folder_defaults(folder) if folder is not None else None
     if stored is not None and stored.base_model and _depth < 4:
         base = stored_defaults(stored.base_model, _depth + 1)
         stored = stored.over(base) if base is not None else stored

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from .defaults import model_defaults
+from .hub import check_model_reference
 from .options import GenerateRequest, check_video_size
 from .pipelines.memory import MemoryPlan, plan_for_budget
 from .pipelines.speed import SpeedPlan, check_speed_plan
@@ -60,6 +61,7 @@ class GenerationPlan:
 def plan_generation(request: GenerateRequest, world_size: int | None = None) -> GenerationPlan:
     """Check everything that needs the machine or the files, without loading a model; raises ValueError."""
     world = world_size if world_size is not None else int(os.environ.get("WORLD_SIZE", "1"))
+    check_model_reference(request.model)  # before anything is printed about the video
     request = resolve_model_defaults(request)
     check_video_size(request.width, request.height, request.num_frames)
     parallel = _parallel_mode(request, world)
@@ -178,6 +180,11 @@ def _output_paths(output: Path, prompts: list[str]) -> list[Path]:
         folder = output if output.exists() else output.parent
     folder = folder if str(folder) else Path(".")
     if not folder.is_dir():
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise ValueError(
+                f"output {str(output)!r} is inside {str(existing)!r}, which is a file, not a folder"
+            )
         raise ValueError(f"output folder {str(folder)!r} does not exist")
     _check_writable(folder)
     return paths

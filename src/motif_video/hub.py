@@ -22,6 +22,24 @@ def shipped_model(name: str) -> Path | None:
     return folder if folder.is_dir() else None
 
 
+def check_model_reference(name_or_path: str | os.PathLike) -> None:
+    """Raise the `ValueError` `resolve_folder` would for a reference that is neither a folder, a shipped model nor
+    shaped like a Hub repo id; downloads and loads nothing (so bad input fails before any work is announced)."""
+    path = Path(name_or_path).expanduser()
+    name = str(name_or_path)
+    if path.exists():
+        if not path.is_dir():
+            raise ValueError(
+                f"{path} is a file; expected a model folder (or a Hub repo id like {DEFAULT_MODEL_ID})"
+            )
+        return
+    if shipped_model(name) is None and (name.count("/") != 1 or name.startswith((".", "/", "~"))):
+        raise ValueError(
+            f"{name!r} is neither an existing folder, a shipped model ({', '.join(shipped_models())}) "
+            f"nor a Hub repo id like {DEFAULT_MODEL_ID!r}"
+        )
+
+
 def resolve_folder(
     name_or_path: str | os.PathLike,
     subfolder: str | None = None,
@@ -33,24 +51,16 @@ def resolve_folder(
 ) -> Path:
     """A local folder as is, a model shipped in the package by name (`shipped_model`), or a Hub repo id downloaded
     (or found in the cache); `subfolder` is joined to it."""
+    check_model_reference(name_or_path)
     path = Path(name_or_path).expanduser()
     if not path.exists() and (shipped := shipped_model(str(name_or_path))) is not None:
         path = shipped
     if path.exists():
-        if not path.is_dir():
-            raise ValueError(
-                f"{path} is a file; expected a model folder (or a Hub repo id like {DEFAULT_MODEL_ID})"
-            )
         folder = path / subfolder if subfolder else path
         if not folder.is_dir():
             raise ValueError(f"{path} has no subfolder {subfolder!r}")
         return folder
     name = str(name_or_path)
-    if name.count("/") != 1 or name.startswith((".", "/", "~")):
-        raise ValueError(
-            f"{name!r} is neither an existing folder, a shipped model ({', '.join(shipped_models())}) "
-            f"nor a Hub repo id like {DEFAULT_MODEL_ID!r}"
-        )
     from huggingface_hub import snapshot_download
 
     patterns = allow_patterns or ([f"{subfolder}/*"] if subfolder else None)

@@ -13,6 +13,7 @@ transformer with hooks.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -126,20 +127,33 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         """
         from ..models import MotifVideoTransformer
 
+        from ..model_folder import load_training_output, named_load_errors, training_output
+
         hub = {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
         folder = resolve_folder(pretrained_model_name_or_path, **hub)
         defaults = GenerationDefaults.read(folder)
         if defaults is not None and defaults.is_student and kwargs.get("transformer") is None:
-            return load_student_pipeline(cls, folder, defaults, kwargs)
+            with named_load_errors(folder):
+                return load_student_pipeline(cls, folder, defaults, kwargs)
+        run = training_output(folder)  # `motif-video train` / `distill` output: components from its recipe
+        if run is not None:
+            return load_training_output(cls, run, kwargs)
+        if not (folder / "model_index.json").is_file():
+            raise ValueError(
+                f"{folder} is not a model folder: no model_index.json (a pipeline folder), no config.json of a "
+                "training output, no generation_config.json of a student"
+            )
         dtype = kwargs.pop("torch_dtype", None) or kwargs.get("dtype")  # diffusers 0.42 renamed it `dtype`
         if dtype is not None:
             kwargs["dtype"] = dtype
         if kwargs.get("transformer") is None:
-            kwargs["transformer"] = MotifVideoTransformer.from_pretrained(
-                folder, subfolder="transformer", torch_dtype=dtype
-            )
+            with named_load_errors(folder / "transformer"):
+                kwargs["transformer"] = MotifVideoTransformer.from_pretrained(
+                    folder, subfolder="transformer", torch_dtype=dtype
+                )
         kwargs.pop("local_files_only", None)
-        pipe = super().from_pretrained(folder, local_files_only=True, **kwargs)
+        with named_load_errors(folder):
+            pipe = super().from_pretrained(folder, local_files_only=True, **kwargs)
         index = folder / "model_index.json"
         pipe.folder_pipeline_class = (
             json.loads(index.read_text()).get("_class_name") if index.is_file() else None
@@ -208,6 +222,7 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
             height, width, num_frames, negative_prompt
         )
         self.check_size(height, width, num_frames)
+        call_shift = shift
         num_inference_steps, guidance, guidance_scale, shift = self.generation_defaults.fill(
             num_inference_steps, guidance, guidance_scale, shift
         )
@@ -215,6 +230,8 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         guidance_cfg = self.guidance_config(guidance, scale=guidance_scale, **apg)
         guidance_cfg, embedded = embedded_guidance(self.transformer, guidance_cfg)
         sampler = self.choose_sampler(shift)
+        if call_shift is None and shift is not None:  # the folder's generation_config.json chose it, not the call
+            sampler = dataclasses.replace(sampler, source=D.GENERATION_CONFIG_NAME)
         passes = PassOptions(
             **passes, embedded_guidance=embedded, guidance_group=parallel.guidance_group if parallel else None
         )

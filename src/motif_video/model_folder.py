@@ -1,0 +1,231 @@
+"""What a model folder holds and where its other components come from.
+
+Three kinds of folder load as a pipeline:
+- a pipeline folder in the released layout (`model_index.json` and one subfolder per component);
+- a training output (`motif-video train --output DIR`): `transformer/` (or `lora/`) and the recipe it was trained
+  with as `config.json`, whose `model.components` names the VAE, text encoder and tokenizer it was trained with;
+- a distilled student (`motif-video distill --output DIR`): a training output with a `generation_config.json`
+  that names its `base_model`, or, when that is null, takes its components from `config.json` as above.
+
+`model.components: tiny` (the offline preset of `motif_video.training.components`) loads exactly those
+components. A folder that fits none of these, or lacks a part, is a `ValueError` naming
+what is missing; a component that does not load is a `ValueError` naming its file (`named_load_errors`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+TINY = "tiny"  # the components name of the offline stand-ins (recipes/tiny-cpu, tests)
+TRAINING_CONFIG = "config.json"
+PIPELINE_INDEX = "model_index.json"
+
+
+@dataclass(frozen=True)
+class TrainingOutput:
+    """A folder written by `motif-video train` or `distill`, and the parts it was trained with."""
+
+    folder: Path
+    components: str  # "tiny", a pipeline folder or a Hub id
+    pretrained: str | None  # the transformer it started from (LoRA: the one its adapter applies to)
+    buckets: list[list[int]]  # [frames, height, width], from the recipe's data section
+
+    @property
+    def size(self) -> tuple[int, int, int] | None:
+        """(height, width, num_frames) of the first bucket with more than one frame: the size it was trained for."""
+        for frames, height, width in self.buckets:
+            if frames > 1:
+                return height, width, frames
+        return None
+
+
+def training_output(folder: str | os.PathLike) -> TrainingOutput | None:
+    """The training output `folder` is, or None when it is something else (a pipeline folder, a transformer...).
+
+    A folder with a training `config.json` but no weights, or no `model.components`, is a `ValueError` saying what
+    is missing.
+    """
+    folder = Path(folder)
+    if (folder / PIPELINE_INDEX).is_file():
+        return None
+    config_path = folder / TRAINING_CONFIG
+    try:
+        config = json.loads(config_path.read_text()) if config_path.is_file() else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{config_path} is not readable JSON ({exc})") from exc
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+        return None  # e.g. a transformer's own config.json
+    model = config["model"]
+    if not (folder / "transformer").is_dir() and not (folder / "lora").is_dir():
+        checkpoints = sorted((folder / "checkpoints").glob("step-*"))
+        hint = (
+            f"; its newest checkpoint is {checkpoints[-1]} (training not finished? re-run the same command to resume)"
+            if checkpoints
+            else ""
+        )
+        raise ValueError(f"training output {folder} has no transformer/ or lora/ folder{hint}")
+    components = model.get("components")
+    if not components:
+        raise ValueError(
+            f"training output {folder}: {config_path} names no model.components (the VAE, text encoder and "
+            "tokenizer it was trained with); pass a pipeline folder with those instead"
+        )
+    buckets = (config.get("data") or {}).get("buckets") or []
+    return TrainingOutput(folder, str(components), model.get("pretrained"), [list(b) for b in buckets])
+
+
+def components_folder(components: str, origin: Path) -> str:
+    """Where `model.components` lives: a path relative to the working directory or to the training output, else as
+    given ("tiny", a shipped name or a Hub id)."""
+    path = Path(components).expanduser()
+    if components != TINY and not path.is_absolute() and not path.exists() and (origin / path).exists():
+        return str(origin / path)
+    return components
+
+
+def tiny_pipeline(cls, components: dict[str, Any], dtype=None):
+    """`cls` on the `tiny` components (`motif_video.training.components`, seed 0: the ones `model.components: tiny`
+    trains with) where `components` names none, with the folder-less sampler and guidance defaults (Euler shift 15,
+    APG scale 8)."""
+    from .training.components import tiny_components
+
+    c = tiny_components()
+    parts = {"vae": c.vae, "text_encoder": c.text_encoder, "tokenizer": c.tokenizer, "scheduler": None,
+             "guider": None, "feature_extractor": c.feature_extractor}  # fmt: skip
+    pipe = cls(**{**parts, **components})
+    pipe.folder_pipeline_class = None
+    import torch
+
+    return pipe.to(dtype=dtype) if dtype not in (None, torch.float32) else pipe  # the tiny parts are float32
+
+
+def folder_defaults(folder: str | os.PathLike):
+    """The folder's `GenerationDefaults` (generation_config.json); for a training output, with the size of its first
+    bucket where the file names none (or with only that, when there is no file). None when there is nothing."""
+    from dataclasses import replace
+
+    from .defaults import GenerationDefaults
+
+    stored = GenerationDefaults.read(folder)
+    run = training_output(folder)
+    if run is None or run.size is None or (stored is not None and stored.height is not None):
+        return stored
+    height, width, frames = run.size
+    return replace(stored or GenerationDefaults(), height=height, width=width, num_frames=frames)
+
+
+def load_training_output(cls, run: TrainingOutput, kwargs: dict[str, Any]):
+    """`cls` on the run's components with its trained transformer (full, or its base with the LoRA adapter), with
+    the run's generation_config.json (a student's) and its first bucket's size as defaults."""
+    from .defaults import GenerationDefaults
+
+    base = components_folder(run.components, run.folder)
+    defaults = folder_defaults(run.folder) or GenerationDefaults()
+    dtype = kwargs.get("torch_dtype") or kwargs.get("dtype")
+    kwargs = dict(kwargs)
+    if kwargs.get("transformer") is None:
+        kwargs["transformer"] = _trained_transformer(run, base, dtype)
+    if (run.folder / "vae").is_dir() and "vae" not in kwargs:
+        from diffusers import AutoencoderKLWan
+
+        with named_load_errors(run.folder / "vae"):
+            kwargs["vae"] = AutoencoderKLWan.from_pretrained(run.folder / "vae", torch_dtype=dtype)
+    if base == TINY:
+        known = (
+            "transformer",
+            "vae",
+            "text_encoder",
+            "tokenizer",
+            "scheduler",
+            "guider",
+            "feature_extractor",
+        )
+        pipe = tiny_pipeline(cls, {k: v for k, v in kwargs.items() if k in known}, dtype)
+        pipe.generation_defaults = defaults
+    else:
+        pipe = cls.from_pretrained(base, **kwargs)
+        pipe.generation_defaults = defaults.over(pipe.generation_defaults)
+    return pipe
+
+
+def _trained_transformer(run: TrainingOutput, base: str, dtype):
+    from .hub import resolve_folder
+    from .models import MotifVideoTransformer
+
+    if (run.folder / "transformer").is_dir():
+        with named_load_errors(run.folder / "transformer"):
+            return MotifVideoTransformer.from_pretrained(run.folder / "transformer", torch_dtype=dtype)
+    from .training.lora import load_lora
+
+    if run.pretrained is None and base == TINY:
+        raise ValueError(
+            f"training output {run.folder} holds a LoRA (lora/) but its recipe names no model.pretrained"
+        )
+    source = resolve_folder(components_folder(run.pretrained or base, run.folder))
+    source = source / "transformer" if (source / "transformer").is_dir() else source
+    with named_load_errors(source):
+        transformer = MotifVideoTransformer.from_pretrained(source, torch_dtype=dtype)
+    with named_load_errors(run.folder / "lora"):
+        load_lora(transformer, run.folder / "lora")
+    return transformer
+
+
+# ------------------------------------------------------------------------------------------------- load failures
+class LoadError(ValueError):
+    """A component that did not load, with the file (or folder) at fault in the message."""
+
+
+@contextlib.contextmanager
+def named_load_errors(folder: str | os.PathLike) -> Iterator[None]:
+    """Turn any failure while loading from `folder` into a `LoadError` naming the file at fault (found by reading
+    each config and weight file), else the folder. A `LoadError` from a nested load passes unchanged."""
+    try:
+        yield
+    except LoadError:
+        raise
+    except Exception as exc:
+        bad = find_unreadable_file(Path(folder))
+        where = f"{bad[0]} ({bad[1]})" if bad else f"{folder}"
+        raise LoadError(f"could not load {where}: {type(exc).__name__}: {exc}") from exc
+
+
+def find_unreadable_file(folder: Path) -> tuple[Path, str] | None:
+    """The first JSON or safetensors file under `folder` (two levels deep) that does not parse, with why."""
+    if not folder.exists():
+        return folder, "missing"
+    files = [folder] if folder.is_file() else sorted([*folder.glob("*"), *folder.glob("*/*")])
+    for path in files:
+        if not path.is_file():
+            continue
+        try:
+            if path.suffix == ".json":
+                json.loads(path.read_text())
+            elif path.suffix == ".safetensors":
+                from safetensors import safe_open
+
+                with safe_open(str(path), framework="pt") as f:
+                    f.keys()
+                _check_safetensors_length(path)
+        except Exception as exc:
+            return path, f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _check_safetensors_length(path: Path) -> None:
+    """A safetensors file whose data is cut short (the header alone parses)."""
+    import struct
+
+    with open(path, "rb") as f:
+        (header_len,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(header_len))
+    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    if path.stat().st_size < 8 + header_len + end:
+        raise ValueError(
+            f"truncated: {path.stat().st_size} bytes, the header promises {8 + header_len + end}"
+        )

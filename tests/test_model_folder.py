@@ -1,0 +1,124 @@
+"""`generate --model` on a training output and a distilled student (components found from their recipe), and exit 2
+naming the part that is missing or the file that does not load."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from motif_video import cli
+from motif_video.model_folder import training_output
+from motif_video.pipelines.export import read_mp4_info
+from motif_video.testing import tiny_transformer, write_tiny_pipeline_folder
+
+FAST = ["--device", "cpu", "--seed", "1", "--threads", "1"]
+
+
+def _run_folder(path, *, components="tiny", buckets=((9, 64, 96),), transformer_seed=3):
+    """What `motif-video train` leaves: transformer/ and the recipe as config.json."""
+    path.mkdir(parents=True)
+    tiny_transformer(transformer_seed).save_pretrained(path / "transformer")
+    model = {"preset": "tiny", "pretrained": None, "components": components}
+    config = {"output_dir": str(path), "model": model, "data": {"buckets": [list(b) for b in buckets]}}
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    return write_tiny_pipeline_folder(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def test_training_output_generates_with_its_components_and_size(tmp_path, capsys):
+    run = _run_folder(tmp_path / "runs" / "tiny", buckets=[(1, 32, 32), (9, 64, 96)])
+    assert training_output(run).size == (64, 96, 9)  # the first video bucket
+    out = tmp_path / "a.mp4"
+    assert cli.main(["generate", "--model", str(run), "--prompt", "a red ball", "--output", str(out),
+                     "--steps", "2", *FAST]) == 0  # fmt: skip
+    assert read_mp4_info(out) == {"frames": 9, "width": 96, "height": 64, "fps": 24.0}
+    assert "96x64x9, 2 steps" in capsys.readouterr().out
+
+
+def test_training_output_loads_its_trained_transformer(tmp_path):
+    from motif_video import MotifVideoPipeline
+
+    run = _run_folder(tmp_path / "run", transformer_seed=5)
+    pipe = MotifVideoPipeline.from_pretrained(str(run))
+    expected = tiny_transformer(5).state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in pipe.transformer.state_dict().items())
+    assert (pipe.generation_defaults.height, pipe.generation_defaults.num_frames) == (64, 9)
+
+
+def test_distilled_student_without_base_model_uses_its_recipe_components(tmp_path, capsys):
+    run = _run_folder(tmp_path / "student")
+    (run / "generation_config.json").write_text(
+        json.dumps(
+            {
+                "num_inference_steps": 3,
+                "shift": 15.0,
+                "guidance": "apg",
+                "guidance_scale": 8.0,
+                "base_model": None,
+                "distillation": {"method": "perflow"},
+            }
+        )
+    )
+    out = tmp_path / "s.mp4"
+    assert (
+        cli.main(["generate", "--model", str(run), "--prompt", "a red ball", "--output", str(out), *FAST])
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "96x64x9, 3 steps" in printed
+    assert "shift 15 (generation_config.json)" in printed  # not "(argument)": no --shift was given
+    assert read_mp4_info(out)["frames"] == 9
+
+
+def _exit_2(capsys, model, tmp_path) -> str:
+    out = tmp_path / "never.mp4"
+    rc = cli.main(["generate", "--model", str(model), "--prompt", "a red ball", "--output", str(out), *FAST])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert not out.exists()
+    return err
+
+
+def test_missing_parts_exit_2_naming_them(tmp_path, capsys):
+    unfinished = tmp_path / "unfinished"
+    (unfinished / "checkpoints" / "step-00000100").mkdir(parents=True)
+    (unfinished / "config.json").write_text(json.dumps({"model": {"components": "tiny"}, "data": {}}))
+    err = _exit_2(capsys, unfinished, tmp_path)
+    assert "has no transformer/ or lora/ folder" in err and "step-00000100" in err
+
+    nameless = _run_folder(tmp_path / "nameless", components=None)
+    assert "names no model.components" in _exit_2(capsys, nameless, tmp_path)
+
+    gone = _run_folder(tmp_path / "gone", components=str(tmp_path / "deleted-components"))
+    assert "deleted-components" in _exit_2(capsys, gone, tmp_path)
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "is not a model folder: no model_index.json" in _exit_2(capsys, empty, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "vae/diffusion_pytorch_model.safetensors",
+        "transformer/diffusion_pytorch_model.safetensors",
+        "text_encoder/config.json",
+        "tokenizer/tokenizer.json",
+    ],
+)
+def test_a_component_that_does_not_load_exits_2_naming_its_file(tiny_folder, tmp_path, capsys, damage):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_folder, model)
+    target = model / damage
+    data = target.read_bytes()
+    target.write_bytes(data[: len(data) // 2])  # cut short, as by an interrupted copy
+    err = _exit_2(capsys, model, tmp_path)
+    assert str(target) in err, err
+    assert "Traceback" not in err
