@@ -11,6 +11,7 @@ from ..defaults import GenerationDefaults
 # The diffusers pipeline LoRA format (`pipelines.lora` reads and writes it): one file, keys prefixed `transformer.`.
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 LORA_PREFIX = "transformer"
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 
 
 def resolve_base(defaults: GenerationDefaults, folder: Path) -> str:
