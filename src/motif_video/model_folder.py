@@ -161,7 +161,7 @@ def _trained_transformer(run: TrainingOutput, base: str, dtype):
     if (run.folder / "transformer").is_dir():
         with named_load_errors(run.folder / "transformer"):
             return MotifVideoTransformer.from_pretrained(run.folder / "transformer", torch_dtype=dtype)
-    from .training.lora import load_lora
+    from .pipelines.students import load_lora
 
     if run.pretrained is None and base == TINY:
         raise ValueError(

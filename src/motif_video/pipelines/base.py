@@ -125,9 +125,8 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         Accepts diffusers' loader arguments (`torch_dtype`, `revision`, components to replace, ...). An offline or
         unreachable Hub gives a `ValueError` saying how to point at a local folder instead.
         """
-        from ..models import MotifVideoTransformer
-
         from ..model_folder import load_training_output, named_load_errors, training_output
+        from ..models import MotifVideoTransformer
 
         hub = {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
         folder = resolve_folder(pretrained_model_name_or_path, **hub)
@@ -230,7 +229,7 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         guidance_cfg = self.guidance_config(guidance, scale=guidance_scale, **apg)
         guidance_cfg, embedded = embedded_guidance(self.transformer, guidance_cfg)
         sampler = self.choose_sampler(shift)
-        if call_shift is None and shift is not None:  # the folder's generation_config.json chose it, not the call
+        if call_shift is None and shift is not None:  # generation_config.json chose it, not the call
             sampler = dataclasses.replace(sampler, source=D.GENERATION_CONFIG_NAME)
         passes = PassOptions(
             **passes, embedded_guidance=embedded, guidance_group=parallel.guidance_group if parallel else None
