@@ -43,7 +43,9 @@ def importers(prefix: str, within: str = "motif_video") -> list[str]:
     return sorted(
         module
         for module, names in MODULES.items()
-        if (module == within or module.startswith(within + ".")) and not hits(module) and any(map(hits, names))
+        if (module == within or module.startswith(within + "."))
+        and not hits(module)
+        and any(map(hits, names))
     )
 
 

@@ -284,12 +284,15 @@ def render_latents(
 
 
 def write_video(pipe, latents, path: Path, plan: GenerationPlan) -> Path:
-    """Decode latents and write them as an MP4 at `path` (atomically: the file appears only when complete)."""
+    """Decode latents and write them as an MP4 at `path` (atomically: the file appears only when complete), with
+    the settings it was made with in its metadata (`motif_video.replay`: `generate --replay` reads them)."""
     from .pipelines.export import write_mp4
+    from .replay import video_settings
 
     frames = pipe.decode(latents, "np")[0]
     path.parent.mkdir(parents=True, exist_ok=True)
-    return write_mp4(frames, path, fps=plan.request.fps)
+    settings = video_settings(plan, plan.outputs.index(path), pipe) if path in plan.outputs else None
+    return write_mp4(frames, path, fps=plan.request.fps, metadata=settings)
 
 
 def _generate_on_rank(plan: GenerationPlan, rank: int, log) -> dict[str, Any]:

@@ -468,6 +468,13 @@ def add_arguments(parser: argparse.ArgumentParser, options: Iterable[Option] = G
             src.add_argument(
                 "--prompt-file", type=Path, help="text file with one prompt per line (blank lines skipped)"
             )
+            src.add_argument(
+                "--replay",
+                type=Path,
+                metavar="VIDEO.mp4",
+                help="make a video again from the settings `generate` stored in it (prompt, seed, size, steps, "
+                "model...); flags given as well override them",
+            )
         elif o.cli == "switch":
             parser.add_argument(o.flag, dest=o.name, action="store_true", help=help_)
         elif o.cli == "negatable":
@@ -500,8 +507,14 @@ def read_prompt_file(path: Path) -> list[str]:
 
 def request_from_args(args: argparse.Namespace) -> GenerateRequest:
     """The request of parsed `add_arguments` flags (reads --prompt-file)."""
-    prompts = [args.prompt] if args.prompt is not None else read_prompt_file(args.prompt_file)
     values = {name: getattr(args, name) for name in OPTIONS if name != "prompts"}
+    if getattr(args, "replay", None) is not None:
+        from .replay import replay_values
+
+        # the flags given with --replay (a value other than the default; an empty list is a repeatable's default)
+        given = {k: v for k, v in values.items() if v != OPTIONS[k].default and v != []}
+        return parse_request({**replay_values(args.replay, given), **given})
+    prompts = [args.prompt] if args.prompt is not None else read_prompt_file(args.prompt_file)
     return parse_request({"prompts": prompts, **values})
 
 

@@ -69,7 +69,9 @@ def test_bfloat16_within_tolerance(models):
     reference, ours = models
     reference_bf16 = type(reference).from_config(reference.config).to(torch.bfloat16).eval()
     reference_bf16.load_state_dict(reference.state_dict())
-    ours_bf16 = MotifVideoTransformer(**{**TINY, "cross_attention_layout": "separate"}).to(torch.bfloat16).eval()
+    ours_bf16 = (
+        MotifVideoTransformer(**{**TINY, "cross_attention_layout": "separate"}).to(torch.bfloat16).eval()
+    )
     ours_bf16.load_state_dict(ours.state_dict())
     kwargs = inputs(batch=1)
     kwargs = {

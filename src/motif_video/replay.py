@@ -1,0 +1,106 @@
+"""How a video was made, stored in its MP4 and read back: `generate` writes `video_settings(...)` as the file's
+metadata (`pipelines.export.write_mp4`), and `generate --replay VIDEO.mp4` makes the same video again from it.
+
+The record holds the request's option values for that one video (its prompt, its seed `seed + i`, size, steps,
+negative prompt, guidance, shift, model, dtype, ...: every `options.GenerateRequest` field except where and how the
+process runs), what the pipeline resolved from the model's defaults (`resolved`: steps, shift and where it came
+from, guidance and scale), the model folder's Hub revision when it came from the Hub, the image's SHA-256 for
+image-to-video, and the motif-video version. Replaying passes the same option values, so the model's defaults are
+resolved again exactly as they were: with the same model the frames are identical (and, the encoder being
+deterministic, so is the file).
+
+Pure Python: importing this module imports neither torch nor diffusers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+FORMAT = "motif-video generate 1"
+# Fields not replayed: where the video goes and how this process runs (the replaying command decides them).
+NOT_REPLAYED = ("prompts", "output", "threads", "parallel", "save_latents")
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_json(v) for v in value]
+    return value
+
+
+def video_settings(plan, i: int, pipe=None) -> dict[str, Any]:
+    """The record of video i of a `generation.GenerationPlan` (`pipe`: the pipeline that just made it, for what it
+    resolved)."""
+    from . import __version__
+
+    r = plan.request
+    record: dict[str, Any] = {"format": FORMAT, "motif_video": __version__, "prompt": r.prompts[i]}
+    record.update({k: _json(v) for k, v in r.values().items() if k not in NOT_REPLAYED})
+    record["seed"] = plan.seed + i
+    if r.image is not None:
+        record["image_sha256"] = file_sha256(r.image)
+    run = getattr(pipe, "last_run", None)
+    if run is not None:
+        embedded = run.passes.embedded_guidance
+        record["resolved"] = {
+            "steps": len(run.sigmas) - 1,
+            "shift": run.sampler.shift,
+            "shift_source": run.sampler.source,
+            "guidance": run.guidance.mode if embedded is None else "embedded",
+            "guidance_scale": run.guidance.scale if embedded is None else embedded,
+            "height": run.height,
+            "width": run.width,
+            "num_frames": run.num_frames,
+            "dtype": plan.dtype,
+            "device": plan.device,
+        }
+    folder = getattr(getattr(pipe, "config", None), "_name_or_path", None)
+    record["revision"] = hub_revision(folder) if folder else None
+    return record
+
+
+def hub_revision(folder: str | Path) -> str | None:
+    """The commit of a Hugging Face cache snapshot folder (`.../snapshots/<commit>`), else None."""
+    match = re.search(r"[\\/]snapshots[\\/]([0-9a-f]{40})(?:[\\/]|$)", str(folder))
+    return match.group(1) if match else None
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def replay_values(video: str | Path, given: Iterable[str] = ()) -> dict[str, Any]:
+    """The request fields (`options.parse_request` input) that make `video` again; a ValueError when the file holds
+    no motif-video record, or its image is gone or changed (unless `given`, the fields the caller sets, has it)."""
+    from .options import OPTIONS
+    from .pipelines.export import read_mp4_metadata
+
+    path = Path(video)
+    if not path.is_file():
+        raise ValueError(f"replay: {str(path)!r} is not a file")
+    record = read_mp4_metadata(path)
+    if record is None or record.get("format") != FORMAT:
+        raise ValueError(
+            f"replay: {str(path)!r} holds no motif-video generation settings (only videos written by "
+            "`motif-video generate` do)"
+        )
+    values = {k: v for k, v in record.items() if k in OPTIONS and k not in NOT_REPLAYED}
+    values["prompts"] = [record["prompt"]]
+    image = record.get("image")
+    if image is not None and "image" not in given:
+        if not Path(image).is_file():
+            raise ValueError(
+                f"replay: the video was made from the image {image!r}, which is not there; pass it with --image"
+            )
+        if record.get("image_sha256") not in (None, file_sha256(image)):
+            raise ValueError(f"replay: the image {image!r} changed since the video was made")
+    return values
