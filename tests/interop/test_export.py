@@ -4,6 +4,7 @@ the shared-layout and guidance folds, and clear refusals."""
 from __future__ import annotations
 
 import copy
+import os
 
 import pytest
 import torch
@@ -40,6 +41,9 @@ def test_transformer_round_trip_keys_values_and_metadata(transformer_folder, tmp
     loaded = load_transformer_file(out)
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in expected.items())
     assert not list(tmp_path.glob(".*tmp"))  # the temporary file was renamed away
+    mask = os.umask(0)
+    os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~mask  # not safetensors' 0600
 
 
 def test_diffusers_single_file_loader_reads_the_export(transformer_folder, tmp_path):
@@ -170,7 +174,7 @@ def test_cli_export_and_exit_status(transformer_folder, tmp_path, capsys):
     with safe_open(str(out), framework="pt") as f:
         assert f.get_tensor("proj_out.weight").dtype == torch.bfloat16
     assert main(["export", str(tmp_path / "missing"), "--output", str(out)]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    assert "neither an existing folder" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main(["export", str(transformer_folder), "--output", str(out), "--gguf", "Q4_K"])
     assert exit_info.value.code == 2

@@ -5,7 +5,7 @@ What a source path can be, and what is written:
 
 | source | `.safetensors` | `--gguf TYPE` |
 |---|---|---|
-| model folder (`model_index.json`), transformer folder, full student folder | transformer, released naming | yes |
+| model folder (`model_index.json`; or a shipped name / Hub id), transformer folder, full student folder | transformer, released naming | yes |
 
 The cross-attention layout (`layout`): "separate" is the released file's (diffusers reads it); "auto" writes it
 when a shared-layout model folds exactly and keeps the shared keys otherwise (`checkpoint.released_state_dict`).
@@ -56,6 +56,10 @@ def export(
     from .. import __version__
 
     source, output = Path(source), Path(output)
+    if not source.exists() and not str(source).endswith(".safetensors"):
+        from ..hub import resolve_folder
+
+        source = resolve_folder(str(source))  # a shipped model name ("small") or a Hub id
     expected = ".gguf" if gguf else ".safetensors"
     if output.suffix != expected:
         raise ValueError(f"--output must end in {expected} for this export, got {output}")
@@ -204,10 +208,17 @@ def save_safetensors(state: dict[str, torch.Tensor], path: Path, metadata: dict[
         save_file(
             {k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"format": "pt", **metadata}
         )
+        os.chmod(tmp, 0o666 & ~_umask())  # safetensors creates 0600 files: give it the mode any new file gets
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load_transformer_file(path: str | os.PathLike, config: dict[str, Any] | None = None, dtype=None):
