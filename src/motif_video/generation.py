@@ -299,6 +299,7 @@ def _generate_on_rank(plan: GenerationPlan, rank: int, log) -> dict[str, Any]:
     import contextlib
 
     import PIL.Image
+    from tqdm.auto import tqdm
 
     from .models import attention_backend
     from .parallel.pipeline import enable_parallel
@@ -309,7 +310,8 @@ def _generate_on_rank(plan: GenerationPlan, rank: int, log) -> dict[str, Any]:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
-    pipe, memory = prepare_pipeline(plan, show_progress=rank == 0)
+    many = len(r.prompts) > 1  # several videos: one bar over them instead of one per video's steps
+    pipe, memory = prepare_pipeline(plan, show_progress=rank == 0 and not many)
     parallel = enable_parallel(pipe, plan.parallel)  # type: ignore[arg-type]
     over = f" over {plan.world_size} processes" if plan.world_size > 1 else ""
     log(f"memory mode: {memory.describe()}; speed: {plan.speed.describe()}; parallel: {plan.parallel}{over}")
@@ -320,7 +322,8 @@ def _generate_on_rank(plan: GenerationPlan, rank: int, log) -> dict[str, Any]:
     writes = data_parallel or rank == 0
     cache = StepCache(r.cache_threshold) if r.cache_threshold is not None else None
     written, cache_lines = [], []
-    with backend:
+    bar = tqdm(total=len(mine), desc="videos", unit="video", disable=not many or rank != 0)
+    with backend, bar:
         for i in mine:
             path = plan.outputs[i]
             latents = render_latents(pipe, plan, i, image=image, step_cache=cache, parallel=parallel)
@@ -328,12 +331,12 @@ def _generate_on_rank(plan: GenerationPlan, rank: int, log) -> dict[str, Any]:
                 log(f"sampler: Euler, shift {pipe.last_sampler.shift:g} ({pipe.last_sampler.source})")
             if cache is not None:
                 cache_lines.append((i, cache_summary(cache.report())))
-            if not writes:
-                continue
-            write_video(pipe, latents, path, plan)
-            if r.save_latents:
-                _save_latents(latents, path.with_suffix(".latents.safetensors"), plan.seed + i)
-            written.append(path)
+            if writes:
+                write_video(pipe, latents, path, plan)
+                if r.save_latents:
+                    _save_latents(latents, path.with_suffix(".latents.safetensors"), plan.seed + i)
+                written.append(path)
+            bar.update()
     written, cache_lines = _gather(plan.world_size, written, cache_lines, data_parallel)
     seconds = time.perf_counter() - start
     peak = _peak_memory_gb(device)

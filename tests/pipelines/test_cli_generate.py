@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -36,7 +38,7 @@ def test_generate_t2v_writes_an_mp4(tiny_folder, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.latents.safetensors", "clip.mp4"]
 
 
-def test_generate_i2v_from_prompt_file_into_a_folder(tiny_folder, tmp_path, monkeypatch):
+def test_generate_i2v_from_prompt_file_into_a_folder(tiny_folder, tmp_path, monkeypatch, capsys):
     from motif_video import MotifVideoImageToVideoPipeline
 
     seen = []
@@ -75,6 +77,9 @@ def test_generate_i2v_from_prompt_file_into_a_folder(tiny_folder, tmp_path, monk
     files = sorted(out.iterdir())
     assert [f.name for f in files] == ["000-a-red-ball.mp4", "001-a-blue-cube.mp4"]
     assert seen == [True, True]  # the option reaches the pipeline for every prompt
+    bars = [s for s in re.split(r"[\r\n]", capsys.readouterr().err) if "/2 [" in s]
+    assert bars and all(s.startswith("videos: ") for s in bars)  # one bar over the two videos, none per step
+    assert "videos: 100%" in bars[-1]
     assert read_mp4_info(files[1]) == {"frames": 9, "width": 96, "height": 64, "fps": 12.0}
 
 
