@@ -36,7 +36,6 @@ import json
 import math
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -667,11 +666,17 @@ def run_memory(report: Report, setup: Setup, c: Components, budget: float) -> No
 
 # --------------------------------------------------------------------------------------------------------- train
 def run_train(report: Report, setup: Setup, budget: float) -> None:
+    import dataclasses
+
     import torch
 
     from motif_video.info import latent_shape
     from motif_video.training.config import TreadConfig, load_config
-    from motif_video.training.trainer import TrainData, build_model, compute_loss, make_accelerator
+    from motif_video.training.ema import EMA
+    from motif_video.training.flow_matching import FlowMatching
+    from motif_video.training.inputs import TrainData
+    from motif_video.training.setup import make_accelerator, make_optimizer, trainable
+    from motif_video.training.trainer import Run, train_step
 
     w, h, f = setup.train_size
     section = report.add(Section("train", f"TREAD training step at {w}x{h}x{f}, one GPU",
@@ -680,65 +685,63 @@ def run_train(report: Report, setup: Setup, budget: float) -> None:
     run = Runner(report, section, setup.device)
     device = setup.device
     recipe = TINY_TRAIN_RECIPE if setup.tiny else TRAIN_RECIPE
-    tmp = tempfile.mkdtemp(prefix="gpu-check-train-")
-    overrides = [f"output_dir={tmp}", "parallel=ddp", "model.pretrained=null", "model.gradient_checkpointing=true",
-                 "validation.every=0", f"model.preset={'tiny' if setup.tiny else 'motif-video-2b'}"]  # fmt: skip
+    overrides = [f"output_dir={tempfile.mkdtemp(prefix='gpu-check-train-')}", "parallel=ddp", "model.pretrained=null",
+                 f"model.preset={'tiny' if setup.tiny else 'motif-video-2b'}", "model.gradient_checkpointing=true",
+                 "validation.every=0"]  # fmt: skip
     config = load_config(recipe, overrides)
+    dense_config = dataclasses.replace(config, tread=TreadConfig())
     text_tokens = 32 if setup.tiny else 128
     state: dict[str, Any] = {"step": 0.0}
 
-    def build() -> dict[str, Any]:
+    def start(config) -> Run:
+        """What `trainer.start_run` sets up, with cached-style random inputs instead of a dataset (no resume)."""
         accelerator = make_accelerator(config)
-        model = build_model(config)
-        o = config.optim
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(
-            params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay, eps=o.eps
-        )
+        objective = FlowMatching(config)
+        model = objective.build_model()
+        optimizer = make_optimizer(config, [p for _, p in trainable(model)])
         model, optimizer = accelerator.prepare(model, optimizer)
-        dim = accelerator.unwrap_model(model).config.text_embed_dim
+        unwrapped = accelerator.unwrap_model(model)
+        dim = unwrapped.config.text_embed_dim
+        data = TrainData(None, None, None, torch.zeros(1, dim), torch.ones(1, dtype=torch.bool), cached=True)
+        objective.prepare(accelerator, None, data)
+        ema = EMA(trainable(unwrapped), config.optim.ema_decay) if config.optim.ema_decay else None
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        # No logs and no validation: train_step uses neither.
+        return Run(config, accelerator, objective, data, None, model, unwrapped, optimizer, params, ema, 0, False,
+                   None, None)  # fmt: skip
+
+    def batch() -> dict[str, Any]:
         t, lh, lw = latent_shape(*setup.train_size)
         g = torch.Generator().manual_seed(0)
-        inputs = {"latents": torch.randn(1, 16, t, lh, lw, generator=g).to(accelerator.device),
-                  "text": torch.randn(1, text_tokens, dim, generator=g).to(accelerator.device),
-                  "text_mask": torch.ones(1, text_tokens, dtype=torch.bool, device=accelerator.device)}  # fmt: skip
-        null = TrainData(None, None, None, torch.zeros(1, dim), torch.ones(1, dtype=torch.bool), cached=True)
-        p = accelerator.unwrap_model(model).config.patch_size
-        return {"accelerator": accelerator, "model": model, "optimizer": optimizer, "params": params,
-                "inputs": inputs, "data": null, "tokens": t * (lh // p) * (lw // p)}  # fmt: skip
+        dim = state["run"].unwrapped.config.text_embed_dim
+        return {"latents": torch.randn(1, 16, t, lh, lw, generator=g),
+                "text": torch.randn(1, text_tokens, dim, generator=g),
+                "text_mask": torch.ones(1, text_tokens, dtype=torch.bool)}  # fmt: skip
 
-    def step(s: dict[str, Any], cfg, index: int) -> None:
-        """The trainer's step body (train() in training/trainer.py): loss under autocast, backward, clip, AdamW."""
-        accelerator = s["accelerator"]
-        with accelerator.autocast():
-            loss, *_ = compute_loss(s["model"], s["inputs"], s["data"], cfg, index, 0, None, None,
-                                    accelerator.process_index)  # fmt: skip
-        accelerator.backward(loss)
-        if cfg.optim.grad_clip > 0:
-            accelerator.clip_grad_norm_(s["params"], cfg.optim.grad_clip)
-        s["optimizer"].step()
-        s["optimizer"].zero_grad(set_to_none=True)
-
-    def throughput(cfg, repeats: int) -> list[str]:
-        if "built" not in state:
-            state["built"] = build()
-        s = state["built"]
+    def throughput(config) -> list[str]:
+        if "run" not in state:
+            state["run"] = start(config)
+        r = dataclasses.replace(state["run"], config=config, objective=FlowMatching(config))
+        r.objective.prepare(r.accelerator, None, r.data)
+        inputs = batch()
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        step(s, cfg, 0)  # warm-up
-        seconds = statistics.median(timed(lambda i=i: step(s, cfg, i + 1), device)[0] for i in range(repeats))
+        train_step(r, 0, inputs)  # warm-up
+        seconds, record = timed(lambda: train_step(r, 1, inputs), device)
+        c = r.unwrapped.config
+        t, lh, lw = inputs["latents"].shape[2:]
+        tokens = t // c.patch_size_t * (lh // c.patch_size) * (lw // c.patch_size)
         state["step"] = max(state["step"], seconds)
+        state["tread" if config.tread.routes else "dense"] = tokens / seconds
         peak = fmt(gib(torch.cuda.max_memory_allocated()), 2) if device == "cuda" else "n/a: CPU run"
-        state["tread" if cfg.tread.routes else "dense"] = s["tokens"] / seconds
-        return [fmt(seconds, 3), f"{s['tokens'] / seconds:,.0f}", peak]
+        return [fmt(seconds, 3), f"{tokens / seconds:,.0f}", peak, f"loss {record['loss']:.3f}"]
 
-    dense = copy.deepcopy(config)
-    dense.tread = TreadConfig()
     routes = ", ".join(f"blocks {r.start_layer}-{r.end_layer} drop {r.ratio:g}" for r in config.tread.routes)
-    repeats = 1
-    run.row(["dense"], lambda: [*throughput(dense, repeats), "no routing"], 0 if setup.tiny else 40)
-    run.row(["TREAD"], lambda: [*throughput(config, repeats), routes or "no routes in the recipe"],
-            (repeats + 1) * state["step"])  # fmt: skip
+    run.row(["dense"], lambda: throughput(dense_config), 0 if setup.tiny else 40)
+    tread = run.row(["TREAD"], lambda: throughput(config), 2 * state["step"])
+    if tread:
+        tread[-1] = f"{routes or 'no routes in the recipe'}; {tread[-1]}"
+        run.update()
 
     def ratio() -> list[str]:
         if "dense" not in state or "tread" not in state:
@@ -746,10 +749,10 @@ def run_train(report: Report, setup: Setup, budget: float) -> None:
         return [fmt(state["tread"] / state["dense"], 2) + "x", "-", "-", "throughput of TREAD over dense"]
 
     run.row(["TREAD / dense"], ratio)
-    state.pop("built", None)
-    run.note(f"recipe {recipe.relative_to(ROOT)} with {' '.join(overrides[1:])}; random weights, random latents and "
-             f"{text_tokens} text tokens; fp32 master weights, bf16 autocast on CUDA; one step timed after a warm-up "
-             "step; tokens = latent patches per step.")  # fmt: skip
+    state.pop("run", None)
+    run.note(f"trainer.train_step (loss under autocast, backward, clipping, AdamW, EMA) on {recipe.relative_to(ROOT)} "
+             f"with {' '.join(overrides[1:])}; random weights, random latents and {text_tokens} text tokens; fp32 "
+             "master weights, bf16 autocast on CUDA; one step timed after a warm-up step; tokens = latent patches.")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------- main

@@ -25,8 +25,9 @@ if [[ -z "$python" ]]; then
         if command -v "$candidate" >/dev/null 2>&1; then python="$candidate"; break; fi
     done
 fi
-# The GPU machine's interpreter (see the device notes): CPython 3.12 on manylinux x86_64.
-target=(--python-version 3.12 --implementation cp
+# The GPU machine's interpreter (see the device notes): CPython 3.12 on manylinux x86_64 ($GPU_PYTHON to change).
+gpu_python="${GPU_PYTHON:-3.12}"
+target=(--python-version "$gpu_python" --implementation cp
         --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64
         --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64)
 # Optional speed-option libraries, pinned for the GPU image's torch 2.11.
@@ -47,7 +48,7 @@ find "$stage" -name __pycache__ -prune -exec rm -rf {} +
 
 # 2. The packages to install (pinned to the versions installed here) and everything they need, markers evaluated
 #    for the GPU machine's Python. Prints "pin NAME==VERSION" for the named ones, "need NAME==VERSION" for the rest.
-plan="$("$python" - "${extra[@]}" <<'EOF'
+plan="$("$python" - "$gpu_python" "${extra[@]}" <<'EOF'
 import sys
 from importlib.metadata import PackageNotFoundError, distribution
 
@@ -58,7 +59,8 @@ from packaging.utils import canonicalize_name
 ROOTS = ["diffusers", "transformers", "accelerate", "peft", "safetensors", "tokenizers", "huggingface_hub"]
 # On the GPU image already, and large: never carried.
 PRESENT = {"torch", "triton", "numpy", "pillow", "setuptools", "pip"}
-env = {**default_environment(), "python_version": "3.12", "python_full_version": "3.12.3", "sys_platform": "linux",
+gpu_python, extra = sys.argv[1], sys.argv[2:]
+env = {**default_environment(), "python_version": gpu_python, "python_full_version": f"{gpu_python}.0", "sys_platform": "linux",
        "platform_system": "Linux", "platform_machine": "x86_64", "implementation_name": "cpython", "os_name": "posix",
        "extra": ""}
 seen: dict[str, str] = {}
@@ -79,7 +81,7 @@ while todo:
 roots = {canonicalize_name(r) for r in ROOTS}
 for name, version in sorted(seen.items()):
     print(f"{'pin' if name in roots else 'need'} {name}=={version}")
-for spec in sys.argv[1:]:
+for spec in extra:
     print(f"pin {spec}")
 EOF
 )"
