@@ -393,10 +393,10 @@ def reference_transformer(model, setup: Setup):
         from diffusers import MotifVideoTransformer3DModel
     except ImportError as exc:
         raise NotAvailable(f"diffusers with MotifVideoTransformer3DModel is not installed ({exc})") from exc
-    config = {k: v for k, v in dict(model.config).items() if not k.startswith("_")}
-    config.pop("cross_attention_layout", None)
-    with torch.device(setup.device):
-        reference = MotifVideoTransformer3DModel(**config).to(setup.dtype).eval()
+    with torch.device(
+        setup.device
+    ):  # from_config keeps the keys the reference knows (not our layout options)
+        reference = MotifVideoTransformer3DModel.from_config(model.config).to(setup.dtype).eval()
     reference.load_state_dict(model.state_dict())
     return reference
 
@@ -718,7 +718,7 @@ def run_train(report: Report, setup: Setup, budget: float) -> None:
                 "text": torch.randn(1, text_tokens, dim, generator=g),
                 "text_mask": torch.ones(1, text_tokens, dtype=torch.bool)}  # fmt: skip
 
-    def throughput(config) -> list[str]:
+    def throughput(config, note: str) -> list[str]:
         if "run" not in state:
             state["run"] = start(config)
         r = dataclasses.replace(state["run"], config=config, objective=FlowMatching(config))
@@ -734,14 +734,11 @@ def run_train(report: Report, setup: Setup, budget: float) -> None:
         state["step"] = max(state["step"], seconds)
         state["tread" if config.tread.routes else "dense"] = tokens / seconds
         peak = fmt(gib(torch.cuda.max_memory_allocated()), 2) if device == "cuda" else "n/a: CPU run"
-        return [fmt(seconds, 3), f"{tokens / seconds:,.0f}", peak, f"loss {record['loss']:.3f}"]
+        return [fmt(seconds, 3), f"{tokens / seconds:,.0f}", peak, f"{note}; loss {record['loss']:.3f}"]
 
     routes = ", ".join(f"blocks {r.start_layer}-{r.end_layer} drop {r.ratio:g}" for r in config.tread.routes)
-    run.row(["dense"], lambda: throughput(dense_config), 0 if setup.tiny else 40)
-    tread = run.row(["TREAD"], lambda: throughput(config), 2 * state["step"])
-    if tread:
-        tread[-1] = f"{routes or 'no routes in the recipe'}; {tread[-1]}"
-        run.update()
+    run.row(["dense"], lambda: throughput(dense_config, "no routing"), 0 if setup.tiny else 40)
+    run.row(["TREAD"], lambda: throughput(config, routes or "no routes in the recipe"), 2 * state["step"])
 
     def ratio() -> list[str]:
         if "dense" not in state or "tread" not in state:
