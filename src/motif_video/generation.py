@@ -55,7 +55,7 @@ class GenerationPlan:
 
     @property
     def speed(self) -> SpeedPlan:
-        return SpeedPlan(self.request.compile, self.request.fp8_compute)
+        return SpeedPlan(self.request.compile, self.request.fp8_compute, self.request.attention_backend)
 
 
 def plan_generation(request: GenerateRequest, world_size: int | None = None) -> GenerationPlan:
@@ -129,10 +129,10 @@ def _device(name: str, world: int) -> torch.device:
 
 
 def user_attention_backends() -> list[str]:
-    """The attention backends a user may pick here (`ulysses` is internal to context parallelism)."""
+    """The attention backends a user may pick here (the ones installed and usable)."""
     from .models import available_attention_backends
 
-    return [name for name in available_attention_backends() if name != "ulysses"]
+    return available_attention_backends()
 
 
 def _check_loras(specs: tuple[str, ...]) -> None:
@@ -296,15 +296,7 @@ def write_video(pipe, latents, path: Path, plan: GenerationPlan) -> Path:
 
 
 def _generate_on_rank(plan: GenerationPlan, rank: int, log) -> dict[str, Any]:
-    import contextlib
-
-    import PIL.Image
-    from tqdm.auto import tqdm
-
-    from .models import attention_backend
     from .parallel.pipeline import enable_parallel
-    from .perf.step_cache import StepCache
-    from .pipelines.speed import cache_summary
 
     r, device = plan.request, torch.device(plan.device)
     if device.type == "cuda":
@@ -315,29 +307,8 @@ def _generate_on_rank(plan: GenerationPlan, rank: int, log) -> dict[str, Any]:
     parallel = enable_parallel(pipe, plan.parallel)  # type: ignore[arg-type]
     over = f" over {plan.world_size} processes" if plan.world_size > 1 else ""
     log(f"memory mode: {memory.describe()}; speed: {plan.speed.describe()}; parallel: {plan.parallel}{over}")
-    image = PIL.Image.open(r.image).convert("RGB") if r.image is not None else None
-    backend = attention_backend(r.attention_backend) if r.attention_backend else contextlib.nullcontext()
-    data_parallel = plan.parallel == "data"
-    mine = range(rank, len(r.prompts), plan.world_size) if data_parallel else range(len(r.prompts))
-    writes = data_parallel or rank == 0
-    cache = StepCache(r.cache_threshold) if r.cache_threshold is not None else None
-    written, cache_lines = [], []
-    bar = tqdm(total=len(mine), desc="videos", unit="video", disable=not many or rank != 0)
-    with backend, bar:
-        for i in mine:
-            path = plan.outputs[i]
-            latents = render_latents(pipe, plan, i, image=image, step_cache=cache, parallel=parallel)
-            if i == mine[0] and pipe.last_sampler is not None:
-                log(f"sampler: Euler, shift {pipe.last_sampler.shift:g} ({pipe.last_sampler.source})")
-            if cache is not None:
-                cache_lines.append((i, cache_summary(cache.report())))
-            if writes:
-                write_video(pipe, latents, path, plan)
-                if r.save_latents:
-                    _save_latents(latents, path.with_suffix(".latents.safetensors"), plan.seed + i)
-                written.append(path)
-            bar.update()
-    written, cache_lines = _gather(plan.world_size, written, cache_lines, data_parallel)
+    written, cache_lines = _render_videos(pipe, plan, rank, parallel, log, bar=many and rank == 0)
+    written, cache_lines = _gather(plan.world_size, written, cache_lines, plan.parallel == "data")
     seconds = time.perf_counter() - start
     peak = _peak_memory_gb(device)
     for path in written:
@@ -350,6 +321,39 @@ def _generate_on_rank(plan: GenerationPlan, rank: int, log) -> dict[str, Any]:
     )
     return {"outputs": written, "seconds": seconds, "peak_memory_gb": peak, "memory_plan": memory,
             "step_cache": dict(cache_lines)}  # fmt: skip
+
+
+def _render_videos(
+    pipe, plan: GenerationPlan, rank: int, parallel, log, bar: bool
+) -> tuple[list[Path], list]:
+    """This rank's videos: every one (context, guidance, none) or every N-th (data); written by rank 0 unless
+    data-parallel (`bar`: one progress bar over the videos). Returns the paths written and the step cache's lines."""
+    import PIL.Image
+    from tqdm.auto import tqdm
+
+    from .perf.step_cache import StepCache
+    from .pipelines.speed import cache_summary
+
+    r = plan.request
+    image = PIL.Image.open(r.image).convert("RGB") if r.image is not None else None
+    data_parallel = plan.parallel == "data"
+    mine = range(rank, len(r.prompts), plan.world_size) if data_parallel else range(len(r.prompts))
+    writes = data_parallel or rank == 0
+    cache = StepCache(r.cache_threshold) if r.cache_threshold is not None else None
+    written, cache_lines = [], []
+    for i in tqdm(mine, desc="videos", unit="video", disable=not bar):
+        latents = render_latents(pipe, plan, i, image=image, step_cache=cache, parallel=parallel)
+        if i == mine[0] and pipe.last_sampler is not None:
+            log(f"sampler: Euler, shift {pipe.last_sampler.shift:g} ({pipe.last_sampler.source})")
+        if cache is not None:
+            cache_lines.append((i, cache_summary(cache.report())))
+        if writes:
+            path = plan.outputs[i]
+            write_video(pipe, latents, path, plan)
+            if r.save_latents:
+                _save_latents(latents, path.with_suffix(".latents.safetensors"), plan.seed + i)
+            written.append(path)
+    return written, cache_lines
 
 
 def _gather(

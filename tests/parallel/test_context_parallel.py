@@ -87,9 +87,32 @@ def run_rank(rank: int, out_dir: str) -> None:
             "skipped_parallel": outputs["parallel"][1],
             "max_abs_diff": max((a - b).abs().max().item() for a, b in zip(outputs["single"][0], outputs["parallel"][0])),
         }  # fmt: skip
+        results["backend"] = _model_backend_case(cases()["t2v"][1])
     finally:
         dist.destroy_process_group()
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(results))
+
+
+def _model_backend_case(inputs: dict) -> dict:
+    """A model whose own kernel is `math`: the ranks use it inside Ulysses, the process default is never switched,
+    and `remove()` gives the modules their own kernel back."""
+    from motif_video.models.attention import get_attention_backend, use_attention_backend
+    from motif_video.models.layers import QKVHeads
+
+    model = make_model()
+    use_attention_backend(model, "math")
+    seen = []
+    hook = model.repeated_blocks()[0].register_forward_pre_hook(
+        lambda *_: seen.append(get_attention_backend())
+    )
+    with torch.no_grad():
+        single = model(timestep=500.0, **inputs).sample
+        handle = enable_context_parallel(model)
+        parallel = model(timestep=500.0, **inputs).sample
+        handle.remove()
+    hook.remove()
+    kernels = {str(m.attention_backend) for m in model.modules() if isinstance(m, QKVHeads)}
+    return {"during": seen, "after": sorted(kernels), "max_abs_diff": (parallel - single).abs().max().item()}
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +136,13 @@ def test_step_cache_decides_the_same_on_every_rank(rank_results: list[dict]) -> 
         assert cache["skipped_parallel"] == cache["skipped_single"]
         assert cache["max_abs_diff"] <= 1e-5
     assert rank_results[0]["step_cache"]["skipped_parallel"] == [1]  # the cache did skip (t 990 after 999)
+
+
+def test_the_models_own_kernel_runs_inside_and_nothing_global_changes(rank_results: list[dict]) -> None:
+    for results in rank_results:
+        backend = results["backend"]
+        assert backend["during"] == ["auto", "auto"] and backend["after"] == ["math"]
+        assert backend["max_abs_diff"] <= 1e-5
 
 
 def test_needs_an_initialised_process_group() -> None:

@@ -1,8 +1,9 @@
 """The one attention entry point of the model, with pluggable backends.
 
 Every attention call in the transformer goes through `attention(q, k, v, mask)` with tensors laid out as
-[batch, tokens, heads, head_dim]. Backends are plain functions registered by name; the active one is chosen per call,
-per context (`attention_backend("name")`), or globally (`set_attention_backend`). The default, `auto`, picks per call
+[batch, tokens, heads, head_dim]. Backends are plain functions registered by name; the one used is chosen per model
+(`use_attention_backend(model, name)`: each attention module keeps its own, applied from outside like compile), else
+per context (`attention_backend("name")`), else as the process default (`set_attention_backend`). The default, `auto`, picks per call
 from the tensors' device and dtype (FlashAttention 3 on Hopper in half precision, else torch SDPA). The fast
 kernels (`sdpa_flash`, `sdpa_cudnn`, `sdpa_efficient`, `flash3`, `sage`) and their mask rules are described in
 `attention_kernels.py`; each is tested against `math`.
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from . import attention_kernels as kernels
 
 AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+Backend = str | AttentionFn  # a registered backend's name, or the function itself
 
 _BACKENDS: dict[str, AttentionFn] = {}
 _BACKEND_AVAILABLE: dict[str, Callable[[], bool]] = {}
@@ -73,10 +75,35 @@ def attention(
     k: torch.Tensor,
     v: torch.Tensor,
     mask: torch.Tensor | None = None,
-    backend: str | None = None,
+    backend: Backend | None = None,
 ) -> torch.Tensor:
-    """Scaled dot-product attention (scale 1/sqrt(head_dim)) over [B, L, H, D] tensors."""
+    """Scaled dot-product attention (scale 1/sqrt(head_dim)) over [B, L, H, D] tensors; `backend` a registered
+    name or a function, None for the process default."""
+    if callable(backend):
+        return backend(q, k, v, mask)
     return _BACKENDS[backend or _active](q, k, v, mask)
+
+
+def use_attention_backend(
+    model: torch.nn.Module, backend: Backend | None
+) -> dict[torch.nn.Module, Backend | None]:
+    """Make every attention module of `model` use `backend` (None: the process default); returns each module's
+    previous backend, for `restore_attention_backends`. Applied from outside, like compile: nothing global changes."""
+    if isinstance(backend, str):
+        _check_backend(backend)
+    from .layers import QKVHeads
+
+    previous = {}
+    for module in model.modules():
+        if isinstance(module, QKVHeads):
+            previous[module] = module.attention_backend
+            module.attention_backend = backend
+    return previous
+
+
+def restore_attention_backends(previous: dict[torch.nn.Module, Backend | None]) -> None:
+    for module, backend in previous.items():
+        module.attention_backend = backend
 
 
 def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .attention import attention
+from .attention import Backend, attention
 from .normalization import RMSNorm
 from .rope import apply_rope
 
@@ -32,11 +32,16 @@ def rotate_prefix(x: torch.Tensor, rope: Rope, count: int) -> torch.Tensor:
 
 
 class QKVHeads(nn.Module):
-    """to_q / to_k / to_v projections split into heads, with per-head RMS QK-norm."""
+    """to_q / to_k / to_v projections split into heads, with per-head RMS QK-norm.
+
+    `attention_backend`: this module's attention kernel (a registered name or a function), None for the process
+    default; set from outside with `models.attention.use_attention_backend(model, backend)`.
+    """
 
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
         self.heads = heads
+        self.attention_backend: Backend | None = None
         self.to_q, self.to_k, self.to_v = (nn.Linear(dim, dim) for _ in range(3))
         self.norm_q, self.norm_k = RMSNorm(dim // heads), RMSNorm(dim // heads)
 
@@ -71,7 +76,8 @@ class JointAttention(QKVHeads):
         eq = self.norm_added_q(self.heads_of(self.add_q_proj(e)))
         ek = self.norm_added_k(self.heads_of(self.add_k_proj(e)))
         ev = self.heads_of(self.add_v_proj(e))
-        out = attention(torch.cat([q, eq], 1), torch.cat([k, ek], 1), torch.cat([v, ev], 1), mask)
+        qkv = (torch.cat([q, eq], 1), torch.cat([k, ek], 1), torch.cat([v, ev], 1))
+        out = attention(*qkv, mask, backend=self.attention_backend)
         out = out.flatten(2).to(x.dtype)  # [B, N + E, D]
         return self.to_out[0](out[:, :n]), self.to_add_out(out[:, n:])
 
@@ -84,7 +90,7 @@ class PreOnlyAttention(QKVHeads):
     ) -> torch.Tensor:
         q = rotate_prefix(self.query(z), rope, num_rotated)
         k = rotate_prefix(self.key(z), rope, num_rotated)
-        return attention(q, k, self.value(z), mask).flatten(2).to(z.dtype)
+        return attention(q, k, self.value(z), mask, backend=self.attention_backend).flatten(2).to(z.dtype)
 
 
 class CrossAttention(QKVHeads):
@@ -98,7 +104,7 @@ class CrossAttention(QKVHeads):
         self, x: torch.Tensor, text: torch.Tensor, rope: Rope, text_mask: torch.Tensor | None
     ) -> torch.Tensor:
         q = apply_rope(self.query(x), *rope)
-        out = attention(q, self.key(text), self.value(text), text_mask)
+        out = attention(q, self.key(text), self.value(text), text_mask, backend=self.attention_backend)
         return self.to_out[0](out.flatten(2).to(x.dtype))
 
 
@@ -123,4 +129,5 @@ def shared_cross_attention(
     q = apply_rope(q, *rope)
     k = self_attn.norm_k(self_attn.to_k(text).unflatten(-1, (heads, -1)))
     v = self_attn.to_v(text).unflatten(-1, (heads, -1))
-    return block.cross_attn_out_proj(attention(q, k, v, text_mask).flatten(2).to(x.dtype))
+    out = attention(q, k, v, text_mask, backend=self_attn.attention_backend)
+    return block.cross_attn_out_proj(out.flatten(2).to(x.dtype))

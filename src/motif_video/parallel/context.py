@@ -8,9 +8,10 @@ unchanged, and removing the handle restores the single-process path):
 * before each block: the RoPE tables are sliced to this rank's tokens (positions travel with their tokens), and
   the block's sequence layout is recorded: encoder side [local video | replicated text + image], DDT decoder
   [local decoder stream | local encoder output] (both video streams split the same way);
-* inside `attention`: the `ulysses` backend (see `ulysses.py`) runs joint self-attention over the global sequence
-  for H/P heads, with the backend that was active before as the inner kernel; text cross-attention needs no
-  communication (local video queries, replicated text keys);
+* inside `attention`: each attention module of the model gets a Ulysses function (see `ulysses.py`) as its own
+  backend (`models.attention.use_attention_backend`; nothing process-wide changes), which runs joint self-attention
+  over the global sequence for H/P heads with the module's previous backend as the inner kernel; text
+  cross-attention needs no communication (local video queries, replicated text keys);
 * after the head's `proj_out`: the per-token outputs are all-gathered, so unpatchify and every rank see the
   full velocity.
 
@@ -22,7 +23,7 @@ Pass the group to `StepCache(process_group=...)` so that all ranks skip the same
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -30,56 +31,56 @@ import torch.distributed as dist
 from torch import nn
 
 from ..models.attention import (
+    AttentionFn,
+    Backend,
     attention,
-    get_attention_backend,
-    register_attention_backend,
-    set_attention_backend,
+    restore_attention_backends,
+    use_attention_backend,
 )
 from .ulysses import SequenceLayout, split_counts, ulysses_attention
-
-BACKEND_NAME = "ulysses"
 
 
 @dataclass
 class _State:
+    """The context-parallel forward in progress on one model (each `enable_context_parallel` has its own)."""
+
     group: dist.ProcessGroup | None
-    inner: str = "auto"
     counts: tuple[int, ...] = ()
     layout: SequenceLayout | None = None
-    previous_backend: list[str] = field(default_factory=list)
+    running: bool = False
 
 
-_current: _State | None = None  # the context-parallel forward in progress in this process, if any
+def _ulysses_backend(state: _State, inner: Backend | None) -> AttentionFn:
+    """The attention function of one module under context parallelism: Ulysses over `state`'s layout, with the
+    module's previous backend (`inner`) as the kernel."""
 
+    def kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        return attention(q, k, v, mask, backend=inner)
 
-def _ulysses_backend(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
-) -> torch.Tensor:
-    state = _current
-    if state is None or state.layout is None:
-        raise ValueError("attention backend 'ulysses' runs only inside a context-parallel forward")
+    def ulysses(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        if state.layout is None:
+            raise ValueError("Ulysses attention runs only inside a context-parallel forward")
+        rank = dist.get_rank(state.group)
+        if state.layout.segments == 1 and q.shape[1] == state.layout.counts[rank]:
+            # Text cross-attention: local video queries, replicated text keys (self-attention queries on the
+            # encoder side always include the replicated text tokens, so they are longer).
+            return kernel(q, k, v, mask)
+        return ulysses_attention(q, k, v, mask, state.layout, kernel, state.group)
 
-    def inner(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        return attention(q, k, v, mask, backend=state.inner)
-
-    rank = dist.get_rank(state.group)
-    if state.layout.segments == 1 and q.shape[1] == state.layout.counts[rank]:
-        # Text cross-attention: local video queries, replicated text keys (self-attention queries on the encoder
-        # side always include the replicated text tokens, so they are longer).
-        return inner(q, k, v, mask)
-    return ulysses_attention(q, k, v, mask, state.layout, inner, state.group)
+    return ulysses
 
 
 class ContextParallelHandle:
     """Returned by `enable_context_parallel`; `remove()` restores the single-process model."""
 
-    def __init__(self, handles: list[Any]) -> None:
-        self._handles = handles
+    def __init__(self, handles: list[Any], backends: dict[nn.Module, Backend | None]) -> None:
+        self._handles, self._backends = handles, backends
 
     def remove(self) -> None:
         for handle in self._handles:
             handle.remove()
-        self._handles = []
+        restore_attention_backends(self._backends)
+        self._handles, self._backends = [], {}
 
 
 def enable_context_parallel(
@@ -90,28 +91,32 @@ def enable_context_parallel(
         raise ValueError(
             "context parallelism needs torch.distributed to be initialised (see init_distributed)"
         )
-    register_attention_backend(BACKEND_NAME, _ulysses_backend)
     state = _State(group)
+    backends = {}
+    for module, inner in use_attention_backend(
+        model, None
+    ).items():  # each module: Ulysses over its own kernel
+        backends[module] = inner
+        module.attention_backend = _ulysses_backend(state, inner)
+    handles = _token_hooks(model, state, group)
+    return ContextParallelHandle(handles, backends)
+
+
+def _token_hooks(model: nn.Module, state: _State, group: dist.ProcessGroup | None) -> list[Any]:
+    """Hooks that split the video tokens after the patch embedding, slice RoPE and record the layout per block,
+    and gather the tokens after the head's projection."""
     world, rank = dist.get_world_size(group), dist.get_rank(group)
     encoder_blocks = {id(block) for block in model.encoder_blocks}
 
     def start(module: nn.Module, args: tuple, kwargs: dict) -> None:
-        global _current
         if module.training:
             raise ValueError("context parallelism is for inference: call model.eval() first")
-        if _current is not None:
-            raise ValueError("a context-parallel forward is already running in this process")
-        state.inner = get_attention_backend()
-        state.previous_backend.append(state.inner)
-        set_attention_backend(BACKEND_NAME)
-        _current = state
+        if state.running:
+            raise ValueError("a context-parallel forward of this model is already running")
+        state.running = True
 
     def finish(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
-        global _current
-        _current = None
-        state.layout = None
-        if state.previous_backend:
-            set_attention_backend(state.previous_backend.pop())
+        state.running, state.layout = False, None
 
     def shard_tokens(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
         state.counts = split_counts(output.shape[1], world)
@@ -147,8 +152,7 @@ def enable_context_parallel(
         model.x_embedder.register_forward_hook(shard_tokens),
         model.proj_out.register_forward_hook(gather_tokens),
     ]
-    handles += [block.register_forward_pre_hook(enter_block) for block in model.repeated_blocks()]
-    return ContextParallelHandle(handles)
+    return handles + [block.register_forward_pre_hook(enter_block) for block in model.repeated_blocks()]
 
 
 def init_distributed() -> tuple[int, int]:

@@ -4,6 +4,7 @@
 |---------------|----------------------------------------------------------------------------|--------------------------|
 | `fp8_compute` | torchao dynamic float8 activations x float8 weights in the block linears   | `perf/fp8.py` (`dynamic`) |
 | `compile`     | `torch.compile` of each repeated block (one graph per block class)        | `perf/compile.py`         |
+| attention     | the transformer's attention kernel, set on its attention modules            | `models/attention.py`     |
 | step cache    | a `StepCache` in the call's `PassOptions` (`step_cache=`), per guidance pass | `perf/step_cache.py`   |
 
 Order: memory plan (device placement, FP8 weight-only), then FP8 compute (needs the weights on the GPU), then
@@ -27,10 +28,14 @@ class SpeedPlan:
         None  # a torch.compile backend ("inductor", "eager", ...); None = no compile
     )
     fp8_compute: bool = False
+    attention_backend: str | None = (
+        None  # the transformer's attention kernel; None: the process default (auto)
+    )
 
     def describe(self) -> str:
         compiled = f"compile={self.compile_backend}" if self.compile_backend else "compile=off"
-        return f"{compiled}, fp8_compute={'on' if self.fp8_compute else 'off'}"
+        attention = f", attention={self.attention_backend}" if self.attention_backend else ""
+        return f"{compiled}, fp8_compute={'on' if self.fp8_compute else 'off'}{attention}"
 
 
 def compile_backends() -> list[str]:
@@ -59,7 +64,12 @@ def check_speed_plan(plan: SpeedPlan, device: torch.device, fp8_weight_only: boo
 
 
 def apply_speed_plan(pipe, plan: SpeedPlan) -> None:
-    """Quantise (FP8 compute) and compile the pipeline's transformer in place, after the memory plan."""
+    """Set the attention kernel, quantise (FP8 compute) and compile the pipeline's transformer in place, after the
+    memory plan."""
+    if plan.attention_backend is not None:
+        from ..models.attention import use_attention_backend
+
+        use_attention_backend(pipe.transformer, plan.attention_backend)
     if plan.fp8_compute:
         from ..perf.fp8 import quantize_fp8
 
