@@ -40,8 +40,8 @@ def main() -> None:
     from motif_video.evaluation.analysis import frame_colours, object_masks, psnr_uint8
     from motif_video.evaluation.suite import prompt_suite
     from motif_video.pipelines import MotifVideoPipeline
-    from motif_video.pipelines.base import Conditioning
     from motif_video.pipelines.latents import decode_latents, normalize_latents
+    from motif_video.pipelines.velocity import Conditioning, PassOptions
     from motif_video.synthetic import render, scene_at
 
     parser = argparse.ArgumentParser(
@@ -115,12 +115,12 @@ def main() -> None:
         add("vae_colour", colours_right(rec, truth))
         add("data_stats", frame_stats(z))
         cond, _ = pipe.encode_prompt(case.prompt, "", 1, True, 512, torch.device("cpu"))
-        empty = Conditioning(latent=torch.zeros_like(z), mask=torch.zeros_like(z[:, :1]))
+        empty = Conditioning()  # no first frame: zeros in the 17 condition channels
         noise = torch.randn(z.shape, generator=generator)
         for sigma in args.sigmas:
             x_sigma = flow.noisy_latents(z, noise, torch.tensor([sigma]))
             with torch.no_grad():
-                v, _ = pipe.predict_velocity(x_sigma, sigma, cond, None, empty, "sequential")
+                v, _ = pipe.predict_velocity(x_sigma, sigma, cond, None, empty, PassOptions("sequential"))
             x0 = flow.predicted_x0(x_sigma, v, torch.tensor([sigma]))
             # error per latent frame relative to that frame's spatial variance (what draws the object)
             err = ((x0 - z) ** 2).mean(dim=(0, 1, 3, 4)) / z.var(dim=(3, 4)).mean(dim=(0, 1))
