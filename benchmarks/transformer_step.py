@@ -60,7 +60,9 @@ def build_pair(preset: str, device: torch.device, dtype: torch.dtype, seed: int 
     """Our model with random weights, and the reference sharing the same tensors."""
     from diffusers import MotifVideoTransformer3DModel
 
-    config = {k: v for k, v in preset_config(preset).items() if k != "cross_attention_layout"}  # diffusers' layout
+    config = {
+        k: v for k, v in preset_config(preset).items() if k != "cross_attention_layout"
+    }  # diffusers' layout
     torch.manual_seed(seed)
     with torch.device("meta"):
         ours = MotifVideoTransformer(**config)

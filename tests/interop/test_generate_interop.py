@@ -63,7 +63,7 @@ def test_generate_with_two_loras_equals_the_hand_merged_model(folder, loras, tmp
     assert (with_loras - plain).abs().max() > 1e-2
 
 
-def test_generate_with_a_gguf_transformer(folder, tmp_path, capsys):
+def test_generate_with_a_gguf_transformer(folder, loras, tmp_path, capsys):
     plain = latents_of(str(folder), tmp_path, "plain")
     f32 = export(folder, tmp_path / "t-f32.gguf", gguf="F32").path
     torch.testing.assert_close(
@@ -72,6 +72,11 @@ def test_generate_with_a_gguf_transformer(folder, tmp_path, capsys):
     q8 = export(folder, tmp_path / "t-q8.gguf", gguf="Q8_0").path
     quantised = latents_of(str(folder), tmp_path, "q8", "--transformer-gguf", str(q8))
     assert 0 < (quantised - plain).abs().max() < 0.05 * plain.abs().max()
+    # a LoRA on top of the packed layers (peft wraps diffusers' GGUFLinear)
+    with_lora = latents_of(
+        str(folder), tmp_path, "q8-lora", "--transformer-gguf", str(q8), "--lora", str(loras[0])
+    )
+    assert (with_lora - quantised).abs().max() > 1e-2
 
 
 @pytest.mark.parametrize(
