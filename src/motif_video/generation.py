@@ -333,15 +333,19 @@ def _render_videos(
 
     from .perf.step_cache import StepCache
     from .pipelines.speed import cache_summary
+    from .vocabulary import prompt_warning, tokenizer_vocabulary
 
     r = plan.request
     image = PIL.Image.open(r.image).convert("RGB") if r.image is not None else None
+    vocabulary = tokenizer_vocabulary(pipe.tokenizer)  # a closed word list (the small model's), else None
     data_parallel = plan.parallel == "data"
     mine = range(rank, len(r.prompts), plan.world_size) if data_parallel else range(len(r.prompts))
     writes = data_parallel or rank == 0
     cache = StepCache(r.cache_threshold) if r.cache_threshold is not None else None
     written, cache_lines = [], []
     for i in tqdm(mine, desc="videos", unit="video", disable=not bar):
+        if (warning := prompt_warning(r.prompts[i], vocabulary)) is not None:
+            log(f"warning: prompt {i}: {warning}")
         latents = render_latents(pipe, plan, i, image=image, step_cache=cache, parallel=parallel)
         if i == mine[0] and pipe.last_sampler is not None:
             log(f"sampler: Euler, shift {pipe.last_sampler.shift:g} ({pipe.last_sampler.source})")

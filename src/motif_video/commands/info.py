@@ -36,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
     model = presets.build_transformer(args.model, device="meta")  # each preset names its layout
     summary = model_summary(model, size, text_tokens=args.text_tokens)
     config = dict(model.config)
+    vocabulary = _vocabulary(args.model)
     if args.json:
+        summary["vocabulary"] = vocabulary
         summary["flops"] = {
             mode: {
                 "per_forward": report.total,
@@ -55,4 +57,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_summary(args.model, summary))
         print(flops_table(config, size, args.text_tokens, args.steps))
+        if vocabulary is not None:
+            from ..vocabulary import describe_vocabulary
+
+            print(describe_vocabulary(vocabulary))
     return 0
+
+
+def _vocabulary(preset: str) -> list[str] | None:
+    """The words of the model shipped under the preset's name (the small model's closed word list), else None."""
+    from ..hub import shipped_model
+    from ..vocabulary import folder_vocabulary
+
+    folder = shipped_model(preset)
+    return folder_vocabulary(folder) if folder is not None else None
