@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from motif_video import defaults as D
+from motif_video.choices import PARALLEL_CHOICES
 from motif_video.options import (
     GENERATE_OPTIONS,
     OPTIONS,
-    PARALLEL_CHOICES,
     GenerateRequest,
     add_arguments,
     parse_request,

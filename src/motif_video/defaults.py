@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .choices import GUIDANCE_MODES
+
 # ---------------------------------------------------------------------------------------------- released model
 HEIGHT = 736
 WIDTH = 1280
@@ -46,7 +48,6 @@ KEEP_FIRST_FRAME = False  # I2V: the model generates latent frame 0 from the con
 # A None negative prompt means the pipeline's 39-term trained one (`pipelines.prompts.DEFAULT_NEGATIVE_PROMPT`).
 
 GENERATION_CONFIG_NAME = "generation_config.json"
-GUIDANCE_CHOICES = ("apg", "cfg", "none")
 ADAPTERS = (None, "lora")
 
 
@@ -74,8 +75,8 @@ class GenerationDefaults:
     def __post_init__(self) -> None:
         if self.num_inference_steps is not None and self.num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {self.num_inference_steps}")
-        if self.guidance not in (None, *GUIDANCE_CHOICES):
-            raise ValueError(f"guidance must be one of {list(GUIDANCE_CHOICES)}, got {self.guidance!r}")
+        if self.guidance not in (None, *GUIDANCE_MODES):
+            raise ValueError(f"guidance must be one of {list(GUIDANCE_MODES)}, got {self.guidance!r}")
         if self.adapter not in ADAPTERS:
             raise ValueError(f"adapter must be one of {list(ADAPTERS)}, got {self.adapter!r}")
 

@@ -24,32 +24,25 @@ import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from . import defaults as D
+from .choices import (
+    DTYPE_CHOICES,
+    GUIDANCE_BATCHING,
+    GUIDANCE_MODES,
+    OFFLOAD_MODES,
+    PARALLEL_CHOICES,
+)
 from .hub import DEFAULT_MODEL_ID
 from .interop.lora_spec import parse_lora_spec
 
-# ------------------------------------------------------------------------------------------ choice lists (once)
-GuidanceMode = Literal["apg", "cfg", "none"]
-GUIDANCE_MODES: tuple[str, ...] = D.GUIDANCE_CHOICES
-GuidanceBatching = Literal["auto", "batched", "sequential"]
-GUIDANCE_BATCHING: tuple[str, ...] = ("auto", "batched", "sequential")
-OffloadMode = Literal["none", "model", "group", "sequential"]
-OFFLOAD_MODES: tuple[str, ...] = ("none", "model", "group", "sequential")
-ParallelMode = Literal["none", "context", "guidance", "data"]
-PARALLEL_MODES: tuple[str, ...] = ("none", "context", "guidance", "data")
-PARALLEL_CHOICES: tuple[str, ...] = (
-    "auto",
-    *PARALLEL_MODES,
-)  # auto: decided from the process and prompt counts
-DTYPE_CHOICES: tuple[str, ...] = ("auto", "bfloat16", "float16", "float32")
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 # What a field is about: the video (per request), where it is written, how the process runs (per process: a service
 # sets these when it starts, not per request).
 Group = Literal["video", "output", "run"]
-GROUPS: tuple[str, ...] = ("video", "output", "run")
+GROUPS: tuple[str, ...] = get_args(Group)
 CliKind = Literal["value", "switch", "negatable", "optional_value", "prompt", "append"]
 
 

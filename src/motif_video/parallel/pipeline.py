@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ..options import PARALLEL_MODES, ParallelMode
+from ..choices import PARALLEL_MODES, ParallelMode
 from .context import ContextParallelHandle, enable_context_parallel
 
 GUIDANCE_BRANCHES = ("cond", "uncond")  # rank r of the guidance group runs branch r

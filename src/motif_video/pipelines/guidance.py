@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import defaults as D
-from ..options import GUIDANCE_MODES, GuidanceMode
+from ..choices import GUIDANCE_MODES, GuidanceMode
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..choices import GuidanceBatching
 from ..defaults import SHIFT_I2V
-from ..options import GuidanceBatching
 from ..perf.step_cache import StepCache
 from . import prompts as P
 from .base import MotifVideoBasePipeline, MotifVideoPipelineOutput, OutputType

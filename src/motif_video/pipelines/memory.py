@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..options import OFFLOAD_MODES, OffloadMode
+from ..choices import OFFLOAD_MODES, OffloadMode
 from ..perf.fp8 import quantize_fp8
 
 # Peak-memory targets at 1280x736x121 bf16 (issue 3) used to pick a mode from a budget; not yet measured on a GPU.

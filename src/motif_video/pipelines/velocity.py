@@ -18,8 +18,8 @@ from typing import Any
 import torch
 
 from .. import flow
+from ..choices import GUIDANCE_BATCHING, GuidanceBatching
 from ..conditioning import condition_channels
-from ..options import GUIDANCE_BATCHING, GuidanceBatching
 from ..perf.step_cache import StepCache
 from . import prompts as P
 
