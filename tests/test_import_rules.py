@@ -68,3 +68,16 @@ def test_nothing_in_the_library_imports_the_test_helpers():
 def test_inference_does_not_import_training(layer):
     assert importers("motif_video.training", within=layer) == []
     assert importers("motif_video.distill", within=layer) == []
+
+
+@pytest.mark.parametrize("upper", ["motif_video.pipelines", "motif_video.parallel", "motif_video.generation"])
+def test_the_model_does_not_import_the_layers_that_run_it(upper):
+    assert importers(upper, within="motif_video.models") == []
+
+
+@pytest.mark.parametrize("light", ["motif_video.options", "motif_video.defaults", "motif_video.choices"])
+def test_the_option_declarations_import_no_library_layer(light):
+    heavy = ("models", "pipelines", "parallel", "perf", "training", "distill", "evaluation", "generation")
+    imported = {name for name in MODULES[light] if name.startswith("motif_video.")}
+    assert not {name for name in imported if name.split(".")[1] in heavy}
+    assert not {name for name in MODULES[light] if name.split(".")[0] in ("torch", "diffusers", "numpy")}
