@@ -1,0 +1,143 @@
+"""`motif-video serve`: an HTTP API, a job queue in a database and warm workers (see motif_video.serve)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+TOKEN_ENV = "MOTIF_VIDEO_TOKEN"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="video generation service: HTTP API, job queue, workers, web page",
+        description="Serve a model over HTTP: POST /v1/videos queues a job, workers (one per GPU, or one on the "
+        "CPU) keep the pipeline warm and run the jobs; the page at / submits prompts and plays the results. "
+        "Needs the serve extra: pip install 'motif-video[serve]'.",
+    )
+    p.add_argument(
+        "--model", default="small", help="shipped model name, local folder or Hub id (default: small)"
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)"
+    )
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes on this machine (default: one per GPU, else one on the CPU); 0: API only",
+    )
+    p.add_argument(
+        "--database",
+        default=None,
+        help="sqlite:///PATH or postgresql://USER@HOST/DB, the queue shared by every host "
+        "(default: RESULTS/jobs.sqlite3)",
+    )
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=Path("motif-video-results"),
+        help="folder for the MP4s (shared by every host) (default: motif-video-results)",
+    )
+    p.add_argument(
+        "--token",
+        default=None,
+        help=f"bearer token every request must carry (default: the {TOKEN_ENV} environment variable, else none)",
+    )
+    p.add_argument(
+        "--device", default="auto", help="workers' device: auto, cpu, cuda or cuda:N (default: auto)"
+    )
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "bfloat16", "float16", "float32"],
+        help="workers' dtype (default: auto: bfloat16 on CUDA, float32 on the CPU)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads per CPU worker; 0: the cores shared among the CPU workers (default: 0)",
+    )
+    p.add_argument(
+        "--lease",
+        type=float,
+        default=30.0,
+        help="seconds a running job stays claimed without a sign of life from its worker; then another worker "
+        "takes it (default: 30)",
+    )
+    p.add_argument(
+        "--no-api", action="store_true", help="run only workers on this host (default: API and workers)"
+    )
+    limits = p.add_argument_group("limits (a request over one gets 422; a full queue 429; a big upload 413)")
+    limits.add_argument("--max-width", type=int, default=1280, help="(default: 1280)")
+    limits.add_argument("--max-height", type=int, default=1280, help="(default: 1280)")
+    limits.add_argument("--max-frames", type=int, default=121, help="(default: 121)")
+    limits.add_argument("--max-steps", type=int, default=100, help="(default: 100)")
+    limits.add_argument("--max-prompt-chars", type=int, default=2000, help="(default: 2000)")
+    limits.add_argument(
+        "--max-upload-mb", type=float, default=10.0, help="first-frame image size (default: 10)"
+    )
+    limits.add_argument("--max-queue", type=int, default=1000, help="queued jobs (default: 1000)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        from ..serve.fields import Limits
+        from ..serve.server import ServeConfig, serve
+    except ImportError as exc:  # fastapi / uvicorn missing
+        raise ValueError(f"serve needs its extra: pip install 'motif-video[serve]' ({exc})") from exc
+    for name in (
+        "max_width",
+        "max_height",
+        "max_frames",
+        "max_steps",
+        "max_prompt_chars",
+        "max_queue",
+        "port",
+    ):
+        if getattr(args, name) < (0 if name == "port" else 1):
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.max_upload_mb <= 0:
+        raise ValueError(f"--max-upload-mb must be > 0, got {args.max_upload_mb}")
+    if args.workers is not None and args.workers < 0:
+        raise ValueError(f"--workers must be >= 0, got {args.workers}")
+    if args.threads < 0:
+        raise ValueError(f"--threads must be >= 0, got {args.threads}")
+    if args.lease <= 0:
+        raise ValueError(f"--lease must be > 0 seconds, got {args.lease}")
+    if args.no_api and args.workers == 0:
+        raise ValueError("--no-api with --workers 0 would run nothing")
+    if args.database is not None and not args.database.startswith(
+        ("sqlite:///", "postgresql://", "postgres://")
+    ):
+        raise ValueError(f"--database must be sqlite:///PATH or postgresql://..., got {args.database!r}")
+    limits = Limits(
+        max_width=args.max_width,
+        max_height=args.max_height,
+        max_frames=args.max_frames,
+        max_steps=args.max_steps,
+        max_prompt_chars=args.max_prompt_chars,
+        max_upload_bytes=int(args.max_upload_mb * 2**20),
+        max_queue=args.max_queue,
+    )
+    config = ServeConfig(
+        model=args.model,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        database=args.database,
+        results=args.results,
+        token=args.token if args.token is not None else os.environ.get(TOKEN_ENV) or None,
+        device=args.device,
+        dtype=args.dtype,
+        threads=args.threads,
+        lease=args.lease,
+        api=not args.no_api,
+        limits=limits,
+    )
+    return serve(config)

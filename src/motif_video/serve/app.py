@@ -1,0 +1,359 @@
+"""The HTTP API and the web page (FastAPI); jobs go to the queue, workers do the rest.
+
+Routes: `POST /v1/videos` (JSON, or multipart with a first frame in the `image` part), `GET /v1/videos` (newest
+first, `limit`/`offset`), `GET /v1/videos/{id}`, `GET /v1/videos/{id}/content` (the MP4, range requests),
+`GET /v1/videos/{id}/events` (server-sent events), `DELETE /v1/videos/{id}` (cancel), `/health`, `/metrics`
+(Prometheus text), `/` (the page), `/openapi.json` and `/docs`. With a token every route wants
+`Authorization: Bearer TOKEN` (or `?access_token=TOKEN`, for the page's video element and event stream).
+Requests are checked completely (fields, limits, the upload is an image) before anything is queued; results are
+found by job id only (the file name comes from the job record, never from the request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
+
+from .fields import FIELDS, FieldError, Limits, settings_from_fields
+from .store import TERMINAL, JobStore, QueueFull
+
+JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+FORM_OVERHEAD = 64 * 1024  # multipart headers and text fields on top of the image
+EVENT_SECONDS = 3600.0  # an event stream ends after this long even if the job has not
+
+
+@dataclass
+class AppConfig:
+    store: JobStore
+    results: Path
+    model: str = "small"
+    limits: Limits = field(default_factory=Limits)
+    token: str | None = None
+    poll: float = 0.25  # seconds between the event stream's looks at the job
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, detail: str, field: str | None = None):
+        super().__init__(detail)
+        self.status, self.detail, self.field = status, detail, field
+
+
+def _schema_type(kind: type) -> str:
+    return {str: "string", int: "integer", float: "number", bool: "boolean"}[kind]
+
+
+def request_schema(multipart: bool) -> dict[str, Any]:
+    props: dict[str, Any] = {name: {"type": _schema_type(kind)} for name, (kind, _) in FIELDS.items()}
+    if multipart:
+        props["image"] = {"type": "string", "format": "binary", "description": "first frame (image-to-video)"}
+    return {"type": "object", "properties": props, "required": ["prompt"], "additionalProperties": False}
+
+
+def job_view(job: dict) -> dict[str, Any]:
+    """A job record as the API shows it."""
+    created, started, finished = job["created_at"], job["started_at"], job["finished_at"]
+    steps = job["steps"] or 0
+    return {
+        "id": job["id"],
+        "object": "video",
+        "state": job["state"],
+        "progress": round(job["step"] / steps, 4) if steps else 0.0,
+        "step": job["step"],
+        "steps": steps,
+        "settings": job["settings"],
+        "created_at": created,
+        "started_at": started,
+        "finished_at": finished,
+        "timings": {
+            "queued_seconds": (started or finished or time.time()) - created,
+            "running_seconds": ((finished or time.time()) - started) if started else None,
+            "step_seconds": job["step_seconds"],
+        },
+        "attempts": job["attempts"],
+        "worker": job["worker"],
+        "error": job["error"],
+        "content_url": f"/v1/videos/{job['id']}/content" if job["state"] == "succeeded" else None,
+    }
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise HTTPError(413, f"request body is {int(length)} bytes; at most {limit} are accepted")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPError(413, f"request body is over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _parse_form(request: Request, body: bytes, limits: Limits) -> tuple[dict[str, Any], bytes | None]:
+    sent = False
+
+    async def receive():
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    replay = Request(request.scope, receive)
+    try:
+        form = await replay.form(
+            max_files=1, max_fields=len(FIELDS) + 1, max_part_size=limits.max_upload_bytes
+        )
+    except Exception as exc:
+        raise HTTPError(400, f"the multipart body cannot be read: {exc}") from exc
+    fields: dict[str, Any] = {}
+    image = None
+    for key, value in form.multi_items():
+        if key == "image" and not isinstance(value, str):
+            image = await value.read()
+            if len(image) > limits.max_upload_bytes:
+                raise HTTPError(
+                    413, f"image is {len(image)} bytes; at most {limits.max_upload_bytes} are accepted"
+                )
+        elif isinstance(value, str):
+            fields[key] = value
+        else:
+            raise HTTPError(422, f"unexpected file in field {key!r}; only 'image' takes a file", key)
+    return fields, image
+
+
+def create_app(config: AppConfig) -> FastAPI:
+    store, limits = config.store, config.limits
+    app = FastAPI(
+        title="motif-video",
+        summary="Text- and image-to-video generation with Motif-Video: a job queue with workers.",
+        version="1",
+    )
+    page = resources.files("motif_video.serve").joinpath("page.html").read_text(encoding="utf-8")
+
+    @app.exception_handler(HTTPError)
+    async def _http_error(request: Request, exc: HTTPError):
+        body: dict[str, Any] = {"detail": exc.detail}
+        if exc.field is not None:
+            body["field"] = exc.field
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(body, status_code=exc.status, headers=headers)
+
+    @app.middleware("http")
+    async def _token(request: Request, call_next):
+        if config.token is not None:
+            header = request.headers.get("authorization", "")
+            given = (
+                header[7:]
+                if header.lower().startswith("bearer ")
+                else request.query_params.get("access_token")
+            )
+            if given is None or not hmac.compare_digest(given.encode(), config.token.encode()):
+                return JSONResponse(
+                    {"detail": "a valid bearer token is required (Authorization: Bearer TOKEN)"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        return await call_next(request)
+
+    def _job(job_id: str) -> dict:
+        job = store.get(job_id) if JOB_ID.match(job_id) else None
+        if job is None:
+            raise HTTPError(404, f"no job {job_id!r}")
+        return job
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    @app.get("/health", summary="Liveness, queue length and workers seen")
+    def health() -> dict[str, Any]:
+        counts = store.counts()
+        return {"status": "ok", "model": config.model, "queued": counts["queued"], "running": counts["running"],
+                "workers": len(_live_workers(store))}  # fmt: skip
+
+    @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(_metrics_text(store), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.post(
+        "/v1/videos",
+        status_code=202,
+        summary="Queue a video (JSON, or multipart/form-data with a first frame in `image`)",
+        responses={
+            413: {"description": "body or image too large"},
+            422: {"description": "a bad field"},
+            429: {"description": "the queue is full"},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": request_schema(False)},
+                    "multipart/form-data": {"schema": request_schema(True)},
+                },
+            }
+        },
+    )
+    async def create(request: Request) -> JSONResponse:
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind not in ("application/json", "multipart/form-data"):
+            raise HTTPError(
+                415, f"content type must be application/json or multipart/form-data, got {kind!r}"
+            )
+        body = await _read_limited(request, limits.max_upload_bytes + FORM_OVERHEAD)
+        image = None
+        if kind == "application/json":
+            try:
+                fields = json.loads(body)
+            except ValueError as exc:
+                raise HTTPError(400, f"the body is not JSON: {exc}") from exc
+            if not isinstance(fields, dict):
+                raise HTTPError(422, "the body must be a JSON object of request fields")
+        else:
+            fields, image = await _parse_form(request, body, limits)
+        settings = await run_in_threadpool(_settings, fields, image)
+        try:
+            job = await run_in_threadpool(store.submit, settings, settings["steps"], image, limits.max_queue)
+        except QueueFull:
+            raise HTTPError(429, f"the queue is full ({limits.max_queue} jobs); try again later") from None
+        return JSONResponse(job_view(job), status_code=202, headers={"Location": f"/v1/videos/{job['id']}"})
+
+    def _settings(fields: dict[str, Any], image: bytes | None) -> dict[str, Any]:
+        with tempfile.TemporaryDirectory(prefix="motif-video-upload-") as tmp:
+            path = None
+            if image is not None:
+                path = Path(tmp) / "image"
+                path.write_bytes(image)
+            try:
+                return settings_from_fields(
+                    fields, model=config.model, limits=limits, probe_dir=config.results, image=path
+                )
+            except FieldError as exc:
+                message = str(exc).replace(str(path), "upload") if path is not None else str(exc)
+                raise HTTPError(422, message, exc.field) from exc
+
+    @app.get("/v1/videos", summary="Jobs, newest first")
+    def list_videos(limit: int = 20, offset: int = 0) -> dict[str, Any]:
+        if not 1 <= limit <= 100:
+            raise HTTPError(422, f"limit must be in 1..100, got {limit}", "limit")
+        if offset < 0:
+            raise HTTPError(422, f"offset must be >= 0, got {offset}", "offset")
+        rows, total = store.page(limit, offset)
+        following = offset + len(rows)
+        return {"object": "list", "data": [job_view(r) for r in rows], "total": total,
+                "next_offset": following if following < total else None}  # fmt: skip
+
+    @app.get("/v1/videos/{job_id}", summary="A job: state, progress, settings, timings, error")
+    def get_video(job_id: str) -> dict[str, Any]:
+        return job_view(_job(job_id))
+
+    @app.delete("/v1/videos/{job_id}", summary="Cancel a queued or running job")
+    def cancel_video(job_id: str) -> dict[str, Any]:
+        before = _job(job_id)
+        if before["state"] in TERMINAL:
+            raise HTTPError(409, f"job {job_id} has already ended ({before['state']})")
+        return job_view(store.cancel(job_id))  # type: ignore[arg-type]
+
+    @app.get(
+        "/v1/videos/{job_id}/content",
+        summary="The MP4 (range requests supported)",
+        response_class=FileResponse,
+        responses={200: {"content": {"video/mp4": {}}}, 409: {"description": "the job has not succeeded"}},
+    )
+    def video_content(job_id: str) -> FileResponse:
+        job = _job(job_id)
+        if job["state"] != "succeeded":
+            raise HTTPError(409, f"job {job_id} is {job['state']}; the video exists once it has succeeded")
+        path = config.results / job["result"]
+        if not path.is_file():
+            raise HTTPError(410, f"the video of job {job_id} is no longer in the results folder")
+        return FileResponse(path, media_type="video/mp4", filename=f"{job_id}.mp4")
+
+    @app.get("/v1/videos/{job_id}/events", summary="Progress as server-sent events (ends when the job does)")
+    async def video_events(job_id: str, request: Request) -> StreamingResponse:
+        await run_in_threadpool(_job, job_id)
+
+        async def stream():
+            last, deadline = None, time.monotonic() + EVENT_SECONDS
+            while time.monotonic() < deadline:
+                job = await run_in_threadpool(store.get, job_id)
+                view = job_view(job)  # type: ignore[arg-type]
+                key = (view["state"], view["step"])
+                if key != last:
+                    last = key
+                    yield f"event: progress\ndata: {json.dumps(view)}\n\n"
+                if view["state"] in TERMINAL:
+                    yield f"event: end\ndata: {json.dumps(view)}\n\n"
+                    return
+                if await request.is_disconnected():
+                    return
+                await asyncio.sleep(config.poll)
+
+        return StreamingResponse(
+            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
+
+    return app
+
+
+def _live_workers(store: JobStore, stale: float = 120.0) -> list[dict]:
+    now = time.time()
+    return [w for w in store.workers() if now - w["seen_at"] < stale]
+
+
+def _metrics_text(store: JobStore) -> str:
+    import resource
+
+    counts = store.counts()
+    steps = sorted(store.recent_step_seconds())
+    lines = [
+        "# HELP motif_video_queue_length Jobs waiting for a worker.",
+        "# TYPE motif_video_queue_length gauge",
+        f"motif_video_queue_length {counts['queued']}",
+        "# HELP motif_video_jobs Jobs by state.",
+        "# TYPE motif_video_jobs gauge",
+        *(f'motif_video_jobs{{state="{state}"}} {n}' for state, n in counts.items()),
+        "# HELP motif_video_step_seconds Seconds per denoising step over the last 100 finished jobs.",
+        "# TYPE motif_video_step_seconds summary",
+    ]
+    for q in (0.5, 0.9, 0.99):
+        value = steps[min(len(steps) - 1, int(q * len(steps)))] if steps else float("nan")
+        lines.append(f'motif_video_step_seconds{{quantile="{q}"}} {value:.6g}')
+    lines += [
+        f"motif_video_step_seconds_sum {sum(steps):.6g}",
+        f"motif_video_step_seconds_count {len(steps)}",
+    ]
+    workers = _live_workers(store)
+    lines += [
+        "# HELP motif_video_workers Workers seen in the last two minutes.",
+        "# TYPE motif_video_workers gauge",
+        f"motif_video_workers {len(workers)}",
+        "# HELP motif_video_worker_peak_memory_bytes Peak memory of each worker (GPU memory on CUDA, else RSS).",
+        "# TYPE motif_video_worker_peak_memory_bytes gauge",
+    ]
+    for w in workers:
+        if w["peak_memory_gb"] is not None:
+            labels = f'worker="{w["id"]}",device="{w["device"]}"'
+            lines.append(
+                f"motif_video_worker_peak_memory_bytes{{{labels}}} {int(w['peak_memory_gb'] * 2**30)}"
+            )
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    lines += [
+        "# HELP motif_video_server_peak_memory_bytes Peak resident memory of the API process.",
+        "# TYPE motif_video_server_peak_memory_bytes gauge",
+        f"motif_video_server_peak_memory_bytes {rss}",
+    ]
+    return "\n".join(lines) + "\n"

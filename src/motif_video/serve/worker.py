@@ -1,0 +1,215 @@
+"""A worker process: one warm pipeline, jobs from the queue, one MP4 per job.
+
+The pipeline is loaded once (`generation.prepare_pipeline`); each job runs the library's own per-video calls
+(`render_latents`, `write_video`), so a job's MP4 is the one `motif-video generate` writes for the same settings and
+seed. Every step records progress and extends the job's lease; a thread renews the lease while the VAE decodes
+and the file is written. A cancelled job (or one whose lease was lost) stops after the current step and writes
+nothing. The MP4 is written under a temporary name in the results folder, renamed, and only then recorded.
+On SIGTERM/SIGINT the worker stops after the current step and gives its job back to the queue.
+
+Run by `motif-video serve` (one per GPU, or one on the CPU), or alone on another machine:
+`python -m motif_video.serve.worker --database postgresql://... --results /shared/results --model small`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from .fields import to_request
+from .store import JobStore, open_store
+
+
+class Worker:
+    def __init__(
+        self,
+        store: JobStore,
+        results: Path,
+        model: str,
+        device: str = "auto",
+        dtype: str = "auto",
+        lease: float = 30.0,
+        poll: float = 0.2,
+    ):
+        self.store, self.results, self.model = store, Path(results), model
+        self.device, self.dtype, self.lease, self.poll = device, dtype, lease, poll
+        self.id = f"{socket.gethostname()}:{os.getpid()}"
+        self.stopping = threading.Event()
+        self._pipes: dict[str, object] = {}
+
+    # ----------------------------------------------------------------------------------------------- pipeline
+    def _request(self, settings: dict, output: Path, image: Path | None):
+        return to_request(
+            settings, model=self.model, output=output, image=image, device=self.device, dtype=self.dtype
+        ).validate()
+
+    def load(self) -> None:
+        """Load the text-to-video pipeline (the warm model); image-to-video shares its components."""
+        from ..generation import prepare_pipeline
+
+        probe = {"prompt": "warm up", **dict.fromkeys(
+            ("negative_prompt", "height", "width", "num_frames", "steps", "guidance", "guidance_scale", "shift",
+             "seed", "keep_first_frame", "cache_threshold"))}  # fmt: skip
+        probe.update(guidance_batching="auto", fps=24, height=16, width=16, num_frames=1)
+        request = self._request(probe, self.results / "probe.mp4", None)
+        self.device, self.dtype = request.device, request.dtype
+        self._pipes["t2v"], _ = prepare_pipeline(request, show_progress=False)
+
+    def pipeline(self, image: bool):
+        if image and "i2v" not in self._pipes:
+            from ..pipelines import MotifVideoImageToVideoPipeline
+
+            self._pipes["i2v"] = MotifVideoImageToVideoPipeline.from_pipe(self._pipes["t2v"])
+            self._pipes["i2v"].set_progress_bar_config(disable=True)
+        return self._pipes["i2v" if image else "t2v"]
+
+    # ----------------------------------------------------------------------------------------------------- loop
+    def run(self, max_jobs: int | None = None) -> int:
+        """Take and run jobs until stopped (or `max_jobs` are done); returns the number run."""
+        import torch
+
+        self.store.register_worker(self.id, socket.gethostname(), os.getpid(), self.device, self.model)
+        done, last_seen = 0, 0.0
+        try:
+            while not self.stopping.is_set() and (max_jobs is None or done < max_jobs):
+                if time.time() - last_seen > self.lease / 3:
+                    self.store.worker_seen(self.id)
+                    last_seen = time.time()
+                job = self.store.claim(self.id, self.lease)
+                if job is None:
+                    self.stopping.wait(self.poll)
+                    continue
+                self.run_job(job, torch)
+                done += 1
+        finally:
+            self.store.remove_worker(self.id)
+        return done
+
+    def run_job(self, job: dict, torch) -> None:
+        import PIL.Image
+
+        from ..generation import render_latents, write_video
+        from ..perf.step_cache import StepCache
+
+        job_id, claim, settings = job["id"], job["claim"], job["settings"]
+        keeper = _LeaseKeeper(self.store, job_id, claim, self.lease)
+        keeper.start()
+        tmpdir = tempfile.TemporaryDirectory(prefix="motif-video-job-")
+        try:
+            image_path = None
+            if settings.get("image"):
+                image_path = Path(tmpdir.name) / "image"
+                image_path.write_bytes(self.store.image(job_id) or b"")
+            # one file per claim: a worker that lost its lease cannot touch the file of the one that has the job now
+            final = self.results / f"{job_id}-{claim}.mp4"
+            request = self._request(settings, final, image_path)
+            pipe = self.pipeline(image_path is not None)
+            image = PIL.Image.open(image_path).convert("RGB") if image_path is not None else None
+            cache = StepCache(request.cache_threshold) if request.cache_threshold is not None else None
+            if torch.device(request.device).type == "cuda":
+                torch.cuda.reset_peak_memory_stats(request.device)
+            stopped = threading.Event()
+
+            def on_step(pipe, i, t, tensors):
+                if self.stopping.is_set() or not self.store.progress(job_id, claim, i + 1, self.lease):
+                    stopped.set()
+                    pipe.interrupt_now()
+                return {}
+
+            start = time.perf_counter()
+            latents = render_latents(pipe, request, 0, image=image, step_cache=cache, callback=on_step)
+            steps_seconds = (time.perf_counter() - start) / max(1, job["steps"])
+            if stopped.is_set():
+                if self.stopping.is_set():
+                    self.store.release(job_id, claim)
+                return  # cancelled, or the lease went to another worker: nothing is written
+            write_video(pipe, latents, final, request)
+            peak = _peak_memory_gb(torch, request.device)
+            if not self.store.complete(job_id, claim, final.name, steps_seconds, peak):
+                final.unlink(missing_ok=True)  # cancelled while the file was written
+            self.store.worker_seen(self.id, peak, done=1)
+        except Exception as exc:
+            self.store.fail(job_id, claim, f"{type(exc).__name__}: {exc}")
+            traceback.print_exc()
+        finally:
+            keeper.stop()
+            tmpdir.cleanup()
+
+
+class _LeaseKeeper(threading.Thread):
+    """Renews a job's lease every lease/3 seconds until stopped (dies with the process, so the lease expires)."""
+
+    def __init__(self, store: JobStore, job_id: str, claim: str, lease: float):
+        super().__init__(daemon=True)
+        self.store, self.job_id, self.claim, self.lease = store, job_id, claim, lease
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self._stop_event.wait(self.lease / 3):
+                if not self.store.renew(self.job_id, self.claim, self.lease):
+                    return
+        finally:
+            self.store.close()  # this thread's own connection
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=self.lease)
+
+
+def _peak_memory_gb(torch, device: str) -> float:
+    if torch.device(device).type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m motif_video.serve.worker", description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--database", default=None, help="sqlite:///PATH or postgresql://... (default: RESULTS/jobs.sqlite3)"
+    )
+    p.add_argument("--results", type=Path, required=True, help="the results folder (shared by every host)")
+    p.add_argument("--model", default="small")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--lease", type=float, default=30.0, help="seconds a job stays claimed without a renewal")
+    p.add_argument("--max-jobs", type=int, default=None, help="exit after this many jobs (default: never)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    store = open_store(args.database, args.results)
+    worker = Worker(store, args.results, args.model, args.device, args.dtype, args.lease)
+
+    def stop(signum, frame):
+        worker.stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    worker.load()
+    print(f"worker {worker.id} ready: {args.model} on {worker.device} ({worker.dtype})", flush=True)
+    worker.run(args.max_jobs)
+    store.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # everything is recorded and closed; skip the interpreter's slow teardown of torch
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,330 @@
+"""`motif-video serve` end to end: a real server on 127.0.0.1 with two CPU workers and the small model, on SQLite
+and on PostgreSQL (the same tests for both).
+
+The module's server starts on a queue that an API-only server (no workers, a queue of 4) filled and was stopped
+with: those jobs must complete after the restart."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .conftest import PROMPT, TINY, TOKEN, Server, generate_reference, httpx, read_frames, wait_for
+
+LONG = {"width": 64, "height": 64, "num_frames": 33, "steps": 100}  # ~15 s on one thread: time to act mid-job
+UPLOAD_LIMIT_MB = 0.05
+
+
+@pytest.fixture(scope="module")
+def before_restart(database, tmp_path_factory):
+    """Four jobs queued on an API-only server with a queue of 4 (a fifth gets 429), then the server stopped."""
+    results = tmp_path_factory.mktemp("results")
+    first = Server(results, database, "--max-queue", "4").start(workers=0)
+    ids = [first.submit(seed=i, **TINY)["id"] for i in range(4)]
+    full = first.client.post("/v1/videos", json={"prompt": PROMPT, **TINY})
+    states = [first.job(i)["state"] for i in ids]
+    total = first.total()
+    assert first.stop() == 0, first.log.read_text()[-3000:]
+    return results, ids, full, states, total
+
+
+@pytest.fixture(scope="module")
+def server(database, before_restart):
+    results = before_restart[0]
+    s = Server(results, database, "--lease", "2", "--max-upload-mb", str(UPLOAD_LIMIT_MB)).start(workers=2)
+    yield s
+    assert s.stop() == 0, s.log.read_text()[-3000:]
+
+
+def test_queued_jobs_survive_a_restart_and_a_full_queue_answers_429(server, before_restart):
+    _, ids, full, states, total = before_restart
+    assert full.status_code == 429, full.text
+    assert states == ["queued"] * 4 and total == 4
+    done = [server.wait_state(i, ("succeeded", "failed", "cancelled"), timeout=120) for i in ids]
+    assert [d["state"] for d in done] == ["succeeded"] * 4, [d["error"] for d in done]
+    assert [d["attempts"] for d in done] == [1] * 4
+    for job_id in ids:
+        assert server.client.get(f"/v1/videos/{job_id}/content").status_code == 200
+
+
+def _png(size=(32, 32), colour=(200, 30, 30)) -> bytes:
+    import PIL.Image
+
+    buf = io.BytesIO()
+    PIL.Image.new("RGB", size, colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _content(server: Server, job_id: str, path):
+    response = server.client.get(f"/v1/videos/{job_id}/content")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "video/mp4"
+    path.write_bytes(response.content)
+    return read_frames(path)
+
+
+def test_job_mp4_equals_generate(server, tmp_path):
+    t2v = server.submit(seed=5, **TINY)
+    image = tmp_path / "first.png"
+    image.write_bytes(_png())
+    i2v = server.client.post(
+        "/v1/videos",
+        data={"prompt": PROMPT, "seed": "6", **{k: str(v) for k, v in TINY.items()}},
+        files={"image": ("first.png", image.read_bytes(), "image/png")},
+    )
+    assert i2v.status_code == 202, i2v.text
+    i2v = i2v.json()
+    assert t2v["settings"]["seed"] == 5 and i2v["settings"]["image"] is True
+    for job, reference in (
+        (t2v, generate_reference(tmp_path / "t2v.mp4", 5, **TINY)),
+        (i2v, generate_reference(tmp_path / "i2v.mp4", 6, image=image, **TINY)),
+    ):
+        done = server.wait_state(job["id"], ("succeeded", "failed"))
+        assert done["state"] == "succeeded", done["error"]
+        assert done["progress"] == 1.0 and done["step"] == done["steps"] == TINY["steps"]
+        served = _content(server, job["id"], tmp_path / f"{job['id']}.mp4")
+        expected = read_frames(reference)
+        assert served.shape == expected.shape == (TINY["num_frames"], 32, 32, 3)
+        np.testing.assert_array_equal(served, expected)
+
+
+BAD_FIELDS = [
+    ({"prompt": None}, "prompt"),
+    ({"prompt": "   "}, "prompt"),
+    ({"prompt": "x" * 2001}, "prompt"),
+    ({"negative_prompt": "x" * 2001}, "negative_prompt"),
+    ({"width": 40}, "width"),
+    ({"width": 2048}, "width"),
+    ({"height": 0}, "height"),
+    ({"height": "tall"}, "height"),
+    ({"num_frames": 6}, "num_frames"),
+    ({"num_frames": 125}, "num_frames"),
+    ({"steps": 0}, "steps"),
+    ({"steps": 101}, "steps"),
+    ({"steps": 2.5}, "steps"),
+    ({"guidance": "more"}, "guidance"),
+    ({"guidance_scale": -1}, "guidance_scale"),
+    ({"guidance_batching": "sometimes"}, "guidance_batching"),
+    ({"shift": 0}, "shift"),
+    ({"fps": 0}, "fps"),
+    ({"seed": -1}, "seed"),
+    ({"cache_threshold": -0.5}, "cache_threshold"),
+    ({"keep_first_frame": True}, "keep_first_frame"),  # needs an image
+    ({"keep_first_frame": "perhaps"}, "keep_first_frame"),
+    ({"model": "other"}, "model"),  # a worker-level option, not a request field
+    ({"output": "/etc/passwd"}, "output"),
+]
+
+
+def test_bad_requests_are_refused_and_nothing_is_queued(server):
+    client, before = server.client, server.total()
+    for change, field in BAD_FIELDS:
+        body = {"prompt": PROMPT, **TINY, **change}
+        body = {k: v for k, v in body.items() if v is not None}
+        response = client.post("/v1/videos", json=body)
+        assert response.status_code == 422, (change, response.text)
+        assert response.json()["field"] == field, (change, response.json())
+        assert field.split("_")[0] in response.json()["detail"], response.json()
+    # not JSON, not an object, not a supported content type
+    assert (
+        client.post("/v1/videos", content=b"{", headers={"content-type": "application/json"}).status_code
+        == 400
+    )
+    assert client.post("/v1/videos", json=[PROMPT]).status_code == 422
+    assert client.post("/v1/videos", content=b"x", headers={"content-type": "text/plain"}).status_code == 415
+    # uploads: not an image, too big (checked before anything is queued)
+    form = {"prompt": PROMPT, **{k: str(v) for k, v in TINY.items()}}
+    not_image = client.post(
+        "/v1/videos", data=form, files={"image": ("x.png", b"not an image" * 10, "image/png")}
+    )
+    assert not_image.status_code == 422 and not_image.json()["field"] == "image", not_image.text
+    big = os.urandom(int(UPLOAD_LIMIT_MB * 2**20) + 1)
+    assert (
+        client.post("/v1/videos", data=form, files={"image": ("x.png", big, "image/png")}).status_code == 413
+    )
+    # token: missing or wrong on every route
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+        for method, path in (("GET", "/"), ("GET", "/health"), ("GET", "/metrics"), ("GET", "/v1/videos"),
+                             ("POST", "/v1/videos"), ("GET", "/openapi.json")):  # fmt: skip
+            response = httpx.request(
+                method, server.url + path, headers=headers, json={"prompt": PROMPT}, timeout=30
+            )
+            assert response.status_code == 401, (method, path, headers, response.text)
+    assert httpx.get(f"{server.url}/health", params={"access_token": TOKEN}, timeout=30).status_code == 200
+    # unknown ids, and ids that are not ids
+    for job_id in ("0" * 32, "..%2F..%2Fetc%2Fpasswd", "jobs.sqlite3"):
+        for method, suffix in (("GET", ""), ("GET", "/content"), ("GET", "/events"), ("DELETE", "")):
+            response = client.request(method, f"/v1/videos/{job_id}{suffix}")
+            assert response.status_code == 404, (method, job_id, suffix, response.text)
+    assert server.total() == before
+    assert "motif_video_queue_length 0" in client.get("/metrics").text
+
+
+def test_cancel_queued_and_running_jobs(server, tmp_path):
+    first, second = server.submit(seed=1, **LONG), server.submit(seed=2, **LONG)
+    for job in (first, second):
+        wait_for(lambda j=job: server.job(j["id"])["step"] >= 1, 60, "both workers mid-job")
+    queued = server.submit(seed=3, **TINY)
+    assert server.job(queued["id"])["state"] == "queued"
+    cancelled = server.client.delete(f"/v1/videos/{queued['id']}")
+    assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
+    running = server.job(first["id"])
+    assert running["state"] == "running" and 1 <= running["step"] < LONG["steps"]
+    for job in (first, second):
+        response = server.client.delete(f"/v1/videos/{job['id']}")
+        assert response.status_code == 200 and response.json()["state"] == "cancelled", response.text
+    # the workers stop after their current step and take new work; the cancelled jobs stay cancelled, no video
+    after = server.submit(seed=4, **TINY)
+    assert server.wait_state(after["id"], ("succeeded", "failed"), timeout=60)["state"] == "succeeded"
+    for job in (first, second, queued):
+        record = server.job(job["id"])
+        assert record["state"] == "cancelled" and record["step"] < LONG["steps"], record
+        assert server.client.get(f"/v1/videos/{job['id']}/content").status_code == 409
+        assert server.client.delete(f"/v1/videos/{job['id']}").status_code == 409  # already ended
+    assert server.client.delete(f"/v1/videos/{after['id']}").status_code == 409
+    assert not list(server.results.glob(f"{first['id']}*")) and not list(
+        server.results.glob(f"{queued['id']}*")
+    )
+
+
+def test_fifty_concurrent_submissions_each_finish_once(server):
+    fields = {"prompt": PROMPT, "width": 16, "height": 16, "num_frames": 1, "steps": 1}
+
+    def post(i):
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60) as c:
+            response = c.post("/v1/videos", json={**fields, "seed": i})
+            assert response.status_code == 202, response.text
+            return response.json()["id"]
+
+    with ThreadPoolExecutor(50) as pool:
+        ids = list(pool.map(post, range(50)))
+    assert len(set(ids)) == 50
+    for job_id in ids:
+        server.wait_state(job_id, ("succeeded", "failed", "cancelled"), timeout=240)
+    jobs = [server.job(i) for i in ids]
+    assert [j["state"] for j in jobs] == ["succeeded"] * 50, [j["error"] for j in jobs if j["error"]]
+    assert all(j["attempts"] == 1 for j in jobs)  # claimed once each
+    assert sorted(j["settings"]["seed"] for j in jobs) == list(range(50))
+    for job_id in ids:  # exactly one video per job, and it is served
+        assert len(list(server.results.glob(f"{job_id}*.mp4"))) == 1
+    assert len({j["worker"] for j in jobs}) == 2  # both workers took jobs
+    listed, offset = set(), 0
+    while offset is not None:
+        page = server.client.get("/v1/videos", params={"limit": 20, "offset": offset}).json()
+        listed |= {j["id"] for j in page["data"]}
+        offset = page["next_offset"]
+    assert set(ids) <= listed
+
+
+def test_worker_killed_mid_job_completes_on_another(server):
+    job = server.submit(seed=7, **{**LONG, "steps": 20})
+    running = wait_for(lambda: (j := server.job(job["id"]))["step"] >= 2 and j, 60, "the job mid-way")
+    host, pid = running["worker"].rsplit(":", 1)
+    os.kill(int(pid), signal.SIGKILL)
+    done = server.wait_state(job["id"], ("succeeded", "failed"), timeout=180)
+    assert done["state"] == "succeeded", done["error"]
+    assert done["worker"] != running["worker"] and done["attempts"] == 2
+    assert done["step"] == 20
+    assert len(list(server.results.glob(f"{job['id']}*.mp4"))) == 1
+    wait_for(lambda: server.client.get("/health").json()["workers"] == 2, 120, "the killed worker replaced")
+
+
+def test_events_range_list_metrics_openapi_page(server, tmp_path):
+    job = server.submit(seed=9, **{**TINY, "steps": 4})
+    events = []
+    with server.client.stream("GET", f"/v1/videos/{job['id']}/events", timeout=120) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        kind = None
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                events.append((kind, json.loads(line[6:])))
+                if kind == "end":
+                    break
+    assert events[-1][0] == "end" and events[-1][1]["state"] == "succeeded"
+    progress = [e["progress"] for _, e in events]
+    assert progress == sorted(progress) and progress[-1] == 1.0
+    whole = server.client.get(f"/v1/videos/{job['id']}/content").content
+    part = server.client.get(f"/v1/videos/{job['id']}/content", headers={"Range": "bytes=10-99"})
+    assert part.status_code == 206 and part.content == whole[10:100]
+    assert part.headers["content-range"] == f"bytes 10-99/{len(whole)}"
+    record = server.job(job["id"])
+    assert record["timings"]["running_seconds"] > 0 and record["timings"]["step_seconds"] > 0
+    page = server.client.get("/v1/videos", params={"limit": 1}).json()
+    assert page["data"][0]["id"] == job["id"] and page["total"] >= 1
+    assert server.client.get("/v1/videos", params={"limit": 0}).status_code == 422
+    metrics = server.client.get("/metrics").text
+    for name in ("motif_video_queue_length", 'motif_video_jobs{state="succeeded"}', "motif_video_step_seconds",
+                 "motif_video_workers 2", "motif_video_worker_peak_memory_bytes"):  # fmt: skip
+        assert name in metrics, metrics
+    schema = server.client.get("/openapi.json").json()
+    assert {"/v1/videos", "/v1/videos/{job_id}", "/v1/videos/{job_id}/content", "/v1/videos/{job_id}/events",
+            "/health", "/metrics"} <= set(schema["paths"])  # fmt: skip
+    assert {"get", "post"} <= set(schema["paths"]["/v1/videos"]) and "delete" in schema["paths"][
+        "/v1/videos/{job_id}"
+    ]
+    body = schema["paths"]["/v1/videos"]["post"]["requestBody"]["content"]
+    assert body["application/json"]["schema"]["required"] == ["prompt"]
+    assert body["multipart/form-data"]["schema"]["properties"]["image"]["format"] == "binary"
+    page_html = server.client.get("/").text
+    assert 'id="prompt"' in page_html and "EventSource" in page_html
+
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package (.ci/run installs it); never a downloaded browser
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+def test_page_in_a_browser_submits_shows_progress_and_plays(server, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip(f"no {CHROMIUM} here (apt-get install chromium; .ci/run installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    shots = Path(os.environ.get("MOTIF_VIDEO_TEST_ARTIFACTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 800})
+            page.set_default_timeout(120_000)
+            page.goto(f"{server.url}/?access_token={TOKEN}")
+            page.fill("#prompt", PROMPT)
+            for name, value in (
+                ("width", 64),
+                ("height", 64),
+                ("num_frames", 17),
+                ("steps", 6),
+                ("seed", 11),
+            ):
+                page.fill(f"#{name}", str(value))
+            page.click("#submit")
+            page.wait_for_function(
+                "document.getElementById('state').textContent.startsWith('succeeded')"
+                " || document.getElementById('error').textContent !== ''"
+            )
+            assert page.text_content("#error") == ""
+            assert page.text_content("#percent") == "100 %"
+            assert page.eval_on_selector("#bar", "bar => bar.value") == 100
+            page.wait_for_function(
+                "(() => { const v = document.getElementById('player');"
+                " return v.readyState >= 2 && v.played.length > 0 && v.currentTime > 0 && !v.error; })()"
+            )
+            video = page.evaluate(
+                "(() => { const v = document.getElementById('player');"
+                " return {w: v.videoWidth, h: v.videoHeight, src: v.currentSrc, paused: v.paused}; })()"
+            )
+            assert (video["w"], video["h"]) == (64, 64) and "/content" in video["src"], video
+            page.wait_for_function("document.querySelectorAll('#history tr').length >= 1")
+            row = page.text_content("#history tr")
+            assert PROMPT in row and "seed=11" in row and "succeeded" in row, row
+            page.screenshot(path=str(shots / "serve-page.png"))
+        finally:
+            browser.close()
+    assert (shots / "serve-page.png").stat().st_size > 0
