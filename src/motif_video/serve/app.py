@@ -15,7 +15,6 @@ import asyncio
 import hmac
 import json
 import re
-import tempfile
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -26,7 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
 
-from .fields import FIELDS, FieldError, Limits, settings_from_fields
+from .fields import FIELDS, FieldError, Limits, from_form, schema, settings_from_fields
 from .store import TERMINAL, JobStore, QueueFull
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -48,17 +47,6 @@ class HTTPError(Exception):
     def __init__(self, status: int, detail: str, field: str | None = None):
         super().__init__(detail)
         self.status, self.detail, self.field = status, detail, field
-
-
-def _schema_type(kind: type) -> str:
-    return {str: "string", int: "integer", float: "number", bool: "boolean"}[kind]
-
-
-def request_schema(multipart: bool) -> dict[str, Any]:
-    props: dict[str, Any] = {name: {"type": _schema_type(kind)} for name, (kind, _) in FIELDS.items()}
-    if multipart:
-        props["image"] = {"type": "string", "format": "binary", "description": "first frame (image-to-video)"}
-    return {"type": "object", "properties": props, "required": ["prompt"], "additionalProperties": False}
 
 
 def job_view(job: dict) -> dict[str, Any]:
@@ -118,7 +106,7 @@ async def _parse_form(request: Request, body: bytes, limits: Limits) -> tuple[di
         )
     except Exception as exc:
         raise HTTPError(400, f"the multipart body cannot be read: {exc}") from exc
-    fields: dict[str, Any] = {}
+    texts: dict[str, str] = {}
     image = None
     for key, value in form.multi_items():
         if key == "image" and not isinstance(value, str):
@@ -128,10 +116,13 @@ async def _parse_form(request: Request, body: bytes, limits: Limits) -> tuple[di
                     413, f"image is {len(image)} bytes; at most {limits.max_upload_bytes} are accepted"
                 )
         elif isinstance(value, str):
-            fields[key] = value
+            texts[key] = value
         else:
             raise HTTPError(422, f"unexpected file in field {key!r}; only 'image' takes a file", key)
-    return fields, image
+    try:
+        return from_form(texts), image
+    except FieldError as exc:
+        raise HTTPError(422, str(exc), exc.field) from exc
 
 
 def create_app(config: AppConfig) -> FastAPI:
@@ -201,8 +192,8 @@ def create_app(config: AppConfig) -> FastAPI:
             "requestBody": {
                 "required": True,
                 "content": {
-                    "application/json": {"schema": request_schema(False)},
-                    "multipart/form-data": {"schema": request_schema(True)},
+                    "application/json": {"schema": schema(multipart=False)},
+                    "multipart/form-data": {"schema": schema(multipart=True)},
                 },
             }
         },
@@ -232,18 +223,10 @@ def create_app(config: AppConfig) -> FastAPI:
         return JSONResponse(job_view(job), status_code=202, headers={"Location": f"/v1/videos/{job['id']}"})
 
     def _settings(fields: dict[str, Any], image: bytes | None) -> dict[str, Any]:
-        with tempfile.TemporaryDirectory(prefix="motif-video-upload-") as tmp:
-            path = None
-            if image is not None:
-                path = Path(tmp) / "image"
-                path.write_bytes(image)
-            try:
-                return settings_from_fields(
-                    fields, model=config.model, limits=limits, probe_dir=config.results, image=path
-                )
-            except FieldError as exc:
-                message = str(exc).replace(str(path), "upload") if path is not None else str(exc)
-                raise HTTPError(422, message, exc.field) from exc
+        try:
+            return settings_from_fields(fields, model=config.model, limits=limits, image=image)
+        except FieldError as exc:
+            raise HTTPError(422, str(exc), exc.field) from exc
 
     @app.get("/v1/videos", summary="Jobs, newest first")
     def list_videos(limit: int = 20, offset: int = 0) -> dict[str, Any]:

@@ -1,39 +1,31 @@
-"""A job's request fields: the service's side of the one definition of generate's options.
+"""A job's request fields: the service's side of the one declaration of generate's options (`motif_video.options`).
 
-`settings_from_fields(fields, ...)` turns the fields of a `POST /v1/videos` (JSON or form) into a job's complete
-settings (model defaults filled in, a random seed drawn and recorded), or raises `FieldError` naming the field.
-Every check of the options themselves is the library's (`GenerateRequest.validate`, the one `motif-video generate`
-runs); this module adds only the service's limits (size, frames, steps, prompt length) and maps each message to the
-field it is about. Worker-level options (model, device, dtype, offload, compile, ...) are not request fields: a
-worker's pipeline is loaded once with them.
+The request fields are the options of the "video" group (size, frames, steps, guidance, shift, seed, fps, ...),
+checked by `options.parse_request` exactly as `motif-video generate` checks its flags, with two HTTP forms: `prompt`
+is one text (a job makes one video; the option is `prompts`), and the first frame is the multipart part `image` (an
+upload, never a path). Options of the "output" and "run" groups (model, device, dtype, offload, ...) are the
+server's, set when it starts. This module adds only the service's limits (size, frames, steps, prompt length), the
+model's defaults (so a job records what it will be made with) and a random seed when none is given.
+
+Pure Python like `options`: the API process imports no torch.
 """
 
 from __future__ import annotations
 
-import re
+import io
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# field -> (type, default); the request fields that make sense per job over HTTP
-FIELDS: dict[str, tuple[type, Any]] = {
-    "prompt": (str, None),
-    "negative_prompt": (str, None),
-    "width": (int, None),
-    "height": (int, None),
-    "num_frames": (int, None),
-    "steps": (int, None),
-    "guidance": (str, None),
-    "guidance_scale": (float, None),
-    "guidance_batching": (str, "auto"),
-    "shift": (float, None),
-    "seed": (int, None),
-    "fps": (int, 24),
-    "keep_first_frame": (bool, None),
-    "cache_threshold": (float, None),
-}
+from ..options import GENERATE_OPTIONS, OPTIONS, GenerateRequest, parse_request, request_schema
+
+# The per-request options (those of the "video" group), by field name; `prompts` travels as `prompt`.
+VIDEO_OPTIONS = {o.name: o for o in GENERATE_OPTIONS if o.group == "video"}
+FIELDS: tuple[str, ...] = tuple("prompt" if n == "prompts" else n for n in VIDEO_OPTIONS if n != "image")
 SEED_MAX = 2**31 - 1
+MAX_IMAGE_PIXELS = 4096 * 4096
 
 
 class FieldError(ValueError):
@@ -57,142 +49,133 @@ class Limits:
     max_queue: int = 1000
 
 
-def coerce(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """Known fields only, each of its type (form fields arrive as text); raises FieldError naming the field."""
-    unknown = sorted(set(fields) - set(FIELDS))
-    if unknown:
-        raise FieldError(unknown[0], f"unknown field {unknown[0]!r}; fields: {sorted(FIELDS)}")
+def schema(multipart: bool) -> dict[str, Any]:
+    """The JSON schema of a request body: the options' own schema with the HTTP forms of prompt and image."""
+    base = request_schema(["video"])
+    props = dict(base["properties"])
+    prompt = props.pop("prompts")
+    props = {"prompt": {"type": "string", "minLength": 1, "description": prompt["description"]}, **props}
+    image = props.pop("image")
+    if multipart:
+        props["image"] = {"type": "string", "format": "binary", "description": image["description"]}
+    return {"type": "object", "properties": props, "required": ["prompt"], "additionalProperties": False}
+
+
+def from_form(fields: Mapping[str, str]) -> dict[str, Any]:
+    """Form fields (text) as the JSON values their options take; the options' checks come after."""
     out: dict[str, Any] = {}
-    for name, (kind, default) in FIELDS.items():
-        value = fields.get(name, default)
-        if value is None or (value == "" and kind is not str):
-            out[name] = default
-            continue
-        out[name] = _typed(name, kind, value)
+    for name, text in fields.items():
+        option = VIDEO_OPTIONS.get("prompts" if name == "prompt" else name)
+        if option is None or option.type is str or option.type is Path:
+            out[name] = text
+        elif text == "":
+            out[name] = None
+        elif option.type is bool:
+            if text.lower() not in ("true", "false", "1", "0", "on", "off"):
+                raise FieldError(name, f"{name} must be true or false, got {text!r}")
+            out[name] = text.lower() in ("true", "1", "on")
+        else:
+            try:
+                out[name] = option.type(text)
+            except ValueError:
+                kind = "an integer" if option.type is int else "a number"
+                raise FieldError(name, f"{name} must be {kind}, got {text!r}") from None
     return out
 
 
-def _typed(name: str, kind: type, value: Any) -> Any:
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "on", "off"):
-            return value.lower() in ("true", "1", "on")
-        raise FieldError(name, f"{name} must be true or false, got {value!r}")
-    if kind is str:
-        if not isinstance(value, str):
-            raise FieldError(name, f"{name} must be text, got {value!r}")
-        return value
-    if isinstance(value, bool):
-        raise FieldError(name, f"{name} must be a number, got {value!r}")
+def _field_of(message: str) -> str | None:
+    word = message.split(" ", 1)[0]
+    if word in ("prompt", "prompts"):
+        return "prompt"
+    return word if word in OPTIONS else None
+
+
+def check_upload(data: bytes) -> None:
+    """The first frame is a readable image of sane size (checked before any job is queued)."""
+    import PIL.Image
+
     try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        kind_text = "an integer" if kind is int else "a number"
-        raise FieldError(name, f"{name} must be {kind_text}, got {value!r}") from None
-    if kind is int and isinstance(value, float) and number != value:
-        raise FieldError(name, f"{name} must be an integer, got {value!r}")
-    return number
+        with PIL.Image.open(io.BytesIO(data)) as im:
+            size = im.size
+            im.verify()
+    except Exception as exc:
+        raise FieldError("image", f"image is not a readable image ({type(exc).__name__}: {exc})") from exc
+    if size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise FieldError(
+            "image", f"image must have at most {MAX_IMAGE_PIXELS} pixels, got {size[0]}x{size[1]}"
+        )
 
 
 def check_limits(values: Mapping[str, Any], limits: Limits) -> None:
-    prompt = values.get("prompt")
-    if prompt is None:
-        raise FieldError("prompt", "prompt is required")
-    for name, limit in (
-        ("prompt", limits.max_prompt_chars),
-        ("negative_prompt", limits.max_prompt_chars),
-    ):
-        if values.get(name) is not None and len(values[name]) > limit:
-            raise FieldError(name, f"{name} must be at most {limit} characters, got {len(values[name])}")
+    for name in ("prompt", "negative_prompt"):
+        value = values.get(name)
+        if isinstance(value, str) and len(value) > limits.max_prompt_chars:
+            raise FieldError(
+                name, f"{name} must be at most {limits.max_prompt_chars} characters, got {len(value)}"
+            )
     for name, limit in (
         ("width", limits.max_width),
         ("height", limits.max_height),
         ("num_frames", limits.max_frames),
         ("steps", limits.max_steps),
     ):
-        if values.get(name) is not None and values[name] > limit:
-            raise FieldError(name, f"{name} must be at most {limit} on this server, got {values[name]}")
+        value = values.get(name)
+        if isinstance(value, int) and value > limit:
+            raise FieldError(name, f"{name} must be at most {limit} on this server, got {value}")
     seed = values.get("seed")
-    if seed is not None and not 0 <= seed <= SEED_MAX:
+    if isinstance(seed, int) and not 0 <= seed <= SEED_MAX:
         raise FieldError("seed", f"seed must be in 0..{SEED_MAX}, got {seed}")
 
 
-# The library's messages start with the option's name; these prefixes map them back to the request field.
-_MESSAGE_FIELDS = (
-    ("prompt", "prompt"),
-    ("width", "width"),
-    ("height", "height"),
-    ("num_frames", "num_frames"),
-    ("steps", "steps"),
-    ("guidance batching", "guidance_batching"),
-    ("guidance scale", "guidance_scale"),
-    ("guidance", "guidance"),
-    ("shift", "shift"),
-    ("fps", "fps"),
-    ("cache threshold", "cache_threshold"),
-    ("image", "image"),
-    ("--keep-first-frame", "keep_first_frame"),
-)
-
-
-def _field_of(message: str) -> str | None:
-    for prefix, name in _MESSAGE_FIELDS:
-        if re.match(rf"{re.escape(prefix)}\b", message):
-            return name
-    return None
-
-
 def settings_from_fields(
-    fields: Mapping[str, Any],
-    *,
-    model: str,
-    limits: Limits,
-    probe_dir: Path,
-    image: Path | None = None,
+    fields: Mapping[str, Any], *, model: str, limits: Limits, image: bytes | None = None
 ) -> dict[str, Any]:
-    """A job's complete settings from its request fields (and the uploaded first frame, already on disk).
+    """A job's complete settings (JSON values) from its request fields and optional first-frame upload.
 
-    Raises FieldError naming the field. `probe_dir` is where the library's output check may write (the results
-    folder); nothing from the request becomes a path.
+    Raises FieldError naming the field. The model's defaults fill the size, frames, steps and negative prompt the
+    request left out (and must fit the limits too); a missing seed is drawn here, so the job records it.
     """
-    from ..model_defaults import KEYS, fill_defaults
+    from ..defaults import model_defaults
 
-    values = coerce(fields)
-    check_limits(values, limits)
-    values.update(fill_defaults({k: values[k] for k in KEYS}, model))
-    check_limits(values, limits)  # the model's defaults must fit this server's limits too
-    request = to_request(values, model=model, output=probe_dir / "job.mp4", image=image)
+    unknown = sorted(set(fields) - set(FIELDS))
+    if unknown:
+        hint = " (send the first frame as the multipart part 'image')" if unknown[0] == "image" else ""
+        raise FieldError(unknown[0], f"unknown field {unknown[0]!r}{hint}; fields: {sorted(FIELDS)}")
+    if not isinstance(fields.get("prompt"), str):
+        raise FieldError(
+            "prompt", f"prompt is required, as text (one video per job), got {fields.get('prompt')!r}"
+        )
+    check_limits(fields, limits)
+    values = {("prompts" if k == "prompt" else k): v for k, v in fields.items()}
+    if image is not None:
+        check_upload(image)
+        values["image"] = "upload"  # a placeholder: the options check that some image is given, not a path
+    base = GenerateRequest(prompts=("-",), model=model)
     try:
-        request.validate()
+        request = parse_request(values, base=base)
+        filled = model_defaults(model).resolve(
+            height=request.height,
+            width=request.width,
+            num_frames=request.num_frames,
+            num_inference_steps=request.steps,
+            negative_prompt=request.negative_prompt,
+        )
     except ValueError as exc:
         raise FieldError(_field_of(str(exc)), str(exc)) from exc
-    values["seed"] = request.seed
-    values["image"] = image is not None
-    return values
+    settings = {name: getattr(request, name) for name in VIDEO_OPTIONS}
+    settings["steps"] = filled.pop("num_inference_steps")
+    settings.update(filled)
+    settings["prompt"] = settings.pop("prompts")[0]
+    settings["image"] = image is not None
+    check_limits(settings, limits)  # the model's defaults must fit this server's limits too
+    if settings["seed"] is None:
+        settings["seed"] = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
+    return settings
 
 
-def to_request(settings: Mapping[str, Any], *, model: str, output: Path, image: Path | None, **worker: Any):
-    """The library's `GenerateRequest` for a job's settings (plus worker-level options such as device, dtype)."""
-    from ..generation import GenerateRequest
-
-    return GenerateRequest(
-        prompts=[settings["prompt"]],
-        output=output,
-        image=image,
-        keep_first_frame=settings["keep_first_frame"],
-        model=model,
-        height=settings["height"],
-        width=settings["width"],
-        num_frames=settings["num_frames"],
-        steps=settings["steps"],
-        guidance=settings["guidance"],
-        guidance_scale=settings["guidance_scale"],
-        guidance_batching=settings["guidance_batching"],
-        shift=settings["shift"],
-        negative_prompt=settings["negative_prompt"],
-        seed=settings["seed"],
-        fps=settings["fps"],
-        cache_threshold=settings["cache_threshold"],
-        **worker,
-    )
+def to_request(settings: Mapping[str, Any], image: Path | None, **server: Any) -> GenerateRequest:
+    """The library's request for a job's settings (`image`: the upload on disk) and the server's run options
+    (model, device, dtype, output, ...)."""
+    values = {name: settings[name] for name in VIDEO_OPTIONS if name not in ("prompts", "image")}
+    values.update(prompts=[settings["prompt"]], image=image, **server)
+    return parse_request(values)

@@ -46,22 +46,25 @@ class Worker:
         self._pipes: dict[str, object] = {}
 
     # ----------------------------------------------------------------------------------------------- pipeline
-    def _request(self, settings: dict, output: Path, image: Path | None):
-        return to_request(
-            settings, model=self.model, output=output, image=image, device=self.device, dtype=self.dtype
-        ).validate()
+    def _plan(self, settings: dict | None, output: Path, image: Path | None):
+        """The library's checked plan for a job (or, without settings, for loading the pipeline)."""
+        from ..generation import plan_generation
+        from ..options import parse_request
+
+        server = {"model": self.model, "device": self.device, "dtype": self.dtype, "output": output}
+        if settings is None:
+            request = parse_request({"prompts": ["warm up"], **server})
+        else:
+            request = to_request(settings, image, **server)
+        return plan_generation(request, world_size=1)
 
     def load(self) -> None:
         """Load the text-to-video pipeline (the warm model); image-to-video shares its components."""
         from ..generation import prepare_pipeline
 
-        probe = {"prompt": "warm up", **dict.fromkeys(
-            ("negative_prompt", "height", "width", "num_frames", "steps", "guidance", "guidance_scale", "shift",
-             "seed", "keep_first_frame", "cache_threshold"))}  # fmt: skip
-        probe.update(guidance_batching="auto", fps=24, height=16, width=16, num_frames=1)
-        request = self._request(probe, self.results / "probe.mp4", None)
-        self.device, self.dtype = request.device, request.dtype
-        self._pipes["t2v"], _ = prepare_pipeline(request, show_progress=False)
+        plan = self._plan(None, self.results / "probe.mp4", None)
+        self.device, self.dtype = plan.device, plan.dtype
+        self._pipes["t2v"], _ = prepare_pipeline(plan, show_progress=False)
 
     def pipeline(self, image: bool):
         if image and "i2v" not in self._pipes:
@@ -97,7 +100,6 @@ class Worker:
         import PIL.Image
 
         from ..generation import render_latents, write_video
-        from ..perf.step_cache import StepCache
 
         job_id, claim, settings = job["id"], job["claim"], job["settings"]
         keeper = _LeaseKeeper(self.store, job_id, claim, self.lease)
@@ -110,12 +112,11 @@ class Worker:
                 image_path.write_bytes(self.store.image(job_id) or b"")
             # one file per claim: a worker that lost its lease cannot touch the file of the one that has the job now
             final = self.results / f"{job_id}-{claim}.mp4"
-            request = self._request(settings, final, image_path)
+            plan = self._plan(settings, final, image_path)
             pipe = self.pipeline(image_path is not None)
             image = PIL.Image.open(image_path).convert("RGB") if image_path is not None else None
-            cache = StepCache(request.cache_threshold) if request.cache_threshold is not None else None
-            if torch.device(request.device).type == "cuda":
-                torch.cuda.reset_peak_memory_stats(request.device)
+            if torch.device(plan.device).type == "cuda":
+                torch.cuda.reset_peak_memory_stats(plan.device)
             stopped = threading.Event()
 
             def on_step(pipe, i, t, tensors):
@@ -125,14 +126,14 @@ class Worker:
                 return {}
 
             start = time.perf_counter()
-            latents = render_latents(pipe, request, 0, image=image, step_cache=cache, callback=on_step)
+            latents = render_latents(pipe, plan, 0, image=image, callback=on_step)
             steps_seconds = (time.perf_counter() - start) / max(1, job["steps"])
             if stopped.is_set():
                 if self.stopping.is_set():
                     self.store.release(job_id, claim)
                 return  # cancelled, or the lease went to another worker: nothing is written
-            write_video(pipe, latents, final, request)
-            peak = _peak_memory_gb(torch, request.device)
+            write_video(pipe, latents, final, plan)
+            peak = _peak_memory_gb(torch, plan.device)
             if not self.store.complete(job_id, claim, final.name, steps_seconds, peak):
                 final.unlink(missing_ok=True)  # cancelled while the file was written
             self.store.worker_seen(self.id, peak, done=1)
