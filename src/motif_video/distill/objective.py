@@ -16,12 +16,12 @@ import torch
 from torch import nn
 
 from .. import flow
+from ..conditioning import condition_channels
 from ..defaults import GenerationDefaults
 from ..models import MotifVideoTransformer
 from ..pipelines.guidance import GuidanceConfig
 from ..training.draws import step_generator
 from ..training.export import export_model
-from ..training.i2v import condition_channels
 from ..training.objective import LossOutput, StepDraws
 from ..training.setup import build_model, load_pretrained
 from ..training.trainer import TrainResult, ValidateFn, train
@@ -98,7 +98,7 @@ class PerFlowDistillation:
         window, tau, scale = window.to(device), tau.to(device), scale.to(device)
         noise = noise.to(device, x0.dtype)
         text, mask = inputs["text"], inputs["text_mask"]
-        channels = condition_channels(x0, torch.zeros(b, device=device), False)
+        channels = condition_channels(x0, None)  # text-to-video: all 17 condition channels zero
         targets = perflow.window_targets(
             self._teacher_velocity(text, mask, channels), x0, noise, window, tau, scale,
             flow.sampling_sigmas(d.steps, d.shift or d.teacher_shift), max(1, d.teacher_steps // d.steps),
