@@ -16,7 +16,8 @@ released architecture (no download), through the library's own APIs:
 
 A Markdown table (GPU, torch / CUDA versions, date) is printed and written to `--out` after every row, so a run cut
 short still leaves what it measured. Options whose library is absent give "n/a: reason"; a row that raises gives
-"failed: reason"; each section has its own time budget, and rows that would not fit are "skipped" with a note.
+"failed: reason"; each section has its own time budget, and rows that would not fit are "skipped" with a note
+(rows run most telling first; a second call can take the rest, e.g. `--sections memory --budget-memory 400`).
 
 On the GPU machine (no network; wheels from `bash benchmarks/gpu_wheels.sh`, carried as .whl), one device call:
     PYTHONUNBUFFERED=1 python3 benchmarks/gpu_check.py --wheels .whl --out $OUT/gpu_check.md
@@ -224,12 +225,12 @@ class Setup:
     compile_backend: str
 
 
-def header_lines(setup: Setup, args: argparse.Namespace) -> list[str]:
+def header_lines(setup: Setup) -> list[str]:
     import torch
 
     if setup.device == "cuda":
         props = torch.cuda.get_device_properties(0)
-        gpu = f"{props.name} (compute {props.major}.{props.minor}, {gib(props.total_memory):.1f} GiB)"
+        gpu = f"{props.name} (compute {props.major}.{props.minor}, {gib(props.total_memory):.1f} GiB, driver {driver()})"
     else:
         gpu = f"none: CPU dry run ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
@@ -242,6 +243,7 @@ def header_lines(setup: Setup, args: argparse.Namespace) -> list[str]:
             versions.append(f"{name} {version(name)}")
         except Exception:
             versions.append(f"{name} absent")
+    wheels = os.environ.get("GPU_CHECK_WHEELS")
     w, h, f = setup.size
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return [
@@ -251,8 +253,16 @@ def header_lines(setup: Setup, args: argparse.Namespace) -> list[str]:
         f"- size {w}x{h}x{f}, {str(setup.dtype).removeprefix('torch.')}, random weights of the "
         f"{'tiny test' if setup.tiny else 'released'} architecture; PYTORCH_CUDA_ALLOC_CONF="
         f"{os.environ.get('PYTORCH_CUDA_ALLOC_CONF', '')}",
-        f"- command: `{' '.join(sys.argv)}`" + (f" (wheels from {args.wheels})" if args.wheels else ""),
+        f"- command: `{' '.join(sys.argv)}`" + (f" (after installing {wheels})" if wheels else ""),
     ]
+
+
+def driver() -> str:
+    try:
+        query = ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]
+        return subprocess.run(query, capture_output=True, text=True, timeout=20).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 @dataclass
@@ -782,6 +792,7 @@ def install_wheels(folder: Path) -> None:
             skip = True
         elif not arg.startswith("--wheels="):
             argv.append(arg)
+    os.environ["GPU_CHECK_WHEELS"] = str(folder)
     os.execv(sys.executable, [sys.executable, __file__, *argv])
 
 
@@ -800,12 +811,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dtype", default=None, choices=["bfloat16", "float16", "float32"],
                         help="default: bfloat16 on CUDA, float32 on the CPU")  # fmt: skip
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}")
-    parser.add_argument("--budget-speed", type=float, default=200.0, help="seconds (default 200)")
-    parser.add_argument("--budget-memory", type=float, default=150.0, help="seconds (default 150)")
-    parser.add_argument("--budget-train", type=float, default=70.0, help="seconds (default 70)")
-    parser.add_argument("--budget-total", type=float, default=470.0,
+    parser.add_argument("--budget-speed", type=float, default=240.0, help="seconds (default 240)")
+    parser.add_argument("--budget-memory", type=float, default=130.0, help="seconds (default 130)")
+    parser.add_argument("--budget-train", type=float, default=60.0, help="seconds (default 60)")
+    parser.add_argument("--budget-total", type=float, default=475.0,
                         help="seconds from the start, wheel installation included; a section gets at most what is "
-                        "left of it (default 470: the run ends within 8 minutes)")  # fmt: skip
+                        "left of it (default 475: the run ends within 8 minutes)")  # fmt: skip
     parser.add_argument(
         "--out", type=Path, default=Path("gpu_check.md"), help="Markdown file (default gpu_check.md)"
     )
@@ -847,7 +858,7 @@ def main(argv: list[str] | None = None) -> None:
         # inductor on the GPU; on the CPU dry run the eager backend (dynamo's tracing without code generation)
         compile_backend="inductor" if device == "cuda" else "eager",
     )
-    report = Report(args.out, header_lines(setup, args))
+    report = Report(args.out, header_lines(setup))
     report.save()
     sections = args.sections.split(",")
     start = time.monotonic()

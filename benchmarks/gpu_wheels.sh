@@ -2,7 +2,7 @@
 # Download, here, the wheels that benchmarks/gpu_check.py needs on a GPU machine without network access, for that
 # machine's Python (CPython 3.12, manylinux x86_64), into the git-ignored folder .whl/ (or $1).
 #
-#   bash benchmarks/gpu_wheels.sh            # writes .whl/ and prints its size (about 30 MiB)
+#   bash benchmarks/gpu_wheels.sh            # writes .whl/ (40 MiB) and prints what a device call carries
 #
 # What it holds: motif-video built as a wheel (without the shipped small model, which the check does not use), the
 # versions installed here of diffusers, transformers, accelerate, peft, safetensors, tokenizers and huggingface_hub
@@ -94,4 +94,11 @@ done
 
 echo "wheels in $dest:"
 ls -1 "$dest"
-du -sh "$dest"
+# What a device call carries: the tracked working tree plus this folder, 64 MiB at most.
+wheels=$(du -sb "$dest" | cut -f1)
+tree=$(cd "$root" && git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
+awk -v w="$wheels" -v t="$tree" 'BEGIN {
+    printf "wheels %.1f MiB + tracked working tree %.1f MiB = %.1f MiB of the 64 MiB a device call carries\n",
+        w / 2^20, t / 2^20, (w + t) / 2^20
+    if (w + t > 60 * 2^20) { print "warning: close to or over the limit"; exit 1 }
+}'
