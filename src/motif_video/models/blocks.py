@@ -1,6 +1,6 @@
 """The repeated blocks: dual-stream (MM-DiT) and single-stream (encoder side and DDT decoder).
 
-Both take and return (x, y): x the video tokens (rotated by RoPE), y the other stream (text and image tokens on the
+Both take and return (x, y) (named `hidden_states`, `encoder_hidden_states` as diffusers' cache hooks expect): x the video tokens (rotated by RoPE), y the other stream (text and image tokens on the
 encoder side; the encoder's output in the decoder). `encoder_mask` [B, E] marks valid y tokens (None: all valid).
 """
 
@@ -91,13 +91,14 @@ class DualStreamBlock(TextCrossAttentionMixin, nn.Module):
 
     def forward(
         self,
-        x: torch.Tensor,  # [B, N, D] video
-        y: torch.Tensor,  # [B, E, D] image + text
+        hidden_states: torch.Tensor,  # x [B, N, D] video
+        encoder_hidden_states: torch.Tensor,  # y [B, E, D] image + text
         temb: torch.Tensor,  # [B, D]
         rope: Rope,  # cos, sin [N, d] or [B, N, d]
         encoder_mask: torch.Tensor | None,  # [B, E] bool
         image_tokens: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = hidden_states, encoder_hidden_states
         mod_x_attn, mod_x_mlp = self.norm1(temb)
         mod_y_attn, mod_y_mlp = self.norm1_context(temb)
         y_normed = mod_y_attn.apply(layer_norm(y))
@@ -131,13 +132,14 @@ class SingleStreamBlock(TextCrossAttentionMixin, nn.Module):
 
     def forward(
         self,
-        x: torch.Tensor,  # [B, Nx, D] rotated stream
-        y: torch.Tensor,  # [B, Ny, D]
+        hidden_states: torch.Tensor,  # x [B, Nx, D] rotated stream
+        encoder_hidden_states: torch.Tensor,  # y [B, Ny, D]
         temb: torch.Tensor,  # [B, D]
         rope: Rope,
         encoder_mask: torch.Tensor | None,  # [B, Ny] bool
         image_tokens: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = hidden_states, encoder_hidden_states
         n = x.shape[1]
         z = torch.cat([x, y], dim=1)  # [B, Nx + Ny, D]
         (mod,) = self.norm(temb)

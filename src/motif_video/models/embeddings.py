@@ -40,12 +40,14 @@ class TimestepEmbedding(nn.Module):
         super().__init__()
         self.timestep_embedder = MLPEmbedder(self.frequency_dim, dim)
 
-    def forward(self, timestep: torch.Tensor) -> torch.Tensor:
+    def forward(self, timestep: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """`dtype`: the model's compute dtype (that of the video tokens; with layerwise casting the weights are
+        stored in another); default: the weights' dtype when it is half precision, else float32."""
         features = timestep_sinusoid(timestep, self.frequency_dim)
-        weight_dtype = self.timestep_embedder.linear_1.weight.dtype
-        if weight_dtype in (torch.float16, torch.bfloat16):
-            features = features.to(weight_dtype)
-        return self.timestep_embedder(features)
+        if dtype is None:
+            weight_dtype = self.timestep_embedder.linear_1.weight.dtype
+            dtype = weight_dtype if weight_dtype in (torch.float16, torch.bfloat16) else features.dtype
+        return self.timestep_embedder(features.to(dtype))
 
 
 class GuidanceEmbedding(TimestepEmbedding):
@@ -58,8 +60,8 @@ class GuidanceEmbedding(TimestepEmbedding):
 
     scale_factor = 100.0
 
-    def forward(self, guidance: torch.Tensor) -> torch.Tensor:
-        return super().forward(guidance.float() * self.scale_factor)
+    def forward(self, guidance: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        return super().forward(guidance.float() * self.scale_factor, dtype)
 
 
 class PatchEmbed(nn.Module):

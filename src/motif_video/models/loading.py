@@ -89,6 +89,80 @@ def load_transformer(
     return (model, info) if output_loading_info else model
 
 
+def load_single_file(
+    cls: type,
+    path_or_state_dict: str | os.PathLike | dict,
+    config: str | os.PathLike | dict | None = None,
+    torch_dtype: torch.dtype | None = None,
+    dtype: torch.dtype | None = None,
+    quantization_config: Any = None,
+    device: str | torch.device | None = None,
+    allow_pickle: bool = False,
+    **hub: Any,
+) -> Any:
+    """`from_single_file`: diffusers' file reading, quantizers and meta loading, with our checks (see the module)."""
+    from accelerate import init_empty_weights
+    from diffusers.loaders.single_file_utils import load_single_file_checkpoint
+    from diffusers.models.model_loading_utils import load_model_dict_into_meta
+    from diffusers.quantizers import DiffusersAutoQuantizer
+
+    torch_dtype = dtype if dtype is not None else torch_dtype
+    if isinstance(path_or_state_dict, dict):
+        checkpoint = path_or_state_dict
+    else:
+        suffix = Path(str(path_or_state_dict)).suffix
+        if suffix not in (".safetensors", ".gguf") and not allow_pickle:
+            raise ValueError(
+                f"{path_or_state_dict}: only .safetensors and .gguf files are read unless allow_pickle=True "
+                "(pickles can run code when loaded)"
+            )
+        checkpoint = load_single_file_checkpoint(str(path_or_state_dict), **hub)
+    quantizer = None
+    if quantization_config is not None:
+        quantizer = DiffusersAutoQuantizer.from_config(quantization_config)
+        quantizer.validate_environment()
+        torch_dtype = quantizer.update_torch_dtype(torch_dtype)
+        checkpoint = quantizer.maybe_update_state_dict(checkpoint)
+    config = _single_file_config(cls, config, list(checkpoint))
+    with init_empty_weights():
+        model = cls.from_config(config)
+    shapes = {k: tuple(getattr(v, "quant_shape", v.shape)) for k, v in checkpoint.items()}
+    check_state_dict(
+        model,
+        shapes,
+        str(path_or_state_dict) if not isinstance(path_or_state_dict, dict) else "the state dict",
+    )
+    if quantizer is not None:
+        quantizer.preprocess_model(
+            model=model, device_map=None, state_dict=checkpoint, keep_in_fp32_modules=[]
+        )
+    load_model_dict_into_meta(model, checkpoint, dtype=torch_dtype, device_map={"": torch.device(device or "cpu")},
+                              hf_quantizer=quantizer, keep_in_fp32_modules=[], unexpected_keys=[])  # fmt: skip
+    if quantizer is not None:
+        quantizer.postprocess_model(model)
+        model.hf_quantizer = quantizer
+    return model.eval()
+
+
+def _single_file_config(
+    cls: type, config: str | os.PathLike | dict | None, keys: list[str]
+) -> dict[str, Any]:
+    """A model folder's (or Hub id's) transformer config, a dict, or the released config with the layout in `keys`."""
+    if isinstance(config, dict):
+        return {k: v for k, v in config.items() if not k.startswith("_")}
+    if config is not None:
+        folder = resolve_folder(config)
+        return read_config(
+            cls, folder / "transformer" if (folder / "transformer" / CONFIG_NAME).is_file() else folder
+        )
+    from ..presets import preset_config
+
+    return {
+        **preset_config("motif-video-2b"),
+        "cross_attention_layout": detect_cross_attention_layout(keys) or "separate",
+    }
+
+
 def refuse_pickles(folder: Path, variant: str | None) -> None:
     """A clear error for a folder whose only weights (of this variant) are pickles."""
     if any((folder / _variant(n, variant)).is_file() for n in (WEIGHTS_NAME, WEIGHTS_INDEX_NAME)):

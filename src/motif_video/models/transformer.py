@@ -27,11 +27,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.loaders import PeftAdapterMixin
+from diffusers.models.attention import AttentionMixin
+from diffusers.models.cache_utils import CacheMixin
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
 from .blocks import CrossAttentionLayout, DualStreamBlock, SingleStreamBlock
+from .compat import DiffusersCompat
 from .embeddings import (
     GuidanceEmbedding,
     ImageProjection,
@@ -78,7 +81,9 @@ def trim_text_padding(
     return states, (None if bool(mask.all()) else mask)
 
 
-class MotifVideoTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
+class MotifVideoTransformer(
+    DiffusersCompat, ModelMixin, ConfigMixin, PeftAdapterMixin, CacheMixin, AttentionMixin
+):
     _supports_gradient_checkpointing = True
     _repeated_blocks = ["DualStreamBlock", "SingleStreamBlock"]
     _no_split_modules = ["DualStreamBlock", "SingleStreamBlock", "PatchEmbed"]
@@ -241,7 +246,7 @@ class MotifVideoTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
 
             # 1. Embed: video tokens, timestep, text (+ image) tokens, RoPE tables from position ids.
             x = self.x_embedder(hidden_states)  # [B, N, D]
-            temb = self.time_text_embed(_batch_timestep(timestep, b, x.device))  # [B, D]
+            temb = self.time_text_embed(_batch_timestep(timestep, b, x.device), x.dtype)  # [B, D]
             temb = self._add_guidance(temb, guidance)  # [B, D]
             y, mask, image_tokens = self._embed_context(
                 encoder_hidden_states, encoder_attention_mask, image_embeds
@@ -252,6 +257,10 @@ class MotifVideoTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
             # 2-3. Encoder, then the DDT decoder if any (or block 0 and the step cache's stand-in for the rest).
             features: dict[Hashable, torch.Tensor] = {}
             stage = (temb, rope, mask, image_tokens, active_routes, taps, features, routing_generator)
+            if step_cache is None and not (taps or active_routes):
+                step_cache = (
+                    self._enabled_step_cache()
+                )  # `enable_cache(FirstBlockCacheConfig(...))` on a DDT model
             if step_cache is None:
                 x = self._run_blocks(x, y, stage)
             else:
@@ -322,7 +331,7 @@ class MotifVideoTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
                 "this model is guidance-distilled (guidance_embeds=True): pass guidance=<scale> (e.g. 8.0)"
             )
         scale = _batch_timestep(guidance, temb.shape[0], temb.device, "guidance")
-        return temb + self.guidance_embedder(scale).to(temb.dtype)
+        return temb + self.guidance_embedder(scale, temb.dtype).to(temb.dtype)
 
     def _token_grid(self, t: int, h: int, w: int) -> tuple[int, int, int]:
         p, pt = self.config.patch_size, self.config.patch_size_t
@@ -432,44 +441,6 @@ class MotifVideoTransformer(ModelMixin, ConfigMixin, PeftAdapterMixin):
         from .loading import save_atomically
 
         save_atomically(self, save_directory, super().save_pretrained, **kwargs)
-
-    @classmethod
-    def from_pretrained(
-        cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any
-    ) -> MotifVideoTransformer:
-        """diffusers' loader with our strictness (unknown keys, missing or unexpected weights, pickles refused
-        unless `allow_pickle=True`); also takes shipped model names and `device=`. See `loading.load_transformer`."""
-        from .loading import load_transformer
-
-        return load_transformer(cls, super().from_pretrained, pretrained_model_name_or_path, **kwargs)
-
-    @classmethod
-    def _load_pretrained_model(cls, model: nn.Module, state_dict: Any, resolved_model_file: list[str],
-                               pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any) -> Any:  # fmt: skip
-        """diffusers' weight loading, after checking the files' keys and shapes against the built model."""
-        from .loading import check_checkpoint
-
-        quantized = kwargs.get("hf_quantizer") is not None
-        check_checkpoint(model, resolved_model_file, str(pretrained_model_name_or_path), quantized)
-        return super()._load_pretrained_model(
-            model, state_dict, resolved_model_file, pretrained_model_name_or_path, *args, **kwargs
-        )
-
-    @classmethod
-    def extract_init_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> tuple:
-        """diffusers' config reading, except that a key this model does not know is an error, not a warning."""
-        from .loading import config_keys
-
-        unknown = sorted(
-            k
-            for k in config_dict
-            if not k.startswith("_") and k != "quantization_config" and k not in config_keys(cls)
-        )
-        if unknown:
-            raise ValueError(
-                f"config keys this model does not know: {unknown}; known keys: {sorted(config_keys(cls))}"
-            )
-        return super().extract_init_dict(config_dict, **kwargs)
 
 
 def _check_config(args: dict[str, Any]) -> None:
