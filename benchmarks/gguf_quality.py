@@ -117,7 +117,6 @@ def main() -> None:
     keys = [
         "file_mib",
         "load_seconds",
-        "peak_rss_growth_mib",
         "tensor_mib",
         "transformer_output_psnr_db",
         "video_psnr_db",
