@@ -143,7 +143,10 @@ def read_index(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / INDEX
     if not path.is_file():
         raise ValueError(
-            f"{str(folder)!r} is not a cache folder (no {INDEX}); write one with `motif-video cache`"
+            f"{str(folder)!r} is not a cache folder (no {INDEX}). A training run writes its cache there on its "
+            "first run (`motif-video train --config recipes/tiny-cpu/config.yaml` writes runs/tiny-cpu/cache, the "
+            "one recipes/distill/tiny-cpu.yaml reads); point data.cache=DIR at an existing cache (a distillation: "
+            "its teacher's), or encode a media folder into one with `motif-video cache`"
         )
     return json.loads(path.read_text())
 
