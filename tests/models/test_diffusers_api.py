@@ -10,6 +10,7 @@ from safetensors.torch import save_file
 
 from motif_video import MotifVideoTransformer
 from motif_video.models.layers import MotifAttnProcessor
+from motif_video.perf.step_cache import share_cache_decisions
 from motif_video.testing import tiny_transformer
 
 from .helpers import inputs, reference_and_ours
@@ -161,6 +162,12 @@ def test_first_block_cache_config_on_ddt_model_repeats_exactly_and_reports_skips
         first, second = _repeat(model, kwargs, context)
         assert torch.equal(first, exact) and (second - exact).abs().max() <= 1e-5
     assert {name: r.skipped for name, r in model.cache_report().items()} == {"cond": [1], "uncond": [1]}
+    model._reset_stateful_cache()  # what a pipeline call ends with: the report stays until the next run starts
+    assert model.cache_report()["cond"].skipped == [1]
+    _repeat(model, kwargs, "cond")
+    assert list(model.cache_report()) == ["cond"]
+    share_cache_decisions(model, "group")
+    assert model._step_cache.process_group == "group"
     model.disable_cache()
     assert not model.is_cache_enabled and torch.equal(_out(model, kwargs), exact)
 

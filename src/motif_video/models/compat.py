@@ -86,7 +86,8 @@ class DiffusersCompat:
                 raise ValueError(
                     f"a cache is already enabled ({type(self._cache_config).__name__}); disable it first"
                 )
-            self._step_cache, self._cache_config = StepCache(config.threshold), config
+            group = getattr(self, "_cache_process_group", None)
+            self._step_cache, self._cache_config = StepCache(config.threshold, process_group=group), config
             return
         if self.decoder_blocks and isinstance(config, MagCacheConfig):
             raise ValueError(
@@ -114,8 +115,9 @@ class DiffusersCompat:
             self._cache_context_name = previous
 
     def _reset_stateful_cache(self, recurse: bool = True) -> None:
-        if self._step_cache is not None:
-            self._step_cache.reset()
+        """diffusers calls this at the end of each pipeline call: our step cache is emptied when the next run
+        starts, so that `cache_report()` still tells what the last run skipped."""
+        self._step_cache_stale = True
         super()._reset_stateful_cache(recurse=recurse)
 
     def cache_report(self) -> dict:
@@ -126,6 +128,9 @@ class DiffusersCompat:
         """The branch of the enabled FirstBlockCache stand-in for the current cache context, or None."""
         if self._step_cache is None:
             return None
+        if getattr(self, "_step_cache_stale", False):
+            self._step_cache.reset()
+            self._step_cache_stale = False
         return self._step_cache.branch(self._cache_context_name or "default")
 
 

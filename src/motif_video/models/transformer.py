@@ -436,11 +436,22 @@ class MotifVideoTransformer(
                 config.pop(key, None)
         return json.dumps(config, indent=2, sort_keys=True) + "\n"
 
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
-        """Write config.json and safetensors weights atomically (a temporary folder, then renames)."""
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        is_main_process: bool = True,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        max_shard_size: int | str = "10GB",
+        **kwargs: Any,
+    ) -> None:
+        """Write config.json and safetensors weights atomically (a temporary folder, then renames). The options are
+        named so that diffusers' pipeline `save_pretrained` passes `variant` and `max_shard_size` on."""
         from .loading import save_atomically
 
-        save_atomically(self, save_directory, super().save_pretrained, **kwargs)
+        save_atomically(self, save_directory, super().save_pretrained, is_main_process=is_main_process,
+                        safe_serialization=safe_serialization, variant=variant, max_shard_size=max_shard_size,
+                        **kwargs)  # fmt: skip
 
 
 def _check_config(args: dict[str, Any]) -> None:

@@ -107,3 +107,12 @@ class StepCache:
             dist.all_reduce(sums, group=self.process_group)
         diff, norm = sums.tolist()
         return diff / norm if norm > 0 else float("inf")
+
+
+def share_cache_decisions(model: object, process_group: object | None) -> None:
+    """Make every rank of `process_group` take the same skip decision in the step cache that
+    `model.enable_cache(FirstBlockCacheConfig(...))` runs (context parallelism), now or when enabled later."""
+    model._cache_process_group = process_group
+    cache = getattr(model, "_step_cache", None)
+    if cache is not None:
+        cache.process_group = process_group
