@@ -17,22 +17,35 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=sorted(presets.PRESETS),
         help="preset (default: motif-video-2b)",
     )
-    parser.add_argument("--size", default="1280x736x121", help="WIDTHxHEIGHTxFRAMES (default: 1280x736x121)")
+    parser.add_argument(
+        "--size",
+        default=None,
+        help="WIDTHxHEIGHTxFRAMES (default: the size of the model shipped under the preset's name, e.g. small's "
+        "64x64x33, else 1280x736x121)",
+    )
     parser.add_argument(
         "--text-tokens", type=int, default=512, help="prompt tokens after trimming (default: 512)"
     )
     parser.add_argument(
-        "--steps", type=int, default=50, help="denoising steps for the per-video FLOPs (default: 50)"
+        "--steps",
+        type=int,
+        default=None,
+        help="denoising steps for the per-video FLOPs (default: the shipped model's, e.g. small's 20, else 50)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..defaults import RELEASED, model_defaults
     from ..flops import flops_table, video_flops
+    from ..hub import shipped_model
     from ..info import format_summary, model_summary, parse_size
 
-    size = parse_size(args.size)
+    shipped = shipped_model(args.model)  # the model shipped under the preset's name gives its size and steps
+    d = model_defaults(shipped) if shipped is not None else RELEASED
+    size = parse_size(args.size or f"{d.width}x{d.height}x{d.num_frames}")
+    args.steps = args.steps if args.steps is not None else d.num_inference_steps
     model = presets.build_transformer(args.model, device="meta")  # each preset names its layout
     summary = model_summary(model, size, text_tokens=args.text_tokens)
     config = dict(model.config)
