@@ -25,7 +25,7 @@ import torch
 from .defaults import model_defaults
 from .hub import check_model_reference
 from .options import GenerateRequest, check_video_size
-from .pipelines.memory import MemoryPlan, plan_for_budget
+from .pipelines.memory import MemoryPlan, check_offload, plan_for_budget
 from .pipelines.speed import SpeedPlan, check_speed_plan
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -67,14 +67,8 @@ def plan_generation(request: GenerateRequest, world_size: int | None = None) -> 
     parallel = _parallel_mode(request, world)
     device = _device(request.device, world)
     dtype = request.dtype if request.dtype != "auto" else ("bfloat16" if device.type == "cuda" else "float32")
-    if request.offload in ("model", "sequential") and device.type == "cpu":
-        raise ValueError(f"offload {request.offload!r} needs an accelerator device; device is {device}")
-    check_speed_plan(SpeedPlan(request.compile, request.fp8_compute), device, request.fp8, request.offload)
-    if request.attention_backend is not None and request.attention_backend not in user_attention_backends():
-        raise ValueError(
-            f"attention backend {request.attention_backend!r} is not available here; "
-            f"available: {user_attention_backends()}"
-        )
+    check_offload(request.offload, device)
+    check_speed_plan(SpeedPlan(request.compile, request.fp8_compute, request.attention_backend), device)
     if request.image is not None:
         _check_image(request.image)
     if request.transformer_gguf is not None and not request.transformer_gguf.is_file():
@@ -126,13 +120,6 @@ def _device(name: str, world: int) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
     return device
-
-
-def user_attention_backends() -> list[str]:
-    """The attention backends a user may pick here (the ones installed and usable)."""
-    from .models import available_attention_backends
-
-    return available_attention_backends()
 
 
 def _check_loras(specs: tuple[str, ...]) -> None:

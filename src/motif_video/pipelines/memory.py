@@ -56,7 +56,8 @@ def check_offload(offload: str, device: torch.device) -> None:
         raise ValueError(f"offload must be one of {list(OFFLOAD_MODES)}, got {offload!r}")
     if offload in ("model", "sequential") and device.type == "cpu":
         raise ValueError(
-            f"offload {offload!r} moves weights between the CPU and an accelerator; device is cpu"
+            f"offload {offload!r} needs an accelerator device (it moves weights between the CPU and the "
+            "accelerator); device is cpu"
         )
 
 

@@ -44,23 +44,25 @@ def compile_backends() -> list[str]:
     return sorted(torch._dynamo.list_backends(exclude_tags=()))
 
 
-def check_speed_plan(plan: SpeedPlan, device: torch.device, fp8_weight_only: bool, offload: str) -> None:
-    """Everything that can be checked before loading a model (raises ValueError naming the value)."""
+def check_speed_plan(plan: SpeedPlan, device: torch.device) -> None:
+    """What this machine must offer for the plan, checked before loading a model (ValueError naming the value).
+    The rules between options (FP8 compute excludes the FP8 memory mode and offloading) are `options.check_request`'s."""
     if plan.compile_backend is not None and plan.compile_backend not in compile_backends():
         raise ValueError(
             f"compile backend {plan.compile_backend!r} is unknown; available: {compile_backends()}"
         )
-    if not plan.fp8_compute:
-        return
-    if fp8_weight_only:
-        raise ValueError("--fp8 (weight-only memory mode) and --fp8-compute are exclusive; pick one")
-    if offload != "none":
-        raise ValueError(
-            f"--fp8-compute needs the transformer on the GPU (offload none), got offload {offload!r}"
-        )
-    from ..perf.fp8 import check_fp8_support
+    if plan.attention_backend is not None:
+        from ..models.attention import available_attention_backends
 
-    check_fp8_support("dynamic", device)
+        if plan.attention_backend not in available_attention_backends():
+            raise ValueError(
+                f"attention backend {plan.attention_backend!r} is not available here; "
+                f"available: {available_attention_backends()}"
+            )
+    if plan.fp8_compute:
+        from ..perf.fp8 import check_fp8_support
+
+        check_fp8_support("dynamic", device)
 
 
 def apply_speed_plan(pipe, plan: SpeedPlan) -> None:
