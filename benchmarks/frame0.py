@@ -114,7 +114,7 @@ def main() -> None:
         add("vae_psnr", [psnr_uint8(rec[i], clip[i]) for i in range(frames)])
         add("vae_colour", colours_right(rec, truth))
         add("data_stats", frame_stats(z))
-        cond, _ = pipe.encode_prompt(case.prompt, "", 1, True, 512, torch.device("cpu"))
+        cond = pipe.encode_texts([case.prompt], 512, torch.device("cpu"))
         empty = Conditioning()  # no first frame: zeros in the 17 condition channels
         noise = torch.randn(z.shape, generator=generator)
         for sigma in args.sigmas:

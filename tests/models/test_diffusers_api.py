@@ -176,10 +176,10 @@ def test_diffusers_first_block_hooks_fail_on_the_ddt_decoder():
     """The measured reason for our stand-in: diffusers' hooks treat the decoder as more encoder blocks."""
     from diffusers.hooks import apply_first_block_cache
 
-    from motif_video.models.compat import register_blocks_for_cache_hooks
+    from motif_video.models.compat import register_blocks_for_hooks
 
     model = tiny_transformer(3, std=0.2)
-    register_blocks_for_cache_hooks()
+    register_blocks_for_hooks()
     apply_first_block_cache(model, FirstBlockCacheConfig(threshold=1e9))
     with pytest.raises(RuntimeError, match="size of tensor"):
         _repeat(model, inputs(batch=1))  # the tail's second stream is the encoder output, not text

@@ -104,8 +104,9 @@ def test_batched_cond_uncond_equals_two_passes(tiny_folder):
     from motif_video.testing import tiny_transformer
 
     pipe = MotifVideoPipeline.from_pretrained(tiny_folder, transformer=tiny_transformer(0, std=0.2))
-    cond, uncond = pipe.encode_prompt(
-        ["a red ball moving left over the sea"], "blurry", device=torch.device("cpu")
+    cpu = torch.device("cpu")
+    cond, uncond = (
+        pipe.encode_texts(t, 512, cpu) for t in (["a red ball moving left over the sea"], ["blurry"])
     )
     assert cond.embeds.shape[1] != uncond.embeds.shape[1]  # different lengths: the batch needs padding + mask
     latents = torch.randn(1, 16, 3, 8, 12, generator=torch.Generator().manual_seed(0))

@@ -224,13 +224,13 @@ def test_size_and_negative_prompt_default_to_the_folders_generation_config(tiny_
     ).write(folder)  # fmt: skip
     pipe = MotifVideoPipeline.from_pretrained(folder)
     seen = {}
-    original = pipe.encode_prompt
+    original = pipe.prompt_embeddings
 
-    def spy(prompts, negative, *args, **kwargs):
-        seen["negative"] = negative
-        return original(prompts, negative, *args, **kwargs)
+    def spy(run, *args, **kwargs):
+        seen["negative"] = run.negative_prompt
+        return original(run, *args, **kwargs)
 
-    pipe.encode_prompt = spy
+    pipe.prompt_embeddings = spy
     video = pipe("a cat", output_type="np", generator=torch.Generator().manual_seed(0)).frames
     assert video.shape[1:4] == (5, 32, 48) and seen["negative"] == ""
     explicit = pipe("a cat", height=16, width=16, num_frames=1, output_type="np").frames

@@ -95,7 +95,6 @@ class DiffusersCompat:
                 "restarts from the patch embedding) turns into a wrong prediction; use FirstBlockCacheConfig or "
                 "TaylorSeerCacheConfig with this model"
             )
-        register_blocks_for_cache_hooks()
         super().enable_cache(config)
 
     def disable_cache(self) -> None:
@@ -137,8 +136,9 @@ class DiffusersCompat:
 _REGISTERED = False
 
 
-def register_blocks_for_cache_hooks() -> None:
-    """Tell diffusers' cache hooks where our blocks return the two streams (x, y)."""
+def register_blocks_for_hooks() -> None:
+    """Tell diffusers' block hooks (caches, layer skipping in `SkipLayerGuidance`) where our blocks take and return
+    the two streams; done when the transformer module is imported."""
     global _REGISTERED
     if _REGISTERED:
         return

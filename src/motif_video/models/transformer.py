@@ -34,7 +34,7 @@ from diffusers.utils import BaseOutput
 from torch import nn
 
 from .blocks import CrossAttentionLayout, DualStreamBlock, SingleStreamBlock
-from .compat import DiffusersCompat
+from .compat import DiffusersCompat, register_blocks_for_hooks
 from .embeddings import (
     GuidanceEmbedding,
     ImageProjection,
@@ -509,3 +509,6 @@ class _lora_scale:
             from diffusers.utils import unscale_lora_layers
 
             unscale_lora_layers(self.model, self.scale)
+
+
+register_blocks_for_hooks()

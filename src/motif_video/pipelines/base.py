@@ -33,12 +33,12 @@ from ..hub import DEFAULT_MODEL_ID, resolve_folder
 from ..options import check_video_size
 from ..perf.step_cache import StepCache
 from . import prompts as P
-from .guidance import GuidanceConfig, Guider, config_from_guider
+from .guidance import GuidanceConfig, Guider, config_from_guider, runs_own_protocol
 from .latents import decode_latents
 from .lora import MotifVideoLoraLoaderMixin
 from .sampling import SamplerChoice, choose_shift, scheduler_config_of
 from .students import embedded_guidance, load_student_pipeline
-from .velocity import Conditioning, PassOptions, predict_velocity
+from .velocity import Conditioning, PassOptions, guider_velocity, predict_velocity
 
 if TYPE_CHECKING:
     from ..parallel.pipeline import ParallelPlan
@@ -71,6 +71,39 @@ class RunPlan:
     sampler: SamplerChoice
     sigmas: torch.Tensor  # N + 1 values, float64
     passes: PassOptions = field(default_factory=PassOptions)
+    guider: Any = (
+        None  # a diffusers guider component run through its own protocol (`velocity.guider_velocity`)
+    )
+
+    @property
+    def needs_uncond(self) -> bool:
+        return self.guider.num_conditions > 1 if self.guider is not None else self.guidance.needs_uncond
+
+
+@dataclass(frozen=True)
+class GivenEmbeds:
+    """Text states computed beforehand (diffusers' `prompt_embeds`, `prompt_attention_mask`, ...), [B, L, D] and
+    [B, L]; a missing mask means every token is valid."""
+
+    prompt: torch.Tensor | None = None
+    prompt_mask: torch.Tensor | None = None
+    negative: torch.Tensor | None = None
+    negative_mask: torch.Tensor | None = None
+
+    @staticmethod
+    def embeds(states: torch.Tensor | None, mask: torch.Tensor | None) -> P.PromptEmbeds | None:
+        if states is None:
+            return None
+        if states.ndim != 3:
+            raise ValueError(
+                f"prompt embeddings must be [batch, tokens, dim], got shape {list(states.shape)}"
+            )
+        mask = torch.ones(states.shape[:2], dtype=torch.bool, device=states.device) if mask is None else mask
+        if tuple(mask.shape) != tuple(states.shape[:2]):
+            raise ValueError(
+                f"attention mask shape {list(mask.shape)} does not match embeddings {list(states.shape)}"
+            )
+        return P.PromptEmbeds(states, mask.to(states.device).bool())
 
 
 class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
@@ -114,6 +147,9 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
             None  # the plan of the last call (its sampler, its step cache's report)
         )
         self._interrupt = False
+        self._guidance_scale: float | None = None
+        self._num_timesteps: int | None = None
+        self._current_timestep: float | None = None
 
     # ------------------------------------------------------------------------------------------------------ loading
     @classmethod
@@ -144,11 +180,17 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
             )
         dtype = kwargs.pop("torch_dtype", None) or kwargs.get("dtype")  # diffusers 0.42 renamed it `dtype`
         if dtype is not None:
-            kwargs["dtype"] = dtype
-        if kwargs.get("transformer") is None:
+            kwargs["dtype"] = dtype  # a dtype, or per component {"transformer": ..., "default": ...}
+        transformer_dtype = (
+            dtype.get("transformer", dtype.get("default")) if isinstance(dtype, dict) else dtype
+        )
+        if "transformer" not in kwargs:
             with named_load_errors(folder / "transformer"):
                 kwargs["transformer"] = MotifVideoTransformer.from_pretrained(
-                    folder, subfolder="transformer", torch_dtype=dtype
+                    folder,
+                    subfolder="transformer",
+                    torch_dtype=transformer_dtype,
+                    variant=kwargs.get("variant"),
                 )
         kwargs.pop("local_files_only", None)
         with named_load_errors(folder):
@@ -190,6 +232,28 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
     def interrupt(self) -> bool:
         return self._interrupt
 
+    # diffusers' callback conventions: a `callback_on_step_end` may read these and change `_guidance_scale` (dynamic
+    # guidance) or set `_interrupt`.
+    @property
+    def guidance_scale(self) -> float | None:
+        return self._guidance_scale
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        return self.last_run is not None and self.last_run.needs_uncond
+
+    @property
+    def num_timesteps(self) -> int | None:
+        return self._num_timesteps
+
+    @property
+    def current_timestep(self) -> float | None:
+        return self._current_timestep
+
+    @property
+    def attention_kwargs(self) -> dict[str, Any] | None:
+        return self.last_run.passes.attention_kwargs if self.last_run is not None else None
+
     def interrupt_now(self) -> None:
         """Stop after the current step (callable from a step callback)."""
         self._interrupt = True
@@ -212,10 +276,13 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         apg: dict[str, Any],
         passes: dict[str, Any],
         parallel: ParallelPlan | None = None,
+        given: GivenEmbeds | None = None,
+        schedule: tuple[list[float] | None, list[float] | None] = (None, None),
     ) -> RunPlan:
         """Fill what the call left None from the folder's generation_config.json (else the released defaults:
         736x1280, 121 frames, 50 steps), check it, and resolve guidance (`apg`: eta, norm_dims, norm_threshold,
-        momentum), the sigma schedule and how the transformer passes run (`passes`: `PassOptions` fields)."""
+        momentum), the sigma schedule and how the transformer passes run (`passes`: `PassOptions` fields).
+        `given`: precomputed prompt embeddings; `schedule`: the call's (timesteps, sigmas), diffusers' arguments."""
         height, width, num_frames = size
         height, width, num_frames, negative_prompt = self.generation_defaults.fill_size(
             height, width, num_frames, negative_prompt
@@ -225,8 +292,16 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         num_inference_steps, guidance, guidance_scale, shift = self.generation_defaults.fill(
             num_inference_steps, guidance, guidance_scale, shift
         )
+        sigmas = call_sigmas(*schedule)
+        num_inference_steps = num_inference_steps if sigmas is None else len(sigmas)
         self._check_common(output_type, num_videos_per_prompt, num_inference_steps)
-        guidance_cfg = self.guidance_config(guidance, scale=guidance_scale, **apg)
+        external = self.guider if guidance is None and runs_own_protocol(self.guider) else None
+        if external is not None:
+            if guidance_scale is not None:
+                external = external.new(guidance_scale=guidance_scale)
+            guidance_cfg = GuidanceConfig(scale=getattr(external, "guidance_scale", D.GUIDANCE_SCALE))
+        else:
+            guidance_cfg = self.guidance_config(guidance, scale=guidance_scale, **apg)
         guidance_cfg, embedded = embedded_guidance(self.transformer, guidance_cfg)
         sampler = self.choose_sampler(shift)
         if call_shift is None and shift is not None:  # generation_config.json chose it, not the call
@@ -237,17 +312,20 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         cache = passes.step_cache
         if cache is not None and parallel is not None and parallel.context_group is not None:
             cache.process_group = cache.process_group or parallel.context_group  # all ranks decide together
-        self._interrupt = False
+        self._interrupt, self._guidance_scale = False, guidance_cfg.scale
         self.last_run = RunPlan(
-            prompts=P.as_prompt_list(prompt),
+            prompts=call_prompts(prompt, given),
             negative_prompt=negative_prompt,
             height=height,
             width=width,
             num_frames=num_frames,
             guidance=guidance_cfg,
             sampler=sampler,
-            sigmas=flow.sampling_sigmas(num_inference_steps, sampler.shift),
+            sigmas=flow.sampling_sigmas(num_inference_steps, sampler.shift)
+            if sigmas is None
+            else torch.cat([flow.shift_sigmas(sigmas, sampler.shift), sigmas.new_zeros(1)]),
             passes=passes,
+            guider=external,
         )
         return self.last_run
 
@@ -259,39 +337,89 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
 
     def encode_prompt(
         self,
-        prompt: str | list[str],
+        prompt: str | list[str] | None,
         negative_prompt: str | list[str] | None = None,
         num_videos_per_prompt: int = 1,
-        do_guidance: bool = True,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        prompt_attention_mask: torch.Tensor | None = None,
+        negative_prompt_attention_mask: torch.Tensor | None = None,
         max_sequence_length: int = P.MAX_SEQUENCE_LENGTH,
         device: torch.device | None = None,
-    ) -> tuple[P.PromptEmbeds, P.PromptEmbeds | None]:
-        """Prompt (and negative prompt) embeddings repeated per video; None for the negative without guidance.
-
-        `negative_prompt=None` means the default 39-term negative prompt; pass "" for an empty one.
-        """
+        dtype: torch.dtype | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
+        """diffusers' `encode_prompt`: (prompt_embeds, negative_prompt_embeds, prompt_attention_mask,
+        negative_prompt_attention_mask), repeated per video; the negative ones are None unless a negative prompt
+        (or its embeddings) is given. Needs only the text encoder and tokenizer: a pipeline loaded with
+        `transformer=None` precomputes embeddings for later calls (`prompt_embeds=`, ...)."""
         device = device or self.device_for_run
-        prompts = P.as_prompt_list(prompt)
-        negatives = None
-        if do_guidance:
-            negative_prompt = P.DEFAULT_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt
+        given = GivenEmbeds(
+            prompt_embeds, prompt_attention_mask, negative_prompt_embeds, negative_prompt_attention_mask
+        )
+        cond = GivenEmbeds.embeds(given.prompt, given.prompt_mask)
+        if cond is None:
+            cond = self.encode_texts(P.as_prompt_list(prompt), max_sequence_length, device, dtype)
+        uncond = GivenEmbeds.embeds(given.negative, given.negative_mask)
+        if uncond is None and negative_prompt is not None:
             negatives = (
-                [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else negative_prompt
+                [negative_prompt] * cond.embeds.shape[0]
+                if isinstance(negative_prompt, str)
+                else negative_prompt
             )
-            if len(negatives) != len(prompts):
-                raise ValueError(f"negative_prompt has {len(negatives)} entries for {len(prompts)} prompts")
-        self._text_encoder_to(device)
+            uncond = self.encode_texts(list(negatives), max_sequence_length, device, dtype)
+        cond = cond.repeat_interleave(num_videos_per_prompt)
+        uncond = uncond.repeat_interleave(num_videos_per_prompt) if uncond is not None else None
+        return (
+            cond.embeds,
+            None if uncond is None else uncond.embeds,
+            cond.mask,
+            None if uncond is None else uncond.mask,
+        )
+
+    def prompt_embeddings(
+        self,
+        run: RunPlan,
+        num_videos_per_prompt: int,
+        max_sequence_length: int,
+        device: torch.device,
+        given: GivenEmbeds | None = None,
+    ) -> tuple[P.PromptEmbeds, P.PromptEmbeds | None]:
+        """The run's prompt and (when guidance needs it) negative prompt embeddings, repeated per video: given ones
+        as they are, the others encoded. A None negative prompt is the default 39-term one; "" an empty one."""
+        given = given or GivenEmbeds()
+        cond = GivenEmbeds.embeds(given.prompt, given.prompt_mask)
+        if cond is None:
+            cond = self.encode_texts(run.prompts, max_sequence_length, device)
+        uncond = GivenEmbeds.embeds(given.negative, given.negative_mask)
+        if uncond is None and run.needs_uncond:
+            negative = P.DEFAULT_NEGATIVE_PROMPT if run.negative_prompt is None else run.negative_prompt
+            negatives = [negative] * len(run.prompts) if isinstance(negative, str) else negative
+            if len(negatives) != len(run.prompts):
+                raise ValueError(
+                    f"negative_prompt has {len(negatives)} entries for {len(run.prompts)} prompts"
+                )
+            uncond = self.encode_texts(list(negatives), max_sequence_length, device)
+        if not run.needs_uncond:
+            uncond = None
         dtype = self.transformer.dtype
+        cond = P.PromptEmbeds(cond.embeds.to(device, dtype), cond.mask.to(device))
+        if uncond is not None:
+            uncond = P.PromptEmbeds(uncond.embeds.to(device, dtype), uncond.mask.to(device))
+            uncond = uncond.repeat_interleave(num_videos_per_prompt)
+        return cond.repeat_interleave(num_videos_per_prompt), uncond
 
-        def encode(texts: list[str]) -> P.PromptEmbeds:
-            embeds = P.encode_prompts(
-                self.text_encoder, self.tokenizer, texts, device, dtype, max_sequence_length
-            )
-            return embeds.repeat_interleave(num_videos_per_prompt)
-
-        cond = encode(prompts)
-        uncond = encode(negatives) if negatives is not None else None
-        return cond, uncond
+    def encode_texts(
+        self,
+        texts: list[str],
+        max_sequence_length: int,
+        device: torch.device,
+        dtype: torch.dtype | None = None,
+    ) -> P.PromptEmbeds:
+        """Text-encoder states of `texts` in the transformer's dtype (the text encoder's without a transformer)."""
+        self._text_encoder_to(device)
+        if dtype is None:
+            dtype = (self.transformer if self.transformer is not None else self.text_encoder).dtype
+        return P.encode_prompts(self.text_encoder, self.tokenizer, texts, device, dtype, max_sequence_length)
 
     def prepare_latents(
         self,
@@ -365,11 +493,17 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
                     break
                 sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
                 self._current_timestep = flow.timestep_from_sigma(sigma)
-                v_cond, v_uncond = self.predict_velocity(
-                    latents, sigma, cond, uncond, conditioning, run.passes
-                )
-                velocity = guider(v_cond, v_uncond)
-                latents = flow.euler_step(latents, velocity, sigma, sigma_next).to(v_cond.dtype)
+                if run.guider is not None:
+                    velocity = guider_velocity(
+                        run.guider, self.transformer, latents, sigma, (i, steps), cond, uncond, conditioning,
+                        run.passes,
+                    )  # fmt: skip
+                else:
+                    v_cond, v_uncond = self.predict_velocity(
+                        latents, sigma, cond, uncond, conditioning, run.passes
+                    )
+                    velocity = guider(v_cond, v_uncond, self._guidance_scale)
+                latents = flow.euler_step(latents, velocity, sigma, sigma_next).to(latents.dtype)
                 latents = conditioning.settle(latents, sigma_next)
                 if callback_on_step_end is not None:
                     latents, cond, uncond = self._run_callback(
@@ -400,10 +534,20 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         return latents, cond, uncond
 
     # ---------------------------------------------------------------------------------------------------- output
-    def decode(self, latents: torch.Tensor, output_type: OutputType, stream: bool = True):
+    def decode(
+        self,
+        latents: torch.Tensor,
+        output_type: OutputType,
+        stream: bool = True,
+        vae_batch_size: int | None = None,
+    ):
+        """Frames from latents, `vae_batch_size` videos per VAE call (default: all at once)."""
         if output_type == "latent":
             return latents
-        video = decode_latents(self.vae, latents, output_device="cpu", stream=stream)
+        if vae_batch_size is not None and vae_batch_size < 1:
+            raise ValueError(f"vae_batch_size must be >= 1, got {vae_batch_size}")
+        chunks = latents.split(vae_batch_size or latents.shape[0])
+        video = torch.cat([decode_latents(self.vae, c, output_device="cpu", stream=stream) for c in chunks])
         return self.video_processor.postprocess_video(video.float(), output_type=output_type)
 
     # --------------------------------------------------------------------------------------------------- helpers
@@ -447,3 +591,31 @@ def _has_group_offload(module: torch.nn.Module) -> bool:
     from diffusers.hooks.group_offloading import _is_group_offload_enabled
 
     return _is_group_offload_enabled(module)
+
+
+def call_prompts(prompt: str | list[str] | None, given: GivenEmbeds | None) -> list[str]:
+    """The call's prompts; with `prompt_embeds` instead of a prompt, one empty placeholder per embedding row."""
+    if given is not None and given.prompt is not None:
+        if prompt is not None:
+            raise ValueError("pass prompt or prompt_embeds, not both")
+        return [""] * given.prompt.shape[0]
+    return P.as_prompt_list(prompt)
+
+
+def call_sigmas(timesteps: list[float] | None, sigmas: list[float] | None) -> torch.Tensor | None:
+    """diffusers' `timesteps` / `sigmas` arguments as N noise levels before the shift (the scheduler shifts them,
+    as diffusers' FlowMatchEulerDiscreteScheduler does); None when neither is given."""
+    if timesteps is not None and sigmas is not None:
+        raise ValueError("pass timesteps or sigmas, not both")
+    if timesteps is None and sigmas is None:
+        return None
+    name, values = ("timesteps", timesteps) if sigmas is None else ("sigmas", sigmas)
+    levels = torch.as_tensor(values, dtype=torch.float64).flatten() / (1000.0 if sigmas is None else 1.0)
+    if (
+        levels.numel() < 1
+        or not bool(((levels > 0) & (levels <= 1)).all())
+        or not bool((levels.diff() < 0).all())
+    ):
+        top = "1000" if sigmas is None else "1"
+        raise ValueError(f"{name} must be strictly decreasing values in (0, {top}], got {list(values)}")
+    return levels

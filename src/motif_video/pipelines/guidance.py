@@ -125,14 +125,35 @@ class Guider:
         self.config = config
         self.running_diff: torch.Tensor | None = None
 
-    def __call__(self, cond: torch.Tensor, uncond: torch.Tensor | None) -> torch.Tensor:
+    def __call__(
+        self, cond: torch.Tensor, uncond: torch.Tensor | None, scale: float | None = None
+    ) -> torch.Tensor:
+        """`scale`: this step's guidance scale (a callback may change it between steps); default the config's."""
         c = self.config
         if not c.needs_uncond:
             return cond
         if uncond is None:
             raise ValueError(f"guidance {c.mode!r} at scale {c.scale} needs an unconditional prediction")
-        prediction, self.running_diff = guide(cond, uncond, c.scale, c, self.running_diff)
+        scale = c.scale if scale is None else scale
+        prediction, self.running_diff = guide(cond, uncond, scale, c, self.running_diff)
         return prediction
+
+
+def runs_own_protocol(guider) -> bool:
+    """Whether a diffusers guider component must run through its own protocol (`velocity.guider_velocity`): any
+    guider but APG in its original formulation and CFG in the usual one, or those with rescaling or a start/stop
+    window, which `GuidanceConfig` does not express."""
+    if guider is None:
+        return False
+    name, config = type(guider).__name__, dict(getattr(guider, "config", {}))
+    plain = config.get("guidance_rescale", 0.0) == 0.0 and (config.get("start", 0.0), config.get("stop", 1.0)) == (
+        0.0, 1.0,
+    )  # fmt: skip
+    if name == "AdaptiveProjectedGuidance":
+        return not (plain and config.get("use_original_formulation") is True)
+    if name == "ClassifierFreeGuidance":
+        return not (plain and not config.get("use_original_formulation", False))
+    return True
 
 
 def config_from_guider(guider, **overrides) -> GuidanceConfig:

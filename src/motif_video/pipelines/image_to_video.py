@@ -10,7 +10,7 @@ from ..choices import GuidanceBatching
 from ..defaults import SHIFT_I2V
 from ..perf.step_cache import StepCache
 from . import prompts as P
-from .base import MotifVideoBasePipeline, MotifVideoPipelineOutput, OutputType
+from .base import GivenEmbeds, MotifVideoBasePipeline, MotifVideoPipelineOutput, OutputType
 from .guidance import GuidanceConfig
 from .image_conditioning import LatentMode, ResizeMode, encode_first_frame, preprocess_image, siglip_tokens
 from .sampling import SamplerChoice
@@ -52,6 +52,13 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         callback_on_step_end=None,
         callback_on_step_end_tensor_inputs: list[str] | None = None,
         max_sequence_length: int = P.MAX_SEQUENCE_LENGTH,
+        timesteps: list[float] | None = None,
+        sigmas: list[float] | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        prompt_attention_mask: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_attention_mask: torch.Tensor | None = None,
+        vae_batch_size: int | None = None,
         *,
         guidance: str | GuidanceConfig | None = None,
         apg_eta: float | None = None,
@@ -86,6 +93,9 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         )
         if i2v["conditioning_blur"] < 0:
             raise ValueError(f"conditioning_blur must be >= 0 (0 = off), got {i2v['conditioning_blur']}")
+        given = GivenEmbeds(
+            prompt_embeds, prompt_attention_mask, negative_prompt_embeds, negative_prompt_attention_mask
+        )
         run = self.plan_run(
             prompt,
             negative_prompt,
@@ -101,6 +111,8 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
             ),
             passes=dict(batching=guidance_batching, attention_kwargs=attention_kwargs, step_cache=step_cache),
             parallel=parallel,
+            given=given,
+            schedule=(timesteps, sigmas),
         )
         images = self._image_list(image, len(run.prompts))
         device = self.device_for_run
@@ -111,10 +123,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         latents = self.prepare_latents(
             batch, run.height, run.width, run.num_frames, generator, latents, device
         )
-        cond, uncond = self.encode_prompt(
-            run.prompts, run.negative_prompt, num_videos_per_prompt, run.guidance.needs_uncond,
-            max_sequence_length, device,
-        )  # fmt: skip
+        cond, uncond = self.prompt_embeddings(run, num_videos_per_prompt, max_sequence_length, device, given)
         conditioning = self.prepare_conditioning(
             frames.to(device), latents, batch // len(images), generator, first_frame_latent,
             i2v["conditioning_blur"], use_image_embeds, i2v["keep_first_frame"],
@@ -123,7 +132,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         latents = self.sample(
             latents, run, cond, uncond, conditioning, callback_on_step_end, callback_on_step_end_tensor_inputs
         )
-        video = self.decode(latents, output_type, stream_decode)
+        video = self.decode(latents, output_type, stream_decode, vae_batch_size)
         self.maybe_free_model_hooks()
         return MotifVideoPipelineOutput(frames=video) if return_dict else (video,)
 
@@ -160,6 +169,11 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
     ) -> Conditioning:
         """The first-frame latent (the condition channels are built from it at each step) and SigLIP tokens, one per
         image, repeated to the latents' batch; with `keep_first_frame`, also the starting noise of `latents`' frame 0."""
+        if use_image_embeds and self.feature_extractor is None:
+            raise ValueError(
+                "image embeddings need the feature_extractor component (a SiglipImageProcessor): load a folder with "
+                "one or pass feature_extractor=..., or call with use_image_embeds=False"
+            )
         if isinstance(generator, list):  # one generator per video: image j uses its first video's generator
             generator = (
                 generator[0] if len(frames) == 1 else [generator[j * repeats] for j in range(len(frames))]

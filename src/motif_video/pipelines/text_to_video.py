@@ -10,7 +10,7 @@ from ..choices import GuidanceBatching
 from ..defaults import SHIFT_T2V
 from ..perf.step_cache import StepCache
 from . import prompts as P
-from .base import MotifVideoBasePipeline, MotifVideoPipelineOutput, OutputType
+from .base import GivenEmbeds, MotifVideoBasePipeline, MotifVideoPipelineOutput, OutputType
 from .guidance import GuidanceConfig
 from .velocity import Conditioning
 
@@ -48,6 +48,13 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         callback_on_step_end=None,
         callback_on_step_end_tensor_inputs: list[str] | None = None,
         max_sequence_length: int = P.MAX_SEQUENCE_LENGTH,
+        timesteps: list[float] | None = None,
+        sigmas: list[float] | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        prompt_attention_mask: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_attention_mask: torch.Tensor | None = None,
+        vae_batch_size: int | None = None,
         *,
         guidance: str | GuidanceConfig | None = None,
         apg_eta: float | None = None,
@@ -68,7 +75,14 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         `step_cache` (a `motif_video.perf.StepCache`) skips steps whose first-block residual barely changed; threshold
         0 is exact; afterwards `step_cache.report()` (or `pipe.last_step_cache`) lists the skipped steps per branch.
         `parallel`: the plan `motif_video.parallel.pipeline.enable_parallel` returned (under torchrun).
+        diffusers' arguments work as there: `timesteps` / `sigmas` (N noise levels, then shifted like the default
+        schedule, as diffusers' scheduler shifts them), `prompt_embeds` / `negative_prompt_embeds` and their masks
+        (e.g. from `encode_prompt` of a pipeline loaded with `transformer=None`), `vae_batch_size`; a diffusers
+        guider component other than APG (original formulation) or plain CFG runs through its own protocol.
         """
+        given = GivenEmbeds(
+            prompt_embeds, prompt_attention_mask, negative_prompt_embeds, negative_prompt_attention_mask
+        )
         run = self.plan_run(
             prompt,
             negative_prompt,
@@ -84,12 +98,11 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
             ),
             passes=dict(batching=guidance_batching, attention_kwargs=attention_kwargs, step_cache=step_cache),
             parallel=parallel,
+            given=given,
+            schedule=(timesteps, sigmas),
         )
         device = self.device_for_run
-        cond, uncond = self.encode_prompt(
-            run.prompts, run.negative_prompt, num_videos_per_prompt, run.guidance.needs_uncond,
-            max_sequence_length, device,
-        )  # fmt: skip
+        cond, uncond = self.prompt_embeddings(run, num_videos_per_prompt, max_sequence_length, device, given)
         self._release_text_encoder()
         batch = len(run.prompts) * num_videos_per_prompt
         latents = self.prepare_latents(
@@ -104,6 +117,6 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
             callback_on_step_end,
             callback_on_step_end_tensor_inputs,
         )
-        frames = self.decode(latents, output_type, stream_decode)
+        frames = self.decode(latents, output_type, stream_decode, vae_batch_size)
         self.maybe_free_model_hooks()
         return MotifVideoPipelineOutput(frames=frames) if return_dict else (frames,)

@@ -140,3 +140,38 @@ def batch_guidance(transformer, options: PassOptions, latents: torch.Tensor) -> 
     p, pt = transformer.config.patch_size, transformer.config.patch_size_t
     _, _, t, h, w = latents.shape
     return (t // pt) * (h // p) * (w // p) <= AUTO_BATCH_MAX_TOKENS
+
+
+def guider_velocity(
+    guider,
+    transformer,
+    latents: torch.Tensor,
+    sigma: float,
+    step: tuple[int, int],
+    cond: P.PromptEmbeds,
+    uncond: P.PromptEmbeds | None,
+    conditioning: Conditioning,
+    options: PassOptions,
+) -> torch.Tensor:
+    """The guided velocity from a diffusers guider component run through its own protocol (set_state,
+    prepare_inputs, one pass per batch it asks for inside `cache_context`, then the guider's combination), as
+    diffusers' pipelines do: how `SkipLayerGuidance`, APG's default formulation and the other guiders run here.
+    `step`: (index, number of steps)."""
+    hidden = torch.cat([latents, conditioning.channels(latents, sigma)], dim=1)
+    t = flow.timestep_from_sigma(sigma)
+    timestep = torch.full((hidden.shape[0],), t, device=hidden.device, dtype=torch.float32)
+    texts = (cond,) if guider.num_conditions == 1 or uncond is None else (cond, uncond)
+    inputs = {"encoder_hidden_states": tuple(x.embeds for x in texts),
+              "encoder_attention_mask": tuple(x.mask for x in texts)}  # fmt: skip
+    guider.set_state(step=step[0], num_inference_steps=step[1], timestep=torch.tensor(t))
+    state = guider.prepare_inputs(inputs)
+    for batch in state:
+        guider.prepare_models(transformer)
+        with transformer.cache_context(getattr(batch, guider._identifier_key)):
+            batch.noise_pred = transformer(
+                hidden_states=hidden, timestep=timestep, image_embeds=conditioning.image_embeds,
+                attention_kwargs=options.attention_kwargs, return_dict=False,
+                **{name: getattr(batch, name) for name in inputs},
+            )[0]  # fmt: skip
+        guider.cleanup_models(transformer)
+    return guider(state)[0]

@@ -1,0 +1,173 @@
+"""diffusers' pipeline conventions on our pipelines: precomputed prompt embeddings, timesteps / sigmas,
+vae_batch_size, callback conventions (guidance_scale, num_timesteps, do_classifier_free_guidance, _interrupt,
+dynamic guidance), diffusers' guiders, dtype arguments, variant / sharded saving, an optional feature_extractor."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from pipeline_test_utils import PROMPT, SIZE
+
+from motif_video import MotifVideoImageToVideoPipeline, MotifVideoPipeline
+from motif_video.flow import sampling_sigmas
+
+SMALL = {**SIZE, "num_inference_steps": 3, "output_type": "latent"}
+
+
+@pytest.fixture(scope="module")
+def pipe(strong_folder):
+    p = MotifVideoPipeline.from_pretrained(strong_folder)
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+@pytest.fixture(scope="module")
+def reference(strong_folder):
+    from diffusers import MotifVideoPipeline as Reference
+
+    p = Reference.from_pretrained(strong_folder)
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+def _latents(p, seed=0, **kw):
+    return p(**{"prompt": PROMPT, **SMALL, "generator": torch.Generator().manual_seed(seed), **kw}).frames
+
+
+def test_precomputed_prompt_embeddings_from_a_text_encoder_only_pipeline(pipe, strong_folder):
+    encoder_only = MotifVideoPipeline.from_pretrained(strong_folder, transformer=None)
+    assert encoder_only.transformer is None
+    embeds, negative, mask, negative_mask = encoder_only.encode_prompt(
+        PROMPT, "blurry", max_sequence_length=64
+    )
+    assert embeds.shape[0] == 1 and mask.dtype == torch.bool and negative.shape[:2] == negative_mask.shape
+    expected = _latents(pipe, negative_prompt="blurry")
+    given = _latents(pipe, prompt=None, prompt_embeds=embeds, prompt_attention_mask=mask,
+                     negative_prompt_embeds=negative, negative_prompt_attention_mask=negative_mask)  # fmt: skip
+    torch.testing.assert_close(given, expected, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="prompt or prompt_embeds, not both"):
+        _latents(pipe, prompt_embeds=embeds)
+
+
+def test_timesteps_and_sigmas(pipe):
+    expected = _latents(pipe)
+    levels = torch.linspace(
+        1.0, 1 / 3, 3, dtype=torch.float64
+    ).tolist()  # the default schedule before its shift
+    torch.testing.assert_close(_latents(pipe, sigmas=levels), expected, atol=1e-6, rtol=0)
+    assert pipe.last_run.sigmas.tolist() == pytest.approx(sampling_sigmas(3, 15.0).tolist())
+    # timesteps / 1000 differ from the sigmas in the last bit, which grows to ~1e-5 over 3 steps
+    timesteps = [s * 1000 for s in levels]
+    torch.testing.assert_close(_latents(pipe, timesteps=timesteps), expected, atol=1e-4, rtol=0)
+    assert not torch.allclose(_latents(pipe, sigmas=[1.0, 0.5]), expected)
+    with pytest.raises(ValueError, match="strictly decreasing"):
+        _latents(pipe, sigmas=[0.5, 1.0])
+
+
+def test_vae_batch_size(pipe):
+    kw = {**SMALL, "output_type": "np", "num_inference_steps": 1, "num_videos_per_prompt": 2}
+    together = pipe(PROMPT, generator=torch.Generator().manual_seed(0), **kw).frames
+    one_by_one = pipe(PROMPT, generator=torch.Generator().manual_seed(0), vae_batch_size=1, **kw).frames
+    np.testing.assert_allclose(one_by_one, together, atol=1e-6)
+
+
+def test_callback_conventions_and_dynamic_guidance(pipe):
+    seen = []
+
+    def callback(p, i, t, tensors):
+        seen.append((p.guidance_scale, p.num_timesteps, p.do_classifier_free_guidance))
+        p._guidance_scale += 1.0  # dynamic guidance, as diffusers' callback tests do
+        return {}
+
+    dynamic = _latents(pipe, guidance_scale=2.0, callback_on_step_end=callback)
+    assert seen == [(2.0, 3, True), (3.0, 3, True), (4.0, 3, True)] and pipe.guidance_scale == 5.0
+    assert not torch.allclose(dynamic, _latents(pipe, guidance_scale=2.0))  # the changed scale was used
+
+    steps = []
+
+    def interrupt(p, i, t, tensors):
+        steps.append(i)
+        p._interrupt = True
+        return {}
+
+    _latents(pipe, callback_on_step_end=interrupt)
+    assert steps == [0]
+
+
+def test_protocol_path_equals_our_cfg(pipe):
+    """A guider run through diffusers' protocol gives what our own CFG gives."""
+    from diffusers import ClassifierFreeGuidance
+
+    ours = _latents(pipe, guidance="cfg", guidance_scale=3.0, negative_prompt="")
+    protocol = MotifVideoPipeline.from_pipe(
+        pipe, guider=ClassifierFreeGuidance(guidance_scale=3.0, guidance_rescale=0.2)
+    )
+    assert (
+        protocol(PROMPT, **{**SMALL, "num_inference_steps": 1}).frames is not None
+    )  # rescale: protocol path runs
+    protocol.guider = ClassifierFreeGuidance(guidance_scale=3.0, use_original_formulation=True)
+    original = _latents(protocol, negative_prompt="")
+    assert protocol.last_run.guider is not None and not torch.allclose(original, ours)
+    # use_original_formulation: cond + s (cond - uncond) = our CFG at scale s + 1
+    torch.testing.assert_close(original, _latents(pipe, guidance="cfg", guidance_scale=4.0, negative_prompt=""),
+                               atol=1e-4, rtol=0)  # fmt: skip
+
+
+@pytest.mark.parametrize("guider_name", ["AdaptiveProjectedGuidance", "SkipLayerGuidance"])
+def test_diffusers_guiders_match_the_reference(pipe, reference, guider_name):
+    """The default `AdaptiveProjectedGuidance()` (original formulation off) and `SkipLayerGuidance`, which the
+    released pipeline runs: the same numbers as diffusers' pipeline on the same components."""
+    import diffusers
+    from diffusers.hooks import LayerSkipConfig
+
+    make = {
+        "AdaptiveProjectedGuidance": lambda: diffusers.AdaptiveProjectedGuidance(),
+        "SkipLayerGuidance": lambda: diffusers.SkipLayerGuidance(
+            guidance_scale=4.0, skip_layer_guidance_start=0.0, skip_layer_guidance_stop=1.0,
+            skip_layer_config=LayerSkipConfig(indices=[1], fqn="transformer_blocks"),
+        ),
+    }[guider_name]  # fmt: skip
+    reference.guider = make()
+    expected = _latents(reference, negative_prompt="")
+    ours = _latents(MotifVideoPipeline.from_pipe(pipe, guider=make()), negative_prompt="")
+    assert (ours - expected).abs().max() <= 5e-5 * expected.abs().max()
+
+
+def test_dtype_arguments(strong_folder):
+    bf16 = MotifVideoPipeline.from_pretrained(strong_folder, dtype=torch.bfloat16)
+    assert bf16.transformer.dtype == torch.bfloat16 and bf16.vae.dtype == torch.bfloat16
+    mixed = MotifVideoPipeline.from_pretrained(
+        strong_folder, torch_dtype={"transformer": torch.bfloat16, "default": torch.float32}
+    )
+    assert mixed.transformer.dtype == torch.bfloat16 and mixed.vae.dtype == torch.float32
+
+
+def test_save_pretrained_variant_and_shards(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "saved", variant="fp16", max_shard_size="100KB")
+    files = sorted(p.name for p in (tmp_path / "saved" / "transformer").iterdir())
+    assert "diffusion_pytorch_model.safetensors.index.fp16.json" in files or any(
+        ".fp16." in f and f.endswith(".index.json") for f in files
+    )
+    assert sum(f.endswith(".safetensors") for f in files) > 1
+    loaded = MotifVideoPipeline.from_pretrained(tmp_path / "saved", variant="fp16")
+    for a, b in zip(pipe.transformer.state_dict().values(), loaded.transformer.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_feature_extractor_is_optional_for_text_to_video(strong_folder, tmp_path):
+    folder = tmp_path / "no-fe"
+    shutil.copytree(strong_folder, folder)
+    shutil.rmtree(folder / "feature_extractor")
+    index = json.loads((folder / "model_index.json").read_text())
+    index.pop("feature_extractor")
+    (folder / "model_index.json").write_text(json.dumps(index))
+    p = MotifVideoPipeline.from_pretrained(folder)
+    assert p.feature_extractor is None
+    assert _latents(p, num_inference_steps=1).shape[0] == 1
+    i2v = MotifVideoImageToVideoPipeline.from_pipe(p)
+    with pytest.raises(ValueError, match="feature_extractor"):
+        i2v(image=np.zeros((64, 96, 3), dtype=np.uint8), prompt=PROMPT, **SMALL)
