@@ -75,3 +75,18 @@ def test_mode_follows_the_umask(tmp_path, umask):
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
     assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]  # no temporary file left
+
+
+def test_frame_strip_places_every_nth_frame_side_by_side(tmp_path):
+    from motif_video.pipelines.export import frame_strip, read_mp4_frames, write_frame_strip
+
+    frames = np.zeros((9, 8, 10, 3), np.uint8)
+    frames[:, :, :, 0] = np.arange(9)[:, None, None] * 20  # frame i is red level 20 i
+    strip = frame_strip(frames, every=4, scale=2, gap=1)
+    assert strip.shape == (2 * 10, 2 * 3 * 12, 3)  # frames 0, 4, 8 of (8 + 2) x (10 + 2), doubled
+    assert [strip[10, 2 * (12 * k + 6), 0] for k in range(3)] == [0, 80, 160]
+    assert strip[0, 0].tolist() == [255, 255, 255]
+    path = write_mp4(frames, tmp_path / "clip.mp4")
+    assert read_mp4_frames(path).shape == (9, 8, 10, 3)
+    png = write_frame_strip(path, tmp_path / "strip.png", every=4, scale=1)
+    assert png.is_file()

@@ -118,3 +118,31 @@ def read_mp4_info(path: str | os.PathLike) -> dict:
             "height": stream.codec_context.height,
             "fps": float(stream.average_rate),
         }
+
+
+def read_mp4_frames(path: str | os.PathLike) -> np.ndarray:
+    """Every frame of a video as uint8 [F, H, W, 3] RGB."""
+    import av
+
+    with av.open(str(path)) as container:
+        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+
+
+def frame_strip(frames, every: int = 4, scale: int = 3, gap: int = 2) -> np.ndarray:
+    """Frames 0, every, 2 * every, ... side by side (white gaps), each pixel `scale` x `scale`: uint8 [H, W, 3]."""
+    if every < 1 or scale < 1 or gap < 0:
+        raise ValueError(f"every and scale must be >= 1 and gap >= 0, got {every}, {scale}, {gap}")
+    video = to_uint8_frames(frames)
+    picked = [np.pad(f, ((gap, gap), (gap, gap), (0, 0)), constant_values=255) for f in video[::every]]
+    return np.concatenate(picked, axis=1).repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def write_frame_strip(
+    video: str | os.PathLike, png: str | os.PathLike, every: int = 4, scale: int = 3
+) -> Path:
+    """A PNG of `frame_strip` of a video file: what a clip looks like, frame by frame, in one image."""
+    import PIL.Image
+
+    png = Path(png)
+    PIL.Image.fromarray(frame_strip(read_mp4_frames(video), every, scale)).save(png)
+    return png
