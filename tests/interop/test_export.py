@@ -4,6 +4,7 @@ the shared-layout and guidance folds, and clear refusals."""
 from __future__ import annotations
 
 import copy
+import json
 import os
 
 import pytest
@@ -72,6 +73,7 @@ def test_shared_layout_is_folded_or_kept_and_never_changes_outputs(transformer_f
     assert any("folded" in n for n in result.notes)
     state, _ = read_safetensors(result.path)
     assert not any("cross_attn_query" in k for k in state)
+    assert "cross_attention_layout" not in json.loads(read_safetensors(result.path)[1]["motif_video.config"])
     loaded = load_transformer_file(result.path)
     assert loaded.cross_attention_layout == "separate"
     torch.testing.assert_close(run(loaded), run(shared), atol=1e-5, rtol=0)
@@ -83,8 +85,9 @@ def test_shared_layout_is_folded_or_kept_and_never_changes_outputs(transformer_f
         export(tmp_path / "biased", tmp_path / "biased.safetensors", layout="separate")
     kept = export(tmp_path / "biased", tmp_path / "biased.safetensors")  # auto: the shared keys stay
     assert any("kept in the shared layout" in n for n in kept.notes)
-    state, _ = read_safetensors(kept.path)
+    state, _meta = read_safetensors(kept.path)
     assert "single_transformer_blocks.0.cross_attn_query_proj.weight" in state
+    assert json.loads(_meta["motif_video.config"])["cross_attention_layout"] == "shared"
     loaded = load_transformer_file(kept.path)
     assert loaded.cross_attention_layout == "shared"
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in shared.state_dict().items())

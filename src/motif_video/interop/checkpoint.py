@@ -88,10 +88,20 @@ def fold_guidance(model: nn.Module, state: dict[str, torch.Tensor], scale: float
     return out
 
 
-def released_config(model: nn.Module) -> dict[str, Any]:
-    """The released `config.json` keys of `model` (without `guidance_embeds`, which the fold removes)."""
+def released_config(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The `config.json` keys of `model` as exported with `state`: no `guidance_embeds` (the fold removes it), and
+    `cross_attention_layout` only when `state` keeps the shared layout (absent means separate, as released)."""
+    from ..models.loading import detect_cross_attention_layout
+
     config = json.loads(model.to_json_string())
-    return {k: v for k, v in config.items() if not k.startswith("_") and k != "guidance_embeds"}
+    config = {
+        k: v
+        for k, v in config.items()
+        if not k.startswith("_") and k not in ("guidance_embeds", "cross_attention_layout")
+    }
+    if detect_cross_attention_layout(list(state)) == "shared":
+        config["cross_attention_layout"] = "shared"
+    return config
 
 
 def transformer_from_state_dict(

@@ -87,7 +87,7 @@ def export(
         {
             "motif_video.kind": "transformer",
             "motif_video.base_model": base_model or base or str(source),
-            CONFIG_KEY: json.dumps(checkpoint.released_config(transformer), sort_keys=True),
+            CONFIG_KEY: json.dumps(checkpoint.released_config(transformer, state), sort_keys=True),
         }
     )
     if scale is not None:
