@@ -108,3 +108,18 @@ def test_refusals(model, tmp_path):
     (tmp_path / "junk.gguf").write_bytes(b"not a gguf file")
     with pytest.raises(ValueError, match="cannot read"):
         read_gguf(tmp_path / "junk.gguf")
+
+
+def test_comfy_orig_shape_and_prefixed_names_are_read(model, tmp_path):
+    """ComfyUI-GGUF's conventions: a tensor stored reshaped with `comfy.gguf.orig_shape.<name>`, and
+    `model.diffusion_model.`-prefixed names."""
+    weight = model.state_dict()["proj_out.weight"]
+    writer = gguf.GGUFWriter(str(tmp_path / "c.gguf"), arch="motif_video")
+    writer.add_array("comfy.gguf.orig_shape.model.diffusion_model.proj_out.weight", list(weight.shape))
+    writer.add_tensor("model.diffusion_model.proj_out.weight", weight.reshape(-1).numpy())
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    state, _ = read_gguf(tmp_path / "c.gguf")
+    assert list(state) == ["proj_out.weight"] and torch.equal(state["proj_out.weight"], weight)

@@ -86,3 +86,20 @@ def test_adapter_names_and_errors(base):
         pipe.load_lora_weights({"model.weird.key": torch.zeros(1)})
     pipe.delete_adapters("default_0")
     assert not pipe.get_active_adapters()
+
+
+def test_lora_folders_and_weight_names(base, tmp_path):
+    from safetensors.torch import save_file
+
+    from motif_video.pipelines.lora import read_lora_file
+
+    (tmp_path / "run").mkdir()
+    save_file(K.to_comfyui(random_adapter(base, seed=1)), str(tmp_path / "run" / "style.safetensors"))
+    state, _ = read_lora_file(tmp_path / "run")  # the folder's one .safetensors file
+    assert any(k.startswith("diffusion_model.") for k in state)
+    assert read_lora_file(tmp_path / "run", weight_name="style.safetensors")[0].keys() == state.keys()
+    with pytest.raises(ValueError, match="has no other.safetensors"):
+        read_lora_file(tmp_path / "run", weight_name="other.safetensors")
+    save_file(K.to_kohya(random_adapter(base, seed=2)), str(tmp_path / "run" / "second.safetensors"))
+    with pytest.raises(ValueError, match="holds 2 .safetensors files"):
+        read_lora_file(tmp_path / "run")

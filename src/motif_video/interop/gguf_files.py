@@ -102,10 +102,13 @@ def _file_type(qtype: str) -> int:
     return int(getattr(gguf.LlamaFileType, names.get(qtype, f"MOSTLY_{qtype}")))
 
 
-def read_gguf(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(state dict, string metadata) of a Motif-Video GGUF file; quantised tensors are diffusers `GGUFParameter`s."""
+def gguf_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata of a Motif-Video GGUF file (no tensor is read); other architectures are refused."""
+    return _open(path)[1]
+
+
+def _open(path: str | os.PathLike) -> tuple[Any, dict[str, str]]:
     import gguf
-    from diffusers.models.model_loading_utils import load_gguf_checkpoint
 
     path = Path(path)
     if not path.is_file():
@@ -122,6 +125,14 @@ def read_gguf(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[st
     arch = metadata.get("general.architecture")
     if arch != GGUF_ARCH:
         raise ValueError(f"{path} is a GGUF file of architecture {arch!r}, not {GGUF_ARCH!r} (Motif-Video)")
+    return reader, metadata
+
+
+def read_gguf(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(state dict, string metadata) of a Motif-Video GGUF file; quantised tensors are diffusers `GGUFParameter`s."""
+    from diffusers.models.model_loading_utils import load_gguf_checkpoint
+
+    reader, metadata = _open(path)
     shapes = {
         name[len(ORIG_SHAPE_KEY) :]: tuple(int(field.parts[i][0]) for i in field.data)
         for name, field in reader.fields.items()
@@ -213,8 +224,7 @@ def load_gguf_for_model(
     from ..models import MotifVideoTransformer
     from ..models.loading import read_config
 
-    _, metadata = read_gguf(path)
-    if CONFIG_KEY in metadata:
+    if CONFIG_KEY in gguf_metadata(path):
         return load_gguf_transformer(path, None, compute_dtype)
     folder = resolve_folder(model, allow_patterns=["*.json", "*/*.json"])
     if not (folder / "transformer" / "config.json").is_file():

@@ -66,11 +66,11 @@ def read_lora_file(
     if path.is_file():
         return read_safetensors(path)
     if path.is_dir():
-        candidates = (
-            [path / weight_name]
-            if weight_name
-            else [path / LORA_WEIGHT_NAME, path / "lora" / LORA_WEIGHT_NAME]
-        )
+        if weight_name:
+            if not (path / weight_name).is_file():
+                raise ValueError(f"{path} has no {weight_name}")
+            return read_safetensors(path / weight_name)
+        candidates = [path / LORA_WEIGHT_NAME, path / "lora" / LORA_WEIGHT_NAME]
         found = [c for c in candidates if c.is_file()] or sorted(path.glob("*.safetensors"))
         if len(found) != 1 and not (found and found[0] in candidates):
             raise ValueError(
