@@ -42,6 +42,8 @@ def test_two_loras_at_weights_equal_weights_merged_by_hand(base, tmp_path):
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
     assert (out - run(base)).abs().max() > 1e-2  # the adapters do change the output
 
+    pipe.set_adapters(["style", "detail"], weights=[0.8, 0.5])  # the transformer's keyword works too
+    torch.testing.assert_close(run(pipe.transformer), expected, atol=1e-5, rtol=0)
     pipe.set_adapters(["style"], adapter_weights=[1.0])  # one adapter alone
     only_a = copy.deepcopy(base)
     merge_by_hand(only_a, [(a, 1.0)])

@@ -5,7 +5,7 @@
 
     pipe.load_lora_weights("style.safetensors", adapter_name="style")       # diffusers, kohya/musubi, ComfyUI keys
     pipe.load_lora_weights("user/repo", weight_name="x.safetensors", adapter_name="x")
-    pipe.set_adapters(["style", "x"], adapter_weights=[0.8, 0.5])
+    pipe.set_adapters(["style", "x"], adapter_weights=[0.8, 0.5])   # or weights=[...]
     pipe.fuse_lora(); ...; pipe.unfuse_lora()                               # unfuse restores the weights bit-exactly
     pipe.unload_lora_weights()
 
@@ -146,6 +146,19 @@ class MotifVideoLoraLoaderMixin(LoraBaseMixin):
     ) -> Path:
         """Write one adapter of `transformer` as `save_directory/pytorch_lora_weights.safetensors` (diffusers format)."""
         return save_lora(transformer, save_directory, adapter_name)
+
+    def set_adapters(
+        self,
+        adapter_names: list[str] | str,
+        adapter_weights: float | list[float] | None = None,
+        *,
+        weights: float | list[float] | None = None,
+    ) -> None:
+        """Activate `adapter_names` at `adapter_weights` (diffusers' pipeline name; `weights`, the transformer's
+        name, is accepted too)."""
+        if weights is not None and adapter_weights is not None:
+            raise ValueError("pass adapter_weights or weights, not both")
+        super().set_adapters(adapter_names, adapter_weights if weights is None else weights)
 
     def fuse_lora(
         self,
