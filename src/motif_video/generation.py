@@ -55,7 +55,8 @@ class GenerationPlan:
 
     @property
     def speed(self) -> SpeedPlan:
-        return SpeedPlan(self.request.compile, self.request.fp8_compute, self.request.attention_backend)
+        r = self.request
+        return SpeedPlan(r.compile, r.fp8_compute, r.attention_backend, r.cache_threshold)
 
 
 def plan_generation(request: GenerateRequest, world_size: int | None = None) -> GenerationPlan:
@@ -250,9 +251,7 @@ def prepare_pipeline(plan: GenerationPlan, show_progress: bool = True):
     return pipe, plan.memory
 
 
-def render_latents(
-    pipe, plan: GenerationPlan, i: int, image=None, step_cache=None, callback=None, parallel=None
-):
+def render_latents(pipe, plan: GenerationPlan, i: int, image=None, callback=None, parallel=None):
     """The final latents of video i of the plan (seed `seed + i`); `callback` is the pipeline's
     `callback_on_step_end`, `parallel` the plan `enable_parallel` returned. The call's keywords come from the option
     declarations (`options.pipeline_kwargs`)."""
@@ -264,7 +263,6 @@ def render_latents(
         **({"image": image} if image is not None else {}),
         generator=torch.Generator("cpu").manual_seed(plan.seed + i),
         output_type="latent",
-        step_cache=step_cache,
         parallel=parallel,
         callback_on_step_end=callback,
     ).frames
@@ -318,7 +316,6 @@ def _render_videos(
     import PIL.Image
     from tqdm.auto import tqdm
 
-    from .perf.step_cache import StepCache
     from .pipelines.speed import cache_summary
     from .vocabulary import prompt_warning, tokenizer_vocabulary
 
@@ -328,16 +325,15 @@ def _render_videos(
     data_parallel = plan.parallel == "data"
     mine = range(rank, len(r.prompts), plan.world_size) if data_parallel else range(len(r.prompts))
     writes = data_parallel or rank == 0
-    cache = StepCache(r.cache_threshold) if r.cache_threshold is not None else None
     written, cache_lines = [], []
     for i in tqdm(mine, desc="videos", unit="video", disable=not bar):
         if (warning := prompt_warning(r.prompts[i], vocabulary)) is not None:
             log(f"warning: prompt {i}: {warning}")
-        latents = render_latents(pipe, plan, i, image=image, step_cache=cache, parallel=parallel)
+        latents = render_latents(pipe, plan, i, image=image, parallel=parallel)
         if i == mine[0] and pipe.last_sampler is not None:
             log(f"sampler: Euler, shift {pipe.last_sampler.shift:g} ({pipe.last_sampler.source})")
-        if cache is not None:
-            cache_lines.append((i, cache_summary(cache.report())))
+        if r.cache_threshold is not None:  # the step cache enabled on the transformer (`apply_speed_plan`)
+            cache_lines.append((i, cache_summary(pipe.transformer.cache_report())))
         if writes:
             path = plan.outputs[i]
             write_video(pipe, latents, path, plan)

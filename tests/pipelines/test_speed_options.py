@@ -3,12 +3,14 @@ attention backend reaching the kernels."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 import torch
+from diffusers.hooks import FirstBlockCacheConfig
 from pipeline_test_utils import PROMPT, SIZE
 
 from motif_video import MotifVideoImageToVideoPipeline, MotifVideoPipeline, cli, generation
-from motif_video.perf.step_cache import StepCache
 
 
 @pytest.fixture(scope="module")
@@ -33,33 +35,43 @@ def _count_block_calls(model, fn):
             h.remove()
 
 
+@contextmanager
+def step_cache(transformer, threshold: float):
+    """The first-block step cache enabled on the transformer from outside (diffusers' API), then disabled."""
+    transformer.enable_cache(FirstBlockCacheConfig(threshold=threshold))
+    try:
+        yield transformer
+    finally:
+        transformer.disable_cache()
+
+
 def test_cache_threshold_zero_is_the_exact_pipeline(pipe):
     exact = _latents(pipe, guidance_batching="sequential")
-    cache = StepCache(0.0)
-    cached = _latents(pipe, step_cache=cache)  # "auto" batching turns sequential when caching
+    with step_cache(pipe.transformer, 0.0):
+        cached = _latents(pipe)  # "auto" batching turns sequential when caching
+        report = pipe.transformer.cache_report()
     assert cached.equal(exact)
-    report = cache.report()
     assert sorted(report) == ["cond", "uncond"]
     assert all(r.calls == 4 and r.skipped == [] for r in report.values())
-    assert pipe.last_step_cache is cache
 
 
 def test_large_threshold_skips_steps_and_reports_them(pipe):
     exact, full_calls = _count_block_calls(
         pipe.transformer, lambda: _latents(pipe, guidance_batching="sequential")
     )
-    cache = StepCache(1e6)
-    cached, calls = _count_block_calls(pipe.transformer, lambda: _latents(pipe, step_cache=cache))
+    with step_cache(pipe.transformer, 1e6):
+        cached, calls = _count_block_calls(pipe.transformer, lambda: _latents(pipe))
+        report = pipe.transformer.cache_report()
+        # A batched cond+uncond pass shares one cache context: the whole batch skips together.
+        _latents(pipe, guidance_batching="batched")
+        batched = pipe.transformer.cache_report()
     blocks = len(pipe.transformer.repeated_blocks())
     assert full_calls == 2 * 4 * blocks
     # Step 0 of each branch runs every block; steps 1-3 run only the first block.
-    assert all(r.skipped == [1, 2, 3] for r in cache.report().values())
+    assert sorted(report) == ["cond", "uncond"] and all(r.skipped == [1, 2, 3] for r in report.values())
     assert calls == 2 * (blocks + 3)
     assert (cached - exact).abs().max() > 1e-4  # skipping is not free
-    # A batched cond+uncond pass shares one branch: the whole batch skips together.
-    batched = StepCache(1e6)
-    _latents(pipe, step_cache=batched, guidance_batching="batched")
-    assert list(batched.report()) == ["cond+uncond"] and batched.skipped_steps("cond+uncond") == [1, 2, 3]
+    assert list(batched) == ["cond+uncond"] and batched["cond+uncond"].skipped == [1, 2, 3]
 
 
 def test_i2v_takes_a_step_cache(strong_folder):
@@ -69,9 +81,10 @@ def test_i2v_takes_a_step_cache(strong_folder):
     i2v = MotifVideoImageToVideoPipeline.from_pretrained(strong_folder)
     i2v.set_progress_bar_config(disable=True)
     image = PIL.Image.fromarray(np.full((64, 96, 3), 120, dtype=np.uint8))
-    cache = StepCache(1e6)
-    _latents(i2v, steps=3, image=image, guidance="none", step_cache=cache)
-    assert cache.skipped_steps("cond") == [1, 2] and list(cache.report()) == ["cond"]
+    with step_cache(i2v.transformer, 1e6):
+        _latents(i2v, steps=3, image=image, guidance="none")
+        report = i2v.transformer.cache_report()
+    assert list(report) == ["cond"] and report["cond"].skipped == [1, 2]
 
 
 TINY = [

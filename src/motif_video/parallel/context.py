@@ -17,7 +17,8 @@ unchanged, and removing the handle restores the single-process path):
 
 Text and image tokens are replicated: every rank runs the (small) text stream itself. Inference only (eval mode,
 no token routing). Use with `torchrun --nproc-per-node N`: `init_distributed()` then `enable_context_parallel`.
-Pass the group to `StepCache(process_group=...)` so that all ranks skip the same steps.
+A step cache must take the same decision on every rank: `perf.step_cache.share_cache_decisions(model, group)`
+(`parallel.pipeline.enable_parallel` does it).
 """
 
 from __future__ import annotations

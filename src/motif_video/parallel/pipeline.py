@@ -41,11 +41,6 @@ class ParallelPlan:
         """The two-rank group that splits the cond and uncond passes, or None."""
         return self.group if self.mode == "guidance" else None
 
-    @property
-    def context_group(self) -> Any:
-        """The group the video tokens are split over (a step cache must decide across it), or None."""
-        return self.group if self.mode == "context" else None
-
     def remove(self) -> None:
         if self.handle is not None:
             self.handle.remove()
@@ -62,7 +57,10 @@ def enable_parallel(pipe: Any, mode: ParallelMode, group: Any = None) -> Paralle
         raise ValueError(f"parallel mode {mode!r} needs torch.distributed (run under torchrun)")
     group = group if group is not None else dist.group.WORLD
     if mode == "context":
+        from ..perf.step_cache import share_cache_decisions
+
         pipe.transformer.eval()
+        share_cache_decisions(pipe.transformer, group)  # a step cache skips the same steps on every rank
         return ParallelPlan(mode, group, enable_context_parallel(pipe.transformer, group))
     world = dist.get_world_size(group)
     if world != 2:

@@ -4,9 +4,9 @@
 the loop itself is `sample`. The sampler is flow-matching Euler with a static shift (`motif_video.flow`); the
 `scheduler` component is kept for compatibility and read only for its shift.
 
-Each call's settings travel as a `RunPlan` (size, guidance, sigmas, sampler, and `PassOptions`: batching, step
-cache, guidance parallelism) through the stages; the pipeline keeps no per-call state besides `last_run`, the plan
-of the last call (`last_sampler`, `last_step_cache` read it). One step's transformer passes are
+Each call's settings travel as a `RunPlan` (size, guidance, sigmas, sampler, and `PassOptions`: batching,
+guidance parallelism) through the stages; the pipeline keeps no per-call state besides `last_run`, the plan of the
+last call (`last_sampler` reads it). One step's transformer passes are
 `pipelines.velocity.predict_velocity`. Context parallelism needs nothing from the loop: it is attached to the
 transformer with hooks.
 """
@@ -31,7 +31,6 @@ from .. import flow
 from ..defaults import GenerationDefaults
 from ..hub import DEFAULT_MODEL_ID, resolve_folder
 from ..options import check_video_size
-from ..perf.step_cache import StepCache
 from . import prompts as P
 from .guidance import GuidanceConfig, Guider, config_from_guider, runs_own_protocol
 from .latents import decode_latents
@@ -225,10 +224,6 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         return self.last_run.sampler if self.last_run is not None else None
 
     @property
-    def last_step_cache(self) -> StepCache | None:
-        return self.last_run.passes.step_cache if self.last_run is not None else None
-
-    @property
     def interrupt(self) -> bool:
         return self._interrupt
 
@@ -309,9 +304,6 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         passes = PassOptions(
             **passes, embedded_guidance=embedded, guidance_group=parallel.guidance_group if parallel else None
         )
-        cache = passes.step_cache
-        if cache is not None and parallel is not None and parallel.context_group is not None:
-            cache.process_group = cache.process_group or parallel.context_group  # all ranks decide together
         self._interrupt, self._guidance_scale = False, guidance_cfg.scale
         self.last_run = RunPlan(
             prompts=call_prompts(prompt, given),
@@ -476,11 +468,10 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
     ) -> torch.Tensor:
         """Euler steps over the plan's sigmas (N + 1 values ending at 0) with guidance; returns the final latents.
 
-        The plan's step cache is reset first; its `report()` afterwards lists the steps each guidance branch skipped.
+        A cache enabled on the transformer reports the steps each guidance pass skipped in
+        `transformer.cache_report()`.
         """
         guider, sigmas = Guider(run.guidance), run.sigmas
-        if run.passes.step_cache is not None:
-            run.passes.step_cache.reset()
         steps = len(sigmas) - 1
         self._num_timesteps = steps
         inputs = self._callback_inputs(callback_on_step_end, callback_on_step_end_tensor_inputs) or [

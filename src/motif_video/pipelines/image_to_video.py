@@ -8,7 +8,6 @@ import torch
 
 from ..choices import GuidanceBatching
 from ..defaults import SHIFT_I2V
-from ..perf.step_cache import StepCache
 from . import prompts as P
 from .base import GivenEmbeds, MotifVideoBasePipeline, MotifVideoPipelineOutput, OutputType
 from .guidance import GuidanceConfig
@@ -67,7 +66,6 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         apg_momentum: float | None = None,
         shift: float | None = None,
         guidance_batching: GuidanceBatching = "auto",
-        step_cache: StepCache | None = None,
         parallel: ParallelPlan | None = None,
         resize: ResizeMode = "stretch",
         first_frame_latent: LatentMode = "sample",
@@ -109,7 +107,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
             apg=dict(
                 eta=apg_eta, norm_dims=apg_norm_dims, norm_threshold=apg_norm_threshold, momentum=apg_momentum
             ),
-            passes=dict(batching=guidance_batching, attention_kwargs=attention_kwargs, step_cache=step_cache),
+            passes=dict(batching=guidance_batching, attention_kwargs=attention_kwargs),
             parallel=parallel,
             given=given,
             schedule=(timesteps, sigmas),

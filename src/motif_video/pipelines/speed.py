@@ -5,7 +5,7 @@
 | `fp8_compute` | torchao dynamic float8 activations x float8 weights in the block linears   | `perf/fp8.py` (`dynamic`) |
 | `compile`     | `torch.compile` of each repeated block (one graph per block class)        | `perf/compile.py`         |
 | attention     | the transformer's attention kernel, set on its attention modules            | `models/attention.py`     |
-| step cache    | a `StepCache` in the call's `PassOptions` (`step_cache=`), per guidance pass | `perf/step_cache.py`   |
+| step cache    | `transformer.enable_cache(FirstBlockCacheConfig(threshold))`, per guidance pass | `perf/step_cache.py` |
 
 Order: memory plan (device placement, FP8 weight-only), then FP8 compute (needs the weights on the GPU), then
 compile (compiles what the quantisation produced). FP8 compute is distinct from the `fp8` memory mode (weight-only
@@ -24,6 +24,8 @@ from ..perf.step_cache import BranchReport
 
 @dataclass(frozen=True)
 class SpeedPlan:
+    """The speed options applied to a loaded pipeline's transformer (`apply_speed_plan`)."""
+
     compile_backend: str | None = (
         None  # a torch.compile backend ("inductor", "eager", ...); None = no compile
     )
@@ -31,11 +33,13 @@ class SpeedPlan:
     attention_backend: str | None = (
         None  # the transformer's attention kernel; None: the process default (auto)
     )
+    cache_threshold: float | None = None  # first-block step cache; None: off, 0: on but exact
 
     def describe(self) -> str:
         compiled = f"compile={self.compile_backend}" if self.compile_backend else "compile=off"
         attention = f", attention={self.attention_backend}" if self.attention_backend else ""
-        return f"{compiled}, fp8_compute={'on' if self.fp8_compute else 'off'}{attention}"
+        cache = f", step_cache={self.cache_threshold:g}" if self.cache_threshold is not None else ""
+        return f"{compiled}, fp8_compute={'on' if self.fp8_compute else 'off'}{attention}{cache}"
 
 
 def compile_backends() -> list[str]:
@@ -66,12 +70,16 @@ def check_speed_plan(plan: SpeedPlan, device: torch.device) -> None:
 
 
 def apply_speed_plan(pipe, plan: SpeedPlan) -> None:
-    """Set the attention kernel, quantise (FP8 compute) and compile the pipeline's transformer in place, after the
-    memory plan."""
+    """Set the attention kernel and the step cache, quantise (FP8 compute) and compile the pipeline's transformer in
+    place, after the memory plan."""
     if plan.attention_backend is not None:
         from ..models.attention import use_attention_backend
 
         use_attention_backend(pipe.transformer, plan.attention_backend)
+    if plan.cache_threshold is not None:
+        from diffusers.hooks import FirstBlockCacheConfig
+
+        pipe.transformer.enable_cache(FirstBlockCacheConfig(threshold=plan.cache_threshold))
     if plan.fp8_compute:
         from ..perf.fp8 import quantize_fp8
 

@@ -8,7 +8,6 @@ import torch
 
 from ..choices import GuidanceBatching
 from ..defaults import SHIFT_T2V
-from ..perf.step_cache import StepCache
 from . import prompts as P
 from .base import GivenEmbeds, MotifVideoBasePipeline, MotifVideoPipelineOutput, OutputType
 from .guidance import GuidanceConfig
@@ -63,7 +62,6 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         apg_momentum: float | None = None,
         shift: float | None = None,
         guidance_batching: GuidanceBatching = "auto",
-        step_cache: StepCache | None = None,
         parallel: ParallelPlan | None = None,
         stream_decode: bool = True,
     ) -> MotifVideoPipelineOutput | tuple:
@@ -72,8 +70,9 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
 
         Guidance defaults to the folder's guider config, else APG (scale 8, norm threshold 12, momentum 0.1, eta 1,
         norm dims (-1, -2, -4)); `guidance` picks "apg", "cfg" or "none". `shift` overrides the scheduler config.
-        `step_cache` (a `motif_video.perf.StepCache`) skips steps whose first-block residual barely changed; threshold
-        0 is exact; afterwards `step_cache.report()` (or `pipe.last_step_cache`) lists the skipped steps per branch.
+        Step caching is enabled on the transformer (`pipe.transformer.enable_cache(FirstBlockCacheConfig(threshold))`:
+        skips steps whose first-block residual barely changed, threshold 0 is exact; `pipe.transformer.cache_report()`
+        lists the skipped steps per guidance pass).
         `parallel`: the plan `motif_video.parallel.pipeline.enable_parallel` returned (under torchrun).
         diffusers' arguments work as there: `timesteps` / `sigmas` (N noise levels, then shifted like the default
         schedule, as diffusers' scheduler shifts them), `prompt_embeds` / `negative_prompt_embeds` and their masks
@@ -96,7 +95,7 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
             apg=dict(
                 eta=apg_eta, norm_dims=apg_norm_dims, norm_threshold=apg_norm_threshold, momentum=apg_momentum
             ),
-            passes=dict(batching=guidance_batching, attention_kwargs=attention_kwargs, step_cache=step_cache),
+            passes=dict(batching=guidance_batching, attention_kwargs=attention_kwargs),
             parallel=parallel,
             given=given,
             schedule=(timesteps, sigmas),

@@ -2,8 +2,11 @@
 
 `Conditioning` is what conditions every step besides the text (the 17 condition channels, built by
 `motif_video.conditioning.condition_channels`, and the SigLIP tokens); `PassOptions` says how the passes run
-(batched or two passes, step cache, guidance parallelism, a guidance-distilled student's embedded scale). Both are
-per call: the pipelines build them in `plan_run` and pass them down, nothing is stored on the pipeline.
+(batched or two passes, guidance parallelism, a guidance-distilled student's embedded scale). Both are per call:
+the pipelines build them in `plan_run` and pass them down, nothing is stored on the pipeline.
+
+A cache enabled on the transformer from outside (`transformer.enable_cache(FirstBlockCacheConfig(...))`, diffusers'
+API; `generate --cache-threshold`) sees each pass under its own `cache_context` name, as in diffusers' pipelines.
 
 Guidance parallelism (`motif_video.parallel.pipeline`): rank 0 runs the cond pass and rank 1 the uncond pass, and
 the two predictions are all-gathered: the same numbers as two passes in one process. Context parallelism needs
@@ -12,6 +15,7 @@ nothing here: it is attached to the transformer with hooks.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +24,6 @@ import torch
 from .. import flow
 from ..choices import GUIDANCE_BATCHING, GuidanceBatching
 from ..conditioning import condition_channels
-from ..perf.step_cache import StepCache
 from . import prompts as P
 
 # "auto" batches cond + uncond into one forward when the video is at most this many tokens (per-call overhead
@@ -68,7 +71,6 @@ class PassOptions:
 
     batching: GuidanceBatching = "auto"
     attention_kwargs: dict[str, Any] | None = None
-    step_cache: StepCache | None = None
     guidance_group: Any = None  # two ranks: rank 0 runs cond, rank 1 uncond (`parallel.pipeline`)
     embedded_guidance: float | None = None  # a guidance-distilled student's input scale
 
@@ -90,8 +92,8 @@ def predict_velocity(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Conditional and unconditional velocities at `sigma`, as one batched forward or two passes (cond first).
 
-    With a step cache, each pass uses its own cache branch ("cond", "uncond"); a batched pass uses one branch
-    ("cond+uncond": the whole batch skips or runs together), so "auto" batching picks two passes when caching.
+    With a cache enabled on the transformer, each pass runs in its own cache context ("cond", "uncond"); a batched
+    pass in one ("cond+uncond": the whole batch skips or runs together), so "auto" batching picks two passes then.
     """
     hidden = torch.cat([latents, conditioning.channels(latents, sigma)], dim=1)
     timestep = torch.full(
@@ -100,19 +102,20 @@ def predict_velocity(
     image = conditioning.image_embeds
     extra = {} if options.embedded_guidance is None else {"guidance": options.embedded_guidance}
 
+    caching = _caching(transformer)
+
     def forward(h, t, text: P.PromptEmbeds, image, branch: str):
-        cache = {} if options.step_cache is None else {"step_cache": options.step_cache.branch(branch)}
-        return transformer(
-            hidden_states=h,
-            timestep=t,
-            encoder_hidden_states=text.embeds,
-            encoder_attention_mask=text.mask,
-            image_embeds=image,
-            attention_kwargs=options.attention_kwargs,
-            return_dict=False,
-            **extra,
-            **cache,
-        )[0]
+        with transformer.cache_context(branch) if caching else contextlib.nullcontext():
+            return transformer(
+                hidden_states=h,
+                timestep=t,
+                encoder_hidden_states=text.embeds,
+                encoder_attention_mask=text.mask,
+                image_embeds=image,
+                attention_kwargs=options.attention_kwargs,
+                return_dict=False,
+                **extra,
+            )[0]
 
     if uncond is None:
         return forward(hidden, timestep, cond, image, "cond"), None
@@ -135,7 +138,7 @@ def batch_guidance(transformer, options: PassOptions, latents: torch.Tensor) -> 
     """Whether cond and uncond share one forward: as asked, else ("auto") for small videos without a step cache."""
     if options.batching != "auto":
         return options.batching == "batched"
-    if options.step_cache is not None:  # one cache branch per guidance pass
+    if _caching(transformer):  # one cache context per guidance pass
         return False
     p, pt = transformer.config.patch_size, transformer.config.patch_size_t
     _, _, t, h, w = latents.shape
@@ -175,3 +178,8 @@ def guider_velocity(
             )[0]  # fmt: skip
         guider.cleanup_models(transformer)
     return guider(state)[0]
+
+
+def _caching(transformer) -> bool:
+    """Whether a cache is enabled on the transformer (diffusers' `CacheMixin.is_cache_enabled`)."""
+    return bool(getattr(transformer, "is_cache_enabled", False))
