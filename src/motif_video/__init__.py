@@ -20,6 +20,7 @@ _EXPORTS = {
     "Route": ".models",
     "MotifVideoPipeline": ".pipelines",
     "MotifVideoImageToVideoPipeline": ".pipelines",
+    "VideoCondition": ".pipelines",
 }
 
 __all__ = [
@@ -29,12 +30,13 @@ __all__ = [
     "MotifVideoTransformer",
     "MotifVideoTransformerOutput",
     "Route",
+    "VideoCondition",
     "build_transformer",
 ]
 
 if TYPE_CHECKING:  # static tools see the real names
     from .models import MotifVideoTransformer, MotifVideoTransformerOutput, Route
-    from .pipelines import MotifVideoImageToVideoPipeline, MotifVideoPipeline
+    from .pipelines import MotifVideoImageToVideoPipeline, MotifVideoPipeline, VideoCondition
     from .presets import PRESETS, build_transformer
 
 

@@ -1,15 +1,18 @@
-"""The image-to-video condition channels and their timestep-aware blur, built here for training and inference.
+"""The frame condition channels and their timestep-aware blur, built here for training and inference.
 
 The transformer's input is [noisy latents (16) | condition channels (17)]: 16 channels holding the normalised VAE
-latent of the first frame at latent frame 0 and zeros elsewhere, and one mask channel that is 1 at latent frame 0.
-Text-to-video, and a video of a single latent frame (nothing to condition, as released), get zeros in all 17.
-`condition_channels` builds them; the trainer (`training.i2v`) and the pipelines (`pipelines.velocity`) call it.
+latent of each conditioned latent frame and zeros elsewhere, and one mask channel that is the condition's strength
+(1 as trained) at those frames and 0 elsewhere. As released only latent frame 0 (the first image) is conditioned;
+the same channels carry a last frame, keyframes or a clip prefix (`motif_video.condition_layout` says which latent
+frames a condition at a pixel frame covers). Text-to-video, and a video of a single latent frame (nothing to
+condition, as released), get zeros in all 17. `condition_channels` builds them; the trainer (`training.i2v`) and the
+pipelines (`pipelines.velocity`) call it.
 
 Timestep-aware blur of the conditioning latent (the project's definition; docs/conditioning.md).
 
 No public formula exists for Motif-Video's "timestep-aware blur". motif-video defines it once, here, for both
-training and inference: a Gaussian blur of the normalised first-frame VAE latent (the 16 condition channels at
-latent frame 0), each channel blurred spatially, with a standard deviation in latent pixels that grows linearly with
+training and inference: a Gaussian blur of the normalised condition latent (the 16 condition channels at every
+conditioned latent frame), each channel blurred spatially, with a standard deviation in latent pixels that grows linearly with
 the flow noise level sigma:
 
     blur_std(sigma) = strength * sigma * min(h, w) / 100        (h, w: latent height and width)
@@ -89,18 +92,45 @@ def timestep_aware_blur(
 
 def condition_channels(
     latents: torch.Tensor,
-    first_frame: torch.Tensor | None,
+    condition: torch.Tensor | None,
     sigma: float | torch.Tensor = 0.0,
     blur_strength: float = 0.0,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The 17 condition channels [B, 17, T, h, w] for `latents` [B, 16, T, h, w] (their dtype and device).
 
-    `first_frame`: the normalised first-frame latent [B, 16, 1, h, w], blurred with `timestep_aware_blur(sigma,
-    blur_strength)` (sigma one float, or one per example); None: all zeros (text-to-video).
+    `condition`: normalised condition latents [B, 16, t, h, w] placed from latent frame 0 (t <= T: a first frame is
+    t = 1; frames past t are not conditioned); None: all zeros (text-to-video). `mask`: the mask value of each of
+    the t frames, [t] (the same for the whole batch) or [B, t] (one pattern per example, as in training); 0 leaves
+    a frame unconditioned (zeros in all 17 channels), a value in (0, 1] is the condition's strength; None: 1 on all
+    t frames. The conditioned frames are blurred with `timestep_aware_blur(sigma, blur_strength)` (sigma one float,
+    or one per example), each frame on its own: one definition for every conditioned frame. A video of one latent
+    frame gets zeros (nothing to condition, as released).
     """
     b, c, t, h, w = latents.shape
     channels = latents.new_zeros(b, c + 1, t, h, w)
-    if first_frame is not None and t > 1:
-        channels[:, :c, :1] = timestep_aware_blur(first_frame, sigma, blur_strength)
-        channels[:, c, 0] = 1.0
+    if condition is None or t == 1:
+        return channels
+    n = condition.shape[2]
+    if n > t:
+        raise ValueError(f"condition has {n} latent frames for a video of {t}")
+    if mask is None:
+        mask = condition.new_ones(n)
+    mask = mask.to(device=latents.device, dtype=torch.float32)
+    if mask.shape[-1] != n or mask.ndim not in (1, 2):
+        raise ValueError(
+            f"mask must be [{n}] or [batch, {n}] for {n} condition frames, got {list(mask.shape)}"
+        )
+    mask = mask.expand(b, n)
+    frames = (mask != 0).any(0).nonzero().flatten().tolist()  # the frames any example conditions
+    if not frames:
+        return channels
+    if frames == list(range(frames[0], frames[-1] + 1)):
+        picked = condition[:, :, frames[0] : frames[-1] + 1]  # a run of frames (a first frame: [:, :, :1])
+    else:
+        picked = condition[:, :, frames]
+    blurred = timestep_aware_blur(picked, sigma, blur_strength)
+    on = (mask[:, frames] != 0).to(blurred.dtype)[:, None, :, None, None]
+    channels[:, :c, frames] = (blurred * on if bool((on == 0).any()) else blurred).to(channels.dtype)
+    channels[:, c, :n] = mask.to(channels.dtype)[:, :, None, None]
     return channels

@@ -1,6 +1,7 @@
 """Text-to-video and image-to-video pipelines (diffusers `DiffusionPipeline` subclasses) and their pieces."""
 
 from .base import MotifVideoPipelineOutput
+from .conditions import VideoCondition
 from .guidance import GuidanceConfig
 from .image_to_video import MotifVideoImageToVideoPipeline
 from .prompts import DEFAULT_NEGATIVE_PROMPT
@@ -12,4 +13,5 @@ __all__ = [
     "MotifVideoImageToVideoPipeline",
     "MotifVideoPipeline",
     "MotifVideoPipelineOutput",
+    "VideoCondition",
 ]

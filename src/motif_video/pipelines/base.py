@@ -33,7 +33,7 @@ from ..hub import DEFAULT_MODEL_ID, resolve_folder
 from ..options import check_video_size
 from . import prompts as P
 from .guidance import GuidanceConfig, Guider, config_from_guider, runs_own_protocol
-from .latents import decode_latents
+from .latents import decode_latents, normalize_latents
 from .lora import MotifVideoLoraLoaderMixin
 from .sampling import SamplerChoice, choose_shift, scheduler_config_of
 from .students import embedded_guidance, load_student_pipeline
@@ -439,6 +439,57 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
             raise ValueError(f"got {len(generator)} generators for {batch} videos; pass one or one per video")
         return randn_tensor(shape, generator=generator, device=device, dtype=dtype)
 
+    # ------------------------------------------------------------------------------------- video-to-video (SDEdit)
+    @staticmethod
+    def video_size(
+        video, strength: float, height: int | None, width: int | None, num_frames: int | None
+    ) -> tuple[int | None, int | None, int | None]:
+        """Size left None taken from an input video: its frame count cut to 4k + 1, and its height and width when
+        both are multiples of 16 (else the folder's size: the video is resized to it). Checks `strength` first."""
+        from .conditions import frame_size, video_length
+
+        check_strength(strength)
+        n = video_length(video)
+        if n < 1:
+            raise ValueError("video has no frames")
+        if num_frames is None:
+            num_frames = (n - 1) // 4 * 4 + 1
+        if height is None and width is None:
+            h, w = frame_size(video)
+            if h % 16 == 0 and w % 16 == 0:
+                height, width = h, w
+        return height, width, num_frames
+
+    def video_start(
+        self, video, strength: float, run: RunPlan, resize: str, device: torch.device
+    ) -> torch.Tensor:
+        """The normalised latents [1, 16, T, h, w] of the input video's first `run.num_frames` frames at the run's
+        size (the VAE's mode: no generator drawn), after checking `strength` and the video's length."""
+        from .conditions import VideoCondition, condition_pixels, video_length
+
+        check_strength(strength)
+        n = video_length(video)
+        if n < run.num_frames:
+            raise ValueError(f"video has {n} frames; num_frames {run.num_frames} needs at least that many")
+        frames = condition_pixels(
+            self.video_processor, VideoCondition(video=video), run.height, run.width, "stretch"
+        )[: run.num_frames]
+        z = self.vae.encode(frames.transpose(0, 1)[None].to(device, self.vae.dtype)).latent_dist.mode()
+        return normalize_latents(z, self.vae.config.latents_mean, self.vae.config.latents_std)
+
+    def noised_start(
+        self, run: RunPlan, source: torch.Tensor, noise: torch.Tensor, strength: float
+    ) -> tuple[RunPlan, torch.Tensor]:
+        """SDEdit: skip the first N - int(N * strength) steps (diffusers' video-to-video rule) and start from the
+        input video's latents noised to the first kept sigma, (1 - sigma) * video + sigma * noise."""
+        steps = len(run.sigmas) - 1
+        start = max(steps - int(steps * strength), 0)
+        start = min(start, steps - 1)  # at least one step
+        sigma = float(run.sigmas[start])
+        latents = (1.0 - sigma) * source.float() + sigma * noise.float()
+        self.last_run = dataclasses.replace(run, sigmas=run.sigmas[start:])
+        return self.last_run, latents.to(noise.dtype)
+
     def choose_sampler(self, shift: float | None) -> SamplerChoice:
         return choose_shift(scheduler_config_of(self.scheduler), self.default_shift, shift)
 
@@ -576,6 +627,12 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         if isinstance(callback, PipelineCallback | MultiPipelineCallbacks):
             return callback.tensor_inputs
         return tensor_inputs
+
+
+def check_strength(strength: float) -> None:
+    """Video-to-video strength in (0, 1]."""
+    if isinstance(strength, bool) or not isinstance(strength, int | float) or not 0.0 < strength <= 1.0:
+        raise ValueError(f"strength must be in (0, 1] (1: start from pure noise), got {strength!r}")
 
 
 def _has_group_offload(module: torch.nn.Module) -> bool:

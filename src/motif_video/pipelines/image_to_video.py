@@ -1,4 +1,5 @@
-"""`MotifVideoImageToVideoPipeline`: image (first frame) + text to video."""
+"""`MotifVideoImageToVideoPipeline`: images and clips at chosen frames (first frame, last frame, keyframes, a clip
+prefix) + text to video."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from ..choices import GuidanceBatching
 from ..defaults import SHIFT_I2V
 from . import prompts as P
 from .base import GivenEmbeds, MotifVideoBasePipeline, MotifVideoPipelineOutput, OutputType
+from .conditions import VideoCondition, condition_pixels, encode_placed, lay_out, plan_conditions
 from .guidance import GuidanceConfig
 from .image_conditioning import LatentMode, ResizeMode, encode_first_frame, preprocess_image, siglip_tokens
 from .sampling import SamplerChoice
@@ -73,6 +75,10 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         keep_first_frame: bool | None = None,
         use_image_embeds: bool = True,
         stream_decode: bool = True,
+        conditions: list[VideoCondition] | None = None,
+        last_image=None,
+        video=None,
+        strength: float = 1.0,
     ) -> MotifVideoPipelineOutput | tuple:
         """Generate videos starting from `image` (one image, or one per prompt). See `MotifVideoPipeline.__call__`.
 
@@ -85,12 +91,23 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         the other frames are denoised next to it (as released, False: the model generates frame 0 from the condition
         channels; None = the folder's generation_config.json, else False).
         `use_image_embeds=False` drops the SigLIP tokens (as Motif's ComfyUI workflow does).
+
+        Beyond the first frame: `conditions`, a list of `VideoCondition` (an image or a clip at a pixel frame with a
+        strength; the same for every prompt), and `last_image` (an image at the last frame). Each lands on the latent
+        frames whose groups of 4 pixel frames it touches (`motif_video.condition_layout`); `image` may then be None.
+        Blur and `keep_first_frame` apply to every conditioned frame. Conflicting or out-of-range conditions raise a
+        ValueError before any model runs. SigLIP tokens come from `image` only (the model saw them with frame 0).
+        `video` + `strength`: video-to-video (SDEdit, `MotifVideoPipeline.__call__`).
+        The released weights were trained with frame 0 only: other positions need a model trained on them
+        (`recipes/motif-video-2b/conditions-lora.yaml`).
         """
         i2v = self.generation_defaults.resolve(
             conditioning_blur=conditioning_blur, keep_first_frame=keep_first_frame
         )
         if i2v["conditioning_blur"] < 0:
             raise ValueError(f"conditioning_blur must be >= 0 (0 = off), got {i2v['conditioning_blur']}")
+        if video is not None:
+            height, width, num_frames = self.video_size(video, strength, height, width, num_frames)
         given = GivenEmbeds(
             prompt_embeds, prompt_attention_mask, negative_prompt_embeds, negative_prompt_attention_mask
         )
@@ -112,20 +129,39 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
             given=given,
             schedule=(timesteps, sigmas),
         )
-        images = self._image_list(image, len(run.prompts))
+        conditions = list(conditions or [])
+        if last_image is not None:
+            conditions.append(VideoCondition(image=last_image, frame_index=-1))
+        if image is None and not conditions:
+            self._image_list(image, len(run.prompts))  # the error naming what is required
+        placements = plan_conditions(conditions, run.num_frames, first_image=image is not None)
+        images = self._image_list(image, len(run.prompts)) if image is not None else []
         device = self.device_for_run
-        frames = torch.cat(
-            [preprocess_image(self.video_processor, im, run.height, run.width, resize) for im in images]
-        )
         batch = len(run.prompts) * num_videos_per_prompt
+        source = self.video_start(video, strength, run, resize, device) if video is not None else None
         latents = self.prepare_latents(
             batch, run.height, run.width, run.num_frames, generator, latents, device
         )
         cond, uncond = self.prompt_embeddings(run, num_videos_per_prompt, max_sequence_length, device, given)
-        conditioning = self.prepare_conditioning(
-            frames.to(device), latents, batch // len(images), generator, first_frame_latent,
-            i2v["conditioning_blur"], use_image_embeds, i2v["keep_first_frame"],
-        )  # fmt: skip
+        if images:
+            frames = torch.cat(
+                [preprocess_image(self.video_processor, im, run.height, run.width, resize) for im in images]
+            )
+            conditioning = self.prepare_conditioning(
+                frames.to(device), latents, batch // len(images), generator, first_frame_latent,
+                i2v["conditioning_blur"], use_image_embeds, i2v["keep_first_frame"],
+            )  # fmt: skip
+        else:
+            conditioning = Conditioning(blur=i2v["conditioning_blur"])
+        if placements:
+            placed = [
+                (p, encode_placed(self.vae, condition_pixels(self.video_processor, c, run.height, run.width, resize)
+                                  .to(device), p, first_frame_latent, generator))
+                for p, c in zip(placements, conditions)
+            ]  # fmt: skip
+            conditioning = self.add_conditions(conditioning, placed, latents, i2v["keep_first_frame"])
+        if source is not None:
+            run, latents = self.noised_start(run, source, latents, strength)
         self._release_text_encoder()
         latents = self.sample(
             latents, run, cond, uncond, conditioning, callback_on_step_end, callback_on_step_end_tensor_inputs
@@ -184,4 +220,16 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         first = first.repeat_interleave(repeats, 0)
         # one latent frame: nothing to condition (as released)
         noise = latents[:, :, :1].clone() if keep_first_frame and latents.shape[2] > 1 else None
-        return Conditioning(first, image_embeds, blur=blur, first_noise=noise)
+        return Conditioning(first, image_embeds, blur=blur, noise=noise)
+
+    @staticmethod
+    def add_conditions(
+        conditioning: Conditioning, placed: list, latents: torch.Tensor, keep: bool
+    ) -> Conditioning:
+        """`conditioning` with the placed conditions' latents ((placement, latents [1, 16, n, h, w]) pairs) laid in
+        beside its first frame; with `keep`, the starting noise of every conditioned frame."""
+        latent, mask = lay_out(conditioning.latent, placed, latents.shape[0])
+        latent = latent.to(latents.dtype)
+        t = latent.shape[2]
+        noise = latents[:, :, :t].clone() if keep and latents.shape[2] > 1 else None
+        return Conditioning(latent, conditioning.image_embeds, blur=conditioning.blur, noise=noise, mask=mask)

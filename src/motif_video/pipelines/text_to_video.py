@@ -64,6 +64,8 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         guidance_batching: GuidanceBatching = "auto",
         parallel: ParallelPlan | None = None,
         stream_decode: bool = True,
+        video=None,
+        strength: float = 1.0,
     ) -> MotifVideoPipelineOutput | tuple:
         """Generate videos. Size and negative prompt left None come from the folder's generation_config.json, else
         736x1280, 121 frames and the 39-term trained negative prompt; "" is an empty negative prompt.
@@ -78,7 +80,13 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         schedule, as diffusers' scheduler shifts them), `prompt_embeds` / `negative_prompt_embeds` and their masks
         (e.g. from `encode_prompt` of a pipeline loaded with `transformer=None`), `vae_batch_size`; a diffusers
         guider component other than APG (original formulation) or plain CFG runs through its own protocol.
+        Video-to-video (SDEdit): `video` (a list of PIL frames, an [F, H, W, 3] array or an [F, 3, H, W] tensor in
+        [-1, 1]) and `strength` in (0, 1]: the first N - int(N * strength) steps are skipped and sampling starts from
+        the video's latents noised to the next sigma (1: from pure noise). Frame count left None: the video's, cut to
+        4k + 1; size left None: the video's when a multiple of 16, else the folder's (the video is resized).
         """
+        if video is not None:
+            height, width, num_frames = self.video_size(video, strength, height, width, num_frames)
         given = GivenEmbeds(
             prompt_embeds, prompt_attention_mask, negative_prompt_embeds, negative_prompt_attention_mask
         )
@@ -104,9 +112,12 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         cond, uncond = self.prompt_embeddings(run, num_videos_per_prompt, max_sequence_length, device, given)
         self._release_text_encoder()
         batch = len(run.prompts) * num_videos_per_prompt
+        source = self.video_start(video, strength, run, "stretch", device) if video is not None else None
         latents = self.prepare_latents(
             batch, run.height, run.width, run.num_frames, generator, latents, device
         )
+        if source is not None:
+            run, latents = self.noised_start(run, source, latents, strength)
         latents = self.sample(
             latents,
             run,

@@ -33,17 +33,20 @@ AUTO_BATCH_MAX_TOKENS = 8192
 
 @dataclass
 class Conditioning:
-    """The first-frame conditioning of one call, shared by cond and uncond; text-to-video has no first frame.
+    """The frame conditioning of one call, shared by cond and uncond; text-to-video has none.
 
-    `first_frame` is the normalised first-frame latent [B, 16, 1, h, w] (None: zeros in all 17 channels);
-    `blur` the timestep-aware blur strength (0: the channels are the same at every step); `first_noise` the
-    starting noise of latent frame 0 [B, 16, 1, h, w] when `keep_first_frame` holds frame 0 on the image's path.
+    `latent`: the normalised condition latents [B, 16, t, h, w] from latent frame 0 (a first frame: t = 1; None:
+    zeros in all 17 channels); `mask`: each of the t frames' mask value [t] (0: not conditioned, else the
+    condition's strength; None: 1 on all t, a first frame); `blur` the timestep-aware blur strength (0: the channels
+    are the same at every step); `noise` the starting noise of those t latent frames [B, 16, t, h, w] when
+    `keep_first_frame` holds every conditioned frame on its condition's path.
     """
 
-    first_frame: torch.Tensor | None = None
+    latent: torch.Tensor | None = None
     image_embeds: torch.Tensor | None = None  # [B, N_img, 1152] SigLIP tokens
     blur: float = 0.0
-    first_noise: torch.Tensor | None = None
+    noise: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
     _channels: dict = field(default_factory=dict, repr=False)  # the last step's channels, by rounded sigma
 
     def channels(self, latents: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -51,17 +54,24 @@ class Conditioning:
         key = round(sigma, 6) if self.blur > 0 else None
         if key not in self._channels:
             self._channels.clear()
-            self._channels[key] = condition_channels(latents, self.first_frame, sigma, self.blur)
+            self._channels[key] = condition_channels(latents, self.latent, sigma, self.blur, self.mask)
         return self._channels[key]
 
     def settle(self, latents: torch.Tensor, sigma: float) -> torch.Tensor:
-        """`latents` at noise level `sigma` with latent frame 0 put on the first-frame latent's path (unblurred),
-        (1 - sigma) * clean + sigma * its starting noise, so the sampler ends on it; unchanged without `first_noise`."""
-        if self.first_noise is None or self.first_frame is None:
+        """`latents` at noise level `sigma` with each conditioned latent frame put on its condition latent's path
+        (unblurred), (1 - sigma) * clean + sigma * its starting noise, so the sampler ends on it; a frame of strength
+        m < 1 moves that fraction of the way. Unchanged without `noise`."""
+        if self.noise is None or self.latent is None:
             return latents
         settled = latents.clone()
-        first = (1.0 - sigma) * self.first_frame.float() + sigma * self.first_noise.float()
-        settled[:, :, :1] = first.to(latents.dtype)
+        t = self.latent.shape[2]
+        path = (1.0 - sigma) * self.latent.float() + sigma * self.noise.float()
+        if self.mask is None:
+            settled[:, :, :t] = path.to(latents.dtype)
+            return settled
+        m = self.mask.to(path.device, torch.float32).view(1, 1, t, 1, 1)
+        current = latents[:, :, :t].float()
+        settled[:, :, :t] = torch.where(m > 0, m * path + (1 - m) * current, current).to(latents.dtype)
         return settled
 
 

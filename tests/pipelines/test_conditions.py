@@ -1,0 +1,155 @@
+"""Conditions beyond the first frame in the I2V pipeline: placement in the 17 channels, encoding on the VAE's
+grouping, strength, blur and keep_first_frame on every conditioned frame, refusals before any model runs, and
+video-to-video (SDEdit)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pipeline_test_utils import PROMPT, SIZE
+from test_image_to_video import make_image
+
+from motif_video import MotifVideoImageToVideoPipeline, MotifVideoPipeline
+from motif_video.condition_layout import place
+from motif_video.pipelines.conditions import VideoCondition
+from motif_video.pipelines.latents import normalize_latents
+
+H, W, F = SIZE["height"], SIZE["width"], SIZE["num_frames"]  # 9 frames: latent frames 0 | 1-4 | 5-8
+
+
+@pytest.fixture(scope="module")
+def pipe(strong_folder):
+    p = MotifVideoImageToVideoPipeline.from_pretrained(strong_folder)
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+def _clip(n, seed=0):
+    return torch.rand((n, 3, H, W), generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def _hidden(p, steps=1, **kw):
+    """The transformer's inputs at each step (and the call's output latents)."""
+    seen = []
+    hook = p.transformer.register_forward_hook(
+        lambda m, a, k, o: seen.append(k["hidden_states"].clone()), with_kwargs=True
+    )
+    kw = {**SIZE, "num_inference_steps": steps, "generator": torch.Generator().manual_seed(0), **kw}
+    kw.setdefault("first_frame_latent", "mode")
+    try:
+        out = p(prompt=PROMPT, output_type="latent", guidance="none", **kw).frames
+    finally:
+        hook.remove()
+    return seen, out
+
+
+def _encode(p, frames):
+    z = p.vae.encode(frames.transpose(0, 1)[None]).latent_dist.mode()
+    return normalize_latents(z, p.vae.config.latents_mean, p.vae.config.latents_std)
+
+
+def test_last_image_lands_on_the_last_latent_frame(pipe):
+    image = make_image(seed=1)
+    seen, _ = _hidden(pipe, last_image=image)
+    hidden = seen[0]
+    assert hidden[:, 32].flatten(2).amax(-1).tolist() == [[0.0, 0.0, 1.0]]  # mask on latent frame 2 only
+    assert hidden[:, 16:32, :2].eq(0).all()
+    still = pipe.video_processor.preprocess(image, height=H, width=W)  # [1, 3, H, W]
+    expected = _encode(pipe, still.repeat(5, 1, 1, 1))[:, :, 1:]  # a still group after itself as context
+    torch.testing.assert_close(hidden[:, 16:32, 2:], expected, atol=1e-5, rtol=0)
+
+
+def test_first_and_last_and_strength(pipe):
+    seen, _ = _hidden(pipe, image=make_image(), last_image=make_image(seed=1))
+    assert seen[0][:, 32].flatten(2).amax(-1).tolist() == [[1.0, 0.0, 1.0]]
+    key = VideoCondition(image=make_image(seed=2), frame_index=3, strength=0.5)
+    seen, _ = _hidden(pipe, image=make_image(), conditions=[key])
+    mask = seen[0][:, 32]
+    assert mask[:, 0].eq(1).all() and mask[:, 1].eq(0.5).all() and mask[:, 2].eq(0).all()
+    # first frame with the call's `image` is unchanged by the other conditions
+    alone, _ = _hidden(pipe, image=make_image())
+    torch.testing.assert_close(seen[0][:, 16:32, :1], alone[0][:, 16:32, :1], atol=0, rtol=0)
+
+
+def test_clip_straddling_a_group_is_encoded_on_the_videos_grouping(pipe):
+    clip = _clip(3)
+    seen, _ = _hidden(
+        pipe, conditions=[VideoCondition(video=clip, frame_index=3)]
+    )  # pixels 3-5: latents 1, 2
+    hidden = seen[0]
+    assert hidden[:, 32].flatten(2).amax(-1).tolist() == [[0.0, 1.0, 1.0]]
+    p = place("clip", 3, 3, F)
+    assert p.encode == (0, 0, 0, 0, 1, 2, 2, 2, 2)
+    expected = _encode(pipe, clip[list(p.encode)])[:, :, 1:]
+    torch.testing.assert_close(hidden[:, 16:32, 1:], expected, atol=1e-5, rtol=0)
+    # a clip prefix is the video's own causal encoding of its first frames
+    prefix = _clip(5, seed=1)
+    seen, _ = _hidden(pipe, conditions=[VideoCondition(video=prefix)])
+    torch.testing.assert_close(seen[0][:, 16:32, :2], _encode(pipe, prefix), atol=1e-5, rtol=0)
+    assert seen[0][:, 32].flatten(2).amax(-1).tolist() == [[1.0, 1.0, 0.0]]
+
+
+def test_keep_and_blur_apply_to_every_conditioned_frame(pipe):
+    noise = torch.randn((1, 16, 3, 8, 12), generator=torch.Generator().manual_seed(3))
+    common = dict(last_image=make_image(seed=1), latents=noise.clone(), steps=3)
+    seen, kept = _hidden(pipe, keep_first_frame=True, **common)
+    clean = seen[0][:, 16:32, 2:]
+    torch.testing.assert_close(kept[:, :, 2:], clean, atol=1e-6, rtol=0)  # ends on the last image's latent
+    _, free = _hidden(pipe, keep_first_frame=False, **common)
+    assert (free[:, :, 2:] - clean).abs().max() > 1e-2
+    blurred, _ = _hidden(pipe, conditioning_blur=30.0, **common)
+    assert (blurred[0][:, 16:32, 2:] - clean).abs().max() > 1e-3  # the last frame is blurred at sigma 1 ...
+    assert blurred[0][:, 16:32, :2].eq(0).all()  # ... and the unconditioned frames stay zero
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"conditions": [VideoCondition(image=make_image(), frame_index=9)]}, "frame 9 is outside"),
+        ({"conditions": [VideoCondition(video=np.zeros((6, H, W, 3), np.uint8), frame_index=4)]}, "past the video"),
+        ({"image": make_image(), "conditions": [VideoCondition(image=make_image(), frame_index=0)]}, "both condition"),
+        ({"last_image": make_image(), "conditions": [VideoCondition(image=make_image(), frame_index=6)]},
+         "both condition latent frame 2"),
+        ({"conditions": [VideoCondition(image=make_image(), frame_index=2, strength=0)]}, "strength"),
+        ({"image": None}, "image is required"),
+    ],
+)  # fmt: skip
+def test_bad_conditions_are_refused_before_any_model_runs(pipe, kwargs, message, monkeypatch):
+    calls = []
+    for name in ("transformer", "vae", "text_encoder"):
+        module = getattr(pipe, name)
+        monkeypatch.setattr(module, "forward", lambda *a, _n=name, **k: calls.append(_n))
+    monkeypatch.setattr(pipe.vae, "encode", lambda *a, **k: calls.append("vae.encode"))
+    with pytest.raises(ValueError, match=message):
+        pipe(prompt=PROMPT, **SIZE, num_inference_steps=1, **kwargs)
+    assert calls == []
+
+
+def test_video_to_video_starts_from_the_noised_video(strong_folder):
+    t2v = MotifVideoPipeline.from_pretrained(strong_folder)
+    t2v.set_progress_bar_config(disable=True)
+    video = _clip(11, seed=4)  # 11 frames: 9 used (4k + 1), size from the video
+    seen = []
+    hook = t2v.transformer.register_forward_hook(
+        lambda m, a, k, o: seen.append(
+            (float(k["timestep"].flatten()[0]), k["hidden_states"][:, :16].clone())
+        ),
+        with_kwargs=True,
+    )
+    noise = torch.randn((1, 16, 3, 8, 12), generator=torch.Generator().manual_seed(5))
+    try:
+        out = t2v(prompt=PROMPT, video=video, strength=0.5, num_inference_steps=4, latents=noise.clone(),
+                  guidance="none", output_type="latent").frames  # fmt: skip
+    finally:
+        hook.remove()
+    assert out.shape == (1, 16, 3, 8, 12) and len(seen) == 2  # 4 - int(4 * 0.5) = 2 steps skipped
+    sigmas = t2v.last_run.sigmas
+    assert len(sigmas) == 3 and abs(seen[0][0] / 1000 - float(sigmas[0])) < 1e-6
+    source = _encode(t2v, video[:9])
+    s = float(sigmas[0])
+    torch.testing.assert_close(seen[0][1], (1 - s) * source + s * noise, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match=r"strength must be in \(0, 1\]"):
+        t2v(prompt=PROMPT, video=video, strength=0.0)
+    with pytest.raises(ValueError, match="video has 11 frames; num_frames 13"):
+        t2v(prompt=PROMPT, video=video, num_frames=13, num_inference_steps=1)
