@@ -31,8 +31,7 @@ from safetensors.torch import save_file
 
 from . import checkpoint, lora_keys
 from .gguf_files import CONFIG_KEY, write_gguf
-
-LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+from .lora_keys import LORA_WEIGHT_NAME
 
 
 @dataclass(frozen=True)

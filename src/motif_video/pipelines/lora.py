@@ -25,7 +25,7 @@ import torch
 from diffusers.loaders.lora_base import LoraBaseMixin
 
 from ..interop import lora_keys
-from .students import LORA_PREFIX, LORA_WEIGHT_NAME
+from ..interop.lora_keys import LORA_PREFIX, LORA_WEIGHT_NAME
 
 
 def save_lora(model: torch.nn.Module, folder: str | Path, adapter_name: str = "default") -> Path:

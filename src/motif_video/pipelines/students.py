@@ -7,11 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..defaults import GenerationDefaults
-
-# The diffusers pipeline LoRA format (`pipelines.lora` reads and writes it): one file, keys prefixed `transformer.`.
-LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
-LORA_PREFIX = "transformer"
-LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+from ..interop.lora_keys import LORA_PREFIX, LORA_WEIGHT_NAME
 
 
 def resolve_base(defaults: GenerationDefaults, folder: Path) -> str:
