@@ -101,41 +101,20 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         The released weights were trained with frame 0 only: other positions need a model trained on them
         (`recipes/motif-video-2b/conditions-lora.yaml`).
         """
-        i2v = self.generation_defaults.resolve(
-            conditioning_blur=conditioning_blur, keep_first_frame=keep_first_frame
-        )
-        if i2v["conditioning_blur"] < 0:
-            raise ValueError(f"conditioning_blur must be >= 0 (0 = off), got {i2v['conditioning_blur']}")
+        frame = self.frame_settings(
+            resize=resize, latent_mode=first_frame_latent, use_image_embeds=use_image_embeds,
+            conditioning_blur=conditioning_blur, keep_first_frame=keep_first_frame,
+        )  # fmt: skip
         if video is not None:
             height, width, num_frames = self.video_size(video, strength, height, width, num_frames)
-        given = GivenEmbeds(
-            prompt_embeds, prompt_attention_mask, negative_prompt_embeds, negative_prompt_attention_mask
-        )
+        given = GivenEmbeds(prompt_embeds, prompt_attention_mask, negative_prompt_embeds, negative_prompt_attention_mask)  # fmt: skip
         run = self.plan_run(
-            prompt,
-            negative_prompt,
-            (height, width, num_frames),
-            num_inference_steps,
-            guidance,
-            guidance_scale,
-            shift,
-            output_type,
-            num_videos_per_prompt,
-            apg=dict(
-                eta=apg_eta, norm_dims=apg_norm_dims, norm_threshold=apg_norm_threshold, momentum=apg_momentum
-            ),
+            prompt, negative_prompt, (height, width, num_frames), num_inference_steps, guidance, guidance_scale, shift,
+            output_type, num_videos_per_prompt, parallel=parallel, given=given, schedule=(timesteps, sigmas),
+            apg=dict(eta=apg_eta, norm_dims=apg_norm_dims, norm_threshold=apg_norm_threshold, momentum=apg_momentum),
             passes=dict(batching=guidance_batching, attention_kwargs=attention_kwargs),
-            parallel=parallel,
-            given=given,
-            schedule=(timesteps, sigmas),
-        )
-        conditions = list(conditions or [])
-        if last_image is not None:
-            conditions.append(VideoCondition(image=last_image, frame_index=-1))
-        if image is None and not conditions:
-            self._image_list(image, len(run.prompts))  # the error naming what is required
-        placements = plan_conditions(conditions, run.num_frames, first_image=image is not None)
-        images = self._image_list(image, len(run.prompts)) if image is not None else []
+        )  # fmt: skip
+        images, placed = self.plan_frames(image, conditions, last_image, run)  # errors before any model runs
         device = self.device_for_run
         batch = len(run.prompts) * num_videos_per_prompt
         source = self.video_start(video, strength, run, resize, device) if video is not None else None
@@ -143,23 +122,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
             batch, run.height, run.width, run.num_frames, generator, latents, device
         )
         cond, uncond = self.prompt_embeddings(run, num_videos_per_prompt, max_sequence_length, device, given)
-        if images:
-            frames = torch.cat(
-                [preprocess_image(self.video_processor, im, run.height, run.width, resize) for im in images]
-            )
-            conditioning = self.prepare_conditioning(
-                frames.to(device), latents, batch // len(images), generator, first_frame_latent,
-                i2v["conditioning_blur"], use_image_embeds, i2v["keep_first_frame"],
-            )  # fmt: skip
-        else:
-            conditioning = Conditioning(blur=i2v["conditioning_blur"])
-        if placements:
-            placed = [
-                (p, encode_placed(self.vae, condition_pixels(self.video_processor, c, run.height, run.width, resize)
-                                  .to(device), p, first_frame_latent, generator))
-                for p, c in zip(placements, conditions)
-            ]  # fmt: skip
-            conditioning = self.add_conditions(conditioning, placed, latents, i2v["keep_first_frame"])
+        conditioning = self.frame_conditioning(images, placed, run, latents, generator, frame)
         if source is not None:
             run, latents = self.noised_start(run, source, latents, strength)
         self._release_text_encoder()
@@ -221,6 +184,56 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         # one latent frame: nothing to condition (as released)
         noise = latents[:, :, :1].clone() if keep_first_frame and latents.shape[2] > 1 else None
         return Conditioning(first, image_embeds, blur=blur, noise=noise)
+
+    def frame_settings(
+        self, conditioning_blur: float | None, keep_first_frame: bool | None, **frame: Any
+    ) -> dict:
+        """`frame` with the blur strength and `keep_first_frame` the call left None taken from the folder's
+        generation_config.json, else the released defaults (off)."""
+        resolved = self.generation_defaults.resolve(
+            conditioning_blur=conditioning_blur, keep_first_frame=keep_first_frame
+        )
+        if resolved["conditioning_blur"] < 0:
+            raise ValueError(f"conditioning_blur must be >= 0 (0 = off), got {resolved['conditioning_blur']}")
+        return {**frame, **resolved}
+
+    def plan_frames(self, image, conditions, last_image, run) -> tuple[list, list]:
+        """The first-frame images (one, or one per prompt) and the other conditions as (placement, condition) pairs,
+        checked before any model runs."""
+        conditions = list(conditions or [])
+        if last_image is not None:
+            conditions.append(VideoCondition(image=last_image, frame_index=-1))
+        if image is None and not conditions:
+            self._image_list(image, len(run.prompts))  # the error naming what is required
+        placements = plan_conditions(conditions, run.num_frames, first_image=image is not None)
+        images = self._image_list(image, len(run.prompts)) if image is not None else []
+        return images, list(zip(placements, conditions))
+
+    def frame_conditioning(
+        self, images: list, conditions: list, run, latents: torch.Tensor, generator, frame: dict[str, Any]
+    ) -> Conditioning:
+        """The call's frame conditioning: the first frame's latent and SigLIP tokens (`images`, one or one per
+        prompt), then the other conditions laid in ((placement, condition) pairs). `frame`: resize, latent_mode,
+        use_image_embeds, conditioning_blur, keep_first_frame."""
+        blur, keep, mode = frame["conditioning_blur"], frame["keep_first_frame"], frame["latent_mode"]
+        conditioning = Conditioning(blur=blur)
+        if images:
+            pixels = [
+                preprocess_image(self.video_processor, im, run.height, run.width, frame["resize"])
+                for im in images
+            ]
+            conditioning = self.prepare_conditioning(
+                torch.cat(pixels).to(latents.device), latents, latents.shape[0] // len(images), generator, mode, blur,
+                frame["use_image_embeds"], keep,
+            )  # fmt: skip
+        if conditions:
+            placed = [
+                (p, encode_placed(self.vae, condition_pixels(self.video_processor, c, run.height, run.width,
+                                                             frame["resize"]).to(latents.device), p, mode, generator))
+                for p, c in conditions
+            ]  # fmt: skip
+            conditioning = self.add_conditions(conditioning, placed, latents, keep)
+        return conditioning
 
     @staticmethod
     def add_conditions(

@@ -91,23 +91,11 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
             prompt_embeds, prompt_attention_mask, negative_prompt_embeds, negative_prompt_attention_mask
         )
         run = self.plan_run(
-            prompt,
-            negative_prompt,
-            (height, width, num_frames),
-            num_inference_steps,
-            guidance,
-            guidance_scale,
-            shift,
-            output_type,
-            num_videos_per_prompt,
-            apg=dict(
-                eta=apg_eta, norm_dims=apg_norm_dims, norm_threshold=apg_norm_threshold, momentum=apg_momentum
-            ),
+            prompt, negative_prompt, (height, width, num_frames), num_inference_steps, guidance, guidance_scale, shift,
+            output_type, num_videos_per_prompt, parallel=parallel, given=given, schedule=(timesteps, sigmas),
+            apg=dict(eta=apg_eta, norm_dims=apg_norm_dims, norm_threshold=apg_norm_threshold, momentum=apg_momentum),
             passes=dict(batching=guidance_batching, attention_kwargs=attention_kwargs),
-            parallel=parallel,
-            given=given,
-            schedule=(timesteps, sigmas),
-        )
+        )  # fmt: skip
         device = self.device_for_run
         cond, uncond = self.prompt_embeddings(run, num_videos_per_prompt, max_sequence_length, device, given)
         self._release_text_encoder()
