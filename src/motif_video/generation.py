@@ -24,7 +24,14 @@ import torch
 
 from .defaults import model_defaults
 from .hub import check_model_reference
-from .options import GenerateRequest, check_video_size
+from .options import (
+    VIDEO_TO_VIDEO_STRENGTH,
+    GenerateRequest,
+    check_conditions,
+    check_video_size,
+    conditioned,
+    parse_keyframe,
+)
 from .pipelines.memory import MemoryPlan, check_offload, plan_for_budget
 from .pipelines.speed import SpeedPlan, check_speed_plan
 
@@ -63,21 +70,81 @@ def plan_generation(request: GenerateRequest, world_size: int | None = None) -> 
     """Check everything that needs the machine or the files, without loading a model; raises ValueError."""
     world = world_size if world_size is not None else int(os.environ.get("WORLD_SIZE", "1"))
     check_model_reference(request.model)  # before anything is printed about the video
+    if request.video is not None:
+        request = size_from_video(request)
     request = resolve_model_defaults(request)
     check_video_size(request.width, request.height, request.num_frames)
+    check_conditions(request, request.num_frames)
     parallel = _parallel_mode(request, world)
     device = _device(request.device, world)
     dtype = request.dtype if request.dtype != "auto" else ("bfloat16" if device.type == "cuda" else "float32")
     check_offload(request.offload, device)
     check_speed_plan(SpeedPlan(request.compile, request.fp8_compute, request.attention_backend), device)
-    if request.image is not None:
-        _check_image(request.image)
+    for path in [request.image, request.last_image] + [parse_keyframe(k)[0] for k in request.keyframe]:
+        if path is not None:
+            _check_image(path)
     if request.transformer_gguf is not None and not request.transformer_gguf.is_file():
         raise ValueError(f"transformer_gguf {str(request.transformer_gguf)!r} is not a file")
     _check_loras(request.lora)
     outputs = _output_paths(request.output, request.prompts)
     seed = request.seed if request.seed is not None else int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
     return GenerationPlan(request, str(device), dtype, parallel, world, seed, tuple(outputs))
+
+
+def size_from_video(request: GenerateRequest) -> GenerateRequest:
+    """Video-to-video: the input video readable and long enough; the frame count it gives (cut to 4k + 1) and its
+    size (when a multiple of 16) where the request leaves them to the model; the default strength."""
+    from .pipelines.export import read_mp4_info
+
+    path = request.video
+    if not path.is_file():
+        raise ValueError(f"video {str(path)!r} does not exist or is not a file")
+    try:
+        info = read_mp4_info(path)
+    except Exception as exc:
+        raise ValueError(
+            f"video {str(path)!r} is not a readable video ({type(exc).__name__}: {exc})"
+        ) from exc
+    if info["frames"] < 1:
+        raise ValueError(f"video {str(path)!r} has no frames")
+    changes: dict[str, Any] = {}
+    if request.num_frames is None:
+        changes["num_frames"] = (info["frames"] - 1) // 4 * 4 + 1
+    elif request.num_frames > info["frames"]:
+        raise ValueError(
+            f"num_frames {request.num_frames} is more than video {str(path)!r} has ({info['frames']} frames)"
+        )
+    if (
+        request.height is None
+        and request.width is None
+        and info["width"] % 16 == 0
+        and info["height"] % 16 == 0
+    ):
+        changes.update(height=info["height"], width=info["width"])
+    if request.strength is None:
+        changes["strength"] = VIDEO_TO_VIDEO_STRENGTH
+    return replace(request, **changes)
+
+
+def condition_inputs(request: GenerateRequest) -> dict[str, Any]:
+    """The pipeline's keyword arguments for the request's last image, keyframes and input video (files read)."""
+    import PIL.Image
+
+    from .pipelines.conditions import VideoCondition
+    from .pipelines.export import read_mp4_frames
+
+    inputs: dict[str, Any] = {}
+    if request.last_image is not None:
+        inputs["last_image"] = PIL.Image.open(request.last_image).convert("RGB")
+    if request.keyframe:
+        inputs["conditions"] = [
+            VideoCondition(image=PIL.Image.open(path).convert("RGB"), frame_index=frame)
+            for path, frame in map(parse_keyframe, request.keyframe)
+        ]
+    if request.video is not None:
+        inputs["video"] = read_mp4_frames(request.video)
+        inputs["strength"] = request.strength if request.strength is not None else VIDEO_TO_VIDEO_STRENGTH
+    return inputs
 
 
 def resolve_model_defaults(request: GenerateRequest) -> GenerateRequest:
@@ -197,7 +264,7 @@ def load_pipeline(plan: GenerationPlan):
     from .pipelines.lora import apply_loras
 
     r = plan.request
-    cls = MotifVideoPipeline if r.image is None else MotifVideoImageToVideoPipeline
+    cls = MotifVideoImageToVideoPipeline if conditioned(r) else MotifVideoPipeline
     components = {}
     if r.transformer_gguf is not None:
         from .interop.gguf_files import load_gguf_for_model
@@ -251,16 +318,18 @@ def prepare_pipeline(plan: GenerationPlan, show_progress: bool = True):
     return pipe, plan.memory
 
 
-def render_latents(pipe, plan: GenerationPlan, i: int, image=None, callback=None, parallel=None):
+def render_latents(pipe, plan: GenerationPlan, i: int, image=None, callback=None, parallel=None, inputs=None):
     """The final latents of video i of the plan (seed `seed + i`); `callback` is the pipeline's
-    `callback_on_step_end`, `parallel` the plan `enable_parallel` returned. The call's keywords come from the option
-    declarations (`options.pipeline_kwargs`)."""
+    `callback_on_step_end`, `parallel` the plan `enable_parallel` returned, `inputs` the last image, keyframes and
+    input video (`condition_inputs`). The call's keywords come from the option declarations
+    (`options.pipeline_kwargs`)."""
     from .options import pipeline_kwargs
 
-    kwargs = pipeline_kwargs(plan.request, plan.request.prompts[i], image_to_video=image is not None)
+    kwargs = pipeline_kwargs(plan.request, plan.request.prompts[i], image_to_video=conditioned(plan.request))
     return pipe(
         **kwargs,
         **({"image": image} if image is not None else {}),
+        **(inputs or {}),
         generator=torch.Generator("cpu").manual_seed(plan.seed + i),
         output_type="latent",
         parallel=parallel,
@@ -321,6 +390,7 @@ def _render_videos(
 
     r = plan.request
     image = PIL.Image.open(r.image).convert("RGB") if r.image is not None else None
+    inputs = condition_inputs(r)
     vocabulary = tokenizer_vocabulary(pipe.tokenizer)  # a closed word list (the small model's), else None
     data_parallel = plan.parallel == "data"
     mine = range(rank, len(r.prompts), plan.world_size) if data_parallel else range(len(r.prompts))
@@ -329,7 +399,7 @@ def _render_videos(
     for i in tqdm(mine, desc="videos", unit="video", disable=not bar):
         if (warning := prompt_warning(r.prompts[i], vocabulary)) is not None:
             log(f"warning: prompt {i}: {warning}")
-        latents = render_latents(pipe, plan, i, image=image, parallel=parallel)
+        latents = render_latents(pipe, plan, i, image=image, parallel=parallel, inputs=inputs)
         if i == mine[0] and pipe.last_sampler is not None:
             log(f"sampler: Euler, shift {pipe.last_sampler.shift:g} ({pipe.last_sampler.source})")
         if r.cache_threshold is not None:  # the step cache enabled on the transformer (`apply_speed_plan`)

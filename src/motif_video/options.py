@@ -34,6 +34,7 @@ from .choices import (
     OFFLOAD_MODES,
     PARALLEL_CHOICES,
 )
+from .condition_layout import plan_layout
 from .hub import DEFAULT_MODEL_ID
 from .interop.lora_spec import parse_lora_spec
 
@@ -154,9 +155,37 @@ class GenerateRequest:
     image: Path | None = option(
         None, "first frame for image-to-video", "video", default_text="none, text-to-video"
     )
+    last_image: Path | None = option(
+        None,
+        "image the video ends on (its last frame); the released weights saw frame 0 only: other positions need a "
+        "model trained on them (recipes/motif-video-2b/conditions-lora.yaml)",
+        "video",
+    )
+    keyframe: tuple[str, ...] = option(
+        (),
+        "image at a pixel frame, PATH@FRAME (FRAME from 0; negative counts from the end); repeatable, one per group "
+        "of 4 frames",
+        "video",
+        cli="append",
+        metavar="PATH@FRAME",
+    )
+    video: Path | None = option(
+        None,
+        "input video for video-to-video (SDEdit); its frame count (cut to 4k+1) when --num-frames is not given",
+        "video",
+    )
+    strength: float | None = option(
+        None,
+        "video-to-video: how much of the sampling is redone, in (0, 1]: 1 starts from pure noise",
+        "video",
+        minimum=0,
+        exclusive_minimum=True,
+        default_text="0.7 with --video",
+    )
     keep_first_frame: bool | None = option(
         None,
-        "image-to-video: hold the first latent frame on the image's noise path so the video starts on the image",
+        "image-to-video: hold every conditioned latent frame (first image, last image, keyframes) on its image's noise "
+        "path so the video shows the image there",
         "video",
         cli="negatable",
         pipeline="keep_first_frame",
@@ -415,10 +444,19 @@ def check_request(r: GenerateRequest) -> None:
         r.height if r.height is not None else 16,
         r.num_frames if r.num_frames is not None else 1,
     )
-    if r.image is None and r.keep_first_frame is not None:
+    if not conditioned(r) and r.keep_first_frame is not None:
         raise ValueError(
-            "keep_first_frame (--keep-first-frame / --no-keep-first-frame) needs image (--image)"
+            "keep_first_frame (--keep-first-frame / --no-keep-first-frame) needs image (--image), last_image "
+            "(--last-image) or keyframe (--keyframe)"
         )
+    if r.strength is not None and r.video is None:
+        raise ValueError("strength (--strength) needs video (--video)")
+    if r.strength is not None and r.strength > 1:
+        raise ValueError(f"strength must be in (0, 1], got {r.strength}")
+    for spec in r.keyframe:
+        parse_keyframe(spec)
+    if r.num_frames is not None:
+        check_conditions(r, r.num_frames)
     if not DEVICE_PATTERN.fullmatch(r.device):
         raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {r.device!r}")
     if r.fp8 and r.fp8_compute:
@@ -437,6 +475,41 @@ def check_request(r: GenerateRequest) -> None:
         )
     if r.parallel == "guidance" and r.guidance == "none":
         raise ValueError("parallel 'guidance' splits the cond and uncond passes: needs guidance apg or cfg")
+
+
+MEDIA_FIELDS = ("image", "last_image", "keyframe", "video")  # fields naming files on this machine
+VIDEO_TO_VIDEO_STRENGTH = 0.7  # --video without --strength
+
+
+def conditioned(r: GenerateRequest) -> bool:
+    """Whether the request conditions frames (the image-to-video pipeline runs it)."""
+    return r.image is not None or r.last_image is not None or bool(r.keyframe)
+
+
+def parse_keyframe(spec: str) -> tuple[Path, int]:
+    """PATH@FRAME -> (path, frame); ValueError naming the spec otherwise."""
+    path, sep, frame = str(spec).rpartition("@")
+    try:
+        index = int(frame)
+    except ValueError:
+        index = None
+    if not sep or not path or index is None:
+        raise ValueError(f"keyframe must be PATH@FRAME (e.g. key.png@16), got {spec!r}")
+    return Path(path), index
+
+
+def condition_specs(r: GenerateRequest) -> list[tuple[str, int, int, float]]:
+    """(name, frame, length, strength) of the request's images, for `condition_layout.plan_layout`."""
+    specs = [("image (--image)", 0, 1, 1.0)] if r.image is not None else []
+    if r.last_image is not None:
+        specs.append(("last_image (--last-image)", -1, 1, 1.0))
+    specs += [(f"keyframe {spec!r}", parse_keyframe(spec)[1], 1, 1.0) for spec in r.keyframe]
+    return specs
+
+
+def check_conditions(r: GenerateRequest, num_frames: int) -> None:
+    """The request's images at their frames of a `num_frames` video: in range, one per group of 4 frames."""
+    plan_layout(condition_specs(r), num_frames)
 
 
 def pipeline_kwargs(request: GenerateRequest, prompt: str, image_to_video: bool) -> dict[str, Any]:

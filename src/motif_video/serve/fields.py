@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..options import GENERATE_OPTIONS, OPTIONS, GenerateRequest, parse_request, request_schema
+from ..options import GENERATE_OPTIONS, MEDIA_FIELDS, OPTIONS, GenerateRequest, parse_request, request_schema
 
-# The per-request options (those of the "video" group), by field name; `prompts` travels as `prompt`.
-VIDEO_OPTIONS = {o.name: o for o in GENERATE_OPTIONS if o.group == "video"}
+# The per-request options (those of the "video" group), by field name; `prompts` travels as `prompt`. Options naming
+# files on the server (last image, keyframes, input video) are not request fields: only `image`, as an upload.
+NOT_FIELDS = (*MEDIA_FIELDS[1:], "strength")
+VIDEO_OPTIONS = {o.name: o for o in GENERATE_OPTIONS if o.group == "video" and o.name not in NOT_FIELDS}
 FIELDS: tuple[str, ...] = tuple("prompt" if n == "prompts" else n for n in VIDEO_OPTIONS if n != "image")
 SEED_MAX = 2**31 - 1
 MAX_IMAGE_PIXELS = 4096 * 4096
@@ -55,6 +57,8 @@ def schema(multipart: bool) -> dict[str, Any]:
     props = dict(base["properties"])
     prompt = props.pop("prompts")
     props = {"prompt": {"type": "string", "minLength": 1, "description": prompt["description"]}, **props}
+    for name in NOT_FIELDS:
+        props.pop(name)
     image = props.pop("image")
     if multipart:
         props["image"] = {"type": "string", "format": "binary", "description": image["description"]}
