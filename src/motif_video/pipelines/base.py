@@ -4,11 +4,10 @@
 the loop itself is `sample`. The sampler is flow-matching Euler with a static shift (`motif_video.flow`); the
 `scheduler` component is kept for compatibility and read only for its shift.
 
-Each call's settings travel as a `RunPlan` (size, guidance, sigmas, sampler, and `PassOptions`: batching,
-guidance parallelism) through the stages; the pipeline keeps no per-call state besides `last_run`, the plan of the
-last call (`last_sampler` reads it). One step's transformer passes are
-`pipelines.velocity.predict_velocity`. Context parallelism needs nothing from the loop: it is attached to the
-transformer with hooks.
+Each call's settings travel as a `RunPlan` (`run_plan.py`: size, guidance, sigmas, sampler, and `PassOptions`:
+batching, guidance parallelism) through the stages; the pipeline keeps no per-call state besides `last_run`, the
+plan of the last call (`last_sampler` reads it). One step's transformer passes are `velocity.predict_velocity`.
+Context parallelism needs nothing from the loop: it is attached to the transformer with hooks.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -35,6 +34,7 @@ from . import prompts as P
 from .guidance import GuidanceConfig, Guider, config_from_guider, runs_own_protocol
 from .latents import decode_latents, normalize_latents
 from .lora import MotifVideoLoraLoaderMixin
+from .run_plan import GivenEmbeds, RunPlan, call_prompts, call_sigmas, check_strength
 from .sampling import SamplerChoice, choose_shift, scheduler_config_of
 from .students import embedded_guidance, load_student_pipeline
 from .velocity import Conditioning, PassOptions, guider_velocity, predict_velocity
@@ -54,55 +54,6 @@ class MotifVideoPipelineOutput(BaseOutput):
     normalised latents [B, 16, T, h, w] (latent)."""
 
     frames: Any
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """One call's settings once the folder's defaults are filled in and checked: what both pipelines sample with.
-    Passed down the call's stages; the last one stays readable as `pipe.last_run`."""
-
-    prompts: list[str]
-    negative_prompt: str | list[str] | None
-    height: int
-    width: int
-    num_frames: int
-    guidance: GuidanceConfig
-    sampler: SamplerChoice
-    sigmas: torch.Tensor  # N + 1 values, float64
-    passes: PassOptions = field(default_factory=PassOptions)
-    guider: Any = (
-        None  # a diffusers guider component run through its own protocol (`velocity.guider_velocity`)
-    )
-
-    @property
-    def needs_uncond(self) -> bool:
-        return self.guider.num_conditions > 1 if self.guider is not None else self.guidance.needs_uncond
-
-
-@dataclass(frozen=True)
-class GivenEmbeds:
-    """Text states computed beforehand (diffusers' `prompt_embeds`, `prompt_attention_mask`, ...), [B, L, D] and
-    [B, L]; a missing mask means every token is valid."""
-
-    prompt: torch.Tensor | None = None
-    prompt_mask: torch.Tensor | None = None
-    negative: torch.Tensor | None = None
-    negative_mask: torch.Tensor | None = None
-
-    @staticmethod
-    def embeds(states: torch.Tensor | None, mask: torch.Tensor | None) -> P.PromptEmbeds | None:
-        if states is None:
-            return None
-        if states.ndim != 3:
-            raise ValueError(
-                f"prompt embeddings must be [batch, tokens, dim], got shape {list(states.shape)}"
-            )
-        mask = torch.ones(states.shape[:2], dtype=torch.bool, device=states.device) if mask is None else mask
-        if tuple(mask.shape) != tuple(states.shape[:2]):
-            raise ValueError(
-                f"attention mask shape {list(mask.shape)} does not match embeddings {list(states.shape)}"
-            )
-        return P.PromptEmbeds(states, mask.to(states.device).bool())
 
 
 class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
@@ -629,41 +580,7 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         return tensor_inputs
 
 
-def check_strength(strength: float) -> None:
-    """Video-to-video strength in (0, 1]."""
-    if isinstance(strength, bool) or not isinstance(strength, int | float) or not 0.0 < strength <= 1.0:
-        raise ValueError(f"strength must be in (0, 1] (1: start from pure noise), got {strength!r}")
-
-
 def _has_group_offload(module: torch.nn.Module) -> bool:
     from diffusers.hooks.group_offloading import _is_group_offload_enabled
 
     return _is_group_offload_enabled(module)
-
-
-def call_prompts(prompt: str | list[str] | None, given: GivenEmbeds | None) -> list[str]:
-    """The call's prompts; with `prompt_embeds` instead of a prompt, one empty placeholder per embedding row."""
-    if given is not None and given.prompt is not None:
-        if prompt is not None:
-            raise ValueError("pass prompt or prompt_embeds, not both")
-        return [""] * given.prompt.shape[0]
-    return P.as_prompt_list(prompt)
-
-
-def call_sigmas(timesteps: list[float] | None, sigmas: list[float] | None) -> torch.Tensor | None:
-    """diffusers' `timesteps` / `sigmas` arguments as N noise levels before the shift (the scheduler shifts them,
-    as diffusers' FlowMatchEulerDiscreteScheduler does); None when neither is given."""
-    if timesteps is not None and sigmas is not None:
-        raise ValueError("pass timesteps or sigmas, not both")
-    if timesteps is None and sigmas is None:
-        return None
-    name, values = ("timesteps", timesteps) if sigmas is None else ("sigmas", sigmas)
-    levels = torch.as_tensor(values, dtype=torch.float64).flatten() / (1000.0 if sigmas is None else 1.0)
-    if (
-        levels.numel() < 1
-        or not bool(((levels > 0) & (levels <= 1)).all())
-        or not bool((levels.diff() < 0).all())
-    ):
-        top = "1000" if sigmas is None else "1"
-        raise ValueError(f"{name} must be strictly decreasing values in (0, {top}], got {list(values)}")
-    return levels

@@ -10,10 +10,11 @@ import torch
 from ..choices import GuidanceBatching
 from ..defaults import SHIFT_I2V
 from . import prompts as P
-from .base import GivenEmbeds, MotifVideoBasePipeline, MotifVideoPipelineOutput, OutputType
+from .base import MotifVideoBasePipeline, MotifVideoPipelineOutput, OutputType
 from .conditions import VideoCondition, condition_pixels, encode_placed, lay_out, plan_conditions
 from .guidance import GuidanceConfig
 from .image_conditioning import LatentMode, ResizeMode, encode_first_frame, preprocess_image, siglip_tokens
+from .run_plan import GivenEmbeds
 from .sampling import SamplerChoice
 from .velocity import Conditioning
 

@@ -9,8 +9,9 @@ import torch
 from ..choices import GuidanceBatching
 from ..defaults import SHIFT_T2V
 from . import prompts as P
-from .base import GivenEmbeds, MotifVideoBasePipeline, MotifVideoPipelineOutput, OutputType
+from .base import MotifVideoBasePipeline, MotifVideoPipelineOutput, OutputType
 from .guidance import GuidanceConfig
+from .run_plan import GivenEmbeds
 from .velocity import Conditioning
 
 if TYPE_CHECKING:
