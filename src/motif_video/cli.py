@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["info", "generate", "train", "cache", "distill", "eval", "export", "serve"]
+COMMANDS = ["info", "generate", "extend", "train", "cache", "distill", "eval", "export", "serve"]
 
 
 def build_parser() -> argparse.ArgumentParser:

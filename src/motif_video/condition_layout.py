@@ -33,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 GROUP = 4  # pixel frames per latent frame after the first (the VAE's temporal factor)
+DEFAULT_OVERLAP = 9  # video extension: pixel frames a window shares with the video so far (3 latent frames)
 
 
 def latent_index(frame: int) -> int:

@@ -1,0 +1,61 @@
+"""`motif-video extend`: continue a clip window by window into one longer MP4 (`motif_video.extension`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+# The generate options `extend` takes (declared in `motif_video.options`); the size comes from the clip, the frames
+# from the clip and the window, the output is the extended video.
+EXTEND_OPTIONS = (
+    "num_frames", "steps", "guidance", "guidance_scale", "guidance_batching", "shift", "negative_prompt", "seed",
+    "model", "dtype", "device", "threads", "offload", "memory_budget", "attention_backend",
+    "lora", "fuse_lora",
+)  # fmt: skip
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..condition_layout import DEFAULT_OVERLAP
+    from ..options import OPTIONS, add_arguments
+
+    p = sub.add_parser(
+        "extend",
+        help="continue a video window by window (image-to-video on the last frames), written as one MP4",
+        description="Extend CLIP to --seconds seconds in all: each window of --num-frames frames is conditioned on "
+        "the last --overlap frames so far and cross-faded over them. Bad input exits with status 2 before any model "
+        "is loaded. The released weights saw only frame 0 as a condition; a clip prefix needs a model trained on it "
+        "(recipes/motif-video-2b/conditions-lora.yaml).",
+    )
+    p.add_argument("clip", type=Path, help="the video to continue (MP4; width and height multiples of 16)")
+    prompts = p.add_mutually_exclusive_group(required=True)
+    prompts.add_argument("--prompt", help="the prompt of every window")
+    prompts.add_argument(
+        "--prompt-file", type=Path, help="one prompt per line, one line per window (the last repeats)"
+    )
+    p.add_argument(
+        "--seconds", type=float, required=True, help="length of the whole output video, in seconds"
+    )
+    p.add_argument(
+        "--overlap",
+        type=int,
+        default=DEFAULT_OVERLAP,
+        help=f"frames each window shares with the video so far, 4m+1 (default: {DEFAULT_OVERLAP})",
+    )
+    p.add_argument("--output", type=Path, default=None, help="the MP4 written (default: CLIP-extended.mp4)")
+    add_arguments(p, [OPTIONS[name] for name in EXTEND_OPTIONS])
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..extension import run_extension
+    from ..options import read_prompt_file
+
+    prompts = [args.prompt] if args.prompt is not None else read_prompt_file(args.prompt_file)
+    values = {name: getattr(args, name) for name in EXTEND_OPTIONS}
+    output = args.output or args.clip.with_name(f"{args.clip.stem}-extended.mp4")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    run_extension({**values, "prompts": prompts}, args.clip, args.seconds, args.overlap, output)
+    return 0

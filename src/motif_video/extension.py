@@ -1,0 +1,300 @@
+"""Video extension: continue a clip window by window into a long video, streamed to one MP4.
+
+Each window is one image-to-video call of `window` frames whose first `overlap` frames are conditioned on the last
+`overlap` frames made so far (a clip prefix, `VideoCondition(video=..., frame_index=0)`). `overlap` is 4m + 1 pixel
+frames, so the prefix is exactly the window's first m + 1 latent frames on the causal VAE's grouping (frame 0 alone,
+then groups of 4): the condition covers whole latent frames and none of the new frames. The window's own first
+`overlap` frames (the model's reconstruction of the condition) and the previous frames are joined with a linear
+cross-fade over the overlap, weight (j + 1) / (overlap + 1) on the new window at overlap frame j; the window's other
+frames follow.
+
+Memory does not grow with the length: the input clip is read frame by frame and copied to the output, and only the
+last `overlap` frames made so far are kept (the next window's condition and blend); each window's frames go to the
+writer as soon as they are blended. The MP4 is written to a part file and renamed when complete.
+
+Prompts: one per window (`prompts[i]` for window i; the last one repeats when there are fewer), so a prompt file
+tells a story.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .condition_layout import DEFAULT_OVERLAP, GROUP
+
+
+@dataclass(frozen=True)
+class ExtensionPlan:
+    """How a clip of `input_frames` becomes `total_frames`: `windows` calls of `window` frames, each adding
+    `window - overlap` frames (the last one cut to the total)."""
+
+    input_frames: int
+    total_frames: int
+    window: int
+    overlap: int
+
+    @property
+    def step(self) -> int:
+        return self.window - self.overlap
+
+    @property
+    def windows(self) -> int:
+        return math.ceil((self.total_frames - self.input_frames) / self.step)
+
+    def new_frames(self, i: int) -> int:
+        """Frames window i adds after its overlap."""
+        return min(self.step, self.total_frames - self.input_frames - i * self.step)
+
+
+def plan_extension(
+    input_frames: int, total_frames: int, window: int, overlap: int = DEFAULT_OVERLAP
+) -> ExtensionPlan:
+    """Check and plan an extension; ValueError naming the value otherwise."""
+    if window < 1 or (window - 1) % GROUP:
+        raise ValueError(f"window must be 4k+1 frames (the model's num_frames), got {window}")
+    if overlap < 1 or (overlap - 1) % GROUP or overlap >= window:
+        raise ValueError(
+            f"overlap must be 4m+1 frames (1, 5, 9, ...: whole latent frames) and less than the window ({window}), "
+            f"got {overlap}"
+        )
+    if input_frames < overlap:
+        raise ValueError(f"the clip has {input_frames} frames; the overlap needs at least {overlap}")
+    if total_frames <= input_frames:
+        raise ValueError(
+            f"the requested length ({total_frames} frames) must be longer than the clip ({input_frames} frames)"
+        )
+    return ExtensionPlan(input_frames, total_frames, window, overlap)
+
+
+def blend_weights(overlap: int) -> np.ndarray:
+    """The new window's weight at each overlap frame: (j + 1) / (overlap + 1), rising from 0 to 1 exclusive."""
+    return (np.arange(overlap, dtype=np.float32) + 1) / (overlap + 1)
+
+
+def blend(previous: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """Cross-fade uint8 frames [O, H, W, 3] from `previous` into `new`."""
+    w = blend_weights(len(previous))[:, None, None, None]
+    mixed = previous.astype(np.float32) * (1 - w) + new.astype(np.float32) * w
+    return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+
+
+def read_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
+    """A video's frames one at a time, uint8 [H, W, 3] RGB."""
+    import av
+
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            yield frame.to_ndarray(format="rgb24")
+
+
+@contextmanager
+def mp4_stream(path: str | os.PathLike, width: int, height: int, fps: float, crf: int = 18, metadata=None):
+    """A function writing uint8 frames [N, H, W, 3] to an MP4 as they come (same encoder settings as
+    `pipelines.export.write_mp4`); the file appears at `path` only when the block ends without an error."""
+    import json
+    from fractions import Fraction
+
+    import av
+
+    from .pipelines.export import ENCODER_THREADS, METADATA_KEY, _new_part_file
+
+    path = Path(path)
+    tmp = _new_part_file(path)
+    try:
+        with av.open(str(tmp), mode="w", format="mp4") as container:
+            if metadata is not None:
+                container.metadata[METADATA_KEY] = json.dumps(metadata, sort_keys=True, ensure_ascii=False)
+            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+            stream.width, stream.height = width, height
+            stream.pix_fmt = "yuv420p"
+            stream.codec_context.thread_count = ENCODER_THREADS
+            stream.options = {"crf": str(crf), "threads": str(ENCODER_THREADS)}
+
+            def write(frames: np.ndarray) -> None:
+                for frame in frames:
+                    container.mux(
+                        stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24"))
+                    )
+
+            yield write
+            container.mux(stream.encode())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def window_prompts(prompts: Sequence[str], windows: int) -> list[str]:
+    """The prompt of each window: prompts[i], the last repeating."""
+    if not prompts:
+        raise ValueError("extension needs at least one prompt")
+    return [prompts[min(i, len(prompts) - 1)] for i in range(windows)]
+
+
+def extend_frames(
+    frames: Iterator[np.ndarray],
+    plan: ExtensionPlan,
+    make_window: Callable[[int, np.ndarray], np.ndarray],
+    write: Callable[[np.ndarray], None],
+) -> int:
+    """Copy the clip's frames to `write`, then add the plan's windows: `make_window(i, context)` returns window i's
+    uint8 frames [window, H, W, 3] given the last `overlap` frames [overlap, H, W, 3]. Returns the frames written.
+    Holds at most `overlap` frames besides the window being made."""
+    tail: list[np.ndarray] = []
+    written = 0
+    for frame in frames:
+        tail.append(frame)
+        if len(tail) > plan.overlap:
+            write(tail.pop(0)[None])
+            written += 1
+    if written + len(tail) != plan.input_frames:
+        raise ValueError(f"the clip has {written + len(tail)} frames, planned for {plan.input_frames}")
+    context = np.stack(tail)
+    for i in range(plan.windows):
+        window = make_window(i, context)
+        if window.shape[0] != plan.window or window.dtype != np.uint8:
+            raise ValueError(
+                f"window {i} must be uint8 [{plan.window}, H, W, 3], got {window.dtype} {window.shape}"
+            )
+        joined = np.concatenate([blend(context, window[: plan.overlap]), window[plan.overlap :]])
+        keep = plan.overlap + plan.new_frames(i)
+        joined = joined[:keep]
+        if i == plan.windows - 1:
+            write(joined)
+            written += len(joined)
+        else:
+            write(joined[: -plan.overlap])
+            written += len(joined) - plan.overlap
+            context = joined[-plan.overlap :]
+    return written
+
+
+def pipeline_window(
+    pipe, prompts: list[str], seed: int, overlap: int, **call: Any
+) -> Callable[[int, np.ndarray], np.ndarray]:
+    """`make_window` for `extend_frames` from an image-to-video pipeline: window i conditioned on the context frames
+    as a clip prefix, seed `seed + i`, the other keywords (num_frames, height, width, steps, ...) passed on."""
+    import torch
+
+    from .pipelines.conditions import VideoCondition
+    from .pipelines.export import to_uint8_frames
+
+    def make_window(i: int, context: np.ndarray) -> np.ndarray:
+        condition = VideoCondition(video=context[-overlap:], frame_index=0)
+        out = pipe(prompt=prompts[i], conditions=[condition], output_type="np",
+                   generator=torch.Generator("cpu").manual_seed(seed + i), **call).frames  # fmt: skip
+        return to_uint8_frames(out[0])
+
+    return make_window
+
+
+def extend_video(
+    pipe,
+    clip: str | os.PathLike,
+    output: str | os.PathLike,
+    prompts: Sequence[str],
+    seconds: float,
+    overlap: int = DEFAULT_OVERLAP,
+    seed: int = 0,
+    num_frames: int | None = None,
+    fps: float | None = None,
+    metadata: dict | None = None,
+    **call: Any,
+) -> dict[str, Any]:
+    """Extend the video at `clip` to `seconds` seconds in all (at its own fps unless `fps`), writing one MP4 at
+    `output`. `pipe`: a `MotifVideoImageToVideoPipeline`; `num_frames`: the window (default: the model's);
+    the windows' size is the clip's; `call`: more keywords for each pipeline call (num_inference_steps, guidance...).
+    Returns the plan and the frames written."""
+    from .pipelines.export import read_mp4_info
+
+    info = read_mp4_info(clip)
+    fps = fps or info["fps"]
+    window = num_frames or pipe.generation_defaults.resolve(num_frames=None)["num_frames"]
+    total = round(seconds * fps)
+    plan = plan_extension(info["frames"], total, window, overlap)
+    width, height = info["width"], info["height"]
+    if width % 16 or height % 16:
+        raise ValueError(f"the clip's size {width}x{height} must be multiples of 16 (the model's patches)")
+    make_window = pipeline_window(
+        pipe,
+        window_prompts(prompts, plan.windows),
+        seed,
+        overlap,
+        num_frames=window,
+        height=height,
+        width=width,
+        **call,
+    )
+    with mp4_stream(output, width, height, fps, metadata=metadata) as write:
+        written = extend_frames(read_frames(clip), plan, make_window, write)
+    return {"plan": plan, "frames": written, "output": Path(output)}
+
+
+def check_clip(clip: Path) -> dict[str, Any]:
+    """The clip's frame count, size and fps; ValueError when it is missing or not a readable video."""
+    from .pipelines.export import read_mp4_info
+
+    if not Path(clip).is_file():
+        raise ValueError(f"clip {str(clip)!r} does not exist or is not a file")
+    try:
+        info = read_mp4_info(clip)
+    except Exception as exc:
+        raise ValueError(f"clip {str(clip)!r} is not a readable video ({type(exc).__name__}: {exc})") from exc
+    if info["width"] % 16 or info["height"] % 16:
+        raise ValueError(
+            f"clip {str(clip)!r} is {info['width']}x{info['height']}; width and height must be multiples of 16"
+        )
+    return info
+
+
+def run_extension(
+    values: dict[str, Any], clip: Path, seconds: float, overlap: int, output: Path, log=print
+) -> dict:
+    """`motif-video extend`: check everything (request, clip, plan, output) before loading, then extend."""
+    from .generation import plan_generation, prepare_pipeline
+    from .options import parse_request
+    from .pipelines import MotifVideoImageToVideoPipeline
+
+    if not seconds > 0:
+        raise ValueError(f"seconds must be > 0, got {seconds}")
+    info = check_clip(clip)
+    values = dict(values)
+    all_prompts = values.pop("prompts")
+    all_prompts = [all_prompts] if isinstance(all_prompts, str) else list(all_prompts)
+    for prompt in all_prompts:  # every window's prompt checked as generate checks one
+        parse_request({"prompts": prompt})
+    size = {"height": info["height"], "width": info["width"], "output": str(output)}
+    request = parse_request({**values, **size, "prompts": all_prompts[:1]})  # one video: one output file
+    gen = plan_generation(request)
+    request = gen.request
+    plan = plan_extension(info["frames"], round(seconds * info["fps"]), request.num_frames, overlap)
+    log(
+        f"extending {clip} ({info['frames']} frames, {info['width']}x{info['height']} at {info['fps']:g} fps) to "
+        f"{plan.total_frames} frames: {plan.windows} window(s) of {plan.window} frames, overlap {plan.overlap}; "
+        f"seed {gen.seed}"
+    )
+    pipe, _ = prepare_pipeline(gen)
+    if not isinstance(pipe, MotifVideoImageToVideoPipeline):
+        pipe = MotifVideoImageToVideoPipeline.from_pipe(pipe)
+    call = dict(
+        num_inference_steps=request.steps, guidance=request.guidance, guidance_scale=request.guidance_scale,
+        guidance_batching=request.guidance_batching, shift=request.shift, negative_prompt=request.negative_prompt,
+        keep_first_frame=request.keep_first_frame,
+    )  # fmt: skip
+    prompts = window_prompts(all_prompts, plan.windows)
+    make_window = pipeline_window(pipe, prompts, gen.seed, plan.overlap, num_frames=plan.window,
+                                  height=info["height"], width=info["width"], **call)  # fmt: skip
+    settings = {"extended_from": str(clip), "prompts": prompts, "seed": gen.seed, "overlap": plan.overlap,
+                "window": plan.window, "model": str(request.model)}  # fmt: skip
+    with mp4_stream(output, info["width"], info["height"], info["fps"], metadata=settings) as write:
+        written = extend_frames(read_frames(clip), plan, make_window, write)
+    log(f"wrote {output} ({written} frames)")
+    return {"plan": plan, "frames": written, "output": output}

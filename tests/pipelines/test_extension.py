@@ -1,0 +1,128 @@
+"""Video extension (motif_video.extension): the window plan, the cross-fade, bounded memory, and `motif-video extend`
+on the tiny model to 3 windows."""
+
+from __future__ import annotations
+
+import re
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from motif_video import cli, generation
+from motif_video.extension import blend, extend_frames, plan_extension
+from motif_video.pipelines.export import read_mp4_frames, read_mp4_info, read_mp4_metadata, write_mp4
+
+
+def test_plan_counts_windows_and_refuses_bad_overlaps():
+    plan = plan_extension(input_frames=9, total_frames=21, window=9, overlap=5)
+    assert (plan.step, plan.windows, [plan.new_frames(i) for i in range(3)]) == (4, 3, [4, 4, 4])
+    short = plan_extension(9, 22, 9, 5)  # one more frame: a 4th window adds just 1
+    assert short.windows == 4 and short.new_frames(3) == 1
+    for args, message in [
+        ((9, 21, 9, 4), "overlap must be 4m\\+1"),
+        ((9, 21, 9, 9), "less than the window"),
+        ((9, 21, 10, 5), "window must be 4k\\+1"),
+        ((3, 21, 9, 5), "the clip has 3 frames; the overlap needs at least 5"),
+        ((9, 9, 9, 5), "must be longer than the clip"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            plan_extension(*args)
+
+
+def test_blend_fades_from_the_previous_frames_into_the_window():
+    prev, new = np.zeros((5, 2, 2, 3), np.uint8), np.full((5, 2, 2, 3), 240, np.uint8)
+    assert blend(prev, new)[:, 0, 0, 0].tolist() == [40, 80, 120, 160, 200]  # 240 * (j + 1) / 6
+
+
+def _fake_window(h, w):
+    def make(i, context):
+        assert context.shape == (5, h, w, 3)
+        frames = np.full((9, h, w, 3), 10 * (i % 20 + 1), np.uint8)
+        frames[:5] = context  # a model that reproduces its condition exactly
+        return frames
+
+    return make
+
+
+def test_extension_joins_windows_and_holds_memory_constant():
+    h, w = 64, 96
+    clip = np.random.default_rng(0).integers(0, 256, (9, h, w, 3), dtype=np.uint8)
+    out = []
+    plan = plan_extension(9, 21, 9, 5)
+    assert extend_frames(iter(clip), plan, _fake_window(h, w), out.append) == 21
+    video = np.concatenate(out)
+    assert video.shape == (21, h, w, 3)
+    np.testing.assert_array_equal(video[:9], clip)  # the clip first, unchanged where the model reproduced it
+    assert video[9:13, 0, 0, 0].tolist() == [10] * 4 and video[17:, 0, 0, 0].tolist() == [30] * 4
+    assert max(len(x) for x in out) <= plan.window  # streamed: never more than a window per write
+
+    def peak(windows):  # python-side peak (numpy buffers are traced) for a given length, frames discarded
+        big = np.zeros((9, 256, 256, 3), np.uint8)
+        p = plan_extension(9, 9 + 4 * windows, 9, 5)
+        tracemalloc.start()
+        extend_frames(iter(big), p, _fake_window(256, 256), lambda frames: None)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top
+
+    short, long = peak(3), peak(30)
+    assert long < 1.2 * short, (short, long)  # 10x the length, the same memory
+
+
+@pytest.fixture
+def clip(tmp_path):
+    path = tmp_path / "clip.mp4"
+    frames = np.zeros((9, 64, 96, 3), np.uint8)
+    frames[..., 0] = np.linspace(0, 255, 96, dtype=np.uint8)
+    write_mp4(frames, path, fps=24)
+    return path
+
+
+def test_extend_command_makes_three_windows(tiny_folder, clip, tmp_path, capsys):
+    out = tmp_path / "long.mp4"
+    prompts = tmp_path / "story.txt"
+    prompts.write_text("a red ball\na blue ball\na green ball\n")
+    argv = ["extend", str(clip), "--prompt-file", str(prompts), "--seconds", "0.875", "--overlap", "5",
+            "--model", str(tiny_folder), "--num-frames", "9", "--steps", "2", "--device", "cpu", "--seed", "3",
+            "--output", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "3 window(s) of 9 frames, overlap 5" in printed and f"wrote {out} (21 frames)" in printed
+    assert read_mp4_info(out) == {"frames": 21, "width": 96, "height": 64, "fps": 24.0}
+    meta = read_mp4_metadata(out)
+    assert meta["prompts"] == ["a red ball", "a blue ball", "a green ball"] and meta["overlap"] == 5
+    frames = read_mp4_frames(out).astype(float)
+    assert np.abs(frames[:4] - read_mp4_frames(clip)[:4]).mean() < 3  # the clip's frames come first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "long.mp4", "story.txt"]  # no part file
+
+
+def test_extend_bad_input_exits_2_before_loading(clip, tmp_path, monkeypatch, capsys):
+    def no_load(plan, show_progress=True):
+        raise AssertionError("a model was loaded for bad input")
+
+    monkeypatch.setattr(generation, "prepare_pipeline", no_load)
+    text = tmp_path / "text.mp4"
+    text.write_text("hello")
+    cases = {
+        "missing clip": ([str(tmp_path / "none.mp4"), "--seconds", "2"], "does not exist"),
+        "unreadable clip": ([str(text), "--seconds", "2"], "not a readable video"),
+        "too short": ([str(clip), "--seconds", "0.2"], "must be longer than the clip"),
+        "bad overlap": ([str(clip), "--seconds", "2", "--overlap", "4"], "overlap must be 4m\\+1"),
+        "overlap not below the window": (
+            [str(clip), "--seconds", "2", "--overlap", "9"],
+            "less than the window",
+        ),
+        "bad window": ([str(clip), "--seconds", "2", "--num-frames", "8"], "num_frames must be 4k\\+1"),
+        "zero seconds": ([str(clip), "--seconds", "0"], "seconds must be > 0"),
+    }
+    for name, (args, message) in cases.items():
+        before = set(tmp_path.rglob("*"))
+        argv = ["extend", *args, "--prompt", "a ball", "--num-frames", "9", "--device", "cpu"]
+        if "--num-frames" in args:
+            argv = ["extend", *args, "--prompt", "a ball", "--device", "cpu"]
+        if "--overlap" not in args:
+            argv += ["--overlap", "5"]
+        assert cli.main(argv) == 2, name
+        assert re.search(message, capsys.readouterr().err), name
+        assert set(tmp_path.rglob("*")) == before, name
