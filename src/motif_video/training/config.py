@@ -106,6 +106,16 @@ class I2VConfig:
     # min(h, w) / 100 latent pixels; 0 = off. 1.0: 1% of the latent short side at pure noise.
     blur_strength: float = 1.0
     image_embeds: bool = True  # SigLIP tokens of the first frame (needs the text encoder's vision tower)
+    # Conditioning patterns of a conditioned step, name -> relative weight (training.i2v.PATTERNS: first, last,
+    # first_last, keyframes, prefix). The default is the released model's: the first frame only.
+    patterns: dict[str, float] = field(default_factory=lambda: {"first": 1.0})
+    max_keyframes: int = 3  # "keyframes": 1..max_keyframes random latent frames
+    max_prefix: int = 3  # "prefix": the first 1..max_prefix latent frames (video extension's overlap)
+
+    def __post_init__(self) -> None:
+        from .i2v import check_patterns
+
+        check_patterns(self.patterns, self.max_keyframes, self.max_prefix)
 
 
 @dataclass

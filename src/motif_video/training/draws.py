@@ -2,7 +2,7 @@
 an uninterrupted one exactly and N processes reproduce one process with the same global batch.
 
 Streams: 1.. are global sample indices (each sample's sigma, noise and text-dropout coin; distillation's window,
-in-window time and guidance scale), 0 the step itself (the image-to-video coin), `ROUTE_COIN` whether a step routes
+in-window time and guidance scale), 0 the step itself (the image-to-video coin), `PATTERN` its conditioning pattern, `ROUTE_COIN` whether a step routes
 its tokens (the same on every rank) and `ROUTE_TOKENS + rank` TREAD's token choice (drawn per rank: the one draw
 that depends on how the batch is split).
 """
@@ -17,6 +17,7 @@ from .config import TrainConfig
 STEP = 0
 ROUTE_TOKENS = 10**9
 ROUTE_COIN = 2 * 10**9
+PATTERN = 3 * 10**9  # the image-to-video conditioning pattern of a step (the same on every rank)
 
 
 def step_generator(seed: int, step: int, stream: int, device: torch.device | str = "cpu") -> torch.Generator:

@@ -20,7 +20,7 @@ from .. import flow
 from ..models import MotifVideoTransformer, Route
 from . import draws
 from .config import TrainConfig
-from .i2v import condition_channels
+from .i2v import condition_channels, pattern_channels, sample_pattern
 from .objective import LossOutput, StepDraws
 from .setup import build_model
 
@@ -112,15 +112,21 @@ class FlowMatching:
     def model_input(
         self, x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor, in_channels: int, draw_step: int
     ) -> tuple[torch.Tensor, bool]:
-        """[x_sigma | condition channels] (when the model takes them) and whether this step is image-conditioned
-        (one coin per step, the same on every rank)."""
+        """[x_sigma | condition channels] (when the model takes them) and whether this step's first frame is
+        conditioned (one coin and one pattern per step, the same on every rank; `i2v.sample_pattern`)."""
         hidden = flow.noisy_latents(x0, noise, sigma)
         if in_channels <= x0.shape[1]:
             return hidden, False
         i2v = self.config.i2v
         conditioned = draws.coin(self.config.seed, draw_step, draws.STEP) < i2v.probability
-        condition = condition_channels(x0, sigma, conditioned, i2v.blur_strength)
-        return torch.cat([hidden, condition], dim=1), conditioned
+        if not conditioned or i2v.patterns == {"first": 1.0}:  # the released objective
+            condition = condition_channels(x0, sigma, conditioned, i2v.blur_strength)
+            return torch.cat([hidden, condition], dim=1), conditioned
+        generator = draws.step_generator(self.config.seed, draw_step, draws.PATTERN)
+        _, mask = sample_pattern(i2v.patterns, x0.shape[2], generator, i2v.max_keyframes, i2v.max_prefix)
+        condition = pattern_channels(x0, sigma, mask, i2v.blur_strength)
+        # SigLIP tokens are of the first frame: given when the pattern conditions it
+        return torch.cat([hidden, condition], dim=1), bool(mask[0] > 0)
 
     def routes(self, at: StepDraws, device: torch.device) -> tuple[list[Route], torch.Generator | None]:
         """This step's TREAD routes (all or none, drawn once per step) and this rank's token-choice generator."""
