@@ -42,6 +42,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-i2v", action="store_true", help="offline: skip the image-to-video half")
     p.add_argument(
+        "--conditions",
+        nargs="?",
+        const="first,last,first_last,keyframe,prefix",
+        metavar="PATTERNS",
+        help="offline: instead of the T2V/I2V suite, score conditions per pattern (comma list of first, last, "
+        "first_last, keyframe, prefix; bare flag: all): PSNR of the conditioned frames and prompt accuracy "
+        "(motif_video.evaluation.conditions)",
+    )
+    p.add_argument(
+        "--extend",
+        type=int,
+        default=0,
+        metavar="K",
+        help="offline, with --conditions: also extend each clip to K times its length and score the seams (default: off)",
+    )
+    p.add_argument(
+        "--overlap",
+        type=int,
+        default=9,
+        help="offline, with --conditions: extension/prefix overlap (default: 9)",
+    )
+    p.add_argument(
         "--lora",
         action="append",
         default=[],
@@ -84,7 +106,13 @@ def run(args: argparse.Namespace) -> int:
             lora=tuple(args.lora),
             fuse_lora=args.fuse_lora,
         )
-        figures = run_offline_eval(config.validate())
+        if args.conditions is not None:
+            from ..evaluation.conditions import run_condition_suite
+
+            patterns = [p.strip() for p in args.conditions.split(",") if p.strip()]
+            figures = run_condition_suite(config, patterns, args.extend, args.overlap)
+        else:
+            figures = run_offline_eval(config.validate())
     else:
         figures = run_vbench(args)
     if args.json:

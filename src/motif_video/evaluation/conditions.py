@@ -1,0 +1,201 @@
+"""Scores of conditions beyond the first frame (`motif-video eval --conditions`): per pattern, how closely the
+generated video shows the given frames, and for video extension how visible the seams are.
+
+Patterns, each from the case's ground-truth clip (`synthetic.scenes.render`) at the model's size:
+
+    first       the clip's frame 0 as the first image
+    last        its last frame as `last_image`
+    first_last  both
+    keyframe    its middle frame (F // 2) as a keyframe
+    prefix      its first 4m + 1 frames (the extension overlap) as a clip at frame 0
+
+`psnr` is the mean PSNR (dB) of the generated frames at the conditioned pixel frames against the given ones; the
+prompt accuracies (colour, shape, direction, ... `scores.figures`) are of the whole generated clips.
+
+Extension (`--extend K`): the ground-truth clip's first F frames extended to K * F frames with
+`extension.extend_frames` (the same windows as `motif-video extend`), then the prompt accuracies over the whole
+video and the seam: the largest frame-to-frame change (mean absolute difference, 0-255) inside each window
+boundary's transition (the frame before the cross-fade to its last frame) over the median frame-to-frame change
+elsewhere. `seam_ratio` is the mean over boundaries, `seam_ratio_max` the worst; 1 means a boundary changes as much
+as an ordinary frame step.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+PATTERNS = ("first", "last", "first_last", "keyframe", "prefix")
+
+
+def check_patterns(patterns: Sequence[str]) -> None:
+    if not patterns:
+        raise ValueError(f"name at least one pattern of {list(PATTERNS)}")
+    for p in patterns:
+        if p not in PATTERNS:
+            raise ValueError(f"pattern must be one of {list(PATTERNS)}, got {p!r}")
+
+
+def frame_changes(video: np.ndarray) -> np.ndarray:
+    """Mean absolute change (0-255) between consecutive frames of uint8 [N, H, W, 3]: N - 1 values."""
+    v = video.astype(np.float32)
+    return np.abs(v[1:] - v[:-1]).mean(axis=(1, 2, 3))
+
+
+def seam_scores(video: np.ndarray, starts: Sequence[int], overlap: int) -> dict[str, float]:
+    """Seam ratios of a video whose windows are cross-faded over `overlap` frames from each index in `starts`:
+    change i (frame i to i + 1) belongs to the boundary at s when s - 1 <= i <= s + overlap - 1."""
+    changes = frame_changes(video)
+    at_seam: set[int] = set()
+    ratios_of: list[float] = []
+    for s in starts:
+        idx = [i for i in range(s - 1, s + overlap) if 0 <= i < len(changes)]
+        at_seam.update(idx)
+        ratios_of.append(max(changes[i] for i in idx))
+    inside = [c for i, c in enumerate(changes) if i not in at_seam]
+    median = float(np.median(inside)) if inside else float("nan")
+    ratios = [float(r) / median if median > 0 else float("inf") for r in ratios_of]
+    return {
+        "seam_ratio": statistics.mean(ratios),
+        "seam_ratio_max": max(ratios),
+        "median_change": median,
+        "seam_change": statistics.mean(float(r) for r in ratios_of),
+    }
+
+
+def pattern_call(pattern: str, truth: np.ndarray, overlap: int) -> tuple[dict[str, Any], list[int]]:
+    """The pipeline keywords of `pattern` for the ground-truth clip uint8 [F, H, W, 3], and the pixel frames it
+    conditions."""
+    import PIL.Image
+
+    from ..pipelines.conditions import VideoCondition
+
+    f = len(truth)
+    image = PIL.Image.fromarray
+    if pattern == "first":
+        return {"image": image(truth[0])}, [0]
+    if pattern == "last":
+        return {"last_image": image(truth[-1])}, [f - 1]
+    if pattern == "first_last":
+        return {"image": image(truth[0]), "last_image": image(truth[-1])}, [0, f - 1]
+    if pattern == "keyframe":
+        mid = f // 2
+        return {"conditions": [VideoCondition(image=image(truth[mid]), frame_index=mid)]}, [mid]
+    if pattern == "prefix":
+        return {"conditions": [VideoCondition(video=truth[:overlap], frame_index=0)]}, list(range(overlap))
+    raise ValueError(f"pattern must be one of {list(PATTERNS)}, got {pattern!r}")
+
+
+def run_condition_eval(
+    pipe,
+    cases: Sequence,
+    seeds: int,
+    common: dict[str, Any],
+    patterns: Sequence[str] = PATTERNS,
+    extend: int = 0,
+    overlap: int = 9,
+    progress=None,
+) -> dict[str, Any]:
+    """Per pattern {psnr, prompt accuracies} over `cases` x `seeds` with the image-to-video `pipe` (`common`: height,
+    width, num_frames, steps, ... of each call, output_type "np"); with `extend` >= 2, "extension" too."""
+    import torch
+
+    from ..extension import extend_frames, pipeline_window, plan_extension
+    from ..synthetic.scenes import render
+    from .analysis import psnr_uint8, read_clip
+    from .scores import figures
+
+    check_patterns(patterns)
+    h, w, f = common["height"], common["width"], common["num_frames"]
+    if overlap >= f:
+        raise ValueError(f"overlap ({overlap}) must be less than the clip's {f} frames")
+    result: dict[str, Any] = {}
+    for pattern in patterns:
+        psnrs, readings = [], []
+        for case in cases:
+            truth = render(case.scene, f, h, w)
+            extra, frames = pattern_call(pattern, truth, overlap)
+            for seed in range(seeds):
+                generator = torch.Generator("cpu").manual_seed(seed)
+                video = pipe(prompt=case.prompt, generator=generator, **common, **extra).frames[0]
+                clip = np.round(np.clip(video, 0, 1) * 255).astype(np.uint8)
+                psnrs.append(statistics.mean(psnr_uint8(clip[i], truth[i]) for i in frames))
+                readings.append((read_clip(clip), case.scene))
+                if progress is not None:
+                    progress()
+        result[pattern] = {"psnr": statistics.mean(psnrs), **figures(readings)}
+    if extend >= 2:
+        seams, readings = [], []
+        call = {k: v for k, v in common.items() if k not in ("output_type",)}
+        for case in cases:
+            truth = render(case.scene, f, h, w)
+            plan = plan_extension(f, extend * f, f, overlap)
+            for seed in range(seeds):
+                frames: list[np.ndarray] = []
+                make = pipeline_window(pipe, [case.prompt] * plan.windows, seed, overlap, **call)
+                extend_frames(iter(truth), plan, make, frames.append)
+                video = np.concatenate(frames)
+                starts = [plan.input_frames - overlap + i * plan.step for i in range(plan.windows)]
+                seams.append(seam_scores(video, starts, overlap))
+                readings.append((read_clip(video), case.scene))
+                if progress is not None:
+                    progress()
+        result["extension"] = {
+            "factor": extend,
+            **{
+                k: statistics.mean(s[k] for s in seams)
+                for k in ("seam_ratio", "median_change", "seam_change")
+            },
+            "seam_ratio_max": max(s["seam_ratio_max"] for s in seams),
+            **figures(readings),
+        }
+    return result
+
+
+def run_condition_suite(
+    config, patterns: Sequence[str] = PATTERNS, extend: int = 0, overlap: int = 9
+) -> dict[str, Any]:
+    """`motif-video eval --conditions`: the offline suite's cases (`config`: an `offline.OfflineEvalConfig`, its I2V
+    pipeline) scored per pattern (`run_condition_eval`), seen and held-out combinations apart."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    from ..defaults import model_defaults
+    from ..extension import plan_extension
+    from .offline import _load
+    from .suite import GROUPS, eval_suite
+
+    config.validate()
+    check_patterns(patterns)
+    start = time.perf_counter()
+    defaults = model_defaults(config.model)
+    h, w = config.height or defaults.height, config.width or defaults.width
+    f = config.num_frames or defaults.num_frames
+    if extend == 1 or extend < 0:
+        raise ValueError(f"extend must be 0 (off) or >= 2 (times the clip length), got {extend}")
+    if extend:
+        plan_extension(f, extend * f, f, overlap)  # before loading: a bad overlap is an error now
+    elif "prefix" in patterns and (overlap < 1 or (overlap - 1) % 4 or overlap >= f):
+        raise ValueError(f"overlap must be 4m+1 frames and less than the clip's {f}, got {overlap}")
+    config.i2v = True
+    _, pipe = _load(config)
+    common = dict(height=h, width=w, num_frames=f, num_inference_steps=config.steps or defaults.num_inference_steps,
+                  guidance_scale=config.guidance_scale, negative_prompt=defaults.negative_prompt, output_type="np",
+                  guidance_batching="batched")  # fmt: skip
+    cases = eval_suite(config.prompts, config.split)
+    total = len(cases) * config.seeds * (len(patterns) + (1 if extend >= 2 else 0))
+    result: dict[str, Any] = {}
+    with tqdm(total=total, desc="eval conditions", unit="video", disable=not config.progress) as bar:
+        for group in GROUPS:
+            mine = [c for c in cases if c.group == group]
+            result[group] = run_condition_eval(
+                pipe, mine, config.seeds, common, patterns, extend, overlap, bar.update
+            )
+    result.update({"size": [f, h, w], "steps": common["num_inference_steps"], "seeds": config.seeds,
+                   "prompts_per_group": config.prompts, "split": config.split, "model": config.model,
+                   "overlap": overlap, "seconds": time.perf_counter() - start})  # fmt: skip
+    return result

@@ -1,0 +1,58 @@
+"""`motif-video eval --conditions`'s scores (motif_video.evaluation.conditions): the seam measure, and a run of every
+pattern and a 2x extension on the tiny model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from motif_video import cli
+from motif_video.evaluation.conditions import PATTERNS, run_condition_eval, seam_scores
+from motif_video.evaluation.suite import eval_suite
+
+
+def _ramp(n=30):
+    return np.stack([np.full((4, 4, 3), 2 * i, np.uint8) for i in range(n)])  # change 2 per frame
+
+
+def test_seam_ratio_is_one_for_a_smooth_video_and_grows_with_a_jump():
+    smooth = seam_scores(_ramp(), starts=[10, 20], overlap=5)
+    assert smooth["seam_ratio"] == pytest.approx(1.0) and smooth["median_change"] == pytest.approx(2.0)
+    jumpy = _ramp()
+    jumpy[12:] += 20  # a jump of 22 inside the first boundary's transition (changes 9..14)
+    scores = seam_scores(jumpy, starts=[10, 20], overlap=5)
+    assert scores["seam_ratio_max"] == pytest.approx(11.0) and scores["seam_ratio"] == pytest.approx(6.0)
+    outside = _ramp()
+    outside[3:] += 20  # a jump far from the boundaries does not count as a seam
+    assert seam_scores(outside, starts=[20], overlap=5)["seam_ratio"] == pytest.approx(1.0)
+
+
+def test_every_pattern_and_extension_are_scored(tiny_folder):
+    from motif_video import MotifVideoImageToVideoPipeline
+
+    pipe = MotifVideoImageToVideoPipeline.from_pretrained(tiny_folder)
+    pipe.set_progress_bar_config(disable=True)
+    common = dict(height=64, width=96, num_frames=9, num_inference_steps=1, output_type="np", guidance="none")
+    cases = eval_suite(1)[:1]
+    result = run_condition_eval(pipe, cases, 1, common, PATTERNS, extend=2, overlap=5)
+    assert set(result) == {*PATTERNS, "extension"}
+    for pattern in PATTERNS:
+        assert 0 < result[pattern]["psnr"] < 60 and 0 <= result[pattern]["colour"] <= 1
+    ext = result["extension"]
+    assert ext["factor"] == 2 and ext["seam_ratio"] > 0 and 0 <= ext["direction"] <= 1
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--conditions", "middle"], "pattern must be one of"),
+        (["--conditions", "--extend", "1"], "extend must be 0"),
+        (["--conditions", "--extend", "3", "--overlap", "4"], "overlap must be 4m\\+1"),
+    ],
+)
+def test_bad_condition_eval_options_exit_2(args, message, capsys, monkeypatch):
+    from motif_video.evaluation import offline
+
+    monkeypatch.setattr(offline, "_load", lambda config: pytest.fail("loaded a model for bad input"))
+    assert cli.main(["eval", "--model", "small", *args]) == 2
+    assert __import__("re").search(message, capsys.readouterr().err)
