@@ -126,6 +126,13 @@ def test_eval_json_has_the_figures(capsys):
     assert "eval: 100%" in out.err and "4/4" in out.err and "/2 [" not in out.err
 
 
+def test_eval_step_cache_skips_steps_and_reports_them(capsys):
+    argv = ["eval", "--prompts", "1", "--seeds", "1", "--steps", "20", "--no-i2v", "--json", "--threads", "1"]
+    assert main([*argv, "--cache-threshold", "0.5"]) == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0.3 < figures["cache_skipped_fraction"] < 1 and figures["cache_threshold"] == 0.5
+
+
 def test_shipped_student_loads_by_name_and_samples_in_its_steps(pipe):
     from motif_video import MotifVideoPipeline
 

@@ -63,22 +63,18 @@ class OfflineEvalConfig:
 
 @contextlib.contextmanager
 def step_cache_on(transformer: torch.nn.Module, threshold: float) -> Iterator[Any]:
-    """Pass a fresh `StepCache` branch to every transformer call (a kwargs forward pre-hook), reset per video."""
+    """The transformer's step cache (First Block Cache) at `threshold` for the block; None when 0 (off). After each
+    video `transformer.cache_report()` holds that video's calls and skipped steps per guidance pass."""
     if threshold <= 0:
         yield None
         return
-    from ..perf.step_cache import StepCache
+    from diffusers.hooks import FirstBlockCacheConfig
 
-    cache = StepCache(threshold)
-
-    def hook(module, args, kwargs):
-        return args, {**kwargs, "step_cache": cache.branch("batch")}
-
-    handle = transformer.register_forward_pre_hook(hook, with_kwargs=True)
+    transformer.enable_cache(FirstBlockCacheConfig(threshold=threshold))
     try:
-        yield cache
+        yield transformer
     finally:
-        handle.remove()
+        transformer.disable_cache()
 
 
 def _load(config: OfflineEvalConfig):
@@ -155,10 +151,9 @@ def run_offline_eval(config: OfflineEvalConfig) -> dict[str, Any]:
                     video = pipe(prompt=case.prompt, generator=generator, **common, **extra).frames[0]
                     generate_seconds += time.perf_counter() - called
                     if cache is not None:
-                        report = cache.report().get("batch")
-                        calls += report.calls if report else 0
-                        skipped += len(report.skipped) if report else 0
-                        cache.reset()
+                        for report in cache.cache_report().values():
+                            calls += report.calls
+                            skipped += len(report.skipped)
                     clip = np.round(np.clip(video, 0, 1) * 255).astype(np.uint8)
                     readings[mode][case.group].append((read_clip(clip), case.scene))
                     if mode == "i2v":
