@@ -233,7 +233,12 @@ def test_worker_killed_mid_job_completes_on_another(server):
     assert done["worker"] != running["worker"] and done["attempts"] == 2
     assert done["step"] == 20
     assert len(list(server.results.glob(f"{job['id']}*.mp4"))) == 1
-    wait_for(lambda: server.client.get("/health").json()["workers"] == 2, 120, "the killed worker replaced")
+
+    def replaced():
+        health = server.client.get("/health").json()
+        return health["workers"] == 2 and running["worker"] not in health["worker_ids"]
+
+    wait_for(replaced, 120, "the killed worker replaced", interval=0.5)
 
 
 def test_events_range_list_metrics_openapi_page(server, tmp_path):

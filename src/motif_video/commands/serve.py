@@ -86,10 +86,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..serve.fields import Limits
+    from ..serve.server import ServeConfig, serve
+
     try:
-        from ..serve.fields import Limits
-        from ..serve.server import ServeConfig, serve
-    except ImportError as exc:  # fastapi / uvicorn missing
+        if not args.no_api:
+            import fastapi  # noqa: F401
+            import python_multipart  # noqa: F401
+            import uvicorn  # noqa: F401
+        if args.database is not None and args.database.startswith("postgres"):
+            import psycopg  # noqa: F401
+    except ImportError as exc:
         raise ValueError(f"serve needs its extra: pip install 'motif-video[serve]' ({exc})") from exc
     for name in (
         "max_width",

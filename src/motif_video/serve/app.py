@@ -171,9 +171,9 @@ def create_app(config: AppConfig) -> FastAPI:
 
     @app.get("/health", summary="Liveness, queue length and workers seen")
     def health() -> dict[str, Any]:
-        counts = store.counts()
+        counts, workers = store.counts(), _live_workers(store)
         return {"status": "ok", "model": config.model, "queued": counts["queued"], "running": counts["running"],
-                "workers": len(_live_workers(store))}  # fmt: skip
+                "workers": len(workers), "worker_ids": [w["id"] for w in workers]}  # fmt: skip
 
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
     def metrics() -> PlainTextResponse:

@@ -11,6 +11,7 @@ like a queued one; after `max_attempts` claims it fails instead. Times are secon
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -204,8 +205,11 @@ class JobStore:
 
     # ------------------------------------------------------------------------------------------------- workers
     def register_worker(self, worker: str, host: str, pid: int, device: str, model: str) -> None:
+        """Record a worker (and forget this host's workers whose process is gone, e.g. killed)."""
         now = time.time()
-        self._run("DELETE FROM workers WHERE id = ?", (worker,))
+        for row in self._run("SELECT id, pid FROM workers WHERE host = ?", (host,), "all", write=False):
+            if row["id"] == worker or not _process_alive(row["pid"]):
+                self._run("DELETE FROM workers WHERE id = ?", (row["id"],))
         self._run(
             "INSERT INTO workers (id, host, pid, device, model, started_at, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (worker, host, pid, device, model, now, now),
@@ -281,6 +285,16 @@ class JobStore:
             "one",
         )
         return row is not None
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _row(row) -> dict:

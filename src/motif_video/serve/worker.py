@@ -102,7 +102,7 @@ class Worker:
         from ..generation import render_latents, write_video
 
         job_id, claim, settings = job["id"], job["claim"], job["settings"]
-        keeper = _LeaseKeeper(self.store, job_id, claim, self.lease)
+        keeper = _LeaseKeeper(self.store, job_id, claim, self.lease, self.id)
         keeper.start()
         tmpdir = tempfile.TemporaryDirectory(prefix="motif-video-job-")
         try:
@@ -146,11 +146,12 @@ class Worker:
 
 
 class _LeaseKeeper(threading.Thread):
-    """Renews a job's lease every lease/3 seconds until stopped (dies with the process, so the lease expires)."""
+    """Renews a job's lease (and marks its worker seen) every lease/3 seconds until stopped; it dies with the
+    process, so the lease of a killed worker expires."""
 
-    def __init__(self, store: JobStore, job_id: str, claim: str, lease: float):
+    def __init__(self, store: JobStore, job_id: str, claim: str, lease: float, worker: str):
         super().__init__(daemon=True)
-        self.store, self.job_id, self.claim, self.lease = store, job_id, claim, lease
+        self.store, self.job_id, self.claim, self.lease, self.worker = store, job_id, claim, lease, worker
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -158,6 +159,7 @@ class _LeaseKeeper(threading.Thread):
             while not self._stop_event.wait(self.lease / 3):
                 if not self.store.renew(self.job_id, self.claim, self.lease):
                     return
+                self.store.worker_seen(self.worker)
         finally:
             self.store.close()  # this thread's own connection
 
