@@ -49,12 +49,14 @@ JOINT = (
 # Last, the final transformer stage once more on clips of the same labels with less size and place variation
 # (`NARROW`), so that the mean clip of a caption keeps its shape: T2V shape 0.50 -> 0.80, I2V 0.65 -> 0.775.
 NARROW_STAGE = ("transformer7", 3000, 3e-4, ("tread.probability=0",))
-# Optional (`--conditions`): a stage from the last one that teaches conditions beyond the first frame (last frame,
-# first + last, keyframes, a clip prefix for `motif-video extend`) with the I2V pattern sampler (training.i2v), on
-# the narrow clips; the assembled model then uses it.
-CONDITIONS_STAGE = ("transformer8_conditions", 3000, 3e-4, (
-    "tread.probability=0", "i2v.probability=0.7", "i2v.max_prefix=3", "i2v.max_keyframes=3",
-    "i2v.patterns={first: 0.3, last: 0.15, first_last: 0.2, keyframes: 0.15, prefix: 0.2}",
+# Last, one stage from the narrow one that (a) weights latent frame 0 in the loss by the variance ratio the latent
+# statistics give it (frame 0 is encoded alone: spatial std 0.24 against 0.46-0.53 for the others, so at weight 1 the
+# transformer never learnt it; BENCHMARKS.md, "where frame 0 goes wrong") and (b) teaches conditions beyond the first
+# frame (last frame, first + last, keyframes, a clip prefix for `motif-video extend`) with the I2V pattern sampler
+# (training.i2v) on half the steps; the assembled model uses it.
+FINAL_STAGE = ("transformer8", 4000, 3e-4, (
+    "tread.probability=0", "objective.first_frame_weight=4", "i2v.probability=0.5", "i2v.max_prefix=3",
+    "i2v.max_keyframes=3", "i2v.patterns={first: 0.3, last: 0.15, first_last: 0.2, keyframes: 0.15, prefix: 0.2}",
 ))  # fmt: skip
 STAGES = (
     "vae",
@@ -67,7 +69,7 @@ STAGES = (
     *(part for suffix, _, (name, *_) in JOINT for part in (f"vae_{suffix}", f"components_{suffix}", name)),
     "clips_narrow",
     NARROW_STAGE[0],
-    CONDITIONS_STAGE[0],
+    FINAL_STAGE[0],
     "assemble",
 )
 DECODER_STOP = 3000  # the shipped VAE's decoder fine-tune ran this many steps of its 3000-step schedule
@@ -110,11 +112,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="train on every label combination, the evaluation's held-out ones included "
         "(motif_video.evaluation.split; the shipped model was built so, before the split existed)",
-    )
-    parser.add_argument(
-        "--conditions",
-        action="store_true",
-        help=f"add the {CONDITIONS_STAGE[0]} stage (last frame, keyframes, clip prefix) after the last one",
     )
     parser.add_argument(
         "overrides",
@@ -241,9 +238,8 @@ class Build:
         narrow = (f"model.components={components}", f"data.path={out / 'clips_narrow'}",
                   f"data.cache={out / 'cache_narrow'}")  # fmt: skip
         self.continued(name, previous, steps, lr, (*narrow, *extra))
-        if self.args.conditions:
-            previous, (name, steps, lr, extra) = name, CONDITIONS_STAGE
-            self.continued(name, previous, steps, lr, (*narrow, *extra))
+        previous, (name, steps, lr, extra) = name, FINAL_STAGE
+        self.continued(name, previous, steps, lr, (*narrow, *extra))
         return name, components
 
     def assemble(self, last: str, components: Path) -> None:

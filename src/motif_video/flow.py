@@ -109,10 +109,24 @@ def sample_training_sigmas(
     return shift_sigmas(sigma, shift) if shift != 1.0 else sigma
 
 
-def velocity_loss(prediction: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """Per-sample mean squared error [B] between the predicted velocity and v = eps - x0, in float32."""
-    error = prediction.float() - velocity_target(x0.float(), noise.float())
-    return error.pow(2).flatten(1).mean(dim=1)
+def velocity_loss(
+    prediction: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, first_frame_weight: float = 1.0
+) -> torch.Tensor:
+    """Per-sample mean squared error [B] between the predicted velocity and v = eps - x0, in float32.
+
+    Latents are [B, C, T, H, W]. `first_frame_weight` weights latent frame 0 against the others (each 1) in a
+    weighted mean over frames: the causal VAE encodes frame 0 alone, so under one normalisation it carries a
+    fraction of the other frames' variance and, at weight 1, a fraction of their share of the loss.
+    """
+    error = (prediction.float() - velocity_target(x0.float(), noise.float())).pow(2)
+    if first_frame_weight == 1.0:
+        return error.flatten(1).mean(dim=1)
+    if first_frame_weight < 0:
+        raise ValueError(f"first_frame_weight={first_frame_weight} must be >= 0")
+    per_frame = error.transpose(1, 2).flatten(2).mean(dim=2)  # [B, T]
+    weights = torch.ones(per_frame.shape[1], device=error.device)
+    weights[0] = first_frame_weight
+    return (per_frame * weights).sum(dim=1) / weights.sum()
 
 
 def drop_text(

@@ -138,6 +138,22 @@ def test_from_single_file_gguf_quantized(folder, tmp_path):
     assert 0 < (actual - expected).abs().max() <= 0.02 * expected.abs().max()  # Q8_0: within 2 % of the scale
 
 
+def test_from_pretrained_torchao_int8_quantized(folder):
+    """diffusers' TorchAoConfig through our loader: the block linears hold int8 weights and the output stays
+    within a few percent of the float model's."""
+    pytest.importorskip("torchao")
+    from diffusers import TorchAoConfig
+    from torchao.quantization import Int8WeightOnlyConfig
+
+    model = MotifVideoTransformer.from_pretrained(folder)
+    loaded = MotifVideoTransformer.from_pretrained(
+        folder, quantization_config=TorchAoConfig(Int8WeightOnlyConfig()), torch_dtype=torch.float32
+    )
+    assert loaded.is_quantized and type(loaded.transformer_blocks[0].ff.net[2].weight).__name__ == "Int8Tensor"
+    expected, actual = _out(model), _out(loaded)
+    assert 0 < (actual - expected).abs().max() <= 0.03 * expected.abs().max()
+
+
 def test_diffusers_compile_repeated_blocks():
     model = tiny_transformer(3, std=0.2)
     expected = _out(model)

@@ -41,6 +41,18 @@ def test_velocity_loss_and_text_dropout_and_bins():
     assert bins == {"sigma_0.0-0.1": (4.0, 2), "sigma_0.9-1.0": (5.0, 1)}
 
 
+def test_velocity_loss_weights_latent_frame_0():
+    x0, noise = torch.zeros(2, 3, 4, 2, 2), torch.zeros(2, 3, 4, 2, 2)
+    prediction = torch.zeros_like(x0)
+    prediction[:, :, 0] = 2.0  # squared error 4 in latent frame 0, 0 elsewhere
+    assert torch.allclose(flow.velocity_loss(prediction, x0, noise), torch.full((2,), 1.0))  # 4 / 4 frames
+    assert torch.allclose(flow.velocity_loss(prediction, x0, noise, first_frame_weight=4.0), torch.full((2,), 16 / 7))
+    prediction[:, :, 0], prediction[:, :, 2] = 0.0, 1.0  # the weight does not touch the other frames' errors
+    assert torch.allclose(flow.velocity_loss(prediction, x0, noise, first_frame_weight=4.0), torch.full((2,), 1 / 7))
+    with pytest.raises(ValueError, match="first_frame_weight=-1.0 must be >= 0"):
+        flow.velocity_loss(prediction, x0, noise, first_frame_weight=-1.0)
+
+
 def test_bucket_sampler_one_shape_per_step_and_ranks_partition_the_global_batch():
     buckets = ["video"] * 10 + ["image"] * 7
     ranks = [BucketBatchSampler(buckets, 2, world_size=2, rank=r, seed=3) for r in range(2)]

@@ -84,12 +84,12 @@ def test_trainer_default_is_the_released_objective_and_patterns_reach_the_channe
 def test_recipes_teach_the_patterns():
     from pathlib import Path
 
-    from recipes.small.build import CONDITIONS_STAGE, HERE, STAGES
+    from recipes.small.build import FINAL_STAGE, HERE, STAGES
 
     from motif_video.training.config import load_config
 
     lora = load_config(Path(__file__).parents[2] / "recipes/motif-video-2b/conditions-lora.yaml")
     assert lora.lora.rank > 0 and lora.i2v.probability > 0
     assert set(lora.i2v.patterns) == {"first", "last", "first_last", "keyframes", "prefix"}
-    small = load_config(HERE / "config.yaml", list(CONDITIONS_STAGE[3]))
-    assert small.i2v.patterns == lora.i2v.patterns and CONDITIONS_STAGE[0] in STAGES
+    small = load_config(HERE / "config.yaml", list(FINAL_STAGE[3]))
+    assert small.i2v.patterns == lora.i2v.patterns and FINAL_STAGE[0] in STAGES

@@ -4,7 +4,8 @@ conditioning, TREAD token routes and the REPA alignment loss.
 One rank's loss of one batch:
     per sample          -> sigma, noise, text-dropout coin from `draws.step_generator(seed, step, sample index)`
     x_sigma             =  (1 - sigma) x0 + sigma eps; input = [x_sigma | 17 condition channels]
-    loss                =  mean_b |v_pred - (eps - x0)|^2  (+ weight * REPA while step < repa.until_step)
+    loss                =  mean_b |v_pred - (eps - x0)|^2, latent frame 0 weighted by objective.first_frame_weight
+                           (+ weight * REPA while step < repa.until_step)
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class FlowMatching:
             image_embeds=inputs.get("image_embeds") if conditioned else None,
             return_features=[self.repa.block] if repa_on else (), routes=routes or None, routing_generator=route_gen,
         )  # fmt: skip
-        losses = flow.velocity_loss(out.sample, x0, noise)
+        losses = flow.velocity_loss(out.sample, x0, noise, config.objective.first_frame_weight)
         loss, metrics = losses.mean(), {}
         if repa_on:
             align = self.alignment_loss(out.features[self.repa.block], inputs, grid)
