@@ -211,3 +211,17 @@ def test_shipped_student_is_selected_by_name(distilled, tmp_path, monkeypatch, t
     assert pipe.generation_defaults.num_inference_steps == 4
     assert pipe.generation_defaults.base_model == "tiny-teacher"
     assert pipe.transformer.config.guidance_embeds is True
+
+
+def test_small_4step_recipe_follows_the_shipped_small_model():
+    """The student's recipe folds in the guidance the teacher ships with and trains on the small build's last
+    stage's clips and latents (recipes/small/build.py), so re-distilling it reproduces the shipped student."""
+    from recipes.small.build import parse_args
+
+    from motif_video.hub import shipped_model
+
+    recipe = load_distill_config(RECIPE.parent / "small-4step.yaml")
+    guider = json.loads((shipped_model("small") / "guider" / "guider_config.json").read_text())
+    assert recipe.distill.guidance_mode == "apg" and recipe.distill.guidance_scales == [guider["guidance_scale"]]
+    out = parse_args([]).output  # the build's folder; its last stage trains on clips_narrow / cache_narrow
+    assert (recipe.data.path, recipe.data.cache) == (str(out / "clips_narrow"), str(out / "cache_narrow"))
