@@ -222,6 +222,8 @@ def test_small_4step_recipe_follows_the_shipped_small_model():
 
     recipe = load_distill_config(RECIPE.parent / "small-4step.yaml")
     guider = json.loads((shipped_model("small") / "guider" / "guider_config.json").read_text())
-    assert recipe.distill.guidance_mode == "apg" and recipe.distill.guidance_scales == [guider["guidance_scale"]]
+    assert recipe.distill.guidance_mode == "apg" and recipe.distill.guidance_scales == [
+        guider["guidance_scale"]
+    ]
     out = parse_args([]).output  # the build's folder; its last stage trains on clips_narrow / cache_narrow
     assert (recipe.data.path, recipe.data.cache) == (str(out / "clips_narrow"), str(out / "cache_narrow"))

@@ -149,7 +149,9 @@ def test_from_pretrained_torchao_int8_quantized(folder):
     loaded = MotifVideoTransformer.from_pretrained(
         folder, quantization_config=TorchAoConfig(Int8WeightOnlyConfig()), torch_dtype=torch.float32
     )
-    assert loaded.is_quantized and type(loaded.transformer_blocks[0].ff.net[2].weight).__name__ == "Int8Tensor"
+    assert (
+        loaded.is_quantized and type(loaded.transformer_blocks[0].ff.net[2].weight).__name__ == "Int8Tensor"
+    )
     expected, actual = _out(model), _out(loaded)
     assert 0 < (actual - expected).abs().max() <= 0.03 * expected.abs().max()
 

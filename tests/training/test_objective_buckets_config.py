@@ -46,9 +46,13 @@ def test_velocity_loss_weights_latent_frame_0():
     prediction = torch.zeros_like(x0)
     prediction[:, :, 0] = 2.0  # squared error 4 in latent frame 0, 0 elsewhere
     assert torch.allclose(flow.velocity_loss(prediction, x0, noise), torch.full((2,), 1.0))  # 4 / 4 frames
-    assert torch.allclose(flow.velocity_loss(prediction, x0, noise, first_frame_weight=4.0), torch.full((2,), 16 / 7))
+    assert torch.allclose(
+        flow.velocity_loss(prediction, x0, noise, first_frame_weight=4.0), torch.full((2,), 16 / 7)
+    )
     prediction[:, :, 0], prediction[:, :, 2] = 0.0, 1.0  # the weight does not touch the other frames' errors
-    assert torch.allclose(flow.velocity_loss(prediction, x0, noise, first_frame_weight=4.0), torch.full((2,), 1 / 7))
+    assert torch.allclose(
+        flow.velocity_loss(prediction, x0, noise, first_frame_weight=4.0), torch.full((2,), 1 / 7)
+    )
     with pytest.raises(ValueError, match="first_frame_weight=-1.0 must be >= 0"):
         flow.velocity_loss(prediction, x0, noise, first_frame_weight=-1.0)
 

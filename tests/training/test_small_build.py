@@ -52,10 +52,16 @@ def test_each_joint_round_trains_on_its_own_vae_and_latents(build, monkeypatch, 
     trains = [c[1] for c in calls if c[0] == "train"]
     names = [Path(t.output_dir).name for t in trains]
     rounds = [r[2][0] for r in build.JOINT]
-    assert names == ["transformer", *(c[0] for c in build.CONTINUED), *rounds, build.NARROW_STAGE[0]]
+    assert names == [
+        "transformer",
+        *(c[0] for c in build.CONTINUED),
+        *rounds,
+        build.NARROW_STAGE[0],
+        build.FINAL_STAGE[0],
+    ]
     for previous, config in zip(names, trains[1:]):  # each stage continues from the one before
         assert Path(config.model.pretrained) == tmp_path / previous / "transformer-ema"
-    for (suffix, _, (_, steps, lr, _)), config in zip(build.JOINT, trains[-len(rounds) - 1 : -1]):
+    for (suffix, _, (_, steps, lr, _)), config in zip(build.JOINT, trains[-len(rounds) - 2 : -2]):
         assert Path(config.model.components) == tmp_path / f"components_{suffix}"
         assert Path(config.data.cache) == tmp_path / f"cache_{suffix}"
         assert (config.max_steps, config.optim.lr) == (steps, lr)
@@ -73,16 +79,19 @@ def test_each_joint_round_trains_on_its_own_vae_and_latents(build, monkeypatch, 
     assert all(c[3]["keep_latent_stats"] for c in joint)
 
     # the last stage: the last round's VAE and components, on narrow-range clips of their own, cached apart
-    last_suffix, narrow = build.JOINT[-1][0], trains[-1]
+    # then the final stage (frame-0 weight, condition patterns) on the same clips; the model is assembled from it
+    last_suffix = build.JOINT[-1][0]
     assert ("clips", tmp_path / "clips_narrow", build.NARROW, build.HELD_OUT) in calls
-    assert Path(narrow.data.path) == tmp_path / "clips_narrow"
-    assert Path(narrow.data.cache) == tmp_path / "cache_narrow"
-    assert Path(narrow.model.components) == tmp_path / f"components_{last_suffix}"
-    assert (narrow.max_steps, narrow.optim.lr) == build.NARROW_STAGE[1:3]
+    for narrow, stage in ((trains[-2], build.NARROW_STAGE), (trains[-1], build.FINAL_STAGE)):
+        assert Path(narrow.data.path) == tmp_path / "clips_narrow"
+        assert Path(narrow.data.cache) == tmp_path / "cache_narrow"
+        assert Path(narrow.model.components) == tmp_path / f"components_{last_suffix}"
+        assert (narrow.max_steps, narrow.optim.lr) == stage[1:3]
+    assert trains[-1].objective.first_frame_weight == 4 and trains[-2].objective.first_frame_weight == 1
     assert calls[-1] == (
         "assemble",
         tmp_path / f"components_{last_suffix}",
-        tmp_path / build.NARROW_STAGE[0] / "transformer-ema",
+        tmp_path / build.FINAL_STAGE[0] / "transformer-ema",
     )
 
 
