@@ -46,14 +46,14 @@ JOINT = (
     ("joint", ((1500, 2e-4), (3000, 2e-4)), ("transformer5", 3000, 3e-4, ("tread.probability=0",))),
     ("joint2", ((3000, 2e-4),), ("transformer6", 3000, 3e-4, ("tread.probability=0",))),
 )
-# Last, the final transformer stage once more on clips of the same labels with less size and place variation
+# Then the transformer once more on clips of the same labels with less size and place variation
 # (`NARROW`), so that the mean clip of a caption keeps its shape: T2V shape 0.50 -> 0.80, I2V 0.65 -> 0.775.
 NARROW_STAGE = ("transformer7", 3000, 3e-4, ("tread.probability=0",))
 # Last, one stage from the narrow one that (a) weights latent frame 0 in the loss by the variance ratio the latent
 # statistics give it (frame 0 is encoded alone: spatial std 0.24 against 0.46-0.53 for the others, so at weight 1 the
 # transformer never learnt it; BENCHMARKS.md, "where frame 0 goes wrong") and (b) teaches conditions beyond the first
 # frame (last frame, first + last, keyframes, a clip prefix for `motif-video extend`) with the I2V pattern sampler
-# (training.i2v) on half the steps; the assembled model uses it.
+# (training.i2v) on half the steps; the assembled model uses it (its first build is not shipped: BENCHMARKS.md).
 FINAL_STAGE = ("transformer8", 4000, 3e-4, (
     "tread.probability=0", "objective.first_frame_weight=4", "i2v.probability=0.5", "i2v.max_prefix=3",
     "i2v.max_keyframes=3", "i2v.patterns={first: 0.3, last: 0.15, first_last: 0.2, keyframes: 0.15, prefix: 0.2}",
@@ -234,12 +234,11 @@ class Build:
             "clips_narrow",
             lambda: write_clips(out / "clips_narrow", self.args.clips, ranges=NARROW, exclude=self.held_out),
         )
-        name, steps, lr, extra = NARROW_STAGE
         narrow = (f"model.components={components}", f"data.path={out / 'clips_narrow'}",
                   f"data.cache={out / 'cache_narrow'}")  # fmt: skip
-        self.continued(name, previous, steps, lr, (*narrow, *extra))
-        previous, (name, steps, lr, extra) = name, FINAL_STAGE
-        self.continued(name, previous, steps, lr, (*narrow, *extra))
+        for name, steps, lr, extra in (NARROW_STAGE, FINAL_STAGE):
+            self.continued(name, previous, steps, lr, (*narrow, *extra))
+            previous = name
         return name, components
 
     def assemble(self, last: str, components: Path) -> None:

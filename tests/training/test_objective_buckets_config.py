@@ -55,6 +55,8 @@ def test_velocity_loss_weights_latent_frame_0():
     )
     with pytest.raises(ValueError, match="first_frame_weight=-1.0 must be >= 0"):
         flow.velocity_loss(prediction, x0, noise, first_frame_weight=-1.0)
+    with pytest.raises(ValueError, match="objective.first_frame_weight must be >= 0, got -1.0"):
+        load_config(None, ["objective.first_frame_weight=-1"])
 
 
 def test_bucket_sampler_one_shape_per_step_and_ranks_partition_the_global_batch():

@@ -62,10 +62,12 @@ class ObjectiveConfig:
     shift: float = 1.0  # static training shift of sigma (>1: more noise)
     resolution_shift: bool = False  # multiply `shift` by sqrt(tokens / 4096) per bucket
     text_dropout: float = 0.1  # probability of the empty prompt (for classifier-free guidance)
-    first_frame_weight: float = (
-        1.0  # latent frame 0's weight in the loss, the others' being 1 (flow.velocity_loss)
-    )
+    first_frame_weight: float = 1.0  # latent frame 0's weight in the loss, the others' 1 (flow.velocity_loss)
     loss_bins: int = 10  # per-sigma-bin loss logging
+
+    def __post_init__(self) -> None:
+        if self.first_frame_weight < 0:
+            raise ValueError(f"objective.first_frame_weight must be >= 0, got {self.first_frame_weight}")
 
 
 @dataclass
