@@ -106,7 +106,7 @@ class RepaConfig:
 
 @dataclass
 class I2VConfig:
-    probability: float = 0.0  # chance that a sample is conditioned on its first frame
+    probability: float = 0.0  # fraction of steps whose batch is conditioned (one draw per step)
     # Timestep-aware blur of the conditioning latent (motif_video.conditioning): std = blur_strength * sigma *
     # min(h, w) / 100 latent pixels; 0 = off. 1.0: 1% of the latent short side at pure noise.
     blur_strength: float = 1.0
