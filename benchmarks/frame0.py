@@ -40,7 +40,7 @@ def main() -> None:
     from motif_video.evaluation.analysis import frame_colours, object_masks, psnr_uint8
     from motif_video.evaluation.suite import prompt_suite
     from motif_video.pipelines import MotifVideoPipeline
-    from motif_video.pipelines.latents import decode_latents, normalize_latents
+    from motif_video.pipelines.latents import decode_latents, to_model_latents
     from motif_video.pipelines.velocity import Conditioning, PassOptions
     from motif_video.synthetic import render, scene_at
 
@@ -66,7 +66,7 @@ def main() -> None:
         x = torch.from_numpy(clip).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
         with torch.no_grad():
             z = vae.encode(x).latent_dist.mode()
-        return normalize_latents(z, cfg.latents_mean, cfg.latents_std)
+        return to_model_latents(z, cfg)
 
     def decode(z: torch.Tensor) -> np.ndarray:
         video = decode_latents(vae, z)[0].permute(1, 2, 3, 0).numpy()

@@ -22,7 +22,7 @@ if __package__ in (None, ""):  # run as a script: the repository root makes `rec
 
 from recipes.small.clips import NARROW, write_clips
 from recipes.small.components import assemble, write_components
-from recipes.small.vae import VaeTrainConfig, finetune_decoder, train_vae
+from recipes.small.vae import VaeTrainConfig, add_first_frame_stats, finetune_decoder, train_vae
 
 from motif_video.evaluation.split import HELD_OUT
 from motif_video.training.config import load_config
@@ -49,13 +49,13 @@ JOINT = (
 # Then the transformer once more on clips of the same labels with less size and place variation
 # (`NARROW`), so that the mean clip of a caption keeps its shape: T2V shape 0.50 -> 0.80, I2V 0.65 -> 0.775.
 NARROW_STAGE = ("transformer7", 3000, 3e-4, ("tread.probability=0",))
-# Last, one stage from the narrow one that (a) weights latent frame 0 in the loss by the variance ratio the latent
-# statistics give it (frame 0 is encoded alone: spatial std 0.24 against 0.46-0.53 for the others, so at weight 1 the
-# transformer never learnt it; BENCHMARKS.md, "where frame 0 goes wrong") and (b) teaches conditions beyond the first
-# frame (last frame, first + last, keyframes, a clip prefix for `motif-video extend`) with the I2V pattern sampler
-# (training.i2v) on half the steps; the assembled model uses it (its first build is not shipped: BENCHMARKS.md).
+# Last, the VAE gets a normalisation of its own for latent frame 0 (components_f0: frame 0 is encoded alone, so its
+# normalised std was 0.41 against 0.53-0.67 for the other frames; BENCHMARKS.md, "where frame 0 goes wrong"), and one
+# stage from the narrow one on latents cached with it also teaches conditions beyond the first frame (last frame,
+# first + last, keyframes, a clip prefix for `motif-video extend`) with the I2V pattern sampler (training.i2v) on half
+# the steps; the assembled model uses it.
 FINAL_STAGE = ("transformer8", 4000, 3e-4, (
-    "tread.probability=0", "objective.first_frame_weight=4", "i2v.probability=0.5", "i2v.max_prefix=3",
+    "tread.probability=0", "i2v.probability=0.5", "i2v.max_prefix=3",
     "i2v.max_keyframes=3", "i2v.patterns={first: 0.3, last: 0.15, first_last: 0.2, keyframes: 0.15, prefix: 0.2}",
 ))  # fmt: skip
 STAGES = (
@@ -69,6 +69,7 @@ STAGES = (
     *(part for suffix, _, (name, *_) in JOINT for part in (f"vae_{suffix}", f"components_{suffix}", name)),
     "clips_narrow",
     NARROW_STAGE[0],
+    "components_f0",
     FINAL_STAGE[0],
     "assemble",
 )
@@ -236,10 +237,20 @@ class Build:
         )
         narrow = (f"model.components={components}", f"data.path={out / 'clips_narrow'}",
                   f"data.cache={out / 'cache_narrow'}")  # fmt: skip
-        for name, steps, lr, extra in (NARROW_STAGE, FINAL_STAGE):
-            self.continued(name, previous, steps, lr, (*narrow, *extra))
-            previous = name
-        return name, components
+        self.continued(NARROW_STAGE[0], previous, *NARROW_STAGE[1:3], (*narrow, *NARROW_STAGE[3]))
+        components_f0 = out / "components_f0"
+
+        def first_frame_components():
+            shutil.rmtree(components_f0, ignore_errors=True)
+            shutil.copytree(components, components_f0)
+            add_first_frame_stats(components_f0 / "vae")
+
+        self.vae_stage("components_f0", first_frame_components, out / "cache_f0")
+        name, steps, lr, extra = FINAL_STAGE
+        on_f0 = (f"model.components={components_f0}", f"data.path={out / 'clips_narrow'}",
+                 f"data.cache={out / 'cache_f0'}")  # fmt: skip
+        self.continued(name, NARROW_STAGE[0], steps, lr, (*on_f0, *extra))
+        return name, components_f0
 
     def assemble(self, last: str, components: Path) -> None:
         target = Path("src/motif_video/assets/small") if self.args.ship else self.out / "model"

@@ -163,6 +163,27 @@ def set_latent_stats(vae, clips: torch.Tensor) -> None:
 
 
 @torch.no_grad()
+def set_first_frame_stats(vae, clips: torch.Tensor, batch_size: int = 16) -> None:
+    """Give latent frame 0 its own normalisation (`pipelines.latents`): the pair that maps its per-channel
+    distribution over `clips` [B, 3, F, H, W] onto that of the other latent frames."""
+    from motif_video.pipelines.latents import FIRST_FRAME_MEAN, FIRST_FRAME_STD, measure_first_frame_stats
+
+    z = torch.cat([vae.encode(c).latent_dist.mode() for c in clips.split(batch_size)])
+    mean, std = measure_first_frame_stats(z, vae.config.latents_mean, vae.config.latents_std)
+    vae.register_to_config(**{FIRST_FRAME_MEAN: mean, FIRST_FRAME_STD: std})
+
+
+def add_first_frame_stats(vae_folder: str | Path, count: int = 256, seed: int = 7) -> None:
+    """`set_first_frame_stats` on `count` procedural 33-frame clips, written back into `vae_folder` atomically."""
+    from diffusers import AutoencoderKLWan
+
+    folder = Path(vae_folder)
+    vae = AutoencoderKLWan.from_pretrained(folder).eval()
+    set_first_frame_stats(vae, eval_clips(count=count, seed=seed))
+    save_atomic(vae, folder)
+
+
+@torch.no_grad()
 def deterministic_posterior_(vae) -> None:
     """Make the posterior's std ~3e-7 (log-variance outputs of quant_conv: weight 0, bias -30), so the released I2V
     pipeline's `latent_dist.sample()` of the first frame equals the mode the transformer was trained on. The means,

@@ -13,7 +13,7 @@ from test_image_to_video import make_image
 from motif_video import MotifVideoImageToVideoPipeline, MotifVideoPipeline
 from motif_video.condition_layout import place
 from motif_video.pipelines.conditions import VideoCondition
-from motif_video.pipelines.latents import normalize_latents
+from motif_video.pipelines.latents import FIRST_FRAME_MEAN, FIRST_FRAME_STD, normalize_latents
 
 H, W, F = SIZE["height"], SIZE["width"], SIZE["num_frames"]  # 9 frames: latent frames 0 | 1-4 | 5-8
 
@@ -57,6 +57,20 @@ def test_last_image_lands_on_the_last_latent_frame(pipe):
     assert hidden[:, 16:32, :2].eq(0).all()
     still = pipe.video_processor.preprocess(image, height=H, width=W)  # [1, 3, H, W]
     expected = _encode(pipe, still.repeat(5, 1, 1, 1))[:, :, 1:]  # a still group after itself as context
+    torch.testing.assert_close(hidden[:, 16:32, 2:], expected, atol=1e-5, rtol=0)
+
+
+def test_vae_first_frame_pair_normalises_the_first_latent_of_each_encode(strong_folder):
+    p = MotifVideoImageToVideoPipeline.from_pretrained(strong_folder)
+    p.set_progress_bar_config(disable=True)
+    p.vae.register_to_config(**{FIRST_FRAME_MEAN: [0.3] * 16, FIRST_FRAME_STD: [2.0] * 16})
+    first, last = make_image(), make_image(seed=1)
+    hidden = _hidden(p, image=first, last_image=last)[0][0]
+    z = p.vae.encode(p.video_processor.preprocess(first, height=H, width=W)[:, :, None]).latent_dist.mode()
+    torch.testing.assert_close(hidden[:, 16:32, :1], (z - 0.3) / 2.0, atol=1e-5, rtol=0)
+    # the last image is encoded after a context latent: it keeps latents_mean / latents_std
+    still = p.video_processor.preprocess(last, height=H, width=W)
+    expected = _encode(p, still.repeat(5, 1, 1, 1))[:, :, 1:]
     torch.testing.assert_close(hidden[:, 16:32, 2:], expected, atol=1e-5, rtol=0)
 
 

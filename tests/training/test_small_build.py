@@ -35,6 +35,7 @@ def run(build, monkeypatch, tmp_path, *argv):
         lambda out, n, **kw: calls.append(("clips", Path(out), kw.get("ranges"), kw.get("exclude"))),
     )
     monkeypatch.setattr(build, "train", lambda config: calls.append(("train", config)))
+    monkeypatch.setattr(build, "add_first_frame_stats", lambda vae: calls.append(("first_frame", Path(vae))))
     monkeypatch.setattr(build, "assemble", lambda dst, comp, tr, gen: calls.append(("assemble", comp, tr)))
     copies = []
     monkeypatch.setattr(build.shutil, "copytree", lambda a, b, **kw: copies.append((Path(a), Path(b))))
@@ -44,10 +45,11 @@ def run(build, monkeypatch, tmp_path, *argv):
 
 
 def test_each_joint_round_trains_on_its_own_vae_and_latents(build, monkeypatch, tmp_path):
-    stale = tmp_path / "cache_joint2"
-    stale.mkdir(parents=True)
+    stale = [tmp_path / "cache_joint2", tmp_path / "cache_f0"]
+    for folder in stale:
+        folder.mkdir(parents=True)
     calls, copies = run(build, monkeypatch, tmp_path)
-    assert not stale.exists()  # the round's VAE changed, so its old latent cache is gone
+    assert not any(f.exists() for f in stale)  # the VAE changed, so its old latent cache is gone
 
     trains = [c[1] for c in calls if c[0] == "train"]
     names = [Path(t.output_dir).name for t in trains]
@@ -78,21 +80,24 @@ def test_each_joint_round_trains_on_its_own_vae_and_latents(build, monkeypatch, 
     assert [(c[1], c[2], c[3]["steps"], c[3]["lr"]) for c in joint] == expected
     assert all(c[3]["keep_latent_stats"] for c in joint)
 
-    # the last stage: the last round's VAE and components, on narrow-range clips of their own, cached apart
-    # then the final stage (frame-0 weight, condition patterns) on the same clips; the model is assembled from it
+    # the narrow stage: the last round's VAE and components, on narrow-range clips of their own, cached apart;
+    # then the final stage (condition patterns) on the same clips through a copy of those components whose VAE has
+    # the frame-0 pair, cached apart again; the model is assembled from it
     last_suffix = build.JOINT[-1][0]
     assert ("clips", tmp_path / "clips_narrow", build.NARROW, build.HELD_OUT) in calls
-    for narrow, stage in ((trains[-2], build.NARROW_STAGE), (trains[-1], build.FINAL_STAGE)):
+    f0 = tmp_path / "components_f0"
+    for narrow, stage, components, cache in (
+        (trains[-2], build.NARROW_STAGE, tmp_path / f"components_{last_suffix}", "cache_narrow"),
+        (trains[-1], build.FINAL_STAGE, f0, "cache_f0"),
+    ):
         assert Path(narrow.data.path) == tmp_path / "clips_narrow"
-        assert Path(narrow.data.cache) == tmp_path / "cache_narrow"
-        assert Path(narrow.model.components) == tmp_path / f"components_{last_suffix}"
+        assert Path(narrow.data.cache) == tmp_path / cache
+        assert Path(narrow.model.components) == components
         assert (narrow.max_steps, narrow.optim.lr) == stage[1:3]
-    assert trains[-1].objective.first_frame_weight == 4 and trains[-2].objective.first_frame_weight == 1
-    assert calls[-1] == (
-        "assemble",
-        tmp_path / f"components_{last_suffix}",
-        tmp_path / build.FINAL_STAGE[0] / "transformer-ema",
-    )
+    assert (tmp_path / f"components_{last_suffix}", f0) in copies
+    assert calls.index(("first_frame", f0 / "vae")) < calls.index(("train", trains[-1]))
+    assert trains[-1].objective.first_frame_weight == 1 and trains[-1].i2v.probability == 0.5
+    assert calls[-1] == ("assemble", f0, tmp_path / build.FINAL_STAGE[0] / "transformer-ema")
 
 
 def test_skipped_stages_leave_their_outputs_alone(build, monkeypatch, tmp_path):

@@ -158,3 +158,23 @@ def test_finetune_with_encoder_measures_or_keeps_latent_stats(tmp_path):
         if k.startswith("encoder.") and not torch.equal(v, kept.state_dict()[k])
     ]
     assert changed  # the encoder trained
+
+
+def test_first_frame_stats_are_written_into_the_vae_folder(tmp_path):
+    from diffusers import AutoencoderKLWan
+    from recipes.small.vae import add_first_frame_stats, eval_clips
+
+    from motif_video.pipelines.latents import FIRST_FRAME_MEAN, to_model_latents
+
+    base = small_vae(4, (1, 2, 2), True).eval()
+    base.register_to_config(latents_mean=[0.5] * 16, latents_std=[2.0] * 16)
+    base.save_pretrained(tmp_path / "vae")
+    add_first_frame_stats(tmp_path / "vae", count=6, seed=7)  # measured on the clips checked below
+    vae = AutoencoderKLWan.from_pretrained(tmp_path / "vae")
+    assert list(vae.config.latents_std) == [2.0] * 16 and len(vae.config[FIRST_FRAME_MEAN]) == 16
+    assert not list((tmp_path).glob("vae.*"))  # written atomically: no temporary folder left
+    with torch.no_grad():
+        z = to_model_latents(vae.encode(eval_clips(count=6, seed=7)).latent_dist.mode(), vae.config)
+    dims = (0, 2, 3, 4)  # per channel: frame 0 against the other frames pooled
+    torch.testing.assert_close(z[:, :, :1].std(dims), z[:, :, 1:].std(dims), rtol=1e-3, atol=1e-5)
+    torch.testing.assert_close(z[:, :, :1].mean(dims), z[:, :, 1:].mean(dims), rtol=0, atol=1e-4)

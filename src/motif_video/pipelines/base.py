@@ -32,7 +32,7 @@ from ..hub import DEFAULT_MODEL_ID, resolve_folder
 from ..options import check_video_size
 from . import prompts as P
 from .guidance import GuidanceConfig, Guider, config_from_guider, runs_own_protocol
-from .latents import decode_latents, normalize_latents
+from .latents import decode_latents, to_model_latents
 from .lora import MotifVideoLoraLoaderMixin
 from .run_plan import GivenEmbeds, RunPlan, call_prompts, call_sigmas, check_strength
 from .sampling import SamplerChoice, choose_shift, scheduler_config_of
@@ -426,7 +426,7 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
             self.video_processor, VideoCondition(video=video), run.height, run.width, "stretch"
         )[: run.num_frames]
         z = self.vae.encode(frames.transpose(0, 1)[None].to(device, self.vae.dtype)).latent_dist.mode()
-        return normalize_latents(z, self.vae.config.latents_mean, self.vae.config.latents_std)
+        return to_model_latents(z, self.vae.config)
 
     def noised_start(
         self, run: RunPlan, source: torch.Tensor, noise: torch.Tensor, strength: float

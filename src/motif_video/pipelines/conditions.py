@@ -18,7 +18,7 @@ import torch
 
 from ..condition_layout import Placement, plan_layout
 from .image_conditioning import LATENT_MODES, LatentMode, ResizeMode, preprocess_image
-from .latents import normalize_latents
+from .latents import to_model_latents
 
 
 @dataclass
@@ -111,7 +111,7 @@ def encode_placed(
     seq = pixels[list(placement.encode)].transpose(0, 1)[None]  # [1, 3, F, H, W]
     dist = vae.encode(seq.to(vae.device, vae.dtype)).latent_dist
     z = dist.mode() if mode == "mode" else dist.sample(generator=generator)
-    z = normalize_latents(z, vae.config.latents_mean, vae.config.latents_std)[:, :, placement.skip :]
+    z = to_model_latents(z, vae.config)[:, :, placement.skip :]
     if z.shape[2] != len(placement.latents):
         raise ValueError(
             f"{placement.name}: encoded {z.shape[2]} latent frames, expected {len(placement.latents)}"

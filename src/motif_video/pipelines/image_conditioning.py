@@ -9,7 +9,7 @@ import numpy as np
 import PIL.Image
 import torch
 
-from .latents import normalize_latents
+from .latents import to_model_latents
 
 ResizeMode = Literal["stretch", "crop"]
 RESIZE_MODES = ("stretch", "crop")
@@ -77,4 +77,4 @@ def encode_first_frame(vae, frame: torch.Tensor, mode: LatentMode, generator=Non
         raise ValueError(f"first_frame_latent must be one of {list(LATENT_MODES)}, got {mode!r}")
     dist = vae.encode(frame[:, :, None].to(vae.dtype)).latent_dist
     z = dist.mode() if mode == "mode" else dist.sample(generator=generator)
-    return normalize_latents(z, vae.config.latents_mean, vae.config.latents_std)
+    return to_model_latents(z, vae.config)

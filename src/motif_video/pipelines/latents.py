@@ -1,10 +1,22 @@
-"""Latent space: per-channel (de)normalisation with the VAE's latents_mean / latents_std, and memory-lean decoding."""
+"""Latent space: per-channel (de)normalisation with the VAE's statistics, and memory-lean decoding.
+
+The VAE config's `latents_mean` / `latents_std` normalise every latent frame. A causal VAE encodes the first frame
+of a sequence alone, so latent frame 0 has a distribution of its own (on the small model's VAE its normalised std is
+0.41 where the other frames have 0.53-0.67). A VAE config may therefore carry a second pair,
+`_first_frame_latents_mean` / `_first_frame_latents_std`, used instead for the first latent of every encoded or
+decoded sequence; they map frame 0's per-channel distribution onto that of the other frames. Without them (the
+released VAE) every frame uses the first pair. The leading underscore keeps diffusers from warning about an unknown
+config key; it loads and saves like any other.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
+
+FIRST_FRAME_MEAN = "_first_frame_latents_mean"
+FIRST_FRAME_STD = "_first_frame_latents_std"
 
 
 def _stats(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
@@ -19,6 +31,62 @@ def normalize_latents(z: torch.Tensor, mean: Sequence[float], std: Sequence[floa
 def denormalize_latents(z: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """Model latent -> VAE latent: z * std + mean per channel."""
     return z * _stats(std, z) + _stats(mean, z)
+
+
+def first_frame_stats(config: Mapping) -> tuple[list[float], list[float]] | None:
+    """The VAE config's frame-0 mean / std pair, or None when it has none (every frame uses latents_mean / std)."""
+    mean, std = config.get(FIRST_FRAME_MEAN), config.get(FIRST_FRAME_STD)
+    if mean is None and std is None:
+        return None
+    channels = len(config["latents_mean"])
+    if mean is None or std is None or len(mean) != channels or len(std) != channels:
+        raise ValueError(
+            f"VAE config needs both {FIRST_FRAME_MEAN} and {FIRST_FRAME_STD} with {channels} values each, got "
+            f"{None if mean is None else len(mean)} and {None if std is None else len(std)}"
+        )
+    if min(std) <= 0:
+        raise ValueError(f"{FIRST_FRAME_STD} must be positive, got minimum {min(std)}")
+    return list(mean), list(std)
+
+
+def _per_frame(z: torch.Tensor, config: Mapping, fn) -> torch.Tensor:
+    rest = fn(z, config["latents_mean"], config["latents_std"])
+    first = first_frame_stats(config)
+    if first is None:
+        return rest
+    return torch.cat([fn(z[:, :, :1], *first), rest[:, :, 1:]], dim=2)
+
+
+def to_model_latents(z: torch.Tensor, config: Mapping) -> torch.Tensor:
+    """The VAE's latents [B, C, T, h, w] of one encoded sequence -> the transformer's normalised latents (index 0 by
+    the frame-0 statistics when the config has them)."""
+    return _per_frame(z, config, normalize_latents)
+
+
+def to_vae_latents(z: torch.Tensor, config: Mapping) -> torch.Tensor:
+    """The inverse of `to_model_latents`: normalised latents of one sequence to decode -> the VAE's latents."""
+    return _per_frame(z, config, denormalize_latents)
+
+
+def measure_first_frame_stats(
+    latents: torch.Tensor, mean: Sequence[float], std: Sequence[float]
+) -> tuple[list[float], list[float]]:
+    """The frame-0 pair for VAE latents [B, C, T, h, w] (T >= 2) normalised so far by `mean` / `std`: frame 0's
+    per-channel mean and std become those of frames 1..T-1.
+
+    With n = (z - mean) / std, frame 0 maps to (n0 - m0) / s0 * s + m (m0, s0 of frame 0; m, s of the rest), which
+    is (z0 - mean') / std' with std' = std * s0 / s and mean' = mean + std * m0 - std' * m.
+    """
+    if latents.ndim != 5 or latents.shape[2] < 2:
+        raise ValueError(f"need latents [B, C, T>=2, h, w], got shape {tuple(latents.shape)}")
+    n = normalize_latents(latents.double(), mean, std)
+    dims = (0, 2, 3, 4)
+    m0, s0 = n[:, :, :1].mean(dims), n[:, :, :1].std(dims).clamp_min(1e-6)
+    m, s = n[:, :, 1:].mean(dims), n[:, :, 1:].std(dims)
+    mean_t, std_t = torch.tensor(mean, dtype=n.dtype), torch.tensor(std, dtype=n.dtype)
+    std_first = std_t * s0 / s
+    mean_first = mean_t + std_t * m0 - std_first * m
+    return [round(float(v), 6) for v in mean_first], [round(float(v), 6) for v in std_first]
 
 
 def _streamable(vae) -> bool:
@@ -45,7 +113,7 @@ def decode_latents(
     cfg = vae.config
     videos = []
     for z in latents.split(1):
-        z = denormalize_latents(z.to(vae.dtype), cfg.latents_mean, cfg.latents_std)
+        z = to_vae_latents(z.to(vae.dtype), cfg)
         if not (stream and _streamable(vae)):
             videos.append(vae.decode(z, return_dict=False)[0].to(output_device))
             continue

@@ -1,7 +1,8 @@
 """The frozen encoders the trainer and `motif-video cache` share: VAE latents, text embeddings, SigLIP tokens
 (the components come from `components.load_components`).
 
-Latents are normalised as the released pipelines expect: z = (mode(VAE(x)) - mean) / std per channel.
+Latents are normalised as the pipelines expect: z = (mode(VAE(x)) - mean) / std per channel, latent frame 0 by the
+VAE config's frame-0 pair when it has one (pipelines.latents).
 Text is tokenized with BOS, right padding to `max_tokens` and a mask, then encoded by the T5Gemma2 encoder.
 """
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import torch
 
+from ..pipelines.latents import to_model_latents
 from .components import Components
 
 
@@ -29,20 +31,12 @@ def encode_text(
     return embeds[:, :length], mask[:, :length].bool()
 
 
-def latent_stats(vae: Any, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    shape = (1, -1, 1, 1, 1)
-    mean = torch.tensor(vae.config.latents_mean, device=like.device, dtype=torch.float32).view(shape)
-    std = torch.tensor(vae.config.latents_std, device=like.device, dtype=torch.float32).view(shape)
-    return mean, std
-
-
 @torch.no_grad()
 def encode_video(vae: Any, pixels: torch.Tensor) -> torch.Tensor:
     """pixels [B, 3, F, H, W] in [-1, 1] -> normalised latents [B, 16, (F-1)/4+1, H/8, W/8] (float32)."""
     param = next(vae.parameters())
     z = vae.encode(pixels.to(param.device, param.dtype)).latent_dist.mode().float()
-    mean, std = latent_stats(vae, z)
-    return (z - mean) / std
+    return to_model_latents(z, vae.config)
 
 
 @torch.no_grad()

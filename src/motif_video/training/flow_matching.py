@@ -152,12 +152,11 @@ class FlowMatching:
         return alignment_loss(self.extras["projector"](features), target)
 
     def _decode(self, x0: torch.Tensor) -> torch.Tensor:
-        from .encoders import latent_stats
+        from ..pipelines.latents import to_vae_latents
 
         vae = self.components.vae
-        mean, std = latent_stats(vae, x0)
         with torch.no_grad():
-            return vae.decode((x0 * std + mean).to(next(vae.parameters()).dtype)).sample
+            return vae.decode(to_vae_latents(x0.float(), vae.config).to(next(vae.parameters()).dtype)).sample
 
 
 def token_grid(latents: torch.Tensor, model_config: Any) -> tuple[int, int, int]:
