@@ -66,3 +66,38 @@ def test_bad_override_exits_2(tmp_path, capsys):
     config.write_text("max_steps: 1\n")
     assert main(["train", "--config", str(config), "optim.nope=1"]) == 2
     assert "unknown key" in capsys.readouterr().err
+
+
+def test_cache_records_its_latent_normalisation_and_refuses_another(tmp_path):
+    from motif_video.pipelines.latents import FIRST_FRAME_MEAN, FIRST_FRAME_STD
+    from motif_video.training.cache import build_cache, check_latent_norm, read_index
+    from motif_video.training.components import tiny_components, vae_config
+    from motif_video.training.data import MediaDataset, list_media
+
+    write_moving_squares(tmp_path / "clips", 2, frames=5, height=32, width=32)
+    dataset = MediaDataset(list_media(tmp_path / "clips", "caption"), [(5, 32, 32)], 24.0)
+    components = tiny_components()
+    index = build_cache(dataset, components, tmp_path / "cache", max_tokens=16, shard_size=1, progress=False)
+    assert len(index["shards"]) == 2
+    assert index["latent_norm"]["latents_std"] == list(components.vae.config.latents_std)
+    assert index["latent_norm"][FIRST_FRAME_MEAN] is None
+    check_latent_norm(read_index(tmp_path / "cache"), vae_config("tiny"), tmp_path / "cache")  # the same VAE
+
+    paired = {**vae_config("tiny"), FIRST_FRAME_MEAN: [0.0] * 16, FIRST_FRAME_STD: [0.5] * 16}
+    with pytest.raises(
+        ValueError,
+        match=r"other latent statistics \(_first_frame_latents_mean, _first_frame_latents_std differ\).*Delete the folder",
+    ):
+        check_latent_norm(index, paired, tmp_path / "cache")
+    components.vae.register_to_config(latents_std=[2.0] * 16)
+    with pytest.raises(
+        ValueError, match=r"cache '.*cache' was written with other latent statistics \(latents_std"
+    ):
+        build_cache(
+            dataset, components, tmp_path / "cache", max_tokens=16, progress=False
+        )  # a resume is refused too
+    # caches from before the record: accepted for a VAE without the frame-0 pair only
+    old = {k: v for k, v in index.items() if k != "latent_norm"}
+    check_latent_norm(old, vae_config("tiny"), tmp_path / "cache")
+    with pytest.raises(ValueError, match="written before caches recorded their latent normalisation"):
+        check_latent_norm(old, paired, tmp_path / "cache")

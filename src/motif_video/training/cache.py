@@ -1,14 +1,16 @@
 """Precomputed training inputs: normalised VAE latents, text embeddings + masks (and SigLIP tokens) in shards.
 
 Layout of a cache folder:
-    index.json                 {"version", "components", "buckets", "fps", "max_tokens", "shards": [...]} where
-                               each shard is {"file", "items": [{"key", "bucket", "caption"}]}
+    index.json                 {"version", "fps", "max_tokens", "image_embeds", "latent_norm", "shards": [...]}
+                               where each shard is {"file", "items": [{"key", "bucket", "caption"}]} and
+                               "latent_norm" the VAE config's normalisation the latents were written with
     null_text.safetensors      the empty prompt's embedding and mask (for text dropout)
     shard-00000.safetensors    "{j}.latents" [16, T, h, w], "{j}.text" [L_j, C], "{j}.text_mask" [L_j] (bool),
                                "{j}.image_embeds" [N, C'] when written with image embeddings
 
 Text is stored cut after its last valid token. Shards are written to a temporary name then renamed, and the index
 is rewritten after each shard, so an interrupted run resumes where it stopped (items already in a shard are skipped).
+A cache is refused for a VAE whose normalisation differs from the one it was written with (`check_latent_norm`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..pipelines.latents import FIRST_FRAME_MEAN, FIRST_FRAME_STD
 from .components import Components
 from .data import MediaDataset, collate
 from .encoders import encode_image_tokens, encode_text, encode_video
@@ -45,6 +48,32 @@ def _write_index(folder: Path, index: dict[str, Any]) -> None:
     os.replace(tmp, folder / INDEX)
 
 
+def latent_norm(vae_config: Any) -> dict[str, list[float] | None]:
+    """The normalisation a VAE config gives latents: the per-channel pair and the frame-0 pair (None without)."""
+    keys = ("latents_mean", "latents_std", FIRST_FRAME_MEAN, FIRST_FRAME_STD)
+    return {k: None if vae_config.get(k) is None else [float(v) for v in vae_config.get(k)] for k in keys}
+
+
+def check_latent_norm(index: dict[str, Any], vae_config: Any, folder: str | Path) -> None:
+    """Refuse a cache whose latents were normalised otherwise than `vae_config` normalises them. A cache written
+    before the index recorded it passes only for a VAE without the frame-0 pair (what such caches were written with)."""
+    expected = latent_norm(vae_config)
+    recorded = index.get("latent_norm")
+    if recorded is None:
+        if expected[FIRST_FRAME_MEAN] is None:
+            return
+        reason = "was written before caches recorded their latent normalisation, so without the frame-0 pair"
+    elif recorded != expected:
+        changed = [k for k in expected if recorded.get(k) != expected[k]]
+        reason = f"was written with other latent statistics ({', '.join(changed)} differ)"
+    else:
+        return
+    raise ValueError(
+        f"cache {str(folder)!r} {reason} than the VAE in use normalises with; its latents would train the model on "
+        "another latent space. Delete the folder to write it again with this VAE, or use the VAE it was written with"
+    )
+
+
 def build_cache(
     dataset: MediaDataset,
     components: Components,
@@ -62,7 +91,14 @@ def build_cache(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     index = read_index(folder) if (folder / INDEX).exists() else {"version": 1, "shards": []}
-    index.update(fps=dataset.fps, max_tokens=max_tokens, image_embeds=image_embeds)
+    if index["shards"]:
+        check_latent_norm(index, components.vae.config, folder)
+    index.update(
+        fps=dataset.fps,
+        max_tokens=max_tokens,
+        image_embeds=image_embeds,
+        latent_norm=latent_norm(components.vae.config),
+    )
     done = {item["key"] for shard in index["shards"] for item in shard["items"]}
     if not (folder / NULL_TEXT).exists():
         embeds, mask = encode_text(components, [""], max_tokens)

@@ -9,6 +9,7 @@ released.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,6 +171,19 @@ def load_components(
         module.requires_grad_(False).eval().to(device)
     components.text_encoder.to(dtype)
     return components
+
+
+def vae_config(name: str) -> dict[str, Any]:
+    """The VAE config of `load_components(name)` without loading any weights ("tiny": the preset's)."""
+    if name == "tiny":
+        return dict(tiny_vae().config)
+    from ..hub import resolve_folder
+
+    root = resolve_folder(name, allow_patterns=["vae/config.json"])
+    path = root / "vae" / "config.json"
+    if not path.is_file():
+        raise ValueError(f"model folder {str(root)!r} has no vae/config.json")
+    return json.loads(path.read_text())
 
 
 def folder_components(name: str, dtype: torch.dtype = torch.float32) -> Components:

@@ -50,9 +50,11 @@ def build_data(config: TrainConfig, accelerator: Any, components: Any) -> TrainD
         _build_cache(config, path, cache, components)
     accelerator.wait_for_everyone()
     if cache:
-        from .cache import CachedDataset, collate_cached, read_index
+        from .cache import CachedDataset, check_latent_norm, collate_cached, read_index
+        from .components import vae_config
 
-        read_index(cache)
+        vae = components.vae.config if components is not None else vae_config(config.model.components)
+        check_latent_norm(read_index(cache), vae, cache)
         dataset = CachedDataset(cache)
         null_text, null_mask, collate_fn, cached = dataset.null_text, dataset.null_mask, collate_cached, True
     else:
