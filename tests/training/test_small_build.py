@@ -96,7 +96,8 @@ def test_each_joint_round_trains_on_its_own_vae_and_latents(build, monkeypatch, 
         assert (narrow.max_steps, narrow.optim.lr) == stage[1:3]
     assert (tmp_path / f"components_{last_suffix}", f0) in copies
     assert calls.index(("first_frame", f0 / "vae")) < calls.index(("train", trains[-1]))
-    assert trains[-1].objective.first_frame_weight == 1 and trains[-1].i2v.probability == 0.5
+    assert trains[-1].objective.first_frame_weight == 4 and trains[-1].i2v.probability == 0.5
+    assert trains[-2].objective.first_frame_weight == 1
     assert calls[-1] == ("assemble", f0, tmp_path / build.FINAL_STAGE[0] / "transformer-ema")
 
 
