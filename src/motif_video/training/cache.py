@@ -69,8 +69,9 @@ def check_latent_norm(index: dict[str, Any], vae_config: Any, folder: str | Path
     else:
         return
     raise ValueError(
-        f"cache {str(folder)!r} {reason} than the VAE in use normalises with; its latents would train the model on "
-        "another latent space. Delete the folder to write it again with this VAE, or use the VAE it was written with"
+        f"cache {str(folder)!r} {reason}, and the VAE in use normalises latents otherwise: its latents would train "
+        "the model on another latent space. Delete the folder to write it again with this VAE, or use the VAE it "
+        "was written with"
     )
 
 
