@@ -236,9 +236,15 @@ class Build:
             "clips_narrow",
             lambda: write_clips(out / "clips_narrow", self.args.clips, ranges=NARROW, exclude=self.held_out),
         )
-        narrow = (f"model.components={components}", f"data.path={out / 'clips_narrow'}",
-                  f"data.cache={out / 'cache_narrow'}")  # fmt: skip
-        self.continued(NARROW_STAGE[0], previous, *NARROW_STAGE[1:3], (*narrow, *NARROW_STAGE[3]))
+
+        def on_narrow_clips(stage, previous: str, components: Path, cache: str) -> None:
+            """A stage of `NARROW_STAGE`'s form continued from `previous` on the narrow clips, cached in `cache`."""
+            name, steps, lr, extra = stage
+            data = (f"model.components={components}", f"data.path={out / 'clips_narrow'}",
+                    f"data.cache={out / cache}")  # fmt: skip
+            self.continued(name, previous, steps, lr, (*data, *extra))
+
+        on_narrow_clips(NARROW_STAGE, previous, components, "cache_narrow")
         components_f0 = out / "components_f0"
 
         def first_frame_components():
@@ -247,11 +253,8 @@ class Build:
             add_first_frame_stats(components_f0 / "vae")
 
         self.vae_stage("components_f0", first_frame_components, out / "cache_f0")
-        name, steps, lr, extra = FINAL_STAGE
-        on_f0 = (f"model.components={components_f0}", f"data.path={out / 'clips_narrow'}",
-                 f"data.cache={out / 'cache_f0'}")  # fmt: skip
-        self.continued(name, NARROW_STAGE[0], steps, lr, (*on_f0, *extra))
-        return name, components_f0
+        on_narrow_clips(FINAL_STAGE, NARROW_STAGE[0], components_f0, "cache_f0")
+        return FINAL_STAGE[0], components_f0
 
     def assemble(self, last: str, components: Path) -> None:
         target = Path("src/motif_video/assets/small") if self.args.ship else self.out / "model"

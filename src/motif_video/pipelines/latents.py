@@ -49,6 +49,13 @@ def first_frame_stats(config: Mapping) -> tuple[list[float], list[float]] | None
     return list(mean), list(std)
 
 
+def latent_norm(config: Mapping) -> dict[str, list[float] | None]:
+    """Every value that decides how a VAE config normalises latents (the frame-0 pair None when absent): what a
+    latent cache records, to be compared with the VAE it is used with."""
+    keys = ("latents_mean", "latents_std", FIRST_FRAME_MEAN, FIRST_FRAME_STD)
+    return {k: None if config.get(k) is None else [float(v) for v in config.get(k)] for k in keys}
+
+
 def _per_frame(z: torch.Tensor, config: Mapping, fn) -> torch.Tensor:
     rest = fn(z, config["latents_mean"], config["latents_std"])
     first = first_frame_stats(config)

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..pipelines.latents import FIRST_FRAME_MEAN, FIRST_FRAME_STD
+from ..pipelines.latents import FIRST_FRAME_MEAN, latent_norm
 from .components import Components
 from .data import MediaDataset, collate
 from .encoders import encode_image_tokens, encode_text, encode_video
@@ -46,12 +46,6 @@ def _write_index(folder: Path, index: dict[str, Any]) -> None:
     tmp = folder / (INDEX + ".tmp")
     tmp.write_text(json.dumps(index, indent=1))
     os.replace(tmp, folder / INDEX)
-
-
-def latent_norm(vae_config: Any) -> dict[str, list[float] | None]:
-    """The normalisation a VAE config gives latents: the per-channel pair and the frame-0 pair (None without)."""
-    keys = ("latents_mean", "latents_std", FIRST_FRAME_MEAN, FIRST_FRAME_STD)
-    return {k: None if vae_config.get(k) is None else [float(v) for v in vae_config.get(k)] for k in keys}
 
 
 def check_latent_norm(index: dict[str, Any], vae_config: Any, folder: str | Path) -> None:
