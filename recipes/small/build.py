@@ -59,6 +59,12 @@ FINAL_STAGE = ("transformer8", 4000, 3e-4, (
     "tread.probability=0", "objective.first_frame_weight=4", "i2v.probability=0.5", "i2v.max_prefix=3",
     "i2v.max_keyframes=3", "i2v.patterns={first: 0.3, last: 0.15, first_last: 0.2, keyframes: 0.15, prefix: 0.2}",
 ))  # fmt: skip
+# Then the same stage once more with latent frame 0 weighted 8, on a lower learning rate.
+LAST_STAGE = ("transformer9", 4000, 2e-4, ("objective.first_frame_weight=8",))
+# Last, the decoder alone on whole clips, half the steps with one latent frame replaced by a keyframe's still
+# group (BENCHMARKS.md, "what limits a keyframe's PSNR").
+KEYFRAME_DECODER = dict(steps=1000, lr=1e-4, frames=33, crop=0, batch_size=1, first_frame_weight=1.0,
+                        still_group_probability=0.5)  # fmt: skip
 STAGES = (
     "vae",
     "vae_decoder",
@@ -72,6 +78,8 @@ STAGES = (
     NARROW_STAGE[0],
     "components_f0",
     FINAL_STAGE[0],
+    LAST_STAGE[0],
+    "components_keyframes",
     "assemble",
 )
 DECODER_STOP = 3000  # the shipped VAE's decoder fine-tune ran this many steps of its 3000-step schedule
@@ -254,7 +262,24 @@ class Build:
 
         self.vae_stage("components_f0", first_frame_components, out / "cache_f0")
         on_narrow_clips(FINAL_STAGE, NARROW_STAGE[0], components_f0, "cache_f0")
-        return FINAL_STAGE[0], components_f0
+        name, steps, lr, extra = LAST_STAGE
+        on_narrow_clips(
+            (name, steps, lr, (*FINAL_STAGE[3], *extra)), FINAL_STAGE[0], components_f0, "cache_f0"
+        )
+        return LAST_STAGE[0], self.keyframe_decoder(components_f0)
+
+    def keyframe_decoder(self, components: Path) -> Path:
+        """`components` with the decoder fine-tuned on clips whose latent frames are now and then a keyframe's still
+        group (`finetune_decoder`'s still_group_probability); the encoder, and so every latent and cache, is kept."""
+        target = self.out / "components_keyframes"
+
+        def run():
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(components, target)
+            print(finetune_decoder(target / "vae", target / "vae", **KEYFRAME_DECODER))
+
+        self.stage("components_keyframes", run)
+        return target
 
     def assemble(self, last: str, components: Path) -> None:
         target = Path("src/motif_video/assets/small") if self.args.ship else self.out / "model"

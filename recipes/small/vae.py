@@ -286,6 +286,7 @@ def finetune_decoder(
     first_frame_weight: float = 0.0,
     first_frame_batch: int = 8,
     keep_latent_stats: bool = False,
+    still_group_probability: float = 0.0,
 ) -> dict[str, float]:
     """Later stages: train the decoder (and post_quant_conv) on whole `frames`-long clips, so decoding stays sharp
     through many causal chunks. Unless `train_encoder`, the encoder, and so every latent and the latent statistics,
@@ -299,10 +300,18 @@ def finetune_decoder(
     I2V run starts from.
     `keep_latent_stats` (with `train_encoder`): keep the folder's latent mean / std instead of measuring them again,
     for an encoder fine-tune under a transformer already trained on these statistics (its latents then move only as
-    far as the encoder does, and a short transformer fine-tune on the new latents follows)."""
+    far as the encoder does, and a short transformer fine-tune on the new latents follows).
+    `still_group_probability` (decoder only): on that share of the steps one latent frame k >= 1 of the clip is
+    replaced by the pipelines' encoding of one of its frames as a keyframe image (`still_group_latent`), the loss
+    still against the true clip: a last image or keyframe reaches the decoder as such a still group after moving
+    latents, which the plain clip loss never shows it (BENCHMARKS.md, "what limits a keyframe's PSNR")."""
     if first_frame_weight < 0 or first_frame_batch < 1:
         raise ValueError(
             f"first_frame_weight={first_frame_weight} must be >= 0 and first_frame_batch={first_frame_batch} >= 1"
+        )
+    if not 0.0 <= still_group_probability <= 1.0 or (still_group_probability and train_encoder):
+        raise ValueError(
+            f"still_group_probability={still_group_probability} must be in [0, 1], and 0 with train_encoder"
         )
     vae, params = _trainable_decoder(vae_folder, decoder_base_dim, train_encoder)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
@@ -312,9 +321,13 @@ def finetune_decoder(
     held_out = eval_clips(count=2)
     start = time.perf_counter()
 
-    def loss_on(x: torch.Tensor) -> torch.Tensor:
+    def loss_on(x: torch.Tensor, still: random.Random | None = None) -> torch.Tensor:
         with torch.set_grad_enabled(train_encoder):
             z = vae.encode(x).latent_dist.mode()
+            if still is not None and z.shape[2] > 1:
+                k = still.randrange(1, z.shape[2])
+                frame = 4 * k - 3 + still.randrange(4)
+                z = torch.cat([z[:, :, :k], still_group_latent(vae, x[:, :, frame]), z[:, :, k + 1 :]], dim=2)
         return reconstruction_loss(decode_unclamped(vae, z), x)
 
     record: dict[str, float] = _scores(vae, held_out)
@@ -322,7 +335,8 @@ def finetune_decoder(
     for step in range(min(steps, stop_at or steps)):
         for group in opt.param_groups:
             group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-        loss = loss_on(batch_at(config, step))
+        draw = random.Random(seed * 104729 + step)
+        loss = loss_on(batch_at(config, step), draw if draw.random() < still_group_probability else None)
         if first_frame_weight:
             loss = loss + first_frame_weight * loss_on(batch_at(images, step))
         opt.zero_grad(set_to_none=True)
@@ -339,6 +353,13 @@ def finetune_decoder(
             save_atomic(vae, Path(output))
     # the last step always saves, so `record` holds the final scores
     return {k: record[k] for k in ("psnr", "first_frame_psnr")} | {"seconds": time.perf_counter() - start}
+
+
+def still_group_latent(vae, image: torch.Tensor) -> torch.Tensor:
+    """The raw latent [B, C, 1, h, w] the pipelines give an image [B, 3, H, W] placed at a frame past 0: a group of 4
+    copies encoded after one more copy as context, the context latent dropped (`motif_video.condition_layout`)."""
+    seq = image[:, :, None].expand(-1, -1, 5, -1, -1)
+    return vae.encode(seq).latent_dist.mode()[:, :, 1:]
 
 
 def _trainable_decoder(vae_folder: str | Path, decoder_base_dim: int | None, train_encoder: bool):
@@ -360,4 +381,13 @@ def _trainable_decoder(vae_folder: str | Path, decoder_base_dim: int | None, tra
 
 def _scores(vae, held_out: torch.Tensor) -> dict[str, float]:
     whole, first = evaluate_with_first_frame(vae.eval(), held_out)
-    return {"psnr": whole, "first_frame_psnr": first}
+    return {"psnr": whole, "first_frame_psnr": first, "last_still_psnr": last_still_psnr(vae, held_out)}
+
+
+@torch.no_grad()
+def last_still_psnr(vae, clips: torch.Tensor) -> float:
+    """PSNR (dB) of the clips' last frame decoded from their latents with the last latent frame replaced by that
+    frame's keyframe encoding (`still_group_latent`): how a last image comes out after moving latents."""
+    z = vae.encode(clips).latent_dist.mode()
+    z = torch.cat([z[:, :, :-1], still_group_latent(vae, clips[:, :, -1])], dim=2)
+    return psnr(vae.decode(z).sample[:, :, -1:], clips[:, :, -1:])

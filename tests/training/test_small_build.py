@@ -60,10 +60,11 @@ def test_each_joint_round_trains_on_its_own_vae_and_latents(build, monkeypatch, 
         *rounds,
         build.NARROW_STAGE[0],
         build.FINAL_STAGE[0],
+        build.LAST_STAGE[0],
     ]
     for previous, config in zip(names, trains[1:]):  # each stage continues from the one before
         assert Path(config.model.pretrained) == tmp_path / previous / "transformer-ema"
-    for (suffix, _, (_, steps, lr, _)), config in zip(build.JOINT, trains[-len(rounds) - 2 : -2]):
+    for (suffix, _, (_, steps, lr, _)), config in zip(build.JOINT, trains[-len(rounds) - 3 : -3]):
         assert Path(config.model.components) == tmp_path / f"components_{suffix}"
         assert Path(config.data.cache) == tmp_path / f"cache_{suffix}"
         assert (config.max_steps, config.optim.lr) == (steps, lr)
@@ -81,24 +82,31 @@ def test_each_joint_round_trains_on_its_own_vae_and_latents(build, monkeypatch, 
     assert all(c[3]["keep_latent_stats"] for c in joint)
 
     # the narrow stage: the last round's VAE and components, on narrow-range clips of their own, cached apart;
-    # then the final stage (condition patterns) on the same clips through a copy of those components whose VAE has
-    # the frame-0 pair, cached apart again; the model is assembled from it
+    # then the final stages (condition patterns) on the same clips through a copy of those components whose VAE has
+    # the frame-0 pair, cached apart again; the model is assembled from the last one and a copy of those components
+    # whose decoder was trained on keyframe still groups
     last_suffix = build.JOINT[-1][0]
     assert ("clips", tmp_path / "clips_narrow", build.NARROW, build.HELD_OUT) in calls
     f0 = tmp_path / "components_f0"
     for narrow, stage, components, cache in (
-        (trains[-2], build.NARROW_STAGE, tmp_path / f"components_{last_suffix}", "cache_narrow"),
-        (trains[-1], build.FINAL_STAGE, f0, "cache_f0"),
+        (trains[-3], build.NARROW_STAGE, tmp_path / f"components_{last_suffix}", "cache_narrow"),
+        (trains[-2], build.FINAL_STAGE, f0, "cache_f0"),
+        (trains[-1], build.LAST_STAGE, f0, "cache_f0"),
     ):
         assert Path(narrow.data.path) == tmp_path / "clips_narrow"
         assert Path(narrow.data.cache) == tmp_path / cache
         assert Path(narrow.model.components) == components
         assert (narrow.max_steps, narrow.optim.lr) == stage[1:3]
     assert (tmp_path / f"components_{last_suffix}", f0) in copies
-    assert calls.index(("first_frame", f0 / "vae")) < calls.index(("train", trains[-1]))
-    assert trains[-1].objective.first_frame_weight == 4 and trains[-1].i2v.probability == 0.5
-    assert trains[-2].objective.first_frame_weight == 1
-    assert calls[-1] == ("assemble", f0, tmp_path / build.FINAL_STAGE[0] / "transformer-ema")
+    assert calls.index(("first_frame", f0 / "vae")) < calls.index(("train", trains[-2]))
+    assert trains[-2].objective.first_frame_weight == 4 and trains[-2].i2v.probability == 0.5
+    assert trains[-1].objective.first_frame_weight == 8 and trains[-1].i2v.probability == 0.5
+    assert trains[-3].objective.first_frame_weight == 1
+    keyframes = tmp_path / "components_keyframes"
+    assert (f0, keyframes) in copies
+    assert calls[-2] == ("vae", keyframes / "vae", keyframes / "vae", build.KEYFRAME_DECODER)
+    assert build.KEYFRAME_DECODER["still_group_probability"] > 0 and not build.KEYFRAME_DECODER.get("train_encoder")
+    assert calls[-1] == ("assemble", keyframes, tmp_path / build.LAST_STAGE[0] / "transformer-ema")
 
 
 def test_skipped_stages_leave_their_outputs_alone(build, monkeypatch, tmp_path):

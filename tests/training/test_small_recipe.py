@@ -178,3 +178,41 @@ def test_first_frame_stats_are_written_into_the_vae_folder(tmp_path):
     dims = (0, 2, 3, 4)  # per channel: frame 0 against the other frames pooled
     torch.testing.assert_close(z[:, :, :1].std(dims), z[:, :, 1:].std(dims), rtol=1e-3, atol=1e-5)
     torch.testing.assert_close(z[:, :, :1].mean(dims), z[:, :, 1:].mean(dims), rtol=0, atol=1e-4)
+
+
+def test_still_group_latent_is_the_pipelines_keyframe_encoding():
+    """The decoder stage's still groups are what the pipelines encode for a last image or keyframe."""
+    from recipes.small.vae import still_group_latent
+
+    from motif_video.condition_layout import place
+    from motif_video.pipelines.conditions import encode_placed
+    from motif_video.pipelines.latents import to_model_latents
+
+    vae = small_vae(4, (1, 2, 2), True).eval()
+    vae.register_to_config(latents_mean=[0.5] * 16, latents_std=[2.0] * 16)
+    image = torch.rand(1, 3, 16, 16) * 2 - 1
+    for frame in (5, 7, 8):  # anywhere in latent frame 2's group (pixel frames 5-8)
+        placement = place("keyframe", frame, 1, 9)
+        assert placement.latents == range(2, 3)
+        with torch.no_grad():
+            ours = to_model_latents(still_group_latent(vae, image), vae.config)
+        torch.testing.assert_close(ours, encode_placed(vae, image, placement, "mode"))
+
+
+def test_finetune_decoder_still_groups_train_the_decoder_only(tmp_path, capsys):
+    from diffusers import AutoencoderKLWan
+
+    small_vae(4, (1, 2, 2), True).eval().save_pretrained(tmp_path / "base")
+    kwargs = dict(steps=2, frames=5, crop=16, batch_size=1, save_every=2)
+    for p in (0.0, 1.0):
+        finetune_decoder(tmp_path / "base", tmp_path / f"p{p}", still_group_probability=p, **kwargs)
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert all(r["last_still_psnr"] > 0 for r in records)
+    base, plain, still = (
+        AutoencoderKLWan.from_pretrained(tmp_path / n).state_dict() for n in ("base", "p0.0", "p1.0")
+    )
+    assert all(torch.equal(still[k], base[k]) for k in base if k.startswith("encoder."))
+    assert [k for k in base if k.startswith("decoder.") and not torch.equal(still[k], plain[k])]
+    for bad in (dict(still_group_probability=1.5), dict(still_group_probability=0.5, train_encoder=True)):
+        with pytest.raises(ValueError, match="still_group_probability=.* must be in \\[0, 1\\]"):
+            finetune_decoder(tmp_path / "base", tmp_path / "bad", **bad, **kwargs)
