@@ -54,7 +54,7 @@ NARROW_STAGE = ("transformer7", 3000, 3e-4, ("tread.probability=0",))
 # stage from the narrow one on latents cached with it, latent frame 0 still weighted 4 in the loss (of the three
 # variants measured, pair and weight together gave frame 0 from text most often), also teaches conditions beyond the
 # first frame (last frame, first + last, keyframes, a clip prefix for `motif-video extend`) with the I2V pattern
-# sampler (training.i2v) on half the steps; the assembled model uses it.
+# sampler (training.i2v) on half the steps; a last stage continues it.
 FINAL_STAGE = ("transformer8", 4000, 3e-4, (
     "tread.probability=0", "objective.first_frame_weight=4", "i2v.probability=0.5", "i2v.max_prefix=3",
     "i2v.max_keyframes=3", "i2v.patterns={first: 0.3, last: 0.15, first_last: 0.2, keyframes: 0.15, prefix: 0.2}",
