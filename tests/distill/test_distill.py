@@ -225,5 +225,5 @@ def test_small_4step_recipe_follows_the_shipped_small_model():
     assert recipe.distill.guidance_mode == "apg" and recipe.distill.guidance_scales == [
         guider["guidance_scale"]
     ]
-    out = parse_args([]).output  # the build's folder; its last stage trains on clips_narrow / cache_narrow
-    assert (recipe.data.path, recipe.data.cache) == (str(out / "clips_narrow"), str(out / "cache_narrow"))
+    out = parse_args([]).output  # the build's folder; its last stage trains on clips_narrow / cache_f0
+    assert (recipe.data.path, recipe.data.cache) == (str(out / "clips_narrow"), str(out / "cache_f0"))
