@@ -105,7 +105,8 @@ def test_each_joint_round_trains_on_its_own_vae_and_latents(build, monkeypatch, 
     keyframes = tmp_path / "components_keyframes"
     assert (f0, keyframes) in copies
     assert calls[-2] == ("vae", keyframes / "vae", keyframes / "vae", build.KEYFRAME_DECODER)
-    assert build.KEYFRAME_DECODER["still_group_probability"] > 0 and not build.KEYFRAME_DECODER.get("train_encoder")
+    decoder = build.KEYFRAME_DECODER
+    assert decoder["still_group_probability"] > 0 and not decoder.get("train_encoder")
     assert calls[-1] == ("assemble", keyframes, tmp_path / build.LAST_STAGE[0] / "transformer-ema")
 
 
