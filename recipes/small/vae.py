@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from motif_video.condition_layout import pixel_frames
 from motif_video.synthetic.scenes import BACKGROUNDS, COLOURS, coverage, scene_at
 
 logger = logging.getLogger(__name__)
@@ -326,7 +327,7 @@ def finetune_decoder(
             z = vae.encode(x).latent_dist.mode()
             if still is not None and z.shape[2] > 1:
                 k = still.randrange(1, z.shape[2])
-                frame = 4 * k - 3 + still.randrange(4)
+                frame = still.choice(pixel_frames(k))  # anywhere in latent frame k's group
                 z = torch.cat([z[:, :, :k], still_group_latent(vae, x[:, :, frame]), z[:, :, k + 1 :]], dim=2)
         return reconstruction_loss(decode_unclamped(vae, z), x)
 
