@@ -25,7 +25,7 @@ import torch
 
 
 def main() -> None:
-    from motif_video.condition_layout import place
+    from motif_video.condition_layout import pixel_frames, place
     from motif_video.evaluation.analysis import psnr_uint8
     from motif_video.evaluation.suite import prompt_suite
     from motif_video.pipelines import MotifVideoPipeline
@@ -65,13 +65,14 @@ def main() -> None:
             whole = decode(z)
             for name, frame in positions.items():
                 p = place(name, frame, 1, f)
-                zc = encode_placed(vae, pixels(truth[frame : frame + 1]), p, "mode")
+                image = pixels(truth[frame : frame + 1])
+                zc = encode_placed(vae, image, p, "mode")
                 swapped = z.clone()
                 swapped[:, :, p.latents.start : p.latents.stop] = zc
                 placed = decode(swapped)
-                seq = pixels(truth[frame : frame + 1])[list(p.encode)].transpose(0, 1)[None]
+                seq = image[list(p.encode)].transpose(0, 1)[None]
                 alone = decode(to_model_latents(vae.encode(seq).latent_dist.mode(), vae.config))
-                group = [i for i in range(f) if i != frame and (i - 1) // 4 == (frame - 1) // 4 and frame > 0]
+                group = [i for k in p.latents for i in pixel_frames(k) if i != frame]
                 got = {
                     "in_clip": psnr_uint8(whole[frame], truth[frame]),
                     "placed": psnr_uint8(placed[frame], truth[frame]),

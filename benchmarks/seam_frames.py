@@ -45,7 +45,7 @@ def main() -> None:
     pipe.set_progress_bar_config(disable=True)
     f, size, overlap = args.frames, args.size, args.overlap
     plan = plan_extension(f, args.extend * f, f, overlap)
-    starts = [plan.input_frames - overlap + i * plan.step for i in range(plan.windows)]
+    starts = plan.window_starts
     offsets = list(range(-2, overlap + 3))  # frames around a window start s: changes s+o -> s+o+1
     results = []
     for n, case in enumerate(prompt_suite(args.cases)):

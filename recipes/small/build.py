@@ -60,7 +60,7 @@ FINAL_STAGE = ("transformer8", 4000, 3e-4, (
     "i2v.max_keyframes=3", "i2v.patterns={first: 0.3, last: 0.15, first_last: 0.2, keyframes: 0.15, prefix: 0.2}",
 ))  # fmt: skip
 # Then the same stage once more with latent frame 0 weighted 8, on a lower learning rate.
-LAST_STAGE = ("transformer9", 4000, 2e-4, ("objective.first_frame_weight=8",))
+LAST_STAGE = ("transformer9", 4000, 2e-4, (*FINAL_STAGE[3], "objective.first_frame_weight=8"))
 # Last, the decoder alone on whole clips, half the steps with one latent frame replaced by a keyframe's still
 # group (BENCHMARKS.md, "what limits a keyframe's PSNR").
 KEYFRAME_DECODER = dict(steps=1000, lr=1e-4, frames=33, crop=0, batch_size=1, first_frame_weight=1.0,
@@ -262,10 +262,7 @@ class Build:
 
         self.vae_stage("components_f0", first_frame_components, out / "cache_f0")
         on_narrow_clips(FINAL_STAGE, NARROW_STAGE[0], components_f0, "cache_f0")
-        name, steps, lr, extra = LAST_STAGE
-        on_narrow_clips(
-            (name, steps, lr, (*FINAL_STAGE[3], *extra)), FINAL_STAGE[0], components_f0, "cache_f0"
-        )
+        on_narrow_clips(LAST_STAGE, FINAL_STAGE[0], components_f0, "cache_f0")
         return LAST_STAGE[0], self.keyframe_decoder(components_f0)
 
     def keyframe_decoder(self, components: Path) -> Path:

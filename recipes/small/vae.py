@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from motif_video.condition_layout import pixel_frames
+from motif_video.condition_layout import GROUP, pixel_frames, place
 from motif_video.synthetic.scenes import BACKGROUNDS, COLOURS, coverage, scene_at
 
 logger = logging.getLogger(__name__)
@@ -359,8 +359,9 @@ def finetune_decoder(
 def still_group_latent(vae, image: torch.Tensor) -> torch.Tensor:
     """The raw latent [B, C, 1, h, w] the pipelines give an image [B, 3, H, W] placed at a frame past 0: a group of 4
     copies encoded after one more copy as context, the context latent dropped (`motif_video.condition_layout`)."""
-    seq = image[:, :, None].expand(-1, -1, 5, -1, -1)
-    return vae.encode(seq).latent_dist.mode()[:, :, 1:]
+    placement = place("keyframe", GROUP, 1, GROUP + 1)  # an image alone in latent frame 1's group
+    seq = image[:, :, None][:, :, list(placement.encode)]
+    return vae.encode(seq).latent_dist.mode()[:, :, placement.skip :]
 
 
 def _trainable_decoder(vae_folder: str | Path, decoder_base_dim: int | None, train_encoder: bool):

@@ -49,6 +49,11 @@ class ExtensionPlan:
     def windows(self) -> int:
         return math.ceil((self.total_frames - self.input_frames) / self.step)
 
+    @property
+    def window_starts(self) -> list[int]:
+        """The output frame each window's first frame lands on (where its cross-fade begins)."""
+        return [self.input_frames - self.overlap + i * self.step for i in range(self.windows)]
+
     def new_frames(self, i: int) -> int:
         """Frames window i adds after its overlap."""
         return min(self.step, self.total_frames - self.input_frames - i * self.step)

@@ -19,6 +19,8 @@ def test_plan_counts_windows_and_refuses_bad_overlaps():
     assert (plan.step, plan.windows, [plan.new_frames(i) for i in range(3)]) == (4, 3, [4, 4, 4])
     short = plan_extension(9, 22, 9, 5)  # one more frame: a 4th window adds just 1
     assert short.windows == 4 and short.new_frames(3) == 1
+    # each window's cross-fade starts `overlap` frames before its new ones
+    assert plan.window_starts == [4, 8, 12]
     for args, message in [
         ((9, 21, 9, 4), "overlap must be 4m\\+1"),
         ((9, 21, 9, 9), "less than the window"),

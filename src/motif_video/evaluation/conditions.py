@@ -138,8 +138,7 @@ def run_condition_eval(
                 make = pipeline_window(pipe, [case.prompt] * plan.windows, seed, overlap, **call)
                 extend_frames(iter(truth), plan, make, frames.append)
                 video = np.concatenate(frames)
-                starts = [plan.input_frames - overlap + i * plan.step for i in range(plan.windows)]
-                seams.append(seam_scores(video, starts, overlap))
+                seams.append(seam_scores(video, plan.window_starts, overlap))
                 readings.append((read_clip(video), case.scene))
                 if progress is not None:
                     progress()
