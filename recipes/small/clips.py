@@ -4,15 +4,19 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Collection
 from pathlib import Path
 
-from motif_video.synthetic.scenes import VARIED, SceneRanges, caption, render, scene_at
+from motif_video.synthetic.scenes import VARIED, SceneRanges, advance, caption, render, scene_at
 from motif_video.synthetic.video import write_video
 
 # the same labels as `VARIED` with less size and place variation, so that the mean clip of a caption keeps its
 # shape's corners (the last transformer stage)
 NARROW = SceneRanges(radius=(0.20, 0.22), grow_radius=(0.14, 0.15), jitter=0.02)
+# how far along its path a clip of the path stage starts, in clip lengths: a 4x extension's windows start at 0.75,
+# 1.5 and 2.25 clip lengths; from about 1.0 on the object leaves the frame within the clip
+PATH_ADVANCE = (0.0, 1.5)
 
 
 def write_clips(
@@ -25,14 +29,22 @@ def write_clips(
     seed: int = 0,
     ranges: SceneRanges = VARIED,
     exclude: Collection[tuple[str, str, str]] = (),
+    advance_range: tuple[float, float] = (0.0, 0.0),
 ) -> list[Path]:
     """Write scenes 0..count-1 of `seed` (drawn with `ranges`, none of the (colour, shape, background) triples in
-    `exclude`) into `folder` (existing clips are kept); returns the video paths."""
+    `exclude`), each moved along its path by a number of clip lengths drawn uniformly from `advance_range`
+    (`synthetic.scenes.advance`; the draw is a function of seed and index), into `folder` (existing clips are
+    kept); returns the video paths."""
+    low, high = advance_range
+    if not 0 <= low <= high:
+        raise ValueError(f"advance_range {advance_range} must satisfy 0 <= low <= high")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(count):
         scene = scene_at(seed, i, ranges, exclude)
+        if high > 0:
+            scene = advance(scene, random.Random(f"advance-{seed}-{i}").uniform(low, high))
         path = folder / f"clip-{i:05d}.mp4"
         if not path.exists():
             write_video(path, render(scene, frames, height, width), fps)

@@ -5,7 +5,7 @@ import pytest
 from recipes.small.clips import NARROW
 
 from motif_video.synthetic import BACKGROUNDS, COLOURS, Scene, caption, parse_caption, render, scene_at
-from motif_video.synthetic.scenes import GROWTH, VARIED, SceneRanges, coverage
+from motif_video.synthetic.scenes import GROWTH, VARIED, SceneRanges, advance, coverage
 
 
 def test_scenes_are_deterministic_and_varied():
@@ -105,3 +105,42 @@ def test_bad_scene_values_are_named():
         Scene("hexagon", "red", "black", "left", 0.1, (0.5, 0.5))
     with pytest.raises(ValueError, match="equals the background"):
         Scene("circle", "white", "white", "left", 0.1, (0.5, 0.5))
+
+
+def test_advance_is_the_same_scene_later_on_its_path():
+    moving = [s for s in (scene_at(4, i) for i in range(40)) if s.motion != "grows"][:8]
+    for scene in moving:
+        assert advance(scene, 0) == scene
+        later = advance(scene, 0.75)  # a 4x extension's second window starts at frame 24 of 33
+        assert (later.shape, later.colour, later.background, later.motion, later.radius) == (
+            scene.shape, scene.colour, scene.background, scene.motion, scene.radius
+        )  # fmt: skip
+        first, truth = render(later, 33, 64, 64)[0], render(scene, 33, 64, 64)[24]
+        assert np.abs(first.astype(int) - truth.astype(int)).max() <= 2  # start rounded to 4 decimals
+        assert np.allclose(advance(scene, 1).start, scene.end(), atol=1e-4)
+        gone = render(advance(scene, 3.0), 33, 64, 64)  # 1.2 frame sides on: past the edge
+        assert (gone == np.array(BACKGROUNDS[scene.background], np.uint8)).all()
+    growing = next(s for s in (scene_at(4, i) for i in range(40)) if s.motion == "grows")
+    assert advance(growing, 1.5) == growing
+    with pytest.raises(ValueError, match="-0.5"):
+        advance(moving[0], -0.5)
+
+
+def test_clips_written_along_their_paths(tmp_path):
+    import json
+
+    from recipes.small.clips import PATH_ADVANCE, write_clips
+
+    paths = write_clips(tmp_path / "a", 12, frames=9, height=32, width=32, advance_range=PATH_ADVANCE)
+    again = write_clips(tmp_path / "b", 12, frames=9, height=32, width=32, advance_range=PATH_ADVANCE)
+    labels = [json.loads(p.with_suffix(".json").read_text()) for p in paths]
+    assert labels == [json.loads(p.with_suffix(".json").read_text()) for p in again]  # a function of seed and index
+    plain = [scene_at(0, i) for i in range(12)]
+    moved = [lab["start"] != list(s.start) for lab, s in zip(labels, plain) if s.motion != "grows"]
+    assert sum(moved) >= len(moved) - 1  # (a draw of 0 exactly is possible, not likely)
+    for lab, s in zip(labels, plain):
+        assert lab["motion"] == s.motion and lab["radius"] == s.radius
+        if s.motion == "grows":
+            assert lab["start"] == list(s.start)
+    with pytest.raises(ValueError, match="advance_range"):
+        write_clips(tmp_path / "c", 1, advance_range=(1.0, 0.5))

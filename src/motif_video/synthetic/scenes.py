@@ -151,6 +151,21 @@ def scene_at(
     return scene
 
 
+def advance(scene: Scene, clips: float) -> Scene:
+    """The same scene `clips` clip lengths later, as a video extension's later windows see it: a moving object
+    further along its path (from `clips` > 1 - 2 * radius / TRAVEL on it may leave the frame, and past that the
+    clip is background only). A growing object is returned unchanged: its growth is a multiple of its first-frame
+    size, so a later window of it is not a scene of this family."""
+    if clips < 0:
+        raise ValueError(f"clips must be >= 0, got {clips}")
+    dx, dy = DIRECTIONS.get(scene.motion, (0.0, 0.0))
+    if scene.motion == "grows" or clips == 0:
+        return scene
+    x, y = scene.start
+    start = (round(x + dx * TRAVEL * clips, 4), round(y + dy * TRAVEL * clips, 4))
+    return Scene(scene.shape, scene.colour, scene.background, scene.motion, scene.radius, start)
+
+
 def caption(scene: Scene, template: int = 0) -> str:
     kind = "grow" if scene.motion == "grows" else "move"
     templates = TEMPLATES[kind]

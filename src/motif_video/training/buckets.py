@@ -63,3 +63,28 @@ class BucketBatchSampler:
         """This rank's item indices for `step`."""
         batch = self.global_batch_at(step)
         return batch[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
+
+
+class ConditionedBatchSampler:
+    """Batches of two datasets laid end to end (the second's indices after the first's `offset` items): step s
+    takes the second's batch s where `conditioned(s)`, else the first's. Each keeps its own order, a pure function
+    of (seed, step) as `BucketBatchSampler`'s."""
+
+    def __init__(
+        self, main: BucketBatchSampler, conditioned: BucketBatchSampler, offset: int, is_conditioned
+    ) -> None:
+        self.main, self.conditioned, self.offset, self.is_conditioned = (
+            main,
+            conditioned,
+            offset,
+            is_conditioned,
+        )
+
+    @property
+    def utilisation(self) -> float:
+        return min(self.main.utilisation, self.conditioned.utilisation)
+
+    def batch_at(self, step: int) -> list[int]:
+        if self.is_conditioned(step):
+            return [self.offset + i for i in self.conditioned.batch_at(step)]
+        return self.main.batch_at(step)

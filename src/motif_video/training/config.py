@@ -52,6 +52,12 @@ class DataConfig:
     batch_size: int = 1  # per rank
     caption_field: str = "caption"
     num_workers: int = 0
+    # A second cache (written from `conditioned_path` when incomplete) whose items are drawn only on steps that
+    # `i2v` conditions: clips whose frames do not follow from the caption alone (a path seen from its middle, as a
+    # video extension's later windows show it), which an unconditioned text-to-video step would blur into its
+    # mean. Those steps draw only from it, the others only from `cache`.
+    conditioned_path: str | None = None
+    conditioned_cache: str | None = None
 
 
 @dataclass
@@ -186,6 +192,22 @@ class TrainConfig:
     lora: LoraConfig = field(default_factory=LoraConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+
+    def __post_init__(self) -> None:
+        d = self.data
+        if d.conditioned_path and not d.conditioned_cache:
+            raise ValueError(
+                "data.conditioned_path needs data.conditioned_cache (the folder to cache it into)"
+            )
+        if d.conditioned_cache and not d.cache:
+            raise ValueError(
+                "data.conditioned_cache needs data.cache: both sets are drawn from latent caches"
+            )
+        if d.conditioned_cache and not 0 < self.i2v.probability < 1:
+            raise ValueError(
+                f"data.conditioned_cache is drawn on conditioned steps only: i2v.probability must be in (0, 1) "
+                f"so that both sets are used, got {self.i2v.probability}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -32,6 +32,12 @@ def coin(seed: int, step: int, stream: int) -> float:
     return torch.rand(1, generator=step_generator(seed, step, stream)).item()
 
 
+def conditioned(config: TrainConfig, draw_step: int) -> bool:
+    """Whether step `draw_step` is image-conditioned (`i2v.probability`; the same on every rank). The batch sampler
+    asks it too when conditioned steps draw from their own data (`data.conditioned_cache`)."""
+    return coin(config.seed, draw_step, STEP) < config.i2v.probability
+
+
 def sample_noise(
     latents: torch.Tensor, config: TrainConfig, step: int, first_sample: int, tokens: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -119,7 +119,7 @@ class FlowMatching:
         if in_channels <= x0.shape[1]:
             return hidden, False
         i2v = self.config.i2v
-        conditioned = draws.coin(self.config.seed, draw_step, draws.STEP) < i2v.probability
+        conditioned = draws.conditioned(self.config, draw_step)
         if not conditioned or i2v.patterns == {"first": 1.0}:  # the released objective
             condition = condition_channels(x0, sigma, conditioned, i2v.blur_strength)
             return torch.cat([hidden, condition], dim=1), conditioned

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .buckets import BucketBatchSampler
+from .buckets import BucketBatchSampler, ConditionedBatchSampler
 from .config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 @dataclass
 class TrainData:
     dataset: torch.utils.data.Dataset
-    sampler: BucketBatchSampler
+    sampler: BucketBatchSampler | ConditionedBatchSampler
     collate: Callable[[list[Any]], Any]
     null_text: (
         torch.Tensor
@@ -46,8 +46,12 @@ def build_data(config: TrainConfig, accelerator: Any, components: Any) -> TrainD
     if path and d.generate_clips and accelerator.is_main_process and not _has_media(path):
         _write_generated_clips(config, path)
     accelerator.wait_for_everyone()
-    if cache and path and accelerator.is_main_process and not _cache_complete(cache):
-        _build_cache(config, path, cache, components)
+    for media, folder in (
+        (path, cache),
+        (_expand(d.conditioned_path, config), _expand(d.conditioned_cache, config)),
+    ):
+        if folder and media and accelerator.is_main_process and not _cache_complete(folder):
+            _build_cache(config, media, folder, components)
     accelerator.wait_for_everyone()
     if cache:
         from .cache import CachedDataset, check_latent_norm, collate_cached, read_index
@@ -66,16 +70,36 @@ def build_data(config: TrainConfig, accelerator: Any, components: Any) -> TrainD
             logger.info("%d media items; %s", len(dataset), dataset.skipped)
         text, mask = encode_text(components, [""], config.model.max_text_tokens)
         null_text, null_mask, collate_fn, cached = text[0].float().cpu(), mask[0].cpu(), collate, False
-    sampler = BucketBatchSampler(
-        dataset.buckets, d.batch_size, accelerator.num_processes, accelerator.process_index, config.seed
-    )
+
+    def sampler_of(items) -> BucketBatchSampler:
+        return BucketBatchSampler(
+            items.buckets, d.batch_size, accelerator.num_processes, accelerator.process_index, config.seed
+        )
+
+    sampler = sampler_of(dataset)
+    if d.conditioned_cache:
+        from .cache import CachedDataset, check_latent_norm, read_index
+        from .draws import conditioned
+
+        folder = _expand(d.conditioned_cache, config)
+        check_latent_norm(read_index(folder), vae, folder)
+        second = CachedDataset(folder)
+        sampler = ConditionedBatchSampler(
+            sampler, sampler_of(second), len(dataset), lambda step: conditioned(config, step)
+        )
+        dataset = torch.utils.data.ConcatDataset([dataset, second])
     return TrainData(dataset, sampler, collate_fn, null_text, null_mask, cached)
 
 
 def needs_encoders(config: TrainConfig) -> bool:
     """Whether the data need the frozen components (media encoded on the fly, or a cache still to build)."""
     d = config.data
-    return d.cache is None or not _cache_complete(_expand(d.cache, config) or "")
+    second = _expand(d.conditioned_cache, config)
+    return (
+        d.cache is None
+        or not _cache_complete(_expand(d.cache, config) or "")
+        or (second is not None and not _cache_complete(second))
+    )
 
 
 class StepBatches:
