@@ -118,7 +118,15 @@ def velocity_loss(
     weighted mean over frames: the causal VAE encodes frame 0 alone, so under one normalisation it carries a
     fraction of the other frames' variance and, at weight 1, a fraction of their share of the loss.
     """
-    error = (prediction.float() - velocity_target(x0.float(), noise.float())).pow(2)
+    return frame_weighted_mse(prediction, velocity_target(x0.float(), noise.float()), first_frame_weight)
+
+
+def frame_weighted_mse(
+    prediction: torch.Tensor, target: torch.Tensor, first_frame_weight: float = 1.0
+) -> torch.Tensor:
+    """Per-sample mean squared error [B] of latents [B, C, T, H, W] in float32, latent frame 0 weighted
+    `first_frame_weight` against the others (each 1) in a weighted mean over frames; 1.0 is the plain mean."""
+    error = (prediction.float() - target.float()).pow(2)
     if first_frame_weight == 1.0:
         return error.flatten(1).mean(dim=1)
     if first_frame_weight < 0:

@@ -227,3 +227,27 @@ def test_small_4step_recipe_follows_the_shipped_small_model():
     ]
     out = parse_args([]).output  # the build's folder; its last stage trains on clips_narrow / cache_f0
     assert (recipe.data.path, recipe.data.cache) == (str(out / "clips_narrow"), str(out / "cache_f0"))
+    from recipes.small.build import HERE, PATH_STAGE
+
+    from motif_video.training.config import load_config
+
+    teacher = load_config(HERE / "config.yaml", list(PATH_STAGE[3]))
+    assert recipe.objective.first_frame_weight == teacher.objective.first_frame_weight == 8.0
+
+
+def test_the_students_frame_0_is_weighted_as_the_teachers_training_weighted_it(teacher_folder, tmp_path):
+    """`objective.first_frame_weight` weights latent frame 0 in the distillation loss too (flow.frame_weighted_mse):
+    the same first step (same student, targets and draws) gives another loss, and weight 1 the plain mean."""
+    from motif_video import flow
+
+    cache = write_random_cache(tmp_path / "cache", count=4, latent=(3, 8, 8))
+    first = {}
+    for weight in (1.0, 8.0):
+        extra = {"max_steps": 1, "objective.first_frame_weight": weight}
+        config = load_distill_config(RECIPE, _overrides(tmp_path / f"w{weight}", teacher_folder, cache, **extra))
+        first[weight] = distill(config).losses[0]
+    assert first[1.0] != pytest.approx(first[8.0], rel=1e-3)
+    error = torch.zeros(1, 1, 3, 1, 1)
+    error[:, :, 0] = 1.0  # all the error in frame 0
+    assert flow.frame_weighted_mse(error, torch.zeros_like(error), 8.0).item() == pytest.approx(8 / 10)
+    assert flow.frame_weighted_mse(error, torch.zeros_like(error), 1.0).item() == pytest.approx(1 / 3)

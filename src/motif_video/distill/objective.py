@@ -108,7 +108,10 @@ class PerFlowDistillation:
             torch.cat([targets.x, channels], dim=1), flow.timestep_from_sigma(targets.sigma), text, mask,
             guidance=scale if d.guidance_embeds else None,
         )  # fmt: skip
-        losses = (out.sample.float() - targets.velocity.float()).pow(2).flatten(1).mean(dim=1)
+        # latent frame 0 weighted as the teacher's training weighted it (`objective.first_frame_weight`)
+        losses = flow.frame_weighted_mse(
+            out.sample, targets.velocity, self.config.objective.first_frame_weight
+        )
         return LossOutput(losses.mean(), losses.detach(), targets.sigma.detach())
 
     def _guidance(self) -> GuidanceConfig:
