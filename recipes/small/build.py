@@ -20,7 +20,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: the repository root makes `recipes.small` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from recipes.small.clips import NARROW, PATH_ADVANCE, write_clips
+from recipes.small.clips import NARROW, write_clips
 from recipes.small.components import assemble, write_components
 from recipes.small.vae import VaeTrainConfig, add_first_frame_stats, finetune_decoder, train_vae
 
@@ -61,12 +61,6 @@ FINAL_STAGE = ("transformer8", 4000, 3e-4, (
 ))  # fmt: skip
 # Then the same stage once more with latent frame 0 weighted 8, on a lower learning rate.
 LAST_STAGE = ("transformer9", 4000, 2e-4, (*FINAL_STAGE[3], "objective.first_frame_weight=8"))
-# Then the extension's stage: `LAST_STAGE` continued with its conditioned steps drawn from clips that start anywhere
-# along their path (objects near or past the frame's edge, as a 4x extension's later windows show them; the
-# unconditioned steps keep the narrow clips, whose caption decides where the object is). Every earlier prefix was the
-# start of a scene: the windows of an extension redrew the caption's path from its start, a jump back at each
-# window's first generated latent frame (BENCHMARKS.md, "Where the seam is").
-PATH_STAGE = ("transformer10", 4000, 2e-4, LAST_STAGE[3])
 # Last, the decoder alone on whole clips, half the steps with one latent frame replaced by a keyframe's still
 # group (BENCHMARKS.md, "what limits a keyframe's PSNR").
 KEYFRAME_DECODER = dict(steps=1000, lr=1e-4, frames=33, crop=0, batch_size=1, first_frame_weight=1.0,
@@ -85,8 +79,6 @@ STAGES = (
     "components_f0",
     FINAL_STAGE[0],
     LAST_STAGE[0],
-    "clips_paths",
-    PATH_STAGE[0],
     "components_keyframes",
     "assemble",
 )
@@ -271,17 +263,7 @@ class Build:
         self.vae_stage("components_f0", first_frame_components, out / "cache_f0")
         on_narrow_clips(FINAL_STAGE, NARROW_STAGE[0], components_f0, "cache_f0")
         on_narrow_clips(LAST_STAGE, FINAL_STAGE[0], components_f0, "cache_f0")
-        self.stage(
-            "clips_paths",
-            lambda: write_clips(out / "clips_paths", self.args.clips, ranges=NARROW, exclude=self.held_out,
-                                advance_range=PATH_ADVANCE),
-        )  # fmt: skip
-        paths = (
-            f"data.conditioned_path={out / 'clips_paths'}",
-            f"data.conditioned_cache={out / 'cache_paths'}",
-        )
-        on_narrow_clips((*PATH_STAGE[:3], (*PATH_STAGE[3], *paths)), LAST_STAGE[0], components_f0, "cache_f0")
-        return PATH_STAGE[0], self.keyframe_decoder(components_f0)
+        return LAST_STAGE[0], self.keyframe_decoder(components_f0)
 
     def keyframe_decoder(self, components: Path) -> Path:
         """`components` with the decoder fine-tuned on clips whose latent frames are now and then a keyframe's still

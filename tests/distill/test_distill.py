@@ -227,11 +227,11 @@ def test_small_4step_recipe_follows_the_shipped_small_model():
     ]
     out = parse_args([]).output  # the build's folder; its last stage trains on clips_narrow / cache_f0
     assert (recipe.data.path, recipe.data.cache) == (str(out / "clips_narrow"), str(out / "cache_f0"))
-    from recipes.small.build import HERE, PATH_STAGE
+    from recipes.small.build import HERE, LAST_STAGE
 
     from motif_video.training.config import load_config
 
-    teacher = load_config(HERE / "config.yaml", list(PATH_STAGE[3]))
+    teacher = load_config(HERE / "config.yaml", list(LAST_STAGE[3]))
     assert recipe.objective.first_frame_weight == teacher.objective.first_frame_weight == 8.0
 
 
