@@ -62,6 +62,22 @@ def test_training_draws_the_conditioned_cache_exactly_on_conditioned_steps(tmp_p
     assert [m > 50 for m in seen] == expected
 
 
+def test_a_share_of_conditioned_steps_draws_the_conditioned_cache(tmp_path):
+    cache, second = write_random_cache(tmp_path / "cache", count=6), tmp_path / "paths"
+    base = [
+        *tiny_overrides(tmp_path / "run", cache),
+        f"data.conditioned_cache={second}",
+        "i2v.probability=0.5",
+    ]
+    config = load_config(None, [*base, "data.conditioned_share=0.5"])
+    picks = [(draws.conditioned(config, s), draws.from_conditioned_cache(config, s)) for s in range(400)]
+    assert all(c for c, second_set in picks if second_set)  # only conditioned steps draw it
+    share = sum(s for _, s in picks) / sum(c for c, _ in picks)
+    assert 0.4 < share < 0.6
+    every = load_config(None, base)
+    assert all(draws.from_conditioned_cache(every, s) == draws.conditioned(every, s) for s in range(100))
+
+
 @pytest.mark.parametrize(
     "extra, word",
     [
@@ -69,6 +85,7 @@ def test_training_draws_the_conditioned_cache_exactly_on_conditioned_steps(tmp_p
         (["data.conditioned_cache=paths", "data.cache=null", "data.path=clips"], "data.cache"),
         (["data.conditioned_cache=paths", "i2v.probability=0"], "probability"),
         (["data.conditioned_cache=paths", "i2v.probability=1.0"], "probability"),
+        (["data.conditioned_cache=paths", "data.conditioned_share=0"], "conditioned_share"),
     ],
 )
 def test_conditioned_data_settings_that_cannot_work_are_refused(tmp_path, extra, word):

@@ -58,6 +58,7 @@ class DataConfig:
     # mean. Those steps draw only from it, the others only from `cache`.
     conditioned_path: str | None = None
     conditioned_cache: str | None = None
+    conditioned_share: float = 1.0  # the share of conditioned steps drawn from it (the rest from `cache`)
 
 
 @dataclass
@@ -203,6 +204,8 @@ class TrainConfig:
             raise ValueError(
                 "data.conditioned_cache needs data.cache: both sets are drawn from latent caches"
             )
+        if not 0 < d.conditioned_share <= 1:
+            raise ValueError(f"data.conditioned_share must be in (0, 1], got {d.conditioned_share}")
         if d.conditioned_cache and not 0 < self.i2v.probability < 1:
             raise ValueError(
                 f"data.conditioned_cache is drawn on conditioned steps only: i2v.probability must be in (0, 1) "

@@ -2,9 +2,10 @@
 an uninterrupted one exactly and N processes reproduce one process with the same global batch.
 
 Streams: 1.. are global sample indices (each sample's sigma, noise and text-dropout coin; distillation's window,
-in-window time and guidance scale), 0 the step itself (the image-to-video coin), `PATTERN` its conditioning pattern, `ROUTE_COIN` whether a step routes
-its tokens (the same on every rank) and `ROUTE_TOKENS + rank` TREAD's token choice (drawn per rank: the one draw
-that depends on how the batch is split).
+in-window time and guidance scale), 0 the step itself (the image-to-video coin), `PATTERN` its conditioning
+pattern, `DATA` which data set a conditioned step draws from, `ROUTE_COIN` whether a step routes its tokens (these
+the same on every rank) and `ROUTE_TOKENS + rank` TREAD's token choice (drawn per rank: the one draw that depends
+on how the batch is split).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ STEP = 0
 ROUTE_TOKENS = 10**9
 ROUTE_COIN = 2 * 10**9
 PATTERN = 3 * 10**9  # the image-to-video conditioning pattern of a step (the same on every rank)
+DATA = 4 * 10**9  # whether a conditioned step draws from `data.conditioned_cache` (the same on every rank)
 
 
 def step_generator(seed: int, step: int, stream: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -36,6 +38,15 @@ def conditioned(config: TrainConfig, draw_step: int) -> bool:
     """Whether step `draw_step` is image-conditioned (`i2v.probability`; the same on every rank). The batch sampler
     asks it too when conditioned steps draw from their own data (`data.conditioned_cache`)."""
     return coin(config.seed, draw_step, STEP) < config.i2v.probability
+
+
+def from_conditioned_cache(config: TrainConfig, draw_step: int) -> bool:
+    """Whether step `draw_step` takes its batch from `data.conditioned_cache`: a conditioned step, and then with
+    probability `data.conditioned_share`."""
+    d = config.data
+    if d.conditioned_cache is None or not conditioned(config, draw_step):
+        return False
+    return d.conditioned_share >= 1 or coin(config.seed, draw_step, DATA) < d.conditioned_share
 
 
 def sample_noise(

@@ -79,13 +79,13 @@ def build_data(config: TrainConfig, accelerator: Any, components: Any) -> TrainD
     sampler = sampler_of(dataset)
     if d.conditioned_cache:
         from .cache import CachedDataset, check_latent_norm, read_index
-        from .draws import conditioned
+        from .draws import from_conditioned_cache
 
         folder = _expand(d.conditioned_cache, config)
         check_latent_norm(read_index(folder), vae, folder)
         second = CachedDataset(folder)
         sampler = ConditionedBatchSampler(
-            sampler, sampler_of(second), len(dataset), lambda step: conditioned(config, step)
+            sampler, sampler_of(second), len(dataset), lambda step: from_conditioned_cache(config, step)
         )
         dataset = torch.utils.data.ConcatDataset([dataset, second])
     return TrainData(dataset, sampler, collate_fn, null_text, null_mask, cached)
