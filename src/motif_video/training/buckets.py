@@ -67,18 +67,14 @@ class BucketBatchSampler:
 
 class ConditionedBatchSampler:
     """Batches of two datasets laid end to end (the second's indices after the first's `offset` items): step s
-    takes the second's batch s where `conditioned(s)`, else the first's. Each keeps its own order, a pure function
+    takes the second's batch s where `is_conditioned(s)`, else the first's. Each keeps its own order, a pure function
     of (seed, step) as `BucketBatchSampler`'s."""
 
     def __init__(
         self, main: BucketBatchSampler, conditioned: BucketBatchSampler, offset: int, is_conditioned
     ) -> None:
-        self.main, self.conditioned, self.offset, self.is_conditioned = (
-            main,
-            conditioned,
-            offset,
-            is_conditioned,
-        )
+        self.main, self.conditioned = main, conditioned
+        self.offset, self.is_conditioned = offset, is_conditioned
 
     @property
     def utilisation(self) -> float:

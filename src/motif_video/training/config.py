@@ -55,7 +55,7 @@ class DataConfig:
     # A second cache (written from `conditioned_path` when incomplete) whose items are drawn only on steps that
     # `i2v` conditions: clips whose frames do not follow from the caption alone (a path seen from its middle, as a
     # video extension's later windows show it), which an unconditioned text-to-video step would blur into its
-    # mean. Those steps draw only from it, the others only from `cache`.
+    # mean. Those steps (the `conditioned_share` of them) draw from it, every other step from `cache`.
     conditioned_path: str | None = None
     conditioned_cache: str | None = None
     conditioned_share: float = 1.0  # the share of conditioned steps drawn from it (the rest from `cache`)
