@@ -229,7 +229,6 @@ def test_small_4step_recipe_follows_the_shipped_small_model():
     assert (recipe.data.path, recipe.data.cache) == (str(out / "clips_narrow"), str(out / "cache_f0"))
 
 
-
 def test_the_students_frame_0_is_weighted_as_the_teachers_training_weighted_it(teacher_folder, tmp_path):
     """`objective.first_frame_weight` weights latent frame 0 in the distillation loss too (flow.frame_weighted_mse):
     the same first step (same student, targets and draws) gives another loss, and weight 1 the plain mean."""
@@ -239,7 +238,9 @@ def test_the_students_frame_0_is_weighted_as_the_teachers_training_weighted_it(t
     first = {}
     for weight in (1.0, 8.0):
         extra = {"max_steps": 1, "objective.first_frame_weight": weight}
-        config = load_distill_config(RECIPE, _overrides(tmp_path / f"w{weight}", teacher_folder, cache, **extra))
+        config = load_distill_config(
+            RECIPE, _overrides(tmp_path / f"w{weight}", teacher_folder, cache, **extra)
+        )
         first[weight] = distill(config).losses[0]
     assert first[1.0] != pytest.approx(first[8.0], rel=1e-3)
     error = torch.zeros(1, 1, 3, 1, 1)

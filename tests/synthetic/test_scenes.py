@@ -134,7 +134,9 @@ def test_clips_written_along_their_paths(tmp_path):
     paths = write_clips(tmp_path / "a", 12, frames=9, height=32, width=32, advance_range=PATH_ADVANCE)
     again = write_clips(tmp_path / "b", 12, frames=9, height=32, width=32, advance_range=PATH_ADVANCE)
     labels = [json.loads(p.with_suffix(".json").read_text()) for p in paths]
-    assert labels == [json.loads(p.with_suffix(".json").read_text()) for p in again]  # a function of seed and index
+    assert labels == [
+        json.loads(p.with_suffix(".json").read_text()) for p in again
+    ]  # a function of seed and index
     plain = [scene_at(0, i) for i in range(12)]
     moved = [lab["start"] != list(s.start) for lab, s in zip(labels, plain) if s.motion != "grows"]
     assert sum(moved) >= len(moved) - 1  # (a draw of 0 exactly is possible, not likely)
