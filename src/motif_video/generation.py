@@ -296,6 +296,8 @@ def generate(request: GenerateRequest | GenerationPlan, log=print) -> dict[str, 
     log = log if rank == 0 else (lambda *_: None)
     try:
         result = _generate_on_rank(plan, rank, log)
+        if own_group:  # every rank done with the store before any tears the group down
+            dist.barrier()
     finally:
         if own_group:
             dist.destroy_process_group()

@@ -88,6 +88,7 @@ def run_rank(rank: int, out_dir: str) -> None:
             "max_abs_diff": max((a - b).abs().max().item() for a, b in zip(outputs["single"][0], outputs["parallel"][0])),
         }  # fmt: skip
         results["backend"] = _model_backend_case(cases()["t2v"][1])
+        dist.barrier()  # both ranks done with the file store before either tears it down
     finally:
         dist.destroy_process_group()
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(results))
