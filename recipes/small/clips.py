@@ -14,8 +14,9 @@ from motif_video.synthetic.video import write_video
 # the same labels as `VARIED` with less size and place variation, so that the mean clip of a caption keeps its
 # shape's corners (the last transformer stage)
 NARROW = SceneRanges(radius=(0.20, 0.22), grow_radius=(0.14, 0.15), jitter=0.02)
-# how far along its path a clip of the path stage starts, in clip lengths: a 4x extension's windows start at 0.75,
-# 1.5 and 2.25 clip lengths; from about 1.0 on the object leaves the frame within the clip
+# how far along its path a clip of the path-clip experiment starts (BENCHMARKS.md, "Why the window's first generated
+# frames jump"; not a build stage), in clip lengths: a 4x extension's windows start at 0.75, 1.5 and 2.25 clip
+# lengths; from about 1.0 on the object leaves the frame within the clip
 PATH_ADVANCE = (0.0, 1.5)
 
 
