@@ -108,7 +108,7 @@ class PerFlowDistillation:
             torch.cat([targets.x, channels], dim=1), flow.timestep_from_sigma(targets.sigma), text, mask,
             guidance=scale if d.guidance_embeds else None,
         )  # fmt: skip
-        # latent frame 0 weighted as the teacher's training weighted it (`objective.first_frame_weight`)
+        # latent frame 0 weighted `objective.first_frame_weight` against the others, as in the training loss
         losses = flow.frame_weighted_mse(
             out.sample, targets.velocity, self.config.objective.first_frame_weight
         )

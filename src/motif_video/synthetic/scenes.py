@@ -158,9 +158,9 @@ def advance(scene: Scene, clips: float) -> Scene:
     size, so a later window of it is not a scene of this family."""
     if clips < 0:
         raise ValueError(f"clips must be >= 0, got {clips}")
-    dx, dy = DIRECTIONS.get(scene.motion, (0.0, 0.0))
     if scene.motion == "grows" or clips == 0:
         return scene
+    dx, dy = DIRECTIONS[scene.motion]
     x, y = scene.start
     start = (round(x + dx * TRAVEL * clips, 4), round(y + dy * TRAVEL * clips, 4))
     return Scene(scene.shape, scene.colour, scene.background, scene.motion, scene.radius, start)

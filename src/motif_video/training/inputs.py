@@ -54,12 +54,11 @@ def build_data(config: TrainConfig, accelerator: Any, components: Any) -> TrainD
             _build_cache(config, media, folder, components)
     accelerator.wait_for_everyone()
     if cache:
-        from .cache import CachedDataset, check_latent_norm, collate_cached, read_index
+        from .cache import collate_cached
         from .components import vae_config
 
         vae = components.vae.config if components is not None else vae_config(config.model.components)
-        check_latent_norm(read_index(cache), vae, cache)
-        dataset = CachedDataset(cache)
+        dataset = _checked_cache(cache, vae)
         null_text, null_mask, collate_fn, cached = dataset.null_text, dataset.null_mask, collate_cached, True
     else:
         from .data import collate
@@ -78,17 +77,22 @@ def build_data(config: TrainConfig, accelerator: Any, components: Any) -> TrainD
 
     sampler = sampler_of(dataset)
     if d.conditioned_cache:
-        from .cache import CachedDataset, check_latent_norm, read_index
         from .draws import from_conditioned_cache
 
-        folder = _expand(d.conditioned_cache, config)
-        check_latent_norm(read_index(folder), vae, folder)
-        second = CachedDataset(folder)
+        second = _checked_cache(_expand(d.conditioned_cache, config), vae)
         sampler = ConditionedBatchSampler(
             sampler, sampler_of(second), len(dataset), lambda step: from_conditioned_cache(config, step)
         )
         dataset = torch.utils.data.ConcatDataset([dataset, second])
     return TrainData(dataset, sampler, collate_fn, null_text, null_mask, cached)
+
+
+def _checked_cache(folder: str, vae_config: Any):
+    """The `CachedDataset` of `folder`, refused when its latents were normalised otherwise than `vae_config` says."""
+    from .cache import CachedDataset, check_latent_norm, read_index
+
+    check_latent_norm(read_index(folder), vae_config, folder)
+    return CachedDataset(folder)
 
 
 def needs_encoders(config: TrainConfig) -> bool:
