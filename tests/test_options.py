@@ -119,6 +119,9 @@ def test_pipeline_kwargs_are_parameters_of_the_pipeline_calls():
     i2v = pipeline_kwargs(request, "b", image_to_video=True)
     assert t2v["prompt"] == "b" and t2v["num_inference_steps"] == 3 and "keep_first_frame" not in t2v
     assert i2v["keep_first_frame"] is True
+    assert t2v["repaint_first_frame"] is None  # left to the model folder
+    repaint = parse_request({"prompts": "a", "repaint_first_frame": False})
+    assert pipeline_kwargs(repaint, "a", image_to_video=False)["repaint_first_frame"] is False
     assert set(t2v) <= set(inspect.signature(MotifVideoPipeline.__call__).parameters)
     assert set(i2v) <= set(inspect.signature(MotifVideoImageToVideoPipeline.__call__).parameters)
 

@@ -45,6 +45,7 @@ APG_ETA = 1.0
 APG_NORM_DIMS = (-1, -2, -4)  # W, H, C of a [B, C, T, H, W] velocity: one norm per latent frame
 CONDITIONING_BLUR = 0.0  # I2V timestep-aware blur strength: off, as released
 KEEP_FIRST_FRAME = False  # I2V: the model generates latent frame 0 from the condition channels, as released
+REPAINT_FIRST_FRAME = False  # latent frame 0 as the model generated it, as released (`pipelines.latents`)
 # A None negative prompt means the pipeline's 39-term trained one (`pipelines.prompts.DEFAULT_NEGATIVE_PROMPT`).
 
 GENERATION_CONFIG_NAME = "generation_config.json"
@@ -71,6 +72,9 @@ class GenerationDefaults:
     negative_prompt: str | None = None
     conditioning_blur: float | None = None  # I2V: the timestep-aware blur strength the model was trained with
     keep_first_frame: bool | None = None  # I2V: hold latent frame 0 on the image's path (the I2V pipeline)
+    repaint_first_frame: bool | None = (
+        None  # re-encode latent frame 0 from pixel frame 1 when nothing conditions it
+    )
 
     def __post_init__(self) -> None:
         if self.num_inference_steps is not None and self.num_inference_steps < 1:
@@ -145,6 +149,7 @@ RELEASED = GenerationDefaults(
     num_frames=NUM_FRAMES,
     conditioning_blur=CONDITIONING_BLUR,
     keep_first_frame=KEEP_FIRST_FRAME,
+    repaint_first_frame=REPAINT_FIRST_FRAME,
 )
 
 

@@ -192,6 +192,15 @@ class GenerateRequest:
         i2v_only=True,
         default_text="the model folder's generation_config.json, else off as released",
     )
+    repaint_first_frame: bool | None = option(
+        None,
+        "re-encode latent frame 0 from pixel frame 1 after sampling when no image gives frame 0 (for a model that "
+        "draws the first frame's latent worse than the rest, as the small model does)",
+        "video",
+        cli="negatable",
+        pipeline="repaint_first_frame",
+        default_text="the model folder's generation_config.json, else off as released",
+    )
     height: int | None = option(
         None,
         "pixels, a multiple of 16",

@@ -32,7 +32,7 @@ from ..hub import DEFAULT_MODEL_ID, resolve_folder
 from ..options import check_video_size
 from . import prompts as P
 from .guidance import GuidanceConfig, Guider, config_from_guider, runs_own_protocol
-from .latents import decode_latents, to_model_latents
+from .latents import decode_latents, repaint_first_latent, to_model_latents
 from .lora import MotifVideoLoraLoaderMixin
 from .run_plan import GivenEmbeds, RunPlan, call_prompts, call_sigmas, check_strength
 from .sampling import SamplerChoice, choose_shift, scheduler_config_of
@@ -527,6 +527,18 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         return latents, cond, uncond
 
     # ---------------------------------------------------------------------------------------------------- output
+    def repaint_unconditioned_first_frame(
+        self, latents: torch.Tensor, repaint: bool | None, conditioning: Conditioning
+    ) -> torch.Tensor:
+        """`latents` with latent frame 0 re-encoded from pixel frame 1 (`latents.repaint_first_latent`) when
+        `repaint` (None: the folder's generation_config.json, else off as released) and no condition gives frame 0."""
+        if not self.generation_defaults.resolve(repaint_first_frame=repaint)["repaint_first_frame"]:
+            return latents
+        mask = conditioning.mask
+        if conditioning.latent is not None and (mask is None or float(mask[0]) > 0):
+            return latents  # frame 0 is given: an image, a clip prefix
+        return repaint_first_latent(self.vae, latents)
+
     def decode(
         self,
         latents: torch.Tensor,

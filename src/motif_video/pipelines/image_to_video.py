@@ -80,6 +80,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         last_image=None,
         video=None,
         strength: float = 1.0,
+        repaint_first_frame: bool | None = None,
     ) -> MotifVideoPipelineOutput | tuple:
         """Generate videos starting from `image` (one image, or one per prompt). See `MotifVideoPipeline.__call__`.
 
@@ -99,6 +100,8 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         Blur and `keep_first_frame` apply to every conditioned frame. Conflicting or out-of-range conditions raise a
         ValueError before any model runs. SigLIP tokens come from `image` only (the model saw them with frame 0).
         `video` + `strength`: video-to-video (SDEdit, `MotifVideoPipeline.__call__`).
+        `repaint_first_frame`: as in `MotifVideoPipeline.__call__`, when no condition gives frame 0 (a last image or
+        keyframes alone).
         The released weights were trained with frame 0 only: other positions need a model trained on them
         (`recipes/motif-video-2b/conditions-lora.yaml`).
         """
@@ -130,6 +133,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         latents = self.sample(
             latents, run, cond, uncond, conditioning, callback_on_step_end, callback_on_step_end_tensor_inputs
         )
+        latents = self.repaint_unconditioned_first_frame(latents, repaint_first_frame, conditioning)
         video = self.decode(latents, output_type, stream_decode, vae_batch_size)
         self.maybe_free_model_hooks()
         return MotifVideoPipelineOutput(frames=video) if return_dict else (video,)

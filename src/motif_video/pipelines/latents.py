@@ -7,6 +7,10 @@ of a sequence alone, so latent frame 0 has a distribution of its own (on the sma
 decoded sequence; they map frame 0's per-channel distribution onto that of the other frames. Without them (the
 released VAE) every frame uses the first pair. The leading underscore keeps diffusers from warning about an unknown
 config key; it loads and saves like any other.
+
+`repaint_first_latent` replaces a generated latent frame 0 (the causal VAE's image latent, the one latent a
+transformer draws from text least well) by the VAE's own encoding of pixel frame 1 decoded from the latents: the
+pipelines' `repaint_first_frame` option, for frame 0 that no condition gives.
 """
 
 from __future__ import annotations
@@ -136,3 +140,26 @@ def decode_latents(
         vae.clear_cache()
         videos.append(torch.cat(chunks, dim=2))
     return torch.cat(videos)
+
+
+@torch.no_grad()
+def repaint_first_latent(vae, latents: torch.Tensor) -> torch.Tensor:
+    """`latents` [B, 16, T, h, w] (normalised, T >= 2) with latent frame 0 re-encoded from pixel frame 1.
+
+    The causal VAE encodes pixel frame 0 alone into latent frame 0 and every later group of 4 frames after it, so
+    the two kinds of latent differ; a model may draw the group latents right and the image latent wrong (the small
+    model: frame 0 too light, orange read as yellow, while frames 1-32 are right). Decoding latent frames 0-1 gives
+    pixel frames 0-4; frame 1 depends on latent frame 1 and on frame 0 only through the decoder's causal context, so
+    it is the closest frame the model drew right. Encoding it alone gives an image latent that the decoder turns back
+    into that frame, and decoding with it also clears what the old frame 0 carried into frames 1-4. Frame 0 then
+    shows frame 1's content (one frame of hold: at 16-24 fps a 40-60 ms pause before the motion). Latents of one
+    frame are returned unchanged.
+    """
+    if latents.shape[2] < 2:
+        return latents
+    pixels = decode_latents(vae, latents[:, :, :2], output_device=latents.device)  # [B, 3, 5, H, W]
+    frame = pixels[:, :, 1:2].to(vae.dtype)
+    first = to_model_latents(vae.encode(frame).latent_dist.mode(), vae.config)
+    repainted = latents.clone()
+    repainted[:, :, :1] = first.to(latents.dtype)
+    return repainted

@@ -67,6 +67,7 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         stream_decode: bool = True,
         video=None,
         strength: float = 1.0,
+        repaint_first_frame: bool | None = None,
     ) -> MotifVideoPipelineOutput | tuple:
         """Generate videos. Size and negative prompt left None come from the folder's generation_config.json, else
         736x1280, 121 frames and the 39-term trained negative prompt; "" is an empty negative prompt.
@@ -85,6 +86,9 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         [-1, 1]) and `strength` in (0, 1]: the first N - int(N * strength) steps are skipped and sampling starts from
         the video's latents noised to the next sigma (1: from pure noise). Frame count left None: the video's, cut to
         4k + 1; size left None: the video's when a multiple of 16, else the folder's (the video is resized).
+        `repaint_first_frame=True` re-encodes latent frame 0 from pixel frame 1 after sampling
+        (`motif_video.pipelines.latents.repaint_first_latent`: for a model that draws the causal VAE's first-frame
+        latent worse than the rest); None: the folder's generation_config.json, else off as released.
         """
         if video is not None:
             height, width, num_frames = self.video_size(video, strength, height, width, num_frames)
@@ -107,15 +111,11 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         )
         if source is not None:
             run, latents = self.noised_start(run, source, latents, strength)
+        conditioning = Conditioning()
         latents = self.sample(
-            latents,
-            run,
-            cond,
-            uncond,
-            Conditioning(),
-            callback_on_step_end,
-            callback_on_step_end_tensor_inputs,
+            latents, run, cond, uncond, conditioning, callback_on_step_end, callback_on_step_end_tensor_inputs
         )
+        latents = self.repaint_unconditioned_first_frame(latents, repaint_first_frame, conditioning)
         frames = self.decode(latents, output_type, stream_decode, vae_batch_size)
         self.maybe_free_model_hooks()
         return MotifVideoPipelineOutput(frames=frames) if return_dict else (frames,)
