@@ -120,6 +120,7 @@ def test_eval_json_has_the_figures(capsys):
             assert scores["clips"] == 1 and scores["frames"] == 33
     assert figures["i2v"]["held_out"]["first_frame_psnr"] > 20
     assert figures["videos"] == 4 and figures["split"] == "test"
+    assert figures["repaint_first_frame"] is True  # the small model's generation_config.json
     # wall time per video: loading and reading included, so above the pipeline calls alone
     assert figures["seconds_per_video"] > figures["generate_seconds_per_video"] > 0
     # one bar over the run's videos, no per-step bars
@@ -131,6 +132,23 @@ def test_eval_step_cache_skips_steps_and_reports_them(capsys):
     assert main([*argv, "--cache-threshold", "0.5"]) == 0
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert 0.3 < figures["cache_skipped_fraction"] < 1 and figures["cache_threshold"] == 0.5
+    assert figures["repaint_first_frame"] is True
+
+
+def test_eval_turns_the_repaint_off(capsys, monkeypatch):
+    import motif_video.pipelines.base as base
+
+    calls = []
+    repaint = base.repaint_first_latent
+    monkeypatch.setattr(base, "repaint_first_latent", lambda vae, z: calls.append(1) or repaint(vae, z))
+    argv = ["eval", "--prompts", "1", "--seeds", "1", "--steps", "2", "--json", "--threads", "1"]
+    runs = []
+    for flag in ([], ["--no-repaint-first-frame"]):
+        assert main([*argv, *flag]) == 0
+        runs.append((json.loads(capsys.readouterr().out.strip().splitlines()[-1]), len(calls)))
+        calls.clear()
+    # on: the two T2V videos are repainted, the two I2V ones (their image gives frame 0) are not
+    assert [(r["repaint_first_frame"], n) for r, n in runs] == [(True, 2), (False, 0)]
 
 
 def test_shipped_student_loads_by_name_and_samples_in_its_steps(pipe):

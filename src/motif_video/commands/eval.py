@@ -35,6 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-frames", type=int, help="(default: the model's)")
     p.add_argument("--guidance-scale", type=float, help="(default: the model's guider config)")
     p.add_argument(
+        "--repaint-first-frame",
+        action=argparse.BooleanOptionalAction,
+        help="re-encode latent frame 0 from pixel frame 1 where no image gives it (default: the model's "
+        "generation_config.json)",
+    )
+    p.add_argument(
         "--cache-threshold", type=float, default=0.0, help="step cache threshold; 0 = off (default: 0)"
     )
     p.add_argument(
@@ -99,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
             width=args.width,
             num_frames=args.num_frames,
             guidance_scale=args.guidance_scale,
+            repaint_first_frame=args.repaint_first_frame,
             cache_threshold=args.cache_threshold,
             fp8=args.fp8,
             i2v=not args.no_i2v,

@@ -183,8 +183,8 @@ def run_condition_suite(
     config.i2v = True
     _, pipe = _load(config)
     common = dict(height=h, width=w, num_frames=f, num_inference_steps=config.steps or defaults.num_inference_steps,
-                  guidance_scale=config.guidance_scale, negative_prompt=defaults.negative_prompt, output_type="np",
-                  guidance_batching="batched")  # fmt: skip
+                  guidance_scale=config.guidance_scale, repaint_first_frame=config.repaint_first_frame,
+                  negative_prompt=defaults.negative_prompt, output_type="np", guidance_batching="batched")  # fmt: skip
     cases = eval_suite(config.prompts, config.split)
     total = len(cases) * config.seeds * (len(patterns) + (1 if extend >= 2 else 0))
     result: dict[str, Any] = {}

@@ -37,6 +37,7 @@ class OfflineEvalConfig:
     width: int | None = None
     num_frames: int | None = None
     guidance_scale: float | None = None
+    repaint_first_frame: bool | None = None  # None: the model's generation_config.json
     cache_threshold: float = 0.0  # step cache (First Block Cache) threshold; 0 = off
     fp8: str | None = None  # None, "weight_only" or "dynamic" (torchao)
     i2v: bool = True
@@ -129,6 +130,7 @@ def run_offline_eval(config: OfflineEvalConfig) -> dict[str, Any]:
         num_frames=frames,
         num_inference_steps=steps,
         guidance_scale=config.guidance_scale,
+        repaint_first_frame=config.repaint_first_frame,
         negative_prompt=defaults.negative_prompt,
         output_type="np",
         guidance_batching="batched",
@@ -180,6 +182,9 @@ def run_offline_eval(config: OfflineEvalConfig) -> dict[str, Any]:
             "cache_threshold": config.cache_threshold,
             "cache_skipped_fraction": skipped / calls if calls else 0.0,
             "fp8": config.fp8 or "off",
+            "repaint_first_frame": defaults.repaint_first_frame
+            if config.repaint_first_frame is None
+            else config.repaint_first_frame,
             "model": config.model,
             "lora": list(config.lora),
             "threads": torch.get_num_threads(),
