@@ -170,3 +170,14 @@ def test_shipped_student_loads_by_name_and_samples_in_its_steps(pipe):
         callback_on_step_end=lambda p, i, t, kw: seen.append(i) or kw,
     ).frames  # fmt: skip
     assert seen == [0, 1, 2, 3] and video.shape == (1, 33, 64, 64, 3) and np.isfinite(video).all()
+
+
+def test_recipe_writes_the_shipped_generation_and_guider_configs():
+    """`recipes/small/build.py` assembles the folder with these defaults (the repaint and the guider scale included),
+    so rebuilding reproduces what ships."""
+    from recipes.small.build import GENERATION, parse_args
+
+    folder = resolve_folder("small")
+    assert json.loads((folder / "generation_config.json").read_text()) == GENERATION
+    guider = json.loads((folder / "guider" / "guider_config.json").read_text())
+    assert guider["guidance_scale"] == parse_args([]).guidance_scale
