@@ -50,6 +50,52 @@ def test_same_frames_give_the_same_bytes_on_every_run_and_core_count(tmp_path):
     assert read_mp4_info(tmp_path / "pinned.mp4") == {"frames": 33, "width": 256, "height": 256, "fps": 24.0}
 
 
+def test_same_bytes_from_processes_that_loaded_a_model(tmp_path):
+    """A 32x32 clip of the small model (image-to-video of a flat red image, as the service tests make): encoded
+    from rgb24 frames, whose conversion the encoder did, it gave another stream in about one process in three that had
+    loaded the model (pixels up to 50 levels apart, so a served video differed from `generate`'s). The frames now
+    reach the encoder as yuv420p planes we compute (`yuv420p_planes`)."""
+    import PIL.Image
+    import torch
+
+    from motif_video import MotifVideoImageToVideoPipeline
+
+    pipe = MotifVideoImageToVideoPipeline.from_pretrained("small")
+    pipe.set_progress_bar_config(disable=True)
+    frames = pipe(
+        image=PIL.Image.new("RGB", (32, 32), (200, 30, 30)), prompt="a red circle moving left on a black background",
+        height=32, width=32, num_frames=5, num_inference_steps=2, generator=torch.Generator().manual_seed(6),
+        output_type="np",
+    ).frames[0]  # fmt: skip
+    np.save(tmp_path / "frames.npy", frames)
+    script = (
+        "import sys, numpy as np\n"
+        "from motif_video import MotifVideoPipeline\n"
+        "from motif_video.pipelines.export import write_mp4\n"
+        "MotifVideoPipeline.from_pretrained('small')\n"
+        f"write_mp4(np.load({str(tmp_path / 'frames.npy')!r}), sys.argv[1])\n"
+    )
+    paths = [tmp_path / f"p{i}.mp4" for i in range(5)]
+    for path in paths:
+        subprocess.run([sys.executable, "-c", script, str(path)], check=True, capture_output=True)
+    assert len({_digest(p) for p in paths}) == 1
+
+
+def test_yuv_planes_are_bt601_limited_range():
+    from motif_video.pipelines.export import yuv420p_planes
+
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    rgb[:, :, 0] = 255  # red: Y 81, Cb 90, Cr 240 in BT.601 limited range
+    planes = yuv420p_planes(rgb)
+    assert planes.shape == (6, 6)
+    flat = planes.ravel()
+    assert (flat[:24] == 81).all() and (flat[24:30] == 90).all() and (flat[30:] == 240).all()
+    white = yuv420p_planes(np.full((2, 2, 3), 255, np.uint8)).ravel()
+    assert white.tolist() == [235, 235, 235, 235, 128, 128]
+    with pytest.raises(ValueError, match="even height and width"):
+        yuv420p_planes(np.zeros((3, 4, 3), np.uint8))
+
+
 def test_metadata_round_trips(tmp_path):
     settings = {
         "prompt": "un cercle rouge ↑",

@@ -28,6 +28,34 @@ def to_uint8_frames(frames) -> np.ndarray:
 # x264 with a fixed thread count: its automatic count follows the machine's cores, and the stream (not only its
 # bytes) changes with the count, so the same frames would give a different video on another machine.
 ENCODER_THREADS = 1
+
+
+def yuv420p_planes(rgb: np.ndarray) -> np.ndarray:
+    """One [H, W, 3] uint8 RGB frame (H, W even) as the [3H/2, W] uint8 planes of a yuv420p frame: BT.601, limited
+    range, each chroma sample the mean of its 2x2 pixels (what ffmpeg's default conversion computes).
+
+    The encoder gets these planes instead of an rgb24 frame: converting an rgb24 frame, swscale read bytes of the
+    frame's row padding (at 32x32 the 96-byte rows sit in 128-byte lines), so the same frames gave a different
+    stream (pixels up to 50 levels apart) from one process to the next.
+    """
+    h, w = rgb.shape[:2]
+    if h % 2 or w % 2:
+        raise ValueError(f"frames must have an even height and width for yuv420p, got {w}x{h}")
+    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
+    y = 16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0
+    cb = 128.0 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255.0
+    cr = 128.0 + (112.0 * r - 93.786 * g - 18.214 * b) / 255.0
+
+    def plane(values: np.ndarray) -> np.ndarray:
+        return np.clip(np.round(values), 0, 255).astype(np.uint8)
+
+    def chroma(values: np.ndarray) -> np.ndarray:
+        return plane(values.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)))
+
+    planes = [plane(y), chroma(cb), chroma(cr)]  # PyAV reads them one after the other, flat
+    return np.concatenate([p.ravel() for p in planes]).reshape(3 * h // 2, w)
+
+
 METADATA_KEY = "comment"  # the MP4 tag (udta ©cmt) holding `metadata` as JSON
 
 
@@ -64,7 +92,9 @@ def write_mp4(
             stream.codec_context.thread_count = ENCODER_THREADS
             stream.options = {"crf": str(crf), "threads": str(ENCODER_THREADS)}
             for frame in video:
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+                container.mux(
+                    stream.encode(av.VideoFrame.from_ndarray(yuv420p_planes(frame), format="yuv420p"))
+                )
             container.mux(stream.encode())
         os.replace(tmp, path)
     except BaseException:
