@@ -72,9 +72,7 @@ class GenerationDefaults:
     negative_prompt: str | None = None
     conditioning_blur: float | None = None  # I2V: the timestep-aware blur strength the model was trained with
     keep_first_frame: bool | None = None  # I2V: hold latent frame 0 on the image's path (the I2V pipeline)
-    repaint_first_frame: bool | None = (
-        None  # re-encode latent frame 0 from pixel frame 1 when nothing conditions it
-    )
+    repaint_first_frame: bool | None = None  # latent frame 0 from pixel frame 1 where no condition gives it
 
     def __post_init__(self) -> None:
         if self.num_inference_steps is not None and self.num_inference_steps < 1:

@@ -34,9 +34,9 @@ def yuv420p_planes(rgb: np.ndarray) -> np.ndarray:
     """One [H, W, 3] uint8 RGB frame (H, W even) as the [3H/2, W] uint8 planes of a yuv420p frame: BT.601, limited
     range, each chroma sample the mean of its 2x2 pixels (what ffmpeg's default conversion computes).
 
-    The encoder gets these planes instead of an rgb24 frame: converting an rgb24 frame, swscale read bytes of the
-    frame's row padding (at 32x32 the 96-byte rows sit in 128-byte lines), so the same frames gave a different
-    stream (pixels up to 50 levels apart) from one process to the next.
+    The encoder gets these planes instead of rgb24 frames: left to the encoding path (swscale), the conversion gave
+    another stream of the same frames in some processes (seen on a 32x32 clip in about one process in three after a
+    model was loaded; pixels up to 50 levels apart), and computed here it gives the same bytes in every process.
     """
     h, w = rgb.shape[:2]
     if h % 2 or w % 2:
