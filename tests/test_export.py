@@ -51,10 +51,9 @@ def test_same_frames_give_the_same_bytes_on_every_run_and_core_count(tmp_path):
 
 
 def test_same_bytes_from_processes_that_loaded_a_model(tmp_path):
-    """A 32x32 clip of the small model (image-to-video of a flat red image, as the service tests make): encoded
-    from rgb24 frames, whose conversion the encoder did, it gave another stream in about one process in three that had
-    loaded the model (pixels up to 50 levels apart, so a served video differed from `generate`'s). The frames now
-    reach the encoder as yuv420p planes we compute (`yuv420p_planes`)."""
+    """A 32x32 clip of the small model (image-to-video of a flat red image, as the service tests make): with x264's
+    lookahead thread it gave another stream in some of the processes that had loaded the model (a served video
+    differed from `generate`'s); without it, the same bytes in each."""
     import PIL.Image
     import torch
 
@@ -79,21 +78,6 @@ def test_same_bytes_from_processes_that_loaded_a_model(tmp_path):
     for path in paths:
         subprocess.run([sys.executable, "-c", script, str(path)], check=True, capture_output=True)
     assert len({_digest(p) for p in paths}) == 1
-
-
-def test_yuv_planes_are_bt601_limited_range():
-    from motif_video.pipelines.export import yuv420p_planes
-
-    rgb = np.zeros((4, 6, 3), np.uint8)
-    rgb[:, :, 0] = 255  # red: Y 81, Cb 90, Cr 240 in BT.601 limited range
-    planes = yuv420p_planes(rgb)
-    assert planes.shape == (6, 6)
-    flat = planes.ravel()
-    assert (flat[:24] == 81).all() and (flat[24:30] == 90).all() and (flat[30:] == 240).all()
-    white = yuv420p_planes(np.full((2, 2, 3), 255, np.uint8)).ravel()
-    assert white.tolist() == [235, 235, 235, 235, 128, 128]
-    with pytest.raises(ValueError, match="even height and width"):
-        yuv420p_planes(np.zeros((3, 4, 3), np.uint8))
 
 
 def test_metadata_round_trips(tmp_path):
