@@ -182,9 +182,7 @@ def run_offline_eval(config: OfflineEvalConfig) -> dict[str, Any]:
             "cache_threshold": config.cache_threshold,
             "cache_skipped_fraction": skipped / calls if calls else 0.0,
             "fp8": config.fp8 or "off",
-            "repaint_first_frame": defaults.repaint_first_frame
-            if config.repaint_first_frame is None
-            else config.repaint_first_frame,
+            **defaults.resolve(repaint_first_frame=config.repaint_first_frame),
             "model": config.model,
             "lora": list(config.lora),
             "threads": torch.get_num_threads(),

@@ -532,11 +532,10 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
     ) -> torch.Tensor:
         """`latents` with latent frame 0 re-encoded from pixel frame 1 (`latents.repaint_first_latent`) when
         `repaint` (None: the folder's generation_config.json, else off as released) and no condition gives frame 0."""
+        if conditioning.gives_first_frame:
+            return latents
         if not self.generation_defaults.resolve(repaint_first_frame=repaint)["repaint_first_frame"]:
             return latents
-        mask = conditioning.mask
-        if conditioning.latent is not None and (mask is None or float(mask[0]) > 0):
-            return latents  # frame 0 is given: an image, a clip prefix
         return repaint_first_latent(self.vae, latents)
 
     def decode(

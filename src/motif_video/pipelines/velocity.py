@@ -49,6 +49,11 @@ class Conditioning:
     mask: torch.Tensor | None = None
     _channels: dict = field(default_factory=dict, repr=False)  # the last step's channels, by rounded sigma
 
+    @property
+    def gives_first_frame(self) -> bool:
+        """Whether latent frame 0 is conditioned (an image or a clip prefix at frame 0)."""
+        return self.latent is not None and (self.mask is None or float(self.mask[0]) > 0)
+
     def channels(self, latents: torch.Tensor, sigma: float) -> torch.Tensor:
         """The 17 condition channels [B, 17, T, h, w] at noise level `sigma` (computed once unless blurred)."""
         key = round(sigma, 6) if self.blur > 0 else None
