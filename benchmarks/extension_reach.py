@@ -1,0 +1,60 @@
+"""What a faithful continuation of a procedural scene shows over a K-times extension, with no model at all.
+
+For each case of the offline suite, the scene's own motion carried on past its clip (`synthetic.scenes.advance`,
+`TRAVEL` of the frame per clip length): the first frame of the K x F-frame video where the object covers less than
+one pixel (moving scenes), or, for growing ones, where its half-size passes half the frame side (it covers the frame).
+The evaluator reads direction from the first and last quarter of the video, so a continuation whose object is gone
+before the last quarter cannot read as its caption's direction.
+
+    PYTHONPATH=src python benchmarks/extension_reach.py --extend 4 --cases 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+
+
+def main() -> None:
+    from motif_video.evaluation.suite import eval_suite
+    from motif_video.synthetic.scenes import GROWTH, advance, coverage
+
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--extend", type=int, default=4, help="video length in clip lengths")
+    parser.add_argument("--cases", type=int, default=20, help="per group (seen, held out) of the test split")
+    parser.add_argument("--frames", type=int, default=33)
+    parser.add_argument("--size", type=int, default=64)
+    args = parser.parse_args()
+
+    total = args.extend * args.frames
+    clip = args.frames - 1  # frames per clip length of travel
+    ends: dict[str, list[int | None]] = {"moving": [], "growing": []}
+    for case in eval_suite(args.cases):
+        scene = case.scene
+        if scene.motion == "grows":
+            size = (scene.radius * (1 + (GROWTH - 1) * t / clip) for t in range(total))
+            ends["growing"].append(next((t for t, r in enumerate(size) if r > 0.5), None))
+            continue
+        shown = (
+            coverage(advance(scene, t / clip), 0, args.frames, args.size, args.size).sum()
+            for t in range(total)
+        )
+        ends["moving"].append(next((t for t, area in enumerate(shown) if area < 1), None))
+    report: dict = {"video_frames": total, "last_quarter_from": total - total // 4}
+    for kind, found in ends.items():
+        frames = [e for e in found if e is not None]
+        report[kind] = {
+            "cases": len(found),
+            "gone_or_filling": len(frames),
+            "frame_min": min(frames, default=None),
+            "frame_median": statistics.median(frames) if frames else None,
+            "frame_max": max(frames, default=None),
+        }
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
