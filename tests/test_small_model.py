@@ -118,6 +118,7 @@ def test_eval_json_has_the_figures(capsys):
             for key in ("colour", "colour_frames", "colour_frame0", "shape", "shape_frames", "direction"):
                 assert 0.0 <= scores[key] <= 1.0, (mode, group, key)
             assert scores["clips"] == 1 and scores["frames"] == 33
+            assert set(scores["se"]) >= {"colour", "colour_frame0", "shape", "direction"}  # standard errors
     assert figures["i2v"]["held_out"]["first_frame_psnr"] > 20
     assert figures["videos"] == 4 and figures["split"] == "test"
     assert figures["repaint_first_frame"] is True  # the small model's generation_config.json

@@ -1,4 +1,8 @@
+import math
+import statistics
+
 import numpy as np
+import pytest
 
 from motif_video.evaluation.analysis import object_masks, psnr_uint8, read_clip, shape_overlaps
 from motif_video.evaluation.scores import ACCURACIES, figures
@@ -11,9 +15,10 @@ def test_ground_truth_clips_score_fully_correct():
         scene = scene_at(1000, i)
         readings.append((read_clip(render(scene, 33, 64, 64)), scene))
     scores = figures(readings)
-    assert {k: v for k, v in scores.items() if k not in ("flicker", "clips", "frames")} == {
+    assert {k: v for k, v in scores.items() if k not in ("flicker", "clips", "frames", "se")} == {
         key: 1.0 for key in ACCURACIES
     }
+    assert scores["se"] == {key: 0.0 for key in ACCURACIES}  # every clip right: no spread
 
 
 def test_wrong_colour_and_reversed_motion_score_wrong():
@@ -75,3 +80,20 @@ def test_shape_overlaps_rank_the_true_shape_first():
         assert max(overlaps, key=overlaps.get) == shape, overlaps
         assert overlaps[shape] > 0.9
     assert shape_overlaps(np.zeros((64, 64), bool)) is None
+
+
+def test_standard_errors_are_over_clips():
+    """A per-clip share p of n clips has standard error sqrt(p (1 - p) / n); a per-frame share's error is taken over
+    the clips' own shares, not over frames (frames of a clip are not independent)."""
+    scene = Scene("circle", "red", "black", "right", 0.15, (0.2, 0.5))
+    right = read_clip(render(scene, 9, 64, 64))
+    blue = read_clip(render(Scene("circle", "blue", "black", "right", 0.15, (0.2, 0.5)), 9, 64, 64))
+    half = read_clip(np.concatenate([render(scene, 9, 64, 64)[:3], np.zeros((6, 64, 64, 3), np.uint8)]))
+    scores = figures([(right, scene), (right, scene), (blue, scene), (half, scene)])
+    assert scores["colour"] == 0.75 and scores["se"]["colour"] == pytest.approx(math.sqrt(0.75 * 0.25 / 4))
+    # per clip: 1, 1, 0 and 3 of 9 frames right; the share is over all 36 frames
+    assert scores["colour_frames"] == pytest.approx(21 / 36)
+    per_clip = [1.0, 1.0, 0.0, 1 / 3]
+    assert scores["se"]["colour_frames"] == pytest.approx(statistics.pstdev(per_clip) / 2)
+    assert scores["colour_frame0"] == 0.75  # the half clip's frame 0 is right
+    assert scores["se"]["colour_frame0"] == pytest.approx(math.sqrt(0.75 * 0.25 / 4))

@@ -3,6 +3,7 @@ frame read on its own) and for frame 0 alone. Pure functions of the readings."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 
@@ -22,32 +23,55 @@ ACCURACIES = (
 )
 
 
-def figures(readings: Sequence[tuple[Reading, Scene]]) -> dict[str, float]:
-    """Accuracies in [0, 1] (and mean flicker) of `(reading, truth)` pairs.
+def _per_clip(readings: Sequence[tuple[Reading, Scene]]) -> dict[str, list[float]]:
+    """Per accuracy, one value per clip: 1.0 / 0.0 for a per-clip figure, the clip's share of right frames for a
+    per-frame one (frames without an object, or whose shape is unclear, count as wrong)."""
+
+    def frames_right(readout: Sequence[str | None], truth: str) -> float:
+        return sum(x == truth for x in readout) / len(readout) if readout else 0.0
+
+    rows = [
+        {
+            "colour": r.colour == s.colour,
+            "colour_frames": frames_right(r.frame_colours, s.colour),
+            "colour_frame0": bool(r.frame_colours) and r.frame_colours[0] == s.colour,
+            "colour_every_frame": all(c == s.colour for c in r.frame_colours),
+            "shape": r.shape == s.shape,
+            "shape_frames": frames_right(r.frame_shapes, s.shape),
+            "shape_frame0": bool(r.frame_shapes) and r.frame_shapes[0] == s.shape,
+            "direction": r.motion == s.motion,
+            "background": r.background == s.background,
+        }
+        for r, s in readings
+    ]
+    return {key: [float(row[key]) for row in rows] for key in ACCURACIES}
+
+
+def figures(readings: Sequence[tuple[Reading, Scene]]) -> dict[str, float | int | dict[str, float]]:
+    """Accuracies in [0, 1] (and mean flicker) of `(reading, truth)` pairs, with their standard errors.
 
     colour / shape / direction / background   per clip: the clip's reading equals the truth
     colour_frames / shape_frames              per frame: share of all frames read right (a frame without an object,
                                               or whose shape is unclear, counts as wrong)
     colour_frame0 / shape_frame0              share of clips whose frame 0 reads right
     colour_every_frame                        share of clips whose every frame reads the right colour
+    se                                        per accuracy, one standard error over clips: the population standard
+                                              deviation of the per-clip values over sqrt(clips) (for a per-clip
+                                              share p, sqrt(p (1 - p) / clips)); frames of one clip are not
+                                              independent, so a per-frame figure's error is taken over clips too
     """
     if not readings:
         raise ValueError("no readings to score")
-
-    def share(hits: Sequence[bool]) -> float:
-        return sum(hits) / len(hits)
-
-    return {
-        "colour": share([r.colour == s.colour for r, s in readings]),
-        "colour_frames": share([c == s.colour for r, s in readings for c in r.frame_colours]),
-        "colour_frame0": share([r.frame_colours[0] == s.colour for r, s in readings]),
-        "colour_every_frame": share([all(c == s.colour for c in r.frame_colours) for r, s in readings]),
-        "shape": share([r.shape == s.shape for r, s in readings]),
-        "shape_frames": share([x == s.shape for r, s in readings for x in r.frame_shapes]),
-        "shape_frame0": share([r.frame_shapes[0] == s.shape for r, s in readings]),
-        "direction": share([r.motion == s.motion for r, s in readings]),
-        "background": share([r.background == s.background for r, s in readings]),
-        "flicker": statistics.mean(r.flicker for r, _ in readings),
-        "clips": len(readings),
-        "frames": sum(len(r.frame_colours) for r, _ in readings),
+    per_clip = _per_clip(readings)
+    frames = sum(len(r.frame_colours) for r, _ in readings)
+    scores: dict[str, float | int | dict[str, float]] = {
+        key: statistics.mean(values) for key, values in per_clip.items()
     }
+    # per-frame shares are over all frames (clips of different lengths weigh by their frames)
+    scores["colour_frames"] = sum(c == s.colour for r, s in readings for c in r.frame_colours) / frames
+    scores["shape_frames"] = sum(x == s.shape for r, s in readings for x in r.frame_shapes) / frames
+    scores["flicker"] = statistics.mean(r.flicker for r, _ in readings)
+    scores["clips"] = len(readings)
+    scores["frames"] = frames
+    scores["se"] = {key: statistics.pstdev(v) / math.sqrt(len(v)) for key, v in per_clip.items()}
+    return scores
