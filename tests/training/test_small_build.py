@@ -104,7 +104,12 @@ def test_each_joint_round_trains_on_its_own_vae_and_latents(build, monkeypatch, 
     assert trains[-3].objective.first_frame_weight == 1
     keyframes = tmp_path / "components_keyframes"
     assert (f0, keyframes) in copies
-    assert calls[-2] == ("vae", keyframes / "vae", keyframes / "vae", build.KEYFRAME_DECODER)
+    schedules = build.KEYFRAME_SCHEDULES
+    decoder_calls = calls[-1 - len(schedules) : -1]  # each schedule from the last one's decoder
+    assert decoder_calls == [
+        ("vae", keyframes / "vae", keyframes / "vae", {**build.KEYFRAME_DECODER, "steps": steps, "lr": lr})
+        for steps, lr in schedules
+    ]
     decoder = build.KEYFRAME_DECODER
     assert decoder["still_group_probability"] > 0 and not decoder.get("train_encoder")
     assert calls[-1] == ("assemble", keyframes, tmp_path / build.LAST_STAGE[0] / "transformer-ema")
