@@ -63,7 +63,7 @@ FINAL_STAGE = ("transformer8", 4000, 3e-4, (
 LAST_STAGE = ("transformer9", 4000, 2e-4, (*FINAL_STAGE[3], "objective.first_frame_weight=8"))
 # Last, the decoder alone on whole clips, half the steps with one latent frame replaced by a keyframe's still
 # group (BENCHMARKS.md, "what limits a keyframe's PSNR"), on cosine schedules of (steps, peak learning rate), each
-# from the last: the second added 0.3-0.4 dB at a generated last frame and keyframe, 0.1 on plain clips.
+# from the last: the second added 0.3-0.4 dB at a generated last frame and keyframe, 0.1 on plain clips' frames.
 KEYFRAME_DECODER = dict(frames=33, crop=0, batch_size=1, first_frame_weight=1.0, still_group_probability=0.5)
 KEYFRAME_SCHEDULES = ((1000, 1e-4), (2000, 1e-4))
 STAGES = (
