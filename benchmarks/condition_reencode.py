@@ -23,8 +23,10 @@ import torch
 
 
 def to_uint8(video: torch.Tensor) -> np.ndarray:
-    """[1, 3, F, H, W] in [-1, 1] -> uint8 [F, H, W, 3]."""
-    return np.round((video[0].permute(1, 2, 3, 0).clamp(-1, 1).numpy() + 1) * 127.5).astype(np.uint8)
+    """[1, 3, F, H, W] in [-1, 1] -> uint8 [F, H, W, 3] (`to_uint8_frames` of the [0, 1] frames)."""
+    from motif_video.pipelines.export import to_uint8_frames
+
+    return to_uint8_frames((video[0].permute(1, 2, 3, 0).numpy() + 1) / 2)
 
 
 def pop(video: np.ndarray, frame: int) -> float:

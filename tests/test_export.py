@@ -50,6 +50,19 @@ def test_same_frames_give_the_same_bytes_on_every_run_and_core_count(tmp_path):
     assert read_mp4_info(tmp_path / "pinned.mp4") == {"frames": 33, "width": 256, "height": 256, "fps": 24.0}
 
 
+def test_streamed_mp4_is_encoded_as_write_mp4_encodes(tmp_path):
+    """`motif-video extend` streams its output (`extension.mp4_stream`); the same frames, fps and metadata give the
+    bytes `write_mp4` gives, so the streamed video gets the same reproducible encoder settings."""
+    from motif_video.extension import mp4_stream
+
+    frames = _clip()
+    write_mp4(frames, tmp_path / "whole.mp4", fps=24, metadata={"seed": 1})
+    with mp4_stream(tmp_path / "streamed.mp4", 256, 256, 24, metadata={"seed": 1}) as write:
+        write(frames[:10])
+        write(frames[10:])
+    assert _digest(tmp_path / "streamed.mp4") == _digest(tmp_path / "whole.mp4")
+
+
 def test_same_bytes_from_processes_that_loaded_a_model(tmp_path):
     """A 32x32 clip of the small model (image-to-video of a flat red image, as the service tests make): with x264's
     lookahead thread it gave another stream in some of the processes that had loaded the model (a served video

@@ -102,26 +102,21 @@ def read_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
 
 @contextmanager
 def mp4_stream(path: str | os.PathLike, width: int, height: int, fps: float, crf: int = 18, metadata=None):
-    """A function writing uint8 frames [N, H, W, 3] to an MP4 as they come (same encoder settings as
-    `pipelines.export.write_mp4`); the file appears at `path` only when the block ends without an error."""
-    import json
+    """A function writing uint8 frames [N, H, W, 3] to an MP4 as they come (the stream of
+    `pipelines.export.write_mp4`, `add_h264_stream`); the file appears at `path` only when the block ends without an
+    error."""
     from fractions import Fraction
 
     import av
 
-    from .pipelines.export import ENCODER_THREADS, METADATA_KEY, _new_part_file
+    from .pipelines.export import _new_part_file, add_h264_stream
 
     path = Path(path)
     tmp = _new_part_file(path)
     try:
         with av.open(str(tmp), mode="w", format="mp4") as container:
-            if metadata is not None:
-                container.metadata[METADATA_KEY] = json.dumps(metadata, sort_keys=True, ensure_ascii=False)
-            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-            stream.width, stream.height = width, height
-            stream.pix_fmt = "yuv420p"
-            stream.codec_context.thread_count = ENCODER_THREADS
-            stream.options = {"crf": str(crf), "threads": str(ENCODER_THREADS)}
+            rate = Fraction(fps).limit_denominator(1001)
+            stream = add_h264_stream(container, rate, width, height, crf, metadata)
 
             def write(frames: np.ndarray) -> None:
                 for frame in frames:

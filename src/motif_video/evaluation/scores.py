@@ -63,13 +63,14 @@ def figures(readings: Sequence[tuple[Reading, Scene]]) -> dict[str, float | int 
     if not readings:
         raise ValueError("no readings to score")
     per_clip = _per_clip(readings)
-    frames = sum(len(r.frame_colours) for r, _ in readings)
+    lengths = [len(r.frame_colours) for r, _ in readings]
+    frames = sum(lengths)
     scores: dict[str, float | int | dict[str, float]] = {
         key: statistics.mean(values) for key, values in per_clip.items()
     }
-    # per-frame shares are over all frames (clips of different lengths weigh by their frames)
-    scores["colour_frames"] = sum(c == s.colour for r, s in readings for c in r.frame_colours) / frames
-    scores["shape_frames"] = sum(x == s.shape for r, s in readings for x in r.frame_shapes) / frames
+    # per-frame shares are over all frames: each clip's share weighs by its frame count
+    for key in ("colour_frames", "shape_frames"):
+        scores[key] = sum(v * n for v, n in zip(per_clip[key], lengths)) / frames
     scores["flicker"] = statistics.mean(r.flicker for r, _ in readings)
     scores["clips"] = len(readings)
     scores["frames"] = frames

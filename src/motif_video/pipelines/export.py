@@ -38,6 +38,22 @@ X264_PARAMS = "rc-lookahead=0:sync-lookahead=0:lookahead-threads=1"
 METADATA_KEY = "comment"  # the MP4 tag (udta ©cmt) holding `metadata` as JSON
 
 
+def add_h264_stream(
+    container, rate, width: int, height: int, crf: int, metadata: dict[str, Any] | None = None
+):
+    """The H.264 stream every MP4 of ours is written with, added to an open PyAV output `container` (yuv420p,
+    `ENCODER_THREADS`, `X264_PARAMS`: the same frames give the same bytes), with `metadata` stored as JSON in the
+    `METADATA_KEY` tag when given."""
+    if metadata is not None:
+        container.metadata[METADATA_KEY] = json.dumps(metadata, sort_keys=True, ensure_ascii=False)
+    stream = container.add_stream("libx264", rate=rate)
+    stream.width, stream.height = width, height
+    stream.pix_fmt = "yuv420p"
+    stream.codec_context.thread_count = ENCODER_THREADS
+    stream.options = {"crf": str(crf), "threads": str(ENCODER_THREADS), "x264-params": X264_PARAMS}
+    return stream
+
+
 def write_mp4(
     frames,
     path: str | os.PathLike,
@@ -58,18 +74,11 @@ def write_mp4(
     video = to_uint8_frames(frames)
     if video.ndim != 4 or video.shape[-1] != 3 or len(video) == 0:
         raise ValueError(f"frames must be [F, H, W, 3] with F >= 1, got shape {video.shape}")
-    comment = json.dumps(metadata, sort_keys=True, ensure_ascii=False) if metadata is not None else None
     path = Path(path)
     tmp = _new_part_file(path)
     try:
         with av.open(str(tmp), mode="w", format="mp4") as container:
-            if comment is not None:
-                container.metadata[METADATA_KEY] = comment
-            stream = container.add_stream("libx264", rate=fps)
-            stream.width, stream.height = video.shape[2], video.shape[1]
-            stream.pix_fmt = "yuv420p"
-            stream.codec_context.thread_count = ENCODER_THREADS
-            stream.options = {"crf": str(crf), "threads": str(ENCODER_THREADS), "x264-params": X264_PARAMS}
+            stream = add_h264_stream(container, fps, video.shape[2], video.shape[1], crf, metadata)
             for frame in video:
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
             container.mux(stream.encode())
