@@ -25,6 +25,18 @@ def test_layer_selection_on_the_released_config() -> None:
     assert sum(model.get_submodule(n).weight.numel() for n in names) == 1_509_949_440
 
 
+def test_dynamic_mode_keeps_the_text_stream_in_the_activation_dtype() -> None:
+    model = build_transformer("motif-video-2b", device="meta")
+    every, compute = fp8.fp8_layer_names(model), fp8.fp8_layer_names(model, "dynamic")
+    text_side = sorted(set(every) - set(compute))
+    # per dual block: the added stream's q, k, v, out and its MLP; per encoder single block: cross-attention k, v
+    assert len(text_side) == 12 * 6 + 16 * 2
+    assert "transformer_blocks.3.ff_context.net.2" in text_side
+    assert "single_transformer_blocks.5.cross_attn.to_v" in text_side
+    assert "single_transformer_blocks.5.cross_attn.to_q" in compute and "transformer_blocks.3.ff.net.2" in compute
+    assert set(compute) < set(every)
+
+
 def test_layer_selection_skips_untileable_widths() -> None:
     assert not fp8.is_fp8_linear(torch.nn.Linear(24, 32), "transformer_blocks.0.ff.net.2")
     assert fp8.is_fp8_linear(torch.nn.Linear(32, 32), "transformer_blocks.0.ff.net.2")

@@ -104,14 +104,13 @@ class PerFlowDistillation:
             flow.sampling_sigmas(d.steps, d.shift or d.teacher_shift), max(1, d.teacher_steps // d.steps),
             d.teacher_shift, self._guidance(), d.start,
         )  # fmt: skip
-        out = model(
+        # a tuple, as in the training loss (accelerate's mixed-precision output conversion breaks the dataclass)
+        (prediction,) = model(
             torch.cat([targets.x, channels], dim=1), flow.timestep_from_sigma(targets.sigma), text, mask,
-            guidance=scale if d.guidance_embeds else None,
+            guidance=scale if d.guidance_embeds else None, return_dict=False,
         )  # fmt: skip
         # latent frame 0 weighted `objective.first_frame_weight` against the others, as in the training loss
-        losses = flow.frame_weighted_mse(
-            out.sample, targets.velocity, self.config.objective.first_frame_weight
-        )
+        losses = flow.frame_weighted_mse(prediction, targets.velocity, self.config.objective.first_frame_weight)
         return LossOutput(losses.mean(), losses.detach(), targets.sigma.detach())
 
     def _guidance(self) -> GuidanceConfig:

@@ -15,7 +15,15 @@ projections), every AdaLN modulation linear (`norm1.linear`, `norm1_context.line
 of 16 (float8 matmul tiles) are skipped as well; at the released width none is. On the released model this
 converts 1,509,949,440 of 2,037,809,600 weights (74%); the modulation linears hold most of the rest.
 
-Error against bfloat16: not yet measured on a GPU (none was lent); `benchmarks/transformer_speed.py --fp8 MODE`
+`dynamic` also keeps the text-stream linears (`TEXT_STREAM_SUFFIXES`: the dual blocks' added-stream projections and
+MLP, the cross-attention's keys and values) in the activation dtype. They see only the prompt's tokens (77 for a
+typical prompt once padding is trimmed, against 114,080 video tokens at 1280x736x121), so they are a fraction of a
+percent of the work, and torchao's per-row float8 matmul fails on H100 / H200 for such short, wide inputs
+(`CUBLAS_STATUS_NOT_SUPPORTED` in cuBLASLt's heuristic when M <= 256 and K is large: pytorch/ao issue 4582; it is what
+the GPU check of 2026-12-04 hit with every linear converted).
+
+Error against bfloat16: not yet measured on a GPU (the one GPU run, 2026-12-04, failed on the text stream as said
+above); `benchmarks/transformer_speed.py --fp8 MODE`
 prints the relative L2 error of one forward against the exact bf16 run. On CPU in float32, weight-only FP8 changes
 the tiny test model's output by a relative L2 of about 3e-4.
 
@@ -35,6 +43,11 @@ FP8_MODES: tuple[str, ...] = ("weight_only", "dynamic")
 BLOCK_PREFIXES = ("transformer_blocks.", "single_transformer_blocks.")
 EXCLUDED_SUFFIXES = ("norm1.linear", "norm1_context.linear", "norm.linear")
 DYNAMIC_MIN_CAPABILITY = (8, 9)
+# Linears that see only the text tokens (the dual blocks' added stream, the cross-attention's keys and values).
+TEXT_STREAM_SUFFIXES = (
+    "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj", "attn.to_add_out",
+    "ff_context.net.0.proj", "ff_context.net.2", "cross_attn.to_k", "cross_attn.to_v",
+)  # fmt: skip
 
 
 def is_fp8_linear(module: nn.Module, name: str) -> bool:
@@ -48,9 +61,18 @@ def is_fp8_linear(module: nn.Module, name: str) -> bool:
     )
 
 
-def fp8_layer_names(model: nn.Module) -> list[str]:
-    """Names of the linears that `quantize_fp8` converts."""
-    return [name for name, module in model.named_modules() if is_fp8_linear(module, name)]
+def is_fp8_compute_linear(module: nn.Module, name: str) -> bool:
+    """`dynamic` mode's rule: `is_fp8_linear` less the text-stream linears (`TEXT_STREAM_SUFFIXES`)."""
+    return is_fp8_linear(module, name) and not name.endswith(TEXT_STREAM_SUFFIXES)
+
+
+LAYER_RULES = {"weight_only": is_fp8_linear, "dynamic": is_fp8_compute_linear}
+
+
+def fp8_layer_names(model: nn.Module, mode: str = "weight_only") -> list[str]:
+    """Names of the linears that `quantize_fp8(model, mode)` converts."""
+    rule = LAYER_RULES[mode]
+    return [name for name, module in model.named_modules() if rule(module, name)]
 
 
 def torchao_available() -> bool:
@@ -94,11 +116,11 @@ def quantize_fp8(model: nn.Module, mode: Fp8Mode) -> nn.Module:
     except ImportError as exc:
         raise ValueError(f"FP8 needs a working torchao ({exc}): pip install 'motif-video[fp8]'") from exc
 
-    if not fp8_layer_names(model):
+    if not fp8_layer_names(model, mode):
         raise ValueError(f"{type(model).__name__} has no linear layers that FP8 applies to")
     if mode == "weight_only":
         config = Float8WeightOnlyConfig()
     else:
         config = Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())
-    quantize_(model, config, filter_fn=is_fp8_linear)
+    quantize_(model, config, filter_fn=LAYER_RULES[mode])
     return model

@@ -97,15 +97,18 @@ class FlowMatching:
         text, mask = flow.drop_text(inputs["text"], inputs["text_mask"], self.null_text, self.null_mask, drop)
         hidden, conditioned = self.model_input(x0, noise, sigma, model_config.in_channels, at.draw_step)
         routes, route_gen = self.routes(at, x0.device)
-        out = model(
+        # A tuple, not the output dataclass: under mixed precision accelerate's fp32 conversion of the outputs
+        # rebuilds a mapping as `type(out)(dict)`, which puts the whole dict into a dataclass's first field.
+        outputs = model(
             hidden, flow.timestep_from_sigma(sigma), text, mask,
             image_embeds=inputs.get("image_embeds") if conditioned else None,
             return_features=[self.repa.block] if repa_on else (), routes=routes or None, routing_generator=route_gen,
+            return_dict=False,
         )  # fmt: skip
-        losses = flow.velocity_loss(out.sample, x0, noise, config.objective.first_frame_weight)
+        losses = flow.velocity_loss(outputs[0], x0, noise, config.objective.first_frame_weight)
         loss, metrics = losses.mean(), {}
         if repa_on:
-            align = self.alignment_loss(out.features[self.repa.block], inputs, grid)
+            align = self.alignment_loss(outputs[1][self.repa.block], inputs, grid)
             loss = loss + self.repa.weight * align
             metrics["repa_loss"] = float(align.detach())
         return LossOutput(loss, losses.detach(), sigma.detach(), metrics)
