@@ -33,7 +33,10 @@ def test_dynamic_mode_keeps_the_text_stream_in_the_activation_dtype() -> None:
     assert len(text_side) == 12 * 6 + 16 * 2
     assert "transformer_blocks.3.ff_context.net.2" in text_side
     assert "single_transformer_blocks.5.cross_attn.to_v" in text_side
-    assert "single_transformer_blocks.5.cross_attn.to_q" in compute and "transformer_blocks.3.ff.net.2" in compute
+    assert (
+        "single_transformer_blocks.5.cross_attn.to_q" in compute
+        and "transformer_blocks.3.ff.net.2" in compute
+    )
     assert set(compute) < set(every)
 
 

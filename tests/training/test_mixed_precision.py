@@ -7,14 +7,15 @@ from __future__ import annotations
 import json
 import math
 
-from motif_video.distill.config import load_distill_config
-from motif_video.distill.objective import distill
-from motif_video.training.config import load_config
-from motif_video.training.trainer import train
 from tests.distill.test_distill import RECIPE as DISTILL_RECIPE
 from tests.distill.test_distill import _overrides as distill_overrides
 from tests.distill.test_distill import teacher_folder  # noqa: F401  (fixture)
 from tests.training.conftest import tiny_overrides, write_random_cache
+
+from motif_video.distill.config import load_distill_config
+from motif_video.distill.objective import distill
+from motif_video.training.config import load_config
+from motif_video.training.trainer import train
 
 
 def _losses(run) -> list[dict]:
@@ -33,6 +34,8 @@ def test_training_steps_under_bf16_mixed_precision(tmp_path):
 
 def test_distillation_steps_under_bf16_mixed_precision(tmp_path, teacher_folder):  # noqa: F811
     cache = write_random_cache(tmp_path / "cache", count=2, latent=(2, 8, 8))
-    overrides = distill_overrides(tmp_path / "student", teacher_folder, cache, max_steps=2, mixed_precision="bf16")
+    overrides = distill_overrides(
+        tmp_path / "student", teacher_folder, cache, max_steps=2, mixed_precision="bf16"
+    )
     result = distill(load_distill_config(DISTILL_RECIPE, overrides))
     assert len(result.losses) == 2 and all(math.isfinite(x) for x in result.losses), result.losses

@@ -110,7 +110,9 @@ class PerFlowDistillation:
             guidance=scale if d.guidance_embeds else None, return_dict=False,
         )  # fmt: skip
         # latent frame 0 weighted `objective.first_frame_weight` against the others, as in the training loss
-        losses = flow.frame_weighted_mse(prediction, targets.velocity, self.config.objective.first_frame_weight)
+        losses = flow.frame_weighted_mse(
+            prediction, targets.velocity, self.config.objective.first_frame_weight
+        )
         return LossOutput(losses.mean(), losses.detach(), targets.sigma.detach())
 
     def _guidance(self) -> GuidanceConfig:

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .chunking import DEFAULT_CHUNK_TOKENS, rowwise
 from .layers import (
     CrossAttention,
     JointAttention,
@@ -37,13 +38,20 @@ class GELUProjection(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """Linear -> GELU(tanh) -> Linear, laid out as `net.0.proj`, `net.2` (net.1 holds no weights)."""
+    """Linear -> GELU(tanh) -> Linear, laid out as `net.0.proj`, `net.2` (net.1 holds no weights).
+
+    `chunk_tokens`: at inference the 4x hidden layer exists for this many tokens at a time (None: all at once).
+    """
 
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
         self.net = nn.ModuleList([GELUProjection(dim, hidden), nn.Identity(), nn.Linear(hidden, dim)])
+        self.chunk_tokens: int | None = DEFAULT_CHUNK_TOKENS
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, L, D]
+        return rowwise(self._rows, x, chunk=self.chunk_tokens)
+
+    def _rows(self, x: torch.Tensor) -> torch.Tensor:
         return self.net[2](self.net[0](x))
 
 
@@ -129,6 +137,8 @@ class SingleStreamBlock(TextCrossAttentionMixin, nn.Module):
         self.norm = AdaLNZero(dim, count=1)
         self.proj_mlp = nn.Linear(dim, hidden)
         self.proj_out = nn.Linear(dim + hidden, dim)
+        # at inference the MLP and the [attention | MLP] concatenation exist for this many tokens at a time
+        self.chunk_tokens: int | None = DEFAULT_CHUNK_TOKENS
 
     def forward(
         self,
@@ -144,11 +154,14 @@ class SingleStreamBlock(TextCrossAttentionMixin, nn.Module):
         z = torch.cat([x, y], dim=1)  # [B, Nx + Ny, D]
         (mod,) = self.norm(temb)
         z_normed = mod.apply(layer_norm(z))
-        mlp = F.gelu(self.proj_mlp(z_normed), approximate="tanh")  # [B, Nx + Ny, D * r]
         attn = self.attn(z_normed, n, rope, key_padding_mask(encoder_mask, n))  # [B, Nx + Ny, D]
         if self.cross_attention_layout is not None:
             text_mask = None if encoder_mask is None else encoder_mask[:, image_tokens:]
             cross = self.text_cross_attention(attn[:, :n], z_normed[:, n + image_tokens :], rope, text_mask)
             attn = torch.cat([attn[:, :n] + cross, attn[:, n:]], dim=1)
-        z = z + mod.gate * self.proj_out(torch.cat([attn, mlp], dim=-1))
+        z = z + mod.gate * rowwise(self._mlp_and_out, attn, z_normed, chunk=self.chunk_tokens)
         return z[:, :n], z[:, n:]
+
+    def _mlp_and_out(self, attn: torch.Tensor, z_normed: torch.Tensor) -> torch.Tensor:
+        mlp = F.gelu(self.proj_mlp(z_normed), approximate="tanh")  # [B, L, D * r]
+        return self.proj_out(torch.cat([attn, mlp], dim=-1))

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .chunking import rowwise
+
 
 class RMSNorm(nn.Module):
     """RMS normalisation over the last dim (per attention head), statistics in float32, learned scale."""
@@ -16,6 +18,10 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, L, ...]: float32 copies for one slice of tokens at a time at inference (`chunking.rowwise`)."""
+        return rowwise(self._normalise, x) if x.ndim > 2 else self._normalise(x)
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         variance = x.float().pow(2).mean(-1, keepdim=True)
         normed = x.float() * torch.rsqrt(variance + self.eps)
         if self.weight.dtype in (torch.float16, torch.bfloat16):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from .chunking import rowwise
+
 
 def video_position_ids(
     frames: int, height: int, width: int, device: torch.device | str | None = None
@@ -46,11 +48,16 @@ def rope_tables(
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x [B, L, H, D] by tables [L, D] or [B, L, D]; computed in float32, returned in x's dtype."""
+    """Rotate x [B, L, H, D] by tables [L, D] or [B, L, D]; computed in float32, returned in x's dtype (at
+    inference one slice of tokens at a time: `chunking.rowwise`)."""
     if cos.ndim == 2:
         cos, sin = cos[None, :, None, :], sin[None, :, None, :]
     else:
         cos, sin = cos[:, :, None, :], sin[:, :, None, :]
+    return rowwise(_rotate, x, cos, sin)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     xf = x.float()
     x_even, x_odd = xf.unflatten(-1, (-1, 2)).unbind(-1)
     rotated = torch.stack([-x_odd, x_even], dim=-1).flatten(-2)  # (a, b) -> (-b, a)

@@ -34,6 +34,7 @@ from diffusers.utils import BaseOutput
 from torch import nn
 
 from .blocks import CrossAttentionLayout, DualStreamBlock, SingleStreamBlock
+from .chunking import DEFAULT_CHUNK_TOKENS
 from .compat import DiffusersCompat, register_blocks_for_hooks
 from .embeddings import (
     GuidanceEmbedding,
@@ -162,6 +163,19 @@ class MotifVideoTransformer(
     def repeated_blocks(self) -> list[nn.Module]:
         """Every repeated block, in global index order: what sharding, offload and compile wrap."""
         return [*self.transformer_blocks, *self.single_transformer_blocks]
+
+    def enable_forward_chunking(self, chunk_size: int | None = DEFAULT_CHUNK_TOKENS) -> None:
+        """At inference, run each block's MLP (and the single-stream block's output projection) over `chunk_size`
+        tokens at a time (`models.chunking`; on by default at DEFAULT_CHUNK_TOKENS). Same numbers up to the
+        matmul kernel's summation order; None runs every MLP over the whole sequence."""
+        if chunk_size is not None and chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive number of tokens or None, got {chunk_size}")
+        for module in self.modules():
+            if hasattr(module, "chunk_tokens"):
+                module.chunk_tokens = chunk_size
+
+    def disable_forward_chunking(self) -> None:
+        self.enable_forward_chunking(None)
 
     def block_name(self, index: int) -> str:
         """State-dict prefix of the block with global index `index`."""
