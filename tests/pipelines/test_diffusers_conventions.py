@@ -137,6 +137,25 @@ def test_diffusers_guiders_match_the_reference(pipe, reference, guider_name):
     assert (ours - expected).abs().max() <= 5e-5 * expected.abs().max()
 
 
+def test_a_guider_with_a_stop_step_matches_the_reference_on_every_call(pipe, reference):
+    """APG guiding only the first half of the steps (diffusers' `stop`): the same numbers as diffusers' pipeline,
+    and a second call like the first (the guider's last step, where it is off, must not decide the next call)."""
+    import diffusers
+
+    def make():
+        return diffusers.AdaptiveProjectedGuidance(guidance_scale=3.0, use_original_formulation=True, stop=0.5)
+
+    reference.guider = make()
+    expected = _latents(reference, negative_prompt="")
+    windowed = MotifVideoPipeline.from_pipe(pipe, guider=make())
+    first, second = (_latents(windowed, negative_prompt="") for _ in range(2))
+    assert (first - expected).abs().max() <= 5e-5 * expected.abs().max()
+    assert torch.equal(first, second)
+    always = _latents(MotifVideoPipeline.from_pipe(pipe, guider=diffusers.AdaptiveProjectedGuidance(
+        guidance_scale=3.0, use_original_formulation=True)), negative_prompt="")  # fmt: skip
+    assert not torch.allclose(first, always)
+
+
 def test_dtype_arguments(strong_folder):
     bf16 = MotifVideoPipeline.from_pretrained(strong_folder, dtype=torch.bfloat16)
     assert bf16.transformer.dtype == torch.bfloat16 and bf16.vae.dtype == torch.bfloat16

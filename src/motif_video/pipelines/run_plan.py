@@ -11,7 +11,7 @@ import torch
 from . import prompts as P
 from .guidance import GuidanceConfig
 from .sampling import SamplerChoice
-from .velocity import PassOptions
+from .velocity import PassOptions, guider_needs_uncond
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,9 @@ class RunPlan:
 
     @property
     def needs_uncond(self) -> bool:
-        return self.guider.num_conditions > 1 if self.guider is not None else self.guidance.needs_uncond
+        if self.guider is None:
+            return self.guidance.needs_uncond
+        return guider_needs_uncond(self.guider, len(self.sigmas) - 1)
 
 
 @dataclass(frozen=True)

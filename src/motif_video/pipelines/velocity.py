@@ -178,10 +178,11 @@ def guider_velocity(
     hidden = torch.cat([latents, conditioning.channels(latents, sigma)], dim=1)
     t = flow.timestep_from_sigma(sigma)
     timestep = torch.full((hidden.shape[0],), t, device=hidden.device, dtype=torch.float32)
+    # the state first: how many conditions a guider asks for can change with the step (its start / stop window)
+    guider.set_state(step=step[0], num_inference_steps=step[1], timestep=torch.tensor(t))
     texts = (cond,) if guider.num_conditions == 1 or uncond is None else (cond, uncond)
     inputs = {"encoder_hidden_states": tuple(x.embeds for x in texts),
               "encoder_attention_mask": tuple(x.mask for x in texts)}  # fmt: skip
-    guider.set_state(step=step[0], num_inference_steps=step[1], timestep=torch.tensor(t))
     state = guider.prepare_inputs(inputs)
     for batch in state:
         guider.prepare_models(transformer)
@@ -193,6 +194,17 @@ def guider_velocity(
             )[0]  # fmt: skip
         guider.cleanup_models(transformer)
     return guider(state)[0]
+
+
+def guider_needs_uncond(guider, num_steps: int) -> bool:
+    """Whether a diffusers guider asks for an unconditional pass at any of `num_steps` steps. Its `num_conditions`
+    follows the state of the step it was last set to (a start / stop window turns it off on some steps), so the
+    question is put to every step of the call rather than to whatever state the previous call left."""
+    for step in range(num_steps):
+        guider.set_state(step=step, num_inference_steps=num_steps, timestep=torch.tensor(0.0))
+        if guider.num_conditions > 1:
+            return True
+    return False
 
 
 def _caching(transformer) -> bool:
