@@ -143,7 +143,9 @@ def test_a_guider_with_a_stop_step_matches_the_reference_on_every_call(pipe, ref
     import diffusers
 
     def make():
-        return diffusers.AdaptiveProjectedGuidance(guidance_scale=3.0, use_original_formulation=True, stop=0.5)
+        return diffusers.AdaptiveProjectedGuidance(
+            guidance_scale=3.0, use_original_formulation=True, stop=0.5
+        )
 
     reference.guider = make()
     expected = _latents(reference, negative_prompt="")
