@@ -58,7 +58,6 @@ def peak_bytes(
     block: str, size: tuple[int, int, int], dtype: torch.dtype, chunk: int | None
 ) -> tuple[int, int]:
     """(peak activation bytes, tokens) of one forward of a one-block model of kind `block`."""
-    from motif_video.models import chunking
     from motif_video.presets import build_transformer
 
     width, height, frames = size
@@ -72,14 +71,9 @@ def peak_bytes(
     t = (frames - 1) // 4 + 1
     x = torch.randn(1, 33, t, height // 8, width // 8, dtype=dtype)
     text = torch.randn(1, 77, model.config.text_embed_dim, dtype=dtype)
-    defaults = chunking.rowwise.__kwdefaults__
-    saved, defaults["chunk"] = defaults["chunk"], chunk  # QK-norm and RoPE slices follow the same size here
-    try:
-        mode = LiveBytes([*model.parameters(), *model.buffers()])
-        with torch.no_grad(), mode:
-            model(x, 500.0, text)
-    finally:
-        defaults["chunk"] = saved
+    mode = LiveBytes([*model.parameters(), *model.buffers()])
+    with torch.no_grad(), mode:
+        model(x, 500.0, text)
     return mode.peak, t * (height // 16) * (width // 16)
 
 

@@ -54,16 +54,18 @@ PROMPT = "a red ball moving left over the sea"
 SECTIONS = ("speed", "memory", "train")
 ATTENTION_BACKENDS = ("sdpa", "sdpa_cudnn", "flash3", "sage")
 ATTENTION_MODULES = {"flash3": "flash_attn_interface", "sage": "sageattention"}
-# Memory modes: (label, offload, fp8 weights, VAE tiling, published peak, target peak); most telling first.
+# Memory modes: (label, offload, fp8 weights, VAE tiling, token chunking, published peak, target peak); most
+# telling first. The row without chunking measures what `models.chunking` saves on the GPU.
 MEMORY_MODES = (
-    ("all on GPU", "none", False, False, "about 30 GB", "<= 24 GB"),
-    ("model offload", "model", False, False, "about 19 GB", "<= 12 GB"),
-    ("model offload + FP8 weights", "model", True, False, "about 15 GB", "<= 10 GB"),
-    ("model offload + FP8 weights", "model", True, True, "", "<= 10 GB"),
-    ("group offload", "group", False, False, "", ""),
-    ("all on GPU", "none", False, True, "", "<= 24 GB"),
-    ("model offload", "model", False, True, "", "<= 12 GB"),
-    ("group offload", "group", False, True, "", ""),
+    ("all on GPU", "none", False, False, True, "about 30 GB", "<= 24 GB"),
+    ("model offload", "model", False, False, True, "about 19 GB", "<= 12 GB"),
+    ("model offload + FP8 weights", "model", True, False, True, "about 15 GB", "<= 10 GB"),
+    ("model offload, forward chunking off", "model", False, False, False, "", ""),
+    ("model offload + FP8 weights", "model", True, True, True, "", "<= 10 GB"),
+    ("group offload", "group", False, False, True, "", ""),
+    ("all on GPU", "none", False, True, True, "", "<= 24 GB"),
+    ("model offload", "model", False, True, True, "", "<= 12 GB"),
+    ("group offload", "group", False, True, True, "", ""),
 )
 
 
@@ -646,9 +648,11 @@ def run_memory(report: Report, setup: Setup, c: Components, budget: float) -> No
     free_memory(device)
     state = {"run": 0.0}
 
-    for label, offload, fp8, tiling, published, target in MEMORY_MODES:
+    for label, offload, fp8, tiling, chunking, published, target in MEMORY_MODES:
 
-        def measure(offload: str = offload, fp8: bool = fp8, tiling: bool = tiling) -> list[str]:
+        def measure(
+            offload: str = offload, fp8: bool = fp8, tiling: bool = tiling, chunking: bool = chunking
+        ) -> list[str]:
             try:
                 check_offload(offload, torch.device(device))
             except ValueError as exc:
@@ -658,6 +662,8 @@ def run_memory(report: Report, setup: Setup, c: Components, budget: float) -> No
             copies = Components(copy.deepcopy(masters.transformer), copy.deepcopy(masters.vae),
                                 copy.deepcopy(masters.text_encoder), masters.tokenizer)  # fmt: skip
             pipe = our_pipeline(copies)
+            if not chunking:
+                pipe.transformer.disable_forward_chunking()
             apply_memory_plan(pipe, MemoryPlan(offload, fp8=fp8, vae_tiling=tiling), device)
             before = torch.cuda.memory_allocated() if device == "cuda" else 0
             if device == "cuda":

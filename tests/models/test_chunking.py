@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from motif_video.models import chunking
+from motif_video.models import chunking, rope
 from motif_video.models.blocks import FeedForward, SingleStreamBlock
 from motif_video.models.chunking import rowwise
+from motif_video.models.normalization import RMSNorm
 from motif_video.testing import tiny_transformer
 
 from .helpers import inputs
@@ -49,25 +50,35 @@ def test_rowwise_runs_in_one_piece_under_autograd_or_when_off():
 
 
 def test_chunked_forward_matches_the_unchunked_one(monkeypatch):
+    """5-token slices for the MLPs, QK-norm and RoPE (all set by `enable_forward_chunking`)."""
     model = tiny_transformer(seed=3, std=0.2)
     kwargs = inputs(batch=2, frames=3, height=8, width=12, text=7)  # 3 x 4 x 6 = 72 video tokens
     with torch.no_grad():
         model.disable_forward_chunking()
-        monkeypatch.setitem(chunking.rowwise.__kwdefaults__, "chunk", None)  # QK-norm and RoPE too
         whole = model(**kwargs).sample
         model.enable_forward_chunking(5)
-        monkeypatch.setitem(chunking.rowwise.__kwdefaults__, "chunk", 5)
-        mlp_calls = []
-        for cls, name in ((FeedForward, "_rows"), (SingleStreamBlock, "_mlp_and_out")):
+        row_calls = []
+        for cls, name in (
+            (FeedForward, "_rows"),
+            (SingleStreamBlock, "_mlp_and_out"),
+            (RMSNorm, "_normalise"),
+        ):
             original = getattr(cls, name)
 
             def spy(self, *args, _original=original):
-                mlp_calls.append(args[0].shape[1])
+                row_calls.append(args[0].shape[1])
                 return _original(self, *args)
 
             monkeypatch.setattr(cls, name, spy)
         sliced = model(**kwargs).sample
-    assert mlp_calls and max(mlp_calls) == 5
+    assert row_calls and max(row_calls) == 5
+    rotated = []
+    monkeypatch.setattr(
+        rope, "_rotate", lambda x, cos, sin, _f=rope._rotate: rotated.append(x.shape[1]) or _f(x, cos, sin)
+    )
+    with torch.no_grad():
+        model(**kwargs)
+    assert rotated and max(rotated) == 5
     assert (sliced - whole).abs().max() <= 1e-5 * whole.abs().max()
 
 

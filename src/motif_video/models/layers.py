@@ -18,6 +18,7 @@ from diffusers.models.attention import AttentionModuleMixin
 from torch import nn
 
 from .attention import Backend, attention
+from .chunking import DEFAULT_CHUNK_TOKENS
 from .normalization import RMSNorm
 from .rope import apply_rope
 
@@ -32,11 +33,11 @@ def key_padding_mask(encoder_mask: torch.Tensor | None, num_video: int) -> torch
     return torch.cat([video, encoder_mask], dim=1)[:, None, None, :]
 
 
-def rotate_prefix(x: torch.Tensor, rope: Rope, count: int) -> torch.Tensor:
+def rotate_prefix(x: torch.Tensor, rope: Rope, count: int, chunk: int | None) -> torch.Tensor:
     """Apply RoPE to the first `count` tokens of x [B, L, H, d] and leave the rest unrotated."""
     if count == x.shape[1]:
-        return apply_rope(x, *rope)
-    return torch.cat([apply_rope(x[:, :count], *rope), x[:, count:]], dim=1)
+        return apply_rope(x, *rope, chunk=chunk)
+    return torch.cat([apply_rope(x[:, :count], *rope, chunk=chunk), x[:, count:]], dim=1)
 
 
 class MotifAttnProcessor:
@@ -77,6 +78,9 @@ class QKVHeads(nn.Module, AttentionModuleMixin):
         super().__init__()
         self.heads = heads
         self.attention_backend: Backend | None = None
+        self.chunk_tokens: int | None = (
+            DEFAULT_CHUNK_TOKENS  # RoPE's float32 copies, this many tokens at a time
+        )
         self.to_q, self.to_k, self.to_v = (nn.Linear(dim, dim) for _ in range(3))
         self.norm_q, self.norm_k = RMSNorm(dim // heads), RMSNorm(dim // heads)
         self.set_processor(MotifAttnProcessor())
@@ -133,7 +137,7 @@ class JointAttention(QKVHeads):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         n = x.shape[1]
         q, k, v = self.qkv(x)
-        q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        q, k = apply_rope(q, *rope, chunk=self.chunk_tokens), apply_rope(k, *rope, chunk=self.chunk_tokens)
         eq, ek, ev = self.added_qkv(e)
         out = processor.attend(
             self, torch.cat([q, eq], 1), torch.cat([k, ek], 1), torch.cat([v, ev], 1), mask
@@ -154,7 +158,8 @@ class PreOnlyAttention(QKVHeads):
         mask: torch.Tensor | None,
     ) -> torch.Tensor:
         q, k, v = self.qkv(z)
-        q, k = rotate_prefix(q, rope, num_rotated), rotate_prefix(k, rope, num_rotated)
+        chunk = self.chunk_tokens
+        q, k = rotate_prefix(q, rope, num_rotated, chunk), rotate_prefix(k, rope, num_rotated, chunk)
         return processor.attend(self, q, k, v, mask).flatten(2).to(z.dtype)
 
 
@@ -171,7 +176,7 @@ class CrossAttention(QKVHeads):
         self, processor: MotifAttnProcessor, x: torch.Tensor, text: torch.Tensor, rope: Rope,
         text_mask: torch.Tensor | None,
     ) -> torch.Tensor:  # fmt: skip
-        q = apply_rope(self.query(x), *rope)
+        q = apply_rope(self.query(x), *rope, chunk=self.chunk_tokens)
         k, v = self.key_value(text)
         return self.to_out[0](processor.attend(self, q, k, v, text_mask).flatten(2).to(x.dtype))
 
@@ -194,7 +199,7 @@ def shared_cross_attention(
     q = self_attn.norm_q(
         block.cross_attn_query_norm(block.cross_attn_query_proj(x)).unflatten(-1, (heads, -1))
     )
-    q = apply_rope(q, *rope)
+    q = apply_rope(q, *rope, chunk=self_attn.chunk_tokens)
     k = self_attn.norm_k(self_attn.to_k(text).unflatten(-1, (heads, -1)))
     v = self_attn.to_v(text).unflatten(-1, (heads, -1))
     return block.cross_attn_out_proj(

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .chunking import rowwise
+from .chunking import DEFAULT_CHUNK_TOKENS, rowwise
 
 
 class RMSNorm(nn.Module):
@@ -16,10 +16,11 @@ class RMSNorm(nn.Module):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
+        self.chunk_tokens: int | None = DEFAULT_CHUNK_TOKENS  # float32 copies for this many tokens at a time
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, L, ...]: float32 copies for one slice of tokens at a time at inference (`chunking.rowwise`)."""
-        return rowwise(self._normalise, x) if x.ndim > 2 else self._normalise(x)
+        return rowwise(self._normalise, x, chunk=self.chunk_tokens) if x.ndim > 2 else self._normalise(x)
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         variance = x.float().pow(2).mean(-1, keepdim=True)

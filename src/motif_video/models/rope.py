@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .chunking import rowwise
+from .chunking import DEFAULT_CHUNK_TOKENS, rowwise
 
 
 def video_position_ids(
@@ -47,14 +47,16 @@ def rope_tables(
     return angle.cos().float(), angle.sin().float()
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+def apply_rope(
+    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, chunk: int | None = DEFAULT_CHUNK_TOKENS
+) -> torch.Tensor:
     """Rotate x [B, L, H, D] by tables [L, D] or [B, L, D]; computed in float32, returned in x's dtype (at
-    inference one slice of tokens at a time: `chunking.rowwise`)."""
+    inference `chunk` tokens at a time: `chunking.rowwise`)."""
     if cos.ndim == 2:
         cos, sin = cos[None, :, None, :], sin[None, :, None, :]
     else:
         cos, sin = cos[:, :, None, :], sin[:, :, None, :]
-    return rowwise(_rotate, x, cos, sin)
+    return rowwise(_rotate, x, cos, sin, chunk=chunk)
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

@@ -165,9 +165,9 @@ class MotifVideoTransformer(
         return [*self.transformer_blocks, *self.single_transformer_blocks]
 
     def enable_forward_chunking(self, chunk_size: int | None = DEFAULT_CHUNK_TOKENS) -> None:
-        """At inference, run each block's MLP (and the single-stream block's output projection) over `chunk_size`
-        tokens at a time (`models.chunking`; on by default at DEFAULT_CHUNK_TOKENS). Same numbers up to the
-        matmul kernel's summation order; None runs every MLP over the whole sequence."""
+        """At inference, run each block's row-wise steps (MLP, the single-stream block's output projection, QK-norm,
+        RoPE) over `chunk_size` tokens at a time (`models.chunking`; on by default at DEFAULT_CHUNK_TOKENS). Same
+        numbers up to the matmul kernel's summation order; None runs them over the whole sequence."""
         if chunk_size is not None and chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive number of tokens or None, got {chunk_size}")
         for module in self.modules():
