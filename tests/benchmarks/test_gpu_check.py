@@ -38,6 +38,7 @@ MEMORY_ROWS = [
     ("all on GPU", "off"),
     ("model offload", "off"),
     ("model offload + FP8 weights", "off"),
+    ("model offload, forward chunking off", "off"),
     ("model offload + FP8 weights", "on"),
     ("group offload", "off"),
     ("all on GPU", "on"),
