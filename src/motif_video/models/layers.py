@@ -78,9 +78,8 @@ class QKVHeads(nn.Module, AttentionModuleMixin):
         super().__init__()
         self.heads = heads
         self.attention_backend: Backend | None = None
-        self.chunk_tokens: int | None = (
-            DEFAULT_CHUNK_TOKENS  # RoPE's float32 copies, this many tokens at a time
-        )
+        # RoPE's float32 copies exist for this many tokens at a time at inference (`chunking.rowwise`)
+        self.chunk_tokens: int | None = DEFAULT_CHUNK_TOKENS
         self.to_q, self.to_k, self.to_v = (nn.Linear(dim, dim) for _ in range(3))
         self.norm_q, self.norm_k = RMSNorm(dim // heads), RMSNorm(dim // heads)
         self.set_processor(MotifAttnProcessor())
