@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 from tests.distill.test_distill import RECIPE as DISTILL_RECIPE
 from tests.distill.test_distill import _overrides as distill_overrides
 from tests.distill.test_distill import teacher_folder  # noqa: F401  (fixture)
@@ -30,6 +31,27 @@ def test_training_steps_under_bf16_mixed_precision(tmp_path):
     records = _losses(tmp_path / "run")
     assert len(records) == 2 and all(math.isfinite(r["loss"]) for r in records), records
     assert "repa_loss" in records[0] and "repa_loss" not in records[1]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"tread.routes": [{"start_layer": 2, "end_layer": 3, "ratio": 0.5}], "tread.probability": 1.0,
+         "model.gradient_checkpointing": True, "i2v.probability": 1.0},
+        {"lora.rank": 4},
+    ],
+    ids=["tread-checkpointing-i2v", "lora"],
+)  # fmt: skip
+def test_gpu_recipe_features_under_bf16_mixed_precision(tmp_path, extra):
+    """What the 2B recipes switch on (routes with activation checkpointing and image conditioning; LoRA), as
+    they run on a GPU: under bf16 autocast."""
+    cache = write_random_cache(tmp_path / "cache", count=4, latent=(2, 4, 4))
+    overrides = tiny_overrides(
+        tmp_path / "run", cache, max_steps=2, mixed_precision="bf16", log_every=1, **extra
+    )
+    train(load_config(None, overrides))
+    records = _losses(tmp_path / "run")
+    assert len(records) == 2 and all(math.isfinite(r["loss"]) for r in records), records
 
 
 def test_distillation_steps_under_bf16_mixed_precision(tmp_path, teacher_folder):  # noqa: F811
