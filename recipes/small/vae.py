@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from motif_video.condition_layout import GROUP, pixel_frames, place
+from motif_video.file_modes import give_default_mode
 from motif_video.synthetic.scenes import BACKGROUNDS, COLOURS, coverage, scene_at
 
 logger = logging.getLogger(__name__)
@@ -198,6 +199,7 @@ def save_atomic(vae, folder: Path) -> None:
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     vae.save_pretrained(tmp)
+    give_default_mode(tmp)
     if folder.exists():
         old = folder.with_name(folder.name + ".old")
         shutil.rmtree(old, ignore_errors=True)

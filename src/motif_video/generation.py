@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from .defaults import model_defaults
+from .file_modes import give_default_mode
 from .hub import check_model_reference
 from .options import (
     VIDEO_TO_VIDEO_STRENGTH,
@@ -435,6 +436,7 @@ def _save_latents(latents: torch.Tensor, path: Path, seed: int) -> None:
 
     tmp = path.with_name(f".{path.name}.part")
     save_file({"latents": latents.detach().cpu().contiguous()}, str(tmp), metadata={"seed": str(seed)})
+    give_default_mode(tmp)
     os.replace(tmp, path)
 
 

@@ -29,6 +29,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ..file_modes import give_default_mode
 from . import checkpoint, lora_keys
 from .gguf_files import CONFIG_KEY, write_gguf
 from .lora_keys import LORA_WEIGHT_NAME
@@ -207,17 +208,11 @@ def save_safetensors(state: dict[str, torch.Tensor], path: Path, metadata: dict[
         save_file(
             {k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"format": "pt", **metadata}
         )
-        os.chmod(tmp, 0o666 & ~_umask())  # safetensors creates 0600 files: give it the mode any new file gets
+        give_default_mode(tmp)  # safetensors creates 0600 files
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def load_transformer_file(path: str | os.PathLike, config: dict[str, Any] | None = None, dtype=None):

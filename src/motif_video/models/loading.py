@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
+from ..file_modes import give_default_mode
 from ..hub import resolve_folder
 
 CONFIG_NAME = "config.json"
@@ -258,6 +259,7 @@ def save_atomically(
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     try:
         save_fn(tmp, **kwargs)
+        give_default_mode(tmp)  # safetensors writes 0600 files
         new_files = sorted(p.name for p in tmp.iterdir())
         # Stale weight files from an earlier save with another shard layout would be mistaken for current ones.
         for old in dest.glob("diffusion_pytorch_model*"):

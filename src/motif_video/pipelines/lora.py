@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from diffusers.loaders.lora_base import LoraBaseMixin
 
+from ..file_modes import give_default_mode
 from ..interop import lora_keys
 from ..interop.lora_keys import LORA_PREFIX, LORA_WEIGHT_NAME
 
@@ -52,6 +53,7 @@ def save_lora(model: torch.nn.Module, folder: str | Path, adapter_name: str = "d
         str(tmp),
         metadata=metadata,
     )
+    give_default_mode(tmp)
     os.replace(tmp, folder / LORA_WEIGHT_NAME)
     return folder / LORA_WEIGHT_NAME
 

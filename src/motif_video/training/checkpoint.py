@@ -25,6 +25,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..file_modes import give_default_mode
+
 PREFIX = "step-"
 
 
@@ -62,6 +64,7 @@ def commit(tmp: Path, keep: int) -> Path:
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path))
+    give_default_mode(path)
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
