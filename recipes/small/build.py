@@ -65,7 +65,7 @@ LAST_STAGE = ("transformer9", 4000, 2e-4, (*FINAL_STAGE[3], "objective.first_fra
 # group (BENCHMARKS.md, "what limits a keyframe's PSNR"), on cosine schedules of (steps, peak learning rate), each
 # from the last: the second added 0.3-0.4 dB at a generated last frame and keyframe, 0.1 on plain clips' frames.
 KEYFRAME_DECODER = dict(frames=33, crop=0, batch_size=1, first_frame_weight=1.0, still_group_probability=0.5)
-KEYFRAME_SCHEDULES = ((1000, 1e-4), (2000, 1e-4))
+KEYFRAME_SCHEDULES = ((1000, 1e-4), (2000, 1e-4), (3000, 1e-4))
 STAGES = (
     "vae",
     "vae_decoder",
