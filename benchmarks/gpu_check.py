@@ -677,6 +677,7 @@ def run_memory(report: Report, setup: Setup, c: Components, budget: float) -> No
                                       if any(p.device.type == "cuda" for p in getattr(pipe_, name).parameters())]  # fmt: skip
                 if device == "cuda":
                     phases["encode+step"] = torch.cuda.max_memory_allocated()
+                    phases["reserved"] = torch.cuda.max_memory_reserved()
                     torch.cuda.reset_peak_memory_stats()
                 return {}
 
@@ -690,7 +691,8 @@ def run_memory(report: Report, setup: Setup, c: Components, budget: float) -> No
             if device == "cuda":
                 decode = torch.cuda.max_memory_allocated()
                 allocated = max(decode, phases.get("encode+step", 0))
-                peaks = [fmt(gib(allocated), 2), fmt(gib(torch.cuda.max_memory_reserved()), 2)]
+                reserved = max(torch.cuda.max_memory_reserved(), phases.get("reserved", 0))
+                peaks = [fmt(gib(allocated), 2), fmt(gib(reserved), 2)]
                 split = f"encoding + step {gib(phases.get('encode+step', 0)):.2f} / decode {gib(decode):.2f} GiB; "
             else:
                 peaks, split = ["n/a: no GPU memory counter on the CPU", "n/a: CPU run"], ""
