@@ -54,19 +54,22 @@ class LiveBytes(TorchDispatchMode):
         self.alive.discard(key)
 
 
-def peak_bytes(
-    block: str, size: tuple[int, int, int], dtype: torch.dtype, chunk: int | None
-) -> tuple[int, int]:
-    """(peak activation bytes, tokens) of one forward of a one-block model of kind `block`."""
+def one_block_model(block: str, dtype: torch.dtype) -> torch.nn.Module:
+    """The released width with one block of kind `block`, the embedders and the head; random weights."""
     from motif_video.presets import build_transformer
 
-    width, height, frames = size
     dual, single = BLOCKS[block]
     torch.manual_seed(0)
     model = build_transformer(
         "motif-video-2b", num_layers=dual, num_single_layers=single, num_decoder_layers=0
     )
-    model = model.eval().to(dtype)
+    return model.eval().to(dtype)
+
+
+def peak_bytes(model: torch.nn.Module, size: tuple[int, int, int], chunk: int | None) -> tuple[int, int]:
+    """(peak activation bytes, tokens) of one forward of `model` with `chunk`-token slices (None: whole)."""
+    width, height, frames = size
+    dtype = next(model.parameters()).dtype
     model.enable_forward_chunking(chunk)
     t = (frames - 1) // 4 + 1
     x = torch.randn(1, 33, t, height // 8, width // 8, dtype=dtype)
@@ -93,8 +96,9 @@ def main() -> None:
         "| block | tokens | chunk | peak activations MiB | hidden states | vs unchunked |\n|---|---|---|---|---|---|"
     )
     for block in BLOCKS:
-        whole, tokens = peak_bytes(block, size, dtype, None)
-        sliced, _ = peak_bytes(block, size, dtype, args.chunk)
+        model = one_block_model(block, dtype)
+        whole, tokens = peak_bytes(model, size, None)
+        sliced, _ = peak_bytes(model, size, args.chunk)
         unit = tokens * 1536 * dtype.itemsize
         for chunk, peak in ((None, whole), (args.chunk, sliced)):
             print(f"| {block} | {tokens:,} | {chunk or 'off'} | {peak / 2**20:.0f} | {peak / unit:.1f} | "

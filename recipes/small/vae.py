@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +20,7 @@ import numpy as np
 import torch
 
 from motif_video.condition_layout import GROUP, pixel_frames, place
-from motif_video.file_modes import give_default_mode
+from motif_video.models.loading import save_atomically
 from motif_video.synthetic.scenes import BACKGROUNDS, COLOURS, coverage, scene_at
 
 logger = logging.getLogger(__name__)
@@ -182,7 +180,7 @@ def add_first_frame_stats(vae_folder: str | Path, count: int = 256, seed: int = 
     folder = Path(vae_folder)
     vae = AutoencoderKLWan.from_pretrained(folder).eval()
     set_first_frame_stats(vae, eval_clips(count=count, seed=seed))
-    save_atomic(vae, folder)
+    save_atomically(vae, folder, vae.save_pretrained)
 
 
 @torch.no_grad()
@@ -193,21 +191,6 @@ def deterministic_posterior_(vae) -> None:
     z = vae.config.z_dim
     vae.quant_conv.weight[z:] = 0.0
     vae.quant_conv.bias[z:] = -30.0
-
-
-def save_atomic(vae, folder: Path) -> None:
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    vae.save_pretrained(tmp)
-    give_default_mode(tmp)
-    if folder.exists():
-        old = folder.with_name(folder.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(folder, old)
-        os.replace(tmp, folder)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, folder)
 
 
 def train_vae(config: VaeTrainConfig, output: str | Path) -> dict[str, float]:
@@ -252,7 +235,7 @@ def train_vae(config: VaeTrainConfig, output: str | Path) -> dict[str, float]:
             print(json.dumps(record), flush=True)
             set_latent_stats(vae, held_out)
             deterministic_posterior_(vae)
-            save_atomic(vae, output)
+            save_atomically(vae, output, vae.save_pretrained)
             vae.train()
     return {"psnr": log[-1]["psnr"], "seconds": time.perf_counter() - start}
 
@@ -353,7 +336,7 @@ def finetune_decoder(
             if train_encoder and not keep_latent_stats:
                 set_latent_stats(vae, held_out)
             deterministic_posterior_(vae)
-            save_atomic(vae, Path(output))
+            save_atomically(vae, Path(output), vae.save_pretrained)
     # the last step always saves, so `record` holds the final scores
     return {k: record[k] for k in ("psnr", "first_frame_psnr")} | {"seconds": time.perf_counter() - start}
 
