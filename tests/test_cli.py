@@ -52,6 +52,12 @@ def test_cli_parsers_load_no_torch():
     assert not (HEAVY | {"torch", "numpy"}) & loaded, sorted((HEAVY | {"torch", "numpy"}) & loaded)
 
 
+def test_light_pipeline_modules_load_no_pipeline():
+    # the README's frame-strip command imports `pipelines.export`; the package must not pull in the pipelines
+    loaded = _modules_after("from motif_video.pipelines.export import write_frame_strip")
+    assert not HEAVY & loaded, sorted(HEAVY & loaded)
+
+
 def test_lazy_exports_resolve_to_the_defining_modules():
     import motif_video
     from motif_video import pipelines, presets
@@ -61,6 +67,10 @@ def test_lazy_exports_resolve_to_the_defining_modules():
     assert set(motif_video.__all__) == set(motif_video._EXPORTS) <= set(dir(motif_video))
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         motif_video.nope  # noqa: B018
+    assert pipelines.VideoCondition.__module__ == "motif_video.pipelines.conditions"
+    assert set(pipelines.__all__) == set(pipelines._EXPORTS) <= set(dir(pipelines))
+    with pytest.raises(AttributeError, match="'motif_video.pipelines' has no attribute 'nope'"):
+        pipelines.nope  # noqa: B018
 
 
 def test_generate_bad_model_or_output_exits_2_before_printing_a_plan(tmp_path, capsys):

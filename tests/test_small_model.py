@@ -70,18 +70,25 @@ def test_t2v_and_i2v_are_fast_and_sane(pipe):
     )
     generated = i2v(
         prompt=caption(scene), image=PIL.Image.fromarray(first), generator=torch.Generator().manual_seed(0),
-        keep_first_frame=False, **kwargs,
+        keep_first_frame=False, decoder_fit_steps=0, **kwargs,
     ).frames  # fmt: skip
     x = torch.from_numpy(first).permute(2, 0, 1)[None, :, None].float() / 127.5 - 1
     with torch.no_grad():
         reconstruction = i2v.vae.decode(i2v.vae.encode(x).latent_dist.mode()).sample
     reconstruction = ((reconstruction[0, :, 0].permute(1, 2, 0).clamp(-1, 1) + 1) / 2).numpy()
-    np.testing.assert_allclose(video[0, 0], reconstruction, atol=2e-3, rtol=0)
+    unfitted = i2v(
+        prompt=caption(scene), image=PIL.Image.fromarray(first), generator=torch.Generator().manual_seed(0),
+        decoder_fit_steps=0, **kwargs,
+    ).frames  # fmt: skip
+    np.testing.assert_allclose(unfitted[0, 0], reconstruction, atol=2e-3, rtol=0)
 
     def psnr(frame):
         return psnr_uint8(np.round(frame * 255).astype(np.uint8), first)
 
-    assert psnr(video[0, 0]) > max(25.0, psnr(generated[0, 0]))
+    assert psnr(unfitted[0, 0]) > max(25.0, psnr(generated[0, 0]))
+    # and its folder fits that latent through the decoder: frame 0 is closer to the image than the round trip
+    assert i2v.generation_defaults.decoder_fit_steps == 50
+    assert psnr(video[0, 0]) > psnr(unfitted[0, 0]) + 0.5
 
 
 def test_generate_by_name_uses_the_models_defaults(tmp_path, capsys):
@@ -119,6 +126,8 @@ def test_eval_json_has_the_figures(capsys):
                 assert 0.0 <= scores[key] <= 1.0, (mode, group, key)
             assert scores["clips"] == 1 and scores["frames"] == 33
             assert set(scores["se"]) >= {"colour", "colour_frame0", "shape", "direction"}  # standard errors
+            ((name, row),) = scores["by_combination"].items()  # one case: one combination
+            assert len(name.split()) == 4 and row["clips"] == 1 and 0.0 <= row["shape"] <= 1.0
     assert figures["i2v"]["held_out"]["first_frame_psnr"] > 20
     assert figures["videos"] == 4 and figures["split"] == "test"
     assert figures["repaint_first_frame"] is True  # the small model's generation_config.json
@@ -141,7 +150,9 @@ def test_eval_turns_the_repaint_off(capsys, monkeypatch):
 
     calls = []
     repaint = base.repaint_first_latent
-    monkeypatch.setattr(base, "repaint_first_latent", lambda vae, z: calls.append(1) or repaint(vae, z))
+    monkeypatch.setattr(
+        base, "repaint_first_latent", lambda vae, z, **kw: calls.append(1) or repaint(vae, z, **kw)
+    )
     argv = ["eval", "--prompts", "1", "--seeds", "1", "--steps", "2", "--json", "--threads", "1"]
     runs = []
     for flag in ([], ["--no-repaint-first-frame"]):
@@ -182,3 +193,12 @@ def test_recipe_writes_the_shipped_generation_and_guider_configs():
     assert json.loads((folder / "generation_config.json").read_text()) == GENERATION
     guider = json.loads((folder / "guider" / "guider_config.json").read_text())
     assert guider["guidance_scale"] == parse_args([]).guidance_scale
+
+
+def test_eval_without_a_progress_bar_counts_its_videos():
+    from motif_video.evaluation.offline import OfflineEvalConfig, run_offline_eval
+
+    figures = run_offline_eval(
+        OfflineEvalConfig(prompts=1, seeds=1, steps=2, i2v=False, threads=1, progress=False)
+    )
+    assert figures["videos"] == 2 and figures["seconds_per_video"] > 0

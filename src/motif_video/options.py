@@ -195,7 +195,8 @@ class GenerateRequest:
     repaint_first_frame: bool | None = option(
         None,
         "re-encode latent frame 0 from pixel frame 1 after sampling when no image gives frame 0 (for a model that "
-        "draws the first frame's latent worse than the rest, as the small model does)",
+        "draws the first frame's latent worse than the rest, as the small model does; refined through the decoder "
+        "by the folder's decoder_fit_steps)",
         "video",
         cli="negatable",
         pipeline="repaint_first_frame",

@@ -1,3 +1,4 @@
+import dataclasses
 import math
 import statistics
 
@@ -5,7 +6,7 @@ import numpy as np
 import pytest
 
 from motif_video.evaluation.analysis import object_masks, psnr_uint8, read_clip, shape_overlaps
-from motif_video.evaluation.scores import ACCURACIES, figures
+from motif_video.evaluation.scores import ACCURACIES, BREAKDOWN, by_combination, figures
 from motif_video.synthetic import Scene, render, scene_at
 
 
@@ -97,3 +98,19 @@ def test_standard_errors_are_over_clips():
     assert scores["se"]["colour_frames"] == pytest.approx(statistics.pstdev(per_clip) / 2)
     assert scores["colour_frame0"] == 0.75  # the half clip's frame 0 is right
     assert scores["se"]["colour_frame0"] == pytest.approx(math.sqrt(0.75 * 0.25 / 4))
+
+
+def test_by_combination_scores_each_combination_apart():
+    red = Scene("circle", "red", "black", "right", 0.15, (0.2, 0.5))
+    green = Scene("square", "green", "white", "left", 0.15, (0.8, 0.5))
+    right = read_clip(render(red, 9, 64, 64))
+    wrong = read_clip(render(dataclasses.replace(red, colour="blue"), 9, 64, 64))
+    square = read_clip(render(green, 9, 64, 64))
+    table = by_combination([(right, red), (square, green), (wrong, red)])
+    assert list(table) == ["red circle on black", "green square on white"]
+    assert table["red circle on black"]["clips"] == 2
+    assert (
+        table["red circle on black"]["colour_frame0"] == 0.5
+        and table["red circle on black"]["colour_frames"] == 0.5
+    )
+    assert table["green square on white"] == {"clips": 1, **{k: 1.0 for k in BREAKDOWN}}

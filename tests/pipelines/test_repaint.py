@@ -13,6 +13,7 @@ from pipeline_test_utils import PROMPT, SIZE
 
 from motif_video import MotifVideoImageToVideoPipeline, MotifVideoPipeline
 from motif_video.defaults import GenerationDefaults
+from motif_video.pipelines.decoder_fit import fit_latent_frames
 from motif_video.pipelines.latents import decode_latents, repaint_first_latent, to_model_latents
 
 
@@ -76,6 +77,45 @@ def test_repainted_frame_0_looks_like_frame_1():
     assert colour(after, 0, 1) == colour(after, 1, 1) == "orange"  # frame 0 shows frame 1
 
 
+def test_repaint_fit_is_a_second_round_fitted_through_the_decoder(t2v):
+    vae = t2v.vae
+    z = torch.randn(2, 16, 3, 8, 12, generator=torch.Generator().manual_seed(1))
+    out = repaint_first_latent(vae, z, fit_steps=5)
+    torch.testing.assert_close(out[:, :, 1:], z[:, :, 1:], rtol=0, atol=0)
+    once = repaint_first_latent(vae, z)
+    for b in range(2):  # frame 1 decoded after the encoder's latent, encoded, then fitted to that frame
+        frame = decode_latents(vae, once[b : b + 1])[:, :, 1:2]
+        with torch.no_grad():
+            start = to_model_latents(vae.encode(frame).latent_dist.mode(), vae.config)
+        expected = fit_latent_frames(vae, torch.cat([start, z[b : b + 1, :, 1:]], 2), {0: frame[0, :, 0]}, 5)
+        torch.testing.assert_close(out[b : b + 1], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_fitted_repaint_keeps_a_red_frame_0_the_encoder_turns_green():
+    """The shipped small model draws a red triangle on white whose frames 1-4 carry a dark green fringe from its bad
+    frame 0; the VAE's encoder maps such a frame, alone, to an image latent that decodes green, so the plain repaint
+    keeps frame 0 green. The latent fitted through the decoder decodes to what frame 1 shows: red."""
+    from motif_video.evaluation.analysis import read_clip
+
+    pipe = MotifVideoPipeline.from_pretrained("small")
+    pipe.set_progress_bar_config(disable=True)
+    latents = pipe(
+        prompt="a red triangle moving right on a white background",
+        generator=torch.Generator().manual_seed(0),
+        output_type="latent",
+        repaint_first_frame=False,
+    ).frames
+
+    def frame_0(z):
+        video = decode_latents(pipe.vae, z)[0].permute(1, 2, 3, 0)
+        clip = ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+        return read_clip(clip).frame_colours[0]
+
+    assert frame_0(latents) == "green"
+    assert frame_0(repaint_first_latent(pipe.vae, latents)) == "green"
+    assert frame_0(repaint_first_latent(pipe.vae, latents, fit_steps=50)) == "red"
+
+
 def test_t2v_repaints_only_frame_0_and_follows_the_folder(t2v):
     off = _latents(t2v, repaint_first_frame=False)
     on = _latents(t2v, repaint_first_frame=True)
@@ -87,6 +127,9 @@ def test_t2v_repaints_only_frame_0_and_follows_the_folder(t2v):
         t2v.generation_defaults = GenerationDefaults(repaint_first_frame=True)
         assert torch.equal(_latents(t2v), on)
         assert torch.equal(_latents(t2v, repaint_first_frame=False), off)  # the call's value wins
+        t2v.generation_defaults = GenerationDefaults(repaint_first_frame=True, decoder_fit_steps=3)
+        torch.testing.assert_close(_latents(t2v), repaint_first_latent(t2v.vae, off, fit_steps=3))
+        torch.testing.assert_close(_latents(t2v, decoder_fit_steps=0), on)  # the call's value wins
     finally:
         t2v.generation_defaults = saved
 
@@ -108,3 +151,6 @@ def test_shipped_small_model_repaints_by_default():
     assert model_defaults("small").repaint_first_frame is True
     assert model_defaults("small-4step").repaint_first_frame is True  # a student inherits its base model's
     assert model_defaults("Motif-Technologies/Motif-Video-2B").repaint_first_frame is False  # as released
+    assert model_defaults("Motif-Technologies/Motif-Video-2B").decoder_fit_steps == 0
+    with pytest.raises(ValueError, match="decoder_fit_steps must be >= 0, got -2"):
+        GenerationDefaults(decoder_fit_steps=-2)

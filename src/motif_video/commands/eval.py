@@ -126,7 +126,14 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(figures))
     else:
         for key, value in flatten(figures).items():
-            print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+            if key.endswith(".by_combination"):  # one line per combination
+                for name, row in value.items():
+                    cells = " ".join(
+                        f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()
+                    )
+                    print(f"{key}: {name}: {cells}")
+            else:
+                print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
     return 0
 
 

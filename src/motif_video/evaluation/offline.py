@@ -2,7 +2,8 @@
 
 For every (case, seed): text-to-video from the caption, and (unless disabled) image-to-video from the case's
 ground-truth first frame. The suite (`suite.eval_suite`) has `prompts` cases of label combinations seen in training
-and `prompts` of held-out ones, scored separately (`scores.figures`: per clip, per frame, frame 0). I2V adds
+and `prompts` of held-out ones, scored separately (`scores.figures`: per clip, per frame, frame 0; `scores.by_combination`: a few of them per
+label combination, under `by_combination`). I2V adds
 first-frame PSNR against the condition image. `seconds_per_video` is the run's wall time (loading included) over
 the videos it made; `generate_seconds_per_video` the pipeline calls alone (sampling + VAE decode). One progress bar
 counts the videos; the pipelines' per-step bars are off.
@@ -22,7 +23,7 @@ import torch
 
 from ..interop.lora_spec import parse_lora_spec
 from .analysis import psnr_uint8, read_clip
-from .scores import figures
+from .scores import by_combination, figures
 from .suite import GROUPS, SPLITS, eval_suite
 
 
@@ -161,10 +162,13 @@ def run_offline_eval(config: OfflineEvalConfig) -> dict[str, Any]:
                     if mode == "i2v":
                         first_psnr[case.group].append(psnr_uint8(clip[0], condition))
                     bar.update()
-    videos = bar.n
+    videos = sum(len(pairs) for by_group in readings.values() for pairs in by_group.values())
     result: dict[str, Any] = {}
     for mode, by_group in readings.items():
-        result[mode] = {group: figures(pairs) for group, pairs in by_group.items()}
+        result[mode] = {
+            group: {**figures(pairs), "by_combination": by_combination(pairs)}
+            for group, pairs in by_group.items()
+        }
         if mode == "i2v":
             for group in GROUPS:
                 result[mode][group]["first_frame_psnr"] = statistics.mean(first_psnr[group])
@@ -182,7 +186,7 @@ def run_offline_eval(config: OfflineEvalConfig) -> dict[str, Any]:
             "cache_threshold": config.cache_threshold,
             "cache_skipped_fraction": skipped / calls if calls else 0.0,
             "fp8": config.fp8 or "off",
-            **defaults.resolve(repaint_first_frame=config.repaint_first_frame),
+            **defaults.resolve(repaint_first_frame=config.repaint_first_frame, decoder_fit_steps=None),
             "model": config.model,
             "lora": list(config.lora),
             "threads": torch.get_num_threads(),
@@ -192,10 +196,10 @@ def run_offline_eval(config: OfflineEvalConfig) -> dict[str, Any]:
 
 
 def flatten(result: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"t2v": {"seen": {"colour": 1.0}}} -> {"t2v.seen.colour": 1.0}."""
+    """{"t2v": {"seen": {"colour": 1.0}}} -> {"t2v.seen.colour": 1.0}; a `by_combination` table stays one value."""
     flat: dict[str, Any] = {}
     for key, value in result.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and key != "by_combination":
             flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value

@@ -76,3 +76,24 @@ def figures(readings: Sequence[tuple[Reading, Scene]]) -> dict[str, float | int 
     scores["frames"] = frames
     scores["se"] = {key: statistics.pstdev(v) / math.sqrt(len(v)) for key, v in per_clip.items()}
     return scores
+
+
+BREAKDOWN = ("colour_frames", "colour_frame0", "shape", "shape_frames", "direction")
+
+
+def combination(scene: Scene) -> str:
+    return f"{scene.colour} {scene.shape} on {scene.background}"
+
+
+def by_combination(readings: Sequence[tuple[Reading, Scene]]) -> dict[str, dict[str, float | int]]:
+    """Per (colour, shape, background) combination, in first-seen order: its clips and the `BREAKDOWN` accuracies
+    over them (as `figures` computes them), which tells a miss that one combination makes every time from one
+    spread over many."""
+    groups: dict[str, list[tuple[Reading, Scene]]] = {}
+    for reading, scene in readings:
+        groups.setdefault(combination(scene), []).append((reading, scene))
+    out: dict[str, dict[str, float | int]] = {}
+    for name, pairs in groups.items():
+        scores = figures(pairs)
+        out[name] = {"clips": len(pairs), **{key: scores[key] for key in BREAKDOWN}}
+    return out

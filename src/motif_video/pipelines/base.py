@@ -31,6 +31,7 @@ from ..defaults import GenerationDefaults
 from ..hub import DEFAULT_MODEL_ID, resolve_folder
 from ..options import check_video_size
 from . import prompts as P
+from .decoder_fit import fit_latent_frames
 from .guidance import GuidanceConfig, Guider, config_from_guider, runs_own_protocol
 from .latents import decode_latents, repaint_first_latent, to_model_latents
 from .lora import MotifVideoLoraLoaderMixin
@@ -528,15 +529,35 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
 
     # ---------------------------------------------------------------------------------------------------- output
     def repaint_unconditioned_first_frame(
-        self, latents: torch.Tensor, repaint: bool | None, conditioning: Conditioning
+        self, latents: torch.Tensor, repaint: bool | None, conditioning: Conditioning, fit_steps: int = 0
     ) -> torch.Tensor:
-        """`latents` with latent frame 0 re-encoded from pixel frame 1 (`latents.repaint_first_latent`) when
-        `repaint` (None: the folder's generation_config.json, else off as released) and no condition gives frame 0."""
+        """`latents` with latent frame 0 re-encoded from pixel frame 1 (`latents.repaint_first_latent`, fitted through
+        the decoder by `fit_steps`) when `repaint` (None: the folder's generation_config.json,
+        else off as released) and no condition gives frame 0."""
         if conditioning.gives_first_frame:
             return latents
         if not self.generation_defaults.resolve(repaint_first_frame=repaint)["repaint_first_frame"]:
             return latents
-        return repaint_first_latent(self.vae, latents)
+        return repaint_first_latent(self.vae, latents, fit_steps=fit_steps)
+
+    def decoder_fit_steps(self, steps: int | None) -> int:
+        """The call's decoder-fit steps, else the folder's generation_config.json's, else 0 as released."""
+        steps = self.generation_defaults.resolve(decoder_fit_steps=steps)["decoder_fit_steps"]
+        if steps < 0:
+            raise ValueError(f"decoder_fit_steps must be >= 0, got {steps}")
+        return steps
+
+    def fit_given_frames(self, latents: torch.Tensor, conditioning: Conditioning, steps: int) -> torch.Tensor:
+        """`latents` with every latent frame that holds a given frame (`conditioning.pixels`: the first image, last
+        image, keyframes, clips) fitted through the decoder so that those frames decode to their images
+        (`decoder_fit.fit_latent_frames`), one video at a time; unchanged when `steps` is 0 or nothing is given."""
+        if not steps or not conditioning.pixels:
+            return latents
+        fitted = latents.clone()
+        for b in range(latents.shape[0]):
+            targets = {f: px[b if px.shape[0] > 1 else 0] for f, px in conditioning.pixels.items()}
+            fitted[b : b + 1] = fit_latent_frames(self.vae, latents[b : b + 1], targets, steps)
+        return fitted
 
     def decode(
         self,

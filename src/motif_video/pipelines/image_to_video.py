@@ -81,6 +81,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         video=None,
         strength: float = 1.0,
         repaint_first_frame: bool | None = None,
+        decoder_fit_steps: int | None = None,
     ) -> MotifVideoPipelineOutput | tuple:
         """Generate videos starting from `image` (one image, or one per prompt). See `MotifVideoPipeline.__call__`.
 
@@ -101,7 +102,10 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         ValueError before any model runs. SigLIP tokens come from `image` only (the model saw them with frame 0).
         `video` + `strength`: video-to-video (SDEdit, `MotifVideoPipeline.__call__`).
         `repaint_first_frame`: as in `MotifVideoPipeline.__call__`, when no condition gives frame 0 (a last image or
-        keyframes alone).
+        keyframes alone). `decoder_fit_steps` (None: the folder's generation_config.json, else 0 as released): after
+        sampling, every latent frame that holds a given frame (image, last image, keyframe, clip) is fitted by that
+        many Adam steps through the decoder so that the given frames decode to their images, in the context of the
+        generated frames before them (`motif_video.pipelines.decoder_fit`); the repainted frame 0 too.
         The released weights were trained with frame 0 only: other positions need a model trained on them
         (`recipes/motif-video-2b/conditions-lora.yaml`).
         """
@@ -133,7 +137,11 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         latents = self.sample(
             latents, run, cond, uncond, conditioning, callback_on_step_end, callback_on_step_end_tensor_inputs
         )
-        latents = self.repaint_unconditioned_first_frame(latents, repaint_first_frame, conditioning)
+        fit_steps = self.decoder_fit_steps(decoder_fit_steps)
+        latents = self.repaint_unconditioned_first_frame(
+            latents, repaint_first_frame, conditioning, fit_steps
+        )
+        latents = self.fit_given_frames(latents, conditioning, fit_steps)
         video = self.decode(latents, output_type, stream_decode, vae_batch_size)
         self.maybe_free_model_hooks()
         return MotifVideoPipelineOutput(frames=video) if return_dict else (video,)
@@ -222,22 +230,26 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         use_image_embeds, conditioning_blur, keep_first_frame."""
         blur, keep, mode = frame["conditioning_blur"], frame["keep_first_frame"], frame["latent_mode"]
         conditioning = Conditioning(blur=blur)
+        given: dict[int, torch.Tensor] = {}  # pixel frame -> [B or 1, 3, H, W]: what the decoder fit aims at
         if images:
             pixels = [
                 preprocess_image(self.video_processor, im, run.height, run.width, frame["resize"])
                 for im in images
             ]
+            repeats = latents.shape[0] // len(images)
             conditioning = self.prepare_conditioning(
-                torch.cat(pixels).to(latents.device), latents, latents.shape[0] // len(images), generator, mode, blur,
+                torch.cat(pixels).to(latents.device), latents, repeats, generator, mode, blur,
                 frame["use_image_embeds"], keep,
             )  # fmt: skip
+            given[0] = torch.cat(pixels).repeat_interleave(repeats, 0)
         if conditions:
-            placed = [
-                (p, encode_placed(self.vae, condition_pixels(self.video_processor, c, run.height, run.width,
-                                                             frame["resize"]).to(latents.device), p, mode, generator))
-                for p, c in conditions
-            ]  # fmt: skip
+            placed = []
+            for p, c in conditions:
+                pixels = condition_pixels(self.video_processor, c, run.height, run.width, frame["resize"])
+                placed.append((p, encode_placed(self.vae, pixels.to(latents.device), p, mode, generator)))
+                given.update({p.frame + i: px[None] for i, px in enumerate(pixels)})
             conditioning = self.add_conditions(conditioning, placed, latents, keep)
+        conditioning.pixels = given
         return conditioning
 
     @staticmethod

@@ -142,8 +142,17 @@ def decode_latents(
     return torch.cat(videos)
 
 
+def _frame_1(vae, latents: torch.Tensor) -> torch.Tensor:
+    """Pixel frame 1 [1, 3, 1, H, W] of one video's normalised latents (decoding latent frames 0-1 alone)."""
+    return decode_latents(vae, latents[:, :, :2], output_device=latents.device)[:, :, 1:2].to(vae.dtype)
+
+
+def _encode_alone(vae, frame: torch.Tensor) -> torch.Tensor:
+    return to_model_latents(vae.encode(frame).latent_dist.mode(), vae.config)
+
+
 @torch.no_grad()
-def repaint_first_latent(vae, latents: torch.Tensor) -> torch.Tensor:
+def repaint_first_latent(vae, latents: torch.Tensor, fit_steps: int = 0) -> torch.Tensor:
     """`latents` [B, 16, T, h, w] (normalised, T >= 2) with latent frame 0 re-encoded from pixel frame 1.
 
     The causal VAE encodes pixel frame 0 alone into latent frame 0 and every later group of 4 frames after it, so
@@ -152,14 +161,24 @@ def repaint_first_latent(vae, latents: torch.Tensor) -> torch.Tensor:
     pixel frames 0-4; frame 1 depends on latent frame 1 and on frame 0 only through the decoder's causal context, so
     it is the closest frame the model drew right. Encoding it alone gives an image latent that the decoder turns back
     into that frame, and decoding with it also clears what the old frame 0 carried into frames 1-4. Frame 0 then
-    shows frame 1's content (one frame of hold: at 16-24 fps a 40-60 ms pause before the motion). Latents of one
-    frame are returned unchanged.
+    shows frame 1's content (one frame of hold: at 16-24 fps a 40-60 ms pause before the motion).
+
+    With `fit_steps`, a second round: frame 1 decoded again after the new latent (so that the old frame 0's colour
+    is no longer in it), encoded alone, and that latent fitted until it decodes to this frame
+    (`decoder_fit.fit_latent_frames`). The encoder alone can turn a frame it was not trained on into the wrong colour
+    (on the small model a red object with a dark green fringe, which a bad frame 0 leaves in frame 1, encodes to a
+    latent that decodes green). Latents of one frame are returned unchanged.
     """
+    from .decoder_fit import fit_latent_frames
+
     if latents.shape[2] < 2:
         return latents
-    pixels = decode_latents(vae, latents[:, :, :2], output_device=latents.device)  # [B, 3, 5, H, W]
-    frame = pixels[:, :, 1:2].to(vae.dtype)
-    first = to_model_latents(vae.encode(frame).latent_dist.mode(), vae.config)
     repainted = latents.clone()
-    repainted[:, :, :1] = first.to(latents.dtype)
+    for b in range(latents.shape[0]):
+        video = repainted[b : b + 1]
+        video[:, :, :1] = _encode_alone(vae, _frame_1(vae, video)).to(latents.dtype)
+        if fit_steps:
+            frame = _frame_1(vae, video)
+            video[:, :, :1] = _encode_alone(vae, frame).to(latents.dtype)
+            video[:] = fit_latent_frames(vae, video, {0: frame[0, :, 0]}, fit_steps)
     return repainted

@@ -68,6 +68,7 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         video=None,
         strength: float = 1.0,
         repaint_first_frame: bool | None = None,
+        decoder_fit_steps: int | None = None,
     ) -> MotifVideoPipelineOutput | tuple:
         """Generate videos. Size and negative prompt left None come from the folder's generation_config.json, else
         736x1280, 121 frames and the 39-term trained negative prompt; "" is an empty negative prompt.
@@ -89,6 +90,8 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         `repaint_first_frame=True` re-encodes latent frame 0 from pixel frame 1 after sampling
         (`motif_video.pipelines.latents.repaint_first_latent`: for a model that draws the causal VAE's first-frame
         latent worse than the rest); None: the folder's generation_config.json, else off as released.
+        `decoder_fit_steps`: Adam steps that fit the repainted latent through the decoder so that it decodes to
+        pixel frame 1 (`motif_video.pipelines.decoder_fit`); None: the folder's generation_config.json, else 0.
         """
         if video is not None:
             height, width, num_frames = self.video_size(video, strength, height, width, num_frames)
@@ -115,7 +118,10 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         latents = self.sample(
             latents, run, cond, uncond, conditioning, callback_on_step_end, callback_on_step_end_tensor_inputs
         )
-        latents = self.repaint_unconditioned_first_frame(latents, repaint_first_frame, conditioning)
+        fit_steps = self.decoder_fit_steps(decoder_fit_steps)
+        latents = self.repaint_unconditioned_first_frame(
+            latents, repaint_first_frame, conditioning, fit_steps
+        )
         frames = self.decode(latents, output_type, stream_decode, vae_batch_size)
         self.maybe_free_model_hooks()
         return MotifVideoPipelineOutput(frames=frames) if return_dict else (frames,)

@@ -39,7 +39,8 @@ class Conditioning:
     zeros in all 17 channels); `mask`: each of the t frames' mask value [t] (0: not conditioned, else the
     condition's strength; None: 1 on all t, a first frame); `blur` the timestep-aware blur strength (0: the channels
     are the same at every step); `noise` the starting noise of those t latent frames [B, 16, t, h, w] when
-    `keep_first_frame` holds every conditioned frame on its condition's path.
+    `keep_first_frame` holds every conditioned frame on its condition's path; `pixels` the given frames themselves,
+    pixel frame -> [B or 1, 3, H, W] in [-1, 1], for the decoder fit after sampling (`decoder_fit`).
     """
 
     latent: torch.Tensor | None = None
@@ -47,6 +48,7 @@ class Conditioning:
     blur: float = 0.0
     noise: torch.Tensor | None = None
     mask: torch.Tensor | None = None
+    pixels: dict[int, torch.Tensor] = field(default_factory=dict)
     _channels: dict = field(default_factory=dict, repr=False)  # the last step's channels, by rounded sigma
 
     @property
