@@ -196,11 +196,21 @@ class GenerateRequest:
         None,
         "re-encode latent frame 0 from pixel frame 1 after sampling when no image gives frame 0 (for a model that "
         "draws the first frame's latent worse than the rest, as the small model does; refined through the decoder "
-        "by the folder's decoder_fit_steps)",
+        "by --decoder-fit-steps)",
         "video",
         cli="negatable",
         pipeline="repaint_first_frame",
         default_text="the model folder's generation_config.json, else off as released",
+    )
+    decoder_fit_steps: int | None = option(
+        None,
+        "after sampling, Adam steps that fit each latent frame holding a given frame (first / last image, keyframe, "
+        "clip, repainted frame 0) through the VAE decoder so those frames decode to their images; each step is one "
+        "decoder chunk's forward and backward pass; 0: off",
+        "video",
+        minimum=0,
+        pipeline="decoder_fit_steps",
+        default_text="the model folder's generation_config.json, else 0 as released",
     )
     height: int | None = option(
         None,
