@@ -120,7 +120,10 @@ def _bad_cases(tmp_path):
             "needs an accelerator",
         ),
         "bad budget": (["--prompt", "a", "--memory-budget", "0"], "memory_budget must be > 0"),
-        "negative decoder fit": (["--prompt", "a", "--decoder-fit-steps", "-1"], "decoder_fit_steps must be >= 0"),
+        "negative decoder fit": (
+            ["--prompt", "a", "--decoder-fit-steps", "-1"],
+            "decoder_fit_steps must be >= 0",
+        ),
         "bad attention backend": (
             ["--prompt", "a", "--attention-backend", "warp"],
             "attention backend 'warp'",
