@@ -1,3 +1,5 @@
+import shutil
+
 import pytest
 import torch
 
@@ -21,3 +23,14 @@ def _deterministic_one_thread():
     torch.manual_seed(0)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def teacher_folder(tmp_path_factory):
+    """A tiny model folder whose transformer has strong random weights (so guidance visibly matters)."""
+    from motif_video.testing import tiny_transformer, write_tiny_pipeline_folder
+
+    folder = write_tiny_pipeline_folder(tmp_path_factory.mktemp("teacher") / "model")
+    shutil.rmtree(folder / "transformer")
+    tiny_transformer(0, layout="shared", std=0.2).save_pretrained(folder / "transformer")
+    return folder

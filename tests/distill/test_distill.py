@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,42 +12,9 @@ import torch
 from motif_video.defaults import GENERATION_CONFIG_NAME
 from motif_video.distill.config import load_distill_config
 from motif_video.distill.objective import distill
+from tests.distill.recipe import RECIPE
+from tests.distill.recipe import overrides as _overrides
 from tests.training.conftest import write_random_cache
-
-RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "distill" / "tiny-cpu.yaml"
-
-
-@pytest.fixture(scope="module")
-def teacher_folder(tmp_path_factory):
-    """A tiny model folder whose transformer has strong random weights (so guidance visibly matters)."""
-    from motif_video.testing import tiny_transformer, write_tiny_pipeline_folder
-
-    folder = write_tiny_pipeline_folder(tmp_path_factory.mktemp("teacher") / "model")
-    shutil.rmtree(folder / "transformer")
-    tiny_transformer(0, layout="shared", std=0.2).save_pretrained(folder / "transformer")
-    return folder
-
-
-def _overrides(output: Path, teacher: Path, cache: Path, **extra) -> list[str]:
-    values = {
-        "output_dir": str(output),
-        "max_steps": 30,
-        "log_every": 1,
-        "checkpoint_every": 0,
-        "tensorboard": False,
-        "model.pretrained": str(teacher),
-        "model.components": str(teacher),
-        "data.cache": str(cache),
-        "data.batch_size": 2,
-        "optim.lr": 2e-3,
-        "optim.warmup_steps": 0,
-        "optim.schedule": "constant",
-        "distill.teacher_steps": 16,
-        "distill.teacher_shift": 3.0,
-        "distill.guidance_scales": [2.0, 4.0],
-        **extra,
-    }
-    return [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in values.items()]
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,8 @@ import json
 import math
 
 import pytest
-from tests.distill.test_distill import RECIPE as DISTILL_RECIPE
-from tests.distill.test_distill import _overrides as distill_overrides
-from tests.distill.test_distill import teacher_folder  # noqa: F401  (fixture)
+from tests.distill.recipe import RECIPE as DISTILL_RECIPE
+from tests.distill.recipe import overrides as distill_overrides
 from tests.training.conftest import tiny_overrides, write_random_cache
 
 from motif_video.distill.config import load_distill_config
@@ -64,7 +63,7 @@ def test_gpu_recipe_features_under_bf16_mixed_precision(tmp_path, extra):
     assert len(records) == 2 and all(math.isfinite(r["loss"]) for r in records), records
 
 
-def test_distillation_steps_under_bf16_mixed_precision(tmp_path, teacher_folder):  # noqa: F811
+def test_distillation_steps_under_bf16_mixed_precision(tmp_path, teacher_folder):
     cache = write_random_cache(tmp_path / "cache", count=2, latent=(2, 8, 8))
     overrides = distill_overrides(
         tmp_path / "student", teacher_folder, cache, max_steps=2, mixed_precision="bf16"
