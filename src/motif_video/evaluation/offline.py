@@ -2,9 +2,9 @@
 
 For every (case, seed): text-to-video from the caption, and (unless disabled) image-to-video from the case's
 ground-truth first frame. The suite (`suite.eval_suite`) has `prompts` cases of label combinations seen in training
-and `prompts` of held-out ones, scored separately (`scores.figures`: per clip, per frame, frame 0; `scores.by_combination`: a few of them per
-label combination, under `by_combination`). I2V adds
-first-frame PSNR against the condition image. `seconds_per_video` is the run's wall time (loading included) over
+and `prompts` of held-out ones, scored separately (`scores.figures`: per clip, per frame, frame 0;
+`scores.by_combination`: a few of them per label combination, under `by_combination`). I2V adds first-frame PSNR
+against the condition image. `seconds_per_video` is the run's wall time (loading included) over
 the videos it made; `generate_seconds_per_video` the pipeline calls alone (sampling + VAE decode). One progress bar
 counts the videos; the pipelines' per-step bars are off.
 """
