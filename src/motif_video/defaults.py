@@ -46,9 +46,7 @@ APG_NORM_DIMS = (-1, -2, -4)  # W, H, C of a [B, C, T, H, W] velocity: one norm 
 CONDITIONING_BLUR = 0.0  # I2V timestep-aware blur strength: off, as released
 KEEP_FIRST_FRAME = False  # I2V: the model generates latent frame 0 from the condition channels, as released
 REPAINT_FIRST_FRAME = False  # latent frame 0 as the model generated it, as released (`pipelines.latents`)
-DECODER_FIT_STEPS = (
-    0  # given and repainted frames keep their encoder latents (`pipelines.decoder_fit`), as released
-)
+DECODER_FIT_STEPS = 0  # given frames keep their encoder latents, as released (`pipelines.decoder_fit`)
 # A None negative prompt means the pipeline's 39-term trained one (`pipelines.prompts.DEFAULT_NEGATIVE_PROMPT`).
 
 GENERATION_CONFIG_NAME = "generation_config.json"
@@ -76,9 +74,7 @@ class GenerationDefaults:
     conditioning_blur: float | None = None  # I2V: the timestep-aware blur strength the model was trained with
     keep_first_frame: bool | None = None  # I2V: hold latent frame 0 on the image's path (the I2V pipeline)
     repaint_first_frame: bool | None = None  # latent frame 0 from pixel frame 1 where no condition gives it
-    decoder_fit_steps: int | None = (
-        None  # decoder-inversion steps for given / repainted frames' latents (0: none)
-    )
+    decoder_fit_steps: int | None = None  # fit given / repainted frames through the decoder (0: off)
 
     def __post_init__(self) -> None:
         if self.num_inference_steps is not None and self.num_inference_steps < 1:

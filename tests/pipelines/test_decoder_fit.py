@@ -121,7 +121,7 @@ def _call(pipe, **kw):
     return pipe(prompt=PROMPT, output_type="latent", **kw).frames
 
 
-def test_i2v_fits_every_given_frame(i2v):
+def test_i2v_fits_every_given_frame(i2v, monkeypatch):
     rng = np.random.default_rng(0)
     first, last, key = (
         PIL.Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)) for _ in range(3)
@@ -144,11 +144,15 @@ def test_i2v_fits_every_given_frame(i2v):
         assert torch.equal(_call(i2v, decoder_fit_steps=0, **kw), plain)
     finally:
         i2v.generation_defaults = saved
+    monkeypatch.setattr(i2v, "sample", lambda *a, **k: pytest.fail("sampled before refusing the fit steps"))
     with pytest.raises(ValueError, match="decoder_fit_steps must be >= 0, got -3"):
         _call(i2v, decoder_fit_steps=-3, **kw)
 
 
-def test_t2v_has_nothing_to_fit_without_the_repaint(strong_folder):
+def test_t2v_has_nothing_to_fit_without_the_repaint(strong_folder, monkeypatch):
     t2v = MotifVideoPipeline.from_pretrained(strong_folder)
     t2v.set_progress_bar_config(disable=True)
     assert torch.equal(_call(t2v, decoder_fit_steps=3), _call(t2v))
+    monkeypatch.setattr(t2v, "sample", lambda *a, **k: pytest.fail("sampled before refusing the fit steps"))
+    with pytest.raises(ValueError, match="decoder_fit_steps must be >= 0, got -1"):
+        _call(t2v, decoder_fit_steps=-1)

@@ -20,41 +20,26 @@ from collections.abc import Mapping
 import torch
 
 from ..condition_layout import latent_index, pixel_frames
-from .latents import denormalize_latents, to_vae_latents
+from .latents import WAN_DECODER_PARTS, decoder_step, has_wan_decoder, to_vae_frame
 
 FIT_LR = 0.05  # Adam on normalised latents (unit scale): 50 steps reach the error's floor on the small model
-_NEEDED = ("decoder", "post_quant_conv", "clear_cache", "_feat_map")
 
 
 def _check_vae(vae) -> None:
-    missing = [name for name in _NEEDED if not hasattr(vae, name)]
-    if missing:
+    if not has_wan_decoder(vae):
+        missing = [name for name in WAN_DECODER_PARTS if not hasattr(vae, name)]
         raise ValueError(
             f"fitting latents through the decoder needs a Wan VAE (AutoencoderKLWan); {type(vae).__name__} has no "
             f"{missing}"
         )
 
 
-def _vae_frame(z: torch.Tensor, k: int, config) -> torch.Tensor:
-    """Normalised latent frame `k` [B, C, 1, h, w] -> the VAE's latent (frame 0 by the frame-0 statistics)."""
-    if k == 0:
-        return to_vae_latents(z, config)
-    return denormalize_latents(z, config["latents_mean"], config["latents_std"])
-
-
 def _chunk(vae, z: torch.Tensor, k: int, cache: list) -> tuple[torch.Tensor, list]:
     """Pixel frames [B, 3, n, H, W] of normalised latent frame `k` decoded after the feature cache `cache` (the
     latents before it), and the cache after it. `cache` itself is left as it was."""
-    from diffusers.models.autoencoders.autoencoder_kl_wan import unpatchify
-
-    x = vae.post_quant_conv(_vae_frame(z.to(vae.dtype), k, vae.config))
+    x = vae.post_quant_conv(to_vae_frame(z.to(vae.dtype), k, vae.config))
     vae._feat_map = list(cache)
-    vae._conv_idx = [0]
-    out = vae.decoder(x, feat_cache=vae._feat_map, feat_idx=vae._conv_idx, first_chunk=(k == 0))
-    patch = getattr(vae.config, "patch_size", None)
-    if patch is not None:
-        out = unpatchify(out, patch_size=patch)
-    return out, list(vae._feat_map)
+    return decoder_step(vae, x, first=(k == 0)), list(vae._feat_map)
 
 
 def fit_latent_frames(

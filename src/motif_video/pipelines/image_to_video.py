@@ -123,6 +123,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
             passes=dict(batching=guidance_batching, attention_kwargs=attention_kwargs),
         )  # fmt: skip
         images, placed = self.plan_frames(image, conditions, last_image, run)  # errors before any model runs
+        fit_steps = self.decoder_fit_steps(decoder_fit_steps)
         device = self.device_for_run
         batch = len(run.prompts) * num_videos_per_prompt
         source = self.video_start(video, strength, run, resize, device) if video is not None else None
@@ -137,7 +138,6 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         latents = self.sample(
             latents, run, cond, uncond, conditioning, callback_on_step_end, callback_on_step_end_tensor_inputs
         )
-        fit_steps = self.decoder_fit_steps(decoder_fit_steps)
         latents = self.repaint_unconditioned_first_frame(
             latents, repaint_first_frame, conditioning, fit_steps
         )

@@ -79,6 +79,13 @@ def to_vae_latents(z: torch.Tensor, config: Mapping) -> torch.Tensor:
     return _per_frame(z, config, denormalize_latents)
 
 
+def to_vae_frame(z: torch.Tensor, index: int, config: Mapping) -> torch.Tensor:
+    """`to_vae_latents` of latent frame `index` of a sequence alone, z [B, C, 1, h, w] (frame 0 by its own pair)."""
+    if index == 0:
+        return to_vae_latents(z, config)
+    return denormalize_latents(z, config["latents_mean"], config["latents_std"])
+
+
 def measure_first_frame_stats(
     latents: torch.Tensor, mean: Sequence[float], std: Sequence[float]
 ) -> tuple[list[float], list[float]]:
@@ -100,11 +107,30 @@ def measure_first_frame_stats(
     return [round(float(v), 6) for v in mean_first], [round(float(v), 6) for v in std_first]
 
 
+# What a Wan VAE (`AutoencoderKLWan`) has that lets us drive its causal decoder's frame loop ourselves.
+WAN_DECODER_PARTS = ("clear_cache", "post_quant_conv", "decoder", "_feat_map")
+
+
+def has_wan_decoder(vae) -> bool:
+    return all(hasattr(vae, n) for n in WAN_DECODER_PARTS)
+
+
+def decoder_step(vae, x: torch.Tensor, first: bool) -> torch.Tensor:
+    """One step of the causal decoder's frame loop, as `AutoencoderKLWan._decode` runs it: post-quant-conv latent
+    frame x [B, C, 1, h, w] -> its pixel frames [B, 3, n, H, W] (unpatchified, not clamped), after the VAE's
+    feature cache, which it advances."""
+    from diffusers.models.autoencoders.autoencoder_kl_wan import unpatchify
+
+    vae._conv_idx = [0]
+    out = vae.decoder(x, feat_cache=vae._feat_map, feat_idx=vae._conv_idx, first_chunk=first)
+    patch = getattr(vae.config, "patch_size", None)
+    return out if patch is None else unpatchify(out, patch_size=patch)
+
+
 def _streamable(vae) -> bool:
     """Whether `vae` is a Wan VAE whose frame loop we can drive ourselves (no tiling, no patchified output)."""
-    needed = ("clear_cache", "post_quant_conv", "decoder", "_feat_map")
     return (
-        all(hasattr(vae, n) for n in needed)
+        has_wan_decoder(vae)
         and not getattr(vae, "use_tiling", False)
         and getattr(vae.config, "patch_size", None) is None
     )
@@ -132,10 +158,7 @@ def decode_latents(
         x = vae.post_quant_conv(z)
         chunks = []
         for i in range(x.shape[2]):
-            vae._conv_idx = [0]
-            out = vae.decoder(
-                x[:, :, i : i + 1], feat_cache=vae._feat_map, feat_idx=vae._conv_idx, first_chunk=(i == 0)
-            )
+            out = decoder_step(vae, x[:, :, i : i + 1], first=(i == 0))
             chunks.append(out.clamp(-1.0, 1.0).to(output_device))
         vae.clear_cache()
         videos.append(torch.cat(chunks, dim=2))

@@ -104,6 +104,7 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
             apg=dict(eta=apg_eta, norm_dims=apg_norm_dims, norm_threshold=apg_norm_threshold, momentum=apg_momentum),
             passes=dict(batching=guidance_batching, attention_kwargs=attention_kwargs),
         )  # fmt: skip
+        fit_steps = self.decoder_fit_steps(decoder_fit_steps)  # errors before any model runs
         device = self.device_for_run
         cond, uncond = self.prompt_embeddings(run, num_videos_per_prompt, max_sequence_length, device, given)
         self._release_text_encoder()
@@ -118,7 +119,6 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         latents = self.sample(
             latents, run, cond, uncond, conditioning, callback_on_step_end, callback_on_step_end_tensor_inputs
         )
-        fit_steps = self.decoder_fit_steps(decoder_fit_steps)
         latents = self.repaint_unconditioned_first_frame(
             latents, repaint_first_frame, conditioning, fit_steps
         )
