@@ -51,3 +51,26 @@ def test_give_default_mode_reaches_every_file_under_a_folder(tmp_path, umask_027
         os.chmod(tmp_path / name, 0o600)
     give_default_mode(tmp_path / "a", tmp_path / "z")
     assert set(_modes(tmp_path).values()) == {umask_027}
+
+
+def test_write_safetensors_is_atomic_and_follows_the_umask(tmp_path, umask_027, monkeypatch):
+    from safetensors import safe_open
+
+    from motif_video.file_modes import write_safetensors
+
+    path = write_safetensors(
+        {"w": torch.arange(6.0).view(2, 3).t()}, tmp_path / "a.safetensors", {"seed": "3"}
+    )
+    with safe_open(str(path), framework="pt") as f:
+        assert torch.equal(f.get_tensor("w"), torch.arange(6.0).view(2, 3).t()) and f.metadata() == {
+            "seed": "3"
+        }
+    assert _modes(tmp_path) == {"a.safetensors": umask_027}
+
+    def fail(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("motif_video.file_modes.os.replace", fail)  # the file is written, the rename fails
+    with pytest.raises(OSError, match="disk full"):
+        write_safetensors({"w": torch.zeros(2)}, tmp_path / "b.safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.safetensors"]  # nothing half-written left

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from .defaults import model_defaults
-from .file_modes import give_default_mode
+from .file_modes import write_safetensors
 from .hub import check_model_reference
 from .options import (
     VIDEO_TO_VIDEO_STRENGTH,
@@ -432,12 +432,7 @@ def _gather(
 
 
 def _save_latents(latents: torch.Tensor, path: Path, seed: int) -> None:
-    from safetensors.torch import save_file
-
-    tmp = path.with_name(f".{path.name}.part")
-    save_file({"latents": latents.detach().cpu().contiguous()}, str(tmp), metadata={"seed": str(seed)})
-    give_default_mode(tmp)
-    os.replace(tmp, path)
+    write_safetensors({"latents": latents}, path, metadata={"seed": str(seed)})
 
 
 def _peak_memory_gb(device: torch.device) -> float:

@@ -27,9 +27,8 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
-from ..file_modes import give_default_mode
+from ..file_modes import write_safetensors
 from . import checkpoint, lora_keys
 from .gguf_files import CONFIG_KEY, write_gguf
 from .lora_keys import LORA_WEIGHT_NAME
@@ -203,16 +202,7 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
 def save_safetensors(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> Path:
     """Write `state` with `metadata` (plus format=pt) to `path` atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        save_file(
-            {k: v.contiguous() for k, v in state.items()}, str(tmp), metadata={"format": "pt", **metadata}
-        )
-        give_default_mode(tmp)  # safetensors creates 0600 files
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_safetensors(state, path, {"format": "pt", **metadata})
 
 
 def load_transformer_file(path: str | os.PathLike, config: dict[str, Any] | None = None, dtype=None):

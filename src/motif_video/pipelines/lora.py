@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from diffusers.loaders.lora_base import LoraBaseMixin
 
-from ..file_modes import give_default_mode
+from ..file_modes import write_safetensors
 from ..interop import lora_keys
 from ..interop.lora_keys import LORA_PREFIX, LORA_WEIGHT_NAME
 
@@ -34,7 +34,6 @@ def save_lora(model: torch.nn.Module, folder: str | Path, adapter_name: str = "d
     import json
 
     from peft.utils import get_peft_model_state_dict
-    from safetensors.torch import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -47,15 +46,8 @@ def save_lora(model: torch.nn.Module, folder: str | Path, adapter_name: str = "d
             {f"{LORA_PREFIX}.{k}": v for k, v in config.items()}, sort_keys=True
         ),
     }
-    tmp = folder / (LORA_WEIGHT_NAME + ".tmp")
-    save_file(
-        {f"{LORA_PREFIX}.{k}": v.detach().cpu().contiguous() for k, v in state.items()},
-        str(tmp),
-        metadata=metadata,
-    )
-    give_default_mode(tmp)
-    os.replace(tmp, folder / LORA_WEIGHT_NAME)
-    return folder / LORA_WEIGHT_NAME
+    state = {f"{LORA_PREFIX}.{k}": v for k, v in state.items()}
+    return write_safetensors(state, folder / LORA_WEIGHT_NAME, metadata)
 
 
 def read_lora_file(

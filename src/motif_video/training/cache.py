@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from ..file_modes import give_default_mode
+from ..file_modes import write_safetensors
 from ..pipelines.latents import FIRST_FRAME_MEAN, latent_norm
 from .components import Components
 from .data import MediaDataset, collate
@@ -38,10 +38,7 @@ def _item_key(dataset: MediaDataset, index: int) -> str:
 
 
 def _write_atomic(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-    give_default_mode(tmp)
-    os.replace(tmp, path)
+    write_safetensors(tensors, path)
 
 
 def _write_index(folder: Path, index: dict[str, Any]) -> None:
