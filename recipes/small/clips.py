@@ -8,7 +8,7 @@ import random
 from collections.abc import Collection
 from pathlib import Path
 
-from motif_video.synthetic.scenes import VARIED, SceneRanges, advance, caption, render, scene_at
+from motif_video.synthetic.scenes import VARIED, SceneRanges, advance, caption, render, scene_at, wrapped
 from motif_video.synthetic.video import write_video
 
 # the same labels as `VARIED` with less size and place variation, so that the mean clip of a caption keeps its
@@ -31,11 +31,14 @@ def write_clips(
     ranges: SceneRanges = VARIED,
     exclude: Collection[tuple[str, str, str]] = (),
     advance_range: tuple[float, float] = (0.0, 0.0),
+    wrap: bool = False,
 ) -> list[Path]:
     """Write scenes 0..count-1 of `seed` (drawn with `ranges`, none of the (colour, shape, background) triples in
     `exclude`), each moved along its path by a number of clip lengths drawn uniformly from `advance_range`
     (`synthetic.scenes.advance`; the draw is a function of seed and index), into `folder` (existing clips are
-    kept); returns the video paths."""
+    kept); returns the video paths. With `wrap`, each moving scene is put on a ring (`synthetic.scenes.wrapped`) at
+    a place along its motion drawn uniformly from [0, 1), so that where its object is cannot be told from the
+    caption; growing scenes are kept as drawn."""
     low, high = advance_range
     if not 0 <= low <= high:
         raise ValueError(f"advance_range {advance_range} must satisfy 0 <= low <= high")
@@ -46,6 +49,8 @@ def write_clips(
         scene = scene_at(seed, i, ranges, exclude)
         if high > 0:
             scene = advance(scene, random.Random(f"advance-{seed}-{i}").uniform(low, high))
+        if wrap:
+            scene = wrapped(scene, random.Random(f"wrap-{seed}-{i}").random())
         path = folder / f"clip-{i:05d}.mp4"
         if not path.exists():
             write_video(path, render(scene, frames, height, width), fps)

@@ -35,6 +35,22 @@ def test_wrong_colour_and_reversed_motion_score_wrong():
     assert read_clip(still).motion == "still"
 
 
+def test_motion_is_read_through_wraps_round_the_frame():
+    from motif_video.synthetic.scenes import advance, wrapped
+
+    moving = [s for s in (scene_at(1001, i) for i in range(30)) if s.motion != "grows"][:8]
+    for scene in moving:
+        for place in (0.05, 0.5, 0.9):
+            ring = wrapped(scene, place)
+            # four clip lengths: 1.6 frame sides of travel, so the object crosses an edge at least once
+            video = np.concatenate([render(advance(ring, k), 33, 64, 64) for k in range(4)])
+            reading = read_clip(video)
+            assert reading.motion == scene.motion, (ring, reading.displacement)
+            # the displacement is the unwrapped one: about 1.6 * 3/4 of a frame side between the quarters' means
+            assert 1.0 < max(map(abs, reading.displacement)) < 1.4, (ring, reading.displacement)
+            assert read_clip(video[::-1]).motion != scene.motion
+
+
 def test_flicker_and_psnr():
     scene = scene_at(1000, 0)
     clip = render(scene, 17, 64, 64)

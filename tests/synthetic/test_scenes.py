@@ -146,3 +146,51 @@ def test_clips_written_along_their_paths(tmp_path):
             assert lab["start"] == list(s.start)
     with pytest.raises(ValueError, match="advance_range"):
         write_clips(tmp_path / "c", 1, advance_range=(1.0, 0.5))
+
+
+def test_wrapped_scenes_come_back_in_at_the_opposite_edge():
+    from motif_video.synthetic.scenes import wrapped
+
+    moving = [s for s in (scene_at(5, i) for i in range(40)) if s.motion != "grows"][:8]
+    for scene in moving:
+        ring = wrapped(scene, 0.9)
+        assert ring.wrap and (ring.shape, ring.colour, ring.motion, ring.radius) == (
+            scene.shape, scene.colour, scene.motion, scene.radius
+        )  # fmt: skip
+        along = 0 if scene.motion in ("left", "right") else 1
+        assert ring.start[along] == 0.9 and ring.start[1 - along] == scene.start[1 - along]
+        # the object's area is kept in every frame, and whole laps bring back the same frames
+        clip = [coverage(ring, i, 33, 64, 64) for i in range(33)]
+        assert max(abs(c.sum() - clip[0].sum()) for c in clip) < 0.03 * clip[0].sum()  # anti-aliasing only
+        for laps in (1, 2):  # TRAVEL 0.4: 2.5 clip lengths are one lap
+            later = render(advance(ring, 2.5 * laps), 33, 64, 64)
+            assert np.abs(later.astype(int) - render(ring, 33, 64, 64).astype(int)).max() <= 2
+        # at 0.9 of the frame the object is split over both edges in the moving axis
+        edges = (clip[0][:, :2], clip[0][:, -2:]) if along == 0 else (clip[0][:2], clip[0][-2:])
+        if scene.motion in ("right", "down"):
+            assert edges[0].sum() > 0 and edges[1].sum() > 0
+    # without wrap the same scene leaves the frame
+    plain = advance(moving[0], 3.0)
+    assert coverage(plain, 0, 33, 64, 64).sum() == 0
+    grows = next(s for s in (scene_at(5, i) for i in range(40)) if s.motion == "grows")
+    assert wrapped(grows, 0.3) == grows
+    with pytest.raises(ValueError, match="1.2"):
+        wrapped(moving[0], 1.2)
+    with pytest.raises(ValueError, match="wrap needs a moving scene"):
+        Scene("circle", "red", "black", "grows", 0.1, (0.5, 0.5), wrap=True)
+
+
+def test_wrapped_clips_are_placed_anywhere_along_their_motion(tmp_path):
+    import json
+
+    from recipes.small.clips import write_clips
+
+    paths = write_clips(tmp_path / "a", 30, frames=9, height=32, width=32, wrap=True)
+    labels = [json.loads(p.with_suffix(".json").read_text()) for p in paths]
+    places = []
+    for lab, s in zip(labels, (scene_at(0, i) for i in range(30))):
+        assert lab["wrap"] == (s.motion != "grows")
+        if lab["wrap"]:
+            places.append(lab["start"][0 if s.motion in ("left", "right") else 1])
+            assert Scene(**{**lab, "start": tuple(lab["start"])}) == Scene(**{**lab, "start": tuple(lab["start"])})
+    assert min(places) < 0.25 and max(places) > 0.75  # uniform over the ring, not near the caption's path

@@ -11,9 +11,13 @@ shape       per frame (`frame_shapes`), the outline of each shape placed at the 
             clip's shape is the most common frame reading, unclear frames included (so None where they are most). Using the mask's area and centroid,
             not its extremes, keeps the reading stable under blurred edges and stray pixels; the margins were set
             on ground-truth clips of every shape at several sizes, blurred and not (tests/evaluation)
-motion      centroid displacement between the first and last quarter of the clip (fraction of the frame);
-            "grows" when the area at least 1.5x while the centre moves less than 8 % of the frame;
-            "still" when nothing moves
+motion      displacement of the object's centre between the first and last quarter of the clip (fraction of the
+            frame). The centre is read on the frame as a ring in each axis (the circular mean of the object's pixel
+            places: its centroid when it is away from the edges, and still where it is when it is split across an
+            edge) and followed frame by frame, a step of more than half the frame counting as a wrap, so that an
+            object that leaves one edge and comes back in at the other (a wrapping scene, a long extension) keeps
+            its direction; "grows" when the area at least 1.5x while the centre moves less than 8 % of the
+            frame; "still" when nothing moves
 flicker     mean absolute change of background pixels between consecutive frames (0-1)
 """
 
@@ -125,18 +129,44 @@ def frame_colours(video: np.ndarray, masks: np.ndarray, dist: np.ndarray) -> lis
     return colours
 
 
-def _centroid(mask: np.ndarray) -> tuple[float, float] | None:
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        return None
-    return float(xs.mean()), float(ys.mean())
+def _ring_mean(places: np.ndarray, size: int) -> float:
+    """The circular mean of pixel places (0 .. size - 1) on a ring of `size` pixels, as a place in [-0.5, size - 0.5);
+    the arithmetic mean when the places spread evenly round the whole ring."""
+    angles = 2 * math.pi * (places + 0.5) / size
+    s, c = float(np.sin(angles).mean()), float(np.cos(angles).mean())
+    if math.hypot(s, c) < 1e-6:
+        return float(places.mean())
+    return (math.atan2(s, c) % (2 * math.pi)) * size / (2 * math.pi) - 0.5
+
+
+def _track(masks: np.ndarray) -> list[tuple[float, float] | None]:
+    """Per frame, the object's centre (x, y) in pixels read on the ring (`_ring_mean`) and unwrapped: a step of more
+    than half the frame from the last frame with an object is taken as a wrap the other way. None: no object."""
+    _, h, w = masks.shape
+    track: list[tuple[float, float] | None] = []
+    previous: tuple[float, float] | None = None
+    offset = [0.0, 0.0]
+    for mask in masks:
+        ys, xs = np.nonzero(mask)
+        if len(xs) == 0:
+            track.append(None)
+            continue
+        place = (_ring_mean(xs, w), _ring_mean(ys, h))
+        if previous is not None:
+            for axis, size in ((0, w), (1, h)):
+                step = place[axis] - previous[axis]
+                offset[axis] -= size * round(step / size)
+        previous = place
+        track.append((place[0] + offset[0], place[1] + offset[1]))
+    return track
 
 
 def _motion(masks: np.ndarray) -> tuple[str, tuple[float, float], float]:
     f, h, w = masks.shape
     q = max(1, f // 4)
-    first = [c for c in map(_centroid, masks[:q]) if c is not None]
-    last = [c for c in map(_centroid, masks[-q:]) if c is not None]
+    track = _track(masks)
+    first = [c for c in track[:q] if c is not None]
+    last = [c for c in track[-q:] if c is not None]
     if not first or not last:
         return "still", (0.0, 0.0), 1.0
     dx = (np.mean([c[0] for c in last]) - np.mean([c[0] for c in first])) / w

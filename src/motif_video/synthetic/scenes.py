@@ -3,7 +3,9 @@ background, with the labels kept and captions from templates. Everything is a pu
 
 Geometry (pixels, frame size H x W): the object has half-size `radius` (circle radius, half the square's side,
 half the triangle's base and height); its centre moves linearly from `start` to `end` over the clip, or stays at
-`start` while `radius` grows linearly by `GROWTH`x. Edges are anti-aliased by 4x4 supersampling.
+`start` while `radius` grows linearly by `GROWTH`x. Edges are anti-aliased by 4x4 supersampling. A `wrap` scene's
+frame is a ring along its motion: what leaves one edge comes back in at the opposite one, so its motion lasts for
+ever (the video-extension clips, `wrapped`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Collection
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -60,6 +62,7 @@ class Scene:
     motion: str
     radius: float  # fraction of the frame's short side, at the first frame
     start: tuple[float, float]  # centre (x, y) at the first frame, fractions of width / height
+    wrap: bool = False  # the object leaving one edge comes back in at the opposite one (moving scenes only)
 
     def __post_init__(self) -> None:
         for value, allowed, what in (
@@ -72,6 +75,8 @@ class Scene:
                 raise ValueError(f"{what} {value!r} is not one of {list(allowed)}")
         if self.colour == self.background:
             raise ValueError(f"colour {self.colour!r} equals the background; pick another")
+        if self.wrap and self.motion == "grows":
+            raise ValueError("wrap needs a moving scene; a growing object has no path to wrap")
 
     def labels(self) -> dict[str, object]:
         return asdict(self)
@@ -162,8 +167,22 @@ def advance(scene: Scene, clips: float) -> Scene:
         return scene
     dx, dy = DIRECTIONS[scene.motion]
     x, y = scene.start
-    start = (round(x + dx * TRAVEL * clips, 4), round(y + dy * TRAVEL * clips, 4))
-    return Scene(scene.shape, scene.colour, scene.background, scene.motion, scene.radius, start)
+    x, y = x + dx * TRAVEL * clips, y + dy * TRAVEL * clips
+    if scene.wrap:  # the same place on the ring
+        x, y = x % 1.0, y % 1.0
+    return replace(scene, start=(round(x, 4), round(y, 4)))
+
+
+def wrapped(scene: Scene, place: float) -> Scene:
+    """`scene` on a ring (`Scene.wrap`) with its centre at `place` (a fraction of the frame, in [0, 1)) along its
+    motion at the first frame; across the motion it keeps its place. A growing scene is returned unchanged."""
+    if not 0 <= place < 1:
+        raise ValueError(f"place must be in [0, 1), got {place}")
+    if scene.motion == "grows":
+        return scene
+    x, y = scene.start
+    start = (place, y) if scene.motion in ("left", "right") else (x, place)
+    return replace(scene, start=(round(start[0], 4), round(start[1], 4)), wrap=True)
 
 
 def caption(scene: Scene, template: int = 0) -> str:
@@ -213,7 +232,14 @@ def coverage(scene: Scene, frame: int, frames: int, height: int, width: int) -> 
     s = SUPERSAMPLE
     ys, xs = np.mgrid[0 : height * s, 0 : width * s].astype(np.float32)
     xs, ys = (xs + 0.5) / s, (ys + 0.5) / s
-    mask = shape_mask(scene.shape, xs, ys, cx, cy, r).astype(np.float32)
+    mask = shape_mask(scene.shape, xs, ys, cx, cy, r)
+    if scene.wrap:  # the copies one frame before and after along the motion, on the ring
+        ax, ay = (abs(d) for d in DIRECTIONS[scene.motion])
+        cx, cy = cx % width if ax else cx, cy % height if ay else cy
+        mask = shape_mask(scene.shape, xs, ys, cx, cy, r)
+        for k in (-1, 1):
+            mask |= shape_mask(scene.shape, xs, ys, cx + k * ax * width, cy + k * ay * height, r)
+    mask = mask.astype(np.float32)
     return mask.reshape(height, s, width, s).mean(axis=(1, 3))
 
 
