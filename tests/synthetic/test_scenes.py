@@ -185,12 +185,17 @@ def test_wrapped_clips_are_placed_anywhere_along_their_motion(tmp_path):
 
     from recipes.small.clips import write_clips
 
+    from motif_video.synthetic.scenes import wrapped
+
     paths = write_clips(tmp_path / "a", 30, frames=9, height=32, width=32, wrap=True)
     labels = [json.loads(p.with_suffix(".json").read_text()) for p in paths]
     places = []
     for lab, s in zip(labels, (scene_at(0, i) for i in range(30))):
         assert lab["wrap"] == (s.motion != "grows")
         if lab["wrap"]:
-            places.append(lab["start"][0 if s.motion in ("left", "right") else 1])
-            assert Scene(**{**lab, "start": tuple(lab["start"])}) == Scene(**{**lab, "start": tuple(lab["start"])})
+            place = lab["start"][0 if s.motion in ("left", "right") else 1]
+            places.append(place)
+            assert Scene(**{**lab, "start": tuple(lab["start"])}) == wrapped(
+                s, place
+            )  # the labels are the scene
     assert min(places) < 0.25 and max(places) > 0.75  # uniform over the ring, not near the caption's path
