@@ -7,6 +7,14 @@ The evaluator reads direction from the first and last quarter of the video, so a
 before the last quarter cannot read as its caption's direction.
 
     PYTHONPATH=src python benchmarks/extension_reach.py --extend 4 --cases 20
+
+With `--wrap`, the moving scenes carried on over a ring instead (`synthetic.scenes.wrapped` at the scene's own
+start: the object comes back in at the opposite edge), and the faithful video scored as the evaluator scores an
+extension: its direction reading (`evaluation.analysis.read_clip`) and its seam ratio at the windows of
+`motif-video extend` (`evaluation.conditions.seam_scores`), what a model that continues its prefix on the ring would
+score.
+
+    PYTHONPATH=src python benchmarks/extension_reach.py --extend 4 --cases 20 --wrap
 """
 
 from __future__ import annotations
@@ -27,7 +35,14 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=20, help="per group (seen, held out) of the test split")
     parser.add_argument("--frames", type=int, default=33)
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument(
+        "--wrap", action="store_true", help="carry moving scenes on over a ring and score them"
+    )
+    parser.add_argument("--overlap", type=int, default=9, help="window overlap of the seam reading (--wrap)")
     args = parser.parse_args()
+    if args.wrap:
+        print(json.dumps(wrapped_report(args), indent=1))
+        return
 
     total = args.extend * args.frames
     clip = args.frames - 1  # frames per clip length of travel
@@ -54,6 +69,37 @@ def main() -> None:
             "frame_max": max(frames, default=None),
         }
     print(json.dumps(report, indent=1))
+
+
+def wrapped_report(args) -> dict:
+    import numpy as np
+
+    from motif_video.evaluation.analysis import read_clip
+    from motif_video.evaluation.conditions import seam_scores
+    from motif_video.evaluation.suite import eval_suite
+    from motif_video.extension import plan_extension
+    from motif_video.synthetic.scenes import advance, render, wrapped
+
+    total, clip = args.extend * args.frames, args.frames - 1
+    plan = plan_extension(args.frames, total, args.frames, args.overlap)
+    right, seams = [], []
+    for case in eval_suite(args.cases):
+        scene = case.scene
+        if scene.motion == "grows":
+            continue
+        ring = wrapped(scene, scene.start[0 if scene.motion in ("left", "right") else 1] % 1.0)
+        video = np.concatenate(
+            [render(advance(ring, t / clip), 1, args.size, args.size) for t in range(total)]
+        )
+        right.append(read_clip(video).motion == scene.motion)
+        seams.append(seam_scores(video, plan.window_starts, args.overlap)["seam_ratio"])
+    return {
+        "video_frames": total,
+        "moving_cases": len(right),
+        "direction": sum(right) / len(right),
+        "seam_ratio_mean": round(statistics.mean(seams), 3),
+        "seam_ratio_max": round(max(seams), 3),
+    }
 
 
 if __name__ == "__main__":
