@@ -159,7 +159,7 @@ def scene_at(
 def advance(scene: Scene, clips: float) -> Scene:
     """The same scene `clips` clip lengths later, as a video extension's later windows see it: a moving object
     further along its path (from `clips` > 1 - 2 * radius / TRAVEL on it may leave the frame, and past that the
-    clip is background only). A growing object is returned unchanged: its growth is a multiple of its first-frame
+    clip is background only; a `wrap` scene's object comes back in at the opposite edge instead). A growing object is returned unchanged: its growth is a multiple of its first-frame
     size, so a later window of it is not a scene of this family."""
     if clips < 0:
         raise ValueError(f"clips must be >= 0, got {clips}")
@@ -232,13 +232,15 @@ def coverage(scene: Scene, frame: int, frames: int, height: int, width: int) -> 
     s = SUPERSAMPLE
     ys, xs = np.mgrid[0 : height * s, 0 : width * s].astype(np.float32)
     xs, ys = (xs + 0.5) / s, (ys + 0.5) / s
-    mask = shape_mask(scene.shape, xs, ys, cx, cy, r)
-    if scene.wrap:  # the copies one frame before and after along the motion, on the ring
+    if scene.wrap:  # on the ring: the centre inside the frame, and copies one frame before and after it
         ax, ay = (abs(d) for d in DIRECTIONS[scene.motion])
         cx, cy = cx % width if ax else cx, cy % height if ay else cy
-        mask = shape_mask(scene.shape, xs, ys, cx, cy, r)
-        for k in (-1, 1):
-            mask |= shape_mask(scene.shape, xs, ys, cx + k * ax * width, cy + k * ay * height, r)
+        copies = [(cx + k * ax * width, cy + k * ay * height) for k in (-1, 0, 1)]
+    else:
+        copies = [(cx, cy)]
+    mask = np.zeros(xs.shape, bool)
+    for x, y in copies:
+        mask |= shape_mask(scene.shape, xs, ys, x, y, r)
     mask = mask.astype(np.float32)
     return mask.reshape(height, s, width, s).mean(axis=(1, 3))
 
