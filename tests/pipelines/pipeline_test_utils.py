@@ -20,3 +20,10 @@ def reference_guider(eta=1.0, dims=(-1, -2, -4), threshold=12.0):
         eta=eta,
         use_original_formulation=True,
     )
+
+
+def quiet(pipeline_class, folder, **kwargs):
+    """`pipeline_class.from_pretrained(folder, **kwargs)` (ours or diffusers') with its progress bars off."""
+    pipe = pipeline_class.from_pretrained(folder, **kwargs)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pipeline_test_utils import quiet
 
 from motif_video import cli
 from motif_video.evaluation.conditions import PATTERNS, run_condition_eval, seam_scores
@@ -30,8 +31,7 @@ def test_seam_ratio_is_one_for_a_smooth_video_and_grows_with_a_jump():
 def test_every_pattern_and_extension_are_scored(tiny_folder):
     from motif_video import MotifVideoImageToVideoPipeline
 
-    pipe = MotifVideoImageToVideoPipeline.from_pretrained(tiny_folder)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = quiet(MotifVideoImageToVideoPipeline, tiny_folder)
     common = dict(height=64, width=96, num_frames=9, num_inference_steps=1, output_type="np", guidance="none")
     cases = eval_suite(1)[:1]
     result = run_condition_eval(pipe, cases, 1, common, PATTERNS, extend=2, overlap=5)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from pipeline_test_utils import PROMPT, SIZE
+from pipeline_test_utils import PROMPT, SIZE, quiet
 from test_image_to_video import make_image
 
 from motif_video import MotifVideoImageToVideoPipeline, MotifVideoPipeline
@@ -20,9 +20,7 @@ H, W, F = SIZE["height"], SIZE["width"], SIZE["num_frames"]  # 9 frames: latent 
 
 @pytest.fixture(scope="module")
 def pipe(strong_folder):
-    p = MotifVideoImageToVideoPipeline.from_pretrained(strong_folder)
-    p.set_progress_bar_config(disable=True)
-    return p
+    return quiet(MotifVideoImageToVideoPipeline, strong_folder)
 
 
 def _clip(n, seed=0):
@@ -61,8 +59,7 @@ def test_last_image_lands_on_the_last_latent_frame(pipe):
 
 
 def test_vae_first_frame_pair_normalises_the_first_latent_of_each_encode(strong_folder):
-    p = MotifVideoImageToVideoPipeline.from_pretrained(strong_folder)
-    p.set_progress_bar_config(disable=True)
+    p = quiet(MotifVideoImageToVideoPipeline, strong_folder)
     p.vae.register_to_config(**{FIRST_FRAME_MEAN: [0.3] * 16, FIRST_FRAME_STD: [2.0] * 16})
     first, last = make_image(), make_image(seed=1)
     hidden = _hidden(p, image=first, last_image=last)[0][0]
@@ -141,8 +138,7 @@ def test_bad_conditions_are_refused_before_any_model_runs(pipe, kwargs, message,
 
 
 def test_video_to_video_starts_from_the_noised_video(strong_folder):
-    t2v = MotifVideoPipeline.from_pretrained(strong_folder)
-    t2v.set_progress_bar_config(disable=True)
+    t2v = quiet(MotifVideoPipeline, strong_folder)
     video = _clip(11, seed=4)  # 11 frames: 9 used (4k + 1), size from the video
     seen = []
     hook = t2v.transformer.register_forward_hook(

@@ -7,7 +7,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from pipeline_test_utils import PROMPT, SIZE
+from pipeline_test_utils import PROMPT, SIZE, quiet
 
 from motif_video import MotifVideoImageToVideoPipeline, MotifVideoPipeline, VideoCondition
 from motif_video.defaults import GenerationDefaults
@@ -17,9 +17,7 @@ from motif_video.pipelines.latents import decode_latents, to_model_latents
 
 @pytest.fixture(scope="module")
 def i2v(strong_folder):
-    p = MotifVideoImageToVideoPipeline.from_pretrained(strong_folder)
-    p.set_progress_bar_config(disable=True)
-    return p
+    return quiet(MotifVideoImageToVideoPipeline, strong_folder)
 
 
 @pytest.fixture(scope="module")
@@ -150,8 +148,7 @@ def test_i2v_fits_every_given_frame(i2v, monkeypatch):
 
 
 def test_t2v_has_nothing_to_fit_without_the_repaint(strong_folder, monkeypatch):
-    t2v = MotifVideoPipeline.from_pretrained(strong_folder)
-    t2v.set_progress_bar_config(disable=True)
+    t2v = quiet(MotifVideoPipeline, strong_folder)
     assert torch.equal(_call(t2v, decoder_fit_steps=3), _call(t2v))
     monkeypatch.setattr(t2v, "sample", lambda *a, **k: pytest.fail("sampled before refusing the fit steps"))
     with pytest.raises(ValueError, match="decoder_fit_steps must be >= 0, got -1"):

@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from pipeline_test_utils import PROMPT, SIZE
+from pipeline_test_utils import PROMPT, SIZE, quiet
 
 from motif_video import MotifVideoImageToVideoPipeline, MotifVideoPipeline
 from motif_video.flow import sampling_sigmas
@@ -20,18 +20,14 @@ SMALL = {**SIZE, "num_inference_steps": 3, "output_type": "latent"}
 
 @pytest.fixture(scope="module")
 def pipe(strong_folder):
-    p = MotifVideoPipeline.from_pretrained(strong_folder)
-    p.set_progress_bar_config(disable=True)
-    return p
+    return quiet(MotifVideoPipeline, strong_folder)
 
 
 @pytest.fixture(scope="module")
 def reference(strong_folder):
     from diffusers import MotifVideoPipeline as Reference
 
-    p = Reference.from_pretrained(strong_folder)
-    p.set_progress_bar_config(disable=True)
-    return p
+    return quiet(Reference, strong_folder)
 
 
 def _latents(p, seed=0, **kw):

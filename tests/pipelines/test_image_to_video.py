@@ -6,7 +6,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from pipeline_test_utils import PROMPT, SIZE, reference_guider
+from pipeline_test_utils import PROMPT, SIZE, quiet, reference_guider
 
 from motif_video import MotifVideoImageToVideoPipeline
 
@@ -18,9 +18,7 @@ def make_image(width=80, height=48, seed=0) -> PIL.Image.Image:
 
 @pytest.fixture(scope="module")
 def pipe(strong_folder):
-    p = MotifVideoImageToVideoPipeline.from_pretrained(strong_folder)
-    p.set_progress_bar_config(disable=True)
-    return p
+    return quiet(MotifVideoImageToVideoPipeline, strong_folder)
 
 
 def _run(p, image=None, steps=3, seed=0, **kw):
@@ -31,8 +29,7 @@ def _run(p, image=None, steps=3, seed=0, **kw):
 def test_parity_with_diffusers_reference(pipe, strong_folder):
     from diffusers import MotifVideoImage2VideoPipeline as Reference
 
-    ref_pipe = Reference.from_pretrained(strong_folder, guider=reference_guider())
-    ref_pipe.set_progress_bar_config(disable=True)
+    ref_pipe = quiet(Reference, strong_folder, guider=reference_guider())
     ref = _run(ref_pipe, output_type="np")
     # The reference samples with the folder's scheduler (shift 15); our I2V default is 8 (SYSTEM.md), so pin it.
     ours = _run(pipe, negative_prompt="", output_type="np", shift=15.0)

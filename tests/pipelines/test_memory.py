@@ -6,6 +6,7 @@ import importlib.util
 
 import pytest
 import torch
+from pipeline_test_utils import quiet
 
 from motif_video.pipelines.memory import MemoryPlan, apply_memory_plan, check_offload, plan_for_budget
 
@@ -47,12 +48,10 @@ def test_group_offload_and_text_encoder_release_keep_the_numbers(tiny_folder):
         kw = {"height": 64, "width": 96, "num_frames": 9, "num_inference_steps": 2, "output_type": "latent"}
         return p("a red ball", generator=torch.Generator().manual_seed(0), **kw).frames
 
-    plain = MotifVideoPipeline.from_pretrained(tiny_folder)
-    plain.set_progress_bar_config(disable=True)
+    plain = quiet(MotifVideoPipeline, tiny_folder)
     plain.release_text_encoder = False
     expected = run(plain)
-    grouped = MotifVideoPipeline.from_pretrained(tiny_folder)
-    grouped.set_progress_bar_config(disable=True)
+    grouped = quiet(MotifVideoPipeline, tiny_folder)
     apply_memory_plan(grouped, MemoryPlan("group", vae_tiling=True), "cpu")
     torch.testing.assert_close(run(grouped), expected, atol=0, rtol=0)
 
@@ -65,8 +64,7 @@ def test_fp8_weight_only_quantizes_the_transformer_and_stays_close(tiny_folder):
         kw = {"height": 64, "width": 96, "num_frames": 9, "num_inference_steps": 2, "output_type": "latent"}
         return p("a red ball", generator=torch.Generator().manual_seed(0), guidance="none", **kw).frames
 
-    pipe = MotifVideoPipeline.from_pretrained(tiny_folder)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = quiet(MotifVideoPipeline, tiny_folder)
     expected = run(pipe)
     apply_memory_plan(pipe, MemoryPlan("none", fp8=True), "cpu")
     from motif_video.perf.fp8 import is_fp8_linear

@@ -9,7 +9,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from pipeline_test_utils import PROMPT, SIZE
+from pipeline_test_utils import PROMPT, SIZE, quiet
 
 from motif_video import MotifVideoImageToVideoPipeline, MotifVideoPipeline
 from motif_video.defaults import GenerationDefaults
@@ -19,9 +19,7 @@ from motif_video.pipelines.latents import decode_latents, repaint_first_latent, 
 
 @pytest.fixture(scope="module")
 def t2v(strong_folder):
-    p = MotifVideoPipeline.from_pretrained(strong_folder)
-    p.set_progress_bar_config(disable=True)
-    return p
+    return quiet(MotifVideoPipeline, strong_folder)
 
 
 def _latents(p, seed=0, **kw):
@@ -97,8 +95,7 @@ def test_fitted_repaint_keeps_a_red_frame_0_the_encoder_turns_green():
     keeps frame 0 green. The latent fitted through the decoder decodes to what frame 1 shows: red."""
     from motif_video.evaluation.analysis import read_clip
 
-    pipe = MotifVideoPipeline.from_pretrained("small")
-    pipe.set_progress_bar_config(disable=True)
+    pipe = quiet(MotifVideoPipeline, "small")
     latents = pipe(
         prompt="a red triangle moving right on a white background",
         generator=torch.Generator().manual_seed(0),

@@ -8,16 +8,14 @@ from contextlib import contextmanager
 import pytest
 import torch
 from diffusers.hooks import FirstBlockCacheConfig
-from pipeline_test_utils import PROMPT, SIZE
+from pipeline_test_utils import PROMPT, SIZE, quiet
 
 from motif_video import MotifVideoImageToVideoPipeline, MotifVideoPipeline, cli, generation
 
 
 @pytest.fixture(scope="module")
 def pipe(strong_folder):
-    p = MotifVideoPipeline.from_pretrained(strong_folder)
-    p.set_progress_bar_config(disable=True)
-    return p
+    return quiet(MotifVideoPipeline, strong_folder)
 
 
 def _latents(p, steps=4, **kw):
@@ -78,8 +76,7 @@ def test_i2v_takes_a_step_cache(strong_folder):
     import numpy as np
     import PIL.Image
 
-    i2v = MotifVideoImageToVideoPipeline.from_pretrained(strong_folder)
-    i2v.set_progress_bar_config(disable=True)
+    i2v = quiet(MotifVideoImageToVideoPipeline, strong_folder)
     image = PIL.Image.fromarray(np.full((64, 96, 3), 120, dtype=np.uint8))
     with step_cache(i2v.transformer, 1e6):
         _latents(i2v, steps=3, image=image, guidance="none")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from pipeline_test_utils import APG_SETTINGS, PROMPT, SIZE, reference_guider
+from pipeline_test_utils import APG_SETTINGS, PROMPT, SIZE, quiet, reference_guider
 
 from motif_video import MotifVideoPipeline
 from motif_video.pipelines import DEFAULT_NEGATIVE_PROMPT
@@ -13,18 +13,14 @@ from motif_video.pipelines import DEFAULT_NEGATIVE_PROMPT
 
 @pytest.fixture(scope="module")
 def pipe(strong_folder):
-    p = MotifVideoPipeline.from_pretrained(strong_folder)
-    p.set_progress_bar_config(disable=True)
-    return p
+    return quiet(MotifVideoPipeline, strong_folder)
 
 
 @pytest.fixture(scope="module")
 def reference(strong_folder):
     from diffusers import MotifVideoPipeline as Reference
 
-    p = Reference.from_pretrained(strong_folder, guider=reference_guider())
-    p.set_progress_bar_config(disable=True)
-    return p
+    return quiet(Reference, strong_folder, guider=reference_guider())
 
 
 def _run(p, steps=3, seed=0, **kw):
