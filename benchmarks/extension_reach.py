@@ -8,7 +8,7 @@ before the last quarter cannot read as its caption's direction.
 
     PYTHONPATH=src python benchmarks/extension_reach.py --extend 4 --cases 20
 
-With `--wrap`, the moving scenes carried on over a ring instead (`synthetic.scenes.wrapped` at the scene's own
+With `--wrap`, the moving scenes carried on over a ring instead (`Scene.wrap` from the scene's own
 start: the object comes back in at the opposite edge), and the faithful video scored as the evaluator scores an
 extension: its direction reading (`evaluation.analysis.read_clip`) and its seam ratio at the windows of
 `motif-video extend` (`evaluation.conditions.seam_scores`), what a model that continues its prefix on the ring would
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+from dataclasses import replace
 
 
 def main() -> None:
@@ -78,7 +79,7 @@ def wrapped_report(args) -> dict:
     from motif_video.evaluation.conditions import seam_scores
     from motif_video.evaluation.suite import eval_suite
     from motif_video.extension import plan_extension
-    from motif_video.synthetic.scenes import advance, render, wrapped
+    from motif_video.synthetic.scenes import advance, render
 
     total, clip = args.extend * args.frames, args.frames - 1
     plan = plan_extension(args.frames, total, args.frames, args.overlap)
@@ -87,7 +88,7 @@ def wrapped_report(args) -> dict:
         scene = case.scene
         if scene.motion == "grows":
             continue
-        ring = wrapped(scene, scene.start[0 if scene.motion in ("left", "right") else 1] % 1.0)
+        ring = replace(scene, wrap=True)  # on the ring from its own start
         video = np.concatenate(
             [render(advance(ring, t / clip), 1, args.size, args.size) for t in range(total)]
         )

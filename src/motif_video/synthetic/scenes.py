@@ -159,8 +159,9 @@ def scene_at(
 def advance(scene: Scene, clips: float) -> Scene:
     """The same scene `clips` clip lengths later, as a video extension's later windows see it: a moving object
     further along its path (from `clips` > 1 - 2 * radius / TRAVEL on it may leave the frame, and past that the
-    clip is background only; a `wrap` scene's object comes back in at the opposite edge instead). A growing object is returned unchanged: its growth is a multiple of its first-frame
-    size, so a later window of it is not a scene of this family."""
+    clip is background only; a `wrap` scene's object comes back in at the opposite edge instead). A growing
+    object is returned unchanged: its growth is a multiple of its first-frame size, so a later window of it is
+    not a scene of this family."""
     if clips < 0:
         raise ValueError(f"clips must be >= 0, got {clips}")
     if scene.motion == "grows" or clips == 0:
