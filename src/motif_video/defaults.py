@@ -47,6 +47,7 @@ CONDITIONING_BLUR = 0.0  # I2V timestep-aware blur strength: off, as released
 KEEP_FIRST_FRAME = False  # I2V: the model generates latent frame 0 from the condition channels, as released
 REPAINT_FIRST_FRAME = False  # latent frame 0 as the model generated it, as released (`pipelines.latents`)
 DECODER_FIT_STEPS = 0  # given frames keep their encoder latents, as released (`pipelines.decoder_fit`)
+CONDITION_GUIDANCE = 0.0  # no reconstruction guidance, as released (`pipelines.reconstruction`)
 # A None negative prompt means the pipeline's 39-term trained one (`pipelines.prompts.DEFAULT_NEGATIVE_PROMPT`).
 
 GENERATION_CONFIG_NAME = "generation_config.json"
@@ -75,6 +76,9 @@ class GenerationDefaults:
     keep_first_frame: bool | None = None  # I2V: hold latent frame 0 on the image's path (the I2V pipeline)
     repaint_first_frame: bool | None = None  # latent frame 0 from pixel frame 1 where no condition gives it
     decoder_fit_steps: int | None = None  # fit given / repainted frames through the decoder (0: off)
+    condition_guidance: float | None = (
+        None  # I2V: reconstruction guidance scale (`pipelines.reconstruction`; 0: off)
+    )
 
     def __post_init__(self) -> None:
         if self.num_inference_steps is not None and self.num_inference_steps < 1:
@@ -85,6 +89,8 @@ class GenerationDefaults:
             raise ValueError(f"adapter must be one of {list(ADAPTERS)}, got {self.adapter!r}")
         if self.decoder_fit_steps is not None and self.decoder_fit_steps < 0:
             raise ValueError(f"decoder_fit_steps must be >= 0, got {self.decoder_fit_steps}")
+        if self.condition_guidance is not None and self.condition_guidance < 0:
+            raise ValueError(f"condition_guidance must be >= 0 (0 = off), got {self.condition_guidance}")
 
     @property
     def is_student(self) -> bool:
@@ -153,6 +159,7 @@ RELEASED = GenerationDefaults(
     keep_first_frame=KEEP_FIRST_FRAME,
     repaint_first_frame=REPAINT_FIRST_FRAME,
     decoder_fit_steps=DECODER_FIT_STEPS,
+    condition_guidance=CONDITION_GUIDANCE,
 )
 
 

@@ -287,7 +287,7 @@ def run_extension(
     call = dict(
         num_inference_steps=request.steps, guidance=request.guidance, guidance_scale=request.guidance_scale,
         guidance_batching=request.guidance_batching, shift=request.shift, negative_prompt=request.negative_prompt,
-        keep_first_frame=request.keep_first_frame,
+        keep_first_frame=request.keep_first_frame, condition_guidance=request.condition_guidance,
     )  # fmt: skip
     prompts = window_prompts(all_prompts, plan.windows)
     make_window = pipeline_window(pipe, prompts, gen.seed, plan.overlap, num_frames=plan.window,

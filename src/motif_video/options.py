@@ -212,6 +212,18 @@ class GenerateRequest:
         pipeline="decoder_fit_steps",
         default_text="the model folder's generation_config.json, else 0 as released",
     )
+    condition_guidance: float | None = option(
+        None,
+        "image-to-video: reconstruction guidance scale; each step also pulls the model's own estimate of the given "
+        "frames (first / last image, keyframes, a clip prefix) toward them, through one more transformer pass without "
+        "the condition channels and its backward, so that the frames around them follow (video extension's seams); "
+        "0: off",
+        "video",
+        minimum=0,
+        pipeline="condition_guidance",
+        i2v_only=True,
+        default_text="the model folder's generation_config.json, else 0 as released",
+    )
     height: int | None = option(
         None,
         "pixels, a multiple of 16",

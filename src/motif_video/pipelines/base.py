@@ -35,6 +35,7 @@ from .decoder_fit import fit_latent_frames
 from .guidance import GuidanceConfig, Guider, config_from_guider, runs_own_protocol
 from .latents import decode_latents, repaint_first_latent, to_model_latents
 from .lora import MotifVideoLoraLoaderMixin
+from .reconstruction import reconstruction_pull
 from .run_plan import GivenEmbeds, RunPlan, call_prompts, call_sigmas, check_strength
 from .sampling import SamplerChoice, choose_shift, scheduler_config_of
 from .students import embedded_guidance, load_student_pipeline
@@ -497,6 +498,11 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
                         latents, sigma, cond, uncond, conditioning, run.passes
                     )
                     velocity = guider(v_cond, v_uncond, self._guidance_scale)
+                if conditioning.guidance and conditioning.latent is not None:
+                    velocity = velocity + reconstruction_pull(
+                        self.transformer, latents, sigma, cond, conditioning.latent, conditioning.mask,
+                        conditioning.guidance,
+                    )  # fmt: skip
                 latents = flow.euler_step(latents, velocity, sigma, sigma_next).to(latents.dtype)
                 latents = conditioning.settle(latents, sigma_next)
                 if callback_on_step_end is not None:

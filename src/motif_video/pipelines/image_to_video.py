@@ -82,6 +82,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         strength: float = 1.0,
         repaint_first_frame: bool | None = None,
         decoder_fit_steps: int | None = None,
+        condition_guidance: float | None = None,
     ) -> MotifVideoPipelineOutput | tuple:
         """Generate videos starting from `image` (one image, or one per prompt). See `MotifVideoPipeline.__call__`.
 
@@ -106,6 +107,10 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         sampling, every latent frame that holds a given frame (image, last image, keyframe, clip) is fitted by that
         many Adam steps through the decoder so that the given frames decode to their images, in the context of the
         generated frames before them (`motif_video.pipelines.decoder_fit`); the repainted frame 0 too.
+        `condition_guidance` (None: the folder's generation_config.json, else 0 as released): the scale of
+        reconstruction guidance, which adds to each step's velocity the gradient that pulls the model's estimate of
+        the given frames, from a pass without the condition channels, toward them, so that the frames around them
+        follow (`motif_video.pipelines.reconstruction`; one more forward and backward pass per step).
         The released weights were trained with frame 0 only: other positions need a model trained on them
         (`recipes/motif-video-2b/conditions-lora.yaml`).
         """
@@ -124,6 +129,9 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         )  # fmt: skip
         images, placed = self.plan_frames(image, conditions, last_image, run)  # errors before any model runs
         fit_steps = self.decoder_fit_steps(decoder_fit_steps)
+        pull = self.generation_defaults.resolve(condition_guidance=condition_guidance)["condition_guidance"]
+        if pull < 0:
+            raise ValueError(f"condition_guidance must be >= 0 (0 = off), got {pull}")
         device = self.device_for_run
         batch = len(run.prompts) * num_videos_per_prompt
         source = self.video_start(video, strength, run, resize, device) if video is not None else None
@@ -132,6 +140,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         )
         cond, uncond = self.prompt_embeddings(run, num_videos_per_prompt, max_sequence_length, device, given)
         conditioning = self.frame_conditioning(images, placed, run, latents, generator, frame)
+        conditioning.guidance = pull
         if source is not None:
             run, latents = self.noised_start(run, source, latents, strength)
         self._release_text_encoder()

@@ -40,7 +40,8 @@ class Conditioning:
     condition's strength; None: 1 on all t, a first frame); `blur` the timestep-aware blur strength (0: the channels
     are the same at every step); `noise` the starting noise of those t latent frames [B, 16, t, h, w] when
     `keep_first_frame` holds every conditioned frame on its condition's path; `pixels` the given frames themselves,
-    pixel frame -> [B or 1, 3, H, W] in [-1, 1], for the decoder fit after sampling (`decoder_fit`).
+    pixel frame -> [B or 1, 3, H, W] in [-1, 1], for the decoder fit after sampling (`decoder_fit`); `guidance` the
+    reconstruction guidance scale (`pipelines.reconstruction`; 0: off).
     """
 
     latent: torch.Tensor | None = None
@@ -49,6 +50,7 @@ class Conditioning:
     noise: torch.Tensor | None = None
     mask: torch.Tensor | None = None
     pixels: dict[int, torch.Tensor] = field(default_factory=dict)
+    guidance: float = 0.0  # reconstruction guidance scale (`pipelines.reconstruction`); 0: off
     _channels: dict = field(default_factory=dict, repr=False)  # the last step's channels, by rounded sigma
 
     @property
@@ -119,10 +121,8 @@ def predict_velocity(
     image = conditioning.image_embeds
     extra = {} if options.embedded_guidance is None else {"guidance": options.embedded_guidance}
 
-    caching = _caching(transformer)
-
     def forward(h, t, text: P.PromptEmbeds, image, branch: str):
-        with transformer.cache_context(branch) if caching else contextlib.nullcontext():
+        with cache_context(transformer, branch):
             return transformer(
                 hidden_states=h,
                 timestep=t,
@@ -207,6 +207,11 @@ def guider_needs_uncond(guider, num_steps: int) -> bool:
         if guider.num_conditions > 1:
             return True
     return False
+
+
+def cache_context(transformer, name: str):
+    """The transformer's cache context `name` when a cache is enabled on it, else nothing."""
+    return transformer.cache_context(name) if _caching(transformer) else contextlib.nullcontext()
 
 
 def _caching(transformer) -> bool:
