@@ -48,6 +48,8 @@ def test_every_pattern_and_extension_are_scored(tiny_folder):
         (["--conditions", "middle"], "pattern must be one of"),
         (["--conditions", "--extend", "1"], "extend must be 0"),
         (["--conditions", "--extend", "3", "--overlap", "4"], "overlap must be 4m\\+1"),
+        (["--conditions", "--condition-guidance", "-1"], "condition_guidance must be >= 0"),
+        (["--condition-guidance", "-1"], "condition_guidance must be >= 0"),
     ],
 )
 def test_bad_condition_eval_options_exit_2(args, message, capsys, monkeypatch):

@@ -41,6 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "generation_config.json)",
     )
     p.add_argument(
+        "--condition-guidance",
+        type=float,
+        help="image-to-video and --conditions: reconstruction guidance scale, 0 = off (default: the model's "
+        "generation_config.json, else 0)",
+    )
+    p.add_argument(
         "--cache-threshold", type=float, default=0.0, help="step cache threshold; 0 = off (default: 0)"
     )
     p.add_argument(
@@ -106,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
             num_frames=args.num_frames,
             guidance_scale=args.guidance_scale,
             repaint_first_frame=args.repaint_first_frame,
+            condition_guidance=args.condition_guidance,
             cache_threshold=args.cache_threshold,
             fp8=args.fp8,
             i2v=not args.no_i2v,

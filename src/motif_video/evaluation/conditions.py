@@ -184,7 +184,8 @@ def run_condition_suite(
     _, pipe = _load(config)
     common = dict(height=h, width=w, num_frames=f, num_inference_steps=config.steps or defaults.num_inference_steps,
                   guidance_scale=config.guidance_scale, repaint_first_frame=config.repaint_first_frame,
-                  negative_prompt=defaults.negative_prompt, output_type="np", guidance_batching="batched")  # fmt: skip
+                  negative_prompt=defaults.negative_prompt, output_type="np", guidance_batching="batched",
+                  condition_guidance=config.condition_guidance)  # fmt: skip
     cases = eval_suite(config.prompts, config.split)
     total = len(cases) * config.seeds * (len(patterns) + (1 if extend >= 2 else 0))
     result: dict[str, Any] = {}
@@ -196,5 +197,6 @@ def run_condition_suite(
             )
     result.update({"size": [f, h, w], "steps": common["num_inference_steps"], "seeds": config.seeds,
                    "prompts_per_group": config.prompts, "split": config.split, "model": config.model,
-                   "overlap": overlap, "seconds": time.perf_counter() - start})  # fmt: skip
+                   "overlap": overlap, "seconds": time.perf_counter() - start,
+                   **defaults.resolve(condition_guidance=config.condition_guidance)})  # fmt: skip
     return result

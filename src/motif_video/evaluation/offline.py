@@ -39,6 +39,9 @@ class OfflineEvalConfig:
     num_frames: int | None = None
     guidance_scale: float | None = None
     repaint_first_frame: bool | None = None  # None: the model's generation_config.json
+    condition_guidance: float | None = (
+        None  # I2V reconstruction guidance; None: the model's generation_config.json
+    )
     cache_threshold: float = 0.0  # step cache (First Block Cache) threshold; 0 = off
     fp8: str | None = None  # None, "weight_only" or "dynamic" (torchao)
     i2v: bool = True
@@ -56,6 +59,8 @@ class OfflineEvalConfig:
             raise ValueError(f"prompts must be >= 1, got {self.prompts}")
         if self.split not in SPLITS:
             raise ValueError(f"split {self.split!r} is not one of {list(SPLITS)}")
+        if self.condition_guidance is not None and self.condition_guidance < 0:
+            raise ValueError(f"condition_guidance must be >= 0 (0 = off), got {self.condition_guidance}")
         if self.fuse_lora and not self.lora:
             raise ValueError("fuse_lora (--fuse-lora) needs at least one lora (--lora PATH[:SCALE])")
         for spec in self.lora:
@@ -149,6 +154,7 @@ def run_offline_eval(config: OfflineEvalConfig) -> dict[str, Any]:
 
                         condition = case.first_frame(height, width, frames)
                         extra["image"] = PIL.Image.fromarray(condition)
+                        extra["condition_guidance"] = config.condition_guidance
                     generator = torch.Generator("cpu").manual_seed(seed)
                     called = time.perf_counter()
                     video = pipe(prompt=case.prompt, generator=generator, **common, **extra).frames[0]
@@ -186,7 +192,11 @@ def run_offline_eval(config: OfflineEvalConfig) -> dict[str, Any]:
             "cache_threshold": config.cache_threshold,
             "cache_skipped_fraction": skipped / calls if calls else 0.0,
             "fp8": config.fp8 or "off",
-            **defaults.resolve(repaint_first_frame=config.repaint_first_frame, decoder_fit_steps=None),
+            **defaults.resolve(
+                repaint_first_frame=config.repaint_first_frame,
+                decoder_fit_steps=None,
+                condition_guidance=config.condition_guidance if config.i2v else None,
+            ),
             "model": config.model,
             "lora": list(config.lora),
             "threads": torch.get_num_threads(),
