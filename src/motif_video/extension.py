@@ -293,7 +293,8 @@ def run_extension(
     make_window = pipeline_window(pipe, prompts, gen.seed, plan.overlap, num_frames=plan.window,
                                   height=info["height"], width=info["width"], **call)  # fmt: skip
     settings = {"extended_from": str(clip), "prompts": prompts, "seed": gen.seed, "overlap": plan.overlap,
-                "window": plan.window, "model": str(request.model)}  # fmt: skip
+                "window": plan.window, "model": str(request.model),
+                "condition_guidance": request.condition_guidance}  # fmt: skip
     with mp4_stream(output, info["width"], info["height"], info["fps"], metadata=settings) as write:
         written = extend_frames(read_frames(clip), plan, make_window, write)
     log(f"wrote {output} ({written} frames)")

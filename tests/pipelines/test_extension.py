@@ -87,13 +87,14 @@ def test_extend_command_makes_three_windows(tiny_folder, clip, tmp_path, capsys)
     prompts.write_text("a red ball\na blue ball\na green ball\n")
     argv = ["extend", str(clip), "--prompt-file", str(prompts), "--seconds", "0.875", "--overlap", "5",
             "--model", str(tiny_folder), "--num-frames", "9", "--steps", "2", "--device", "cpu", "--seed", "3",
-            "--output", str(out)]  # fmt: skip
+            "--output", str(out), "--condition-guidance", "2"]  # fmt: skip
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert "3 window(s) of 9 frames, overlap 5" in printed and f"wrote {out} (21 frames)" in printed
     assert read_mp4_info(out) == {"frames": 21, "width": 96, "height": 64, "fps": 24.0}
     meta = read_mp4_metadata(out)
     assert meta["prompts"] == ["a red ball", "a blue ball", "a green ball"] and meta["overlap"] == 5
+    assert meta["condition_guidance"] == 2.0  # each window ran with the reconstruction guidance asked for
     frames = read_mp4_frames(out).astype(float)
     assert np.abs(frames[:4] - read_mp4_frames(clip)[:4]).mean() < 3  # the clip's frames come first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "long.mp4", "story.txt"]  # no part file
@@ -117,6 +118,10 @@ def test_extend_bad_input_exits_2_before_loading(clip, tmp_path, monkeypatch, ca
         ),
         "bad window": ([str(clip), "--seconds", "2", "--num-frames", "8"], "num_frames must be 4k\\+1"),
         "zero seconds": ([str(clip), "--seconds", "0"], "seconds must be > 0"),
+        "negative guidance": (
+            [str(clip), "--seconds", "2", "--condition-guidance", "-1"],
+            "condition_guidance must be >= 0",
+        ),
     }
     for name, (args, message) in cases.items():
         before = set(tmp_path.rglob("*"))

@@ -10,7 +10,7 @@ from pathlib import Path
 EXTEND_OPTIONS = (
     "num_frames", "steps", "guidance", "guidance_scale", "guidance_batching", "shift", "negative_prompt", "seed",
     "model", "dtype", "device", "threads", "offload", "memory_budget", "attention_backend",
-    "lora", "fuse_lora",
+    "lora", "fuse_lora", "condition_guidance",
 )  # fmt: skip
 
 
