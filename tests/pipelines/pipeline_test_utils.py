@@ -27,3 +27,19 @@ def quiet(pipeline_class, folder, **kwargs):
     pipe = pipeline_class.from_pretrained(folder, **kwargs)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def check_folder_default(pipe, call, kw: dict, name: str, value, on, off) -> None:
+    """With the folder's generation_config.json giving `name=value`, `call(pipe, **kw)` gives `on`, and the call's own
+    `name=0` still gives `off` (the call's value wins)."""
+    import torch
+
+    from motif_video.defaults import GenerationDefaults
+
+    saved = pipe.generation_defaults
+    try:
+        pipe.generation_defaults = GenerationDefaults(**{name: value})
+        torch.testing.assert_close(call(pipe, **kw), on)
+        assert torch.equal(call(pipe, **{name: 0}, **kw), off)
+    finally:
+        pipe.generation_defaults = saved

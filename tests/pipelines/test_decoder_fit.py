@@ -7,10 +7,9 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from pipeline_test_utils import PROMPT, SIZE, quiet
+from pipeline_test_utils import PROMPT, SIZE, check_folder_default, quiet
 
 from motif_video import MotifVideoImageToVideoPipeline, MotifVideoPipeline, VideoCondition
-from motif_video.defaults import GenerationDefaults
 from motif_video.pipelines.decoder_fit import _chunk, fit_latent_frames
 from motif_video.pipelines.latents import decode_latents, to_model_latents
 
@@ -133,15 +132,7 @@ def test_i2v_fits_every_given_frame(i2v, monkeypatch):
         for f, im in ((0, first), (4, key), (8, last))
     }
     torch.testing.assert_close(fitted, fit_latent_frames(i2v.vae, plain, pixels, 3), rtol=1e-5, atol=1e-5)
-    saved = i2v.generation_defaults
-    try:
-        i2v.generation_defaults = GenerationDefaults(
-            decoder_fit_steps=3
-        )  # the folder's value, unless the call's
-        torch.testing.assert_close(_call(i2v, **kw), fitted)
-        assert torch.equal(_call(i2v, decoder_fit_steps=0, **kw), plain)
-    finally:
-        i2v.generation_defaults = saved
+    check_folder_default(i2v, _call, kw, "decoder_fit_steps", 3, on=fitted, off=plain)
     monkeypatch.setattr(i2v, "sample", lambda *a, **k: pytest.fail("sampled before refusing the fit steps"))
     with pytest.raises(ValueError, match="decoder_fit_steps must be >= 0, got -3"):
         _call(i2v, decoder_fit_steps=-3, **kw)

@@ -7,7 +7,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from pipeline_test_utils import PROMPT, SIZE, quiet
+from pipeline_test_utils import PROMPT, SIZE, check_folder_default, quiet
 
 from motif_video import MotifVideoImageToVideoPipeline, VideoCondition
 from motif_video.defaults import GenerationDefaults
@@ -91,15 +91,7 @@ def test_i2v_condition_guidance_changes_the_frames_around_the_given_ones(i2v, mo
         guided[:, :, 1], plain[:, :, 1], atol=1e-4
     )  # a frame between the given ones moves
     torch.testing.assert_close(guided[:, :, 0], plain[:, :, 0])  # the held given frames stay on their paths
-    saved = i2v.generation_defaults
-    try:
-        i2v.generation_defaults = GenerationDefaults(
-            condition_guidance=3.0
-        )  # the folder's value, unless the call's
-        torch.testing.assert_close(_call(i2v, **kw), guided)
-        assert torch.equal(_call(i2v, condition_guidance=0.0, **kw), plain)
-    finally:
-        i2v.generation_defaults = saved
+    check_folder_default(i2v, _call, kw, "condition_guidance", 3.0, on=guided, off=plain)
     monkeypatch.setattr(i2v, "sample", lambda *a, **k: pytest.fail("sampled before refusing the scale"))
     with pytest.raises(ValueError, match=r"condition_guidance must be >= 0 \(0 = off\), got -1"):
         _call(i2v, condition_guidance=-1.0, **kw)
