@@ -89,8 +89,8 @@ class GenerationDefaults:
             raise ValueError(f"adapter must be one of {list(ADAPTERS)}, got {self.adapter!r}")
         if self.decoder_fit_steps is not None and self.decoder_fit_steps < 0:
             raise ValueError(f"decoder_fit_steps must be >= 0, got {self.decoder_fit_steps}")
-        if self.condition_guidance is not None and self.condition_guidance < 0:
-            raise ValueError(f"condition_guidance must be >= 0 (0 = off), got {self.condition_guidance}")
+        if self.condition_guidance is not None:
+            check_condition_guidance(self.condition_guidance)
 
     @property
     def is_student(self) -> bool:
@@ -147,6 +147,13 @@ class GenerationDefaults:
         tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
         os.replace(tmp, folder / GENERATION_CONFIG_NAME)
         return folder / GENERATION_CONFIG_NAME
+
+
+def check_condition_guidance(scale: float) -> float:
+    """`scale` when it is a usable reconstruction guidance scale (>= 0), else ValueError naming it."""
+    if scale < 0:
+        raise ValueError(f"condition_guidance must be >= 0 (0 = off), got {scale}")
+    return scale
 
 
 # The released model's values for the keys it has one for (guidance and shift come from its folder's configs).

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..defaults import check_condition_guidance
 from ..interop.lora_spec import parse_lora_spec
 from .analysis import psnr_uint8, read_clip
 from .scores import by_combination, figures
@@ -59,8 +60,8 @@ class OfflineEvalConfig:
             raise ValueError(f"prompts must be >= 1, got {self.prompts}")
         if self.split not in SPLITS:
             raise ValueError(f"split {self.split!r} is not one of {list(SPLITS)}")
-        if self.condition_guidance is not None and self.condition_guidance < 0:
-            raise ValueError(f"condition_guidance must be >= 0 (0 = off), got {self.condition_guidance}")
+        if self.condition_guidance is not None:
+            check_condition_guidance(self.condition_guidance)
         if self.fuse_lora and not self.lora:
             raise ValueError("fuse_lora (--fuse-lora) needs at least one lora (--lora PATH[:SCALE])")
         for spec in self.lora:
@@ -195,7 +196,7 @@ def run_offline_eval(config: OfflineEvalConfig) -> dict[str, Any]:
             **defaults.resolve(
                 repaint_first_frame=config.repaint_first_frame,
                 decoder_fit_steps=None,
-                condition_guidance=config.condition_guidance if config.i2v else None,
+                condition_guidance=config.condition_guidance,
             ),
             "model": config.model,
             "lora": list(config.lora),

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..choices import GuidanceBatching
-from ..defaults import SHIFT_I2V
+from ..defaults import SHIFT_I2V, check_condition_guidance
 from . import prompts as P
 from .base import MotifVideoBasePipeline, MotifVideoPipelineOutput, OutputType
 from .conditions import VideoCondition, condition_pixels, encode_placed, lay_out, plan_conditions
@@ -129,9 +129,9 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         )  # fmt: skip
         images, placed = self.plan_frames(image, conditions, last_image, run)  # errors before any model runs
         fit_steps = self.decoder_fit_steps(decoder_fit_steps)
-        pull = self.generation_defaults.resolve(condition_guidance=condition_guidance)["condition_guidance"]
-        if pull < 0:
-            raise ValueError(f"condition_guidance must be >= 0 (0 = off), got {pull}")
+        pull = check_condition_guidance(
+            self.generation_defaults.resolve(condition_guidance=condition_guidance)["condition_guidance"]
+        )
         device = self.device_for_run
         batch = len(run.prompts) * num_videos_per_prompt
         source = self.video_start(video, strength, run, resize, device) if video is not None else None

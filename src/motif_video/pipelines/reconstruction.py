@@ -44,18 +44,16 @@ def reconstruction_pull(
     if sigma <= 0:
         raise ValueError(f"reconstruction guidance needs a noise level > 0, got sigma {sigma}")
     t = given.shape[2]
-    weight = torch.ones(t) if mask is None else mask.detach().float().cpu()
-    weight = weight.to(latents.device).view(1, 1, t, 1, 1)
+    weight = torch.ones(t) if mask is None else mask.detach()
+    weight = weight.to(latents.device, torch.float32).view(1, 1, t, 1, 1)
     x = latents.detach().to(transformer.dtype).requires_grad_(True)
-    channels = torch.zeros(
-        x.shape[0], transformer.config.in_channels - x.shape[1], *x.shape[2:], dtype=x.dtype
-    )
+    channels = x.new_zeros(x.shape[0], transformer.config.in_channels - x.shape[1], *x.shape[2:])
     timestep = torch.full(
         (x.shape[0],), flow.timestep_from_sigma(sigma), device=x.device, dtype=torch.float32
     )
     with torch.enable_grad(), cache_context(transformer, "reconstruction"):
         velocity = transformer(
-            hidden_states=torch.cat([x, channels.to(x.device)], dim=1),
+            hidden_states=torch.cat([x, channels], dim=1),
             timestep=timestep,
             encoder_hidden_states=text.embeds,
             encoder_attention_mask=text.mask,
