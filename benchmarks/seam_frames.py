@@ -37,6 +37,10 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=33)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--overlap", type=int, default=9)
+    parser.add_argument("--crossfade", type=int, default=0, help="generated frames each window fades in over")
+    parser.add_argument(
+        "--condition-guidance", type=float, default=None, help="the pipeline's condition_guidance"
+    )
     parser.add_argument("--strip", type=Path, help="write a PNG of the frames around each boundary here")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -44,15 +48,17 @@ def main() -> None:
     pipe = MotifVideoImageToVideoPipeline.from_pretrained(args.model, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     f, size, overlap = args.frames, args.size, args.overlap
-    plan = plan_extension(f, args.extend * f, f, overlap)
+    plan = plan_extension(f, args.extend * f, f, overlap, args.crossfade)
     starts = plan.window_starts
-    offsets = list(range(-2, overlap + 3))  # frames around a window start s: changes s+o -> s+o+1
+    shared = plan.shared
+    offsets = list(range(-2, shared + 3))  # frames around a window start s: changes s+o -> s+o+1
     results = []
+    guidance = {} if args.condition_guidance is None else {"condition_guidance": args.condition_guidance}
     for n, case in enumerate(prompt_suite(args.cases)):
         truth = render(case.scene, f, size, size)
         frames: list[np.ndarray] = []
         make = pipeline_window(
-            pipe, [case.prompt] * plan.windows, 0, overlap, height=size, width=size, num_frames=f
+            pipe, [case.prompt] * plan.windows, 0, overlap, height=size, width=size, num_frames=f, **guidance
         )
         extend_frames(iter(truth), plan, make, frames.append)
         video = np.concatenate(frames)
@@ -64,7 +70,7 @@ def main() -> None:
         if args.strip:
             args.strip.mkdir(parents=True, exist_ok=True)
             strip = np.concatenate(
-                [np.concatenate(list(video[s - 2 : s + overlap + 3]), axis=1) for s in starts], axis=0
+                [np.concatenate(list(video[s - 2 : s + shared + 3]), axis=1) for s in starts], axis=0
             )
             PIL.Image.fromarray(strip).save(args.strip / f"case{n}.png")
     print(

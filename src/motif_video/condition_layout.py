@@ -33,7 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 GROUP = 4  # pixel frames per latent frame after the first (the VAE's temporal factor)
-DEFAULT_OVERLAP = 9  # video extension: pixel frames a window shares with the video so far (3 latent frames)
+DEFAULT_OVERLAP = 9  # video extension: pixel frames a window is conditioned on (3 latent frames)
+DEFAULT_CROSSFADE = 0  # video extension: generated frames a window fades in over the video's last ones
 
 
 def latent_index(frame: int) -> int:

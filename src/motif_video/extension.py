@@ -1,16 +1,21 @@
 """Video extension: continue a clip window by window into a long video, streamed to one MP4.
 
-Each window is one image-to-video call of `window` frames whose first `overlap` frames are conditioned on the last
-`overlap` frames made so far (a clip prefix, `VideoCondition(video=..., frame_index=0)`). `overlap` is 4m + 1 pixel
-frames, so the prefix is exactly the window's first m + 1 latent frames on the causal VAE's grouping (frame 0 alone,
-then groups of 4): the condition covers whole latent frames and none of the new frames. The window's own first
-`overlap` frames (the model's reconstruction of the condition) and the previous frames are joined with a linear
-cross-fade over the overlap, weight (j + 1) / (overlap + 1) on the new window at overlap frame j; the window's other
-frames follow.
+Each window is one image-to-video call of `window` frames that shares its first `overlap + crossfade` frames with
+the video made so far: its first `overlap` frames are conditioned on those frames of the video (a clip prefix,
+`VideoCondition(video=..., frame_index=0)`), and its next `crossfade` frames are generated again over the video's last
+`crossfade` frames. `overlap` is 4m + 1 pixel frames, so the prefix is exactly the window's first m + 1 latent frames
+on the causal VAE's grouping (frame 0 alone, then groups of 4): the condition covers whole latent frames.
+
+The shared frames are joined with a linear cross-fade. With `crossfade` = 0 it runs over the condition: weight
+(j + 1) / (overlap + 1) on the window at overlap frame j, and the window's first generated frame follows at once.
+With `crossfade` = k > 0 the video keeps its conditioned frames (the window's reconstruction of them is dropped) and
+the fade runs over the k generated frames, weight (j + 1) / (k + 1) at crossfade frame j: whatever the window's
+first generated frames get wrong (the step from a given prefix to the model's own frames) is seen at 1 / (k + 1) of
+its size and then dissolves, at the price of k more frames per window (`step` = window - overlap - crossfade).
 
 Memory does not grow with the length: the input clip is read frame by frame and copied to the output, and only the
-last `overlap` frames made so far are kept (the next window's condition and blend); each window's frames go to the
-writer as soon as they are blended. The MP4 is written to a part file and renamed when complete.
+last `overlap + crossfade` frames made so far are kept (the next window's condition and blend); each window's frames
+go to the writer as soon as they are blended. The MP4 is written to a part file and renamed when complete.
 
 Prompts: one per window (`prompts[i]` for window i; the last one repeats when there are fewer), so a prompt file
 tells a story.
@@ -28,22 +33,29 @@ from typing import Any
 
 import numpy as np
 
-from .condition_layout import DEFAULT_OVERLAP, GROUP
+from .condition_layout import DEFAULT_CROSSFADE, DEFAULT_OVERLAP, GROUP
 
 
 @dataclass(frozen=True)
 class ExtensionPlan:
-    """How a clip of `input_frames` becomes `total_frames`: `windows` calls of `window` frames, each adding
-    `window - overlap` frames (the last one cut to the total)."""
+    """How a clip of `input_frames` becomes `total_frames`: `windows` calls of `window` frames, each sharing
+    `overlap + crossfade` frames with the video so far and adding `window - overlap - crossfade` (the last one cut to
+    the total)."""
 
     input_frames: int
     total_frames: int
     window: int
     overlap: int
+    crossfade: int = 0
+
+    @property
+    def shared(self) -> int:
+        """Frames a window shares with the video before it: the condition, then the generated cross-fade."""
+        return self.overlap + self.crossfade
 
     @property
     def step(self) -> int:
-        return self.window - self.overlap
+        return self.window - self.shared
 
     @property
     def windows(self) -> int:
@@ -51,8 +63,8 @@ class ExtensionPlan:
 
     @property
     def window_starts(self) -> list[int]:
-        """The output frame each window's first frame lands on (where its cross-fade begins)."""
-        return [self.input_frames - self.overlap + i * self.step for i in range(self.windows)]
+        """The output frame each window's first frame lands on (its shared frames, then its new ones)."""
+        return [self.input_frames - self.shared + i * self.step for i in range(self.windows)]
 
     def new_frames(self, i: int) -> int:
         """Frames window i adds after its overlap."""
@@ -60,7 +72,11 @@ class ExtensionPlan:
 
 
 def plan_extension(
-    input_frames: int, total_frames: int, window: int, overlap: int = DEFAULT_OVERLAP
+    input_frames: int,
+    total_frames: int,
+    window: int,
+    overlap: int = DEFAULT_OVERLAP,
+    crossfade: int = DEFAULT_CROSSFADE,
 ) -> ExtensionPlan:
     """Check and plan an extension; ValueError naming the value otherwise."""
     if window < 1 or (window - 1) % GROUP:
@@ -70,23 +86,41 @@ def plan_extension(
             f"overlap must be 4m+1 frames (1, 5, 9, ...: whole latent frames) and less than the window ({window}), "
             f"got {overlap}"
         )
-    if input_frames < overlap:
-        raise ValueError(f"the clip has {input_frames} frames; the overlap needs at least {overlap}")
+    if not isinstance(crossfade, int) or crossfade < 0:
+        raise ValueError(f"crossfade must be a whole number of frames >= 0, got {crossfade!r}")
+    if overlap + crossfade >= window:
+        raise ValueError(
+            f"overlap + crossfade ({overlap} + {crossfade}) must be less than the window ({window} frames), so that "
+            "each window adds new frames"
+        )
+    if input_frames < overlap + crossfade:
+        needs = (
+            f"the overlap needs at least {overlap}"
+            if not crossfade
+            else (f"the overlap and cross-fade need at least {overlap + crossfade}")
+        )
+        raise ValueError(f"the clip has {input_frames} frames; {needs}")
     if total_frames <= input_frames:
         raise ValueError(
             f"the requested length ({total_frames} frames) must be longer than the clip ({input_frames} frames)"
         )
-    return ExtensionPlan(input_frames, total_frames, window, overlap)
+    return ExtensionPlan(input_frames, total_frames, window, overlap, crossfade)
 
 
-def blend_weights(overlap: int) -> np.ndarray:
-    """The new window's weight at each overlap frame: (j + 1) / (overlap + 1), rising from 0 to 1 exclusive."""
-    return (np.arange(overlap, dtype=np.float32) + 1) / (overlap + 1)
+def blend_weights(overlap: int, crossfade: int = 0) -> np.ndarray:
+    """The new window's weight at each of its `overlap + crossfade` shared frames. crossfade 0: (j + 1) / (overlap +
+    1) over the condition; else 0 over the condition (the video's frames kept) and (j + 1) / (crossfade + 1) over
+    the cross-fade. Rising from 0 towards 1, never reaching it."""
+    if not crossfade:
+        return (np.arange(overlap, dtype=np.float32) + 1) / (overlap + 1)
+    ramp = (np.arange(crossfade, dtype=np.float32) + 1) / (crossfade + 1)
+    return np.concatenate([np.zeros(overlap, dtype=np.float32), ramp])
 
 
-def blend(previous: np.ndarray, new: np.ndarray) -> np.ndarray:
-    """Cross-fade uint8 frames [O, H, W, 3] from `previous` into `new`."""
-    w = blend_weights(len(previous))[:, None, None, None]
+def blend(previous: np.ndarray, new: np.ndarray, crossfade: int = 0) -> np.ndarray:
+    """Cross-fade uint8 frames [S, H, W, 3] from `previous` into `new`, the last `crossfade` of the S shared frames
+    being generated ones (`blend_weights`)."""
+    w = blend_weights(len(previous) - crossfade, crossfade)[:, None, None, None]
     mixed = previous.astype(np.float32) * (1 - w) + new.astype(np.float32) * w
     return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
 
@@ -146,34 +180,35 @@ def extend_frames(
     write: Callable[[np.ndarray], None],
 ) -> int:
     """Copy the clip's frames to `write`, then add the plan's windows: `make_window(i, context)` returns window i's
-    uint8 frames [window, H, W, 3] given the last `overlap` frames [overlap, H, W, 3]. Returns the frames written.
-    Holds at most `overlap` frames besides the window being made."""
+    uint8 frames [window, H, W, 3] given its condition [overlap, H, W, 3] (the `overlap` frames before the video's
+    last `crossfade`). Returns the frames written. Holds at most `overlap + crossfade` frames besides the window
+    being made."""
     tail: list[np.ndarray] = []
     written = 0
     for frame in frames:
         tail.append(frame)
-        if len(tail) > plan.overlap:
+        if len(tail) > plan.shared:
             write(tail.pop(0)[None])
             written += 1
     if written + len(tail) != plan.input_frames:
         raise ValueError(f"the clip has {written + len(tail)} frames, planned for {plan.input_frames}")
-    context = np.stack(tail)
+    shared = np.stack(tail)
     for i in range(plan.windows):
-        window = make_window(i, context)
+        window = make_window(i, shared[: plan.overlap])
         if window.shape[0] != plan.window or window.dtype != np.uint8:
             raise ValueError(
                 f"window {i} must be uint8 [{plan.window}, H, W, 3], got {window.dtype} {window.shape}"
             )
-        joined = np.concatenate([blend(context, window[: plan.overlap]), window[plan.overlap :]])
-        keep = plan.overlap + plan.new_frames(i)
+        joined = np.concatenate([blend(shared, window[: plan.shared], plan.crossfade), window[plan.shared :]])
+        keep = plan.shared + plan.new_frames(i)
         joined = joined[:keep]
         if i == plan.windows - 1:
             write(joined)
             written += len(joined)
         else:
-            write(joined[: -plan.overlap])
-            written += len(joined) - plan.overlap
-            context = joined[-plan.overlap :]
+            write(joined[: -plan.shared])
+            written += len(joined) - plan.shared
+            shared = joined[-plan.shared :]
     return written
 
 
@@ -205,6 +240,7 @@ def extend_video(
     overlap: int = DEFAULT_OVERLAP,
     seed: int = 0,
     num_frames: int | None = None,
+    crossfade: int = DEFAULT_CROSSFADE,
     fps: float | None = None,
     metadata: dict | None = None,
     **call: Any,
@@ -219,7 +255,7 @@ def extend_video(
     fps = fps or info["fps"]
     window = num_frames or pipe.generation_defaults.resolve(num_frames=None)["num_frames"]
     total = round(seconds * fps)
-    plan = plan_extension(info["frames"], total, window, overlap)
+    plan = plan_extension(info["frames"], total, window, overlap, crossfade)
     width, height = info["width"], info["height"]
     if width % 16 or height % 16:
         raise ValueError(f"the clip's size {width}x{height} must be multiples of 16 (the model's patches)")
@@ -256,7 +292,13 @@ def check_clip(clip: Path) -> dict[str, Any]:
 
 
 def run_extension(
-    values: dict[str, Any], clip: Path, seconds: float, overlap: int, output: Path, log=print
+    values: dict[str, Any],
+    clip: Path,
+    seconds: float,
+    overlap: int,
+    output: Path,
+    log=print,
+    crossfade: int = DEFAULT_CROSSFADE,
 ) -> dict:
     """`motif-video extend`: check everything (request, clip, plan, output) before loading, then extend."""
     from .generation import plan_generation, prepare_pipeline
@@ -275,10 +317,13 @@ def run_extension(
     request = parse_request({**values, **size, "prompts": all_prompts[:1]})  # one video: one output file
     gen = plan_generation(request)
     request = gen.request
-    plan = plan_extension(info["frames"], round(seconds * info["fps"]), request.num_frames, overlap)
+    plan = plan_extension(
+        info["frames"], round(seconds * info["fps"]), request.num_frames, overlap, crossfade
+    )
     log(
         f"extending {clip} ({info['frames']} frames, {info['width']}x{info['height']} at {info['fps']:g} fps) to "
-        f"{plan.total_frames} frames: {plan.windows} window(s) of {plan.window} frames, overlap {plan.overlap}; "
+        f"{plan.total_frames} frames: {plan.windows} window(s) of {plan.window} frames, overlap {plan.overlap}"
+        f"{f', cross-fade {plan.crossfade}' if plan.crossfade else ''}; "
         f"seed {gen.seed}"
     )
     pipe, _ = prepare_pipeline(gen)
@@ -293,7 +338,7 @@ def run_extension(
     make_window = pipeline_window(pipe, prompts, gen.seed, plan.overlap, num_frames=plan.window,
                                   height=info["height"], width=info["width"], **call)  # fmt: skip
     settings = {"extended_from": str(clip), "prompts": prompts, "seed": gen.seed, "overlap": plan.overlap,
-                "window": plan.window, "model": str(request.model),
+                "crossfade": plan.crossfade, "window": plan.window, "model": str(request.model),
                 "condition_guidance": request.condition_guidance}  # fmt: skip
     with mp4_stream(output, info["width"], info["height"], info["fps"], metadata=settings) as write:
         written = extend_frames(read_frames(clip), plan, make_window, write)

@@ -28,6 +28,23 @@ def test_seam_ratio_is_one_for_a_smooth_video_and_grows_with_a_jump():
     assert seam_scores(outside, starts=[20], overlap=5)["seam_ratio"] == pytest.approx(1.0)
 
 
+def test_seam_with_a_crossfade_is_read_over_the_generated_frames_after_the_condition():
+    # window at 10, condition 10..14 (the video's own frames), cross-fade 15..18: changes 14..18 are the boundary's
+    in_condition = _ramp()
+    in_condition[12:] += 20  # a jump among the conditioned frames is the video's own: not the seam
+    scores = seam_scores(in_condition, starts=[10], overlap=5, crossfade=4)
+    assert scores["seam_ratio"] == pytest.approx(1.0)
+    after = _ramp()
+    after[17:] += 20  # change 16 -> 17, inside the cross-fade
+    assert seam_scores(after, starts=[10], overlap=5, crossfade=4)["seam_ratio"] == pytest.approx(11.0)
+    entering = _ramp()
+    entering[15:] += 20  # change 14 -> 15: the first cross-faded frame
+    assert seam_scores(entering, starts=[10], overlap=5, crossfade=4)["seam_ratio"] == pytest.approx(11.0)
+    leaving = _ramp()
+    leaving[20:] += 20  # change 19 -> 20: past the first new-only frame (19), ordinary again
+    assert seam_scores(leaving, starts=[10], overlap=5, crossfade=4)["seam_ratio"] == pytest.approx(1.0)
+
+
 def test_every_pattern_and_extension_are_scored(tiny_folder):
     from motif_video import MotifVideoImageToVideoPipeline
 

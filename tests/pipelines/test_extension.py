@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from motif_video import cli, generation
-from motif_video.extension import blend, extend_frames, plan_extension
+from motif_video.extension import blend, blend_weights, extend_frames, plan_extension
 from motif_video.pipelines.export import read_mp4_frames, read_mp4_info, read_mp4_metadata, write_mp4
 
 
@@ -32,9 +32,31 @@ def test_plan_counts_windows_and_refuses_bad_overlaps():
             plan_extension(*args)
 
 
+def test_plan_with_a_crossfade_shares_more_frames_per_window():
+    plan = plan_extension(input_frames=9, total_frames=29, window=17, overlap=5, crossfade=4)
+    assert (plan.shared, plan.step, plan.windows) == (9, 8, 3)
+    assert plan.window_starts == [
+        0,
+        8,
+        16,
+    ]  # each window starts `overlap + crossfade` frames before its new ones
+    assert [plan.new_frames(i) for i in range(3)] == [8, 8, 4]
+    for args, message in [
+        ((9, 29, 17, 5, -1), "crossfade must be a whole number of frames >= 0, got -1"),
+        ((9, 29, 17, 5, 2.5), "crossfade must be a whole number"),
+        ((9, 29, 9, 5, 4), "overlap \\+ crossfade \\(5 \\+ 4\\) must be less than the window \\(9 frames\\)"),
+        ((8, 29, 17, 5, 4), "the clip has 8 frames; the overlap and cross-fade need at least 9"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            plan_extension(*args)
+
+
 def test_blend_fades_from_the_previous_frames_into_the_window():
     prev, new = np.zeros((5, 2, 2, 3), np.uint8), np.full((5, 2, 2, 3), 240, np.uint8)
     assert blend(prev, new)[:, 0, 0, 0].tolist() == [40, 80, 120, 160, 200]  # 240 * (j + 1) / 6
+    # with a cross-fade the conditioned frames stay the video's and the fade runs over the generated ones
+    assert blend_weights(3, 2).tolist() == pytest.approx([0, 0, 0, 1 / 3, 2 / 3])
+    assert blend(prev, new, crossfade=2)[:, 0, 0, 0].tolist() == [0, 0, 0, 80, 160]
 
 
 def _fake_window(h, w):
@@ -72,6 +94,34 @@ def test_extension_joins_windows_and_holds_memory_constant():
     assert long < 1.2 * short, (short, long)  # 10x the length, the same memory
 
 
+def test_extension_with_a_crossfade_conditions_before_the_end_and_fades_over_it():
+    h, w = 8, 8
+    clip = np.random.default_rng(1).integers(0, 200, (9, h, w, 3), dtype=np.uint8)
+    plan = plan_extension(9, 29, 17, overlap=5, crossfade=4)
+    conditions = []
+
+    def make(i, condition):
+        conditions.append(condition.copy())
+        frames = np.full((17, h, w, 3), 250, np.uint8)  # every generated frame the same bright one
+        frames[:5] = 0  # and a reconstruction of the condition that must not reach the video
+        return frames
+
+    out = []
+    assert extend_frames(iter(clip), plan, make, out.append) == 29
+    video = np.concatenate(out)
+    np.testing.assert_array_equal(conditions[0], clip[:5])  # the 5 frames before the clip's last 4
+    np.testing.assert_array_equal(video[:5], clip[:5])  # conditioned frames kept as they were
+    expected = np.clip(clip[5:9].astype(np.float32) * (1 - blend_weights(0, 4)[:, None, None, None])
+                       + 250 * blend_weights(0, 4)[:, None, None, None] + 0.5, 0, 255).astype(np.uint8)  # fmt: skip
+    np.testing.assert_array_equal(
+        video[5:9], expected
+    )  # the clip's last 4 fade into the window's generated ones
+    assert (video[9:] == 250).all()  # then the new frames, and later windows join on equal frames
+    np.testing.assert_array_equal(
+        conditions[1], video[8:13]
+    )  # window 1 conditioned on frames 8-12 of the video
+
+
 @pytest.fixture
 def clip(tmp_path):
     path = tmp_path / "clip.mp4"
@@ -100,6 +150,21 @@ def test_extend_command_makes_three_windows(tiny_folder, clip, tmp_path, capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "long.mp4", "story.txt"]  # no part file
 
 
+def test_extend_command_with_a_crossfade(tiny_folder, clip, tmp_path, capsys):
+    out = tmp_path / "long.mp4"
+    argv = ["extend", str(clip), "--prompt", "a red ball", "--seconds", "0.75", "--overlap", "5", "--crossfade", "4",
+            "--model", str(tiny_folder), "--num-frames", "13", "--steps", "1", "--device", "cpu",
+            "--output", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert (
+        "3 window(s) of 13 frames, overlap 5, cross-fade 4" in printed
+        and f"wrote {out} (18 frames)" in printed
+    )
+    assert read_mp4_info(out)["frames"] == 18
+    assert read_mp4_metadata(out)["crossfade"] == 4
+
+
 def test_extend_bad_input_exits_2_before_loading(clip, tmp_path, monkeypatch, capsys):
     def no_load(plan, show_progress=True):
         raise AssertionError("a model was loaded for bad input")
@@ -118,6 +183,14 @@ def test_extend_bad_input_exits_2_before_loading(clip, tmp_path, monkeypatch, ca
         ),
         "bad window": ([str(clip), "--seconds", "2", "--num-frames", "8"], "num_frames must be 4k\\+1"),
         "zero seconds": ([str(clip), "--seconds", "0"], "seconds must be > 0"),
+        "negative crossfade": (
+            [str(clip), "--seconds", "2", "--crossfade", "-4"],
+            "crossfade must be a whole",
+        ),
+        "crossfade filling the window": (
+            [str(clip), "--seconds", "2", "--crossfade", "4"],
+            "overlap \\+ crossfade \\(5 \\+ 4\\) must be less than the window",
+        ),
         "negative guidance": (
             [str(clip), "--seconds", "2", "--condition-guidance", "-1"],
             "condition_guidance must be >= 0",

@@ -76,6 +76,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="offline, with --conditions: extension/prefix overlap (default: 9)",
     )
     p.add_argument(
+        "--crossfade",
+        type=int,
+        default=0,
+        metavar="N",
+        help="offline, with --extend: generated frames each window fades in over (default: 0, a fade over the "
+        "overlap)",
+    )
+    p.add_argument(
         "--lora",
         action="append",
         default=[],
@@ -124,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
             from ..evaluation.conditions import run_condition_suite
 
             patterns = [p.strip() for p in args.conditions.split(",") if p.strip()]
-            figures = run_condition_suite(config, patterns, args.extend, args.overlap)
+            figures = run_condition_suite(config, patterns, args.extend, args.overlap, args.crossfade)
         else:
             figures = run_offline_eval(config.validate())
     else:

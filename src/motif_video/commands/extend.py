@@ -15,14 +15,15 @@ EXTEND_OPTIONS = (
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..condition_layout import DEFAULT_OVERLAP
+    from ..condition_layout import DEFAULT_CROSSFADE, DEFAULT_OVERLAP
     from ..options import OPTIONS, add_arguments
 
     p = sub.add_parser(
         "extend",
         help="continue a video window by window (image-to-video on the last frames), written as one MP4",
         description="Extend CLIP to --seconds seconds in all: each window of --num-frames frames is conditioned on "
-        "the last --overlap frames so far and cross-faded over them. Bad input exits with status 2 before any model "
+        "--overlap frames of the video so far and cross-faded into it (over the overlap, or over --crossfade "
+        "frames it generates again after them). Bad input exits with status 2 before any model "
         "is loaded. The released weights saw only frame 0 as a condition; a clip prefix needs a model trained on it "
         "(recipes/motif-video-2b/conditions-lora.yaml).",
     )
@@ -39,7 +40,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--overlap",
         type=int,
         default=DEFAULT_OVERLAP,
-        help=f"frames each window shares with the video so far, 4m+1 (default: {DEFAULT_OVERLAP})",
+        help=f"frames each window is conditioned on, 4m+1 (default: {DEFAULT_OVERLAP})",
+    )
+    p.add_argument(
+        "--crossfade",
+        type=int,
+        default=DEFAULT_CROSSFADE,
+        metavar="N",
+        help="frames each window generates again over the end of the video so far and fades in over, hiding the "
+        f"step after its condition (0: the fade runs over the overlap; default: {DEFAULT_CROSSFADE})",
     )
     p.add_argument("--output", type=Path, default=None, help="the MP4 written (default: CLIP-extended.mp4)")
     add_arguments(p, [OPTIONS[name] for name in EXTEND_OPTIONS])
@@ -57,5 +66,12 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    run_extension({**values, "prompts": prompts}, args.clip, args.seconds, args.overlap, output)
+    run_extension(
+        {**values, "prompts": prompts},
+        args.clip,
+        args.seconds,
+        args.overlap,
+        output,
+        crossfade=args.crossfade,
+    )
     return 0

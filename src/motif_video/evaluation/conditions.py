@@ -15,8 +15,8 @@ prompt accuracies (colour, shape, direction, ... `scores.figures`) are of the wh
 Extension (`--extend K`): the ground-truth clip's first F frames extended to K * F frames with
 `extension.extend_frames` (the same windows as `motif-video extend`), then the prompt accuracies over the whole
 video and the seam: the largest frame-to-frame change (mean absolute difference, 0-255) inside each window
-boundary's transition (the frame before the cross-fade to its last frame) over the median frame-to-frame change
-elsewhere. `seam_ratio` is the mean over boundaries, `seam_ratio_max` the worst; 1 means a boundary changes as much
+boundary's transition (from the frame before its cross-fade to the cross-fade's last frame: over the overlap, or with
+`crossfade` > 0 over the generated frames after it) over the median frame-to-frame change elsewhere. `seam_ratio` is the mean over boundaries, `seam_ratio_max` the worst; 1 means a boundary changes as much
 as an ordinary frame step.
 """
 
@@ -45,14 +45,18 @@ def frame_changes(video: np.ndarray) -> np.ndarray:
     return np.abs(v[1:] - v[:-1]).mean(axis=(1, 2, 3))
 
 
-def seam_scores(video: np.ndarray, starts: Sequence[int], overlap: int) -> dict[str, float]:
-    """Seam ratios of a video whose windows are cross-faded over `overlap` frames from each index in `starts`:
-    change i (frame i to i + 1) belongs to the boundary at s when s - 1 <= i <= s + overlap - 1."""
+def seam_scores(
+    video: np.ndarray, starts: Sequence[int], overlap: int, crossfade: int = 0
+) -> dict[str, float]:
+    """Seam ratios of a video whose windows start at each index in `starts` (`extension.ExtensionPlan`): the frames
+    where two windows mix are s .. s + overlap - 1 (crossfade 0), else s + overlap .. s + overlap + crossfade - 1;
+    change i (frame i to i + 1) belongs to the boundary when it enters, crosses or leaves them."""
     changes = frame_changes(video)
     at_seam: set[int] = set()
     ratios_of: list[float] = []
     for s in starts:
-        idx = [i for i in range(s - 1, s + overlap) if 0 <= i < len(changes)]
+        first, last = (s, s + overlap - 1) if not crossfade else (s + overlap, s + overlap + crossfade - 1)
+        idx = [i for i in range(first - 1, last + 1) if 0 <= i < len(changes)]
         at_seam.update(idx)
         ratios_of.append(max(changes[i] for i in idx))
     inside = [c for i, c in enumerate(changes) if i not in at_seam]
@@ -98,9 +102,11 @@ def run_condition_eval(
     extend: int = 0,
     overlap: int = 9,
     progress=None,
+    crossfade: int = 0,
 ) -> dict[str, Any]:
     """Per pattern {psnr, prompt accuracies} over `cases` x `seeds` with the image-to-video `pipe` (`common`: height,
-    width, num_frames, steps, ... of each call, output_type "np"); with `extend` >= 2, "extension" too."""
+    width, num_frames, steps, ... of each call, output_type "np"); with `extend` >= 2, "extension" too, its windows
+    cross-faded over `crossfade` generated frames (`extension.plan_extension`)."""
     import torch
 
     from ..extension import extend_frames, pipeline_window, plan_extension
@@ -132,18 +138,19 @@ def run_condition_eval(
         call = {k: v for k, v in common.items() if k not in ("output_type",)}
         for case in cases:
             truth = render(case.scene, f, h, w)
-            plan = plan_extension(f, extend * f, f, overlap)
+            plan = plan_extension(f, extend * f, f, overlap, crossfade)
             for seed in range(seeds):
                 frames: list[np.ndarray] = []
                 make = pipeline_window(pipe, [case.prompt] * plan.windows, seed, overlap, **call)
                 extend_frames(iter(truth), plan, make, frames.append)
                 video = np.concatenate(frames)
-                seams.append(seam_scores(video, plan.window_starts, overlap))
+                seams.append(seam_scores(video, plan.window_starts, overlap, crossfade))
                 readings.append((read_clip(video), case.scene))
                 if progress is not None:
                     progress()
         result["extension"] = {
             "factor": extend,
+            "crossfade": crossfade,
             **{
                 k: statistics.mean(s[k] for s in seams)
                 for k in ("seam_ratio", "median_change", "seam_change")
@@ -155,7 +162,7 @@ def run_condition_eval(
 
 
 def run_condition_suite(
-    config, patterns: Sequence[str] = PATTERNS, extend: int = 0, overlap: int = 9
+    config, patterns: Sequence[str] = PATTERNS, extend: int = 0, overlap: int = 9, crossfade: int = 0
 ) -> dict[str, Any]:
     """`motif-video eval --conditions`: the offline suite's cases (`config`: an `offline.OfflineEvalConfig`, its I2V
     pipeline) scored per pattern (`run_condition_eval`), seen and held-out combinations apart."""
@@ -177,7 +184,7 @@ def run_condition_suite(
     if extend == 1 or extend < 0:
         raise ValueError(f"extend must be 0 (off) or >= 2 (times the clip length), got {extend}")
     if extend:
-        plan_extension(f, extend * f, f, overlap)  # before loading: a bad overlap is an error now
+        plan_extension(f, extend * f, f, overlap, crossfade)  # before loading: a bad overlap is an error now
     elif "prefix" in patterns and (overlap < 1 or (overlap - 1) % 4 or overlap >= f):
         raise ValueError(f"overlap must be 4m+1 frames and less than the clip's {f}, got {overlap}")
     config.i2v = True
@@ -193,7 +200,7 @@ def run_condition_suite(
         for group in GROUPS:
             mine = [c for c in cases if c.group == group]
             result[group] = run_condition_eval(
-                pipe, mine, config.seeds, common, patterns, extend, overlap, bar.update
+                pipe, mine, config.seeds, common, patterns, extend, overlap, bar.update, crossfade
             )
     result.update({"size": [f, h, w], "steps": common["num_inference_steps"], "seeds": config.seeds,
                    "prompts_per_group": config.prompts, "split": config.split, "model": config.model,
