@@ -67,6 +67,10 @@ def test_every_pattern_and_extension_are_scored(tiny_folder):
         (["--conditions", "--extend", "3", "--overlap", "4"], "overlap must be 4m\\+1"),
         (["--conditions", "--condition-guidance", "-1"], "condition_guidance must be >= 0"),
         (["--condition-guidance", "-1"], "condition_guidance must be >= 0"),
+        (["--conditions", "--crossfade", "8"], "--crossfade needs --extend"),
+        (["--conditions", "--extend", "2", "--crossfade", "-1"], "crossfade must be a whole number"),
+        (["--extend", "2"], "--extend, --overlap and --crossfade apply to --conditions only"),
+        (["--crossfade", "4"], "--extend, --overlap and --crossfade apply to --conditions only"),
     ],
 )
 def test_bad_condition_eval_options_exit_2(args, message, capsys, monkeypatch):

@@ -128,6 +128,11 @@ def run(args: argparse.Namespace) -> int:
             lora=tuple(args.lora),
             fuse_lora=args.fuse_lora,
         )
+        if args.conditions is None and (args.extend or args.crossfade or args.overlap != 9):
+            raise ValueError(
+                f"--extend, --overlap and --crossfade apply to --conditions only (got --extend {args.extend}, "
+                f"--overlap {args.overlap}, --crossfade {args.crossfade})"
+            )
         if args.conditions is not None:
             from ..evaluation.conditions import run_condition_suite
 
