@@ -184,7 +184,9 @@ def run_condition_suite(
     if extend == 1 or extend < 0:
         raise ValueError(f"extend must be 0 (off) or >= 2 (times the clip length), got {extend}")
     if crossfade and not extend:
-        raise ValueError(f"--crossfade needs --extend (it joins extension windows), got crossfade {crossfade}")
+        raise ValueError(
+            f"--crossfade needs --extend (it joins extension windows), got crossfade {crossfade}"
+        )
     if extend:
         plan_extension(f, extend * f, f, overlap, crossfade)  # before loading: a bad overlap is an error now
     elif "prefix" in patterns and (overlap < 1 or (overlap - 1) % 4 or overlap >= f):
