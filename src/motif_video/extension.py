@@ -67,7 +67,7 @@ class ExtensionPlan:
         return [self.input_frames - self.shared + i * self.step for i in range(self.windows)]
 
     def new_frames(self, i: int) -> int:
-        """Frames window i adds after its overlap."""
+        """Frames window i adds after its shared ones."""
         return min(self.step, self.total_frames - self.input_frames - i * self.step)
 
 

@@ -15,9 +15,10 @@ prompt accuracies (colour, shape, direction, ... `scores.figures`) are of the wh
 Extension (`--extend K`): the ground-truth clip's first F frames extended to K * F frames with
 `extension.extend_frames` (the same windows as `motif-video extend`), then the prompt accuracies over the whole
 video and the seam: the largest frame-to-frame change (mean absolute difference, 0-255) inside each window
-boundary's transition (from the frame before its cross-fade to the cross-fade's last frame: over the overlap, or with
-`crossfade` > 0 over the generated frames after it) over the median frame-to-frame change elsewhere. `seam_ratio` is the mean over boundaries, `seam_ratio_max` the worst; 1 means a boundary changes as much
-as an ordinary frame step.
+boundary's transition (from the frame before its cross-fade to the cross-fade's last frame: over the overlap, or
+with `crossfade` > 0 over the generated frames after it) over the median frame-to-frame change elsewhere.
+`seam_ratio` is the mean over boundaries, `seam_ratio_max` the worst; 1 means a boundary changes as much as an
+ordinary frame step.
 """
 
 from __future__ import annotations
