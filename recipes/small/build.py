@@ -95,6 +95,7 @@ GENERATION = {
     "keep_first_frame": True,  # I2V: the video starts on the image (26.5 dB where the model alone gives 23.9)
     "repaint_first_frame": True,  # T2V: frame 0 from pixel frame 1 (text-drawn frame 0 reads right in 0.65-0.85)
     "decoder_fit_steps": 50,  # and refined through the decoder (the encoder turns some frames the wrong colour)
+    "extend_condition_guidance": 10.0,  # extension windows follow their prefix (seams 2.5-4.2 -> 1.5-1.8x the median)
 }
 
 

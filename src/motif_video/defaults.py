@@ -79,6 +79,9 @@ class GenerationDefaults:
     condition_guidance: float | None = (
         None  # I2V: reconstruction guidance scale (`pipelines.reconstruction`; 0: off)
     )
+    # video extension (`extension`): the reconstruction guidance scale of its windows when the call gives none
+    # (None: `condition_guidance`, as for any image-to-video call)
+    extend_condition_guidance: float | None = None
 
     def __post_init__(self) -> None:
         if self.num_inference_steps is not None and self.num_inference_steps < 1:
@@ -89,8 +92,9 @@ class GenerationDefaults:
             raise ValueError(f"adapter must be one of {list(ADAPTERS)}, got {self.adapter!r}")
         if self.decoder_fit_steps is not None and self.decoder_fit_steps < 0:
             raise ValueError(f"decoder_fit_steps must be >= 0, got {self.decoder_fit_steps}")
-        if self.condition_guidance is not None:
-            check_condition_guidance(self.condition_guidance)
+        for scale in (self.condition_guidance, self.extend_condition_guidance):
+            if scale is not None:
+                check_condition_guidance(scale)
 
     @property
     def is_student(self) -> bool:

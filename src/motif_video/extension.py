@@ -166,6 +166,14 @@ def mp4_stream(path: str | os.PathLike, width: int, height: int, fps: float, crf
         raise
 
 
+def window_guidance(pipe, asked: float | None) -> float:
+    """The reconstruction guidance scale of every window: the one asked for, else the model folder's
+    `extend_condition_guidance`, else its `condition_guidance` (0 as released)."""
+    defaults = pipe.generation_defaults
+    scale = asked if asked is not None else defaults.extend_condition_guidance
+    return defaults.resolve(condition_guidance=scale)["condition_guidance"]
+
+
 def window_prompts(prompts: Sequence[str], windows: int) -> list[str]:
     """The prompt of each window: prompts[i], the last repeating."""
     if not prompts:
@@ -247,8 +255,8 @@ def extend_video(
 ) -> dict[str, Any]:
     """Extend the video at `clip` to `seconds` seconds in all (at its own fps unless `fps`), writing one MP4 at
     `output`. `pipe`: a `MotifVideoImageToVideoPipeline`; `num_frames`: the window (default: the model's);
-    the windows' size is the clip's; `call`: more keywords for each pipeline call (num_inference_steps, guidance...).
-    Returns the plan and the frames written."""
+    the windows' size is the clip's; `call`: more keywords for each pipeline call (num_inference_steps, guidance...;
+    `condition_guidance` defaults to `window_guidance`'s). Returns the plan and the frames written."""
     from .pipelines.export import read_mp4_info
 
     info = read_mp4_info(clip)
@@ -259,6 +267,7 @@ def extend_video(
     width, height = info["width"], info["height"]
     if width % 16 or height % 16:
         raise ValueError(f"the clip's size {width}x{height} must be multiples of 16 (the model's patches)")
+    call["condition_guidance"] = window_guidance(pipe, call.get("condition_guidance"))
     make_window = pipeline_window(
         pipe,
         window_prompts(prompts, plan.windows),
@@ -332,14 +341,17 @@ def run_extension(
     call = dict(
         num_inference_steps=request.steps, guidance=request.guidance, guidance_scale=request.guidance_scale,
         guidance_batching=request.guidance_batching, shift=request.shift, negative_prompt=request.negative_prompt,
-        keep_first_frame=request.keep_first_frame, condition_guidance=request.condition_guidance,
+        keep_first_frame=request.keep_first_frame,
+        condition_guidance=window_guidance(pipe, request.condition_guidance),
     )  # fmt: skip
+    if request.condition_guidance is None and call["condition_guidance"]:
+        log(f"reconstruction guidance {call['condition_guidance']:g} (the model's default for extension)")
     prompts = window_prompts(all_prompts, plan.windows)
     make_window = pipeline_window(pipe, prompts, gen.seed, plan.overlap, num_frames=plan.window,
                                   height=info["height"], width=info["width"], **call)  # fmt: skip
     settings = {"extended_from": str(clip), "prompts": prompts, "seed": gen.seed, "overlap": plan.overlap,
                 "crossfade": plan.crossfade, "window": plan.window, "model": str(request.model),
-                "condition_guidance": request.condition_guidance}  # fmt: skip
+                "condition_guidance": call["condition_guidance"]}  # fmt: skip
     with mp4_stream(output, info["width"], info["height"], info["fps"], metadata=settings) as write:
         written = extend_frames(read_frames(clip), plan, make_window, write)
     log(f"wrote {output} ({written} frames)")

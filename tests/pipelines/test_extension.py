@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from motif_video import cli, generation
-from motif_video.extension import blend, blend_weights, extend_frames, plan_extension
+from motif_video.defaults import GenerationDefaults
+from motif_video.extension import blend, blend_weights, extend_frames, plan_extension, window_guidance
 from motif_video.pipelines.export import read_mp4_frames, read_mp4_info, read_mp4_metadata, write_mp4
 
 
@@ -122,6 +123,18 @@ def test_extension_with_a_crossfade_conditions_before_the_end_and_fades_over_it(
     )  # window 1 conditioned on frames 8-12 of the video
 
 
+def test_window_guidance_asked_then_the_folders_extension_default_then_its_image_to_video_one():
+    class Pipe:
+        generation_defaults = GenerationDefaults(condition_guidance=2.0, extend_condition_guidance=10.0)
+
+    assert window_guidance(Pipe, 0.0) == 0.0 and window_guidance(Pipe, 4.0) == 4.0  # asked for: as asked
+    assert window_guidance(Pipe, None) == 10.0  # the folder's default for extension windows
+    Pipe.generation_defaults = GenerationDefaults(condition_guidance=2.0)
+    assert window_guidance(Pipe, None) == 2.0  # else its image-to-video default
+    Pipe.generation_defaults = GenerationDefaults()
+    assert window_guidance(Pipe, None) == 0.0  # else the released model's: off
+
+
 @pytest.fixture
 def clip(tmp_path):
     path = tmp_path / "clip.mp4"
@@ -148,6 +161,23 @@ def test_extend_command_makes_three_windows(tiny_folder, clip, tmp_path, capsys)
     frames = read_mp4_frames(out).astype(float)
     assert np.abs(frames[:4] - read_mp4_frames(clip)[:4]).mean() < 3  # the clip's frames come first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "long.mp4", "story.txt"]  # no part file
+
+
+def test_extend_command_takes_the_folders_extension_guidance(tiny_folder, clip, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_folder, folder)
+    GenerationDefaults(extend_condition_guidance=3.0).write(folder)
+    out = tmp_path / "long.mp4"
+    argv = ["extend", str(clip), "--prompt", "a red ball", "--seconds", "0.5", "--overlap", "5", "--model",
+            str(folder), "--num-frames", "9", "--steps", "1", "--device", "cpu", "--output", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert "reconstruction guidance 3 (the model's default for extension)" in capsys.readouterr().out
+    assert read_mp4_metadata(out)["condition_guidance"] == 3.0
+    assert cli.main([*argv, "--condition-guidance", "0"]) == 0  # asked for: wins over the folder's
+    assert "reconstruction guidance" not in capsys.readouterr().out
+    assert read_mp4_metadata(out)["condition_guidance"] == 0.0
 
 
 def test_extend_command_with_a_crossfade(tiny_folder, clip, tmp_path, capsys):

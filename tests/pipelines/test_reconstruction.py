@@ -100,6 +100,8 @@ def test_i2v_condition_guidance_changes_the_frames_around_the_given_ones(i2v, mo
 def test_a_generation_config_with_a_negative_scale_is_refused():
     with pytest.raises(ValueError, match=r"condition_guidance must be >= 0 \(0 = off\), got -0.5"):
         GenerationDefaults(condition_guidance=-0.5)
+    with pytest.raises(ValueError, match=r"condition_guidance must be >= 0 \(0 = off\), got -1"):
+        GenerationDefaults(extend_condition_guidance=-1.0)
 
 
 def test_eval_refuses_a_negative_scale_before_loading():

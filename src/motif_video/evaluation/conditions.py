@@ -110,7 +110,7 @@ def run_condition_eval(
     cross-faded over `crossfade` generated frames (`extension.plan_extension`)."""
     import torch
 
-    from ..extension import extend_frames, pipeline_window, plan_extension
+    from ..extension import extend_frames, pipeline_window, plan_extension, window_guidance
     from ..synthetic.scenes import render
     from .analysis import psnr_uint8, read_clip
     from .scores import figures
@@ -137,6 +137,7 @@ def run_condition_eval(
     if extend >= 2:
         seams, readings = [], []
         call = {k: v for k, v in common.items() if k not in ("output_type",)}
+        call["condition_guidance"] = window_guidance(pipe, call.get("condition_guidance"))  # as `extend` runs
         for case in cases:
             truth = render(case.scene, f, h, w)
             plan = plan_extension(f, extend * f, f, overlap, crossfade)
@@ -152,6 +153,7 @@ def run_condition_eval(
         result["extension"] = {
             "factor": extend,
             "crossfade": crossfade,
+            "condition_guidance": call["condition_guidance"],
             **{
                 k: statistics.mean(s[k] for s in seams)
                 for k in ("seam_ratio", "median_change", "seam_change")
