@@ -107,14 +107,18 @@ def plan_extension(
     return ExtensionPlan(input_frames, total_frames, window, overlap, crossfade)
 
 
+def fade_span(overlap: int, crossfade: int = 0) -> tuple[int, int]:
+    """(first, count): which of a window's `overlap + crossfade` shared frames mix it with the video. crossfade 0:
+    the condition itself (0, overlap); else the generated frames after it (overlap, crossfade)."""
+    return (overlap, crossfade) if crossfade else (0, overlap)
+
+
 def blend_weights(overlap: int, crossfade: int = 0) -> np.ndarray:
-    """The new window's weight at each of its `overlap + crossfade` shared frames. crossfade 0: (j + 1) / (overlap +
-    1) over the condition; else 0 over the condition (the video's frames kept) and (j + 1) / (crossfade + 1) over
-    the cross-fade. Rising from 0 towards 1, never reaching it."""
-    if not crossfade:
-        return (np.arange(overlap, dtype=np.float32) + 1) / (overlap + 1)
-    ramp = (np.arange(crossfade, dtype=np.float32) + 1) / (crossfade + 1)
-    return np.concatenate([np.zeros(overlap, dtype=np.float32), ramp])
+    """The new window's weight at each of its `overlap + crossfade` shared frames: 0 before the fade (`fade_span`;
+    the video's frames kept), (j + 1) / (count + 1) at fade frame j. Rising from 0 towards 1, never reaching it."""
+    first, count = fade_span(overlap, crossfade)
+    ramp = (np.arange(count, dtype=np.float32) + 1) / (count + 1)
+    return np.concatenate([np.zeros(first, dtype=np.float32), ramp])
 
 
 def blend(previous: np.ndarray, new: np.ndarray, crossfade: int = 0) -> np.ndarray:

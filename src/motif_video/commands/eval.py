@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ..condition_layout import DEFAULT_CROSSFADE, DEFAULT_OVERLAP
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -72,16 +74,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--overlap",
         type=int,
-        default=9,
-        help="offline, with --conditions: extension/prefix overlap (default: 9)",
+        default=DEFAULT_OVERLAP,
+        help=f"offline, with --conditions: extension/prefix overlap (default: {DEFAULT_OVERLAP})",
     )
     p.add_argument(
         "--crossfade",
         type=int,
-        default=0,
+        default=DEFAULT_CROSSFADE,
         metavar="N",
-        help="offline, with --extend: generated frames each window fades in over (default: 0, a fade over the "
-        "overlap)",
+        help="offline, with --extend: generated frames each window fades in over (default: "
+        f"{DEFAULT_CROSSFADE}: a fade over the overlap)",
     )
     p.add_argument(
         "--lora",
@@ -128,7 +130,9 @@ def run(args: argparse.Namespace) -> int:
             lora=tuple(args.lora),
             fuse_lora=args.fuse_lora,
         )
-        if args.conditions is None and (args.extend or args.crossfade or args.overlap != 9):
+        if args.conditions is None and (
+            args.extend or args.crossfade != DEFAULT_CROSSFADE or args.overlap != DEFAULT_OVERLAP
+        ):
             raise ValueError(
                 f"--extend, --overlap and --crossfade apply to --conditions only (got --extend {args.extend}, "
                 f"--overlap {args.overlap}, --crossfade {args.crossfade})"

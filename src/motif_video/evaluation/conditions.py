@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from ..extension import fade_span
+
 PATTERNS = ("first", "last", "first_last", "keyframe", "prefix")
 
 
@@ -50,14 +52,15 @@ def seam_scores(
     video: np.ndarray, starts: Sequence[int], overlap: int, crossfade: int = 0
 ) -> dict[str, float]:
     """Seam ratios of a video whose windows start at each index in `starts` (`extension.ExtensionPlan`): the frames
-    where two windows mix are s .. s + overlap - 1 (crossfade 0), else s + overlap .. s + overlap + crossfade - 1;
-    change i (frame i to i + 1) belongs to the boundary when it enters, crosses or leaves them."""
+    where two windows mix are s + first .. s + first + count - 1 (`extension.fade_span`: the overlap, or with a
+    cross-fade the generated frames after it); change i (frame i to i + 1) belongs to the boundary when it enters,
+    crosses or leaves them."""
+    offset, count = fade_span(overlap, crossfade)
     changes = frame_changes(video)
     at_seam: set[int] = set()
     ratios_of: list[float] = []
     for s in starts:
-        first, last = (s, s + overlap - 1) if not crossfade else (s + overlap, s + overlap + crossfade - 1)
-        idx = [i for i in range(first - 1, last + 1) if 0 <= i < len(changes)]
+        idx = [i for i in range(s + offset - 1, s + offset + count) if 0 <= i < len(changes)]
         at_seam.update(idx)
         ratios_of.append(max(changes[i] for i in idx))
     inside = [c for i, c in enumerate(changes) if i not in at_seam]
