@@ -273,6 +273,8 @@ def finetune_decoder(
     first_frame_batch: int = 8,
     keep_latent_stats: bool = False,
     still_group_probability: float = 0.0,
+    height: int = 64,
+    width: int = 64,
 ) -> dict[str, float]:
     """Later stages: train the decoder (and post_quant_conv) on whole `frames`-long clips, so decoding stays sharp
     through many causal chunks. Unless `train_encoder`, the encoder, and so every latent and the latent statistics,
@@ -290,7 +292,10 @@ def finetune_decoder(
     `still_group_probability` (decoder only): on that share of the steps one latent frame k >= 1 of the clip is
     replaced by the pipelines' encoding of one of its frames as a keyframe image (`still_group_latent`), the loss
     still against the true clip: a last image or keyframe reaches the decoder as such a still group after moving
-    latents, which the plain clip loss never shows it (BENCHMARKS.md, "what limits a keyframe's PSNR")."""
+    latents, which the plain clip loss never shows it (BENCHMARKS.md, "what limits a keyframe's PSNR").
+    `height`, `width`: the size the training clips and single frames are rendered at (then cropped to `crop`, if
+    given). A decoder for 128x128 video learns there the larger motion per frame that 64x64 clips never show it
+    (BENCHMARKS.md, "The VAE is the ceiling at 128x128"); the held-out PSNR it prints stays at 64x64."""
     if first_frame_weight < 0 or first_frame_batch < 1:
         raise ValueError(
             f"first_frame_weight={first_frame_weight} must be >= 0 and first_frame_batch={first_frame_batch} >= 1"
@@ -299,11 +304,20 @@ def finetune_decoder(
         raise ValueError(
             f"still_group_probability={still_group_probability} must be in [0, 1], and 0 with train_encoder"
         )
+    if height < 16 or width < 16 or height % 16 or width % 16 or crop > min(height, width):
+        raise ValueError(
+            f"height={height} and width={width} must be multiples of 16 and at least crop={crop}"
+        )
     vae, params = _trainable_decoder(vae_folder, decoder_base_dim, train_encoder)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    config = VaeTrainConfig(batch_size=batch_size, frames=frames, clip_frames=frames, crop=crop, seed=seed)
+    size = dict(height=height, width=width)
+    config = VaeTrainConfig(
+        batch_size=batch_size, frames=frames, clip_frames=frames, crop=crop, seed=seed, **size
+    )
     # single frames from anywhere in 33-frame scenes of another stream, whole (not cropped)
-    images = VaeTrainConfig(batch_size=first_frame_batch, frames=1, clip_frames=33, crop=0, seed=seed + 1)
+    images = VaeTrainConfig(
+        batch_size=first_frame_batch, frames=1, clip_frames=33, crop=0, seed=seed + 1, **size
+    )
     held_out = eval_clips(count=2)
     start = time.perf_counter()
 

@@ -216,3 +216,20 @@ def test_finetune_decoder_still_groups_train_the_decoder_only(tmp_path, capsys):
     for bad in (dict(still_group_probability=1.5), dict(still_group_probability=0.5, train_encoder=True)):
         with pytest.raises(ValueError, match="still_group_probability=.* must be in \\[0, 1\\]"):
             finetune_decoder(tmp_path / "base", tmp_path / "bad", **bad, **kwargs)
+
+
+def test_finetune_decoder_trains_at_the_size_asked_for(tmp_path, capsys):
+    """The same seed and step at another rendering size is another batch, so other decoder weights; an unusable size
+    is refused before anything trains."""
+    from diffusers import AutoencoderKLWan
+
+    small_vae(4, (1, 2, 2), True).eval().save_pretrained(tmp_path / "base")
+    kwargs = dict(steps=1, frames=5, crop=0, batch_size=1, save_every=1)
+    for size in (32, 64):
+        finetune_decoder(tmp_path / "base", tmp_path / f"s{size}", height=size, width=size, **kwargs)
+    small, default = (AutoencoderKLWan.from_pretrained(tmp_path / n).state_dict() for n in ("s32", "s64"))
+    assert [k for k in small if k.startswith("decoder.") and not torch.equal(small[k], default[k])]
+    for bad in (dict(height=40), dict(width=0), dict(height=32, width=32, crop=48)):
+        with pytest.raises(ValueError, match="must be multiples of 16 and at least crop"):
+            finetune_decoder(tmp_path / "base", tmp_path / "bad", **{**kwargs, **bad})
+    assert not (tmp_path / "bad").exists()
