@@ -218,7 +218,7 @@ def test_finetune_decoder_still_groups_train_the_decoder_only(tmp_path, capsys):
             finetune_decoder(tmp_path / "base", tmp_path / "bad", **bad, **kwargs)
 
 
-def test_finetune_decoder_trains_at_the_size_asked_for(tmp_path, capsys):
+def test_finetune_decoder_trains_at_the_size_asked_for(tmp_path):
     """The same seed and step at another rendering size is another batch, so other decoder weights; an unusable size
     is refused before anything trains."""
     from diffusers import AutoencoderKLWan
