@@ -32,16 +32,20 @@ def write_clips(
     exclude: Collection[tuple[str, str, str]] = (),
     advance_range: tuple[float, float] = (0.0, 0.0),
     wrap: bool = False,
+    partial_captions: float = 0.0,
 ) -> list[Path]:
     """Write scenes 0..count-1 of `seed` (drawn with `ranges`, none of the (colour, shape, background) triples in
     `exclude`), each moved along its path by a number of clip lengths drawn uniformly from `advance_range`
     (`synthetic.scenes.advance`; the draw is a function of seed and index), into `folder` (existing clips are
     kept); returns the video paths. With `wrap`, each moving scene is put on a ring (`synthetic.scenes.wrapped`) at
     a place along its motion drawn uniformly from [0, 1), so that where its object is cannot be told from the
-    caption; growing scenes are kept as drawn."""
+    caption; growing scenes are kept as drawn. A share `partial_captions` of the clips (drawn per clip from seed and
+    index) get a caption without their colour word (half of them) or their background phrase (the other half)."""
     low, high = advance_range
     if not 0 <= low <= high:
         raise ValueError(f"advance_range {advance_range} must satisfy 0 <= low <= high")
+    if not 0 <= partial_captions <= 1:
+        raise ValueError(f"partial_captions must be in [0, 1], got {partial_captions}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -54,7 +58,16 @@ def write_clips(
         path = folder / f"clip-{i:05d}.mp4"
         if not path.exists():
             write_video(path, render(scene, frames, height, width), fps)
-            path.with_suffix(".txt").write_text(caption(scene, template=i))
+            omit = _omitted(random.Random(f"partial-{seed}-{i}").random(), partial_captions)
+            path.with_suffix(".txt").write_text(caption(scene, template=i, omit=omit))
             path.with_suffix(".json").write_text(json.dumps(scene.labels()))
         paths.append(path)
     return paths
+
+
+def _omitted(draw: float, share: float) -> str | None:
+    """Which label a clip's caption leaves out, for a uniform `draw` in [0, 1): the colour below share / 2, the
+    background below share, none above."""
+    if draw >= share:
+        return None
+    return "colour" if draw < share / 2 else "background"

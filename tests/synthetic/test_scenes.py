@@ -199,3 +199,45 @@ def test_wrapped_clips_are_placed_anywhere_along_their_motion(tmp_path):
                 s, place
             )  # the labels are the scene
     assert min(places) < 0.25 and max(places) > 0.75  # uniform over the ring, not near the caption's path
+
+
+def test_captions_can_leave_out_the_colour_or_the_background():
+    scenes = [scene_at(6, i) for i in range(40)]
+    for scene in (
+        next(s for s in scenes if s.motion == "grows"),
+        next(s for s in scenes if s.motion != "grows"),
+    ):
+        for template in range(3):
+            full = parse_caption(caption(scene, template))
+            no_colour = parse_caption(caption(scene, template, omit="colour"))
+            no_background = parse_caption(caption(scene, template, omit="background"))
+            assert no_colour == {**full, "colour": None}, caption(scene, template, omit="colour")
+            assert no_background == {**full, "background": None}, caption(scene, template, omit="background")
+            assert "  " not in caption(scene, template, omit="background")
+    with pytest.raises(ValueError, match="'shape'"):
+        caption(scenes[0], omit="shape")
+
+
+def test_clips_with_partial_captions(tmp_path):
+    import json
+
+    from recipes.small.clips import write_clips
+
+    paths = write_clips(tmp_path / "a", 40, frames=5, height=16, width=16, partial_captions=0.5)
+    plain = write_clips(tmp_path / "b", 40, frames=5, height=16, width=16)
+    left_out = {"colour": 0, "background": 0}
+    for path, other in zip(paths, plain):
+        labels = json.loads(path.with_suffix(".json").read_text())
+        assert labels == json.loads(other.with_suffix(".json").read_text())  # the same scenes
+        assert path.read_bytes() == other.read_bytes()
+        named = parse_caption(path.with_suffix(".txt").read_text())
+        assert named["shape"] == labels["shape"] and named["motion"] == labels["motion"]
+        missing = [k for k in left_out if named[k] is None]
+        assert len(missing) <= 1 and all(named[k] == labels[k] for k in left_out if k not in missing)
+        for k in missing:
+            left_out[k] += 1
+        assert parse_caption(other.with_suffix(".txt").read_text())["colour"] == labels["colour"]
+    # about half of 40 clips lose a word, split between colour and background
+    assert 10 <= sum(left_out.values()) <= 30 and min(left_out.values()) >= 4, left_out
+    with pytest.raises(ValueError, match="partial_captions"):
+        write_clips(tmp_path / "c", 1, partial_captions=1.5)

@@ -186,10 +186,28 @@ def wrapped(scene: Scene, place: float) -> Scene:
     return replace(scene, start=(round(start[0], 4), round(start[1], 4)), wrap=True)
 
 
-def caption(scene: Scene, template: int = 0) -> str:
+# what `caption(..., omit=...)` cuts from a template for each label it may leave out
+OMITTED = {
+    "colour": ("{colour} ",),
+    "background": (
+        " on a {background} background",
+        " over a {background} background",
+        "{background} background with ",
+    ),
+}
+
+
+def caption(scene: Scene, template: int = 0, omit: str | None = None) -> str:
+    """The scene's caption in template `template` (modulo the kind's templates); `omit` ("colour" or "background")
+    leaves that label out ("a red square moving left" for a scene on white)."""
+    if omit is not None and omit not in OMITTED:
+        raise ValueError(f"omit {omit!r} is not one of {[None, *OMITTED]}")
     kind = "grow" if scene.motion == "grows" else "move"
     templates = TEMPLATES[kind]
-    return templates[template % len(templates)].format(
+    text = templates[template % len(templates)]
+    for part in OMITTED.get(omit, ()):
+        text = text.replace(part, "")
+    return text.format(
         colour=scene.colour, shape=scene.shape, motion=scene.motion, background=scene.background
     )
 
