@@ -52,6 +52,15 @@ TEMPLATES = {
         "{background} background with a {colour} {shape} growing",
     ),
 }
+# what `caption(..., omit=...)` cuts from the templates above for each label it may leave out
+OMITTED = {
+    "colour": ("{colour} ",),
+    "background": (
+        " on a {background} background",
+        " over a {background} background",
+        "{background} background with ",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -184,17 +193,6 @@ def wrapped(scene: Scene, place: float) -> Scene:
     x, y = scene.start
     start = (place, y) if scene.motion in ("left", "right") else (x, place)
     return replace(scene, start=(round(start[0], 4), round(start[1], 4)), wrap=True)
-
-
-# what `caption(..., omit=...)` cuts from a template for each label it may leave out
-OMITTED = {
-    "colour": ("{colour} ",),
-    "background": (
-        " on a {background} background",
-        " over a {background} background",
-        "{background} background with ",
-    ),
-}
 
 
 def caption(scene: Scene, template: int = 0, omit: str | None = None) -> str:
