@@ -203,10 +203,12 @@ class Build:
     def config(self, *more: str):
         return load_config(HERE / "config.yaml", [*self.overrides, *more, *self.args.overrides])
 
-    def continued(self, name: str, previous: str, steps: int, lr: float, extra=()) -> None:
-        """A transformer stage from `previous`'s EMA weights on a new cosine schedule."""
-        more = [f"output_dir={self.out / name}", f"model.pretrained={self.out / previous / 'transformer-ema'}",
-                f"max_steps={steps}", f"optim.lr={lr}", *extra]  # fmt: skip
+    def continued(self, name: str, previous: str | Path, steps: int, lr: float, extra=()) -> None:
+        """A transformer stage on a new cosine schedule from the EMA weights of stage `previous`, or from the
+        transformer folder `previous` where it is a Path."""
+        pretrained = previous if isinstance(previous, Path) else self.out / previous / "transformer-ema"
+        more = [f"output_dir={self.out / name}", f"model.pretrained={pretrained}", f"max_steps={steps}",
+                f"optim.lr={lr}", *extra]  # fmt: skip
         self.stage(name, lambda: train(self.config(*more)))
 
     def joint_round(self, suffix: str, schedules, vae: Path) -> tuple[Path, Path]:
