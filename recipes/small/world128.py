@@ -41,18 +41,19 @@ WORLD = (f"data.buckets=[[{SIZE['frames']}, {SIZE['height']}, {SIZE['width']}]]"
 # (stage, steps, peak learning rate, weight of latent frame 0 in the loss, clip set), each from the previous stage's
 # EMA weights on a new cosine schedule, the first from the shipped transformer. Weight 8 is the shipped last stage's;
 # at 17 frames it is 8 of 12 parts of the gradient, for a frame the T2V sampler repaints, and weight 1 lifted seen
-# shape. The partial captions (a share 0.3 of one 4800-clip copy) make each word's effect learnt on its own; a stage
-# without them from there did better than one with 0.5.
+# shape. `transformer128_7` saw partial captions (a share 0.3 of one 4800-clip copy), as the runs were made; a control
+# from there without them did better than one with a share of 0.5, so the later stages have full captions.
 STAGES = (
-    ("transformer", 2000, 3e-4, 8, "clips"),
-    ("transformer2", 5000, 5e-4, 8, "clips"),
-    ("transformer3", 2500, 3e-4, 8, "clips"),
-    ("transformer4", 2500, 3e-4, 8, "clips"),
-    ("transformer5", 2500, 3e-4, 1, "clips"),
-    ("transformer6", 2500, 3e-4, 1, "clips_more"),
-    ("transformer7", 2500, 3e-4, 1, "clips_partial"),
-    ("transformer8", 2500, 3e-4, 1, "clips_more"),
-    ("transformer9", 2500, 3e-4, 1, "clips_more"),
+    ("transformer128_1", 2000, 3e-4, 8, "clips"),
+    ("transformer128_2", 5000, 5e-4, 8, "clips"),
+    ("transformer128_3", 2500, 3e-4, 8, "clips"),
+    ("transformer128_4", 2500, 3e-4, 8, "clips"),
+    ("transformer128_5", 2500, 3e-4, 1, "clips"),
+    ("transformer128_6", 2500, 3e-4, 1, "clips_more"),
+    ("transformer128_7", 2500, 3e-4, 1, "clips_partial"),
+    ("transformer128_8", 2500, 3e-4, 1, "clips_more"),
+    ("transformer128_9", 2500, 3e-4, 1, "clips_more"),
+    ("transformer128_10", 2500, 3e-4, 1, "clips_more"),
 )
 STAGE_NAMES = ("decoder", *(name for name, *_ in CLIPS), *(name for name, *_ in STAGES), "assemble")
 GENERATION_128 = {

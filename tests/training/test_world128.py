@@ -67,14 +67,14 @@ def test_the_stages_continue_the_shipped_transformer_in_the_128_world(record, tm
 
 
 def test_skipping_the_decoder_keeps_its_folder(record, tmp_path):
-    skip = [name for name in world.STAGE_NAMES if name not in ("transformer", "assemble")]
+    skip = [name for name in world.STAGE_NAMES if name not in ("transformer128_1", "assemble")]
     world.main(["--output", str(tmp_path), "max_steps=7", "--skip", *skip])
     assert [c[0] for c in record] == ["train", "assemble"]
     config = record[0][1]
     assert Path(config.model.components) == tmp_path / "components"
     assert config.max_steps == 7  # the command line's overrides win over the stage's
     timings = (tmp_path / "timings.json").read_text()
-    assert '"transformer"' in timings and '"decoder"' not in timings
+    assert '"transformer128_1"' in timings and '"decoder"' not in timings
 
 
 def test_unknown_stage_is_refused(capsys):
