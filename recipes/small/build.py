@@ -136,14 +136,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-class Build:
-    """The stages in order, each skipped when named in `--skip`; wall-clock seconds go to OUTPUT/timings.json."""
+class Stages:
+    """Stage bookkeeping for a build: each stage skipped when named in `--skip`, its wall-clock seconds written to
+    OUTPUT/timings.json; transformer stages from `config.yaml` with the build's and the command line's overrides."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args, self.out = args, args.output
         self.timings_path = self.out / "timings.json"
         self.timings = json.loads(self.timings_path.read_text()) if self.timings_path.is_file() else {}
-        self.overrides: list[str] = []  # every transformer stage's, set by `first_transformer`
+        self.overrides: list[str] = []  # every transformer stage's, set by the first one
         self.held_out = () if args.no_hold_out else HELD_OUT  # label combinations the evaluation holds out
 
     def stage(self, name: str, fn) -> None:
@@ -164,6 +165,21 @@ class Build:
             train_fn()
 
         self.stage(name, run)
+
+    def config(self, *more: str):
+        return load_config(HERE / "config.yaml", [*self.overrides, *more, *self.args.overrides])
+
+    def continued(self, name: str, previous: str | Path, steps: int, lr: float, extra=()) -> None:
+        """A transformer stage on a new cosine schedule from the EMA weights of stage `previous`, or from the
+        transformer folder `previous` where it is a Path."""
+        pretrained = previous if isinstance(previous, Path) else self.out / previous / "transformer-ema"
+        more = [f"output_dir={self.out / name}", f"model.pretrained={pretrained}", f"max_steps={steps}",
+                f"optim.lr={lr}", *extra]  # fmt: skip
+        self.stage(name, lambda: train(self.config(*more)))
+
+
+class Build(Stages):
+    """The shipped small model's stages in order."""
 
     def vaes_and_data(self) -> None:
         out, args = self.out, self.args
@@ -199,17 +215,6 @@ class Build:
             f"data.cache={out / 'cache'}",
         ]
         self.stage("transformer", lambda: train(self.config()))
-
-    def config(self, *more: str):
-        return load_config(HERE / "config.yaml", [*self.overrides, *more, *self.args.overrides])
-
-    def continued(self, name: str, previous: str | Path, steps: int, lr: float, extra=()) -> None:
-        """A transformer stage on a new cosine schedule from the EMA weights of stage `previous`, or from the
-        transformer folder `previous` where it is a Path."""
-        pretrained = previous if isinstance(previous, Path) else self.out / previous / "transformer-ema"
-        more = [f"output_dir={self.out / name}", f"model.pretrained={pretrained}", f"max_steps={steps}",
-                f"optim.lr={lr}", *extra]  # fmt: skip
-        self.stage(name, lambda: train(self.config(*more)))
 
     def joint_round(self, suffix: str, schedules, vae: Path) -> tuple[Path, Path]:
         """A round's VAE (encoder and decoder from the previous round's `vae`, latent statistics kept) and its

@@ -21,7 +21,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: the repository root makes `recipes.small` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from recipes.small.build import FINAL_STAGE, GENERATION, Build
+from recipes.small.build import FINAL_STAGE, GENERATION, Stages
 from recipes.small.clips import NARROW, write_clips
 from recipes.small.components import assemble
 from recipes.small.vae import finetune_decoder
@@ -86,8 +86,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-class World128(Build):
-    """`Build`'s stage bookkeeping (skips, timings, continued transformer stages) with this world's stages."""
+class World128(Stages):
+    """This world's stages in order."""
 
     def decoder(self) -> Path:
         components = self.out / "components"
