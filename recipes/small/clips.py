@@ -8,7 +8,16 @@ import random
 from collections.abc import Collection
 from pathlib import Path
 
-from motif_video.synthetic.scenes import VARIED, SceneRanges, advance, caption, render, scene_at, wrapped
+from motif_video.synthetic.scenes import (
+    VARIED,
+    SceneRanges,
+    advance,
+    caption,
+    render,
+    scene_at,
+    tinted_colours,
+    wrapped,
+)
 from motif_video.synthetic.video import write_video
 
 # the same labels as `VARIED` with less size and place variation, so that the mean clip of a caption keeps its
@@ -33,6 +42,7 @@ def write_clips(
     advance_range: tuple[float, float] = (0.0, 0.0),
     wrap: bool = False,
     partial_captions: float = 0.0,
+    tint: bool = False,
 ) -> list[Path]:
     """Write scenes 0..count-1 of `seed` (drawn with `ranges`, none of the (colour, shape, background) triples in
     `exclude`), each moved along its path by a number of clip lengths drawn uniformly from `advance_range`
@@ -40,7 +50,9 @@ def write_clips(
     kept); returns the video paths. With `wrap`, each moving scene is put on a ring (`synthetic.scenes.wrapped`) at
     a place along its motion drawn uniformly from [0, 1), so that where its object is cannot be told from the
     caption; growing scenes are kept as drawn. A share `partial_captions` of the clips (drawn per clip from seed and
-    index) get a caption without their colour word (half of them) or their background phrase (the other half)."""
+    index) get a caption without their colour word (half of them) or their background phrase (the other half).
+    With `tint`, each clip's object and background colours are moved a little off their palette entries
+    (`synthetic.scenes.tinted_colours`, drawn per clip from seed and index); the captions keep the names."""
     low, high = advance_range
     if not 0 <= low <= high:
         raise ValueError(f"advance_range {advance_range} must satisfy 0 <= low <= high")
@@ -57,7 +69,8 @@ def write_clips(
             scene = wrapped(scene, random.Random(f"wrap-{seed}-{i}").random())
         path = folder / f"clip-{i:05d}.mp4"
         if not path.exists():
-            write_video(path, render(scene, frames, height, width), fps)
+            colours = tinted_colours(scene, random.Random(f"tint-{seed}-{i}")) if tint else None
+            write_video(path, render(scene, frames, height, width, colours), fps)
             omit = _omitted(random.Random(f"partial-{seed}-{i}").random(), partial_captions)
             path.with_suffix(".txt").write_text(caption(scene, template=i, omit=omit))
             path.with_suffix(".json").write_text(json.dumps(scene.labels()))

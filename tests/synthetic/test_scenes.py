@@ -241,3 +241,41 @@ def test_clips_with_partial_captions(tmp_path):
     assert 10 <= sum(left_out.values()) <= 30 and min(left_out.values()) >= 4, left_out
     with pytest.raises(ValueError, match="partial_captions"):
         write_clips(tmp_path / "c", 1, partial_captions=1.5)
+
+
+def test_tinted_colours_stay_nearest_their_names():
+    from motif_video.evaluation.analysis import nearest
+    from motif_video.synthetic.scenes import TINT_MAX, tinted_colours
+
+    moved = []
+    for index in range(200):
+        scene = scene_at(0, index)
+        fg, bg = tinted_colours(scene, random.Random(f"tint-0-{index}"))
+        again = tinted_colours(scene, random.Random(f"tint-0-{index}"))
+        assert np.array_equal(fg, again[0]) and np.array_equal(bg, again[1])  # a function of the draw
+        assert nearest(fg, COLOURS) == scene.colour and nearest(bg, BACKGROUNDS) == scene.background
+        assert np.linalg.norm(fg - COLOURS[scene.colour]) <= TINT_MAX["object"] + 1e-6
+        assert np.linalg.norm(bg - BACKGROUNDS[scene.background]) <= TINT_MAX["background"] + 1e-6
+        moved.append(np.linalg.norm(fg - COLOURS[scene.colour]))
+    # the offsets fill the ball: most colours move visibly, none by more than the cap
+    assert np.median(moved) > 10
+
+
+def test_tinted_clips_are_the_same_scenes_in_nearby_colours(tmp_path):
+    from recipes.small.clips import write_clips
+
+    from motif_video.evaluation.analysis import read_clip
+    from motif_video.extension import read_frames
+
+    tinted = write_clips(tmp_path / "a", 12, frames=5, height=64, width=64, tint=True)
+    plain = write_clips(tmp_path / "b", 12, frames=5, height=64, width=64)
+    differ = 0
+    for path, other in zip(tinted, plain):
+        assert path.with_suffix(".txt").read_text() == other.with_suffix(".txt").read_text()
+        assert path.with_suffix(".json").read_text() == other.with_suffix(".json").read_text()
+        a, b = np.stack(list(read_frames(path))), np.stack(list(read_frames(other)))
+        differ += int(np.abs(a.astype(int) - b).max() > 8)
+        labels = parse_caption(path.with_suffix(".txt").read_text())
+        reading = read_clip(a)
+        assert (reading.colour, reading.background) == (labels["colour"], labels["background"])
+    assert differ >= 10  # nearly every clip's colours moved

@@ -262,12 +262,45 @@ def coverage(scene: Scene, frame: int, frames: int, height: int, width: int) -> 
     return mask.reshape(height, s, width, s).mean(axis=(1, 3))
 
 
-def render(scene: Scene, frames: int, height: int, width: int) -> np.ndarray:
-    """uint8 [F, H, W, 3]: the clip of `scene`."""
+# how far `tinted_colours` may move a colour: a share of the distance to the nearest other colour of its palette,
+# and at most these many RGB levels, so that every tinted colour is still nearest to its own name
+TINT_SHARE = 0.3
+TINT_MAX = {"object": 30.0, "background": 20.0}
+
+
+def _tint(name: str, palette: dict[str, tuple[int, int, int]], most: float, rng: random.Random) -> np.ndarray:
+    rgb = np.array(palette[name], np.float64)
+    nearest_other = min(
+        np.linalg.norm(rgb - np.array(v, np.float64)) for k, v in palette.items() if k != name
+    )
+    direction = np.array([rng.gauss(0.0, 1.0) for _ in range(3)])
+    direction /= np.linalg.norm(direction)
+    reach = min(most, TINT_SHARE * nearest_other) * rng.random() ** (1 / 3)  # uniform in the ball
+    return np.clip(rgb + direction * reach, 0, 255)
+
+
+def tinted_colours(scene: Scene, rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
+    """(object rgb, background rgb) float [3] each: the scene's named colours moved by a random offset drawn
+    uniformly from a ball (`TINT_SHARE`, `TINT_MAX`), object first, so that training clips show each colour word
+    as a small range of colours around its palette entry."""
+    fg = _tint(scene.colour, COLOURS, TINT_MAX["object"], rng)
+    return fg, _tint(scene.background, BACKGROUNDS, TINT_MAX["background"], rng)
+
+
+def render(
+    scene: Scene,
+    frames: int,
+    height: int,
+    width: int,
+    colours: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """uint8 [F, H, W, 3]: the clip of `scene`, in `colours` (object rgb, background rgb) where given, else in
+    the palette colours of its names."""
     if frames < 1 or height < 8 or width < 8:
         raise ValueError(f"clip size frames={frames}, height={height}, width={width}: need >= 1, 8, 8")
-    fg = np.array(COLOURS[scene.colour], np.float32)
-    bg = np.array(BACKGROUNDS[scene.background], np.float32)
+    if colours is None:
+        colours = (COLOURS[scene.colour], BACKGROUNDS[scene.background])
+    fg, bg = (np.asarray(c, np.float32) for c in colours)
     video = np.empty((frames, height, width, 3), np.uint8)
     for i in range(frames):
         a = coverage(scene, i, frames, height, width)[..., None]
