@@ -129,15 +129,6 @@ def blend(previous: np.ndarray, new: np.ndarray, crossfade: int = 0) -> np.ndarr
     return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
 
 
-def read_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
-    """A video's frames one at a time, uint8 [H, W, 3] RGB."""
-    import av
-
-    with av.open(str(path)) as container:
-        for frame in container.decode(video=0):
-            yield frame.to_ndarray(format="rgb24")
-
-
 @contextmanager
 def mp4_stream(path: str | os.PathLike, width: int, height: int, fps: float, crf: int = 18, metadata=None):
     """A function writing uint8 frames [N, H, W, 3] to an MP4 as they come (the stream of
@@ -261,7 +252,7 @@ def extend_video(
     `output`. `pipe`: a `MotifVideoImageToVideoPipeline`; `num_frames`: the window (default: the model's);
     the windows' size is the clip's; `call`: more keywords for each pipeline call (num_inference_steps, guidance...;
     `condition_guidance` defaults to `window_guidance`'s). Returns the plan and the frames written."""
-    from .pipelines.export import read_mp4_info
+    from .pipelines.export import iter_mp4_frames, read_mp4_info
 
     info = read_mp4_info(clip)
     fps = fps or info["fps"]
@@ -283,7 +274,7 @@ def extend_video(
         **call,
     )
     with mp4_stream(output, width, height, fps, metadata=metadata) as write:
-        written = extend_frames(read_frames(clip), plan, make_window, write)
+        written = extend_frames(iter_mp4_frames(clip), plan, make_window, write)
     return {"plan": plan, "frames": written, "output": Path(output)}
 
 
@@ -317,6 +308,7 @@ def run_extension(
     from .generation import plan_generation, prepare_pipeline
     from .options import parse_request
     from .pipelines import MotifVideoImageToVideoPipeline
+    from .pipelines.export import iter_mp4_frames
 
     if not seconds > 0:
         raise ValueError(f"seconds must be > 0, got {seconds}")
@@ -357,6 +349,6 @@ def run_extension(
                 "crossfade": plan.crossfade, "window": plan.window, "model": str(request.model),
                 "condition_guidance": call["condition_guidance"]}  # fmt: skip
     with mp4_stream(output, info["width"], info["height"], info["fps"], metadata=settings) as write:
-        written = extend_frames(read_frames(clip), plan, make_window, write)
+        written = extend_frames(iter_mp4_frames(clip), plan, make_window, write)
     log(f"wrote {output} ({written} frames)")
     return {"plan": plan, "frames": written, "output": output}

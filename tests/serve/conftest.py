@@ -185,14 +185,6 @@ def database(request, tmp_path_factory):
     return new_postgres_database(request.getfixturevalue("postgres_url"))
 
 
-def read_frames(path: Path):
-    import av
-    import numpy as np
-
-    with av.open(str(path)) as container:
-        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
-
-
 def generate_reference(out: Path, seed: int, image: Path | None = None, **settings) -> Path:
     """`motif-video generate` with the same settings (in this process, one torch thread like the workers here)."""
     from motif_video.cli import main

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import PROMPT, TINY, TOKEN, Server, generate_reference, httpx, read_frames, wait_for
+from motif_video.pipelines.export import read_mp4_frames
+
+from .conftest import PROMPT, TINY, TOKEN, Server, generate_reference, httpx, wait_for
 
 LONG = {"width": 64, "height": 64, "num_frames": 33, "steps": 100}  # ~15 s on one thread: time to act mid-job
 UPLOAD_LIMIT_MB = 0.05
@@ -67,7 +69,7 @@ def _content(server: Server, job_id: str, path):
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "video/mp4"
     path.write_bytes(response.content)
-    return read_frames(path)
+    return read_mp4_frames(path)
 
 
 def test_job_mp4_equals_generate(server, tmp_path):
@@ -90,7 +92,7 @@ def test_job_mp4_equals_generate(server, tmp_path):
         assert done["state"] == "succeeded", done["error"]
         assert done["progress"] == 1.0 and done["step"] == done["steps"] == TINY["steps"]
         served = _content(server, job["id"], tmp_path / f"{job['id']}.mp4")
-        expected = read_frames(reference)
+        expected = read_mp4_frames(reference)
         assert served.shape == expected.shape == (TINY["num_frames"], 32, 32, 3)
         np.testing.assert_array_equal(served, expected)
 

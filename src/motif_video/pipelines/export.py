@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,12 +136,18 @@ def read_mp4_info(path: str | os.PathLike) -> dict:
         }
 
 
-def read_mp4_frames(path: str | os.PathLike) -> np.ndarray:
-    """Every frame of a video as uint8 [F, H, W, 3] RGB."""
+def iter_mp4_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
+    """A video's frames one at a time, uint8 [H, W, 3] RGB (memory does not grow with the video's length)."""
     import av
 
     with av.open(str(path)) as container:
-        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+        for frame in container.decode(video=0):
+            yield frame.to_ndarray(format="rgb24")
+
+
+def read_mp4_frames(path: str | os.PathLike) -> np.ndarray:
+    """Every frame of a video as uint8 [F, H, W, 3] RGB."""
+    return np.stack(list(iter_mp4_frames(path)))
 
 
 def frame_strip(frames, every: int = 4, scale: int = 3, gap: int = 2) -> np.ndarray:
