@@ -61,3 +61,43 @@ def test_generate_warns_about_words_the_small_model_does_not_know(tmp_path, caps
     assert cli.main([*args, "--prompt", "a red circle moving left on a black background",
                      "--output", str(tmp_path / "b.mp4")]) == 0  # fmt: skip
     assert "warning" not in capsys.readouterr().out
+
+
+def test_an_reads_as_a_where_the_vocabulary_has_only_a():
+    from transformers import AutoTokenizer
+
+    from motif_video.training.tokenizer import train_word_tokenizer, word_tokenizer
+
+    tok = AutoTokenizer.from_pretrained(shipped_model("small") / "tokenizer")
+    assert tok("An orange circle").input_ids == tok("a orange circle").input_ids
+    assert tok.unk_token_id not in tok("an orange circle").input_ids
+    normalize = tok.backend_tokenizer.normalizer.normalize_str
+    assert normalize("Banana and AN ant, an") == "banana and a ant, a"  # whole words only
+    trained = train_word_tokenizer(["a red circle"])
+    assert trained("an red circle").input_ids == trained("a red circle").input_ids
+    assert trained.unk_token_id not in trained("an red circle").input_ids
+    both = word_tokenizer(["a", "an", "apple"])  # a vocabulary with its own "an" keeps it
+    assert both("an apple").input_ids == [2, 5, 6] and both("a apple").input_ids == [2, 4, 6]
+
+
+def test_generate_takes_an_as_the_small_models_a(tmp_path, capsys):
+    from motif_video.pipelines.export import read_mp4_frames
+
+    args = [
+        "generate",
+        "--model",
+        "small",
+        "--num-frames",
+        "5",
+        "--steps",
+        "2",
+        "--threads",
+        "1",
+        "--seed",
+        "0",
+    ]
+    for name, article in (("an.mp4", "An"), ("a.mp4", "a")):
+        prompt = f"{article} orange circle moving left on a black background"
+        assert cli.main([*args, "--prompt", prompt, "--output", str(tmp_path / name)]) == 0
+        assert "warning" not in capsys.readouterr().out
+    assert (read_mp4_frames(tmp_path / "an.mp4") == read_mp4_frames(tmp_path / "a.mp4")).all()

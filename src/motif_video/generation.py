@@ -389,7 +389,7 @@ def _render_videos(
     from tqdm.auto import tqdm
 
     from .pipelines.speed import cache_summary
-    from .vocabulary import prompt_warning, tokenizer_vocabulary
+    from .vocabulary import as_tokenized, prompt_warning, tokenizer_vocabulary
 
     r = plan.request
     image = PIL.Image.open(r.image).convert("RGB") if r.image is not None else None
@@ -400,7 +400,7 @@ def _render_videos(
     writes = data_parallel or rank == 0
     written, cache_lines = [], []
     for i in tqdm(mine, desc="videos", unit="video", disable=not bar):
-        if (warning := prompt_warning(r.prompts[i], vocabulary)) is not None:
+        if (warning := prompt_warning(as_tokenized(pipe.tokenizer, r.prompts[i]), vocabulary)) is not None:
             log(f"warning: prompt {i}: {warning}")
         latents = render_latents(pipe, plan, i, image=image, parallel=parallel, inputs=inputs)
         if i == mine[0] and pipe.last_sampler is not None:

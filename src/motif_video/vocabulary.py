@@ -45,6 +45,13 @@ def tokenizer_vocabulary(tokenizer: Any) -> list[str] | None:
     return vocabulary_of_json(json.loads(backend.to_str()))
 
 
+def as_tokenized(tokenizer: Any, prompt: str) -> str:
+    """The prompt as the tokenizer's normalizer reads it (the small model's: lower-cased, "an" as "a"); unchanged
+    for a tokenizer without one."""
+    normalizer = getattr(getattr(tokenizer, "backend_tokenizer", None), "normalizer", None)
+    return prompt if normalizer is None else normalizer.normalize_str(prompt)
+
+
 def unknown_words(prompt: str, vocabulary: list[str] | set[str]) -> list[str]:
     """The prompt's words (lower-cased, in order, once each) that are not in `vocabulary`; punctuation ignored."""
     known = set(vocabulary)

@@ -1,6 +1,7 @@
 """Word-level tokenizers with Gemma's special ids (pad 0, eos 1, bos 2, unk 3), lower-casing, BOS only (no EOS) and
 right padding, as the released pipeline expects: from a fixed word list, or trained on captions with the
-`tokenizers` package."""
+`tokenizers` package. A vocabulary with the article "a" and without "an" reads "an" as "a" (the procedural captions
+say "a orange circle"; a user writes "an orange circle")."""
 
 from __future__ import annotations
 
@@ -43,6 +44,13 @@ def _split_lowercase_words(tok) -> None:
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
 
 
+def article_normalizer():
+    """Lower-casing, then the word "an" read as "a"."""
+    from tokenizers import Regex, normalizers
+
+    return normalizers.Sequence([normalizers.Lowercase(), normalizers.Replace(Regex(r"\ban\b"), "a")])
+
+
 def gemma_style_tokenizer(tok, model_max_length: int):
     """Wrap a word-level `tokenizers.Tokenizer` whose ids 0..3 are <pad>, <eos>, <bos>, <unk> as the released
     pipeline expects its tokenizer: lower-cased whitespace words, BOS only (no EOS), right padding."""
@@ -50,6 +58,8 @@ def gemma_style_tokenizer(tok, model_max_length: int):
     from transformers import PreTrainedTokenizerFast
 
     _split_lowercase_words(tok)
+    if tok.token_to_id("a") is not None and tok.token_to_id("an") is None:
+        tok.normalizer = article_normalizer()
     tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
