@@ -53,7 +53,8 @@ def article_normalizer():
 
 def gemma_style_tokenizer(tok, model_max_length: int):
     """Wrap a word-level `tokenizers.Tokenizer` whose ids 0..3 are <pad>, <eos>, <bos>, <unk> as the released
-    pipeline expects its tokenizer: lower-cased whitespace words, BOS only (no EOS), right padding."""
+    pipeline expects its tokenizer: lower-cased whitespace words ("an" read as "a" where the vocabulary has only "a"),
+    BOS only (no EOS), right padding."""
     from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
 
