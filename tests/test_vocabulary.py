@@ -9,6 +9,20 @@ from motif_video.hub import shipped_model
 from motif_video.vocabulary import folder_vocabulary, prompt_warning, scene_roles, unknown_words
 
 SMALL = folder_vocabulary(shipped_model("small"))
+# one frame in one step of the shipped small model: enough for its warnings and for the frames a prompt gives
+GENERATE_SMALL = [
+    "generate",
+    "--model",
+    "small",
+    "--num-frames",
+    "1",
+    "--steps",
+    "1",
+    "--threads",
+    "1",
+    "--seed",
+    "0",
+]
 
 
 def test_the_small_models_vocabulary_is_its_caption_words():
@@ -41,24 +55,16 @@ def test_info_small_lists_the_vocabulary(capsys):
 
 
 def test_generate_warns_about_words_the_small_model_does_not_know(tmp_path, capsys):
-    args = [
-        "generate",
-        "--model",
-        "small",
-        "--num-frames",
-        "1",
-        "--steps",
-        "1",
-        "--threads",
-        "1",
-        "--seed",
-        "0",
-    ]
-    assert cli.main([*args, "--prompt", "a cat playing the piano", "--output", str(tmp_path / "a.mp4")]) == 0
+    assert (
+        cli.main(
+            [*GENERATE_SMALL, "--prompt", "a cat playing the piano", "--output", str(tmp_path / "a.mp4")]
+        )
+        == 0
+    )
     assert "warning: prompt 0: the model does not know the word(s) 'cat', 'playing', 'the', 'piano'" in (
         capsys.readouterr().out
     )
-    assert cli.main([*args, "--prompt", "a red circle moving left on a black background",
+    assert cli.main([*GENERATE_SMALL, "--prompt", "a red circle moving left on a black background",
                      "--output", str(tmp_path / "b.mp4")]) == 0  # fmt: skip
     assert "warning" not in capsys.readouterr().out
 
@@ -83,21 +89,8 @@ def test_an_reads_as_a_where_the_vocabulary_has_only_a():
 def test_generate_takes_an_as_the_small_models_a(tmp_path, capsys):
     from motif_video.pipelines.export import read_mp4_frames
 
-    args = [
-        "generate",
-        "--model",
-        "small",
-        "--num-frames",
-        "5",
-        "--steps",
-        "2",
-        "--threads",
-        "1",
-        "--seed",
-        "0",
-    ]
     for name, article in (("an.mp4", "An"), ("a.mp4", "a")):
         prompt = f"{article} orange circle moving left on a black background"
-        assert cli.main([*args, "--prompt", prompt, "--output", str(tmp_path / name)]) == 0
+        assert cli.main([*GENERATE_SMALL, "--prompt", prompt, "--output", str(tmp_path / name)]) == 0
         assert "warning" not in capsys.readouterr().out
     assert (read_mp4_frames(tmp_path / "an.mp4") == read_mp4_frames(tmp_path / "a.mp4")).all()
