@@ -4,6 +4,7 @@ then assemble the half-precision folder.
     PYTHONPATH=src python recipes/small/build.py                 # everything into runs/small
     PYTHONPATH=src python recipes/small/build.py --ship           # ... and copy into src/motif_video/assets/small
     PYTHONPATH=src python recipes/small/build.py --skip vae       # reuse runs/small/vae
+    PYTHONPATH=src python recipes/small/build.py --resume         # go on after a stop: finished stages are skipped
 
 Each stage's wall-clock seconds go to runs/small/timings.json.
 """
@@ -105,7 +106,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--output", type=Path, default=Path("runs/small"))
     parser.add_argument("--clips", type=int, default=1200)
-    parser.add_argument("--skip", nargs="*", default=[], choices=STAGES)
+    add_stage_options(parser, STAGES)
     parser.add_argument(
         "--ship", action="store_true", help="write the result into src/motif_video/assets/small"
     )
@@ -136,9 +137,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def add_stage_options(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
+    """`--skip` and `--resume`, which `Stages` reads."""
+    parser.add_argument("--skip", nargs="*", default=[], choices=names)
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip the stages OUTPUT/timings.json records as finished; a transformer stage cut short goes on from "
+        "its newest checkpoint (the trainer's own resume)",
+    )
+
+
 class Stages:
-    """Stage bookkeeping for a build: each stage skipped when named in `--skip`, its wall-clock seconds written to
-    OUTPUT/timings.json; transformer stages from `config.yaml` with the build's and the command line's overrides."""
+    """Stage bookkeeping for a build: each stage skipped when named in `--skip` (or, with `--resume`, when
+    OUTPUT/timings.json records it as finished), its wall-clock seconds written to OUTPUT/timings.json once it has
+    finished; transformer stages from `config.yaml` with the build's and the command line's overrides."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args, self.out = args, args.output
@@ -149,6 +162,9 @@ class Stages:
 
     def stage(self, name: str, fn) -> None:
         if name in self.args.skip:
+            return
+        if self.args.resume and name in self.timings:
+            print(f"{name}: finished before ({self.timings[name]} s), skipped", flush=True)
             return
         start = time.perf_counter()
         fn()

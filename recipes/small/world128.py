@@ -5,6 +5,7 @@ that world stage by stage, as the runs reported there were made.
 
     PYTHONPATH=src python recipes/small/world128.py                 # into runs/small128, the folder runs/small128/model
     PYTHONPATH=src python recipes/small/world128.py --skip decoder  # reuse runs/small128/components
+    PYTHONPATH=src python recipes/small/world128.py --resume        # go on after a stop: finished stages are skipped
 
 Each stage's wall-clock seconds go to OUTPUT/timings.json; the whole build takes about 6 hours on 2 CPU threads.
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: the repository root makes `recipes.small` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from recipes.small.build import FINAL_STAGE, GENERATION, Stages
+from recipes.small.build import FINAL_STAGE, GENERATION, Stages, add_stage_options
 from recipes.small.clips import NARROW, write_clips
 from recipes.small.components import assemble
 from recipes.small.vae import finetune_decoder
@@ -75,7 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=SHIPPED,
         help="the small model folder it starts from: its transformer, and its components with a new decoder",
     )
-    parser.add_argument("--skip", nargs="*", default=[], choices=STAGE_NAMES)
+    add_stage_options(parser, STAGE_NAMES)
     parser.add_argument(
         "overrides",
         nargs="*",

@@ -82,3 +82,18 @@ def test_unknown_stage_is_refused(capsys):
         world.parse_args(["--skip", "vae"])
     assert exit.value.code == 2
     assert "invalid choice: 'vae'" in capsys.readouterr().err
+
+
+def test_resume_skips_the_stages_recorded_as_finished(record, tmp_path):
+    done = ["decoder", "clips", "clips_more", "clips_partial", "transformer128_1"]
+    (tmp_path / "timings.json").write_text("{" + ", ".join(f'"{name}": 1.0' for name in done) + "}")
+    world.main(["--output", str(tmp_path), "--resume"])
+    assert [c[0] for c in record] == ["train"] * (len(world.STAGES) - 1) + ["assemble"]
+    first = record[0][1]  # the first stage run goes on from the last finished one's EMA weights
+    assert Path(first.output_dir) == tmp_path / "transformer128_2"
+    assert Path(first.model.pretrained) == tmp_path / "transformer128_1" / "transformer-ema"
+    assert '"assemble"' in (tmp_path / "timings.json").read_text()
+
+    record.clear()  # without --resume the same folder is built again from the start
+    world.main(["--output", str(tmp_path)])
+    assert [c[0] for c in record[:2]] == ["copy", "decoder"]
