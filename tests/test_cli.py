@@ -82,3 +82,26 @@ def test_generate_bad_model_or_output_exits_2_before_printing_a_plan(tmp_path, c
     (tmp_path / "notes.txt").write_text("x")
     assert main([*args, "--model", "small", "--output", str(tmp_path / "notes.txt" / "sub" / "a.mp4")]) == 2
     assert "which is a file, not a folder" in capsys.readouterr().err
+
+
+def test_the_command_drops_the_libraries_known_notices_and_nothing_else(capfd):
+    import logging
+
+    from diffusers import ClassifierFreeGuidance
+
+    from motif_video.cli import KNOWN_NOTICES
+
+    assert main(["info", "tiny"]) == 0  # any command installs the filters
+    capfd.readouterr()
+    ClassifierFreeGuidance()  # diffusers' guider notice, logged by the guider on every construction
+    fallback = logging.getLogger("transformers.utils.import_utils")
+    fallback.warning("`SiglipImageProcessor` requires torchvision (not installed); falling back to `...Pil`")
+    fallback.warning("another transformers warning")
+    logging.getLogger("diffusers.guiders.guider_utils").warning("another diffusers warning")
+    err = capfd.readouterr().err
+    assert not any(text in err for text in KNOWN_NOTICES.values()), err
+    assert "another transformers warning" in err and "another diffusers warning" in err
+    main(["info", "tiny"])  # a second command adds no second filter
+    for name, text in KNOWN_NOTICES.items():
+        ours = [f for f in logging.getLogger(name).filters if text in getattr(f, "text", "")]
+        assert len(ours) == 1, (name, logging.getLogger(name).filters)

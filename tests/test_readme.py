@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from motif_video.cli import KNOWN_NOTICES
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 MARKER = "<!-- runnable -->"
@@ -94,5 +96,7 @@ def test_readme_commands_run_in_order(tmp_path):
             )
             if done.returncode != 0:
                 pytest.fail(f"README command failed (exit {done.returncode}):\n{line}\n{done.stderr[-3000:]}")
+            noise = [text for text in KNOWN_NOTICES.values() if text in done.stderr]
+            assert not noise, f"{line}\nprinted the libraries' notices {noise}"
             for output in _outputs(line):
                 assert (tmp_path / output).is_file(), f"{line}\ndid not write {output}"

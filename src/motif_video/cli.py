@@ -7,9 +7,35 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 COMMANDS = ["info", "generate", "extend", "train", "cache", "distill", "eval", "export", "serve"]
+# Notices the libraries print on every run that a user of the command can do nothing about, by emitting logger:
+# diffusers calls its guiders (which our pipelines use by design) experimental, and transformers' SigLIP image
+# processor falls back to its PIL version without torchvision (the one the pipelines need). Only the command drops
+# them; the library's logging is left as it is.
+KNOWN_NOTICES = {
+    "diffusers.guiders.guider_utils": "Guiders are currently an experimental feature",
+    "transformers.utils.import_utils": "requires torchvision (not installed); falling back to",
+}
+
+
+class _DropNotice(logging.Filter):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+def quiet_known_notices() -> None:
+    """Drop `KNOWN_NOTICES` (each once, however often it is called); every other message of those loggers stays."""
+    for name, text in KNOWN_NOTICES.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropNotice) and f.text == text for f in logger.filters):
+            logger.addFilter(_DropNotice(text))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet_known_notices()
     try:
         return args.func(args)
     except ValueError as exc:
