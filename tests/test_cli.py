@@ -84,7 +84,7 @@ def test_generate_bad_model_or_output_exits_2_before_printing_a_plan(tmp_path, c
     assert "which is a file, not a folder" in capsys.readouterr().err
 
 
-def test_the_command_drops_the_libraries_known_notices_and_nothing_else(capfd):
+def test_the_command_drops_the_libraries_known_notices_and_nothing_else():
     import logging
 
     from diffusers import ClassifierFreeGuidance
@@ -92,16 +92,44 @@ def test_the_command_drops_the_libraries_known_notices_and_nothing_else(capfd):
     from motif_video.cli import KNOWN_NOTICES
 
     assert main(["info", "tiny"]) == 0  # any command installs the filters
-    capfd.readouterr()
-    ClassifierFreeGuidance()  # diffusers' guider notice, logged by the guider on every construction
-    fallback = logging.getLogger("transformers.utils.import_utils")
-    fallback.warning("`SiglipImageProcessor` requires torchvision (not installed); falling back to `...Pil`")
-    fallback.warning("another transformers warning")
-    logging.getLogger("diffusers.guiders.guider_utils").warning("another diffusers warning")
-    err = capfd.readouterr().err
-    assert not any(text in err for text in KNOWN_NOTICES.values()), err
-    assert "another transformers warning" in err and "another diffusers warning" in err
+    seen: list[str] = []
+    collect = logging.Handler()
+    collect.emit = lambda record: seen.append(record.getMessage())
+    loggers = [logging.getLogger(name) for name in KNOWN_NOTICES]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:  # a record reaches the logger's own handlers only past its filters
+        logger.addHandler(collect)
+        logger.setLevel(logging.WARNING)
+    try:
+        ClassifierFreeGuidance()  # diffusers' guider notice, logged by the guider on every construction
+        fallback = logging.getLogger("transformers.utils.import_utils")
+        fallback.warning(
+            "`SiglipImageProcessor` requires torchvision (not installed); falling back to `...Pil`"
+        )
+        fallback.warning("another transformers warning")
+        logging.getLogger("diffusers.guiders.guider_utils").warning("another diffusers warning")
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.removeHandler(collect)
+            logger.setLevel(level)
+    assert seen == ["another transformers warning", "another diffusers warning"]
     main(["info", "tiny"])  # a second command adds no second filter
     for name, text in KNOWN_NOTICES.items():
         ours = [f for f in logging.getLogger(name).filters if text in getattr(f, "text", "")]
         assert len(ours) == 1, (name, logging.getLogger(name).filters)
+
+
+def test_a_folders_token_budget_falls_back_to_the_released_models(tmp_path):
+    from motif_video.info import folder_token_budget
+
+    assert folder_token_budget(tmp_path) == (512, 4096)  # a folder that says nothing
+    (tmp_path / "tokenizer").mkdir()
+    (tmp_path / "tokenizer" / "tokenizer_config.json").write_text('{"model_max_length": 1e30}')
+    (tmp_path / "feature_extractor").mkdir()
+    (tmp_path / "feature_extractor" / "preprocessor_config.json").write_text(
+        '{"size": {"height": 224, "width": 224}}'
+    )
+    assert folder_token_budget(tmp_path) == (512, 4096)  # no patch size: the released image tokens
+    (tmp_path / "text_encoder").mkdir()
+    (tmp_path / "text_encoder" / "config.json").write_text('{"vision_config": {"patch_size": 14}}')
+    assert folder_token_budget(tmp_path) == (512, 256)
