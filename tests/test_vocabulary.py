@@ -48,8 +48,20 @@ def test_info_small_lists_the_vocabulary(capsys):
     out = capsys.readouterr().out
     assert "tokens at 64x64x33" in out and "per video (20 steps)" in out  # the shipped model's size and steps
     assert "backgrounds: black, gray, white, navy" in out and "vocabulary (26 words" in out
+    assert (
+        "text (max)                                    64" in out
+    )  # the folder's token budget, not the 2B's
+    assert "I2V (16 image tokens)" in out
     assert cli.main(["info", "small", "--size", "64x64x33", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["vocabulary"] == SMALL
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["vocabulary"] == SMALL
+    assert (summary["tokens"]["text (max)"], summary["tokens"]["image (I2V)"]) == (64, 16)
+    assert summary["tokens"]["joint I2V"] == 144 + 64 + 16
+    assert cli.main(["info", "small", "--json", "--image-tokens", "4096", "--text-tokens", "512"]) == 0
+    asked = json.loads(capsys.readouterr().out)
+    assert asked["flops"]["i2v"]["per_forward"] > 20 * summary["flops"]["i2v"]["per_forward"]
+    assert cli.main(["info", "small", "--image-tokens", "-1"]) == 2
+    assert "--image-tokens must be >= 0, got -1" in capsys.readouterr().err
     assert cli.main(["info", "tiny", "--size", "64x64x9"]) == 0
     assert "vocabulary" not in capsys.readouterr().out
 

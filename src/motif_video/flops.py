@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .info import latent_shape
+from .info import RELEASED_IMAGE_TOKENS, latent_shape
 
 TIMESTEP_FREQUENCY_DIM = 256  # width of the sinusoidal timestep features
 
@@ -148,13 +148,20 @@ def format_flops(value: float) -> str:
     return f"{value:.0f} FLOP"
 
 
-def flops_table(config: Mapping[str, Any], size: tuple[int, int, int], text_tokens: int, steps: int) -> str:
-    """Human-readable FLOPs per forward (per stage), per guided step and per video, for T2V and I2V."""
+def flops_table(
+    config: Mapping[str, Any],
+    size: tuple[int, int, int],
+    text_tokens: int,
+    steps: int,
+    image_tokens: int = RELEASED_IMAGE_TOKENS,
+) -> str:
+    """Human-readable FLOPs per forward (per stage), per guided step and per video, for T2V and I2V (with
+    `image_tokens` SigLIP tokens)."""
     w, h, f = size
     lines = [f"FLOPs at {w}x{h}x{f}, {text_tokens} text tokens (matmuls only, 2 per multiply-add):"]
     modes = {"T2V": 0}
     if config.get("image_embed_dim"):
-        modes["I2V"] = 4096
+        modes["I2V"] = image_tokens
     for mode, image_tokens in modes.items():
         report = video_flops(config, size, text_tokens, image_tokens)
         lines.append(f"  {mode} ({image_tokens} image tokens): per stage  linear / attention")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from .options import check_video_size
+
+RELEASED_TEXT_TOKENS = 512  # the pipeline's max_sequence_length
+RELEASED_IMAGE_TOKENS = 4096  # SigLIP at 896x896 in 14x14 patches
 
 
 def latent_shape(
@@ -33,8 +38,29 @@ def _count(modules: Any) -> int:
     return sum(p.numel() for m in modules if m is not None for p in m.parameters())
 
 
+def folder_token_budget(folder: str | Path) -> tuple[int, int]:
+    """(text, image) tokens at most for a model folder: the tokenizer's `model_max_length` (capped at the pipeline's
+    512) and SigLIP's patches of the feature extractor's image size (`vision_config.patch_size` of the text
+    encoder). What a folder does not say is the released model's."""
+    folder = Path(folder)
+
+    def read(path: str) -> dict:
+        file = folder / path
+        return json.loads(file.read_text()) if file.is_file() else {}
+
+    text = min(RELEASED_TEXT_TOKENS, read("tokenizer/tokenizer_config.json").get("model_max_length", 10**9))
+    size = read("feature_extractor/preprocessor_config.json").get("size", {})
+    patch = read("text_encoder/config.json").get("vision_config", {}).get("patch_size")
+    if not (patch and size.get("height") and size.get("width")):
+        return text, RELEASED_IMAGE_TOKENS
+    return text, (size["height"] // patch) * (size["width"] // patch)
+
+
 def model_summary(
-    model: Any, size: tuple[int, int, int], text_tokens: int = 512, image_tokens: int = 4096
+    model: Any,
+    size: tuple[int, int, int],
+    text_tokens: int = RELEASED_TEXT_TOKENS,
+    image_tokens: int = RELEASED_IMAGE_TOKENS,
 ) -> dict:
     """Parameters per stage and token counts at `size` = (width, height, frames)."""
     cfg = model.config

@@ -24,7 +24,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "64x64x33, else 1280x736x121)",
     )
     parser.add_argument(
-        "--text-tokens", type=int, default=512, help="prompt tokens after trimming (default: 512)"
+        "--text-tokens",
+        type=int,
+        default=None,
+        help="prompt tokens after trimming (default: the most the shipped model's tokenizer takes, e.g. small's 64, "
+        "else 512)",
+    )
+    parser.add_argument(
+        "--image-tokens",
+        type=int,
+        default=None,
+        help="SigLIP tokens of the I2V image (default: the shipped model's, e.g. small's 16, else 4096)",
     )
     parser.add_argument(
         "--steps",
@@ -40,14 +50,29 @@ def run(args: argparse.Namespace) -> int:
     from ..defaults import RELEASED, model_defaults
     from ..flops import flops_table, video_flops
     from ..hub import shipped_model
-    from ..info import format_summary, model_summary, parse_size
+    from ..info import (
+        RELEASED_IMAGE_TOKENS,
+        RELEASED_TEXT_TOKENS,
+        folder_token_budget,
+        format_summary,
+        model_summary,
+        parse_size,
+    )
 
     shipped = shipped_model(args.model)  # the model shipped under the preset's name gives its size and steps
     d = model_defaults(shipped) if shipped is not None else RELEASED
     size = parse_size(args.size or f"{d.width}x{d.height}x{d.num_frames}")
     args.steps = args.steps if args.steps is not None else d.num_inference_steps
+    budget = (
+        folder_token_budget(shipped) if shipped is not None else (RELEASED_TEXT_TOKENS, RELEASED_IMAGE_TOKENS)
+    )
+    text_tokens = args.text_tokens if args.text_tokens is not None else budget[0]
+    image_tokens = args.image_tokens if args.image_tokens is not None else budget[1]
+    for name, value in (("--text-tokens", text_tokens), ("--image-tokens", image_tokens)):
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
     model = presets.build_transformer(args.model, device="meta")  # each preset names its layout
-    summary = model_summary(model, size, text_tokens=args.text_tokens)
+    summary = model_summary(model, size, text_tokens=text_tokens, image_tokens=image_tokens)
     config = dict(model.config)
     vocabulary = _vocabulary(args.model)
     if args.json:
@@ -62,14 +87,14 @@ def run(args: argparse.Namespace) -> int:
                 "stages": {name: stage.total for name, stage in report.stages.items()},
             }
             for mode, report in (
-                ("t2v", video_flops(config, size, args.text_tokens)),
-                ("i2v", video_flops(config, size, args.text_tokens, image_tokens=4096)),
+                ("t2v", video_flops(config, size, text_tokens)),
+                ("i2v", video_flops(config, size, text_tokens, image_tokens=image_tokens)),
             )
         }
         print(json.dumps(summary, indent=2))
     else:
         print(format_summary(args.model, summary))
-        print(flops_table(config, size, args.text_tokens, args.steps))
+        print(flops_table(config, size, text_tokens, args.steps, image_tokens))
         if vocabulary is not None:
             from ..vocabulary import describe_vocabulary
 
