@@ -246,22 +246,23 @@ def extend_video(
     crossfade: int = DEFAULT_CROSSFADE,
     fps: float | None = None,
     metadata: dict | None = None,
+    height: int | None = None,
+    width: int | None = None,
     **call: Any,
 ) -> dict[str, Any]:
     """Extend the video at `clip` to `seconds` seconds in all (at its own fps unless `fps`), writing one MP4 at
     `output`. `pipe`: a `MotifVideoImageToVideoPipeline`; `num_frames`: the window (default: the model's);
-    the windows' size is the clip's; `call`: more keywords for each pipeline call (num_inference_steps, guidance...;
-    `condition_guidance` defaults to `window_guidance`'s). Returns the plan and the frames written."""
-    from .pipelines.export import iter_mp4_frames, read_mp4_info
+    `height` / `width`: the output's size, the clip stretched to it (default: the clip's own); `call`: more keywords
+    for each pipeline call (num_inference_steps, guidance...; `condition_guidance` defaults to `window_guidance`'s).
+    Returns the plan and the frames written."""
+    from .pipelines.export import read_mp4_info
 
     info = read_mp4_info(clip)
     fps = fps or info["fps"]
     window = num_frames or pipe.generation_defaults.resolve(num_frames=None)["num_frames"]
     total = round(seconds * fps)
     plan = plan_extension(info["frames"], total, window, overlap, crossfade)
-    width, height = info["width"], info["height"]
-    if width % 16 or height % 16:
-        raise ValueError(f"the clip's size {width}x{height} must be multiples of 16 (the model's patches)")
+    width, height = extension_size(clip, info, width, height)
     call["condition_guidance"] = window_guidance(pipe, call.get("condition_guidance"))
     make_window = pipeline_window(
         pipe,
@@ -274,8 +275,31 @@ def extend_video(
         **call,
     )
     with mp4_stream(output, width, height, fps, metadata=metadata) as write:
-        written = extend_frames(iter_mp4_frames(clip), plan, make_window, write)
+        written = extend_frames(clip_frames(clip, width, height), plan, make_window, write)
     return {"plan": plan, "frames": written, "output": Path(output)}
+
+
+def extension_size(clip, info: dict[str, Any], width: int | None, height: int | None) -> tuple[int, int]:
+    """(width, height) of the extended video: each asked for, else the clip's; multiples of 16 (the model's
+    patches) or a ValueError naming the value."""
+    width = info["width"] if width is None else width
+    height = info["height"] if height is None else height
+    if width % 16 or height % 16 or width <= 0 or height <= 0:
+        own = (width, height) == (info["width"], info["height"])
+        raise ValueError(
+            f"clip {str(clip)!r} is {info['width']}x{info['height']}; width and height must be multiples of 16 "
+            "(give --width and --height to resize it)"
+            if own
+            else f"width and height must be positive multiples of 16, got {width}x{height}"
+        )
+    return width, height
+
+
+def clip_frames(clip, width: int, height: int) -> Iterator[np.ndarray]:
+    """The clip's frames one at a time, stretched to width x height where it has another size."""
+    from .pipelines.export import iter_mp4_frames, resized_frames
+
+    return resized_frames(iter_mp4_frames(clip), width, height)
 
 
 def check_clip(clip: Path) -> dict[str, Any]:
@@ -285,14 +309,9 @@ def check_clip(clip: Path) -> dict[str, Any]:
     if not Path(clip).is_file():
         raise ValueError(f"clip {str(clip)!r} does not exist or is not a file")
     try:
-        info = read_mp4_info(clip)
+        return read_mp4_info(clip)
     except Exception as exc:
         raise ValueError(f"clip {str(clip)!r} is not a readable video ({type(exc).__name__}: {exc})") from exc
-    if info["width"] % 16 or info["height"] % 16:
-        raise ValueError(
-            f"clip {str(clip)!r} is {info['width']}x{info['height']}; width and height must be multiples of 16"
-        )
-    return info
 
 
 def run_extension(
@@ -308,25 +327,27 @@ def run_extension(
     from .generation import plan_generation, prepare_pipeline
     from .options import parse_request
     from .pipelines import MotifVideoImageToVideoPipeline
-    from .pipelines.export import iter_mp4_frames
 
     if not seconds > 0:
         raise ValueError(f"seconds must be > 0, got {seconds}")
     info = check_clip(clip)
     values = dict(values)
+    width, height = extension_size(clip, info, values.pop("width", None), values.pop("height", None))
     all_prompts = values.pop("prompts")
     all_prompts = [all_prompts] if isinstance(all_prompts, str) else list(all_prompts)
     for prompt in all_prompts:  # every window's prompt checked as generate checks one
         parse_request({"prompts": prompt})
-    size = {"height": info["height"], "width": info["width"], "output": str(output)}
+    size = {"height": height, "width": width, "output": str(output)}
     request = parse_request({**values, **size, "prompts": all_prompts[:1]})  # one video: one output file
     gen = plan_generation(request)
     request = gen.request
     plan = plan_extension(
         info["frames"], round(seconds * info["fps"]), request.num_frames, overlap, crossfade
     )
+    resized = f", stretched to {width}x{height}" if (width, height) != (info["width"], info["height"]) else ""
     log(
-        f"extending {clip} ({info['frames']} frames, {info['width']}x{info['height']} at {info['fps']:g} fps) to "
+        f"extending {clip} ({info['frames']} frames, {info['width']}x{info['height']} at {info['fps']:g} fps"
+        f"{resized}) to "
         f"{plan.total_frames} frames: {plan.windows} window(s) of {plan.window} frames, overlap {plan.overlap}"
         f"{f', cross-fade {plan.crossfade}' if plan.crossfade else ''}; "
         f"seed {gen.seed}"
@@ -344,11 +365,11 @@ def run_extension(
         log(f"reconstruction guidance {call['condition_guidance']:g} (the model's default for extension)")
     prompts = window_prompts(all_prompts, plan.windows)
     make_window = pipeline_window(pipe, prompts, gen.seed, plan.overlap, num_frames=plan.window,
-                                  height=info["height"], width=info["width"], **call)  # fmt: skip
+                                  height=height, width=width, **call)  # fmt: skip
     settings = {"extended_from": str(clip), "prompts": prompts, "seed": gen.seed, "overlap": plan.overlap,
                 "crossfade": plan.crossfade, "window": plan.window, "model": str(request.model),
                 "condition_guidance": call["condition_guidance"]}  # fmt: skip
-    with mp4_stream(output, info["width"], info["height"], info["fps"], metadata=settings) as write:
-        written = extend_frames(iter_mp4_frames(clip), plan, make_window, write)
+    with mp4_stream(output, width, height, info["fps"], metadata=settings) as write:
+        written = extend_frames(clip_frames(clip, width, height), plan, make_window, write)
     log(f"wrote {output} ({written} frames)")
     return {"plan": plan, "frames": written, "output": output}

@@ -195,6 +195,29 @@ def test_extend_command_with_a_crossfade(tiny_folder, clip, tmp_path, capsys):
     assert read_mp4_metadata(out)["crossfade"] == 4
 
 
+def test_extend_command_stretches_the_clip_to_the_size_asked_for(tiny_folder, clip, tmp_path, capsys):
+    odd = tmp_path / "odd.mp4"  # 72x40: not multiples of 16, refused as it is
+    frames = np.zeros((9, 40, 72, 3), np.uint8)
+    frames[..., 0] = np.linspace(0, 255, 72, dtype=np.uint8)  # red rises left to right
+    write_mp4(frames, odd, fps=24)
+    out = tmp_path / "long.mp4"
+    argv = ["extend", str(odd), "--prompt", "a red ball", "--seconds", "0.5", "--overlap", "5", "--model",
+            str(tiny_folder), "--num-frames", "9", "--steps", "1", "--device", "cpu", "--output", str(out)]  # fmt: skip
+    assert cli.main(argv) == 2
+    assert (
+        "is 72x40; width and height must be multiples of 16 (give --width and --height"
+        in capsys.readouterr().err
+    )
+    assert not out.exists()
+    assert cli.main([*argv, "--width", "64", "--height", "32"]) == 0
+    assert "72x40 at 24 fps, stretched to 64x32" in capsys.readouterr().out
+    assert read_mp4_info(out) == {"frames": 12, "width": 64, "height": 32, "fps": 24.0}
+    red = read_mp4_frames(out)[:4, 16, :, 0].astype(float)  # the clip's frames, stretched: still a ramp
+    assert red[:, -4:].mean() - red[:, :4].mean() > 150
+    assert cli.main([*argv, "--width", "100", "--height", "32"]) == 2
+    assert "width and height must be positive multiples of 16, got 100x32" in capsys.readouterr().err
+
+
 def test_extend_bad_input_exits_2_before_loading(clip, tmp_path, monkeypatch, capsys):
     def no_load(plan, show_progress=True):
         raise AssertionError("a model was loaded for bad input")

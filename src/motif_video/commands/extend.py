@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-# The generate options `extend` takes (declared in `motif_video.options`); the size comes from the clip, the frames
-# from the clip and the window, the output is the extended video.
+# The generate options `extend` takes (declared in `motif_video.options`); the size is the clip's unless asked for
+# (its own flags below: the clip is stretched to it), the frames come from the clip and the window, the output is
+# the extended video.
 EXTEND_OPTIONS = (
     "num_frames", "steps", "guidance", "guidance_scale", "guidance_batching", "shift", "negative_prompt", "seed",
     "model", "dtype", "device", "threads", "offload", "memory_budget", "attention_backend",
@@ -27,7 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "is loaded. The released weights saw only frame 0 as a condition; a clip prefix needs a model trained on it "
         "(recipes/motif-video-2b/conditions-lora.yaml).",
     )
-    p.add_argument("clip", type=Path, help="the video to continue (MP4; width and height multiples of 16)")
+    p.add_argument(
+        "clip",
+        type=Path,
+        help="the video to continue (MP4; width and height multiples of 16, or resized by --width and --height)",
+    )
     prompts = p.add_mutually_exclusive_group(required=True)
     prompts.add_argument("--prompt", help="the prompt of every window")
     prompts.add_argument(
@@ -51,6 +56,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         f"step after its condition (0: the fade runs over the overlap; default: {DEFAULT_CROSSFADE})",
     )
     p.add_argument("--output", type=Path, default=None, help="the MP4 written (default: CLIP-extended.mp4)")
+    for name in ("width", "height"):
+        p.add_argument(
+            f"--{name}",
+            type=int,
+            default=None,
+            help=f"{name} of the output in pixels, a multiple of 16: the clip is stretched to it first (default: "
+            "the clip's own; a model trained at one size, like small's 64x64, wants that size)",
+        )
     add_arguments(p, [OPTIONS[name] for name in EXTEND_OPTIONS])
     p.set_defaults(func=run)
 
@@ -60,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from ..options import read_prompt_file
 
     prompts = [args.prompt] if args.prompt is not None else read_prompt_file(args.prompt_file)
-    values = {name: getattr(args, name) for name in EXTEND_OPTIONS}
+    values = {name: getattr(args, name) for name in (*EXTEND_OPTIONS, "width", "height")}
     output = args.output or args.clip.with_name(f"{args.clip.stem}-extended.mp4")
     if args.threads:
         import torch

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +143,18 @@ def iter_mp4_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
     with av.open(str(path)) as container:
         for frame in container.decode(video=0):
             yield frame.to_ndarray(format="rgb24")
+
+
+def resized_frames(frames: Iterable[np.ndarray], width: int, height: int) -> Iterator[np.ndarray]:
+    """Each uint8 [H, W, 3] frame stretched to width x height (Lanczos), one at a time, as the pipelines stretch a
+    conditioning clip; frames already that size pass unchanged."""
+    from PIL import Image
+
+    for frame in frames:
+        if frame.shape[:2] == (height, width):
+            yield frame
+        else:
+            yield np.asarray(Image.fromarray(frame).resize((width, height), Image.LANCZOS))
 
 
 def read_mp4_frames(path: str | os.PathLike) -> np.ndarray:
