@@ -126,6 +126,24 @@ def test_pipeline_kwargs_are_parameters_of_the_pipeline_calls():
     assert set(i2v) <= set(inspect.signature(MotifVideoImageToVideoPipeline.__call__).parameters)
 
 
+def test_a_model_trained_at_one_size_warns_about_others(tmp_path):
+    from motif_video.defaults import GenerationDefaults, model_defaults
+
+    GenerationDefaults(trained_sizes=[[64, 64], [32, 48]]).write(tmp_path)
+    model = model_defaults(tmp_path)
+    assert model.size_warning(64, 64) is None and model.size_warning(32, 48) is None
+    warning = model.size_warning(128, 96)
+    assert (
+        "trained at 64x64 or 48x32 only; at 96x128" in warning and "leave --height and --width out" in warning
+    )
+    assert D.RELEASED.size_warning(128, 96) is None  # the released model knows any size
+    assert model_defaults("small").size_warning(128, 128) is not None  # the shipped small model says so
+    assert model_defaults("small-4step").size_warning(128, 128) is not None  # and its student, from its base
+    for bad in ([64, 64], [[64]], [[64, 0]], [[64.0, 64]]):
+        with pytest.raises(ValueError, match="trained_sizes must be"):
+            GenerationDefaults(trained_sizes=bad)
+
+
 def test_defaults_resolve_call_then_model_then_released(tmp_path):
     from motif_video.defaults import GenerationDefaults, model_defaults
     from motif_video.pipelines.guidance import GuidanceConfig

@@ -111,7 +111,16 @@ def test_generate_by_name_uses_the_models_defaults(tmp_path, capsys):
         )
         == 0
     )
-    assert out.is_file() and "64x64x33" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert out.is_file() and "64x64x33" in printed and "warning" not in printed
+
+
+def test_generate_warns_at_a_size_the_small_model_was_not_trained_at(tmp_path, capsys):
+    out = tmp_path / "clip.mp4"
+    argv = ["generate", "--model", "small", "--prompt", PROMPT, "--steps", "1", "--num-frames", "1",
+            "--height", "32", "--width", "48", "--output", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    assert "warning: the model was trained at 64x64 only; at 48x32" in capsys.readouterr().out
 
 
 def test_eval_json_has_the_figures(capsys):

@@ -62,6 +62,7 @@ GENERATION_128 = {
     "num_frames": SIZE["frames"],
     "height": SIZE["height"],
     "width": SIZE["width"],
+    "trained_sizes": [[SIZE["height"], SIZE["width"]]],
 }
 
 

@@ -82,6 +82,9 @@ class GenerationDefaults:
     # video extension (`extension`): the reconstruction guidance scale of its windows when the call gives none
     # (None: `condition_guidance`, as for any image-to-video call)
     extend_condition_guidance: float | None = None
+    # [[height, width], ...]: the only frame sizes the model was trained at, for a model that knows no others (the
+    # small one: 64x64); other sizes are warned about (`size_warning`). None: any size (the released model)
+    trained_sizes: list[list[int]] | None = None
 
     def __post_init__(self) -> None:
         if self.num_inference_steps is not None and self.num_inference_steps < 1:
@@ -95,6 +98,28 @@ class GenerationDefaults:
         for scale in (self.condition_guidance, self.extend_condition_guidance):
             if scale is not None:
                 check_condition_guidance(scale)
+        for size in self.trained_sizes or ():
+            if not (
+                isinstance(size, list | tuple)
+                and len(size) == 2
+                and all(isinstance(v, int) and v > 0 for v in size)
+            ):
+                raise ValueError(
+                    f"trained_sizes must be [[height, width], ...] of positive whole numbers, got {size!r}"
+                )
+
+    def size_warning(
+        self, height: int, width: int, how: str = "leave --height and --width out"
+    ) -> str | None:
+        """A warning for a size the model was not trained at (None when it was, or when it knows any size)."""
+        sizes = [tuple(s) for s in self.trained_sizes or ()]
+        if not sizes or (height, width) in sizes:
+            return None
+        known = " or ".join(f"{w}x{h}" for h, w in sizes)
+        return (
+            f"the model was trained at {known} only; at {width}x{height} expect noise rather than the prompt "
+            f"({how} for its size)"
+        )
 
     @property
     def is_student(self) -> bool:

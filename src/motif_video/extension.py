@@ -324,6 +324,7 @@ def run_extension(
     crossfade: int = DEFAULT_CROSSFADE,
 ) -> dict:
     """`motif-video extend`: check everything (request, clip, plan, output) before loading, then extend."""
+    from .defaults import model_defaults
     from .generation import plan_generation, prepare_pipeline
     from .options import parse_request
     from .pipelines import MotifVideoImageToVideoPipeline
@@ -352,6 +353,10 @@ def run_extension(
         f"{f', cross-fade {plan.crossfade}' if plan.crossfade else ''}; "
         f"seed {gen.seed}"
     )
+    if (
+        warning := model_defaults(request.model).size_warning(height, width, how="give --width and --height")
+    ) is not None:
+        log(f"warning: {warning}")
     pipe, _ = prepare_pipeline(gen)
     if not isinstance(pipe, MotifVideoImageToVideoPipeline):
         pipe = MotifVideoImageToVideoPipeline.from_pipe(pipe)

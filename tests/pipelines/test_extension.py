@@ -180,6 +180,20 @@ def test_extend_command_takes_the_folders_extension_guidance(tiny_folder, clip, 
     assert read_mp4_metadata(out)["condition_guidance"] == 0.0
 
 
+def test_extend_command_warns_at_a_size_the_model_was_not_trained_at(tiny_folder, clip, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_folder, folder)
+    GenerationDefaults(trained_sizes=[[32, 32]]).write(folder)
+    argv = ["extend", str(clip), "--prompt", "a red ball", "--seconds", "0.5", "--overlap", "5", "--model",
+            str(folder), "--num-frames", "9", "--steps", "1", "--device", "cpu", "--output", str(tmp_path / "o.mp4")]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert "trained at 32x32 only; at 96x64 expect noise" in capsys.readouterr().out  # the clip's own size
+    assert cli.main([*argv, "--width", "32", "--height", "32"]) == 0
+    assert "warning" not in capsys.readouterr().out
+
+
 def test_extend_command_with_a_crossfade(tiny_folder, clip, tmp_path, capsys):
     out = tmp_path / "long.mp4"
     argv = ["extend", str(clip), "--prompt", "a red ball", "--seconds", "0.75", "--overlap", "5", "--crossfade", "4",

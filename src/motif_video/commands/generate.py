@@ -22,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..defaults import model_defaults
     from ..generation import generate, plan_generation
     from ..options import request_from_args
 
@@ -37,5 +38,7 @@ def run(args: argparse.Namespace) -> int:
             f"seed {plan.seed}; {len(r.prompts)} prompt(s); {r.width}x{r.height}x{r.num_frames}, "
             f"{r.steps} steps on {plan.device} ({plan.dtype})"
         )
+        if (warning := model_defaults(r.model).size_warning(r.height, r.width)) is not None:
+            print(f"warning: {warning}")
     generate(plan)
     return 0
