@@ -37,6 +37,19 @@ def folder_vocabulary(folder: str | os.PathLike) -> list[str] | None:
     return vocabulary_of_json(json.loads(path.read_text(encoding="utf-8")))
 
 
+def folder_prompt_check(folder: str | os.PathLike | None):
+    """For a model folder whose tokenizer is a closed word list (the small model's): prompt -> `prompt_warning`
+    of the prompt as its tokenizer reads it; None for any other folder (or none)."""
+    path = Path(folder) / "tokenizer" / "tokenizer.json" if folder is not None else None
+    vocabulary = folder_vocabulary(folder) if path is not None else None
+    if vocabulary is None:
+        return None
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(path))
+    return lambda prompt: prompt_warning(as_tokenized(tokenizer, prompt), vocabulary)
+
+
 def tokenizer_vocabulary(tokenizer: Any) -> list[str] | None:
     """The vocabulary of a loaded fast tokenizer (a pipeline's `tokenizer`), None when it is not a word list."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
@@ -47,8 +60,8 @@ def tokenizer_vocabulary(tokenizer: Any) -> list[str] | None:
 
 def as_tokenized(tokenizer: Any, prompt: str) -> str:
     """The prompt as the tokenizer's normalizer reads it (the small model's: lower-cased, "an" as "a"); unchanged
-    for a tokenizer without one."""
-    normalizer = getattr(getattr(tokenizer, "backend_tokenizer", None), "normalizer", None)
+    for a tokenizer without one. `tokenizer`: a loaded fast tokenizer or a `tokenizers.Tokenizer`."""
+    normalizer = getattr(getattr(tokenizer, "backend_tokenizer", tokenizer), "normalizer", None)
     return prompt if normalizer is None else normalizer.normalize_str(prompt)
 
 

@@ -108,7 +108,32 @@ def test_request_schema_is_the_options_schema_in_http_form():
     assert set(schema(False)["properties"]) == set(FIELDS)
 
 
+def test_a_jobs_warnings_are_the_ones_generate_prints():
+    from motif_video.serve.app import job_view, settings_warnings
+
+    warnings = settings_warnings("small")
+    assert warnings({"prompt": PROMPT, "height": 64, "width": 64}) == []
+    assert (
+        warnings({"prompt": "An orange circle moving up on a gray background", "height": 64, "width": 64})
+        == []
+    )
+    words, size = warnings({"prompt": "a cat on a blue background", "height": 32, "width": 48})
+    assert "does not know the word(s) 'cat'" in words and "no 'blue' background" in words
+    assert "trained at 64x64 only; at 48x32" in size and "leave width and height empty" in size
+    assert (
+        settings_warnings("Motif-Technologies/Motif-Video-2B")({"prompt": "a cat", "height": 32, "width": 32})
+        == []
+    )
+    job = {"id": "x", "state": "queued", "step": 0, "steps": 2, "settings": {}, "created_at": 0.0, "started_at": None,
+           "finished_at": None, "step_seconds": None, "attempts": 0, "worker": None, "error": None}  # fmt: skip
+    assert job_view(job)["warnings"] == [] and job_view(job, ["w"])["warnings"] == ["w"]
+
+
 def test_the_api_process_imports_no_torch():
-    code = "import sys; import motif_video.serve.app, motif_video.serve.store; print('torch' in sys.modules)"
+    code = (
+        "import sys; import motif_video.serve.app as app, motif_video.serve.store; "
+        "app.settings_warnings('small')({'prompt': 'a cat', 'height': 32, 'width': 32}); "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr

@@ -265,6 +265,8 @@ def test_events_range_list_metrics_openapi_page(server, tmp_path):
     assert part.headers["content-range"] == f"bytes 10-99/{len(whole)}"
     record = server.job(job["id"])
     assert record["timings"]["running_seconds"] > 0 and record["timings"]["step_seconds"] > 0
+    assert [e["warnings"] for _, e in events[-1:]] == [record["warnings"]]
+    assert len(record["warnings"]) == 1 and "trained at 64x64 only; at 32x32" in record["warnings"][0]
     page = server.client.get("/v1/videos", params={"limit": 1}).json()
     assert page["data"][0]["id"] == job["id"] and page["total"] >= 1
     assert server.client.get("/v1/videos", params={"limit": 0}).status_code == 422
@@ -328,9 +330,12 @@ def test_page_in_a_browser_submits_shows_progress_and_plays(server, tmp_path):
                 " return {w: v.videoWidth, h: v.videoHeight, src: v.currentSrc, paused: v.paused}; })()"
             )
             assert (video["w"], video["h"]) == (64, 64) and "/content" in video["src"], video
+            assert page.text_content("#warning") == ""  # 64x64, the small model's own size
             page.wait_for_function("document.querySelectorAll('#history tr').length >= 1")
             row = page.text_content("#history tr")
             assert PROMPT in row and "seed=11" in row and "succeeded" in row, row
+            page.locator("#history tr", has_text="width=32").first.click()  # an earlier test's 32x32 job
+            assert "warning: the model was trained at 64x64 only" in page.text_content("#warning")
             page.screenshot(path=str(shots / "serve-page.png"))
         finally:
             browser.close()

@@ -49,8 +49,27 @@ class HTTPError(Exception):
         self.status, self.detail, self.field = status, detail, field
 
 
-def job_view(job: dict) -> dict[str, Any]:
-    """A job record as the API shows it."""
+def settings_warnings(model: str):
+    """settings -> the warnings `generate` would print for them with `model` (words its tokenizer does not know, a
+    size it was not trained at), worked out from the model's folder once; nothing is downloaded (a Hub id: none)."""
+    from ..defaults import model_defaults, model_folder
+    from ..vocabulary import folder_prompt_check
+
+    defaults = model_defaults(model)
+    check_prompt = folder_prompt_check(model_folder(model))
+
+    def warnings(settings: dict[str, Any]) -> list[str]:
+        found = [check_prompt(settings["prompt"]) if check_prompt is not None else None]
+        found.append(
+            defaults.size_warning(settings["height"], settings["width"], how="leave width and height empty")
+        )
+        return [w for w in found if w is not None]
+
+    return warnings
+
+
+def job_view(job: dict, warnings: list[str] | None = None) -> dict[str, Any]:
+    """A job record as the API shows it (`warnings`: about its settings, `settings_warnings`)."""
     created, started, finished = job["created_at"], job["started_at"], job["finished_at"]
     steps = job["steps"] or 0
     return {
@@ -61,6 +80,7 @@ def job_view(job: dict) -> dict[str, Any]:
         "step": job["step"],
         "steps": steps,
         "settings": job["settings"],
+        "warnings": warnings or [],
         "created_at": created,
         "started_at": started,
         "finished_at": finished,
@@ -133,6 +153,10 @@ def create_app(config: AppConfig) -> FastAPI:
         version="1",
     )
     page = resources.files("motif_video.serve").joinpath("page.html").read_text(encoding="utf-8")
+    warnings = settings_warnings(config.model)
+
+    def view(job: dict) -> dict[str, Any]:
+        return job_view(job, warnings(job["settings"]))
 
     @app.exception_handler(HTTPError)
     async def _http_error(request: Request, exc: HTTPError):
@@ -220,7 +244,7 @@ def create_app(config: AppConfig) -> FastAPI:
             job = await run_in_threadpool(store.submit, settings, settings["steps"], image, limits.max_queue)
         except QueueFull:
             raise HTTPError(429, f"the queue is full ({limits.max_queue} jobs); try again later") from None
-        return JSONResponse(job_view(job), status_code=202, headers={"Location": f"/v1/videos/{job['id']}"})
+        return JSONResponse(view(job), status_code=202, headers={"Location": f"/v1/videos/{job['id']}"})
 
     def _settings(fields: dict[str, Any], image: bytes | None) -> dict[str, Any]:
         try:
@@ -236,19 +260,19 @@ def create_app(config: AppConfig) -> FastAPI:
             raise HTTPError(422, f"offset must be >= 0, got {offset}", "offset")
         rows, total = store.page(limit, offset)
         following = offset + len(rows)
-        return {"object": "list", "data": [job_view(r) for r in rows], "total": total,
+        return {"object": "list", "data": [view(r) for r in rows], "total": total,
                 "next_offset": following if following < total else None}  # fmt: skip
 
     @app.get("/v1/videos/{job_id}", summary="A job: state, progress, settings, timings, error")
     def get_video(job_id: str) -> dict[str, Any]:
-        return job_view(_job(job_id))
+        return view(_job(job_id))
 
     @app.delete("/v1/videos/{job_id}", summary="Cancel a queued or running job")
     def cancel_video(job_id: str) -> dict[str, Any]:
         before = _job(job_id)
         if before["state"] in TERMINAL:
             raise HTTPError(409, f"job {job_id} has already ended ({before['state']})")
-        return job_view(store.cancel(job_id))  # type: ignore[arg-type]
+        return view(store.cancel(job_id))  # type: ignore[arg-type]
 
     @app.get(
         "/v1/videos/{job_id}/content",
@@ -273,13 +297,13 @@ def create_app(config: AppConfig) -> FastAPI:
             last, deadline = None, time.monotonic() + EVENT_SECONDS
             while time.monotonic() < deadline:
                 job = await run_in_threadpool(store.get, job_id)
-                view = job_view(job)  # type: ignore[arg-type]
-                key = (view["state"], view["step"])
+                shown = view(job)  # type: ignore[arg-type]
+                key = (shown["state"], shown["step"])
                 if key != last:
                     last = key
-                    yield f"event: progress\ndata: {json.dumps(view)}\n\n"
-                if view["state"] in TERMINAL:
-                    yield f"event: end\ndata: {json.dumps(view)}\n\n"
+                    yield f"event: progress\ndata: {json.dumps(shown)}\n\n"
+                if shown["state"] in TERMINAL:
+                    yield f"event: end\ndata: {json.dumps(shown)}\n\n"
                     return
                 if await request.is_disconnected():
                     return
