@@ -74,6 +74,11 @@ def test_argparse_and_mapping_give_the_same_request(tmp_path):
         ({"prompts": "a", "guidance": "pag"}, r"guidance must be one of \['apg', 'cfg', 'none'\], got 'pag'"),
         ({"prompts": "a", "parallel": "pipeline"}, r"parallel must be one of \['auto', 'none', 'context'"),
         ({"prompts": "a", "steps": 0}, "steps must be >= 1, got 0"),
+        ({"prompts": "a", "seed": -1}, "seed must be >= 0 and <= 9223372036854775807, got -1"),
+        (
+            {"prompts": "a", "seed": 2**64},
+            "seed must be >= 0 and <= 9223372036854775807, got 18446744073709551616",
+        ),
         ({"prompts": "a", "steps": 2.5}, "steps must be an integer, got 2.5"),
         ({"prompts": "a", "steps": True}, "steps must be an integer, got True"),
         ({"prompts": "a", "shift": 0}, "shift must be > 0, got 0.0"),
@@ -104,6 +109,7 @@ def test_schema_describes_every_field():
         "type": ["integer", "null"], "minimum": 1, "description": "denoising steps (default: the model's, else 50)"
     }  # fmt: skip
     assert props["shift"]["exclusiveMinimum"] == 0 and props["fps"]["default"] == 24
+    assert (props["seed"]["minimum"], props["seed"]["maximum"]) == (0, 2**63 - 1)
     assert props["output"]["default"] == "output.mp4"
     assert set(request_schema(["video"])["properties"]) == {
         o.name for o in GENERATE_OPTIONS if o.group == "video"

@@ -59,6 +59,7 @@ class Option:
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
     exclusive_minimum: bool = False  # minimum itself not allowed (> rather than >=)
+    maximum: float | None = None  # allowed itself
     default_text: str | None = None  # the help's "(default: ...)" where the value alone does not say it
     pipeline: str | None = (
         None  # the pipeline call's keyword for this value; None: not passed to the pipeline
@@ -78,8 +79,14 @@ class Option:
         if self.choices is not None:
             return f"one of {list(self.choices)}"
         if self.minimum is not None:
-            return f"{self.type.__name__} {'>' if self.exclusive_minimum else '>='} {self.minimum:g}"
+            return f"{self.type.__name__} {self.bounds}"
         return "a path" if self.type is Path else self.type.__name__
+
+    @property
+    def bounds(self) -> str:
+        """'>= 1', '> 0', '>= 0 and <= 9223372036854775807'."""
+        low = f"{'>' if self.exclusive_minimum else '>='} {_number(self.minimum)}"
+        return low if self.maximum is None else f"{low} and <= {_number(self.maximum)}"
 
     def check(self, value: Any) -> Any:
         """`value` converted to this option's type and checked; ValueError naming the field otherwise."""
@@ -96,10 +103,14 @@ class Option:
             raise ValueError(f"{self.name} must be one of {list(self.choices)}, got {value!r}")
         if self.minimum is not None:
             low = value <= self.minimum if self.exclusive_minimum else value < self.minimum
-            if low or (isinstance(value, float) and math.isnan(value)):
-                sign = ">" if self.exclusive_minimum else ">="
-                raise ValueError(f"{self.name} must be {sign} {self.minimum:g}, got {value}")
+            high = self.maximum is not None and value > self.maximum
+            if low or high or (isinstance(value, float) and math.isnan(value)):
+                raise ValueError(f"{self.name} must be {self.bounds}, got {value}")
         return value
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _convert(option: Option, value: Any) -> Any:
@@ -130,6 +141,7 @@ def option(default: Any, help: str, group: Group, **details: Any) -> Any:
     return field(default=default, metadata={"option": {"help": help, "group": group, **details}})
 
 
+SEED_MAX = 2**63 - 1  # torch generators take seeds below 2**64; video i's is seed + i
 _NEGATIVE = 'the 39-term trained negative prompt; "" for none'
 _GUIDANCE = (
     f"the model's generation_config.json, else its guider config, else {D.GUIDANCE}: scale {D.GUIDANCE_SCALE:g}, "
@@ -288,7 +300,12 @@ class GenerateRequest:
         None, "negative prompt", "video", pipeline="negative_prompt", default_text=_NEGATIVE
     )
     seed: int | None = option(
-        None, "random seed; video i uses seed + i", "video", default_text="random, printed"
+        None,
+        "random seed; video i uses seed + i",
+        "video",
+        minimum=0,
+        maximum=SEED_MAX,
+        default_text="random, printed",
     )
     fps: int = option(D.FPS, "frames per second of the MP4", "video", minimum=0, exclusive_minimum=True)
     # --------------------------------------------------------------------------------------------------- output
@@ -643,6 +660,8 @@ def request_schema(groups: Iterable[Group] = GROUPS) -> dict[str, Any]:
                 prop["enum"] = list(o.choices) + ([None] if o.default is None else [])
             if o.minimum is not None:
                 prop["exclusiveMinimum" if o.exclusive_minimum else "minimum"] = o.minimum
+            if o.maximum is not None:
+                prop["maximum"] = o.maximum
         default = o.default_text or ("none" if o.default is None else str(o.default))
         prop["description"] = f"{o.help} (default: {default})"
         properties[o.name] = prop

@@ -26,7 +26,9 @@ from ..options import GENERATE_OPTIONS, MEDIA_FIELDS, OPTIONS, GenerateRequest, 
 NOT_FIELDS = (*MEDIA_FIELDS[1:], "strength")
 VIDEO_OPTIONS = {o.name: o for o in GENERATE_OPTIONS if o.group == "video" and o.name not in NOT_FIELDS}
 FIELDS: tuple[str, ...] = tuple("prompt" if n == "prompts" else n for n in VIDEO_OPTIONS if n != "image")
-SEED_MAX = 2**31 - 1
+API_SEED_MAX = (
+    2**31 - 1
+)  # tighter than generate's: what the server draws, and exact as a number in any client
 MAX_IMAGE_PIXELS = 4096 * 4096
 
 
@@ -127,8 +129,8 @@ def check_limits(values: Mapping[str, Any], limits: Limits) -> None:
         if isinstance(value, int) and value > limit:
             raise FieldError(name, f"{name} must be at most {limit} on this server, got {value}")
     seed = values.get("seed")
-    if isinstance(seed, int) and not 0 <= seed <= SEED_MAX:
-        raise FieldError("seed", f"seed must be in 0..{SEED_MAX}, got {seed}")
+    if isinstance(seed, int) and not 0 <= seed <= API_SEED_MAX:
+        raise FieldError("seed", f"seed must be in 0..{API_SEED_MAX} on this server, got {seed}")
 
 
 def settings_from_fields(
