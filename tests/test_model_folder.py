@@ -39,7 +39,17 @@ def test_training_output_generates_with_its_components_and_size(tmp_path, capsys
     assert cli.main(["generate", "--model", str(run), "--prompt", "a red ball", "--output", str(out),
                      "--steps", "2", *FAST]) == 0  # fmt: skip
     assert read_mp4_info(out) == {"frames": 9, "width": 96, "height": 64, "fps": 24.0}
-    assert "96x64x9, 2 steps" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "96x64x9, 2 steps" in printed and "warning" not in printed
+    # trained from scratch: its buckets' sizes are the only ones it knows, and another one is warned about
+    assert training_output(run).trained_sizes == [[32, 32], [64, 96]]
+    assert cli.main(["generate", "--model", str(run), "--prompt", "a red ball", "--output", str(out),
+                     "--steps", "1", "--num-frames", "1", "--height", "48", "--width", "48", *FAST]) == 0  # fmt: skip
+    assert "trained at 32x32 or 96x64 only; at 48x48" in capsys.readouterr().out
+    config = json.loads((run / "config.json").read_text())
+    config["model"]["pretrained"] = "small"  # a continued transformer may know other sizes: no claim
+    (run / "config.json").write_text(json.dumps(config))
+    assert training_output(run).trained_sizes is None
 
 
 def test_training_output_loads_its_trained_transformer(tmp_path):

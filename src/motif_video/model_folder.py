@@ -37,6 +37,14 @@ class TrainingOutput:
     buckets: list[list[int]]  # [frames, height, width], from the recipe's data section
 
     @property
+    def trained_sizes(self) -> list[list[int]] | None:
+        """[[height, width], ...] of its buckets when it was trained from scratch (it knows no other size); None
+        when it continued a pretrained transformer (which may know others) or names no buckets."""
+        if self.pretrained is not None or not self.buckets:
+            return None
+        return [list(s) for s in dict.fromkeys((height, width) for _, height, width in self.buckets)]
+
+    @property
     def size(self) -> tuple[int, int, int] | None:
         """(height, width, num_frames) of the first bucket with more than one frame: the size it was trained for."""
         for frames, height, width in self.buckets:
@@ -107,17 +115,23 @@ def tiny_pipeline(cls, components: dict[str, Any], dtype=None):
 
 def folder_defaults(folder: str | os.PathLike):
     """The folder's `GenerationDefaults` (generation_config.json); for a training output, with the size of its first
-    bucket where the file names none (or with only that, when there is no file). None when there is nothing."""
+    bucket where the file names none (or with only that, when there is no file) and, trained from scratch, its
+    buckets' sizes as the only ones it knows. None when there is nothing."""
     from dataclasses import replace
 
     from .defaults import GenerationDefaults
 
     stored = GenerationDefaults.read(folder)
     run = training_output(folder)
-    if run is None or run.size is None or (stored is not None and stored.height is not None):
+    if run is None or run.size is None:
         return stored
+    trained = stored.trained_sizes if stored is not None and stored.trained_sizes else run.trained_sizes
+    if stored is not None and stored.height is not None:
+        return replace(stored, trained_sizes=trained)
     height, width, frames = run.size
-    return replace(stored or GenerationDefaults(), height=height, width=width, num_frames=frames)
+    return replace(
+        stored or GenerationDefaults(), height=height, width=width, num_frames=frames, trained_sizes=trained
+    )
 
 
 def load_training_output(cls, run: TrainingOutput, kwargs: dict[str, Any]):
