@@ -14,6 +14,14 @@ def test_info_2b(capsys):
     assert summary["tokens"]["decoder joint"] == 228_160
 
 
+def test_version(capsys):
+    from motif_video import __version__
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out == f"motif-video {__version__}\n"
+
+
 def test_info_rejects_bad_sizes(capsys):
     assert main(["info", "tiny", "--size", "100x64x5"]) == 2
     assert "width must be a positive multiple of 16, got 100" in capsys.readouterr().err

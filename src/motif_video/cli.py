@@ -39,9 +39,12 @@ def quiet_known_notices() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="motif-video", description="Motif-Video 2B: generate, train, inspect."
     )
+    parser.add_argument("--version", action="version", version=f"motif-video {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         importlib.import_module(f"motif_video.commands.{name}").register(sub)
