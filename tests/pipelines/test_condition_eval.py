@@ -8,7 +8,7 @@ import pytest
 from pipeline_test_utils import quiet
 
 from motif_video import cli
-from motif_video.evaluation.conditions import PATTERNS, run_condition_eval, seam_scores
+from motif_video.evaluation.conditions import PATTERNS, inside_stretches, run_condition_eval, seam_scores
 from motif_video.evaluation.suite import eval_suite
 
 
@@ -26,6 +26,19 @@ def test_seam_ratio_is_one_for_a_smooth_video_and_grows_with_a_jump():
     outside = _ramp()
     outside[3:] += 20  # a jump far from the boundaries does not count as a seam
     assert seam_scores(outside, starts=[20], overlap=5)["seam_ratio"] == pytest.approx(1.0)
+
+
+def test_stretches_inside_the_windows_score_what_a_boundary_without_a_seam_would():
+    assert inside_stretches([0, 1, 2, 3, 4, 7, 8, 9, 12], 2) == [[0, 1], [2, 3], [7, 8]]
+    assert inside_stretches([], 3) == [] and inside_stretches([5, 6], 3) == []
+    smooth = seam_scores(_ramp(40), starts=[10, 20], overlap=5)  # boundary changes 9..14 and 19..24
+    assert smooth["seam_ratio_inside"] == pytest.approx(1.0)  # stretches 0..5, 25..30 and 31..36
+    bumpy = _ramp(40)
+    bumpy[28:] += 6  # a change of 8 (4x the median) in stretch 25..30, away from both boundaries
+    scores = seam_scores(bumpy, starts=[10, 20], overlap=5)
+    assert scores["seam_ratio"] == pytest.approx(1.0) and scores["seam_ratio_inside"] == pytest.approx(2.0)
+    short = seam_scores(_ramp(12), starts=[6], overlap=5)  # changes 0..4 inside: no stretch of 6
+    assert np.isnan(short["seam_ratio_inside"])
 
 
 def test_seam_with_a_crossfade_is_read_over_the_generated_frames_after_the_condition():
@@ -57,6 +70,8 @@ def test_every_pattern_and_extension_are_scored(tiny_folder):
         assert 0 < result[pattern]["psnr"] < 60 and 0 <= result[pattern]["colour"] <= 1
     ext = result["extension"]
     assert ext["factor"] == 2 and ext["seam_ratio"] > 0 and 0 <= ext["direction"] <= 1
+    # 18 frames in windows at 5, 9 and 13: only changes 0..3 lie outside the boundaries, too few for a stretch
+    assert ext["seam_ratio_inside"] is None
 
 
 @pytest.mark.parametrize(

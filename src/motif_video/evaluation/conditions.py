@@ -18,7 +18,9 @@ video and the seam: the largest frame-to-frame change (mean absolute difference,
 boundary's transition (from the frame before its cross-fade to the cross-fade's last frame: over the overlap, or
 with `crossfade` > 0 over the generated frames after it) over the median frame-to-frame change elsewhere.
 `seam_ratio` is the mean over boundaries, `seam_ratio_max` the worst; 1 means a boundary changes as much as an
-ordinary frame step.
+ordinary frame step. Being the largest of several changes, a boundary's figure is above 1 even where nothing happens
+there: `seam_ratio_inside` is the same figure for stretches of as many changes inside the windows (each run of
+changes outside the boundaries cut into such stretches, the mean over them), what a boundary with no seam scores.
 """
 
 from __future__ import annotations
@@ -66,12 +68,28 @@ def seam_scores(
     inside = [c for i, c in enumerate(changes) if i not in at_seam]
     median = float(np.median(inside)) if inside else float("nan")
     ratios = [float(r) / median if median > 0 else float("inf") for r in ratios_of]
+    stretches = inside_stretches([i for i in range(len(changes)) if i not in at_seam], count + 1)
+    inside_ratios = [float(max(changes[i] for i in span)) / median for span in stretches if median > 0]
     return {
         "seam_ratio": statistics.mean(ratios),
         "seam_ratio_max": max(ratios),
+        "seam_ratio_inside": statistics.mean(inside_ratios) if inside_ratios else float("nan"),
         "median_change": median,
         "seam_change": statistics.mean(float(r) for r in ratios_of),
     }
+
+
+def inside_stretches(indices: Sequence[int], length: int) -> list[list[int]]:
+    """`indices` (sorted) cut into stretches of `length` consecutive ones, each run of consecutive indices from its
+    start, a shorter rest left out."""
+    stretches, run = [], []
+    for i in [*indices, None]:
+        if i is not None and run and i == run[-1] + 1:
+            run.append(i)
+            continue
+        stretches += [run[k : k + length] for k in range(0, len(run) - length + 1, length)]
+        run = [i] if i is not None else []
+    return stretches
 
 
 def pattern_call(pattern: str, truth: np.ndarray, overlap: int) -> tuple[dict[str, Any], list[int]]:
@@ -161,10 +179,17 @@ def run_condition_eval(
                 k: statistics.mean(s[k] for s in seams)
                 for k in ("seam_ratio", "median_change", "seam_change")
             },
+            "seam_ratio_inside": _mean_of_known(s["seam_ratio_inside"] for s in seams),
             "seam_ratio_max": max(s["seam_ratio_max"] for s in seams),
             **figures(readings),
         }
     return result
+
+
+def _mean_of_known(values) -> float | None:
+    """The mean of the values that are not NaN; None (JSON null) when there are none."""
+    known = [v for v in values if not np.isnan(v)]
+    return statistics.mean(known) if known else None
 
 
 def run_condition_suite(
