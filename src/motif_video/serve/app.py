@@ -59,10 +59,10 @@ def settings_warnings(model: str):
     check_prompt = folder_prompt_check(model_folder(model))
 
     def warnings(settings: dict[str, Any]) -> list[str]:
-        found = [check_prompt(settings["prompt"]) if check_prompt is not None else None]
-        found.append(
-            defaults.size_warning(settings["height"], settings["width"], how="leave width and height empty")
-        )
+        prompt, height, width = settings.get("prompt"), settings.get("height"), settings.get("width")
+        found = [check_prompt(prompt) if check_prompt is not None and isinstance(prompt, str) else None]
+        if isinstance(height, int) and isinstance(width, int):
+            found.append(defaults.size_warning(height, width, how="leave width and height empty"))
         return [w for w in found if w is not None]
 
     return warnings
