@@ -97,7 +97,7 @@ GENERATION = {
     "repaint_first_frame": True,  # T2V: frame 0 from pixel frame 1 (text-drawn frame 0 reads right in 0.65-0.85)
     "decoder_fit_steps": 50,  # and refined through the decoder (the encoder turns some frames the wrong colour)
     "extend_condition_guidance": 10.0,  # extension windows follow their prefix (seams 2.5-4.2 -> 1.5-1.8x the median)
-    "trained_sizes": [[64, 64]],  # every stage's clips are 64x64: other sizes draw noise, and generate says so
+    "trained_sizes": [[64, 64]],  # every stage's clips are 64x64: generate warns at other sizes
 }
 
 
