@@ -41,19 +41,22 @@ def folder_prompt_check(folder: str | os.PathLike | None):
     """For a model folder whose tokenizer is a closed word list (the small model's): prompt -> `prompt_warning`
     of the prompt as its tokenizer reads it; None for any other folder (or none)."""
     path = Path(folder) / "tokenizer" / "tokenizer.json" if folder is not None else None
-    vocabulary = folder_vocabulary(folder) if path is not None else None
-    if vocabulary is None:
+    if path is None or not path.is_file():
         return None
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(path))
+    vocabulary = tokenizer_vocabulary(tokenizer)
+    if vocabulary is None:
+        return None
     return lambda prompt: prompt_warning(as_tokenized(tokenizer, prompt), vocabulary)
 
 
 def tokenizer_vocabulary(tokenizer: Any) -> list[str] | None:
-    """The vocabulary of a loaded fast tokenizer (a pipeline's `tokenizer`), None when it is not a word list."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
+    """The vocabulary of a loaded fast tokenizer (a pipeline's `tokenizer`) or a `tokenizers.Tokenizer`, None when
+    it is not a word list."""
+    backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
+    if not hasattr(backend, "to_str"):
         return None
     return vocabulary_of_json(json.loads(backend.to_str()))
 
