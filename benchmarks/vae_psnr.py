@@ -1,5 +1,7 @@
 """Reconstruction PSNR of a model's VAE on held-out procedural clips, and what the offline evaluator reads from the
-reconstructions (the ceiling any transformer decoded by this VAE can reach on the same figures).
+reconstructions (the ceiling any transformer decoded by this VAE can reach on the same figures), and the judder of
+the round trip: how much more the frames change across a latent group than inside one (`recipes.small.vae.judder`,
+1 for even motion; the true clips' own figure beside it).
 
     PYTHONPATH=src python benchmarks/vae_psnr.py --model small --clips 16 --frames 33
 """
@@ -18,7 +20,7 @@ import torch
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: `recipes.small`
     from diffusers import AutoencoderKLWan
-    from recipes.small.vae import psnr, render_window
+    from recipes.small.vae import change_profile, judder, psnr, render_window
 
     from motif_video.evaluation.analysis import read_clip
     from motif_video.evaluation.scores import figures
@@ -37,12 +39,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     vae = AutoencoderKLWan.from_pretrained(resolve_folder(args.model), subfolder="vae").float().eval()
-    scores, first, readings = [], [], []
+    scores, first, readings, truths, decoded = [], [], [], [], []
     for i in range(args.clips):
         scene = scene_at(args.seed, i)
         x = render_window(scene, 0, args.frames, args.frames, args.size, args.size)[None]
         with torch.no_grad():
             y = vae.decode(vae.encode(x).latent_dist.mode()).sample
+        truths.append(x)
+        decoded.append(y)
         scores.append(psnr(y, x))
         first.append(psnr(y[:, :, :1], x[:, :, :1]))
         rec = ((y[0].permute(1, 2, 3, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
@@ -55,6 +59,8 @@ def main() -> None:
                 "first_frame_psnr_db": round(float(np.mean(first)), 2),
                 # what the offline evaluator reads from the reconstructions: per clip, per frame, frame 0
                 "read": {k: round(v, 3) for k, v in figures(readings).items() if k != "se"},
+                "judder": round(judder(change_profile(torch.cat(decoded))), 3),
+                "judder_true": round(judder(change_profile(torch.cat(truths))), 3),
                 "clips": args.clips,
                 "frames": args.frames,
             }

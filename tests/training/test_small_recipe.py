@@ -8,8 +8,10 @@ import torch
 from recipes.small.components import small_text_encoder_config, token_preserving_
 from recipes.small.vae import (
     VaeTrainConfig,
+    change_profile,
     decode_unclamped,
     finetune_decoder,
+    judder,
     small_vae,
     train_vae,
     widen_decoder,
@@ -233,3 +235,27 @@ def test_finetune_decoder_trains_at_the_size_asked_for(tmp_path):
         with pytest.raises(ValueError, match="must be multiples of 16 and at least crop"):
             finetune_decoder(tmp_path / "base", tmp_path / "bad", **{**kwargs, **bad})
     assert not (tmp_path / "bad").exists()
+
+
+def _moving_square(frames: int, place_of) -> torch.Tensor:
+    """A white 8x8 square on black [1, 3, frames, 32, 32] in [-1, 1], at column place_of(i) in frame i."""
+    clip = -torch.ones(1, 3, frames, 32, 32)
+    for i in range(frames):
+        left = place_of(i)
+        clip[:, :, i, 12:20, left : left + 8] = 1.0
+    return clip
+
+
+def test_judder_is_one_for_even_motion_and_high_when_motion_waits_for_the_next_group():
+    even = _moving_square(17, lambda i: i)
+    # the square keeps latent frame k's first place through its 4 frames, then jumps: motion only across groups
+    stutter = _moving_square(17, lambda i: 0 if i == 0 else 4 * ((i - 1) // 4) + 1)
+    profile = change_profile(even)
+    assert profile.shape == (16,)
+    assert judder(profile) == pytest.approx(1.0)
+    assert judder(change_profile(stutter)) > 100  # steps 4k + 3 change nothing
+    # a round trip through a VAE goes through the same reading
+    vae = small_vae(4, (1, 2, 2), True).eval()
+    assert change_profile(even, vae).shape == (16,)
+    with pytest.raises(ValueError, match="at least 5 steps"):
+        judder(change_profile(even[:, :, :5]))
