@@ -211,3 +211,17 @@ def test_eval_without_a_progress_bar_counts_its_videos():
         OfflineEvalConfig(prompts=1, seeds=1, steps=2, i2v=False, threads=1, progress=False)
     )
     assert figures["videos"] == 2 and figures["seconds_per_video"] > 0
+
+
+def test_eval_conditions_samples_on_the_threads_it_is_given(capsys):
+    """`--threads` reaches the conditions suite as it does the T2V/I2V one: a run's sums (and so a long extension's
+    figures) depend on the thread count, so the figures must come from the count the command names."""
+    before = torch.get_num_threads()
+    argv = ["eval", "--conditions", "first", "--prompts", "1", "--seeds", "1", "--steps", "2", "--json"]
+    try:
+        assert main([*argv, "--threads", "2"]) == 0
+        figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert figures["threads"] == 2 == torch.get_num_threads()
+        assert 0 < figures["seen"]["first"]["psnr"] < 60
+    finally:
+        torch.set_num_threads(before)

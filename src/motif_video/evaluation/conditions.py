@@ -199,6 +199,7 @@ def run_condition_suite(
     pipeline) scored per pattern (`run_condition_eval`), seen and held-out combinations apart."""
     import time
 
+    import torch
     from tqdm.auto import tqdm
 
     from ..defaults import model_defaults
@@ -239,6 +240,6 @@ def run_condition_suite(
             )
     result.update({"size": [f, h, w], "steps": common["num_inference_steps"], "seeds": config.seeds,
                    "prompts_per_group": config.prompts, "split": config.split, "model": config.model,
-                   "overlap": overlap, "seconds": time.perf_counter() - start,
+                   "overlap": overlap, "seconds": time.perf_counter() - start, "threads": torch.get_num_threads(),
                    **defaults.resolve(condition_guidance=config.condition_guidance)})  # fmt: skip
     return result

@@ -86,8 +86,13 @@ def step_cache_on(transformer: torch.nn.Module, threshold: float) -> Iterator[An
 
 
 def _load(config: OfflineEvalConfig):
+    """The suite's pipelines (text-to-video, and image-to-video if `config.i2v`), torch set to `config.threads`
+    first: every suite run by `motif-video eval --threads N` samples on N threads, whose sums round differently from
+    another count's (and from torch's default, even at the same count), enough to move a long extension's figures."""
     from ..pipelines import MotifVideoImageToVideoPipeline, MotifVideoPipeline
 
+    if config.threads:
+        torch.set_num_threads(config.threads)
     t2v = MotifVideoPipeline.from_pretrained(config.model, dtype=torch.float32)
     if config.fp8:
         from ..perf.fp8 import quantize_fp8
@@ -117,8 +122,6 @@ def run_offline_eval(config: OfflineEvalConfig) -> dict[str, Any]:
 
     config.validate()
     start = time.perf_counter()
-    if config.threads:
-        torch.set_num_threads(config.threads)
     defaults = model_defaults(config.model)
     steps = config.steps or defaults.num_inference_steps
     height, width = config.height or defaults.height, config.width or defaults.width
