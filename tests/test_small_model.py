@@ -225,3 +225,16 @@ def test_eval_conditions_samples_on_the_threads_it_is_given(capsys):
         assert 0 < figures["seen"]["first"]["psnr"] < 60
     finally:
         torch.set_num_threads(before)
+
+
+def test_eval_vbench_writes_its_videos_on_the_threads_it_is_given(tmp_path, capsys):
+    before = torch.get_num_threads()
+    argv = ["eval", "--suite", "vbench", "--model", "small", "--dimensions", "color", "--samples", "1",
+            "--no-score", "--steps", "1", "--output", str(tmp_path / "videos"), "--json"]  # fmt: skip
+    try:
+        assert main([*argv, "--threads", "2"]) == 0
+        assert torch.get_num_threads() == 2
+        assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["videos_this_rank"] == 1
+        assert len(list((tmp_path / "videos").glob("*.mp4"))) == 1
+    finally:
+        torch.set_num_threads(before)

@@ -168,6 +168,8 @@ def run_vbench(args: argparse.Namespace) -> dict:
     from ..evaluation import vbench as vb
     from ..pipelines import MotifVideoPipeline
 
+    if args.threads:
+        torch.set_num_threads(args.threads)  # as the offline suites do (`evaluation.offline._load`)
     dimensions = args.dimensions or sorted(vb.WEIGHTS)
     if not args.no_score:
         vb.check_scorer(dimensions)  # fail before hours of generation
