@@ -20,7 +20,7 @@ import torch
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: `recipes.small`
     from diffusers import AutoencoderKLWan
-    from recipes.small.vae import change_profile, judder, psnr, render_window
+    from recipes.small.vae import change_profile, judder, psnr, render_window, round_trip, uint8_frames
 
     from motif_video.evaluation.analysis import read_clip
     from motif_video.evaluation.scores import figures
@@ -43,13 +43,12 @@ def main() -> None:
     for i in range(args.clips):
         scene = scene_at(args.seed, i)
         x = render_window(scene, 0, args.frames, args.frames, args.size, args.size)[None]
-        with torch.no_grad():
-            y = vae.decode(vae.encode(x).latent_dist.mode()).sample
-        truths.append(x)
-        decoded.append(y)
+        y = round_trip(vae, x)
         scores.append(psnr(y, x))
         first.append(psnr(y[:, :, :1], x[:, :, :1]))
-        rec = ((y[0].permute(1, 2, 3, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+        rec = uint8_frames(y[0])
+        truths.append(uint8_frames(x[0]))
+        decoded.append(rec)
         readings.append((read_clip(rec), scene))
     print(
         json.dumps(
@@ -59,8 +58,8 @@ def main() -> None:
                 "first_frame_psnr_db": round(float(np.mean(first)), 2),
                 # what the offline evaluator reads from the reconstructions: per clip, per frame, frame 0
                 "read": {k: round(v, 3) for k, v in figures(readings).items() if k != "se"},
-                "judder": round(judder(change_profile(torch.cat(decoded))), 3),
-                "judder_true": round(judder(change_profile(torch.cat(truths))), 3),
+                "judder": round(judder(change_profile(decoded)), 3),
+                "judder_true": round(judder(change_profile(truths)), 3),
                 "clips": args.clips,
                 "frames": args.frames,
             }

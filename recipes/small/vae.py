@@ -13,6 +13,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from motif_video.condition_layout import GROUP, pixel_frames, place
+from motif_video.evaluation.conditions import frame_changes
 from motif_video.models.loading import save_atomically
 from motif_video.synthetic.scenes import BACKGROUNDS, COLOURS, coverage, scene_at
 
@@ -134,9 +136,15 @@ def evaluate(vae, clips: torch.Tensor) -> float:
 
 
 @torch.no_grad()
+def round_trip(vae, clips: torch.Tensor) -> torch.Tensor:
+    """Clips [B, C, T, H, W] in [-1, 1] encoded (the posterior's mode) and decoded."""
+    return vae.decode(vae.encode(clips).latent_dist.mode()).sample
+
+
+@torch.no_grad()
 def evaluate_with_first_frame(vae, clips: torch.Tensor) -> tuple[float, float]:
     """Reconstruction PSNR (dB) of whole clips and of their first frames (the I2V conditioning frame)."""
-    y = vae.decode(vae.encode(clips).latent_dist.mode()).sample
+    y = round_trip(vae, clips)
     return psnr(y, clips), psnr(y[:, :, :1], clips[:, :, :1])
 
 
@@ -144,17 +152,18 @@ def reconstruction_loss(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (y - x).abs().mean() + ((y - x) ** 2).mean()
 
 
-def change_profile(clips: torch.Tensor, vae=None) -> np.ndarray:
-    """Mean frame-to-frame change (mean absolute difference, 0-255) of clips [B, C, T, H, W] in [-1, 1] at each of
-    the T - 1 steps, each clip's changes over their median, averaged over clips; with `vae`, of their round trip.
-    A causal VAE that decodes a latent frame's 4 pixel frames more alike than the frames across groups shows it as a
-    period of 4 (the steps 4k, k >= 1, high, the steps 4k + 3 low) where the true clips are flat."""
-    if vae is not None:
-        with torch.no_grad():
-            clips = vae.decode(vae.encode(clips).latent_dist.mode()).sample
-    v = ((clips.clamp(-1, 1) + 1) * 127.5).round()
-    changes = (v[:, :, 1:] - v[:, :, :-1]).abs().mean(dim=(1, 3, 4))  # [B, T - 1]
-    return (changes / changes.median(dim=1, keepdim=True).values.clamp_min(1e-6)).mean(0).numpy()
+def uint8_frames(clip: torch.Tensor) -> np.ndarray:
+    """One clip [C, T, H, W] in [-1, 1] as uint8 frames [T, H, W, 3] (what a video file holds)."""
+    return ((clip.clamp(-1, 1) + 1) * 127.5).round().permute(1, 2, 3, 0).to(torch.uint8).numpy()
+
+
+def change_profile(videos: Iterable[np.ndarray]) -> np.ndarray:
+    """The frame-to-frame changes (`evaluation.conditions.frame_changes`) of uint8 videos [T, H, W, 3] at each of the
+    T - 1 steps, each video's over their median, averaged over videos. A causal VAE that decodes a latent frame's 4
+    pixel frames more alike than the frames across groups shows it as a period of 4 (the steps 4k, k >= 1, high, the
+    steps 4k + 3 low) where the true clips are flat."""
+    changes = np.stack([frame_changes(v) for v in videos])  # [videos, T - 1]
+    return (changes / np.maximum(np.median(changes, axis=1, keepdims=True), 1e-6)).mean(0)
 
 
 def judder(profile: np.ndarray) -> float:
@@ -404,12 +413,12 @@ def _trainable_decoder(vae_folder: str | Path, decoder_base_dim: int | None, tra
 
 
 def _scores(vae, held_out: torch.Tensor) -> dict[str, float]:
-    whole, first = evaluate_with_first_frame(vae.eval(), held_out)
+    y = round_trip(vae.eval(), held_out)
     return {
-        "psnr": whole,
-        "first_frame_psnr": first,
+        "psnr": psnr(y, held_out),
+        "first_frame_psnr": psnr(y[:, :, :1], held_out[:, :, :1]),
         "last_still_psnr": last_still_psnr(vae, held_out),
-        "judder": judder(change_profile(held_out, vae)),
+        "judder": judder(change_profile(map(uint8_frames, y))),
     }
 
 
