@@ -29,19 +29,23 @@ def vocabulary_of_json(tokenizer_json: dict[str, Any]) -> list[str] | None:
     return sorted(w for w in model.get("vocab", {}) if w not in special and not re.fullmatch(r"<[^>]*>", w))
 
 
+def _tokenizer_json(folder: str | os.PathLike | None) -> Path | None:
+    """A model folder's `tokenizer/tokenizer.json`, None when there is no such file (or no folder)."""
+    path = Path(folder) / "tokenizer" / "tokenizer.json" if folder is not None else None
+    return path if path is not None and path.is_file() else None
+
+
 def folder_vocabulary(folder: str | os.PathLike) -> list[str] | None:
     """The vocabulary of a model folder's `tokenizer/tokenizer.json` (None: no such file, or not a word list)."""
-    path = Path(folder) / "tokenizer" / "tokenizer.json"
-    if not path.is_file():
-        return None
-    return vocabulary_of_json(json.loads(path.read_text(encoding="utf-8")))
+    path = _tokenizer_json(folder)
+    return vocabulary_of_json(json.loads(path.read_text(encoding="utf-8"))) if path is not None else None
 
 
 def folder_prompt_check(folder: str | os.PathLike | None):
     """For a model folder whose tokenizer is a closed word list (the small model's): prompt -> `prompt_warning`
     of the prompt as its tokenizer reads it; None for any other folder (or none)."""
-    path = Path(folder) / "tokenizer" / "tokenizer.json" if folder is not None else None
-    if path is None or not path.is_file():
+    path = _tokenizer_json(folder)
+    if path is None:
         return None
     from tokenizers import Tokenizer
 
