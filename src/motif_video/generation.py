@@ -35,6 +35,7 @@ from .options import (
 )
 from .pipelines.memory import MemoryPlan, check_offload, plan_for_budget
 from .pipelines.speed import SpeedPlan, check_speed_plan
+from .video_input import size_from_video
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -92,49 +93,17 @@ def plan_generation(request: GenerateRequest, world_size: int | None = None) -> 
     return GenerationPlan(request, str(device), dtype, parallel, world, seed, tuple(outputs))
 
 
-def size_from_video(request: GenerateRequest) -> GenerateRequest:
-    """Video-to-video: the input video readable and long enough; the frame count it gives (cut to 4k + 1) and its
-    size (when a multiple of 16) where the request leaves them to the model; the default strength."""
-    from .pipelines.export import read_mp4_info
-
-    path = request.video
-    if not path.is_file():
-        raise ValueError(f"video {str(path)!r} does not exist or is not a file")
-    try:
-        info = read_mp4_info(path)
-    except Exception as exc:
-        raise ValueError(
-            f"video {str(path)!r} is not a readable video ({type(exc).__name__}: {exc})"
-        ) from exc
-    if info["frames"] < 1:
-        raise ValueError(f"video {str(path)!r} has no frames")
-    changes: dict[str, Any] = {}
-    if request.num_frames is None:
-        changes["num_frames"] = (info["frames"] - 1) // 4 * 4 + 1
-    elif request.num_frames > info["frames"]:
-        raise ValueError(
-            f"num_frames {request.num_frames} is more than video {str(path)!r} has ({info['frames']} frames)"
-        )
-    if (
-        request.height is None
-        and request.width is None
-        and info["width"] % 16 == 0
-        and info["height"] % 16 == 0
-    ):
-        changes.update(height=info["height"], width=info["width"])
-    if request.strength is None:
-        changes["strength"] = VIDEO_TO_VIDEO_STRENGTH
-    return replace(request, **changes)
-
-
 def condition_inputs(request: GenerateRequest) -> dict[str, Any]:
-    """The pipeline's keyword arguments for the request's last image, keyframes and input video (files read)."""
+    """The pipeline's keyword arguments for the request's media: first and last image, keyframes, input video
+    (files read)."""
     import PIL.Image
 
     from .pipelines.conditions import VideoCondition
     from .pipelines.export import read_mp4_frames
 
     inputs: dict[str, Any] = {}
+    if request.image is not None:
+        inputs["image"] = PIL.Image.open(request.image).convert("RGB")
     if request.last_image is not None:
         inputs["last_image"] = PIL.Image.open(request.last_image).convert("RGB")
     if request.keyframe:
@@ -321,17 +290,16 @@ def prepare_pipeline(plan: GenerationPlan, show_progress: bool = True):
     return pipe, plan.memory
 
 
-def render_latents(pipe, plan: GenerationPlan, i: int, image=None, callback=None, parallel=None, inputs=None):
+def render_latents(pipe, plan: GenerationPlan, i: int, callback=None, parallel=None, inputs=None):
     """The final latents of video i of the plan (seed `seed + i`); `callback` is the pipeline's
-    `callback_on_step_end`, `parallel` the plan `enable_parallel` returned, `inputs` the last image, keyframes and
-    input video (`condition_inputs`). The call's keywords come from the option declarations
+    `callback_on_step_end`, `parallel` the plan `enable_parallel` returned, `inputs` the request's media
+    (`condition_inputs`). The call's keywords come from the option declarations
     (`options.pipeline_kwargs`)."""
     from .options import pipeline_kwargs
 
     kwargs = pipeline_kwargs(plan.request, plan.request.prompts[i], image_to_video=conditioned(plan.request))
     return pipe(
         **kwargs,
-        **({"image": image} if image is not None else {}),
         **(inputs or {}),
         generator=torch.Generator("cpu").manual_seed(plan.seed + i),
         output_type="latent",
@@ -385,14 +353,12 @@ def _render_videos(
 ) -> tuple[list[Path], list]:
     """This rank's videos: every one (context, guidance, none) or every N-th (data); written by rank 0 unless
     data-parallel (`bar`: one progress bar over the videos). Returns the paths written and the step cache's lines."""
-    import PIL.Image
     from tqdm.auto import tqdm
 
     from .pipelines.speed import cache_summary
     from .vocabulary import as_tokenized, prompt_warning, tokenizer_vocabulary
 
     r = plan.request
-    image = PIL.Image.open(r.image).convert("RGB") if r.image is not None else None
     inputs = condition_inputs(r)
     vocabulary = tokenizer_vocabulary(pipe.tokenizer)  # a closed word list (the small model's), else None
     data_parallel = plan.parallel == "data"
@@ -402,7 +368,7 @@ def _render_videos(
     for i in tqdm(mine, desc="videos", unit="video", disable=not bar):
         if (warning := prompt_warning(as_tokenized(pipe.tokenizer, r.prompts[i]), vocabulary)) is not None:
             log(f"warning: prompt {i}: {warning}")
-        latents = render_latents(pipe, plan, i, image=image, parallel=parallel, inputs=inputs)
+        latents = render_latents(pipe, plan, i, parallel=parallel, inputs=inputs)
         if i == mine[0] and pipe.last_sampler is not None:
             log(f"sampler: Euler, shift {pipe.last_sampler.shift:g} ({pipe.last_sampler.source})")
         if r.cache_threshold is not None:  # the step cache enabled on the transformer (`apply_speed_plan`)

@@ -185,8 +185,9 @@ def database(request, tmp_path_factory):
     return new_postgres_database(request.getfixturevalue("postgres_url"))
 
 
-def generate_reference(out: Path, seed: int, image: Path | None = None, **settings) -> Path:
-    """`motif-video generate` with the same settings (in this process, one torch thread like the workers here)."""
+def generate_reference(out: Path, seed: int, image: Path | None = None, *flags: str, **settings) -> Path:
+    """`motif-video generate` with the same settings (in this process, one torch thread like the workers here);
+    `flags`: more arguments as given."""
     from motif_video.cli import main
 
     argv = ["generate", "--model", "small", "--prompt", PROMPT, "--output", str(out), "--seed", str(seed),
@@ -195,5 +196,5 @@ def generate_reference(out: Path, seed: int, image: Path | None = None, **settin
         argv += [f"--{key.replace('_', '-')}", str(value)]
     if image is not None:
         argv += ["--image", str(image)]
-    assert main(argv) == 0
+    assert main([*argv, *flags]) == 0
     return out

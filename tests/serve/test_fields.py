@@ -11,9 +11,11 @@ import pytest
 from motif_video.options import OPTIONS
 from motif_video.serve.fields import (
     FIELDS,
-    NOT_FIELDS,
+    KEYFRAME_FRAMES,
+    UPLOADS,
     FieldError,
     Limits,
+    Uploads,
     from_form,
     schema,
     settings_from_fields,
@@ -34,15 +36,21 @@ def test_settings_are_complete_with_the_models_defaults_and_a_recorded_seed():
         33,
         20,
     )
-    assert settings["negative_prompt"] == "" and settings["image"] is False
+    assert settings["negative_prompt"] == ""
+    assert (settings["image"], settings["last_image"], settings["keyframe"], settings["video"]) == (
+        False,
+        False,
+        [],
+        False,
+    )
     assert 0 <= settings["seed"] < 2**31
     assert _settings(seed=3, width=32)["seed"] == 3 and _settings(width=32)["width"] == 32
-    assert set(settings) == {*FIELDS, "image"}
+    assert set(settings) == {*FIELDS, *UPLOADS} - {KEYFRAME_FRAMES}
 
 
 def test_fields_are_the_video_options_of_the_shared_declaration():
-    assert set(FIELDS) == {("prompt" if o.name == "prompts" else o.name) for o in OPTIONS.values()
-                           if o.group == "video" and o.name not in ("image", *NOT_FIELDS)}  # fmt: skip
+    assert set(FIELDS) == {KEYFRAME_FRAMES} | {("prompt" if o.name == "prompts" else o.name) for o in OPTIONS.values()
+                                             if o.group == "video" and o.name not in UPLOADS}  # fmt: skip
     for name in ("model", "device", "dtype", "offload", "output", "compile", "parallel"):
         with pytest.raises(FieldError) as err:
             _settings(**{name: "x"})
@@ -59,7 +67,9 @@ def test_fields_are_the_video_options_of_the_shared_declaration():
         ({"shift": -1.0}, "shift"),
         ({"keep_first_frame": False}, "keep_first_frame"),
         ({"prompt": ["a", "b"]}, "prompt"),
-        ({"image": "/etc/passwd"}, "image"),
+        ({"image": "/etc/passwd"}, "image"),  # media are uploads, never paths
+        ({"video": "/etc/passwd"}, "video"),
+        ({"strength": 0.5}, "strength"),  # needs an input video
     ],
 )
 def test_a_bad_field_is_named(fields, field):
@@ -83,29 +93,92 @@ def test_form_text_takes_the_options_types():
     assert from_form({"prompt": "p", "steps": "3", "guidance_scale": "2.5", "keep_first_frame": "true",
                       "seed": ""}) == {"prompt": "p", "steps": 3, "guidance_scale": 2.5,
                                        "keep_first_frame": True, "seed": None}  # fmt: skip
-    with pytest.raises(FieldError) as err:
-        from_form({"steps": "many"})
-    assert err.value.field == "steps"
+    assert from_form({"keyframe_frames": "16,-1"}) == {"keyframe_frames": [16, -1]}
+    for name, text in (("steps", "many"), ("keyframe_frames", "16;-1")):
+        with pytest.raises(FieldError) as err:
+            from_form({name: text})
+        assert err.value.field == name
 
 
-def test_an_upload_must_be_an_image():
+def _png(size=(16, 16)) -> bytes:
     import PIL.Image
 
     buf = io.BytesIO()
-    PIL.Image.new("RGB", (16, 16)).save(buf, format="PNG")
-    fields = {"prompt": PROMPT}
-    assert settings_from_fields(fields, model="small", limits=Limits(), image=buf.getvalue())["image"] is True
+    PIL.Image.new("RGB", size).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _mp4(tmp_path, frames: int, size=(32, 48)) -> bytes:
+    import numpy as np
+
+    from motif_video.pipelines.export import write_mp4
+
+    video = np.zeros((frames, size[0], size[1], 3), np.uint8)
+    video[:, :, :, 0] = np.linspace(0, 255, frames, dtype=np.uint8)[:, None, None]
+    return write_mp4(video, tmp_path / "in.mp4").read_bytes()
+
+
+def _with(uploads: Uploads, **fields):
+    return settings_from_fields({"prompt": PROMPT, **fields}, model="small", limits=Limits(), uploads=uploads)
+
+
+def test_uploads_must_be_images_or_a_video():
+    assert _with(Uploads(image=_png()))["image"] is True
+    for role in ("image", "last_image"):
+        with pytest.raises(FieldError) as err:
+            _with(Uploads(**{role: b"GIF89a not really"}))
+        assert err.value.field == role and "not a readable image" in str(err.value)
     with pytest.raises(FieldError) as err:
-        settings_from_fields(fields, model="small", limits=Limits(), image=b"GIF89a not really")
-    assert err.value.field == "image"
+        _with(Uploads(keyframes=(b"nope",)), keyframe_frames=[8])
+    assert err.value.field == "keyframe"
+    with pytest.raises(FieldError) as err:
+        _with(Uploads(video=b"\x00\x00\x00 not a video"))
+    assert err.value.field == "video" and "the video upload is not a readable video" in str(err.value)
+    assert "/tmp" not in str(err.value)  # the server's temporary file is not shown
+
+
+def test_last_image_and_keyframes_are_placed_and_recorded():
+    settings = _with(
+        Uploads(image=_png(), last_image=_png(), keyframes=(_png(), _png())), keyframe_frames=[8, 16]
+    )
+    assert (settings["image"], settings["last_image"], settings["keyframe"]) == (True, True, [8, 16])
+    # one frame per keyframe part, in order
+    for frames in ([], [8], [8, 16, 24]):
+        with pytest.raises(FieldError) as err:
+            _with(Uploads(keyframes=(_png(), _png())), keyframe_frames=frames)
+        assert err.value.field == KEYFRAME_FRAMES and "one frame per keyframe part" in str(err.value)
+    # two conditions in one group of 4 frames, or past the clip: refused before anything is queued
+    with pytest.raises(FieldError, match="both condition latent frame 8") as err:
+        _with(Uploads(last_image=_png(), keyframes=(_png(),)), keyframe_frames=[30])
+    with pytest.raises(FieldError, match="keyframe") as err:
+        _with(Uploads(keyframes=(_png(),)), keyframe_frames=[33])
+    assert err.value.field == "keyframe"
+
+
+def test_an_input_video_gives_the_frames_size_and_strength(tmp_path):
+    data = _mp4(tmp_path, 11)
+    settings = _with(Uploads(video=data))
+    assert settings["video"] is True and settings["strength"] == 0.7
+    assert (settings["num_frames"], settings["height"], settings["width"]) == (9, 32, 48)  # cut to 4k + 1
+    assert _with(Uploads(video=data), strength=0.4, num_frames=5)["num_frames"] == 5
+    with pytest.raises(FieldError, match="more than the video upload has") as err:
+        _with(Uploads(video=data), num_frames=13)
+    assert err.value.field == "num_frames"
+    with pytest.raises(FieldError, match="num_frames must be at most 5 on this server") as err:
+        settings_from_fields(
+            {"prompt": PROMPT}, model="small", limits=Limits(max_frames=5), uploads=Uploads(video=data)
+        )
 
 
 def test_request_schema_is_the_options_schema_in_http_form():
     body = schema(multipart=True)
     assert body["required"] == ["prompt"] and body["properties"]["prompt"]["type"] == "string"
-    assert body["properties"]["image"]["format"] == "binary" and "image" not in schema(False)["properties"]
+    for name in ("image", "last_image", "video"):
+        assert body["properties"][name]["format"] == "binary" and name not in schema(False)["properties"]
+    assert body["properties"]["keyframe"]["items"]["format"] == "binary"
     assert body["properties"]["guidance"]["enum"][:3] == ["apg", "cfg", "none"]
-    assert set(schema(False)["properties"]) == set(FIELDS)
+    assert set(schema(False)["properties"]) == set(FIELDS) - {KEYFRAME_FRAMES}
+    assert set(body["properties"]) == {*FIELDS, *UPLOADS}
 
 
 def test_a_jobs_warnings_are_the_ones_generate_prints():

@@ -73,28 +73,64 @@ def _content(server: Server, job_id: str, path):
 
 
 def test_job_mp4_equals_generate(server, tmp_path):
+    """Text-to-video, a first frame, last frame + keyframe, and video-to-video (on the first job's MP4): each job's
+    MP4 has the frames `generate` writes for the same settings and media."""
     t2v = server.submit(seed=5, **TINY)
     image = tmp_path / "first.png"
     image.write_bytes(_png())
+    last, key = tmp_path / "last.png", tmp_path / "key.png"
+    last.write_bytes(_png(colour=(30, 30, 200)))
+    key.write_bytes(_png(colour=(30, 200, 30)))
+    form = {"prompt": PROMPT, **{k: str(v) for k, v in TINY.items()}}
     i2v = server.client.post(
         "/v1/videos",
-        data={"prompt": PROMPT, "seed": "6", **{k: str(v) for k, v in TINY.items()}},
+        data={**form, "seed": "6"},
         files={"image": ("first.png", image.read_bytes(), "image/png")},
     )
     assert i2v.status_code == 202, i2v.text
     i2v = i2v.json()
+    conditions = server.client.post(
+        "/v1/videos",
+        data={**form, "seed": "7", "num_frames": "9", "keyframe_frames": "3"},
+        files=[("last_image", ("last.png", last.read_bytes(), "image/png")),
+               ("keyframe", ("key.png", key.read_bytes(), "image/png"))],
+    )  # fmt: skip
+    assert conditions.status_code == 202, conditions.text
+    conditions = conditions.json()
     assert t2v["settings"]["seed"] == 5 and i2v["settings"]["image"] is True
-    for job, reference in (
+    assert (conditions["settings"]["last_image"], conditions["settings"]["keyframe"]) == (True, [3])
+    jobs = [
         (t2v, generate_reference(tmp_path / "t2v.mp4", 5, **TINY)),
-        (i2v, generate_reference(tmp_path / "i2v.mp4", 6, image=image, **TINY)),
-    ):
+        (i2v, generate_reference(tmp_path / "i2v.mp4", 6, image, **TINY)),
+        (conditions, generate_reference(tmp_path / "conditions.mp4", 7, None, "--last-image", str(last),
+                                        "--keyframe", f"{key}@3", **{**TINY, "num_frames": 9})),
+    ]  # fmt: skip
+    for job, reference in jobs:
         done = server.wait_state(job["id"], ("succeeded", "failed"))
         assert done["state"] == "succeeded", done["error"]
         assert done["progress"] == 1.0 and done["step"] == done["steps"] == TINY["steps"]
         served = _content(server, job["id"], tmp_path / f"{job['id']}.mp4")
         expected = read_mp4_frames(reference)
-        assert served.shape == expected.shape == (TINY["num_frames"], 32, 32, 3)
+        assert served.shape == expected.shape == (job["settings"]["num_frames"], 32, 32, 3)
         np.testing.assert_array_equal(served, expected)
+    # video-to-video on the first job's video: its frame count and size come from the upload
+    source = tmp_path / f"{t2v['id']}.mp4"
+    v2v = server.client.post(
+        "/v1/videos",
+        data={"prompt": PROMPT, "seed": "8", "steps": "2", "strength": "0.5"},
+        files={"video": ("in.mp4", source.read_bytes(), "video/mp4")},
+    )
+    assert v2v.status_code == 202, v2v.text
+    v2v = v2v.json()
+    assert v2v["settings"]["video"] is True and v2v["settings"]["strength"] == 0.5
+    assert (v2v["settings"]["num_frames"], v2v["settings"]["width"]) == (TINY["num_frames"], 32)
+    reference = generate_reference(tmp_path / "v2v.mp4", 8, None, "--video", str(source), "--strength", "0.5",
+                                   steps=2)  # fmt: skip
+    done = server.wait_state(v2v["id"], ("succeeded", "failed"))
+    assert done["state"] == "succeeded", done["error"]
+    np.testing.assert_array_equal(
+        _content(server, v2v["id"], tmp_path / "v2v-served.mp4"), read_mp4_frames(reference)
+    )
 
 
 BAD_FIELDS = [
@@ -120,6 +156,8 @@ BAD_FIELDS = [
     ({"cache_threshold": -0.5}, "cache_threshold"),
     ({"keep_first_frame": True}, "keep_first_frame"),  # needs an image
     ({"keep_first_frame": "perhaps"}, "keep_first_frame"),
+    ({"strength": 0.5}, "strength"),  # needs an input video
+    ({"image": "first.png"}, "image"),  # media are uploads, not paths
     ({"model": "other"}, "model"),  # a worker-level option, not a request field
     ({"output": "/etc/passwd"}, "output"),
 ]
@@ -147,6 +185,20 @@ def test_bad_requests_are_refused_and_nothing_is_queued(server):
         "/v1/videos", data=form, files={"image": ("x.png", b"not an image" * 10, "image/png")}
     )
     assert not_image.status_code == 422 and not_image.json()["field"] == "image", not_image.text
+    png = _png()
+    for files, field in (
+        ([("keyframe", ("k.png", png, "image/png"))], "keyframe_frames"),  # no frame for it
+        (
+            [("last_image", ("l.png", png, "image/png")), ("keyframe", ("k.png", png, "image/png"))],
+            "last_image",
+        ),
+        ([("image", ("a.png", png, "image/png")), ("image", ("b.png", png, "image/png"))], "image"),
+        ([("video", ("v.mp4", b"not a video", "video/mp4"))], "video"),
+        ([("other", ("o.png", png, "image/png"))], "other"),
+    ):
+        data = {**form, "keyframe_frames": "-2"} if field == "last_image" else form  # -2 and -1: one group
+        response = client.post("/v1/videos", data=data, files=files)
+        assert response.status_code == 422 and response.json()["field"] == field, (field, response.text)
     big = os.urandom(int(UPLOAD_LIMIT_MB * 2**20) + 1)
     assert (
         client.post("/v1/videos", data=form, files={"image": ("x.png", big, "image/png")}).status_code == 413
@@ -313,6 +365,12 @@ def test_page_in_a_browser_submits_shows_progress_and_plays(server, tmp_path):
                 ("seed", 11),
             ):
                 page.fill(f"#{name}", str(value))
+            last, key = tmp_path / "last.png", tmp_path / "key.png"
+            last.write_bytes(_png((64, 64), (30, 30, 200)))
+            key.write_bytes(_png((64, 64), (30, 200, 30)))
+            page.set_input_files("#last_image", str(last))
+            page.set_input_files("#keyframe", str(key))
+            page.fill("#keyframe_frames", "8")
             page.click("#submit")
             page.wait_for_function(
                 "document.getElementById('state').textContent.startsWith('succeeded')"
@@ -334,6 +392,7 @@ def test_page_in_a_browser_submits_shows_progress_and_plays(server, tmp_path):
             page.wait_for_function("document.querySelectorAll('#history tr').length >= 1")
             row = page.text_content("#history tr")
             assert PROMPT in row and "seed=11" in row and "succeeded" in row, row
+            assert "last_image keyframes@8" in row, row
             page.locator("#history tr", has_text="width=32").first.click()  # an earlier test's 32x32 job
             assert "warning: the model was trained at 64x64 only" in page.text_content("#warning")
             page.screenshot(path=str(shots / "serve-page.png"))

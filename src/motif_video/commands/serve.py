@@ -79,7 +79,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     limits.add_argument("--max-steps", type=int, default=100, help="(default: 100)")
     limits.add_argument("--max-prompt-chars", type=int, default=2000, help="(default: 2000)")
     limits.add_argument(
-        "--max-upload-mb", type=float, default=10.0, help="first-frame image size (default: 10)"
+        "--max-upload-mb",
+        type=float,
+        default=50.0,
+        help="a job's uploads together: images and input video (default: 50)",
     )
     limits.add_argument("--max-queue", type=int, default=1000, help="queued jobs (default: 1000)")
     p.set_defaults(func=run)

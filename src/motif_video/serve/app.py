@@ -1,11 +1,12 @@
 """The HTTP API and the web page (FastAPI); jobs go to the queue, workers do the rest.
 
-Routes: `POST /v1/videos` (JSON, or multipart with a first frame in the `image` part), `GET /v1/videos` (newest
+Routes: `POST /v1/videos` (JSON, or multipart with media in file parts: `image`, `last_image`, `keyframe` at the
+frames of `keyframe_frames`, `video`), `GET /v1/videos` (newest
 first, `limit`/`offset`), `GET /v1/videos/{id}`, `GET /v1/videos/{id}/content` (the MP4, range requests),
 `GET /v1/videos/{id}/events` (server-sent events), `DELETE /v1/videos/{id}` (cancel), `/health`, `/metrics`
 (Prometheus text), `/` (the page), `/openapi.json` and `/docs`. With a token every route wants
 `Authorization: Bearer TOKEN` (or `?access_token=TOKEN`, for the page's video element and event stream).
-Requests are checked completely (fields, limits, the upload is an image) before anything is queued; results are
+Requests are checked completely (fields, limits, the uploads are images or a video) before anything is queued; results are
 found by job id only (the file name comes from the job record, never from the request).
 """
 
@@ -25,11 +26,12 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
 
-from .fields import FIELDS, FieldError, Limits, from_form, schema, settings_from_fields
+from .fields import FIELDS, UPLOADS, FieldError, Limits, Uploads, from_form, schema, settings_from_fields
 from .store import TERMINAL, JobStore, QueueFull
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
-FORM_OVERHEAD = 64 * 1024  # multipart headers and text fields on top of the image
+FORM_OVERHEAD = 64 * 1024  # multipart headers and text fields on top of the uploads
+MAX_KEYFRAMES = 31  # one per group of 4 frames of the longest video (121 frames)
 EVENT_SECONDS = 3600.0  # an event stream ends after this long even if the job has not
 
 
@@ -109,7 +111,7 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _parse_form(request: Request, body: bytes, limits: Limits) -> tuple[dict[str, Any], bytes | None]:
+async def _parse_form(request: Request, body: bytes, limits: Limits) -> tuple[dict[str, Any], Uploads]:
     sent = False
 
     async def receive():
@@ -122,25 +124,34 @@ async def _parse_form(request: Request, body: bytes, limits: Limits) -> tuple[di
     replay = Request(request.scope, receive)
     try:
         form = await replay.form(
-            max_files=1, max_fields=len(FIELDS) + 1, max_part_size=limits.max_upload_bytes
+            max_files=3 + MAX_KEYFRAMES, max_fields=len(FIELDS) + 1, max_part_size=limits.max_upload_bytes
         )
     except Exception as exc:
         raise HTTPError(400, f"the multipart body cannot be read: {exc}") from exc
     texts: dict[str, str] = {}
-    image = None
+    files: dict[str, list[bytes]] = {role: [] for role in UPLOADS}
     for key, value in form.multi_items():
-        if key == "image" and not isinstance(value, str):
-            image = await value.read()
-            if len(image) > limits.max_upload_bytes:
-                raise HTTPError(
-                    413, f"image is {len(image)} bytes; at most {limits.max_upload_bytes} are accepted"
-                )
-        elif isinstance(value, str):
+        if isinstance(value, str):
             texts[key] = value
+        elif key in files:
+            files[key].append(await value.read())
         else:
-            raise HTTPError(422, f"unexpected file in field {key!r}; only 'image' takes a file", key)
+            raise HTTPError(422, f"unexpected file in field {key!r}; files go in {', '.join(UPLOADS)}", key)
+    for role in ("image", "last_image", "video"):
+        if len(files[role]) > 1:
+            raise HTTPError(422, f"{role} takes one file, got {len(files[role])}", role)
+    uploads = Uploads(
+        image=next(iter(files["image"]), None),
+        last_image=next(iter(files["last_image"]), None),
+        keyframes=tuple(files["keyframe"]),
+        video=next(iter(files["video"]), None),
+    )
+    if uploads.size > limits.max_upload_bytes:
+        raise HTTPError(
+            413, f"the uploads are {uploads.size} bytes; at most {limits.max_upload_bytes} are accepted"
+        )
     try:
-        return from_form(texts), image
+        return from_form(texts), uploads
     except FieldError as exc:
         raise HTTPError(422, str(exc), exc.field) from exc
 
@@ -149,7 +160,7 @@ def create_app(config: AppConfig) -> FastAPI:
     store, limits = config.store, config.limits
     app = FastAPI(
         title="motif-video",
-        summary="Text- and image-to-video generation with Motif-Video: a job queue with workers.",
+        summary="Text-, image- and video-to-video generation with Motif-Video: a job queue with workers.",
         version="1",
     )
     page = resources.files("motif_video.serve").joinpath("page.html").read_text(encoding="utf-8")
@@ -206,9 +217,9 @@ def create_app(config: AppConfig) -> FastAPI:
     @app.post(
         "/v1/videos",
         status_code=202,
-        summary="Queue a video (JSON, or multipart/form-data with a first frame in `image`)",
+        summary="Queue a video (JSON, or multipart/form-data with media: image, last_image, keyframe, video)",
         responses={
-            413: {"description": "body or image too large"},
+            413: {"description": "body or uploads too large"},
             422: {"description": "a bad field"},
             429: {"description": "the queue is full"},
         },
@@ -229,7 +240,7 @@ def create_app(config: AppConfig) -> FastAPI:
                 415, f"content type must be application/json or multipart/form-data, got {kind!r}"
             )
         body = await _read_limited(request, limits.max_upload_bytes + FORM_OVERHEAD)
-        image = None
+        uploads = Uploads()
         if kind == "application/json":
             try:
                 fields = json.loads(body)
@@ -238,17 +249,19 @@ def create_app(config: AppConfig) -> FastAPI:
             if not isinstance(fields, dict):
                 raise HTTPError(422, "the body must be a JSON object of request fields")
         else:
-            fields, image = await _parse_form(request, body, limits)
-        settings = await run_in_threadpool(_settings, fields, image)
+            fields, uploads = await _parse_form(request, body, limits)
+        settings = await run_in_threadpool(_settings, fields, uploads)
         try:
-            job = await run_in_threadpool(store.submit, settings, settings["steps"], image, limits.max_queue)
+            job = await run_in_threadpool(
+                store.submit, settings, settings["steps"], uploads.parts(), limits.max_queue
+            )
         except QueueFull:
             raise HTTPError(429, f"the queue is full ({limits.max_queue} jobs); try again later") from None
         return JSONResponse(view(job), status_code=202, headers={"Location": f"/v1/videos/{job['id']}"})
 
-    def _settings(fields: dict[str, Any], image: bytes | None) -> dict[str, Any]:
+    def _settings(fields: dict[str, Any], uploads: Uploads) -> dict[str, Any]:
         try:
-            return settings_from_fields(fields, model=config.model, limits=limits, image=image)
+            return settings_from_fields(fields, model=config.model, limits=limits, uploads=uploads)
         except FieldError as exc:
             raise HTTPError(422, str(exc), exc.field) from exc
 

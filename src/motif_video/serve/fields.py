@@ -1,31 +1,46 @@
 """A job's request fields: the service's side of the one declaration of generate's options (`motif_video.options`).
 
-The request fields are the options of the "video" group (size, frames, steps, guidance, shift, seed, fps, ...),
-checked by `options.parse_request` exactly as `motif-video generate` checks its flags, with two HTTP forms: `prompt`
-is one text (a job makes one video; the option is `prompts`), and the first frame is the multipart part `image` (an
-upload, never a path). Options of the "output" and "run" groups (model, device, dtype, offload, ...) are the
-server's, set when it starts. This module adds only the service's limits (size, frames, steps, prompt length), the
-model's defaults (so a job records what it will be made with) and a random seed when none is given.
+The request fields are the options of the "video" group (size, frames, steps, guidance, shift, seed, fps, strength,
+...), checked by `options.parse_request` exactly as `motif-video generate` checks its flags, with the HTTP forms of
+two kinds: `prompt` is one text (a job makes one video; the option is `prompts`), and the media are multipart file
+parts, never paths: `image` (first frame), `last_image`, `keyframe` (repeatable, at the frames listed in the text
+field `keyframe_frames`, in the same order) and `video` (video-to-video). Options of the "output" and "run" groups
+(model, device, dtype, offload, ...) are the server's, set when it starts. This module adds only the service's
+limits (size, frames, steps, prompt length, upload size), the model's defaults (so a job records what it will be
+made with) and a random seed when none is given.
 
-Pure Python like `options`: the API process imports no torch.
+Pure Python like `options` (media are read with PIL and PyAV): the API process imports no torch.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..options import GENERATE_OPTIONS, MEDIA_FIELDS, OPTIONS, GenerateRequest, parse_request, request_schema
+from ..options import (
+    GENERATE_OPTIONS,
+    MEDIA_FIELDS,
+    OPTIONS,
+    GenerateRequest,
+    check_conditions,
+    parse_request,
+    request_schema,
+)
 
-# The per-request options (those of the "video" group), by field name; `prompts` travels as `prompt`. Options naming
-# files on the server (last image, keyframes, input video) are not request fields: only `image`, as an upload.
-NOT_FIELDS = (*MEDIA_FIELDS[1:], "strength")
-VIDEO_OPTIONS = {o.name: o for o in GENERATE_OPTIONS if o.group == "video" and o.name not in NOT_FIELDS}
-FIELDS: tuple[str, ...] = tuple("prompt" if n == "prompts" else n for n in VIDEO_OPTIONS if n != "image")
+# The per-request options (those of the "video" group), by field name; `prompts` travels as `prompt`. The options
+# naming media files (first and last image, keyframes, input video) are uploads (`UPLOADS`), not text fields.
+VIDEO_OPTIONS = {o.name: o for o in GENERATE_OPTIONS if o.group == "video"}
+UPLOADS = MEDIA_FIELDS  # multipart file parts: image, last_image, keyframe (repeatable), video
+KEYFRAME_FRAMES = "keyframe_frames"  # the text field giving each keyframe upload's frame, "16,-1"
+FIELDS: tuple[str, ...] = (
+    *("prompt" if n == "prompts" else n for n in VIDEO_OPTIONS if n not in UPLOADS),
+    KEYFRAME_FRAMES,
+)
 API_SEED_MAX = (
     2**31 - 1
 )  # tighter than generate's: what the server draws, and exact as a number in any client
@@ -49,28 +64,62 @@ class Limits:
     max_frames: int = 121
     max_steps: int = 100
     max_prompt_chars: int = 2000
-    max_upload_bytes: int = 10 * 2**20
+    max_upload_bytes: int = 50 * 2**20  # a job's uploads together
     max_queue: int = 1000
 
 
 def schema(multipart: bool) -> dict[str, Any]:
-    """The JSON schema of a request body: the options' own schema with the HTTP forms of prompt and image."""
-    base = request_schema(["video"])
-    props = dict(base["properties"])
+    """The JSON schema of a request body: the options' own schema with the HTTP forms of the prompt and the media
+    (file parts, so multipart only)."""
+    props = dict(request_schema(["video"])["properties"])
     prompt = props.pop("prompts")
     props = {"prompt": {"type": "string", "minLength": 1, "description": prompt["description"]}, **props}
-    for name in NOT_FIELDS:
-        props.pop(name)
-    image = props.pop("image")
+    media = {name: props.pop(name) for name in UPLOADS}
     if multipart:
-        props["image"] = {"type": "string", "format": "binary", "description": image["description"]}
+        for name in ("image", "last_image", "video"):
+            props[name] = {"type": "string", "format": "binary", "description": media[name]["description"]}
+        props["keyframe"] = {
+            "type": "array",
+            "items": {"type": "string", "format": "binary"},
+            "description": "images at chosen frames (one part each), at the frames of keyframe_frames",
+        }
+        props[KEYFRAME_FRAMES] = {
+            "type": "string",
+            "pattern": r"^-?[0-9]+(,-?[0-9]+)*$",
+            "description": "the pixel frame of each keyframe part, in order, comma-separated (from 0; negative "
+            "counts from the end), e.g. 16,-1",
+        }
     return {"type": "object", "properties": props, "required": ["prompt"], "additionalProperties": False}
+
+
+@dataclass(frozen=True)
+class Uploads:
+    """A job's media as uploaded (bytes), before any check."""
+
+    image: bytes | None = None
+    last_image: bytes | None = None
+    keyframes: tuple[bytes, ...] = ()
+    video: bytes | None = None
+
+    def parts(self) -> list[tuple[str, bytes]]:
+        """(role, bytes) in a fixed order: the first frame, the last, the keyframes in order, the video."""
+        out = [("image", self.image), ("last_image", self.last_image)]
+        out += [("keyframe", data) for data in self.keyframes]
+        out.append(("video", self.video))
+        return [(role, data) for role, data in out if data is not None]
+
+    @property
+    def size(self) -> int:
+        return sum(len(data) for _, data in self.parts())
 
 
 def from_form(fields: Mapping[str, str]) -> dict[str, Any]:
     """Form fields (text) as the JSON values their options take; the options' checks come after."""
     out: dict[str, Any] = {}
     for name, text in fields.items():
+        if name == KEYFRAME_FRAMES:
+            out[name] = _frames(text)
+            continue
         option = VIDEO_OPTIONS.get("prompts" if name == "prompt" else name)
         if option is None or option.type is str or option.type is Path:
             out[name] = text
@@ -89,6 +138,16 @@ def from_form(fields: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+def _frames(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")] if text.strip() else []
+    except ValueError:
+        raise FieldError(
+            KEYFRAME_FRAMES,
+            f"{KEYFRAME_FRAMES} must be frame numbers separated by commas (e.g. 16,-1), got {text!r}",
+        ) from None
+
+
 def _field_of(message: str) -> str | None:
     word = message.split(" ", 1)[0]
     if word in ("prompt", "prompts"):
@@ -96,8 +155,8 @@ def _field_of(message: str) -> str | None:
     return word if word in OPTIONS else None
 
 
-def check_upload(data: bytes) -> None:
-    """The first frame is a readable image of sane size (checked before any job is queued)."""
+def check_image(role: str, data: bytes) -> None:
+    """An uploaded image is readable and of sane size (checked before any job is queued)."""
     import PIL.Image
 
     try:
@@ -105,11 +164,25 @@ def check_upload(data: bytes) -> None:
             size = im.size
             im.verify()
     except Exception as exc:
-        raise FieldError("image", f"image is not a readable image ({type(exc).__name__}: {exc})") from exc
+        raise FieldError(role, f"{role} is not a readable image ({type(exc).__name__}: {exc})") from exc
     if size[0] * size[1] > MAX_IMAGE_PIXELS:
-        raise FieldError(
-            "image", f"image must have at most {MAX_IMAGE_PIXELS} pixels, got {size[0]}x{size[1]}"
-        )
+        raise FieldError(role, f"{role} must have at most {MAX_IMAGE_PIXELS} pixels, got {size[0]}x{size[1]}")
+
+
+def _with_video(request: GenerateRequest, data: bytes) -> GenerateRequest:
+    """The request with the frame count, size and strength an uploaded input video gives it (`size_from_video`)."""
+    from ..video_input import size_from_video
+
+    with tempfile.TemporaryDirectory(prefix="motif-video-upload-") as folder:
+        path = Path(folder) / "video"
+        path.write_bytes(data)
+        try:
+            return replace(
+                size_from_video(replace(request, video=path), label="the video upload"), video=None
+            )
+        except ValueError as exc:
+            message = str(exc).replace(str(path), "the upload")
+            raise FieldError(_field_of(message) or "video", message) from exc
 
 
 def check_limits(values: Mapping[str, Any], limits: Limits) -> None:
@@ -134,31 +207,52 @@ def check_limits(values: Mapping[str, Any], limits: Limits) -> None:
 
 
 def settings_from_fields(
-    fields: Mapping[str, Any], *, model: str, limits: Limits, image: bytes | None = None
+    fields: Mapping[str, Any], *, model: str, limits: Limits, uploads: Uploads | None = None
 ) -> dict[str, Any]:
-    """A job's complete settings (JSON values) from its request fields and optional first-frame upload.
+    """A job's complete settings (JSON values) from its request fields and uploads.
 
-    Raises FieldError naming the field. The model's defaults fill the size, frames, steps and negative prompt the
-    request left out (and must fit the limits too); a missing seed is drawn here, so the job records it.
+    Raises FieldError naming the field. The model's defaults (or the input video) fill the size, frames, steps and
+    negative prompt the request left out (and must fit the limits too); a missing seed is drawn here, so the job
+    records it. The media are recorded as what was given: `image`, `last_image`, `video` true or false, `keyframe`
+    the list of their frames.
     """
     from ..defaults import model_defaults
 
+    uploads = uploads or Uploads()
     unknown = sorted(set(fields) - set(FIELDS))
     if unknown:
-        hint = " (send the first frame as the multipart part 'image')" if unknown[0] == "image" else ""
+        hint = (
+            " (media are multipart file parts: image, last_image, keyframe, video)"
+            if unknown[0] in UPLOADS
+            else ""
+        )
         raise FieldError(unknown[0], f"unknown field {unknown[0]!r}{hint}; fields: {sorted(FIELDS)}")
     if not isinstance(fields.get("prompt"), str):
         raise FieldError(
             "prompt", f"prompt is required, as text (one video per job), got {fields.get('prompt')!r}"
         )
     check_limits(fields, limits)
-    values = {("prompts" if k == "prompt" else k): v for k, v in fields.items()}
-    if image is not None:
-        check_upload(image)
-        values["image"] = "upload"  # a placeholder: the options check that some image is given, not a path
-    base = GenerateRequest(prompts=("-",), model=model)
+    frames = fields.get(KEYFRAME_FRAMES) or []
+    if not isinstance(frames, list) or len(frames) != len(uploads.keyframes):
+        raise FieldError(
+            KEYFRAME_FRAMES,
+            f"{KEYFRAME_FRAMES} must give one frame per keyframe part, in order: {len(uploads.keyframes)} part(s), "
+            f"got {frames!r}",
+        )
+    for role, data in uploads.parts():
+        if role != "video":
+            check_image(role, data)
+    values = {("prompts" if k == "prompt" else k): v for k, v in fields.items() if k != KEYFRAME_FRAMES}
+    # placeholders: the options check which media are given and where, not paths
+    values.update({role: "upload" for role in ("image", "last_image") if getattr(uploads, role) is not None})
+    if frames:
+        values["keyframe"] = [f"upload@{frame}" for frame in frames]
+    if uploads.video is not None:
+        values["video"] = "upload"
     try:
-        request = parse_request(values, base=base)
+        request = parse_request(values, base=GenerateRequest(prompts=("-",), model=model))
+        if uploads.video is not None:
+            request = _with_video(request, uploads.video)
         filled = model_defaults(model).resolve(
             height=request.height,
             width=request.width,
@@ -166,22 +260,46 @@ def settings_from_fields(
             num_inference_steps=request.steps,
             negative_prompt=request.negative_prompt,
         )
+        check_conditions(request, filled["num_frames"])
+    except FieldError:
+        raise
     except ValueError as exc:
         raise FieldError(_field_of(str(exc)), str(exc)) from exc
     settings = {name: getattr(request, name) for name in VIDEO_OPTIONS}
     settings["steps"] = filled.pop("num_inference_steps")
     settings.update(filled)
     settings["prompt"] = settings.pop("prompts")[0]
-    settings["image"] = image is not None
-    check_limits(settings, limits)  # the model's defaults must fit this server's limits too
+    settings.update(
+        image=uploads.image is not None,
+        last_image=uploads.last_image is not None,
+        keyframe=list(frames),
+        video=uploads.video is not None,
+    )
+    check_limits(
+        settings, limits
+    )  # the model's defaults (or the video's frames) must fit this server's limits too
     if settings["seed"] is None:
         settings["seed"] = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
     return settings
 
 
-def to_request(settings: Mapping[str, Any], image: Path | None, **server: Any) -> GenerateRequest:
-    """The library's request for a job's settings (`image`: the upload on disk) and the server's run options
-    (model, device, dtype, output, ...)."""
-    values = {name: settings[name] for name in VIDEO_OPTIONS if name not in ("prompts", "image")}
-    values.update(prompts=[settings["prompt"]], image=image, **server)
+def to_request(
+    settings: Mapping[str, Any], media: Mapping[str, list[Path]], **server: Any
+) -> GenerateRequest:
+    """The library's request for a job's settings, its media on disk (role -> paths, keyframes in order) and the
+    server's run options (model, device, dtype, output, ...). Settings recorded before a field existed take its
+    default."""
+    values = {
+        name: settings.get(name, VIDEO_OPTIONS[name].default)
+        for name in VIDEO_OPTIONS
+        if name not in ("prompts", *UPLOADS)
+    }
+    for role in ("image", "last_image", "video"):
+        if settings.get(role):
+            values[role] = media[role][0]
+    frames = settings.get("keyframe") or []
+    values["keyframe"] = [
+        f"{path}@{frame}" for path, frame in zip(media.get("keyframe", []), frames, strict=True)
+    ]
+    values.update(prompts=[settings["prompt"]], **server)
     return parse_request(values)

@@ -6,6 +6,10 @@ LOCKED`), which also gives it a claim token and a lease. Everything a worker wri
 renewal, the result, an error) names the job *and* the claim, so a worker whose lease expired (and whose job was
 claimed again) or whose job was cancelled changes nothing. A running job whose lease has expired is claimed again
 like a queued one; after `max_attempts` claims it fails instead. Times are seconds since the epoch.
+
+A job's uploads (first and last image, keyframes, input video) are rows of `media`, written in the transaction that
+queues the job and deleted when it succeeds. (`jobs.image` held the first frame of jobs queued by earlier versions;
+it is still read for those.)
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ import sqlite3
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL = ("succeeded", "failed", "cancelled")
-# columns returned to callers (the image bytes are read separately)
+# columns returned to callers (the uploads are read separately: `media`)
 COLUMNS = (
     "id, state, settings, created_at, started_at, finished_at, step, steps, worker, claim, lease_until, "
     "attempts, error, result, step_seconds, peak_memory_gb"
@@ -46,6 +51,9 @@ def _schema(blob: str, real: str) -> list[str]:
             id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, device TEXT NOT NULL,
             model TEXT NOT NULL, started_at {real} NOT NULL, seen_at {real} NOT NULL,
             jobs_done INTEGER NOT NULL DEFAULT 0, peak_memory_gb {real})""",
+        f"""CREATE TABLE IF NOT EXISTS media (
+            job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE, position INTEGER NOT NULL,
+            role TEXT NOT NULL, data {blob} NOT NULL, PRIMARY KEY (job_id, position))""",
     ]
 
 
@@ -93,21 +101,27 @@ class JobStore:
     def _sql(self, sql: str) -> str:
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
 
-    def _run(self, sql: str, args: tuple = (), fetch: str | None = None, write: bool = True):
+    @contextmanager
+    def _transaction(self, write: bool = True):
+        """A cursor inside one transaction: committed when the block ends, rolled back if it raises."""
         cur = self.conn.cursor()
         try:
             if write:
                 self._begin_write(cur)
             else:
                 cur.execute("BEGIN")
-            cur.execute(self._sql(sql), args)
-            rows = cur.fetchall() if fetch else None
+            yield cur
             cur.execute("COMMIT")
         except BaseException:
             self.conn.rollback()
             raise
         finally:
             cur.close()
+
+    def _run(self, sql: str, args: tuple = (), fetch: str | None = None, write: bool = True):
+        with self._transaction(write) as cur:
+            cur.execute(self._sql(sql), args)
+            rows = cur.fetchall() if fetch else None
         if fetch == "one":
             return _row(rows[0]) if rows else None
         if fetch == "all":
@@ -115,17 +129,9 @@ class JobStore:
         return None
 
     def init_schema(self) -> JobStore:
-        cur = self.conn.cursor()
-        try:
-            self._begin_write(cur)
+        with self._transaction() as cur:
             for statement in self.schema:
                 cur.execute(statement)
-            cur.execute("COMMIT")
-        except BaseException:
-            self.conn.rollback()
-            raise
-        finally:
-            cur.close()
         return self
 
     def close(self) -> None:
@@ -135,36 +141,42 @@ class JobStore:
             self._local.conn = None
 
     # ------------------------------------------------------------------------------------------------- clients
-    def submit(self, settings: dict[str, Any], steps: int, image: bytes | None, max_queue: int) -> dict:
-        """Queue a job (atomically refused with QueueFull when `max_queue` jobs are queued); returns its record."""
+    def submit(
+        self, settings: dict[str, Any], steps: int, media: list[tuple[str, bytes]], max_queue: int
+    ) -> dict:
+        """Queue a job with its uploads, (role, bytes) in order (atomically refused with QueueFull when `max_queue`
+        jobs are queued); returns its record."""
         job_id = uuid.uuid4().hex
-        cur = self.conn.cursor()
-        try:
-            self._begin_write(cur)
+        with self._transaction() as cur:
             self._serialise(cur)
             cur.execute("SELECT count(*) AS n FROM jobs WHERE state = 'queued'")
             if _row(cur.fetchone())["n"] >= max_queue:
                 raise QueueFull
             cur.execute(
                 self._sql(
-                    "INSERT INTO jobs (id, state, settings, image, created_at, steps) VALUES (?, 'queued', ?, ?, ?, ?)"
+                    "INSERT INTO jobs (id, state, settings, created_at, steps) VALUES (?, 'queued', ?, ?, ?)"
                 ),
-                (job_id, json.dumps(settings), image, time.time(), steps),
+                (job_id, json.dumps(settings), time.time(), steps),
             )
-            cur.execute("COMMIT")
-        except BaseException:
-            self.conn.rollback()
-            raise
-        finally:
-            cur.close()
+            for position, (role, data) in enumerate(media):
+                cur.execute(
+                    self._sql("INSERT INTO media (job_id, position, role, data) VALUES (?, ?, ?, ?)"),
+                    (job_id, position, role, data),
+                )
         return self.get(job_id)  # type: ignore[return-value]
 
     def get(self, job_id: str) -> dict | None:
         return self._run(f"SELECT {COLUMNS} FROM jobs WHERE id = ?", (job_id,), "one", write=False)
 
-    def image(self, job_id: str) -> bytes | None:
-        row = self._run("SELECT image FROM jobs WHERE id = ?", (job_id,), "one", write=False)
-        return bytes(row["image"]) if row and row["image"] is not None else None
+    def media(self, job_id: str) -> list[tuple[str, bytes]]:
+        """A job's uploads, (role, bytes) in the order they were queued."""
+        rows = self._run(
+            "SELECT role, data FROM media WHERE job_id = ? ORDER BY position", (job_id,), "all", write=False
+        )
+        if not rows:  # a job queued by an earlier version: its first frame, if any, is in jobs.image
+            row = self._run("SELECT image FROM jobs WHERE id = ?", (job_id,), "one", write=False)
+            return [("image", bytes(row["image"]))] if row and row["image"] is not None else []
+        return [(r["role"], bytes(r["data"])) for r in rows]
 
     def page(self, limit: int, offset: int) -> tuple[list[dict], int]:
         """Jobs newest first, and how many there are."""
@@ -256,15 +268,20 @@ class JobStore:
     def complete(
         self, job_id: str, claim: str, result: str, step_seconds: float, peak_memory_gb: float
     ) -> bool:
-        """Record a finished job whose result file is already in place."""
-        row = self._run(
-            "UPDATE jobs SET state = 'succeeded', finished_at = ?, result = ?, step = steps, step_seconds = ?, "
-            "peak_memory_gb = ?, claim = NULL, image = NULL "
-            "WHERE id = ? AND claim = ? AND state = 'running' RETURNING id",
-            (time.time(), result, step_seconds, peak_memory_gb, job_id, claim),
-            "one",
-        )
-        return row is not None
+        """Record a finished job whose result file is already in place (its uploads are deleted)."""
+        with self._transaction() as cur:
+            cur.execute(
+                self._sql(
+                    "UPDATE jobs SET state = 'succeeded', finished_at = ?, result = ?, step = steps, "
+                    "step_seconds = ?, peak_memory_gb = ?, claim = NULL, image = NULL "
+                    "WHERE id = ? AND claim = ? AND state = 'running' RETURNING id"
+                ),
+                (time.time(), result, step_seconds, peak_memory_gb, job_id, claim),
+            )
+            done = bool(cur.fetchall())
+            if done:
+                cur.execute(self._sql("DELETE FROM media WHERE job_id = ?"), (job_id,))
+        return done
 
     def fail(self, job_id: str, claim: str, error: str) -> bool:
         row = self._run(

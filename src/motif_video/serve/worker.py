@@ -46,8 +46,9 @@ class Worker:
         self._pipes: dict[str, object] = {}
 
     # ----------------------------------------------------------------------------------------------- pipeline
-    def _plan(self, settings: dict | None, output: Path, image: Path | None):
-        """The library's checked plan for a job (or, without settings, for loading the pipeline)."""
+    def _plan(self, settings: dict | None, output: Path, media: dict[str, list[Path]]):
+        """The library's checked plan for a job, its media on disk (or, without settings, for loading the
+        pipeline)."""
         from ..generation import plan_generation
         from ..options import parse_request
 
@@ -55,24 +56,26 @@ class Worker:
         if settings is None:
             request = parse_request({"prompts": ["warm up"], **server})
         else:
-            request = to_request(settings, image, **server)
+            request = to_request(settings, media, **server)
         return plan_generation(request, world_size=1)
 
     def load(self) -> None:
         """Load the text-to-video pipeline (the warm model); image-to-video shares its components."""
         from ..generation import prepare_pipeline
 
-        plan = self._plan(None, self.results / "probe.mp4", None)
+        plan = self._plan(None, self.results / "probe.mp4", {})
         self.device, self.dtype = plan.device, plan.dtype
         self._pipes["t2v"], _ = prepare_pipeline(plan, show_progress=False)
 
-    def pipeline(self, image: bool):
-        if image and "i2v" not in self._pipes:
+    def pipeline(self, conditioned: bool):
+        """The warm text-to-video pipeline, or the image-to-video one (sharing its components) for a job that
+        conditions frames."""
+        if conditioned and "i2v" not in self._pipes:
             from ..pipelines import MotifVideoImageToVideoPipeline
 
             self._pipes["i2v"] = MotifVideoImageToVideoPipeline.from_pipe(self._pipes["t2v"])
             self._pipes["i2v"].set_progress_bar_config(disable=True)
-        return self._pipes["i2v" if image else "t2v"]
+        return self._pipes["i2v" if conditioned else "t2v"]
 
     # ----------------------------------------------------------------------------------------------------- loop
     def run(self, max_jobs: int | None = None) -> int:
@@ -97,24 +100,25 @@ class Worker:
         return done
 
     def run_job(self, job: dict, torch) -> None:
-        import PIL.Image
-
-        from ..generation import render_latents, write_video
+        from ..generation import condition_inputs, render_latents, write_video
+        from ..options import conditioned
 
         job_id, claim, settings = job["id"], job["claim"], job["settings"]
         keeper = _LeaseKeeper(self.store, job_id, claim, self.lease, self.id)
         keeper.start()
         tmpdir = tempfile.TemporaryDirectory(prefix="motif-video-job-")
         try:
-            image_path = None
-            if settings.get("image"):
-                image_path = Path(tmpdir.name) / "image"
-                image_path.write_bytes(self.store.image(job_id) or b"")
+            media: dict[str, list[Path]] = {}
+            for position, (role, data) in enumerate(self.store.media(job_id)):
+                path = Path(tmpdir.name) / f"{position}-{role}"
+                path.write_bytes(data)
+                media.setdefault(role, []).append(path)
             # one file per claim: a worker that lost its lease cannot touch the file of the one that has the job now
             final = self.results / f"{job_id}-{claim}.mp4"
-            plan = self._plan(settings, final, image_path)
-            pipe = self.pipeline(image_path is not None)
-            image = PIL.Image.open(image_path).convert("RGB") if image_path is not None else None
+            plan = self._plan(settings, final, media)
+            request = plan.request
+            pipe = self.pipeline(conditioned(request))
+            inputs = condition_inputs(request)
             if torch.device(plan.device).type == "cuda":
                 torch.cuda.reset_peak_memory_stats(plan.device)
             stopped = threading.Event()
@@ -126,7 +130,7 @@ class Worker:
                 return {}
 
             start = time.perf_counter()
-            latents = render_latents(pipe, plan, 0, image=image, callback=on_step)
+            latents = render_latents(pipe, plan, 0, callback=on_step, inputs=inputs)
             steps_seconds = (time.perf_counter() - start) / max(1, job["steps"])
             if stopped.is_set():
                 if self.stopping.is_set():

@@ -1,0 +1,45 @@
+"""The input video of video-to-video: readable, long enough, and the frame count and size it gives a request.
+
+Torch-free (the service's API process checks uploads with it before a job is queued); the file is decoded with PyAV
+through `pipelines.export`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from .options import VIDEO_TO_VIDEO_STRENGTH, GenerateRequest
+
+
+def size_from_video(request: GenerateRequest, label: str | None = None) -> GenerateRequest:
+    """Video-to-video: the input video readable and long enough; the frame count it gives (cut to 4k + 1) and its
+    size (when a multiple of 16) where the request leaves them to the model; the default strength. `label` names the
+    video in errors (default: its path)."""
+    from .pipelines.export import read_mp4_info
+
+    path = request.video
+    name = label or f"video {str(path)!r}"
+    if not path.is_file():
+        raise ValueError(f"{name} does not exist or is not a file")
+    try:
+        info = read_mp4_info(path)
+    except Exception as exc:
+        raise ValueError(f"{name} is not a readable video ({type(exc).__name__}: {exc})") from exc
+    if info["frames"] < 1:
+        raise ValueError(f"{name} has no frames")
+    changes: dict[str, Any] = {}
+    if request.num_frames is None:
+        changes["num_frames"] = (info["frames"] - 1) // 4 * 4 + 1
+    elif request.num_frames > info["frames"]:
+        raise ValueError(f"num_frames {request.num_frames} is more than {name} has ({info['frames']} frames)")
+    if (
+        request.height is None
+        and request.width is None
+        and info["width"] % 16 == 0
+        and info["height"] % 16 == 0
+    ):
+        changes.update(height=info["height"], width=info["width"])
+    if request.strength is None:
+        changes["strength"] = VIDEO_TO_VIDEO_STRENGTH
+    return replace(request, **changes)
