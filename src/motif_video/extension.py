@@ -295,6 +295,15 @@ def extension_size(clip, info: dict[str, Any], width: int | None, height: int | 
     return width, height
 
 
+def clip_extension(
+    info: dict[str, Any], seconds: float, window: int, overlap: int, crossfade: int
+) -> ExtensionPlan:
+    """The plan extending a clip (`check_clip`'s info) to `seconds` seconds in all at its own fps."""
+    if not seconds > 0:
+        raise ValueError(f"seconds must be > 0, got {seconds}")
+    return plan_extension(info["frames"], round(seconds * info["fps"]), window, overlap, crossfade)
+
+
 def clip_frames(clip, width: int, height: int) -> Iterator[np.ndarray]:
     """The clip's frames one at a time, stretched to width x height where it has another size."""
     from .pipelines.export import iter_mp4_frames, resized_frames
@@ -329,11 +338,12 @@ def run_extension(
     from .options import parse_request
     from .pipelines import MotifVideoImageToVideoPipeline
 
-    if not seconds > 0:
+    values = dict(values)
+    width, height = values.pop("width", None), values.pop("height", None)
+    if not seconds > 0:  # before the clip is read
         raise ValueError(f"seconds must be > 0, got {seconds}")
     info = check_clip(clip)
-    values = dict(values)
-    width, height = extension_size(clip, info, values.pop("width", None), values.pop("height", None))
+    width, height = extension_size(clip, info, width, height)
     all_prompts = values.pop("prompts")
     all_prompts = [all_prompts] if isinstance(all_prompts, str) else list(all_prompts)
     for prompt in all_prompts:  # every window's prompt checked as generate checks one
@@ -342,9 +352,7 @@ def run_extension(
     request = parse_request({**values, **size, "prompts": all_prompts[:1]})  # one video: one output file
     gen = plan_generation(request)
     request = gen.request
-    plan = plan_extension(
-        info["frames"], round(seconds * info["fps"]), request.num_frames, overlap, crossfade
-    )
+    plan = clip_extension(info, seconds, request.num_frames, overlap, crossfade)
     resized = f", stretched to {width}x{height}" if (width, height) != (info["width"], info["height"]) else ""
     log(
         f"extending {clip} ({info['frames']} frames, {info['width']}x{info['height']} at {info['fps']:g} fps"
@@ -360,21 +368,42 @@ def run_extension(
     pipe, _ = prepare_pipeline(gen)
     if not isinstance(pipe, MotifVideoImageToVideoPipeline):
         pipe = MotifVideoImageToVideoPipeline.from_pipe(pipe)
+    if request.condition_guidance is None and window_guidance(pipe, None):
+        log(f"reconstruction guidance {window_guidance(pipe, None):g} (the model's default for extension)")
+    written = write_extension(pipe, request, plan, clip, all_prompts, gen.seed, output, info["fps"])
+    log(f"wrote {output} ({written} frames)")
+    return {"plan": plan, "frames": written, "output": output}
+
+
+def write_extension(
+    pipe,
+    request,
+    plan: ExtensionPlan,
+    clip: str | os.PathLike,
+    prompts: Sequence[str],
+    seed: int,
+    output: str | os.PathLike,
+    fps: float,
+    callback=None,
+    source: str | None = None,
+) -> int:
+    """Extend `clip` by `plan` with an image-to-video pipeline and a checked `GenerateRequest` (its steps, guidance,
+    size and model), writing the MP4 at `output` with the settings in its metadata (`source`: what it was extended
+    from, default the clip's path); `callback`: the pipeline's `callback_on_step_end` in every window. Used by
+    `motif-video extend` and the service's workers. Returns the frames written."""
     call = dict(
         num_inference_steps=request.steps, guidance=request.guidance, guidance_scale=request.guidance_scale,
         guidance_batching=request.guidance_batching, shift=request.shift, negative_prompt=request.negative_prompt,
         keep_first_frame=request.keep_first_frame,
         condition_guidance=window_guidance(pipe, request.condition_guidance),
     )  # fmt: skip
-    if request.condition_guidance is None and call["condition_guidance"]:
-        log(f"reconstruction guidance {call['condition_guidance']:g} (the model's default for extension)")
-    prompts = window_prompts(all_prompts, plan.windows)
-    make_window = pipeline_window(pipe, prompts, gen.seed, plan.overlap, num_frames=plan.window,
-                                  height=height, width=width, **call)  # fmt: skip
-    settings = {"extended_from": str(clip), "prompts": prompts, "seed": gen.seed, "overlap": plan.overlap,
+    if callback is not None:
+        call["callback_on_step_end"] = callback
+    prompts = window_prompts(prompts, plan.windows)
+    make_window = pipeline_window(pipe, prompts, seed, plan.overlap, num_frames=plan.window,
+                                  height=request.height, width=request.width, **call)  # fmt: skip
+    settings = {"extended_from": source or str(clip), "prompts": prompts, "seed": seed, "overlap": plan.overlap,
                 "crossfade": plan.crossfade, "window": plan.window, "model": str(request.model),
                 "condition_guidance": call["condition_guidance"]}  # fmt: skip
-    with mp4_stream(output, width, height, info["fps"], metadata=settings) as write:
-        written = extend_frames(clip_frames(clip, width, height), plan, make_window, write)
-    log(f"wrote {output} ({written} frames)")
-    return {"plan": plan, "frames": written, "output": output}
+    with mp4_stream(output, request.width, request.height, fps, metadata=settings) as write:
+        return extend_frames(clip_frames(clip, request.width, request.height), plan, make_window, write)

@@ -12,14 +12,13 @@ from typing import Any
 from .options import VIDEO_TO_VIDEO_STRENGTH, GenerateRequest
 
 
-def size_from_video(request: GenerateRequest, label: str | None = None) -> GenerateRequest:
+def size_from_video(request: GenerateRequest) -> GenerateRequest:
     """Video-to-video: the input video readable and long enough; the frame count it gives (cut to 4k + 1) and its
-    size (when a multiple of 16) where the request leaves them to the model; the default strength. `label` names the
-    video in errors (default: its path)."""
+    size (when a multiple of 16) where the request leaves them to the model; the default strength."""
     from .pipelines.export import read_mp4_info
 
     path = request.video
-    name = label or f"video {str(path)!r}"
+    name = f"video {str(path)!r}"
     if not path.is_file():
         raise ValueError(f"{name} does not exist or is not a file")
     try:

@@ -10,6 +10,7 @@ import pytest
 
 from motif_video.options import OPTIONS
 from motif_video.serve.fields import (
+    EXTEND_FIELDS,
     FIELDS,
     KEYFRAME_FRAMES,
     UPLOADS,
@@ -45,11 +46,11 @@ def test_settings_are_complete_with_the_models_defaults_and_a_recorded_seed():
     )
     assert 0 <= settings["seed"] < 2**31
     assert _settings(seed=3, width=32)["seed"] == 3 and _settings(width=32)["width"] == 32
-    assert set(settings) == {*FIELDS, *UPLOADS} - {KEYFRAME_FRAMES}
+    assert set(settings) == {*FIELDS, *UPLOADS} - {KEYFRAME_FRAMES, *EXTEND_FIELDS}
 
 
 def test_fields_are_the_video_options_of_the_shared_declaration():
-    assert set(FIELDS) == {KEYFRAME_FRAMES} | {("prompt" if o.name == "prompts" else o.name) for o in OPTIONS.values()
+    assert set(FIELDS) == {KEYFRAME_FRAMES, *EXTEND_FIELDS} | {("prompt" if o.name == "prompts" else o.name) for o in OPTIONS.values()
                                              if o.group == "video" and o.name not in UPLOADS}  # fmt: skip
     for name in ("model", "device", "dtype", "offload", "output", "compile", "parallel"):
         with pytest.raises(FieldError) as err:
@@ -94,7 +95,8 @@ def test_form_text_takes_the_options_types():
                       "seed": ""}) == {"prompt": "p", "steps": 3, "guidance_scale": 2.5,
                                        "keep_first_frame": True, "seed": None}  # fmt: skip
     assert from_form({"keyframe_frames": "16,-1"}) == {"keyframe_frames": [16, -1]}
-    for name, text in (("steps", "many"), ("keyframe_frames", "16;-1")):
+    assert from_form({"extend_seconds": "2.5", "overlap": "5"}) == {"extend_seconds": 2.5, "overlap": 5}
+    for name, text in (("steps", "many"), ("keyframe_frames", "16;-1"), ("overlap", "9.5")):
         with pytest.raises(FieldError) as err:
             from_form({name: text})
         assert err.value.field == name
@@ -170,6 +172,39 @@ def test_an_input_video_gives_the_frames_size_and_strength(tmp_path):
         )
 
 
+def test_an_extension_is_planned_on_the_uploaded_clip(tmp_path):
+    data = _mp4(tmp_path, 11, size=(32, 32))  # 11 frames at 24 fps
+    settings = _with(Uploads(video=data), extend_seconds=1.0, overlap=5, crossfade=0, num_frames=9)
+    # 24 frames in all: the clip's 11, then windows of 9 adding 4 each (9 - 5 conditioned): 4 windows
+    assert (settings["extend_seconds"], settings["total_frames"], settings["windows"]) == (1.0, 24, 4)
+    assert (settings["num_frames"], settings["width"], settings["height"], settings["fps"]) == (
+        9,
+        32,
+        32,
+        24.0,
+    )
+    assert settings["video"] is True and settings["strength"] is None
+    assert _with(Uploads(video=data), extend_seconds=1.0)["num_frames"] == 33  # the model's window
+    for fields, uploads, field in (
+        ({"overlap": 5}, Uploads(video=data), "overlap"),  # without extend_seconds
+        ({"extend_seconds": 1.0}, Uploads(), "extend_seconds"),  # no clip
+        ({"extend_seconds": 1.0}, Uploads(video=data, image=_png()), "image"),
+        ({"extend_seconds": 1.0, "strength": 0.5}, Uploads(video=data), "strength"),
+        ({"extend_seconds": 0.3}, Uploads(video=data), "extend_seconds"),  # 7 frames: shorter than the clip
+        ({"extend_seconds": 61.0}, Uploads(video=data), "extend_seconds"),  # over the server's limit
+        ({"extend_seconds": "long"}, Uploads(video=data), "extend_seconds"),
+        ({"extend_seconds": 1.0, "overlap": 4}, Uploads(video=data), "overlap"),  # not 4m+1
+        ({"extend_seconds": 1.0, "overlap": 13}, Uploads(video=data), "video"),  # the clip has 11 frames
+        ({"extend_seconds": 1.0, "crossfade": -1}, Uploads(video=data), "crossfade"),
+        ({"extend_seconds": 1.0, "width": 40}, Uploads(video=data), "width"),
+        ({"extend_seconds": 1.0}, Uploads(video=b"not a video"), "video"),
+    ):
+        with pytest.raises(FieldError) as err:
+            _with(uploads, **fields)
+        assert err.value.field == field, (fields, str(err.value))
+    assert "/tmp" not in str(err.value) and "the video upload is not a readable video" in str(err.value)
+
+
 def test_request_schema_is_the_options_schema_in_http_form():
     body = schema(multipart=True)
     assert body["required"] == ["prompt"] and body["properties"]["prompt"]["type"] == "string"
@@ -177,7 +212,7 @@ def test_request_schema_is_the_options_schema_in_http_form():
         assert body["properties"][name]["format"] == "binary" and name not in schema(False)["properties"]
     assert body["properties"]["keyframe"]["items"]["format"] == "binary"
     assert body["properties"]["guidance"]["enum"][:3] == ["apg", "cfg", "none"]
-    assert set(schema(False)["properties"]) == set(FIELDS) - {KEYFRAME_FRAMES}
+    assert set(schema(False)["properties"]) == set(FIELDS) - {KEYFRAME_FRAMES, *EXTEND_FIELDS}
     assert set(body["properties"]) == {*FIELDS, *UPLOADS}
 
 

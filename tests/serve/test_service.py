@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from motif_video.cli import main as cli_main
 from motif_video.pipelines.export import read_mp4_frames
 
 from .conftest import PROMPT, TINY, TOKEN, Server, generate_reference, httpx, wait_for
@@ -131,6 +132,27 @@ def test_job_mp4_equals_generate(server, tmp_path):
     np.testing.assert_array_equal(
         _content(server, v2v["id"], tmp_path / "v2v-served.mp4"), read_mp4_frames(reference)
     )
+    # extension of the same video to 13 frames: two windows of 9 frames, each conditioned on 5
+    extension = {"extend_seconds": "0.5417", "overlap": "5", "num_frames": "9", "steps": "2", "seed": "9"}
+    extend = server.client.post(
+        "/v1/videos",
+        data={"prompt": PROMPT, **extension},
+        files={"video": ("in.mp4", source.read_bytes(), "video/mp4")},
+    )
+    assert extend.status_code == 202, extend.text
+    extend = extend.json()
+    assert (extend["settings"]["windows"], extend["settings"]["total_frames"], extend["steps"]) == (2, 13, 4)
+    reference = tmp_path / "extended.mp4"
+    argv = ["extend", str(source), "--prompt", PROMPT, "--seconds", "0.5417", "--overlap", "5", "--num-frames", "9",
+            "--steps", "2", "--seed", "9", "--model", "small", "--threads", "1", "--device", "cpu",
+            "--output", str(reference)]  # fmt: skip
+    assert cli_main(argv) == 0
+    done = server.wait_state(extend["id"], ("succeeded", "failed"))
+    assert done["state"] == "succeeded", done["error"]
+    assert done["step"] == done["steps"] == 4
+    served = _content(server, extend["id"], tmp_path / "extended-served.mp4")
+    assert served.shape == (13, 32, 32, 3)
+    np.testing.assert_array_equal(served, read_mp4_frames(reference))
 
 
 BAD_FIELDS = [
@@ -222,9 +244,23 @@ def test_bad_requests_are_refused_and_nothing_is_queued(server):
 
 
 def test_cancel_queued_and_running_jobs(server, tmp_path):
-    first, second = server.submit(seed=1, **LONG), server.submit(seed=2, **LONG)
-    for job in (first, second):
-        wait_for(lambda j=job: server.job(j["id"])["step"] >= 1, 60, "both workers mid-job")
+    """A queued job, a running one and an extension in its second window, cancelled: nothing is kept."""
+    from motif_video.pipelines.export import write_mp4
+
+    clip = write_mp4(np.zeros((5, 64, 64, 3), np.uint8), tmp_path / "clip.mp4")
+    window_steps = 30
+    second = server.client.post(
+        "/v1/videos",
+        data={"prompt": PROMPT, "seed": "2", "extend_seconds": "2", "overlap": "5", "num_frames": "9",
+              "steps": str(window_steps)},
+        files={"video": ("clip.mp4", clip.read_bytes(), "video/mp4")},
+    ).json()  # fmt: skip
+    assert second["steps"] == window_steps * second["settings"]["windows"] > 2 * window_steps, second
+    wait_for(
+        lambda: server.job(second["id"])["step"] > window_steps, 120, "the extension in its second window"
+    )
+    first = server.submit(seed=1, **LONG)
+    wait_for(lambda: server.job(first["id"])["step"] >= 1, 60, "the other worker mid-job")
     queued = server.submit(seed=3, **TINY)
     assert server.job(queued["id"])["state"] == "queued"
     cancelled = server.client.delete(f"/v1/videos/{queued['id']}")
@@ -239,13 +275,15 @@ def test_cancel_queued_and_running_jobs(server, tmp_path):
     assert server.wait_state(after["id"], ("succeeded", "failed"), timeout=60)["state"] == "succeeded"
     for job in (first, second, queued):
         record = server.job(job["id"])
-        assert record["state"] == "cancelled" and record["step"] < LONG["steps"], record
+        assert record["state"] == "cancelled" and record["step"] < record["steps"], record
         assert server.client.get(f"/v1/videos/{job['id']}/content").status_code == 409
         assert server.client.delete(f"/v1/videos/{job['id']}").status_code == 409  # already ended
     assert server.client.delete(f"/v1/videos/{after['id']}").status_code == 409
-    assert not list(server.results.glob(f"{first['id']}*")) and not list(
-        server.results.glob(f"{queued['id']}*")
-    )
+    for job in (first, second, queued):  # no video, no part file (once the worker has seen the cancel)
+        wait_for(
+            lambda j=job: not list(server.results.glob(f"*{j['id']}*")), 30, f"no file of job {job['id']}"
+        )
+    assert server.job(second["id"])["step"] < 2 * window_steps  # the extension stopped in its second window
 
 
 def test_fifty_concurrent_submissions_each_finish_once(server):

@@ -84,6 +84,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=50.0,
         help="a job's uploads together: images and input video (default: 50)",
     )
+    limits.add_argument(
+        "--max-extend-seconds", type=float, default=60.0, help="length of an extended video (default: 60)"
+    )
     limits.add_argument("--max-queue", type=int, default=1000, help="queued jobs (default: 1000)")
     p.set_defaults(func=run)
 
@@ -112,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
     ):
         if getattr(args, name) < (0 if name == "port" else 1):
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.max_extend_seconds <= 0:
+        raise ValueError(f"--max-extend-seconds must be > 0, got {args.max_extend_seconds}")
     if args.max_upload_mb <= 0:
         raise ValueError(f"--max-upload-mb must be > 0, got {args.max_upload_mb}")
     if args.workers is not None and args.workers < 0:
@@ -133,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         max_prompt_chars=args.max_prompt_chars,
         max_upload_bytes=int(args.max_upload_mb * 2**20),
+        max_extend_seconds=args.max_extend_seconds,
         max_queue=args.max_queue,
     )
     config = ServeConfig(

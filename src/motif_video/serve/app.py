@@ -252,9 +252,8 @@ def create_app(config: AppConfig) -> FastAPI:
             fields, uploads = await _parse_form(request, body, limits)
         settings = await run_in_threadpool(_settings, fields, uploads)
         try:
-            job = await run_in_threadpool(
-                store.submit, settings, settings["steps"], uploads.parts(), limits.max_queue
-            )
+            steps = settings["steps"] * settings.get("windows", 1)  # an extension: steps in every window
+            job = await run_in_threadpool(store.submit, settings, steps, uploads.parts(), limits.max_queue)
         except QueueFull:
             raise HTTPError(429, f"the queue is full ({limits.max_queue} jobs); try again later") from None
         return JSONResponse(view(job), status_code=202, headers={"Location": f"/v1/videos/{job['id']}"})

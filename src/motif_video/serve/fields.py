@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tempfile
 from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..condition_layout import DEFAULT_CROSSFADE, DEFAULT_OVERLAP
 from ..options import (
     GENERATE_OPTIONS,
     MEDIA_FIELDS,
@@ -37,9 +40,18 @@ from ..options import (
 VIDEO_OPTIONS = {o.name: o for o in GENERATE_OPTIONS if o.group == "video"}
 UPLOADS = MEDIA_FIELDS  # multipart file parts: image, last_image, keyframe (repeatable), video
 KEYFRAME_FRAMES = "keyframe_frames"  # the text field giving each keyframe upload's frame, "16,-1"
+# extension (`motif-video extend`): the uploaded video continued window by window to extend_seconds in all
+EXTEND_FIELDS: dict[str, tuple[type, str]] = {
+    "extend_seconds": (float, "extend the uploaded video (the part 'video') to this many seconds in all, window by "
+                       "window, instead of video-to-video"),
+    "overlap": (int, f"extension: frames each window is conditioned on, 4m+1 (default {DEFAULT_OVERLAP})"),
+    "crossfade": (int, "extension: frames each window generates again over the video so far and fades in over "
+                  f"(default {DEFAULT_CROSSFADE})"),
+}  # fmt: skip
 FIELDS: tuple[str, ...] = (
     *("prompt" if n == "prompts" else n for n in VIDEO_OPTIONS if n not in UPLOADS),
     KEYFRAME_FRAMES,
+    *EXTEND_FIELDS,
 )
 API_SEED_MAX = (
     2**31 - 1
@@ -65,6 +77,7 @@ class Limits:
     max_steps: int = 100
     max_prompt_chars: int = 2000
     max_upload_bytes: int = 50 * 2**20  # a job's uploads together
+    max_extend_seconds: float = 60.0  # the length of an extended video
     max_queue: int = 1000
 
 
@@ -89,6 +102,15 @@ def schema(multipart: bool) -> dict[str, Any]:
             "description": "the pixel frame of each keyframe part, in order, comma-separated (from 0; negative "
             "counts from the end), e.g. 16,-1",
         }
+        props.update(
+            extend_seconds={
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "description": EXTEND_FIELDS["extend_seconds"][1],
+            },
+            overlap={"type": "integer", "minimum": 1, "description": EXTEND_FIELDS["overlap"][1]},
+            crossfade={"type": "integer", "minimum": 0, "description": EXTEND_FIELDS["crossfade"][1]},
+        )
     return {"type": "object", "properties": props, "required": ["prompt"], "additionalProperties": False}
 
 
@@ -121,20 +143,23 @@ def from_form(fields: Mapping[str, str]) -> dict[str, Any]:
             out[name] = _frames(text)
             continue
         option = VIDEO_OPTIONS.get("prompts" if name == "prompt" else name)
-        if option is None or option.type is str or option.type is Path:
+        kind = (
+            EXTEND_FIELDS[name][0] if name in EXTEND_FIELDS else (option.type if option is not None else str)
+        )
+        if kind is str or kind is Path:
             out[name] = text
         elif text == "":
             out[name] = None
-        elif option.type is bool:
+        elif kind is bool:
             if text.lower() not in ("true", "false", "1", "0", "on", "off"):
                 raise FieldError(name, f"{name} must be true or false, got {text!r}")
             out[name] = text.lower() in ("true", "1", "on")
         else:
             try:
-                out[name] = option.type(text)
+                out[name] = kind(text)
             except ValueError:
-                kind = "an integer" if option.type is int else "a number"
-                raise FieldError(name, f"{name} must be {kind}, got {text!r}") from None
+                what = "an integer" if kind is int else "a number"
+                raise FieldError(name, f"{name} must be {what}, got {text!r}") from None
     return out
 
 
@@ -169,20 +194,74 @@ def check_image(role: str, data: bytes) -> None:
         raise FieldError(role, f"{role} must have at most {MAX_IMAGE_PIXELS} pixels, got {size[0]}x{size[1]}")
 
 
+@contextmanager
+def _uploaded(data: bytes, role: str):
+    """The upload as a file (in a temporary folder, removed after the block); a ValueError inside that names the
+    file becomes a FieldError naming the field and "the upload"."""
+    with tempfile.TemporaryDirectory(prefix="motif-video-upload-") as folder:
+        path = Path(folder) / role
+        path.write_bytes(data)
+        try:
+            yield path
+        except FieldError:
+            raise
+        except ValueError as exc:
+            named = re.sub(rf"\w+ {re.escape(repr(str(path)))}", f"the {role} upload", str(exc))
+            message = named.replace(str(path), "the upload")
+            raise FieldError(_field_of(message) or role, message) from exc
+
+
 def _with_video(request: GenerateRequest, data: bytes) -> GenerateRequest:
     """The request with the frame count, size and strength an uploaded input video gives it (`size_from_video`)."""
     from ..video_input import size_from_video
 
-    with tempfile.TemporaryDirectory(prefix="motif-video-upload-") as folder:
-        path = Path(folder) / "video"
-        path.write_bytes(data)
+    with _uploaded(data, "video") as path:
+        return replace(size_from_video(replace(request, video=path)), video=None)
+
+
+def _extension(
+    request: GenerateRequest, data: bytes, values: Mapping[str, Any], limits: Limits
+) -> dict[str, Any]:
+    """The settings an extension adds (`motif_video.extension`'s checks, on the uploaded clip): the plan's windows
+    and frames, the clip's size (or the one asked for) and fps, the window from the model's defaults."""
+    from ..defaults import model_defaults
+    from ..extension import check_clip, clip_extension, extension_size
+
+    seconds, overlap, crossfade = (values.get(k, d) for k, d in EXTEND_DEFAULTS.items())
+    for name, value, kind in (("extend_seconds", seconds, (int, float)), ("overlap", overlap, int),
+                              ("crossfade", crossfade, int)):  # fmt: skip
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise FieldError(name, f"{name} must be {'a number' if name == 'extend_seconds' else 'an integer'}, "
+                             f"got {value!r}")  # fmt: skip
+    if seconds > limits.max_extend_seconds:
+        raise FieldError(
+            "extend_seconds",
+            f"extend_seconds must be at most {limits.max_extend_seconds:g} on this server, got {seconds}",
+        )
+    window = request.num_frames or model_defaults(request.model).resolve(num_frames=None)["num_frames"]
+    with _uploaded(data, "video") as clip:
+        info = check_clip(clip)
+        width, height = extension_size(clip, info, request.width, request.height)
         try:
-            return replace(
-                size_from_video(replace(request, video=path), label="the video upload"), video=None
-            )
+            plan = clip_extension(info, float(seconds), window, overlap, crossfade)
         except ValueError as exc:
-            message = str(exc).replace(str(path), "the upload")
-            raise FieldError(_field_of(message) or "video", message) from exc
+            raise FieldError(_plan_field(str(exc)), str(exc)) from exc
+    return {"extend_seconds": float(seconds), "overlap": overlap, "crossfade": crossfade, "windows": plan.windows,
+            "total_frames": plan.total_frames, "num_frames": window, "width": width, "height": height,
+            "fps": info["fps"]}  # fmt: skip
+
+
+EXTEND_DEFAULTS = {"extend_seconds": None, "overlap": DEFAULT_OVERLAP, "crossfade": DEFAULT_CROSSFADE}
+
+
+def _plan_field(message: str) -> str:
+    """The field an extension plan's error is about (`extension.plan_extension`'s messages)."""
+    if message.startswith("the clip has"):
+        return "video"
+    word = message.split(" ", 1)[0]
+    return {"window": "num_frames", "overlap": "overlap", "crossfade": "crossfade"}.get(
+        word, "extend_seconds"
+    )
 
 
 def check_limits(values: Mapping[str, Any], limits: Limits) -> None:
@@ -206,6 +285,31 @@ def check_limits(values: Mapping[str, Any], limits: Limits) -> None:
         raise FieldError("seed", f"seed must be in 0..{API_SEED_MAX} on this server, got {seed}")
 
 
+def _check_extension_request(
+    extension: Mapping[str, Any], fields: Mapping[str, Any], uploads: Uploads
+) -> None:
+    """An extension is the uploaded video and extend_seconds, without other media or video-to-video's strength."""
+    if "extend_seconds" not in extension:
+        name = next(iter(extension))
+        raise FieldError(
+            name, f"{name} is an extension setting: it needs extend_seconds (and the part 'video')"
+        )
+    if uploads.video is None:
+        raise FieldError(
+            "extend_seconds", "extend_seconds needs the video to extend, as the multipart part 'video'"
+        )
+    for role, _ in uploads.parts():
+        if role != "video":
+            raise FieldError(
+                role,
+                f"{role} cannot be given with extend_seconds: an extension is conditioned on the video's end",
+            )
+    if fields.get("strength") is not None:
+        raise FieldError(
+            "strength", "strength is video-to-video's; an extension (extend_seconds) does not take it"
+        )
+
+
 def settings_from_fields(
     fields: Mapping[str, Any], *, model: str, limits: Limits, uploads: Uploads | None = None
 ) -> dict[str, Any]:
@@ -214,7 +318,8 @@ def settings_from_fields(
     Raises FieldError naming the field. The model's defaults (or the input video) fill the size, frames, steps and
     negative prompt the request left out (and must fit the limits too); a missing seed is drawn here, so the job
     records it. The media are recorded as what was given: `image`, `last_image`, `video` true or false, `keyframe`
-    the list of their frames.
+    the list of their frames. With extend_seconds the video is extended instead (`_extension`: the settings record
+    the plan's windows and total frames, and the clip's size and fps).
     """
     from ..defaults import model_defaults
 
@@ -242,16 +347,26 @@ def settings_from_fields(
     for role, data in uploads.parts():
         if role != "video":
             check_image(role, data)
-    values = {("prompts" if k == "prompt" else k): v for k, v in fields.items() if k != KEYFRAME_FRAMES}
+    extension = {k: v for k, v in fields.items() if k in EXTEND_FIELDS}
+    if extension:
+        _check_extension_request(extension, fields, uploads)
+    values = {
+        ("prompts" if k == "prompt" else k): v
+        for k, v in fields.items()
+        if k != KEYFRAME_FRAMES and k not in EXTEND_FIELDS
+    }
     # placeholders: the options check which media are given and where, not paths
     values.update({role: "upload" for role in ("image", "last_image") if getattr(uploads, role) is not None})
     if frames:
         values["keyframe"] = [f"upload@{frame}" for frame in frames]
-    if uploads.video is not None:
+    if uploads.video is not None and not extension:
         values["video"] = "upload"
     try:
         request = parse_request(values, base=GenerateRequest(prompts=("-",), model=model))
-        if uploads.video is not None:
+        if extension:
+            extension = _extension(request, uploads.video, extension, limits)  # type: ignore[arg-type]
+            request = replace(request, **{k: extension[k] for k in ("height", "width", "num_frames")})
+        elif uploads.video is not None:
             request = _with_video(request, uploads.video)
         filled = model_defaults(model).resolve(
             height=request.height,
@@ -274,10 +389,10 @@ def settings_from_fields(
         last_image=uploads.last_image is not None,
         keyframe=list(frames),
         video=uploads.video is not None,
+        **extension,
     )
-    check_limits(
-        settings, limits
-    )  # the model's defaults (or the video's frames) must fit this server's limits too
+    # the model's defaults (or the video's frames, or an extension's window) must fit this server's limits too
+    check_limits(settings, limits)
     if settings["seed"] is None:
         settings["seed"] = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
     return settings
@@ -294,8 +409,11 @@ def to_request(
         for name in VIDEO_OPTIONS
         if name not in ("prompts", *UPLOADS)
     }
+    extending = settings.get("extend_seconds") is not None
+    if extending:  # the clip is the worker's (`extension.write_extension`), and so is its fps
+        values.pop("fps")
     for role in ("image", "last_image", "video"):
-        if settings.get(role):
+        if settings.get(role) and not (extending and role == "video"):
             values[role] = media[role][0]
     frames = settings.get("keyframe") or []
     values["keyframe"] = [

@@ -14,6 +14,7 @@ Run by `motif-video serve` (one per GPU, or one on the CPU), or alone on another
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import signal
 import socket
@@ -100,9 +101,6 @@ class Worker:
         return done
 
     def run_job(self, job: dict, torch) -> None:
-        from ..generation import condition_inputs, render_latents, write_video
-        from ..options import conditioned
-
         job_id, claim, settings = job["id"], job["claim"], job["settings"]
         keeper = _LeaseKeeper(self.store, job_id, claim, self.lease, self.id)
         keeper.start()
@@ -116,29 +114,35 @@ class Worker:
             # one file per claim: a worker that lost its lease cannot touch the file of the one that has the job now
             final = self.results / f"{job_id}-{claim}.mp4"
             plan = self._plan(settings, final, media)
-            request = plan.request
-            pipe = self.pipeline(conditioned(request))
-            inputs = condition_inputs(request)
             if torch.device(plan.device).type == "cuda":
                 torch.cuda.reset_peak_memory_stats(plan.device)
             stopped = threading.Event()
+            steps = itertools.count(1)  # across an extension's windows too
 
             def on_step(pipe, i, t, tensors):
-                if self.stopping.is_set() or not self.store.progress(job_id, claim, i + 1, self.lease):
+                if stopped.is_set():  # an extension's next window after a stop
+                    raise _Stopped
+                if self.stopping.is_set() or not self.store.progress(job_id, claim, next(steps), self.lease):
                     stopped.set()
                     pipe.interrupt_now()
                 return {}
 
             start = time.perf_counter()
-            latents = render_latents(pipe, plan, 0, callback=on_step, inputs=inputs)
-            steps_seconds = (time.perf_counter() - start) / max(1, job["steps"])
+            try:
+                if settings.get("extend_seconds") is not None:
+                    self._extend(plan, settings, media["video"][0], final, on_step, job_id)
+                else:
+                    self._generate(plan, final, on_step, stopped)
+            except _Stopped:
+                pass
+            step_seconds = (time.perf_counter() - start) / max(1, job["steps"])
             if stopped.is_set():
+                final.unlink(missing_ok=True)
                 if self.stopping.is_set():
                     self.store.release(job_id, claim)
-                return  # cancelled, or the lease went to another worker: nothing is written
-            write_video(pipe, latents, final, plan)
+                return  # cancelled, or the lease went to another worker: nothing is kept
             peak = _peak_memory_gb(torch, plan.device)
-            if not self.store.complete(job_id, claim, final.name, steps_seconds, peak):
+            if not self.store.complete(job_id, claim, final.name, step_seconds, peak):
                 final.unlink(missing_ok=True)  # cancelled while the file was written
             self.store.worker_seen(self.id, peak, done=1)
         except Exception as exc:
@@ -147,6 +151,35 @@ class Worker:
         finally:
             keeper.stop()
             tmpdir.cleanup()
+
+    def _generate(self, plan, final: Path, on_step, stopped: threading.Event) -> None:
+        """One video as `motif-video generate` makes it; nothing is written when it was stopped."""
+        from ..generation import condition_inputs, render_latents, write_video
+        from ..options import conditioned
+
+        pipe = self.pipeline(conditioned(plan.request))
+        latents = render_latents(pipe, plan, 0, callback=on_step, inputs=condition_inputs(plan.request))
+        if not stopped.is_set():
+            write_video(pipe, latents, final, plan)
+
+    def _extend(self, plan, settings: dict, clip: Path, final: Path, on_step, job_id: str) -> None:
+        """The uploaded clip extended as `motif-video extend` extends it (`extension.write_extension`)."""
+        from ..extension import check_clip, clip_extension, write_extension
+
+        info = check_clip(clip)
+        extension = clip_extension(
+            info,
+            settings["extend_seconds"],
+            plan.request.num_frames,
+            settings["overlap"],
+            settings["crossfade"],
+        )
+        write_extension(self.pipeline(True), plan.request, extension, clip, [plan.request.prompts[0]], plan.seed,
+                        final, info["fps"], callback=on_step, source=f"the upload of job {job_id}")  # fmt: skip
+
+
+class _Stopped(Exception):
+    """Raised from the step callback: the job was cancelled or its lease lost (or the worker is stopping)."""
 
 
 class _LeaseKeeper(threading.Thread):
