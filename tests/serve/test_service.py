@@ -132,18 +132,24 @@ def test_job_mp4_equals_generate(server, tmp_path):
     np.testing.assert_array_equal(
         _content(server, v2v["id"], tmp_path / "v2v-served.mp4"), read_mp4_frames(reference)
     )
-    # extension of the same video to 13 frames: two windows of 9 frames, each conditioned on 5
+    # extension of the same video to 13 frames: two windows of 9 frames, each conditioned on 5, a prompt each
     extension = {"extend_seconds": "0.5417", "overlap": "5", "num_frames": "9", "steps": "2", "seed": "9"}
+    story = f"{PROMPT}\n\na green square moving right on a black background\n"  # one line per window
     extend = server.client.post(
         "/v1/videos",
-        data={"prompt": PROMPT, **extension},
+        data={"prompt": story, **extension},
         files={"video": ("in.mp4", source.read_bytes(), "video/mp4")},
     )
     assert extend.status_code == 202, extend.text
     extend = extend.json()
     assert (extend["settings"]["windows"], extend["settings"]["total_frames"], extend["steps"]) == (2, 13, 4)
-    reference = tmp_path / "extended.mp4"
-    argv = ["extend", str(source), "--prompt", PROMPT, "--seconds", "0.5417", "--overlap", "5", "--num-frames", "9",
+    assert extend["settings"]["window_prompts"] == [
+        PROMPT,
+        "a green square moving right on a black background",
+    ]
+    reference, prompt_file = tmp_path / "extended.mp4", tmp_path / "story.txt"
+    prompt_file.write_text(story)
+    argv = ["extend", str(source), "--prompt-file", str(prompt_file), "--seconds", "0.5417", "--overlap", "5", "--num-frames", "9",
             "--steps", "2", "--seed", "9", "--model", "small", "--threads", "1", "--device", "cpu",
             "--output", str(reference)]  # fmt: skip
     assert cli_main(argv) == 0

@@ -43,7 +43,7 @@ KEYFRAME_FRAMES = "keyframe_frames"  # the text field giving each keyframe uploa
 # extension (`motif-video extend`): the uploaded video continued window by window to extend_seconds in all
 EXTEND_FIELDS: dict[str, tuple[type, str]] = {
     "extend_seconds": (float, "extend the uploaded video (the part 'video') to this many seconds in all, window by "
-                       "window, instead of video-to-video"),
+                       "window, instead of video-to-video; a prompt of several lines gives one per window"),
     "overlap": (int, f"extension: frames each window is conditioned on, 4m+1 (default {DEFAULT_OVERLAP})"),
     "crossfade": (int, "extension: frames each window generates again over the video so far and fades in over "
                   f"(default {DEFAULT_CROSSFADE})"),
@@ -223,9 +223,11 @@ def _extension(
     request: GenerateRequest, data: bytes, values: Mapping[str, Any], limits: Limits
 ) -> dict[str, Any]:
     """The settings an extension adds (`motif_video.extension`'s checks, on the uploaded clip): the plan's windows
-    and frames, the clip's size (or the one asked for) and fps, the window from the model's defaults."""
+    and frames, the clip's size (or the one asked for) and fps, the window from the model's defaults, and the
+    prompt of each window (the prompt's non-blank lines, one per window and the last repeating, as `extend
+    --prompt-file`)."""
     from ..defaults import model_defaults
-    from ..extension import check_clip, clip_extension, extension_size
+    from ..extension import check_clip, clip_extension, extension_size, window_prompts
 
     seconds, overlap, crossfade = (values.get(k, d) for k, d in EXTEND_DEFAULTS.items())
     for name, value, kind in (("extend_seconds", seconds, (int, float)), ("overlap", overlap, int),
@@ -246,9 +248,10 @@ def _extension(
             plan = clip_extension(info, float(seconds), window, overlap, crossfade)
         except ValueError as exc:
             raise FieldError(_plan_field(str(exc)), str(exc)) from exc
+    lines = [line.strip() for line in request.prompts[0].splitlines() if line.strip()]
     return {"extend_seconds": float(seconds), "overlap": overlap, "crossfade": crossfade, "windows": plan.windows,
             "total_frames": plan.total_frames, "num_frames": window, "width": width, "height": height,
-            "fps": info["fps"]}  # fmt: skip
+            "fps": info["fps"], "window_prompts": window_prompts(lines, plan.windows)}  # fmt: skip
 
 
 EXTEND_DEFAULTS = {"extend_seconds": None, "overlap": DEFAULT_OVERLAP, "crossfade": DEFAULT_CROSSFADE}

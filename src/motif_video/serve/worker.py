@@ -174,7 +174,8 @@ class Worker:
             settings["overlap"],
             settings["crossfade"],
         )
-        write_extension(self.pipeline(True), plan.request, extension, clip, [plan.request.prompts[0]], plan.seed,
+        prompts = settings.get("window_prompts") or [plan.request.prompts[0]]
+        write_extension(self.pipeline(True), plan.request, extension, clip, prompts, plan.seed,
                         final, info["fps"], callback=on_step, source=f"the upload of job {job_id}")  # fmt: skip
 
 
