@@ -40,14 +40,16 @@ def write_clips(
     ranges: SceneRanges = VARIED,
     exclude: Collection[tuple[str, str, str]] = (),
     advance_range: tuple[float, float] = (0.0, 0.0),
+    advance_growing: bool = False,
     wrap: bool = False,
     partial_captions: float = 0.0,
     tint: bool = False,
 ) -> list[Path]:
     """Write scenes 0..count-1 of `seed` (drawn with `ranges`, none of the (colour, shape, background) triples in
     `exclude`), each moved along its path by a number of clip lengths drawn uniformly from `advance_range`
-    (`synthetic.scenes.advance`; the draw is a function of seed and index), into `folder` (existing clips are
-    kept); returns the video paths. With `wrap`, each moving scene is put on a ring (`synthetic.scenes.wrapped`) at
+    (`synthetic.scenes.advance`; the draw is a function of seed and index; growing scenes too with
+    `advance_growing`, else they are kept as drawn), into `folder` (existing clips are kept); returns the video
+    paths. With `wrap`, each moving scene is put on a ring (`synthetic.scenes.wrapped`) at
     a place along its motion drawn uniformly from [0, 1), so that where its object is cannot be told from the
     caption; growing scenes are kept as drawn. A share `partial_captions` of the clips (drawn per clip from seed and
     index) get a caption without their colour word (half of them) or their background phrase (the other half).
@@ -63,7 +65,7 @@ def write_clips(
     paths = []
     for i in range(count):
         scene = scene_at(seed, i, ranges, exclude)
-        if high > 0:
+        if high > 0 and (advance_growing or scene.motion != "grows"):
             scene = advance(scene, random.Random(f"advance-{seed}-{i}").uniform(low, high))
         if wrap:
             scene = wrapped(scene, random.Random(f"wrap-{seed}-{i}").random())

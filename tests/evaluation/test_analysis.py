@@ -51,6 +51,24 @@ def test_motion_is_read_through_wraps_round_the_frame():
             assert read_clip(video[::-1]).motion != scene.motion
 
 
+def test_growth_past_the_frame_reads_as_growing():
+    """A growing object continued for four clip lengths (a 4x extension) grows past the frame's edges: its visible
+    centre drifts (a triangle's towards its base, 0.11-0.21 of the frame) yet it reads as growing."""
+    from motif_video.evaluation.analysis import _motion
+    from motif_video.synthetic.scenes import advance
+
+    growing = [s for s in (scene_at(1002, i) for i in range(60)) if s.motion == "grows"][:9]
+    assert {s.shape for s in growing} == {"circle", "square", "triangle"}
+    drifted = 0
+    for scene in growing:
+        video = np.concatenate([render(advance(scene, k), 33, 64, 64)[(k > 0) :] for k in range(4)])
+        motion, (dx, dy), area = _motion(object_masks(video)[0])
+        assert motion == "grows", (scene, dx, dy, area)
+        drifted += math.hypot(dx, dy) >= 0.08  # what the centre rule alone would have read as a move
+        assert read_clip(render(dataclasses.replace(scene, motion="down"), 33, 64, 64)).motion == "down"
+    assert drifted >= 2
+
+
 def test_flicker_and_psnr():
     scene = scene_at(1000, 0)
     clip = render(scene, 17, 64, 64)

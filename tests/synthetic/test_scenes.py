@@ -121,7 +121,14 @@ def test_advance_is_the_same_scene_later_on_its_path():
         gone = render(advance(scene, 3.0), 33, 64, 64)  # 1.2 frame sides on: past the edge
         assert (gone == np.array(BACKGROUNDS[scene.background], np.uint8)).all()
     growing = next(s for s in (scene_at(4, i) for i in range(40)) if s.motion == "grows")
-    assert advance(growing, 1.5) == growing
+    for clips in (0.75, 1.0, 2.5):  # goes on growing as fast: a later window's frames are the long clip's
+        later = advance(growing, clips)
+        assert later.radius > growing.radius and 1 < later.growth < growing.growth
+        long = np.concatenate([render(growing, 33, 64, 64), render(advance(growing, 1), 33, 64, 64)[1:]])
+        start = round(clips * 32)
+        if clips * 32 == start and start + 33 <= len(long):
+            assert np.abs(render(later, 33, 64, 64).astype(int) - long[start : start + 33]).max() <= 2
+    assert advance(growing, 1).radius == pytest.approx(growing.radius * GROWTH, abs=1e-6)
     with pytest.raises(ValueError, match="-0.5"):
         advance(moving[0], -0.5)
 
@@ -144,6 +151,11 @@ def test_clips_written_along_their_paths(tmp_path):
         assert lab["motion"] == s.motion and lab["radius"] == s.radius
         if s.motion == "grows":
             assert lab["start"] == list(s.start)
+    grown = write_clips(tmp_path / "d", 12, frames=9, height=32, width=32, advance_range=(1.0, 1.0),
+                        advance_growing=True)  # fmt: skip
+    for lab, s in zip([json.loads(p.with_suffix(".json").read_text()) for p in grown], plain):
+        if s.motion == "grows":  # one clip length on: twice the size, growing 1.5x
+            assert (lab["radius"], lab["growth"]) == (pytest.approx(2 * s.radius), 1.5)
     with pytest.raises(ValueError, match="advance_range"):
         write_clips(tmp_path / "c", 1, advance_range=(1.0, 0.5))
 

@@ -17,7 +17,9 @@ motion      displacement of the object's centre between the first and last quart
             edge) and followed frame by frame, a step of more than half the frame counting as a wrap, so that an
             object that leaves one edge and comes back in at the other (a wrapping scene, a long extension) keeps
             its direction; "grows" when the area at least 1.5x while the centre moves less than 8 % of the
-            frame; "still" when nothing moves
+            frame, or while the object of the first quarter lies within the object of the last (an object grown
+            past the frame's edges, as in a long extension, shows a lopsided part of itself: a triangle's visible
+            centre drifts towards its base); "still" when nothing moves
 flicker     mean absolute change of background pixels between consecutive frames (0-1)
 """
 
@@ -42,6 +44,7 @@ SHAPE_MIN_OVERLAP = 0.8
 SHAPE_MARGIN = 0.05
 GROW_RATIO = 1.5
 GROW_MAX_SHIFT = 0.08
+GROW_WITHIN = 0.9  # share of the first quarter's object inside the last quarter's, for "grows" at any shift
 MIN_SHIFT = 0.05
 
 
@@ -173,7 +176,7 @@ def _motion(masks: np.ndarray) -> tuple[str, tuple[float, float], float]:
     dy = (np.mean([c[1] for c in last]) - np.mean([c[1] for c in first])) / h
     area_ratio = float(masks[-q:].sum() / max(masks[:q].sum(), 1))
     shift = math.hypot(dx, dy)
-    if area_ratio >= GROW_RATIO and shift < GROW_MAX_SHIFT:
+    if area_ratio >= GROW_RATIO and (shift < GROW_MAX_SHIFT or _within(masks[:q], masks[-q:]) >= GROW_WITHIN):
         motion = "grows"
     elif shift < MIN_SHIFT:
         motion = "still"
@@ -182,6 +185,12 @@ def _motion(masks: np.ndarray) -> tuple[str, tuple[float, float], float]:
     else:
         motion = "down" if dy > 0 else "up"
     return motion, (float(dx), float(dy)), area_ratio
+
+
+def _within(first: np.ndarray, last: np.ndarray) -> float:
+    """The share of the pixels that are object in most frames of `first` that are object in most of `last`."""
+    before, after = first.mean(0) > 0.5, last.mean(0) > 0.5
+    return float((before & after).sum() / max(before.sum(), 1))
 
 
 def flicker(video: np.ndarray, masks: np.ndarray) -> float:

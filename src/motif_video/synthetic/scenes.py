@@ -3,7 +3,8 @@ background, with the labels kept and captions from templates. Everything is a pu
 
 Geometry (pixels, frame size H x W): the object has half-size `radius` (circle radius, half the square's side,
 half the triangle's base and height); its centre moves linearly from `start` to `end` over the clip, or stays at
-`start` while `radius` grows linearly by `GROWTH`x. Edges are anti-aliased by 4x4 supersampling. A `wrap` scene's
+`start` while `radius` grows linearly by `growth`x (`GROWTH`, or less for a later window of a growing scene:
+`advance`). Edges are anti-aliased by 4x4 supersampling. A `wrap` scene's
 frame is a ring along its motion: what leaves one edge comes back in at the opposite one, so its motion lasts for
 ever (the video-extension clips, `wrapped`).
 """
@@ -72,6 +73,7 @@ class Scene:
     radius: float  # fraction of the frame's short side, at the first frame
     start: tuple[float, float]  # centre (x, y) at the first frame, fractions of width / height
     wrap: bool = False  # the object leaving one edge comes back in at the opposite one (moving scenes only)
+    growth: float = GROWTH  # "grows": radius at the last frame / radius at the first (`advance` changes it)
 
     def __post_init__(self) -> None:
         for value, allowed, what in (
@@ -86,6 +88,10 @@ class Scene:
             raise ValueError(f"colour {self.colour!r} equals the background; pick another")
         if self.wrap and self.motion == "grows":
             raise ValueError("wrap needs a moving scene; a growing object has no path to wrap")
+        if not self.growth >= 1:
+            raise ValueError(
+                f"growth must be >= 1 (the radius at the last frame over the first), got {self.growth}"
+            )
 
     def labels(self) -> dict[str, object]:
         return asdict(self)
@@ -169,12 +175,15 @@ def advance(scene: Scene, clips: float) -> Scene:
     """The same scene `clips` clip lengths later, as a video extension's later windows see it: a moving object
     further along its path (from `clips` > 1 - 2 * radius / TRAVEL on it may leave the frame, and past that the
     clip is background only; a `wrap` scene's object comes back in at the opposite edge instead). A growing
-    object is returned unchanged: its growth is a multiple of its first-frame size, so a later window of it is
-    not a scene of this family."""
+    object goes on growing as fast (its radius by the same amount per frame): it starts larger and grows by a
+    smaller factor, and from about one clip length on its object reaches past the frame's edges."""
     if clips < 0:
         raise ValueError(f"clips must be >= 0, got {clips}")
-    if scene.motion == "grows" or clips == 0:
+    if clips == 0:
         return scene
+    if scene.motion == "grows":
+        start, end = 1 + clips * (scene.growth - 1), 1 + (clips + 1) * (scene.growth - 1)
+        return replace(scene, radius=round(scene.radius * start, 6), growth=end / start)
     dx, dy = DIRECTIONS[scene.motion]
     x, y = scene.start
     x, y = x + dx * TRAVEL * clips, y + dy * TRAVEL * clips
@@ -245,7 +254,7 @@ def coverage(scene: Scene, frame: int, frames: int, height: int, width: int) -> 
     (x0, y0), (x1, y1) = scene.start, scene.end()
     side = min(height, width)
     cx, cy = (x0 + t * (x1 - x0)) * width, (y0 + t * (y1 - y0)) * height
-    r = scene.radius * side * (1 + t * (GROWTH - 1) if scene.motion == "grows" else 1)
+    r = scene.radius * side * (1 + t * (scene.growth - 1) if scene.motion == "grows" else 1)
     s = SUPERSAMPLE
     ys, xs = np.mgrid[0 : height * s, 0 : width * s].astype(np.float32)
     xs, ys = (xs + 0.5) / s, (ys + 0.5) / s
