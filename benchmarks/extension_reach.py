@@ -12,7 +12,7 @@ With `--wrap`, the moving scenes carried on over a ring instead (`Scene.wrap` fr
 start: the object comes back in at the opposite edge), and the faithful video scored as the evaluator scores an
 extension: its direction reading (`evaluation.analysis.read_clip`) and its seam ratio at the windows of
 `motif-video extend` (`evaluation.conditions.seam_scores`), what a model that continues its prefix on the ring would
-score.
+score; and the growing scenes carried on growing (past the frame's edges), with their direction reading.
 
     PYTHONPATH=src python benchmarks/extension_reach.py --extend 4 --cases 20 --wrap
 """
@@ -83,10 +83,14 @@ def wrapped_report(args) -> dict:
 
     total, clip = args.extend * args.frames, args.frames - 1
     plan = plan_extension(args.frames, total, args.frames, args.overlap)
-    right, seams = [], []
+    right, seams, grown = [], [], []
     for case in eval_suite(args.cases):
         scene = case.scene
-        if scene.motion == "grows":
+        if scene.motion == "grows":  # growing on: larger, and past the frame's edges
+            video = np.concatenate(
+                [render(advance(scene, t / clip), 1, args.size, args.size) for t in range(total)]
+            )
+            grown.append(read_clip(video).motion == "grows")
             continue
         ring = replace(scene, wrap=True)  # on the ring from its own start
         video = np.concatenate(
@@ -100,6 +104,8 @@ def wrapped_report(args) -> dict:
         "direction": sum(right) / len(right),
         "seam_ratio_mean": round(statistics.mean(seams), 3),
         "seam_ratio_max": round(max(seams), 3),
+        "growing_cases": len(grown),
+        "growing_direction": sum(grown) / len(grown) if grown else None,
     }
 
 
