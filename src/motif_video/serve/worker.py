@@ -1,10 +1,11 @@
 """A worker process: one warm pipeline, jobs from the queue, one MP4 per job.
 
 The pipeline is loaded once (`generation.prepare_pipeline`); each job runs the library's own per-video calls
-(`render_latents`, `write_video`), so a job's MP4 is the one `motif-video generate` writes for the same settings and
-seed. Every step records progress and extends the job's lease; a thread renews the lease while the VAE decodes
-and the file is written. A cancelled job (or one whose lease was lost) stops after the current step and writes
-nothing. The MP4 is written under a temporary name in the results folder, renamed, and only then recorded.
+(`render_latents`, `write_video`; an extension job `extension.write_extension`), so a job's MP4 is the one
+`motif-video generate` (or `extend`) writes for the same settings, media and seed. Every step records progress (an
+extension's steps counted over all its windows) and extends the job's lease; a thread renews the lease while the VAE
+decodes and the file is written. A cancelled job (or one whose lease was lost) stops after the current step and
+keeps nothing. The MP4 is written under a temporary name in the results folder, renamed, and only then recorded.
 On SIGTERM/SIGINT the worker stops after the current step and gives its job back to the queue.
 
 Run by `motif-video serve` (one per GPU, or one on the CPU), or alone on another machine:
