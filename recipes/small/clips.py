@@ -80,6 +80,45 @@ def write_clips(
     return paths
 
 
+def write_grown_clips(
+    folder: str | Path,
+    count: int,
+    seed: int,
+    ranges: SceneRanges = VARIED,
+    exclude: Collection[tuple[str, str, str]] = (),
+    advance_range: tuple[float, float] = (0.25, 3.0),
+    first_index: int = 10000,
+    frames: int = 33,
+    height: int = 64,
+    width: int = 64,
+    fps: int = 16,
+) -> list[Path]:
+    """Write `count` growing scenes seen later in their growth, as a video extension's later windows see them: the
+    growing ones among scenes 0, 1, ... of `seed` (drawn with `ranges`, none in `exclude`), each advanced by a number
+    of clip lengths drawn uniformly from `advance_range` (`synthetic.scenes.advance`: larger at the first frame, and
+    past about one clip length reaching beyond the frame), named from `first_index` on so that they can share a
+    folder with `write_clips`' clips; returns the video paths."""
+    low, high = advance_range
+    if not 0 <= low <= high:
+        raise ValueError(f"advance_range {advance_range} must satisfy 0 <= low <= high")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    index = 0
+    while len(paths) < count:
+        scene = scene_at(seed, index, ranges, exclude)
+        if scene.motion == "grows":
+            scene = advance(scene, random.Random(f"grown-{seed}-{index}").uniform(low, high))
+            path = folder / f"clip-{first_index + len(paths):05d}.mp4"
+            if not path.exists():
+                write_video(path, render(scene, frames, height, width), fps)
+                path.with_suffix(".txt").write_text(caption(scene, template=index))
+                path.with_suffix(".json").write_text(json.dumps(scene.labels()))
+            paths.append(path)
+        index += 1
+    return paths
+
+
 def _omitted(draw: float, share: float) -> str | None:
     """Which label a clip's caption leaves out, for a uniform `draw` in [0, 1): the colour below share / 2, the
     background below share, none above."""

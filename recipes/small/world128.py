@@ -40,7 +40,8 @@ CLIPS = (("clips", 1200, 0.0), ("clips_more", 4800, 0.0), ("clips_partial", 4800
 WORLD = (f"data.buckets=[[{SIZE['frames']}, {SIZE['height']}, {SIZE['width']}]]", "cpu_threads=2",
          *(o for o in FINAL_STAGE[3] if not o.startswith("objective.")))  # fmt: skip
 # (stage, steps, peak learning rate, weight of latent frame 0 in the loss, clip set), each from the previous stage's
-# EMA weights on a new cosine schedule, the first from the shipped transformer. Weight 8 is the shipped last stage's;
+# EMA weights on a new cosine schedule, the first from the `--base` folder's transformer (the runs reported started
+# from `transformer9`, shipped until 2026-12-06; the shipped folder now holds `transformer10`). Weight 8 is the shipped last stage's;
 # at 17 frames it is 8 of 12 parts of the gradient, for a frame the T2V sampler repaints, and weight 1 lifted seen
 # shape. `transformer128_7` saw partial captions (a share 0.3 of one 4800-clip copy), as the runs were made; a control
 # from there without them did better than one with a share of 0.5, so the later stages have full captions.

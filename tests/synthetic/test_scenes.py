@@ -133,6 +133,24 @@ def test_advance_is_the_same_scene_later_on_its_path():
         advance(moving[0], -0.5)
 
 
+def test_grown_clips_are_growing_scenes_seen_later(tmp_path):
+    import json
+
+    from recipes.small.clips import NARROW, write_grown_clips
+
+    paths = write_grown_clips(tmp_path / "a", 4, seed=7, ranges=NARROW, advance_range=(0.25, 1.25), frames=9,
+                              height=32, width=32)  # fmt: skip
+    assert [p.name for p in paths] == [f"clip-{10000 + i}.mp4" for i in range(4)]
+    labels = [json.loads(p.with_suffix(".json").read_text()) for p in paths]
+    assert all(lab["motion"] == "grows" for lab in labels)
+    # advanced 0.25-1.25 clip lengths: 1.25-2.25x the narrow start size, growing by less than GROWTH
+    assert all(1.25 * 0.14 <= lab["radius"] <= 2.25 * 0.15 and 1 < lab["growth"] < GROWTH for lab in labels)
+    assert all("grow" in p.with_suffix(".txt").read_text() for p in paths)
+    again = write_grown_clips(tmp_path / "b", 4, seed=7, ranges=NARROW, advance_range=(0.25, 1.25), frames=9,
+                              height=32, width=32)  # fmt: skip
+    assert labels == [json.loads(p.with_suffix(".json").read_text()) for p in again]
+
+
 def test_clips_written_along_their_paths(tmp_path):
     import json
 
