@@ -72,12 +72,17 @@ def write_clips(
         path = folder / f"clip-{i:05d}.mp4"
         if not path.exists():
             colours = tinted_colours(scene, random.Random(f"tint-{seed}-{i}")) if tint else None
-            write_video(path, render(scene, frames, height, width, colours), fps)
             omit = _omitted(random.Random(f"partial-{seed}-{i}").random(), partial_captions)
-            path.with_suffix(".txt").write_text(caption(scene, template=i, omit=omit))
-            path.with_suffix(".json").write_text(json.dumps(scene.labels()))
+            _write_clip(path, scene, render(scene, frames, height, width, colours), fps, i, omit)
         paths.append(path)
     return paths
+
+
+def _write_clip(path: Path, scene, video, fps: int, template: int, omit: str | None = None) -> None:
+    """The clip's MP4, its caption (`.txt`, caption template `template`) and its labels (`.json`)."""
+    write_video(path, video, fps)
+    path.with_suffix(".txt").write_text(caption(scene, template=template, omit=omit))
+    path.with_suffix(".json").write_text(json.dumps(scene.labels()))
 
 
 def write_grown_clips(
@@ -111,9 +116,7 @@ def write_grown_clips(
             scene = advance(scene, random.Random(f"grown-{seed}-{index}").uniform(low, high))
             path = folder / f"clip-{first_index + len(paths):05d}.mp4"
             if not path.exists():
-                write_video(path, render(scene, frames, height, width), fps)
-                path.with_suffix(".txt").write_text(caption(scene, template=index))
-                path.with_suffix(".json").write_text(json.dumps(scene.labels()))
+                _write_clip(path, scene, render(scene, frames, height, width), fps, index)
             paths.append(path)
         index += 1
     return paths
