@@ -191,8 +191,10 @@ def test_small_4step_recipe_follows_the_shipped_small_model():
     assert recipe.distill.guidance_mode == "apg" and recipe.distill.guidance_scales == [
         guider["guidance_scale"]
     ]
-    out = parse_args([]).output  # the build's folder; its last stage trains on clips_narrow / cache_f0
-    assert (recipe.data.path, recipe.data.cache) == (str(out / "clips_narrow"), str(out / "cache_f0"))
+    out = parse_args(
+        []
+    ).output  # the build's folder; its last stage (GROW_STAGE) trains on clips_grown / cache_grown
+    assert (recipe.data.path, recipe.data.cache) == (str(out / "clips_grown"), str(out / "cache_grown"))
 
 
 def test_the_students_frame_0_is_weighted_as_the_teachers_training_weighted_it(teacher_folder, tmp_path):

@@ -34,6 +34,11 @@ def run(build, monkeypatch, tmp_path, *argv):
         "write_clips",
         lambda out, n, **kw: calls.append(("clips", Path(out), kw.get("ranges"), kw.get("exclude"))),
     )
+    monkeypatch.setattr(
+        build,
+        "write_grown_clips",
+        lambda out, n, seed, **kw: calls.append(("grown", Path(out), kw.get("ranges"), kw.get("exclude"))),
+    )
     monkeypatch.setattr(build, "train", lambda config: calls.append(("train", config)))
     monkeypatch.setattr(build, "add_first_frame_stats", lambda vae: calls.append(("first_frame", Path(vae))))
     monkeypatch.setattr(build, "assemble", lambda dst, comp, tr, gen: calls.append(("assemble", comp, tr)))
@@ -61,10 +66,11 @@ def test_each_joint_round_trains_on_its_own_vae_and_latents(build, monkeypatch, 
         build.NARROW_STAGE[0],
         build.FINAL_STAGE[0],
         build.LAST_STAGE[0],
+        build.GROW_STAGE[0],
     ]
     for previous, config in zip(names, trains[1:]):  # each stage continues from the one before
         assert Path(config.model.pretrained) == tmp_path / previous / "transformer-ema"
-    for (suffix, _, (_, steps, lr, _)), config in zip(build.JOINT, trains[-len(rounds) - 3 : -3]):
+    for (suffix, _, (_, steps, lr, _)), config in zip(build.JOINT, trains[-len(rounds) - 4 : -4]):
         assert Path(config.model.components) == tmp_path / f"components_{suffix}"
         assert Path(config.data.cache) == tmp_path / f"cache_{suffix}"
         assert (config.max_steps, config.optim.lr) == (steps, lr)
@@ -89,30 +95,45 @@ def test_each_joint_round_trains_on_its_own_vae_and_latents(build, monkeypatch, 
     assert ("clips", tmp_path / "clips_narrow", build.NARROW, build.HELD_OUT) in calls
     f0 = tmp_path / "components_f0"
     for narrow, stage, components, cache in (
-        (trains[-3], build.NARROW_STAGE, tmp_path / f"components_{last_suffix}", "cache_narrow"),
-        (trains[-2], build.FINAL_STAGE, f0, "cache_f0"),
-        (trains[-1], build.LAST_STAGE, f0, "cache_f0"),
+        (trains[-4], build.NARROW_STAGE, tmp_path / f"components_{last_suffix}", "cache_narrow"),
+        (trains[-3], build.FINAL_STAGE, f0, "cache_f0"),
+        (trains[-2], build.LAST_STAGE, f0, "cache_f0"),
     ):
         assert Path(narrow.data.path) == tmp_path / "clips_narrow"
         assert Path(narrow.data.cache) == tmp_path / cache
         assert Path(narrow.model.components) == components
         assert (narrow.max_steps, narrow.optim.lr) == stage[1:3]
     assert (tmp_path / f"components_{last_suffix}", f0) in copies
-    assert calls.index(("first_frame", f0 / "vae")) < calls.index(("train", trains[-2]))
-    assert trains[-2].objective.first_frame_weight == 4 and trains[-2].i2v.probability == 0.5
-    assert trains[-1].objective.first_frame_weight == 8 and trains[-1].i2v.probability == 0.5
-    assert trains[-3].objective.first_frame_weight == 1
+    assert calls.index(("first_frame", f0 / "vae")) < calls.index(("train", trains[-3]))
+    assert trains[-3].objective.first_frame_weight == 4 and trains[-3].i2v.probability == 0.5
+    assert trains[-2].objective.first_frame_weight == 8 and trains[-2].i2v.probability == 0.5
+    assert trains[-4].objective.first_frame_weight == 1
     keyframes = tmp_path / "components_keyframes"
     assert (f0, keyframes) in copies
     schedules = build.KEYFRAME_SCHEDULES
-    decoder_calls = calls[-1 - len(schedules) : -1]  # each schedule from the last one's decoder
+    decoder_calls = [
+        c for c in calls if c[0] == "vae" and c[1] == keyframes / "vae"
+    ]  # each from the last one's
     assert decoder_calls == [
         ("vae", keyframes / "vae", keyframes / "vae", {**build.KEYFRAME_DECODER, "steps": steps, "lr": lr})
         for steps, lr in schedules
     ]
     decoder = build.KEYFRAME_DECODER
     assert decoder["still_group_probability"] > 0 and not decoder.get("train_encoder")
-    assert calls[-1] == ("assemble", keyframes, tmp_path / build.LAST_STAGE[0] / "transformer-ema")
+    # the last stage: from LAST_STAGE's weights, on the narrow clips and grown ones, cached with those components
+    grown = trains[-1]
+    assert ("clips", tmp_path / "clips_grown", build.NARROW, build.HELD_OUT) in calls
+    assert ("grown", tmp_path / "clips_grown", build.NARROW, build.HELD_OUT) in calls
+    assert calls.index(decoder_calls[-1]) < calls.index(("train", grown))
+    assert Path(grown.model.pretrained) == tmp_path / build.LAST_STAGE[0] / "transformer-ema"
+    assert (Path(grown.data.path), Path(grown.data.cache)) == (
+        tmp_path / "clips_grown",
+        tmp_path / "cache_grown",
+    )
+    assert Path(grown.model.components) == keyframes
+    assert (grown.max_steps, grown.optim.lr) == build.GROW_STAGE[1:3]
+    assert grown.objective.first_frame_weight == 8 and grown.i2v.probability == 0.5
+    assert calls[-1] == ("assemble", keyframes, tmp_path / build.GROW_STAGE[0] / "transformer-ema")
 
 
 def test_skipped_stages_leave_their_outputs_alone(build, monkeypatch, tmp_path):
@@ -125,7 +146,7 @@ def test_skipped_stages_leave_their_outputs_alone(build, monkeypatch, tmp_path):
 
 def test_clip_stages_leave_out_the_evaluations_held_out_combinations(build, monkeypatch, tmp_path):
     calls, _ = run(build, monkeypatch, tmp_path, "--skip", *(s for s in build.STAGES if "clips" not in s))
-    assert [c[3] for c in calls if c[0] == "clips"] == [build.HELD_OUT, build.HELD_OUT]
+    assert [c[3] for c in calls if c[0] in ("clips", "grown")] == [build.HELD_OUT] * 4
     assert len(build.HELD_OUT) == 12
     calls, _ = run(
         build,
@@ -135,4 +156,4 @@ def test_clip_stages_leave_out_the_evaluations_held_out_combinations(build, monk
         "--skip",
         *(s for s in build.STAGES if "clips" not in s),
     )
-    assert [c[3] for c in calls if c[0] == "clips"] == [(), ()]  # as the shipped model was built
+    assert [c[3] for c in calls if c[0] in ("clips", "grown")] == [(), (), (), ()]  # no combination held out
