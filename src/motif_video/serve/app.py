@@ -26,7 +26,17 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
 
-from .fields import FIELDS, UPLOADS, FieldError, Limits, Uploads, from_form, schema, settings_from_fields
+from .fields import (
+    FIELDS,
+    SINGLE_UPLOADS,
+    UPLOADS,
+    FieldError,
+    Limits,
+    Uploads,
+    from_form,
+    schema,
+    settings_from_fields,
+)
 from .store import TERMINAL, JobStore, QueueFull
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -137,7 +147,7 @@ async def _parse_form(request: Request, body: bytes, limits: Limits) -> tuple[di
             files[key].append(await value.read())
         else:
             raise HTTPError(422, f"unexpected file in field {key!r}; files go in {', '.join(UPLOADS)}", key)
-    for role in ("image", "last_image", "video"):
+    for role in SINGLE_UPLOADS:
         if len(files[role]) > 1:
             raise HTTPError(422, f"{role} takes one file, got {len(files[role])}", role)
     uploads = Uploads(

@@ -39,6 +39,7 @@ from ..options import (
 # naming media files (first and last image, keyframes, input video) are uploads (`UPLOADS`), not text fields.
 VIDEO_OPTIONS = {o.name: o for o in GENERATE_OPTIONS if o.group == "video"}
 UPLOADS = MEDIA_FIELDS  # multipart file parts: image, last_image, keyframe (repeatable), video
+SINGLE_UPLOADS = tuple(u for u in UPLOADS if u != "keyframe")  # the parts that take one file
 KEYFRAME_FRAMES = "keyframe_frames"  # the text field giving each keyframe upload's frame, "16,-1"
 # extension (`motif-video extend`): the uploaded video continued window by window to extend_seconds in all
 EXTEND_FIELDS: dict[str, tuple[type, str]] = {
@@ -89,7 +90,7 @@ def schema(multipart: bool) -> dict[str, Any]:
     props = {"prompt": {"type": "string", "minLength": 1, "description": prompt["description"]}, **props}
     media = {name: props.pop(name) for name in UPLOADS}
     if multipart:
-        for name in ("image", "last_image", "video"):
+        for name in SINGLE_UPLOADS:
             props[name] = {"type": "string", "format": "binary", "description": media[name]["description"]}
         props["keyframe"] = {
             "type": "array",
@@ -415,7 +416,7 @@ def to_request(
     extending = settings.get("extend_seconds") is not None
     if extending:  # the clip is the worker's (`extension.write_extension`), and so is its fps
         values.pop("fps")
-    for role in ("image", "last_image", "video"):
+    for role in SINGLE_UPLOADS:
         if settings.get(role) and not (extending and role == "video"):
             values[role] = media[role][0]
     frames = settings.get("keyframe") or []
