@@ -260,8 +260,7 @@ def extend_video(
     info = read_mp4_info(clip)
     fps = fps or info["fps"]
     window = num_frames or pipe.generation_defaults.resolve(num_frames=None)["num_frames"]
-    total = round(seconds * fps)
-    plan = plan_extension(info["frames"], total, window, overlap, crossfade)
+    plan = clip_extension(info, seconds, window, overlap, crossfade, fps=fps)
     width, height = extension_size(clip, info, width, height)
     call["condition_guidance"] = window_guidance(pipe, call.get("condition_guidance"))
     make_window = pipeline_window(
@@ -296,12 +295,12 @@ def extension_size(clip, info: dict[str, Any], width: int | None, height: int | 
 
 
 def clip_extension(
-    info: dict[str, Any], seconds: float, window: int, overlap: int, crossfade: int
+    info: dict[str, Any], seconds: float, window: int, overlap: int, crossfade: int, fps: float | None = None
 ) -> ExtensionPlan:
-    """The plan extending a clip (`check_clip`'s info) to `seconds` seconds in all at its own fps."""
+    """The plan extending a clip (`check_clip`'s info) to `seconds` seconds in all, at `fps` (default: its own)."""
     if not seconds > 0:
         raise ValueError(f"seconds must be > 0, got {seconds}")
-    return plan_extension(info["frames"], round(seconds * info["fps"]), window, overlap, crossfade)
+    return plan_extension(info["frames"], round(seconds * (fps or info["fps"])), window, overlap, crossfade)
 
 
 def clip_frames(clip, width: int, height: int) -> Iterator[np.ndarray]:

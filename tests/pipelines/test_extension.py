@@ -11,7 +11,14 @@ import pytest
 
 from motif_video import cli, generation
 from motif_video.defaults import GenerationDefaults
-from motif_video.extension import blend, blend_weights, extend_frames, plan_extension, window_guidance
+from motif_video.extension import (
+    blend,
+    blend_weights,
+    extend_frames,
+    extend_video,
+    plan_extension,
+    window_guidance,
+)
 from motif_video.pipelines.export import read_mp4_frames, read_mp4_info, read_mp4_metadata, write_mp4
 
 
@@ -161,6 +168,23 @@ def test_extend_command_makes_three_windows(tiny_folder, clip, tmp_path, capsys)
     frames = read_mp4_frames(out).astype(float)
     assert np.abs(frames[:4] - read_mp4_frames(clip)[:4]).mean() < 3  # the clip's frames come first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "long.mp4", "story.txt"]  # no part file
+
+
+def test_extend_video_python_call_at_its_own_fps(tiny_folder, clip, tmp_path):
+    """The documented Python call: `fps` overrides the clip's (the total is seconds x fps), and a length that is not
+    positive is refused before any window runs or any file is made."""
+    from motif_video import MotifVideoImageToVideoPipeline
+
+    pipe = MotifVideoImageToVideoPipeline.from_pretrained(tiny_folder)
+    pipe.set_progress_bar_config(disable=True)
+    call = dict(overlap=5, num_frames=9, num_inference_steps=2, condition_guidance=2.0)
+    with pytest.raises(ValueError, match=r"seconds must be > 0, got 0"):
+        extend_video(pipe, clip, tmp_path / "none.mp4", ["a red ball"], seconds=0, **call)
+    assert not (tmp_path / "none.mp4").exists()
+    out = tmp_path / "long.mp4"
+    done = extend_video(pipe, clip, out, ["a red ball", "a blue ball"], seconds=1.75, fps=12, **call)
+    assert done["plan"].windows == 3 and done["frames"] == 21  # 1.75 s at 12 fps, not at the clip's 24
+    assert read_mp4_info(out) == {"frames": 21, "width": 96, "height": 64, "fps": 12.0}
 
 
 def test_extend_command_takes_the_folders_extension_guidance(tiny_folder, clip, tmp_path, capsys):
