@@ -191,9 +191,8 @@ def test_small_4step_recipe_follows_the_shipped_small_model():
     assert recipe.distill.guidance_mode == "apg" and recipe.distill.guidance_scales == [
         guider["guidance_scale"]
     ]
-    out = parse_args(
-        []
-    ).output  # the build's folder; its last stage (GROW_STAGE) trains on clips_grown / cache_grown
+    # the build's folder; its last stage (GROW_STAGE) trains on clips_grown / cache_grown
+    out = parse_args([]).output
     assert (recipe.data.path, recipe.data.cache) == (str(out / "clips_grown"), str(out / "cache_grown"))
 
 

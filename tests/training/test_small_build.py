@@ -111,9 +111,8 @@ def test_each_joint_round_trains_on_its_own_vae_and_latents(build, monkeypatch, 
     keyframes = tmp_path / "components_keyframes"
     assert (f0, keyframes) in copies
     schedules = build.KEYFRAME_SCHEDULES
-    decoder_calls = [
-        c for c in calls if c[0] == "vae" and c[1] == keyframes / "vae"
-    ]  # each from the last one's
+    # each schedule continues the last one's decoder
+    decoder_calls = [c for c in calls if c[0] == "vae" and c[1] == keyframes / "vae"]
     assert decoder_calls == [
         ("vae", keyframes / "vae", keyframes / "vae", {**build.KEYFRAME_DECODER, "steps": steps, "lr": lr})
         for steps, lr in schedules
