@@ -4,6 +4,7 @@ then assemble the half-precision folder.
     PYTHONPATH=src python recipes/small/build.py                 # everything into runs/small
     PYTHONPATH=src python recipes/small/build.py --ship           # ... and copy into src/motif_video/assets/small
     PYTHONPATH=src python recipes/small/build.py --skip vae       # reuse runs/small/vae
+    PYTHONPATH=src python recipes/small/build.py --only clips_grown   # one stage: the distillation recipe's clips
     PYTHONPATH=src python recipes/small/build.py --resume         # go on after a stop: finished stages are skipped
 
 Each stage's wall-clock seconds go to runs/small/timings.json.
@@ -157,8 +158,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def add_stage_options(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
-    """`--skip` and `--resume`, which `Stages` reads."""
-    parser.add_argument("--skip", nargs="*", default=[], choices=names)
+    """`--skip`, `--only` and `--resume`, which `Stages` reads."""
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--skip", nargs="*", default=[], choices=names)
+    which.add_argument(
+        "--only",
+        nargs="+",
+        default=[],
+        choices=names,
+        metavar="STAGE",
+        help="run these stages alone (their inputs from earlier runs), e.g. `--only clips_grown` for the "
+        "distillation recipe's clips",
+    )
     parser.add_argument(
         "--resume",
         action="store_true",
@@ -168,9 +179,10 @@ def add_stage_options(parser: argparse.ArgumentParser, names: tuple[str, ...]) -
 
 
 class Stages:
-    """Stage bookkeeping for a build: each stage skipped when named in `--skip` (or, with `--resume`, when
-    OUTPUT/timings.json records it as finished), its wall-clock seconds written to OUTPUT/timings.json once it has
-    finished; transformer stages from `config.yaml` with the build's and the command line's overrides."""
+    """Stage bookkeeping for a build: each stage skipped when named in `--skip` or left out of `--only` (or, with
+    `--resume`, when OUTPUT/timings.json records it as finished), its wall-clock seconds written to
+    OUTPUT/timings.json once it has finished; transformer stages from `config.yaml` with the build's and the command
+    line's overrides."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args, self.out = args, args.output
@@ -180,7 +192,7 @@ class Stages:
         self.held_out = () if args.no_hold_out else HELD_OUT  # label combinations the evaluation holds out
 
     def stage(self, name: str, fn) -> None:
-        if name in self.args.skip:
+        if name in self.args.skip or (self.args.only and name not in self.args.only):
             return
         if self.args.resume and name in self.timings:
             print(f"{name}: finished before ({self.timings[name]} s), skipped", flush=True)

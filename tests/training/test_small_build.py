@@ -156,3 +156,18 @@ def test_clip_stages_leave_out_the_evaluations_held_out_combinations(build, monk
         *(s for s in build.STAGES if "clips" not in s),
     )
     assert [c[3] for c in calls if c[0] in ("clips", "grown")] == [(), (), (), ()]  # no combination held out
+
+
+def test_only_runs_the_named_stages(build, monkeypatch, tmp_path):
+    # the distillation recipe's data: the last stage's clips alone, written where the recipe reads them
+    calls, _ = run(build, monkeypatch, tmp_path, "--only", "clips_grown")
+    assert [c[:2] for c in calls] == [
+        ("clips", tmp_path / "clips_grown"),
+        ("grown", tmp_path / "clips_grown"),
+    ]
+    timings = (tmp_path / "timings.json").read_text()
+    assert '"clips_grown"' in timings and '"assemble"' not in timings
+    calls, _ = run(build, monkeypatch, tmp_path, "--only", "clips_narrow", "assemble")
+    assert [c[0] for c in calls] == ["clips", "assemble"]
+    with pytest.raises(SystemExit):  # --only and --skip together are refused
+        run(build, monkeypatch, tmp_path, "--only", "assemble", "--skip", "vae")
