@@ -112,8 +112,10 @@ def worker_commands(config: ServeConfig) -> list[list[str]]:
     devices = worker_devices(config)
     cpu_workers = sum(d == "cpu" for d in devices)
     threads = config.threads or max(1, (os.cpu_count() or 1) // max(1, cpu_workers))
+    # --parent: the workers stop once this process is gone, however it went
     base = [sys.executable, "-m", "motif_video.serve.worker", "--results", str(config.results),
-            "--model", config.model, "--dtype", config.dtype, "--lease", str(config.lease)]  # fmt: skip
+            "--model", config.model, "--dtype", config.dtype, "--lease", str(config.lease),
+            "--parent", str(os.getpid())]  # fmt: skip
     if config.database:
         base += ["--database", config.database]
     return [

@@ -6,7 +6,9 @@ The pipeline is loaded once (`generation.prepare_pipeline`); each job runs the l
 extension's steps counted over all its windows) and extends the job's lease; a thread renews the lease while the VAE
 decodes and the file is written. A cancelled job (or one whose lease was lost) stops after the current step and
 keeps nothing. The MP4 is written under a temporary name in the results folder, renamed, and only then recorded.
-On SIGTERM/SIGINT the worker stops after the current step and gives its job back to the queue.
+On SIGTERM/SIGINT the worker stops after the current step and gives its job back to the queue; so it does, with
+`--parent PID`, once that process is no longer its parent (`motif-video serve` passes its own pid: its workers do
+not outlive it, even when it is killed outright).
 
 Run by `motif-video serve` (one per GPU, or one on the CPU), or alone on another machine:
 `python -m motif_video.serve.worker --database postgresql://... --results /shared/results --model small`.
@@ -227,7 +229,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--lease", type=float, default=30.0, help="seconds a job stays claimed without a renewal")
     p.add_argument("--max-jobs", type=int, default=None, help="exit after this many jobs (default: never)")
+    p.add_argument(
+        "--parent",
+        type=int,
+        default=None,
+        metavar="PID",
+        help="stop, as on SIGTERM, once process PID is no longer this worker's parent (default: never)",
+    )
     return p
+
+
+def watch_parent(parent: int, stopping: threading.Event, interval: float = 1.0) -> threading.Thread:
+    """A daemon thread that sets `stopping` once this process's parent is no longer `parent` (it exited, or was
+    killed, and this process was handed to another)."""
+
+    def watch():
+        while True:
+            if os.getppid() != parent:
+                print(f"worker {os.getpid()}: parent {parent} is gone; stopping", file=sys.stderr, flush=True)
+                stopping.set()
+                return
+            if stopping.wait(interval):
+                return
+
+    thread = threading.Thread(target=watch, name="parent-watch", daemon=True)
+    thread.start()
+    return thread
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -244,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if args.parent is not None:
+        watch_parent(args.parent, worker.stopping)
     worker.load()
     print(f"worker {worker.id} ready: {args.model} on {worker.device} ({worker.dtype})", flush=True)
     worker.run(args.max_jobs)

@@ -1,0 +1,63 @@
+"""`motif-video serve`'s workers live no longer than the server: killed outright (SIGKILL, the OOM killer), it
+cannot stop them, so each watches for its parent to go and then stops as on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from motif_video.serve.store import open_store
+from motif_video.serve.worker import watch_parent
+
+from .conftest import Server, wait_for
+
+pytestmark = pytest.mark.skipif(
+    not Path("/proc/self/stat").exists(), reason="reads process states from /proc"
+)
+
+
+def running(pid: int) -> bool:
+    """Whether process `pid` runs (an exited one that nobody has reaped yet, a zombie, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_watch_parent_stops_only_once_the_parent_is_gone():
+    stopping = threading.Event()
+    thread = watch_parent(os.getppid(), stopping, interval=0.05)
+    time.sleep(0.3)
+    assert not stopping.is_set() and thread.is_alive()  # the parent is still there
+    stopping.set()  # stopped for another reason: the watch ends too
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+
+    stopping = threading.Event()
+    watch_parent(os.getppid() + 10**6, stopping, interval=0.05)  # no process has this pid: not our parent
+    assert stopping.wait(5)
+
+
+def test_workers_stop_when_the_server_is_killed(tmp_path):
+    results = tmp_path / "results"
+    server = Server(results, None).start(workers=1)
+    store = open_store(None, results)
+    [worker] = store.workers()
+    try:
+        assert running(worker["pid"])
+        server.proc.send_signal(signal.SIGKILL)  # no chance to stop its workers
+        server.proc.wait(timeout=10)
+        server.client.close()
+        wait_for(lambda: not running(worker["pid"]), 30, f"worker {worker['pid']} to stop after its server")
+        assert store.workers() == []  # it stopped as on SIGTERM: unregistered itself on the way out
+        assert f"parent {server.proc.pid} is gone" in server.log.read_text()
+    finally:
+        store.close()
+        if running(worker["pid"]):  # the failure above: leave no orphan behind
+            os.kill(worker["pid"], signal.SIGKILL)
