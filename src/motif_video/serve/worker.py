@@ -17,6 +17,7 @@ Run by `motif-video serve` (one per GPU, or one on the CPU), or alone on another
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import signal
@@ -246,8 +247,15 @@ def watch_parent(parent: int, stopping: threading.Event, interval: float = 1.0) 
     def watch():
         while True:
             if os.getppid() != parent:
-                print(f"worker {os.getpid()}: parent {parent} is gone; stopping", file=sys.stderr, flush=True)
                 stopping.set()
+                with contextlib.suppress(
+                    OSError
+                ):  # the log may have gone with the parent: stopping came first
+                    print(
+                        f"worker {os.getpid()}: parent {parent} is gone; stopping",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 return
             if stopping.wait(interval):
                 return
