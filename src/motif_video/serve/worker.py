@@ -248,14 +248,9 @@ def watch_parent(parent: int, stopping: threading.Event, interval: float = 1.0) 
         while True:
             if os.getppid() != parent:
                 stopping.set()
-                with contextlib.suppress(
-                    OSError
-                ):  # the log may have gone with the parent: stopping came first
-                    print(
-                        f"worker {os.getpid()}: parent {parent} is gone; stopping",
-                        file=sys.stderr,
-                        flush=True,
-                    )
+                # the log may have gone with the parent (a closed pipe): stopping came first
+                with contextlib.suppress(OSError):
+                    print(f"worker {os.getpid()}: parent {parent} is gone", file=sys.stderr, flush=True)
                 return
             if stopping.wait(interval):
                 return
