@@ -167,8 +167,7 @@ def add_stage_options(parser: argparse.ArgumentParser, names: tuple[str, ...]) -
         default=[],
         choices=names,
         metavar="STAGE",
-        help="run these stages alone (their inputs from earlier runs), e.g. `--only clips_grown` for the "
-        "distillation recipe's clips",
+        help="run these stages alone, their inputs taken from earlier runs",
     )
     parser.add_argument(
         "--resume",
