@@ -322,6 +322,37 @@ def check_clip(clip: Path) -> dict[str, Any]:
         raise ValueError(f"clip {str(clip)!r} is not a readable video ({type(exc).__name__}: {exc})") from exc
 
 
+def settings_from_record(values: dict[str, Any], clip: str | os.PathLike) -> tuple[dict[str, Any], list[str]]:
+    """`values` with what they leave out taken from how `clip` was made (the settings `generate` and `extend` store in
+    their MP4s): no prompts -> the clip's last prompt, model None -> the clip's model (else the released one). Also the
+    list of what was taken, for the log; a ValueError when no prompt is given and the clip records none."""
+    from .hub import DEFAULT_MODEL_ID
+    from .pipelines.export import read_mp4_metadata
+
+    record = read_mp4_metadata(clip) or {}
+    prompts = record.get("prompts") or [
+        record.get("prompt")
+    ]  # extend's record: every window's; generate's: one
+    prompt = (
+        prompts[-1] if isinstance(prompts, list) and isinstance(prompts[-1], str) and prompts[-1] else None
+    )
+    model = record.get("model") if isinstance(record.get("model"), str) and record.get("model") else None
+    values, taken = dict(values), []
+    if not values.get("prompts"):
+        if prompt is None:
+            raise ValueError(
+                f"give --prompt or --prompt-file: {str(clip)!r} records no prompt to go on with (only videos "
+                "written by `motif-video generate` or `extend` do)"
+            )
+        values["prompts"] = [prompt]
+        taken.append(f"prompt {prompt!r}")
+    if values.get("model") is None:
+        values["model"] = model or DEFAULT_MODEL_ID
+        if model:
+            taken.append(f"model {model}")
+    return values, taken
+
+
 def run_extension(
     values: dict[str, Any],
     clip: Path,
@@ -332,6 +363,8 @@ def run_extension(
     crossfade: int = DEFAULT_CROSSFADE,
 ) -> dict:
     """`motif-video extend`: check everything (request, clip, plan, output) before loading, then extend."""
+    from tqdm.auto import tqdm
+
     from .defaults import model_defaults
     from .generation import plan_generation, prepare_pipeline
     from .options import parse_request
@@ -343,6 +376,9 @@ def run_extension(
         raise ValueError(f"seconds must be > 0, got {seconds}")
     info = check_clip(clip)
     width, height = extension_size(clip, info, width, height)
+    values, taken = settings_from_record(values, clip)
+    if taken:
+        log(f"{' and '.join(taken)}, as {clip} records")
     all_prompts = values.pop("prompts")
     all_prompts = [all_prompts] if isinstance(all_prompts, str) else list(all_prompts)
     for prompt in all_prompts:  # every window's prompt checked as generate checks one
@@ -364,12 +400,24 @@ def run_extension(
         warning := model_defaults(request.model).size_warning(height, width, how="give --width and --height")
     ) is not None:
         log(f"warning: {warning}")
-    pipe, _ = prepare_pipeline(gen)
+    many = plan.windows > 1  # several windows: one bar over all their steps instead of one per window
+    pipe, _ = prepare_pipeline(gen, show_progress=not many)
     if not isinstance(pipe, MotifVideoImageToVideoPipeline):
-        pipe = MotifVideoImageToVideoPipeline.from_pipe(pipe)
+        pipe = MotifVideoImageToVideoPipeline.from_pipe(pipe)  # a new pipeline: its own progress bar setting
+        pipe.set_progress_bar_config(disable=many)
     if request.condition_guidance is None and window_guidance(pipe, None):
         log(f"reconstruction guidance {window_guidance(pipe, None):g} (the model's default for extension)")
-    written = write_extension(pipe, request, plan, clip, all_prompts, gen.seed, output, info["fps"])
+    with tqdm(desc=f"{plan.windows} windows", unit="step", disable=not many) as bar:
+
+        def step_done(pipe, i, t, tensors):
+            if bar.total is None:  # the steps a window runs are known once the first one starts
+                bar.total = plan.windows * pipe.num_timesteps
+            bar.update()
+            return tensors
+
+        written = write_extension(
+            pipe, request, plan, clip, all_prompts, gen.seed, output, info["fps"], callback=step_done
+        )
     log(f"wrote {output} ({written} frames)")
     return {"plan": plan, "frames": written, "output": output}
 

@@ -17,8 +17,10 @@ from motif_video.extension import (
     extend_frames,
     extend_video,
     plan_extension,
+    settings_from_record,
     window_guidance,
 )
+from motif_video.hub import DEFAULT_MODEL_ID
 from motif_video.pipelines.export import read_mp4_frames, read_mp4_info, read_mp4_metadata, write_mp4
 
 
@@ -159,8 +161,9 @@ def test_extend_command_makes_three_windows(tiny_folder, clip, tmp_path, capsys)
             "--model", str(tiny_folder), "--num-frames", "9", "--steps", "2", "--device", "cpu", "--seed", "3",
             "--output", str(out), "--condition-guidance", "2"]  # fmt: skip
     assert cli.main(argv) == 0
-    printed = capsys.readouterr().out
+    printed, bars = capsys.readouterr()
     assert "3 window(s) of 9 frames, overlap 5" in printed and f"wrote {out} (21 frames)" in printed
+    assert "3 windows: 100%" in bars and "6/6" in bars and "2/2" not in bars  # one bar over every window's steps
     assert read_mp4_info(out) == {"frames": 21, "width": 96, "height": 64, "fps": 24.0}
     meta = read_mp4_metadata(out)
     assert meta["prompts"] == ["a red ball", "a blue ball", "a green ball"] and meta["overlap"] == 5
@@ -254,6 +257,51 @@ def test_extend_command_stretches_the_clip_to_the_size_asked_for(tiny_folder, cl
     assert red[:, -4:].mean() - red[:, :4].mean() > 150
     assert cli.main([*argv, "--width", "100", "--height", "32"]) == 2
     assert "width and height must be positive multiples of 16, got 100x32" in capsys.readouterr().err
+
+
+def test_extend_command_goes_on_with_the_prompt_and_model_the_clip_records(tiny_folder, tmp_path, capsys):
+    """A clip that `generate` or `extend` made carries its prompt and model: `extend` without --prompt and --model
+    uses them (an extended video's last window's prompt), and flags given win."""
+    made = tmp_path / "made.mp4"
+    run = ["--num-frames", "9", "--steps", "1", "--device", "cpu", "--seed", "1"]
+    generate = ["generate", "--model", str(tiny_folder), "--prompt", "a red ball", "--height", "64", "--width", "96",
+                "--output", str(made), *run]  # fmt: skip
+    assert cli.main(generate) == 0
+    capsys.readouterr()
+    longer = tmp_path / "longer.mp4"
+    assert (
+        cli.main(["extend", str(made), "--seconds", "0.5", "--overlap", "5", "--output", str(longer), *run])
+        == 0
+    )
+    assert f"prompt 'a red ball' and model {tiny_folder}, as {made} records" in capsys.readouterr().out
+    meta = read_mp4_metadata(longer)
+    assert meta["prompts"] == ["a red ball"] and meta["model"] == str(tiny_folder)  # 12 frames: one window
+    story = tmp_path / "story.txt"
+    story.write_text("a red ball\na blue ball\n")
+    argv = ["extend", str(longer), "--seconds", "0.75", "--overlap", "5", "--prompt-file", str(story), *run]
+    assert cli.main([*argv, "--output", str(tmp_path / "story.mp4")]) == 0
+    printed = capsys.readouterr().out  # the prompts given, the model recorded
+    assert f"model {tiny_folder}, as {longer} records" in printed and "prompt '" not in printed
+    assert read_mp4_metadata(tmp_path / "story.mp4")["prompts"][-1] == "a blue ball"
+    argv = ["extend", str(tmp_path / "story.mp4"), "--seconds", "1", "--overlap", "5", *run]
+    assert (
+        cli.main([*argv, "--output", str(tmp_path / "on.mp4")]) == 0
+    )  # goes on with the last window's prompt
+    assert "prompt 'a blue ball'" in capsys.readouterr().out
+    assert set(read_mp4_metadata(tmp_path / "on.mp4")["prompts"]) == {"a blue ball"}
+    given = {"prompts": ["a green ball"], "model": "small"}
+    assert settings_from_record(given, made) == (given, [])  # what is given wins
+
+
+def test_extend_without_a_prompt_needs_a_clip_that_records_one(clip, tmp_path, monkeypatch, capsys):
+    def no_load(plan, show_progress=True):
+        raise AssertionError("a model was loaded for bad input")
+
+    monkeypatch.setattr(generation, "prepare_pipeline", no_load)
+    argv = ["extend", str(clip), "--seconds", "1", "--overlap", "5", "--num-frames", "9", "--device", "cpu"]
+    assert cli.main(argv) == 2
+    assert f"give --prompt or --prompt-file: {str(clip)!r} records no prompt" in capsys.readouterr().err
+    assert settings_from_record({"prompts": ["a ball"], "model": None}, clip)[0]["model"] == DEFAULT_MODEL_ID
 
 
 def test_extend_bad_input_exits_2_before_loading(clip, tmp_path, monkeypatch, capsys):

@@ -17,6 +17,7 @@ EXTEND_OPTIONS = (
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..condition_layout import DEFAULT_CROSSFADE, DEFAULT_OVERLAP
+    from ..hub import DEFAULT_MODEL_ID
     from ..options import OPTIONS, add_arguments
 
     p = sub.add_parser(
@@ -24,8 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="continue a video window by window (image-to-video on the last frames), written as one MP4",
         description="Extend CLIP to --seconds seconds in all: each window of --num-frames frames is conditioned on "
         "--overlap frames of the video so far and cross-faded into it (over the overlap, or over --crossfade "
-        "frames it generates again after them). Bad input exits with status 2 before any model "
-        "is loaded. The released weights saw only frame 0 as a condition; a clip prefix needs a model trained on it "
+        "frames it generates again after them). A clip that motif-video made records its prompt and "
+        "model, which are used where --prompt and --model are not given. Bad input exits with status 2 before any "
+        "model is loaded. The released weights saw only frame 0 as a condition; a clip prefix needs a model trained on it "
         "(recipes/motif-video-2b/conditions-lora.yaml).",
     )
     p.add_argument(
@@ -33,8 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=Path,
         help="the video to continue (MP4; width and height multiples of 16, or resized by --width and --height)",
     )
-    prompts = p.add_mutually_exclusive_group(required=True)
-    prompts.add_argument("--prompt", help="the prompt of every window")
+    prompts = p.add_mutually_exclusive_group()
+    prompts.add_argument(
+        "--prompt",
+        help="the prompt of every window (default: the last prompt the clip records, if it is ours)",
+    )
     prompts.add_argument(
         "--prompt-file", type=Path, help="one prompt per line, one line per window (the last repeats)"
     )
@@ -64,7 +69,12 @@ def register(sub: argparse._SubParsersAction) -> None:
             help=f"{name} of the output in pixels, a multiple of 16: the clip is stretched to it first (default: "
             "the clip's own; a model trained at one size, like small's 64x64, wants that size)",
         )
-    add_arguments(p, [OPTIONS[name] for name in EXTEND_OPTIONS])
+    add_arguments(p, [OPTIONS[name] for name in EXTEND_OPTIONS if name != "model"])
+    p.add_argument(
+        "--model",
+        default=None,
+        help=f"{OPTIONS['model'].help} (default: the model the clip records, if it is ours, else {DEFAULT_MODEL_ID})",
+    )
     p.set_defaults(func=run)
 
 
@@ -72,7 +82,10 @@ def run(args: argparse.Namespace) -> int:
     from ..extension import run_extension
     from ..options import read_prompt_file
 
-    prompts = [args.prompt] if args.prompt is not None else read_prompt_file(args.prompt_file)
+    if args.prompt is not None:
+        prompts = [args.prompt]
+    else:  # none: the clip's own (`extension.settings_from_record`)
+        prompts = read_prompt_file(args.prompt_file) if args.prompt_file is not None else []
     values = {name: getattr(args, name) for name in (*EXTEND_OPTIONS, "width", "height")}
     output = args.output or args.clip.with_name(f"{args.clip.stem}-extended.mp4")
     if args.threads:
