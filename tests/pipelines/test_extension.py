@@ -163,7 +163,9 @@ def test_extend_command_makes_three_windows(tiny_folder, clip, tmp_path, capsys)
     assert cli.main(argv) == 0
     printed, bars = capsys.readouterr()
     assert "3 window(s) of 9 frames, overlap 5" in printed and f"wrote {out} (21 frames)" in printed
-    assert "3 windows: 100%" in bars and "6/6" in bars and "2/2" not in bars  # one bar over every window's steps
+    assert (
+        "3 windows: 100%" in bars and "6/6" in bars and "2/2" not in bars
+    )  # one bar over every window's steps
     assert read_mp4_info(out) == {"frames": 21, "width": 96, "height": 64, "fps": 24.0}
     meta = read_mp4_metadata(out)
     assert meta["prompts"] == ["a red ball", "a blue ball", "a green ball"] and meta["overlap"] == 5
