@@ -78,3 +78,71 @@ def test_replay_of_a_video_without_settings_exits_2(tmp_path, capsys):
     assert "holds no motif-video generation settings" in capsys.readouterr().err
     assert cli.main(["generate", "--replay", str(tmp_path / "missing.mp4")]) == 2
     assert "is not a file" in capsys.readouterr().err
+
+
+def test_extend_replay_makes_the_same_extended_video(tiny_folder, tmp_path, capsys):
+    """`extend` stores how it extended a clip; `extend --replay` extends the same clip the same way (same bytes),
+    flags given win, and a clip that is gone or changed is named."""
+    clip, story = tmp_path / "clip.mp4", tmp_path / "story.txt"
+    args = ["--model", str(tiny_folder), "--threads", "1"]
+    assert (
+        cli.main(["generate", *args, *TINY_GENERATE_ARGS, "--prompt", "a ball", "--output", str(clip)]) == 0
+    )
+    story.write_text("a red ball\na blue cube\n")
+    long = tmp_path / "long.mp4"
+    extend = ["extend", str(clip), *args, "--prompt-file", str(story), "--seconds", "0.75", "--overlap", "5",
+              "--num-frames", "9", "--steps", "1", "--seed", "4", "--negative-prompt", "blur", "--output", str(long)]  # fmt: skip
+    assert cli.main(extend) == 0
+    record = read_mp4_metadata(long)
+    assert record["format"] == "motif-video extend 1" and record["extended_from"] == str(clip)
+    assert (record["frames"], record["fps"], record["window"], record["overlap"]) == (18, 24.0, 9, 5)
+    assert (record["steps"], record["seed"], record["negative_prompt"]) == (1, 4, "blur")
+    assert record["prompts"] == ["a red ball", "a blue cube", "a blue cube"] and record["model"] == str(
+        tiny_folder
+    )
+    capsys.readouterr()
+
+    assert cli.main(["extend", "--replay", str(long), "--threads", "1"]) == 0
+    again = tmp_path / "long-replay.mp4"
+    assert "extending " + str(clip) in capsys.readouterr().out
+    assert np.array_equal(_frames(again), _frames(long)) and _sha(again) == _sha(long)
+    other = tmp_path / "other.mp4"  # a flag given wins over the record
+    assert cli.main(["extend", "--replay", str(long), "--steps", "2", "--output", str(other)]) == 0
+    assert (read_mp4_metadata(other)["steps"], read_mp4_metadata(other)["seed"]) == (2, 4)
+
+    write_mp4(_frames(clip)[::-1].copy(), clip)  # the clip changed: named, unless given as CLIP
+    capsys.readouterr()
+    assert cli.main(["extend", "--replay", str(long), "--output", str(other)]) == 2
+    assert f"the clip {str(clip)!r} changed since the video was extended from it" in capsys.readouterr().err
+    assert cli.main(["extend", str(clip), "--replay", str(long), "--output", str(other)]) == 0
+    clip.unlink()
+    assert cli.main(["extend", "--replay", str(long), "--output", str(other)]) == 2
+    assert "which is not there; pass that clip as CLIP" in capsys.readouterr().err
+
+
+def test_each_replay_names_the_command_that_made_the_video(tiny_folder, tmp_path, capsys):
+    made = tmp_path / "made.mp4"
+    args = ["--model", str(tiny_folder), "--threads", "1"]
+    assert (
+        cli.main(["generate", *args, *TINY_GENERATE_ARGS, "--prompt", "a ball", "--output", str(made)]) == 0
+    )
+    long = tmp_path / "long.mp4"
+    extend = ["extend", str(made), *args, "--seconds", "0.5", "--overlap", "5", "--num-frames", "9", "--steps", "1",
+              "--output", str(long)]  # fmt: skip
+    assert cli.main(extend) == 0
+    capsys.readouterr()
+    assert cli.main(["generate", "--replay", str(long)]) == 2
+    assert (
+        "was made by `motif-video extend`: replay it with `motif-video extend --replay`"
+        in capsys.readouterr().err
+    )
+    assert cli.main(["extend", "--replay", str(made)]) == 2
+    assert (
+        "was made by `motif-video generate`: replay it with `motif-video generate --replay`"
+        in capsys.readouterr().err
+    )
+    other = write_mp4(np.zeros((1, 16, 16, 3), np.uint8), tmp_path / "other.mp4")
+    assert cli.main(["extend", "--replay", str(other)]) == 2
+    assert "holds no motif-video extension settings" in capsys.readouterr().err
+    assert cli.main(["extend", "--prompt", "a ball"]) == 2
+    assert "extend needs CLIP and --seconds (or --replay VIDEO.mp4)" in capsys.readouterr().err

@@ -438,6 +438,8 @@ def write_extension(
     size and model), writing the MP4 at `output` with the settings in its metadata (`source`: what it was extended
     from, default the clip's path); `callback`: the pipeline's `callback_on_step_end` in every window. Used by
     `motif-video extend` and the service's workers. Returns the frames written."""
+    from .replay import extension_settings
+
     call = dict(
         num_inference_steps=request.steps, guidance=request.guidance, guidance_scale=request.guidance_scale,
         guidance_batching=request.guidance_batching, shift=request.shift, negative_prompt=request.negative_prompt,
@@ -449,8 +451,6 @@ def write_extension(
     prompts = window_prompts(prompts, plan.windows)
     make_window = pipeline_window(pipe, prompts, seed, plan.overlap, num_frames=plan.window,
                                   height=request.height, width=request.width, **call)  # fmt: skip
-    settings = {"extended_from": source or str(clip), "prompts": prompts, "seed": seed, "overlap": plan.overlap,
-                "crossfade": plan.crossfade, "window": plan.window, "model": str(request.model),
-                "condition_guidance": call["condition_guidance"]}  # fmt: skip
+    settings = extension_settings(request, plan, prompts, seed, clip, source, fps, call["condition_guidance"])
     with mp4_stream(output, request.width, request.height, fps, metadata=settings) as write:
         return extend_frames(clip_frames(clip, request.width, request.height), plan, make_window, write)

@@ -21,8 +21,15 @@ from pathlib import Path
 from typing import Any
 
 FORMAT = "motif-video generate 1"
+EXTEND_FORMAT = "motif-video extend 1"
 # Fields not replayed: where the video goes and how this process runs (the replaying command decides them).
 NOT_REPLAYED = ("prompts", "output", "threads", "parallel", "save_latents")
+# The request fields an extension records and replays (`motif-video extend`'s options; its size is its own).
+EXTEND_FIELDS = (
+    "num_frames", "steps", "guidance", "guidance_scale", "guidance_batching", "shift", "negative_prompt", "model",
+    "dtype", "device", "offload", "memory_budget", "attention_backend", "lora", "fuse_lora", "condition_guidance",
+    "width", "height",
+)  # fmt: skip
 
 
 def _json(value: Any) -> Any:
@@ -64,6 +71,28 @@ def video_settings(plan, i: int, pipe=None) -> dict[str, Any]:
     return record
 
 
+def extension_settings(
+    request, plan, prompts, seed: int, clip, source: str | None, fps: float, guidance: float
+):
+    """The record of an extended video (`extension.write_extension`): the request's fields, each window's prompt, the
+    seed, the plan, the reconstruction guidance the windows ran with, and what it was extended from (`source`, else
+    the clip's path, with the clip's SHA-256); `extend --replay` reads it."""
+    from . import __version__
+
+    values = request.values()
+    record: dict[str, Any] = {
+        "format": EXTEND_FORMAT,
+        "motif_video": __version__,
+        "extended_from": source or str(clip),
+    }
+    if source is None:
+        record["extended_from_sha256"] = file_sha256(clip)
+    record.update({k: _json(values[k]) for k in EXTEND_FIELDS})
+    record.update(prompts=list(prompts), seed=seed, overlap=plan.overlap, crossfade=plan.crossfade,
+                  window=plan.window, frames=plan.total_frames, fps=fps, condition_guidance=guidance)  # fmt: skip
+    return record
+
+
 def hub_revision(folder: str | Path) -> str | None:
     """The commit of a Hugging Face cache snapshot folder (`.../snapshots/<commit>`), else None."""
     match = re.search(r"[\\/]snapshots[\\/]([0-9a-f]{40})(?:[\\/]|$)", str(folder))
@@ -82,17 +111,8 @@ def replay_values(video: str | Path, given: Iterable[str] = ()) -> dict[str, Any
     """The request fields (`options.parse_request` input) that make `video` again; a ValueError when the file holds
     no motif-video record, or its image is gone or changed (unless `given`, the fields the caller sets, has it)."""
     from .options import OPTIONS
-    from .pipelines.export import read_mp4_metadata
 
-    path = Path(video)
-    if not path.is_file():
-        raise ValueError(f"replay: {str(path)!r} is not a file")
-    record = read_mp4_metadata(path)
-    if record is None or record.get("format") != FORMAT:
-        raise ValueError(
-            f"replay: {str(path)!r} holds no motif-video generation settings (only videos written by "
-            "`motif-video generate` do)"
-        )
+    record = _record(video, FORMAT)
     values = {k: v for k, v in record.items() if k in OPTIONS and k not in NOT_REPLAYED}
     values["prompts"] = [record["prompt"]]
     image = record.get("image")
@@ -104,3 +124,41 @@ def replay_values(video: str | Path, given: Iterable[str] = ()) -> dict[str, Any
         if record.get("image_sha256") not in (None, file_sha256(image)):
             raise ValueError(f"replay: the image {image!r} changed since the video was made")
     return values
+
+
+def extend_replay_values(video: str | Path, clip: str | Path | None = None) -> dict[str, Any]:
+    """What `extend --replay VIDEO` runs: the clip (`clip`, else the one the video was extended from, checked to be
+    there and unchanged), the seconds, overlap and cross-fade, and the request fields with every window's prompt."""
+    record = _record(video, EXTEND_FORMAT)
+    if clip is None:
+        clip = Path(record["extended_from"])
+        if not clip.is_file():
+            raise ValueError(
+                f"replay: the video was extended from {str(clip)!r}, which is not there; pass that clip as CLIP"
+            )
+        if record.get("extended_from_sha256") not in (None, file_sha256(clip)):
+            raise ValueError(f"replay: the clip {str(clip)!r} changed since the video was extended from it")
+    values = {k: record[k] for k in EXTEND_FIELDS if k in record}
+    values.update(prompts=record["prompts"], seed=record["seed"], num_frames=record["window"])
+    return {"clip": Path(clip), "seconds": record["frames"] / record["fps"], "overlap": record["overlap"],
+            "crossfade": record["crossfade"], "values": values}  # fmt: skip
+
+
+def _record(video: str | Path, kind: str) -> dict[str, Any]:
+    """The settings `kind` (FORMAT or EXTEND_FORMAT) stored in `video`; a ValueError naming what it holds instead."""
+    from .pipelines.export import read_mp4_metadata
+
+    path = Path(video)
+    if not path.is_file():
+        raise ValueError(f"replay: {str(path)!r} is not a file")
+    record = read_mp4_metadata(path) or {}
+    if record.get("format") == kind:
+        return record
+    command, what = (
+        {FORMAT: "generate", EXTEND_FORMAT: "extend"},
+        {FORMAT: "generation", EXTEND_FORMAT: "extension"},
+    )
+    other = command.get(record.get("format"))
+    held = f"was made by `motif-video {other}`: replay it with `motif-video {other} --replay`" if other else (
+        f"holds no motif-video {what[kind]} settings (only videos written by `motif-video {command[kind]}` do)")  # fmt: skip
+    raise ValueError(f"replay: {str(path)!r} {held}")

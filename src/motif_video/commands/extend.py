@@ -5,14 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-# The generate options `extend` takes (declared in `motif_video.options`); the size is the clip's unless asked for
-# (its own flags below: the clip is stretched to it), the frames come from the clip and the window, the output is
-# the extended video.
-EXTEND_OPTIONS = (
-    "num_frames", "steps", "guidance", "guidance_scale", "guidance_batching", "shift", "negative_prompt", "seed",
-    "model", "dtype", "device", "threads", "offload", "memory_budget", "attention_backend",
-    "lora", "fuse_lora", "condition_guidance",
-)  # fmt: skip
+from ..replay import EXTEND_FIELDS
+
+# The generate options `extend` takes (declared in `motif_video.options`): those an extension records
+# (`replay.EXTEND_FIELDS`; the size has its own flags below, the clip stretched to it), the seed and the threads.
+EXTEND_OPTIONS = (*(n for n in EXTEND_FIELDS if n not in ("width", "height")), "seed", "threads")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +30,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "clip",
         type=Path,
-        help="the video to continue (MP4; width and height multiples of 16, or resized by --width and --height)",
+        nargs="?",
+        help="the video to continue (MP4; width and height multiples of 16, or resized by --width and --height); "
+        "with --replay, the clip the video was extended from unless given",
+    )
+    p.add_argument(
+        "--replay",
+        type=Path,
+        metavar="VIDEO.mp4",
+        help="make an extended video again from the settings `extend` stored in it (its clip, prompts, seed, "
+        "length, model...); flags given as well override them",
     )
     prompts = p.add_mutually_exclusive_group()
     prompts.add_argument(
@@ -44,7 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--prompt-file", type=Path, help="one prompt per line, one line per window (the last repeats)"
     )
     p.add_argument(
-        "--seconds", type=float, required=True, help="length of the whole output video, in seconds"
+        "--seconds",
+        type=float,
+        help="length of the whole output video, in seconds (required unless --replay)",
     )
     p.add_argument(
         "--overlap",
@@ -60,7 +68,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="frames each window generates again over the end of the video so far and fades in over, hiding the "
         f"step after its condition (0: the fade runs over the overlap; default: {DEFAULT_CROSSFADE})",
     )
-    p.add_argument("--output", type=Path, default=None, help="the MP4 written (default: CLIP-extended.mp4)")
+    p.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="the MP4 written (default: CLIP-extended.mp4, with --replay VIDEO-replay.mp4)",
+    )
     for name in ("width", "height"):
         p.add_argument(
             f"--{name}",
@@ -87,17 +100,45 @@ def run(args: argparse.Namespace) -> int:
     else:  # none: the clip's own (`extension.settings_from_record`)
         prompts = read_prompt_file(args.prompt_file) if args.prompt_file is not None else []
     values = {name: getattr(args, name) for name in (*EXTEND_OPTIONS, "width", "height")}
-    output = args.output or args.clip.with_name(f"{args.clip.stem}-extended.mp4")
+    if args.replay is not None:
+        plan, values = replayed(args, values, prompts)
+        output = args.output or args.replay.with_name(f"{args.replay.stem}-replay.mp4")
+    elif args.clip is None or args.seconds is None:
+        raise ValueError("extend needs CLIP and --seconds (or --replay VIDEO.mp4)")
+    else:
+        plan = {
+            "clip": args.clip,
+            "seconds": args.seconds,
+            "overlap": args.overlap,
+            "crossfade": args.crossfade,
+        }
+        values["prompts"] = prompts
+        output = args.output or args.clip.with_name(f"{args.clip.stem}-extended.mp4")
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    run_extension(
-        {**values, "prompts": prompts},
-        args.clip,
-        args.seconds,
-        args.overlap,
-        output,
-        crossfade=args.crossfade,
-    )
+    run_extension(values, plan["clip"], plan["seconds"], plan["overlap"], output, crossfade=plan["crossfade"])
     return 0
+
+
+def replayed(args: argparse.Namespace, values: dict, prompts: list[str]) -> tuple[dict, dict]:
+    """The plan (clip, seconds, overlap, crossfade) and request values of `--replay`, with the flags given over them
+    (a value other than the flag's default)."""
+    from ..condition_layout import DEFAULT_CROSSFADE, DEFAULT_OVERLAP
+    from ..options import OPTIONS
+    from ..replay import extend_replay_values
+
+    stored = extend_replay_values(args.replay, args.clip)
+    asked = {"seconds": args.seconds, "overlap": args.overlap if args.overlap != DEFAULT_OVERLAP else None,
+             "crossfade": args.crossfade if args.crossfade != DEFAULT_CROSSFADE else None}  # fmt: skip
+    plan = {"clip": stored["clip"], **{k: stored[k] if v is None else v for k, v in asked.items()}}
+    given = {
+        k: v
+        for k, v in values.items()
+        if v not in (None, []) and v != getattr(OPTIONS.get(k), "default", None)
+    }
+    values = {**stored["values"], **given}
+    if prompts:
+        values["prompts"] = prompts
+    return plan, values
