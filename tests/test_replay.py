@@ -72,6 +72,59 @@ def test_replay_of_image_to_video_checks_the_image(tiny_folder, tmp_path, capsys
     assert "changed since the video was made" in capsys.readouterr().err
 
 
+def test_replay_checks_every_file_the_video_was_made_from(tiny_folder, tmp_path, capsys):
+    """Keyframes, a last image and a video-to-video input are hashed like the first image: a replay refuses one that
+    changed or is gone (naming it and the flag that replaces it), and takes the flag given instead."""
+    images = {}
+    for name, level in (("first", 120), ("key", 60), ("last", 200)):
+        images[name] = tmp_path / f"{name}.png"
+        PIL.Image.fromarray(np.full((64, 96, 3), level, np.uint8)).save(images[name])
+    out = tmp_path / "keys.mp4"
+    args = [
+        "generate",
+        "--model",
+        str(tiny_folder),
+        "--threads",
+        "1",
+        *TINY_GENERATE_ARGS,
+        "--prompt",
+        "a ball",
+    ]
+    conditions = [
+        "--image",
+        str(images["first"]),
+        "--keyframe",
+        f"{images['key']}@4",
+        "--last-image",
+        str(images["last"]),
+    ]
+    assert cli.main([*args, *conditions, "--output", str(out)]) == 0
+    assert set(read_mp4_metadata(out)["media_sha256"]) == {str(p) for p in images.values()}
+    again = tmp_path / "again.mp4"
+    assert cli.main(["generate", "--replay", str(out), "--output", str(again)]) == 0
+    assert _sha(again) == _sha(out)
+
+    PIL.Image.fromarray(np.full((64, 96, 3), 10, np.uint8)).save(images["key"])
+    capsys.readouterr()
+    assert cli.main(["generate", "--replay", str(out), "--output", str(again)]) == 2
+    assert (
+        f"the keyframe image {str(images['key'])!r} changed since the video was made"
+        in capsys.readouterr().err
+    )
+    given = ["--keyframe", f"{images['key']}@4"]  # given again: taken as it is now
+    assert cli.main(["generate", "--replay", str(out), *given, "--output", str(again)]) == 0
+    images["last"].unlink()
+    assert cli.main(["generate", "--replay", str(out), *given, "--output", str(again)]) == 2
+    assert "which is not there; pass it with --last-image" in capsys.readouterr().err
+
+    restyled = tmp_path / "restyled.mp4"  # video-to-video: the input video is checked the same way
+    assert cli.main([*args, "--video", str(again), "--strength", "0.5", "--output", str(restyled)]) == 0
+    write_mp4(_frames(again)[::-1].copy(), again)
+    capsys.readouterr()
+    assert cli.main(["generate", "--replay", str(restyled), "--output", str(tmp_path / "r.mp4")]) == 2
+    assert f"the video {str(again)!r} changed since the video was made" in capsys.readouterr().err
+
+
 def test_replay_of_a_video_without_settings_exits_2(tmp_path, capsys):
     other = write_mp4(np.zeros((1, 16, 16, 3), np.uint8), tmp_path / "other.mp4")
     assert cli.main(["generate", "--replay", str(other)]) == 2

@@ -51,6 +51,7 @@ def video_settings(plan, i: int, pipe=None) -> dict[str, Any]:
     record["seed"] = plan.seed + i
     if r.image is not None:
         record["image_sha256"] = file_sha256(r.image)
+    record["media_sha256"] = {str(path): file_sha256(path) for path in media_files(r.values())}
     run = getattr(pipe, "last_run", None)
     if run is not None:
         embedded = run.passes.embedded_guidance
@@ -115,15 +116,38 @@ def replay_values(video: str | Path, given: Iterable[str] = ()) -> dict[str, Any
     record = _record(video, FORMAT)
     values = {k: v for k, v in record.items() if k in OPTIONS and k not in NOT_REPLAYED}
     values["prompts"] = [record["prompt"]]
-    image = record.get("image")
-    if image is not None and "image" not in given:
-        if not Path(image).is_file():
-            raise ValueError(
-                f"replay: the video was made from the image {image!r}, which is not there; pass it with --image"
-            )
-        if record.get("image_sha256") not in (None, file_sha256(image)):
-            raise ValueError(f"replay: the image {image!r} changed since the video was made")
+    hashes = dict(record.get("media_sha256") or {})
+    if record.get("image") is not None:  # records written before media_sha256 hashed the image alone
+        hashes.setdefault(record["image"], record.get("image_sha256"))
+    for field in MEDIA_FIELDS:
+        if field in given:
+            continue
+        for path in media_files({field: record.get(field)}):
+            what = {"keyframe": "keyframe image", "last_image": "last image"}.get(field, field)
+            if not path.is_file():
+                raise ValueError(
+                    f"replay: the video was made from the {what} {str(path)!r}, which is not there; pass it with "
+                    f"--{field.replace('_', '-')}"
+                )
+            if hashes.get(str(path)) not in (None, file_sha256(path)):
+                raise ValueError(f"replay: the {what} {str(path)!r} changed since the video was made")
     return values
+
+
+MEDIA_FIELDS = ("image", "last_image", "keyframe", "video")
+
+
+def media_files(values: dict[str, Any]) -> list[Path]:
+    """The files a request's media fields name (`MEDIA_FIELDS`; a keyframe's PATH@FRAME read as its PATH)."""
+    from .options import parse_keyframe
+
+    files = []
+    for field in MEDIA_FIELDS:
+        value = values.get(field)
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if item:
+                files.append(parse_keyframe(item)[0] if field == "keyframe" else Path(item))
+    return files
 
 
 def extend_replay_values(video: str | Path, clip: str | Path | None = None) -> dict[str, Any]:
