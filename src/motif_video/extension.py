@@ -330,13 +330,10 @@ def settings_from_record(values: dict[str, Any], clip: str | os.PathLike) -> tup
     from .pipelines.export import read_mp4_metadata
 
     record = read_mp4_metadata(clip) or {}
-    prompts = record.get("prompts") or [
-        record.get("prompt")
-    ]  # extend's record: every window's; generate's: one
-    prompt = (
-        prompts[-1] if isinstance(prompts, list) and isinstance(prompts[-1], str) and prompts[-1] else None
-    )
-    model = record.get("model") if isinstance(record.get("model"), str) and record.get("model") else None
+    recorded = record.get("prompts") or [record.get("prompt")]  # extend's: every window's; generate's: one
+    last, model = recorded[-1] if isinstance(recorded, list) else None, record.get("model")
+    prompt = last if isinstance(last, str) and last else None
+    model = model if isinstance(model, str) and model else None
     values, taken = dict(values), []
     if not values.get("prompts"):
         if prompt is None:

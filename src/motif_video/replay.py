@@ -4,10 +4,11 @@ metadata (`pipelines.export.write_mp4`), and `generate --replay VIDEO.mp4` makes
 The record holds the request's option values for that one video (its prompt, its seed `seed + i`, size, steps,
 negative prompt, guidance, shift, model, dtype, ...: every `options.GenerateRequest` field except where and how the
 process runs), what the pipeline resolved from the model's defaults (`resolved`: steps, shift and where it came
-from, guidance and scale), the model folder's Hub revision when it came from the Hub, the image's SHA-256 for
-image-to-video, and the motif-video version. Replaying passes the same option values, so the model's defaults are
-resolved again exactly as they were: with the same model the frames are identical (and, the encoder being
-deterministic, so is the file).
+from, guidance and scale), the model folder's Hub revision when it came from the Hub, the SHA-256 of every image
+or video it was made from (`media_sha256`), and the motif-video version. Replaying passes the same option values, so
+the model's defaults are resolved again exactly as they were: with the same model the frames are identical (and, the
+encoder being deterministic, so is the file). `extend` writes `extension_settings(...)` the same way, and
+`extend --replay` reads it back (`extend_replay_values`).
 
 Pure Python: importing this module imports neither torch nor diffusers.
 """
@@ -49,8 +50,6 @@ def video_settings(plan, i: int, pipe=None) -> dict[str, Any]:
     record: dict[str, Any] = {"format": FORMAT, "motif_video": __version__, "prompt": r.prompts[i]}
     record.update({k: _json(v) for k, v in r.values().items() if k not in NOT_REPLAYED})
     record["seed"] = plan.seed + i
-    if r.image is not None:
-        record["image_sha256"] = file_sha256(r.image)
     record["media_sha256"] = {str(path): file_sha256(path) for path in media_files(r.values())}
     run = getattr(pipe, "last_run", None)
     if run is not None:
@@ -117,7 +116,7 @@ def replay_values(video: str | Path, given: Iterable[str] = ()) -> dict[str, Any
     values = {k: v for k, v in record.items() if k in OPTIONS and k not in NOT_REPLAYED}
     values["prompts"] = [record["prompt"]]
     hashes = dict(record.get("media_sha256") or {})
-    if record.get("image") is not None:  # records written before media_sha256 hashed the image alone
+    if record.get("image") is not None:  # a record from before media_sha256 hashed the image alone
         hashes.setdefault(record["image"], record.get("image_sha256"))
     for field in MEDIA_FIELDS:
         if field in given:
