@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=Path,
         nargs="?",
         help="the video to continue (MP4; width and height multiples of 16, or resized by --width and --height); "
-        "with --replay, the clip the video was extended from unless given",
+        "with --replay it may be left out: the clip the video was extended from",
     )
     p.add_argument(
         "--replay",
@@ -82,12 +82,14 @@ def register(sub: argparse._SubParsersAction) -> None:
             help=f"{name} of the output in pixels, a multiple of 16: the clip is stretched to it first (default: "
             "the clip's own; a model trained at one size, like small's 64x64, wants that size)",
         )
-    add_arguments(p, [OPTIONS[name] for name in EXTEND_OPTIONS if name != "model"])
+    at = EXTEND_OPTIONS.index("model")  # its own flag: its default is the clip's model
+    add_arguments(p, [OPTIONS[name] for name in EXTEND_OPTIONS[:at]])
     p.add_argument(
         "--model",
         default=None,
         help=f"{OPTIONS['model'].help} (default: the model the clip records, if it is ours, else {DEFAULT_MODEL_ID})",
     )
+    add_arguments(p, [OPTIONS[name] for name in EXTEND_OPTIONS[at + 1 :]])
     p.set_defaults(func=run)
 
 
