@@ -69,6 +69,34 @@ def test_growth_past_the_frame_reads_as_growing():
     assert drifted >= 2
 
 
+def test_each_window_of_a_faithful_extension_follows_the_caption_and_held_windows_do_not():
+    """`window_motions` reads an extension's windows apart: the true continuation of every moving scene (the object
+    leaving the frame) is right in every window, and one that holds the first clip's last frame, or runs back, is
+    wrong in every window after the first clip."""
+    from motif_video.evaluation.analysis import window_motions
+    from motif_video.evaluation.conditions import scored_windows
+    from motif_video.extension import plan_extension
+    from motif_video.synthetic.scenes import SceneRanges
+
+    plan = plan_extension(33, 132, 33, 9)
+    windows = scored_windows(plan)
+    assert windows == [(33, 57), (57, 81), (81, 105), (105, 129)]  # the 3-frame last window is not scored
+    narrow = SceneRanges(radius=(0.20, 0.22), grow_radius=(0.14, 0.15), jitter=0.02)  # the recipe's clips
+    scenes = [s for s in (scene_at(1003, i, narrow) for i in range(30)) if s.motion != "grows"]
+    assert {s.motion for s in scenes} == {"left", "right", "up", "down"}
+    for scene in scenes:
+        video = render(scene, 132, 64, 64)
+        assert window_motions(video, windows, scene.motion) == [True] * 4, scene
+        held = np.concatenate([video[:33], np.repeat(video[32:33], 99, axis=0)])
+        assert window_motions(held, windows, scene.motion) == [False] * 4, scene
+        flip = (slice(None), slice(None), slice(None, None, -1)) if scene.motion in ("left", "right") else (
+            slice(None), slice(None, None, -1))  # fmt: skip
+        back = np.concatenate([video[:33], video[33:][flip]])  # mirrored after the first clip: the other way
+        assert not any(window_motions(back, windows, scene.motion)[1:]), scene
+    with pytest.raises(ValueError, match="motion must be one of"):
+        window_motions(render(scenes[0], 33, 64, 64), [(0, 33)], "grows")
+
+
 def test_flicker_and_psnr():
     scene = scene_at(1000, 0)
     clip = render(scene, 17, 64, 64)

@@ -70,6 +70,9 @@ def test_every_pattern_and_extension_are_scored(tiny_folder):
         assert 0 < result[pattern]["psnr"] < 60 and 0 <= result[pattern]["colour"] <= 1
     ext = result["extension"]
     assert ext["factor"] == 2 and ext["seam_ratio"] > 0 and 0 <= ext["direction"] <= 1
+    assert (
+        0 <= ext["window_direction"] <= 1 and len(ext["window_direction_by_window"]) == 2
+    )  # 9 -> 18 frames, step 4
     # 18 frames in windows at 5, 9 and 13: only changes 0..3 lie outside the boundaries, too few for a stretch
     assert ext["seam_ratio_inside"] is None
 

@@ -187,6 +187,53 @@ def _motion(masks: np.ndarray) -> tuple[str, tuple[float, float], float]:
     return motion, (float(dx), float(dy)), area_ratio
 
 
+# the least move along the caption's direction, as a share of the frame, one window must show
+WINDOW_SHIFT = 0.05
+# an object leaving: its area falls below this share of the window's first quarter's, at the edge it moves toward
+EXIT_AREA = 0.6
+UNITS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+
+
+def window_motions(video: np.ndarray, windows: list[tuple[int, int]], motion: str) -> list[bool]:
+    """Per stretch [a, b) of a uint8 video [F, H, W, 3] (an extension's windows), whether the stretch alone moves the
+    object the caption's way (`motion`: left, right, up or down), so that windows which hold the object still count
+    against an extension that moved only at first: its centre moves `WINDOW_SHIFT` of the frame that way (more than
+    across it), or it is leaving the frame there (its area falls below `EXIT_AREA` of the stretch's start while it
+    touches that edge, or it is gone after being in that half of the frame). A stretch without the object is right
+    only after one that saw it leave. Growing scenes are read over the whole video only (`read_clip`): an object
+    grown past the frame has no edge left to read a window's growth from."""
+    if motion not in UNITS:
+        raise ValueError(f"motion must be one of {sorted(UNITS)}, got {motion!r}")
+    masks, _, _ = object_masks(video)
+    _, h, w = masks.shape
+    ux, uy = UNITS[motion]
+    verdicts, gone = [], False
+    for a, b in windows:
+        m = masks[a:b]
+        q = max(1, len(m) // 4)
+        track = _track(m)
+        first = [c for c in track[:q] if c is not None]
+        last = [c for c in track[-q:] if c is not None]
+        if not first:
+            verdicts.append(gone)
+            continue
+        edges = {"left": m[-q:, :, :2], "right": m[-q:, :, -2:], "up": m[-q:, :2, :], "down": m[-q:, -2:, :]}
+        cx, cy = np.mean([c[0] for c in first]) / w - 0.5, np.mean([c[1] for c in first]) / h - 0.5
+        if not last:  # gone by the stretch's end: right where it left through the edge it moves toward
+            gone = bool(cx * ux + cy * uy > 0)
+            verdicts.append(gone)
+            continue
+        gone = False
+        if m[-q:].sum() < EXIT_AREA * m[:q].sum() and edges[motion].any():
+            verdicts.append(True)
+            continue
+        dx = (np.mean([c[0] for c in last]) - np.mean([c[0] for c in first])) / w
+        dy = (np.mean([c[1] for c in last]) - np.mean([c[1] for c in first])) / h
+        along, across = dx * ux + dy * uy, abs(dx * uy) + abs(dy * ux)
+        verdicts.append(bool(along >= WINDOW_SHIFT and along >= across))
+    return verdicts
+
+
 def _within(first: np.ndarray, last: np.ndarray) -> float:
     """The share of the pixels that are object in most frames of `first` that are object in most of `last`."""
     before, after = first.mean(0) > 0.5, last.mean(0) > 0.5

@@ -133,7 +133,7 @@ def run_condition_eval(
 
     from ..extension import extend_frames, pipeline_window, plan_extension, window_guidance
     from ..synthetic.scenes import render
-    from .analysis import psnr_uint8, read_clip
+    from .analysis import psnr_uint8, read_clip, window_motions
     from .scores import figures
 
     check_patterns(patterns)
@@ -156,7 +156,7 @@ def run_condition_eval(
                     progress()
         result[pattern] = {"psnr": statistics.mean(psnrs), **figures(readings)}
     if extend >= 2:
-        seams, readings = [], []
+        seams, readings, windows = [], [], []
         call = {k: v for k, v in common.items() if k not in ("output_type",)}
         call["condition_guidance"] = window_guidance(pipe, call.get("condition_guidance"))  # as `extend` runs
         for case in cases:
@@ -169,6 +169,8 @@ def run_condition_eval(
                 video = np.concatenate(frames)
                 seams.append(seam_scores(video, plan.window_starts, overlap, crossfade))
                 readings.append((read_clip(video), case.scene))
+                if case.scene.motion != "grows":  # growth is read over the whole video only
+                    windows.append(window_motions(video, scored_windows(plan), case.scene.motion))
                 if progress is not None:
                     progress()
         result["extension"] = {
@@ -181,9 +183,23 @@ def run_condition_eval(
             },
             "seam_ratio_inside": _mean_of_known(s["seam_ratio_inside"] for s in seams),
             "seam_ratio_max": max(s["seam_ratio_max"] for s in seams),
+            # each window's new frames read alone (`analysis.window_motions`; moving scenes): the share that move
+            # the caption's way, and that share per window, first to last (None without a moving scene)
+            "window_direction": statistics.mean(v for c in windows for v in c) if windows else None,
+            "window_direction_by_window": [statistics.mean(v) for v in zip(*windows)] if windows else None,
             **figures(readings),
         }
     return result
+
+
+def scored_windows(plan) -> list[tuple[int, int]]:
+    """The new frames [a, b) of each window of an `extension.ExtensionPlan` that adds at least half a step (a last
+    window of a few frames cannot show motion)."""
+    return [
+        (start + plan.shared, start + plan.shared + plan.new_frames(i))
+        for i, start in enumerate(plan.window_starts)
+        if plan.new_frames(i) >= plan.step / 2
+    ]
 
 
 def _mean_of_known(values) -> float | None:
