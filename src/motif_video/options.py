@@ -620,14 +620,20 @@ def read_prompt_file(path: Path) -> list[str]:
     return prompts
 
 
+def given_values(values: dict[str, Any]) -> dict[str, Any]:
+    """The option values a command line set, what `--replay` puts over the stored ones: those other than their
+    option's default (None, where a command leaves a value to be decided later, and an empty list, a repeatable's
+    default, count as not given)."""
+    return {k: v for k, v in values.items() if v not in (None, []) and v != OPTIONS[k].default}
+
+
 def request_from_args(args: argparse.Namespace) -> GenerateRequest:
     """The request of parsed `add_arguments` flags (reads --prompt-file)."""
     values = {name: getattr(args, name) for name in OPTIONS if name != "prompts"}
     if getattr(args, "replay", None) is not None:
         from .replay import replay_values
 
-        # the flags given with --replay (a value other than the default; an empty list is a repeatable's default)
-        given = {k: v for k, v in values.items() if v != OPTIONS[k].default and v != []}
+        given = given_values(values)
         return parse_request({**replay_values(args.replay, given), **given})
     prompts = [args.prompt] if args.prompt is not None else read_prompt_file(args.prompt_file)
     return parse_request({"prompts": prompts, **values})

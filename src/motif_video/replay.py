@@ -25,6 +25,8 @@ FORMAT = "motif-video generate 1"
 EXTEND_FORMAT = "motif-video extend 1"
 # Fields not replayed: where the video goes and how this process runs (the replaying command decides them).
 NOT_REPLAYED = ("prompts", "output", "threads", "parallel", "save_latents")
+# The request fields that name input files, each hashed into a generated video's record (`media_sha256`).
+MEDIA_FIELDS = ("image", "last_image", "keyframe", "video")
 # The request fields an extension records and replays (`motif-video extend`'s options; its size is its own).
 EXTEND_FIELDS = (
     "num_frames", "steps", "guidance", "guidance_scale", "guidance_batching", "shift", "negative_prompt", "model",
@@ -123,17 +125,23 @@ def replay_values(video: str | Path, given: Iterable[str] = ()) -> dict[str, Any
             continue
         for path in media_files({field: record.get(field)}):
             what = {"keyframe": "keyframe image", "last_image": "last image"}.get(field, field)
-            if not path.is_file():
-                raise ValueError(
-                    f"replay: the video was made from the {what} {str(path)!r}, which is not there; pass it with "
-                    f"--{field.replace('_', '-')}"
-                )
-            if hashes.get(str(path)) not in (None, file_sha256(path)):
-                raise ValueError(f"replay: the {what} {str(path)!r} changed since the video was made")
+            _check_source(
+                path,
+                hashes.get(str(path)),
+                f"the video was made from the {what} {str(path)!r}, which is not there; pass it with "
+                f"--{field.replace('_', '-')}",
+                f"the {what} {str(path)!r} changed since the video was made",
+            )
     return values
 
 
-MEDIA_FIELDS = ("image", "last_image", "keyframe", "video")
+def _check_source(path: Path, sha256: str | None, missing: str, changed: str) -> None:
+    """A ValueError ("replay: " + `missing` or `changed`) unless the file a video was made from is there and, where
+    its record holds one, has that SHA-256."""
+    if not path.is_file():
+        raise ValueError(f"replay: {missing}")
+    if sha256 not in (None, file_sha256(path)):
+        raise ValueError(f"replay: {changed}")
 
 
 def media_files(values: dict[str, Any]) -> list[Path]:
@@ -155,12 +163,12 @@ def extend_replay_values(video: str | Path, clip: str | Path | None = None) -> d
     record = _record(video, EXTEND_FORMAT)
     if clip is None:
         clip = Path(record["extended_from"])
-        if not clip.is_file():
-            raise ValueError(
-                f"replay: the video was extended from {str(clip)!r}, which is not there; pass that clip as CLIP"
-            )
-        if record.get("extended_from_sha256") not in (None, file_sha256(clip)):
-            raise ValueError(f"replay: the clip {str(clip)!r} changed since the video was extended from it")
+        _check_source(
+            clip,
+            record.get("extended_from_sha256"),
+            f"the video was extended from {str(clip)!r}, which is not there; pass that clip as CLIP",
+            f"the clip {str(clip)!r} changed since the video was extended from it",
+        )
     values = {k: record[k] for k in EXTEND_FIELDS if k in record}
     values.update(prompts=record["prompts"], seed=record["seed"], num_frames=record["window"])
     return {"clip": Path(clip), "seconds": record["frames"] / record["fps"], "overlap": record["overlap"],

@@ -128,19 +128,14 @@ def replayed(args: argparse.Namespace, values: dict, prompts: list[str]) -> tupl
     """The plan (clip, seconds, overlap, crossfade) and request values of `--replay`, with the flags given over them
     (a value other than the flag's default)."""
     from ..condition_layout import DEFAULT_CROSSFADE, DEFAULT_OVERLAP
-    from ..options import OPTIONS
+    from ..options import given_values
     from ..replay import extend_replay_values
 
     stored = extend_replay_values(args.replay, args.clip)
     asked = {"seconds": args.seconds, "overlap": args.overlap if args.overlap != DEFAULT_OVERLAP else None,
              "crossfade": args.crossfade if args.crossfade != DEFAULT_CROSSFADE else None}  # fmt: skip
     plan = {"clip": stored["clip"], **{k: stored[k] if v is None else v for k, v in asked.items()}}
-    given = {
-        k: v
-        for k, v in values.items()
-        if v not in (None, []) and v != getattr(OPTIONS.get(k), "default", None)
-    }
-    values = {**stored["values"], **given}
+    values = {**stored["values"], **given_values(values)}
     if prompts:
         values["prompts"] = prompts
     return plan, values
