@@ -17,18 +17,22 @@ _EXPORTS = {
     "PRESETS": ".presets",
     "build_transformer": ".presets",
     "MotifVideoTransformer": ".models",
+    "MotifVideoTransformer3DModel": ".models",  # diffusers' name
     "MotifVideoTransformerOutput": ".models",
     "Route": ".models",
     "MotifVideoPipeline": ".pipelines",
     "MotifVideoImageToVideoPipeline": ".pipelines",
+    "MotifVideoImage2VideoPipeline": ".pipelines",  # diffusers' name
     "VideoCondition": ".pipelines",
 }
 
 __all__ = [
     "PRESETS",
+    "MotifVideoImage2VideoPipeline",
     "MotifVideoImageToVideoPipeline",
     "MotifVideoPipeline",
     "MotifVideoTransformer",
+    "MotifVideoTransformer3DModel",
     "MotifVideoTransformerOutput",
     "Route",
     "VideoCondition",
@@ -36,8 +40,18 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # static tools see the real names
-    from .models import MotifVideoTransformer, MotifVideoTransformerOutput, Route
-    from .pipelines import MotifVideoImageToVideoPipeline, MotifVideoPipeline, VideoCondition
+    from .models import (
+        MotifVideoTransformer,
+        MotifVideoTransformer3DModel,
+        MotifVideoTransformerOutput,
+        Route,
+    )
+    from .pipelines import (
+        MotifVideoImage2VideoPipeline,
+        MotifVideoImageToVideoPipeline,
+        MotifVideoPipeline,
+        VideoCondition,
+    )
     from .presets import PRESETS, build_transformer
 
 

@@ -191,8 +191,10 @@ def _trained_transformer(run: TrainingOutput, base: str, dtype):
 
 
 # ------------------------------------------------------------------------------------------------- load failures
-class LoadError(ValueError):
-    """A component that did not load, with the file (or folder) at fault in the message."""
+class LoadError(ValueError, OSError):
+    """A component that did not load, with the file (or folder) at fault in the message. A `ValueError` (bad input,
+    as our commands treat it) and an `OSError`, which diffusers' loaders raise for a folder they cannot use, so
+    code written against them keeps catching it."""
 
 
 @contextlib.contextmanager

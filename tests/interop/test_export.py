@@ -150,7 +150,9 @@ def test_lora_export_round_trip_in_comfyui_layout(transformer_folder, tmp_path):
     assert all(torch.equal(a[m].down, b[m].down) and torch.equal(a[m].up, b[m].up) for m in a)
     assert all(a[m].alpha == b[m].alpha == 2.0 for m in a)
 
-    pipe = MotifVideoPipeline(transformer=copy.deepcopy(base), vae=None, text_encoder=None, tokenizer=None)
+    pipe = MotifVideoPipeline(
+        scheduler=None, vae=None, text_encoder=None, tokenizer=None, transformer=copy.deepcopy(base)
+    )
     pipe.load_lora_weights(str(result.path), adapter_name="style")
     torch.testing.assert_close(run(pipe.transformer), run(trained), atol=1e-5, rtol=0)
 

@@ -16,7 +16,9 @@ from .helpers import merge_by_hand, random_adapter, run
 
 def bare_pipeline(transformer):
     """A pipeline around the transformer alone: the LoRA API touches nothing else."""
-    return MotifVideoPipeline(transformer=transformer, vae=None, text_encoder=None, tokenizer=None)
+    return MotifVideoPipeline(
+        scheduler=None, vae=None, text_encoder=None, tokenizer=None, transformer=transformer
+    )
 
 
 @pytest.fixture

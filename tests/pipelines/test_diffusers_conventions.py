@@ -188,3 +188,143 @@ def test_feature_extractor_is_optional_for_text_to_video(strong_folder, tmp_path
     i2v = MotifVideoImageToVideoPipeline.from_pipe(p)
     with pytest.raises(ValueError, match="feature_extractor"):
         i2v(image=np.zeros((64, 96, 3), dtype=np.uint8), prompt=PROMPT, **SMALL)
+
+
+def _positional(fn) -> list[str]:
+    import inspect
+
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [n for n, p in inspect.signature(fn).parameters.items() if p.kind in kinds and n != "self"]
+
+
+def test_positional_arguments_and_components_in_diffusers_order():
+    """A call or constructor written positionally against diffusers' classes means the same with ours: their
+    positional parameters come first, in diffusers' order (ours only add more after them)."""
+    import diffusers
+
+    for ours, theirs in (
+        (MotifVideoPipeline, diffusers.MotifVideoPipeline),
+        (MotifVideoImageToVideoPipeline, diffusers.MotifVideoImage2VideoPipeline),
+    ):
+        for method in ("__call__", "__init__", "encode_prompt"):
+            expected = _positional(getattr(theirs, method))
+            got = _positional(getattr(ours, method))
+            assert got[: len(expected)] == expected, (ours.__name__, method, got, expected)
+
+
+def test_diffusers_names_import_from_motif_video():
+    import motif_video
+    from motif_video import MotifVideoImage2VideoPipeline, MotifVideoTransformer3DModel
+
+    assert MotifVideoImage2VideoPipeline is MotifVideoImageToVideoPipeline
+    assert MotifVideoTransformer3DModel is motif_video.MotifVideoTransformer
+    assert {"MotifVideoImage2VideoPipeline", "MotifVideoTransformer3DModel"} <= set(motif_video.__all__)
+
+
+def test_image_to_video_honours_a_scheduler_the_caller_gives(strong_folder):
+    """The folder's own (text-to-video) scheduler gives way to the image-to-video shift 8; a scheduler passed in,
+    or set on the pipeline, is the caller's and its shift is used, as diffusers does."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    image = np.zeros((64, 96, 3), dtype=np.uint8)
+
+    def shift_of(p):
+        p(image=image, prompt=PROMPT, **{**SMALL, "num_inference_steps": 1})
+        return p.last_sampler.shift
+
+    folders = quiet(MotifVideoImageToVideoPipeline, strong_folder)
+    assert shift_of(folders) == 8.0
+    given = quiet(
+        MotifVideoImageToVideoPipeline, strong_folder, scheduler=FlowMatchEulerDiscreteScheduler(shift=5.0)
+    )
+    assert shift_of(given) == 5.0
+    folders.scheduler = FlowMatchEulerDiscreteScheduler.from_config(folders.scheduler.config, shift=4.0)
+    assert shift_of(folders) == 4.0
+    t2v = quiet(MotifVideoPipeline, strong_folder)
+    assert shift_of(MotifVideoImageToVideoPipeline.from_pipe(t2v)) == 8.0
+    passed = MotifVideoImageToVideoPipeline.from_pipe(
+        t2v, scheduler=FlowMatchEulerDiscreteScheduler(shift=6.0)
+    )
+    assert shift_of(passed) == 6.0
+
+
+def test_a_saved_image_to_video_folder_opens_with_diffusers(strong_folder, tmp_path):
+    from diffusers import DiffusionPipeline
+
+    from motif_video.pipelines.image_to_video import MotifVideoImageToVideoPipeline as Ours
+
+    Ours.from_pretrained(strong_folder).save_pretrained(tmp_path / "i2v")
+    index = json.loads((tmp_path / "i2v" / "model_index.json").read_text())
+    assert index["_class_name"] == "MotifVideoImage2VideoPipeline"
+    assert (
+        type(DiffusionPipeline.from_pretrained(tmp_path / "i2v")).__name__ == "MotifVideoImage2VideoPipeline"
+    )
+    assert type(Ours.from_pretrained(tmp_path / "i2v")) is Ours
+
+
+def test_from_pipe_takes_a_dtype_and_diffusers_own_pipeline(pipe, reference, strong_folder):
+    # as in diffusers, the modules are shared: casting the new pipeline casts them for both
+    fresh = MotifVideoPipeline.from_pretrained(strong_folder)
+    bf16 = MotifVideoImageToVideoPipeline.from_pipe(fresh, torch_dtype=torch.bfloat16)
+    assert bf16.transformer.dtype == torch.bfloat16 and bf16.vae.dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="unknown components"):
+        MotifVideoPipeline.from_pipe(pipe, sceduler=None)
+    # the reference's guider is set by other tests: the same one as ours here
+    from_theirs = MotifVideoPipeline.from_pipe(reference, guider=pipe.guider)
+    from_theirs.set_progress_bar_config(disable=True)
+    torch.testing.assert_close(_latents(from_theirs), _latents(pipe), atol=1e-5, rtol=0)
+
+
+def test_encode_prompt_pads_like_diffusers(pipe, reference):
+    """Encoded prompts come padded to max_sequence_length as diffusers' do: they concatenate, and diffusers'
+    pipeline takes them and gives its own numbers."""
+    ours = pipe.encode_prompt(PROMPT, "", max_sequence_length=64)
+    theirs = reference.encode_prompt(PROMPT, "", max_sequence_length=64)
+    for a, b in zip(ours, theirs):
+        assert a.shape == b.shape
+    mask = theirs[2]
+    assert torch.equal(ours[2], mask) and torch.equal(ours[3], theirs[3])
+    torch.testing.assert_close(ours[0][mask], theirs[0][mask], atol=1e-5, rtol=0)
+    other = pipe.encode_prompt("a blue ball", max_sequence_length=64)
+    both = torch.cat([ours[0], other[0]])
+    assert both.shape == (2, 64, ours[0].shape[-1])
+    names = (
+        "prompt_embeds",
+        "negative_prompt_embeds",
+        "prompt_attention_mask",
+        "negative_prompt_attention_mask",
+    )
+    reference.guider = pipe.guider
+    expected = _latents(reference, prompt=None, **dict(zip(names, theirs)))
+    # their padding states are what the encoder gives there, ours zeros: the masks leave both out
+    given = _latents(reference, prompt=None, **dict(zip(names, ours)))
+    assert (given - expected).abs().max() <= 5e-5 * expected.abs().max()
+
+
+def test_callback_inputs_are_checked_before_any_model_runs(strong_folder):
+    encoder_only = MotifVideoPipeline.from_pretrained(strong_folder, transformer=None)
+    with pytest.raises(ValueError, match=r"callback_on_step_end_tensor_inputs \['foo'\] unknown"):
+        encoder_only(
+            PROMPT, **SMALL, callback_on_step_end=lambda *a: {}, callback_on_step_end_tensor_inputs=["foo"]
+        )
+
+
+def test_current_timestep_is_a_tensor_on_the_run_device(pipe):
+    seen = []
+
+    def callback(p, i, t, tensors):
+        seen.append((p.current_timestep, t))
+        return {}
+
+    _latents(pipe, callback_on_step_end=callback)
+    assert len(seen) == 3 and pipe.current_timestep is None
+    for current, t in seen:
+        assert isinstance(current, torch.Tensor) and current.ndim == 0 and t is current
+        assert current.device == pipe.device_for_run
+    assert seen[0][0].item() == pytest.approx(1000.0)
+
+
+def test_a_folder_with_only_variant_files_raises_os_error_as_in_diffusers(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "v", variant="fp16")
+    with pytest.raises(OSError):
+        MotifVideoPipeline.from_pretrained(tmp_path / "v")

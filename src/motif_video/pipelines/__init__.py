@@ -15,6 +15,7 @@ _EXPORTS = {
     "VideoCondition": ".conditions",
     "GuidanceConfig": ".guidance",
     "MotifVideoImageToVideoPipeline": ".image_to_video",
+    "MotifVideoImage2VideoPipeline": ".image_to_video",  # diffusers' name
     "DEFAULT_NEGATIVE_PROMPT": ".prompts",
     "MotifVideoPipeline": ".text_to_video",
 }
@@ -22,6 +23,7 @@ _EXPORTS = {
 __all__ = [
     "DEFAULT_NEGATIVE_PROMPT",
     "GuidanceConfig",
+    "MotifVideoImage2VideoPipeline",
     "MotifVideoImageToVideoPipeline",
     "MotifVideoPipeline",
     "MotifVideoPipelineOutput",
@@ -32,7 +34,7 @@ if TYPE_CHECKING:  # static tools see the real names
     from .base import MotifVideoPipelineOutput
     from .conditions import VideoCondition
     from .guidance import GuidanceConfig
-    from .image_to_video import MotifVideoImageToVideoPipeline
+    from .image_to_video import MotifVideoImage2VideoPipeline, MotifVideoImageToVideoPipeline
     from .prompts import DEFAULT_NEGATIVE_PROMPT
     from .text_to_video import MotifVideoPipeline
 

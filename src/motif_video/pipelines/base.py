@@ -66,14 +66,16 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
 
     def __init__(
         self,
-        transformer,
+        scheduler,
         vae,
         text_encoder,
         tokenizer,
-        scheduler=None,
+        transformer,
         guider=None,
         feature_extractor=None,
     ) -> None:
+        """diffusers' order of components (scheduler, vae, text_encoder, tokenizer, transformer, guider,
+        feature_extractor); `scheduler` and `guider` may be None (the released sampler and guidance)."""
         super().__init__()
         # The transformer first: the pipeline's device is that of its first module.
         self.register_modules(
@@ -92,8 +94,10 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         self.vae_scale_temporal = vae.config.scale_factor_temporal if vae is not None else 4
         self.video_processor = VideoProcessor(vae_scale_factor=self.vae_scale_spatial)
         self.release_text_encoder = True  # move the text encoder off the accelerator once prompts are encoded
-        # Set when loading: the folder's model_index.json `_class_name` and its generation defaults.
+        # Set when loading: the folder's model_index.json `_class_name`, the scheduler the folder gave (a scheduler
+        # passed in, or set later, is the caller's and always honoured) and its generation defaults.
         self.folder_pipeline_class: str | None = None
+        self.folder_scheduler = None
         self.generation_defaults = GenerationDefaults()
         self.last_run: RunPlan | None = (
             None  # the plan of the last call (its sampler, its step cache's report)
@@ -101,7 +105,7 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         self._interrupt = False
         self._guidance_scale: float | None = None
         self._num_timesteps: int | None = None
-        self._current_timestep: float | None = None
+        self._current_timestep: torch.Tensor | None = None
 
     # ------------------------------------------------------------------------------------------------------ loading
     @classmethod
@@ -151,20 +155,28 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         pipe.folder_pipeline_class = (
             json.loads(index.read_text()).get("_class_name") if index.is_file() else None
         )
+        pipe.folder_scheduler = None if "scheduler" in kwargs else pipe.scheduler
         pipe.generation_defaults = defaults or GenerationDefaults()
         return pipe
 
     @classmethod
-    def from_pipe(cls, pipeline: MotifVideoBasePipeline, **components: Any) -> MotifVideoBasePipeline:
+    def from_pipe(cls, pipeline: DiffusionPipeline, **kwargs: Any) -> MotifVideoBasePipeline:
         """A pipeline of this class on `pipeline`'s modules (any replaced by keyword), with its folder's generation
-        defaults and layout, e.g. `MotifVideoImageToVideoPipeline.from_pipe(t2v)` loads nothing twice."""
-        unknown = sorted(set(components) - set(pipeline.components))
+        defaults and layout, e.g. `MotifVideoImageToVideoPipeline.from_pipe(t2v)` loads nothing twice. As diffusers'
+        `from_pipe`: `torch_dtype` (or `dtype`) casts the new pipeline, and `pipeline` may be diffusers' own Motif
+        pipeline (its modules, the released defaults)."""
+        dtype = kwargs.pop("torch_dtype", None) or kwargs.pop("dtype", None)
+        known = set(pipeline.components)
+        unknown = sorted(set(kwargs) - known)
         if unknown:
-            raise ValueError(f"unknown components {unknown}; known: {sorted(pipeline.components)}")
-        new = cls(**{**pipeline.components, **components})
-        new.generation_defaults = pipeline.generation_defaults
-        new.folder_pipeline_class = pipeline.folder_pipeline_class
-        return new
+            raise ValueError(
+                f"unknown components {unknown}; known: {sorted(known)} (and torch_dtype / dtype)"
+            )
+        new = cls(**{**pipeline.components, **kwargs})
+        new.generation_defaults = getattr(pipeline, "generation_defaults", None) or GenerationDefaults()
+        new.folder_pipeline_class = getattr(pipeline, "folder_pipeline_class", None)
+        new.folder_scheduler = getattr(pipeline, "folder_scheduler", None)
+        return new.to(dtype=dtype) if dtype is not None else new
 
     # ------------------------------------------------------------------------------------------------- properties
     @property
@@ -195,7 +207,9 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         return self._num_timesteps
 
     @property
-    def current_timestep(self) -> float | None:
+    def current_timestep(self) -> torch.Tensor | None:
+        """The step's timestep (1000 sigma) as a 0-d tensor on the run's device, as diffusers' pipelines give it;
+        None outside the denoising loop."""
         return self._current_timestep
 
     @property
@@ -295,8 +309,10 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
         """diffusers' `encode_prompt`: (prompt_embeds, negative_prompt_embeds, prompt_attention_mask,
         negative_prompt_attention_mask), repeated per video; the negative ones are None unless a negative prompt
-        (or its embeddings) is given. Needs only the text encoder and tokenizer: a pipeline loaded with
-        `transformer=None` precomputes embeddings for later calls (`prompt_embeds=`, ...)."""
+        (or its embeddings) is given. Encoded ones are padded to `max_sequence_length` tokens as diffusers' are (zero
+        states, False mask), so that separately encoded prompts concatenate and diffusers' pipeline takes them.
+        Needs only the text encoder and tokenizer: a pipeline loaded with `transformer=None` precomputes embeddings
+        for later calls (`prompt_embeds=`, ...)."""
         device = device or self.device_for_run
         given = GivenEmbeds(
             prompt_embeds, prompt_attention_mask, negative_prompt_embeds, negative_prompt_attention_mask
@@ -304,6 +320,7 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         cond = GivenEmbeds.embeds(given.prompt, given.prompt_mask)
         if cond is None:
             cond = self.encode_texts(P.as_prompt_list(prompt), max_sequence_length, device, dtype)
+            cond = cond.padded_to(max_sequence_length)
         uncond = GivenEmbeds.embeds(given.negative, given.negative_mask)
         if uncond is None and negative_prompt is not None:
             negatives = (
@@ -312,6 +329,7 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
                 else negative_prompt
             )
             uncond = self.encode_texts(list(negatives), max_sequence_length, device, dtype)
+            uncond = uncond.padded_to(max_sequence_length)
         cond = cond.repeat_interleave(num_videos_per_prompt)
         uncond = uncond.repeat_interleave(num_videos_per_prompt) if uncond is not None else None
         return (
@@ -487,7 +505,7 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
                 if self.interrupt:
                     break
                 sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
-                self._current_timestep = flow.timestep_from_sigma(sigma)
+                self._current_timestep = torch.tensor(flow.timestep_from_sigma(sigma), device=latents.device)
                 if run.guider is not None:
                     velocity = guider_velocity(
                         run.guider, self.transformer, latents, sigma, (i, steps), cond, uncond, conditioning,
@@ -519,13 +537,7 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
             "prompt_embeds": cond.embeds,
             "negative_prompt_embeds": None if uncond is None else uncond.embeds,
         }
-        unknown = set(inputs) - set(available)
-        if unknown:
-            raise ValueError(
-                f"callback tensor inputs {sorted(unknown)} unknown; allowed: {sorted(available)}"
-            )
-        t = torch.tensor(flow.timestep_from_sigma(sigma))
-        out = callback(self, i, t, {k: available[k] for k in inputs}) or {}
+        out = callback(self, i, self._current_timestep, {k: available[k] for k in inputs}) or {}
         latents = out.get("latents", latents)
         if "prompt_embeds" in out:
             cond = P.PromptEmbeds(out["prompt_embeds"], cond.mask)
@@ -616,6 +628,17 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         if isinstance(callback, PipelineCallback | MultiPipelineCallbacks):
             return callback.tensor_inputs
         return tensor_inputs
+
+    def check_callback_inputs(self, callback, tensor_inputs: list[str] | None) -> None:
+        """diffusers' check, made before any model runs: every tensor a step-end callback asks for is one of
+        `_callback_tensor_inputs`."""
+        unknown = sorted(
+            set(self._callback_inputs(callback, tensor_inputs) or ()) - set(self._callback_tensor_inputs)
+        )
+        if unknown:
+            raise ValueError(
+                f"callback_on_step_end_tensor_inputs {unknown} unknown; allowed: {self._callback_tensor_inputs}"
+            )
 
 
 def _has_group_offload(module: torch.nn.Module) -> bool:

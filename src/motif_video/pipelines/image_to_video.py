@@ -3,6 +3,7 @@ prefix) + text to video."""
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -33,6 +34,14 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
     """
 
     default_shift = SHIFT_I2V
+    DIFFUSERS_NAME = "MotifVideoImage2VideoPipeline"
+
+    def to_json_string(self) -> str:
+        """The pipeline config (model_index.json) under diffusers' name for this pipeline, so that a saved folder
+        opens with `DiffusionPipeline.from_pretrained` as well as with ours."""
+        config = json.loads(super().to_json_string())
+        config["_class_name"] = self.DIFFUSERS_NAME
+        return json.dumps(config, indent=2, sort_keys=True) + "\n"
 
     @torch.no_grad()
     def __call__(
@@ -44,23 +53,23 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         width: int | None = None,
         num_frames: int | None = None,
         num_inference_steps: int | None = None,
-        guidance_scale: float | None = None,
+        timesteps: list[float] | None = None,
         num_videos_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        prompt_attention_mask: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_attention_mask: torch.Tensor | None = None,
         output_type: OutputType = "pil",
         return_dict: bool = True,
         attention_kwargs: dict[str, Any] | None = None,
         callback_on_step_end=None,
         callback_on_step_end_tensor_inputs: list[str] | None = None,
         max_sequence_length: int = P.MAX_SEQUENCE_LENGTH,
-        timesteps: list[float] | None = None,
-        sigmas: list[float] | None = None,
-        prompt_embeds: torch.Tensor | None = None,
-        prompt_attention_mask: torch.Tensor | None = None,
-        negative_prompt_embeds: torch.Tensor | None = None,
-        negative_prompt_attention_mask: torch.Tensor | None = None,
         vae_batch_size: int | None = None,
+        guidance_scale: float | None = None,
+        sigmas: list[float] | None = None,
         *,
         guidance: str | GuidanceConfig | None = None,
         apg_eta: float | None = None,
@@ -114,6 +123,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         The released weights were trained with frame 0 only: other positions need a model trained on them
         (`recipes/motif-video-2b/conditions-lora.yaml`).
         """
+        self.check_callback_inputs(callback_on_step_end, callback_on_step_end_tensor_inputs)
         frame = self.frame_settings(
             resize=resize, latent_mode=first_frame_latent, use_image_embeds=use_image_embeds,
             conditioning_blur=conditioning_blur, keep_first_frame=keep_first_frame,
@@ -156,10 +166,13 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         return MotifVideoPipelineOutput(frames=video) if return_dict else (video,)
 
     def choose_sampler(self, shift: float | None) -> SamplerChoice:
-        """Shift 8 for I2V unless `shift` is given or the folder is an image-to-video one: the released folder's
-        scheduler config (shift 15) belongs to its text-to-video pipeline (model_index `_class_name`)."""
+        """Shift 8 for I2V unless `shift` is given, the folder is an image-to-video one, or the scheduler is not
+        the folder's: the released folder's scheduler config (shift 15) belongs to its text-to-video pipeline
+        (model_index `_class_name`), while a scheduler passed in (`from_pretrained(..., scheduler=)`, `from_pipe`,
+        `pipe.scheduler = ...`) is the caller's choice and its shift is honoured."""
         folder = self.folder_pipeline_class
-        if shift is None and folder is not None and "Image" not in folder:
+        folders_own = self.scheduler is not None and self.scheduler is self.folder_scheduler
+        if shift is None and folder is not None and "Image" not in folder and folders_own:
             source = f"image-to-video default (the folder's scheduler config is for its {folder})"
             return SamplerChoice(self.default_shift, source)
         return super().choose_sampler(shift)
@@ -272,3 +285,6 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         t = latent.shape[2]
         noise = latents[:, :, :t].clone() if keep and latents.shape[2] > 1 else None
         return Conditioning(latent, conditioning.image_embeds, blur=conditioning.blur, noise=noise, mask=mask)
+
+
+MotifVideoImage2VideoPipeline = MotifVideoImageToVideoPipeline  # diffusers' name for it

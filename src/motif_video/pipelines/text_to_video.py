@@ -38,23 +38,23 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         width: int | None = None,
         num_frames: int | None = None,
         num_inference_steps: int | None = None,
-        guidance_scale: float | None = None,
+        timesteps: list[float] | None = None,
         num_videos_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        prompt_attention_mask: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_attention_mask: torch.Tensor | None = None,
         output_type: OutputType = "pil",
         return_dict: bool = True,
         attention_kwargs: dict[str, Any] | None = None,
         callback_on_step_end=None,
         callback_on_step_end_tensor_inputs: list[str] | None = None,
         max_sequence_length: int = P.MAX_SEQUENCE_LENGTH,
-        timesteps: list[float] | None = None,
-        sigmas: list[float] | None = None,
-        prompt_embeds: torch.Tensor | None = None,
-        prompt_attention_mask: torch.Tensor | None = None,
-        negative_prompt_embeds: torch.Tensor | None = None,
-        negative_prompt_attention_mask: torch.Tensor | None = None,
         vae_batch_size: int | None = None,
+        guidance_scale: float | None = None,
+        sigmas: list[float] | None = None,
         *,
         guidance: str | GuidanceConfig | None = None,
         apg_eta: float | None = None,
@@ -93,6 +93,7 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         `decoder_fit_steps`: Adam steps that fit the repainted latent through the decoder so that it decodes to
         pixel frame 1 (`motif_video.pipelines.decoder_fit`); None: the folder's generation_config.json, else 0.
         """
+        self.check_callback_inputs(callback_on_step_end, callback_on_step_end_tensor_inputs)
         if video is not None:
             height, width, num_frames = self.video_size(video, strength, height, width, num_frames)
         given = GivenEmbeds(

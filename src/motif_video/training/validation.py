@@ -28,6 +28,7 @@ def validation_pipeline(model: nn.Module, components: Components):
     from ..pipelines import MotifVideoPipeline
 
     pipe = MotifVideoPipeline(
+        scheduler=None,
         transformer=model,
         vae=components.vae,
         text_encoder=components.text_encoder,
