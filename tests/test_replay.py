@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -29,7 +30,8 @@ def _sha(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_replay_makes_the_same_video(tiny_folder, tmp_path, capsys):
+def test_replay_makes_the_same_video(tiny_folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red ball\na blue cube\n")
     made = tmp_path / "made"
@@ -52,6 +54,10 @@ def test_replay_makes_the_same_video(tiny_folder, tmp_path, capsys):
     assert "seed 2; 1 prompt(s); 96x64x9, 2 steps" in capsys.readouterr().out
     assert np.array_equal(_frames(again), _frames(second))
     assert _sha(again) == _sha(second)  # deterministic encoder, same record
+    # without --output: VIDEO-replay.mp4 beside the video, never a file of another run
+    assert cli.main(["generate", "--replay", str(second), "--threads", "1"]) == 0
+    assert _sha(second.with_name(f"{second.stem}-replay.mp4")) == _sha(second)
+    assert not Path("output.mp4").exists()
 
     # a flag given with --replay overrides the stored value
     fewer = tmp_path / "fewer.mp4"

@@ -12,12 +12,20 @@ import sys
 
 COMMANDS = ["info", "generate", "extend", "train", "cache", "distill", "eval", "export", "serve"]
 # Notices the libraries print on every run that a user of the command can do nothing about, by emitting logger:
-# diffusers calls its guiders (which our pipelines use by design) experimental, and transformers' SigLIP image
-# processor falls back to its PIL version without torchvision (the one the pipelines need). Only the command drops
-# them; the library's logging is left as it is.
+# diffusers calls its guiders (which our pipelines use by design) experimental; transformers' SigLIP image
+# processor falls back to its PIL version without torchvision (the one the pipelines need); diffusers warns about
+# modules to keep in float32 on every `.to(dtype=...)` even when there are none (`[]`); and where torchao is
+# installed (the fp8 extra) its import, which diffusers makes on every load, reports binary extensions built for
+# another Python, the deprecated pytree registration of its enums, and diffusers that it cannot import torchao's
+# tensor types, none of which a command that does not use FP8 touches. Only the command drops them; the library's
+# logging is left as it is.
 KNOWN_NOTICES = {
     "diffusers.guiders.guider_utils": "Guiders are currently an experimental feature",
     "transformers.utils.import_utils": "requires torchvision (not installed); falling back to",
+    "diffusers.models.modeling_utils": "that should be kept in float32: [].",
+    "torchao": "Could not load this library",
+    "torch.utils._pytree": "is an Enum subclass and is now natively supported by torch.compile",
+    "diffusers.quantizers.torchao.torchao_quantizer": "Unable to import `torchao` Tensor objects",
 }
 
 

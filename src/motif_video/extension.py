@@ -363,7 +363,7 @@ def run_extension(
     from tqdm.auto import tqdm
 
     from .defaults import model_defaults
-    from .generation import plan_generation, prepare_pipeline
+    from .generation import check_not_an_input, plan_generation, prepare_pipeline
     from .options import parse_request
     from .pipelines import MotifVideoImageToVideoPipeline
 
@@ -372,6 +372,7 @@ def run_extension(
     if not seconds > 0:  # before the clip is read
         raise ValueError(f"seconds must be > 0, got {seconds}")
     info = check_clip(clip)
+    check_not_an_input([Path(output)], [clip])
     width, height = extension_size(clip, info, width, height)
     values, taken = settings_from_record(values, clip)
     if taken:

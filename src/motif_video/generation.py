@@ -89,6 +89,10 @@ def plan_generation(request: GenerateRequest, world_size: int | None = None) -> 
         raise ValueError(f"transformer_gguf {str(request.transformer_gguf)!r} is not a file")
     _check_loras(request.lora)
     outputs = _output_paths(request.output, request.prompts)
+    sources = [request.image, request.last_image, request.video] + [
+        parse_keyframe(k)[0] for k in request.keyframe
+    ]
+    check_not_an_input(outputs, sources)
     seed = request.seed if request.seed is not None else int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
     return GenerationPlan(request, str(device), dtype, parallel, world, seed, tuple(outputs))
 
@@ -161,14 +165,25 @@ def _device(name: str, world: int) -> torch.device:
 
 
 def _check_loras(specs: tuple[str, ...]) -> None:
-    """Each LoRA is an existing file or folder, or has the form of a Hub repo id (read when the model loads)."""
-    from .interop.lora_spec import parse_lora_spec
+    """Each LoRA a readable safetensors file, or a folder holding one, or a Hub repo id (read when the model
+    loads); a scale that is not a number named as such."""
+    from safetensors import safe_open
+
+    from .interop.lora_spec import local_lora_file, parse_lora_spec
 
     for spec in specs:
         path, _ = parse_lora_spec(spec)
-        looks_like_repo = path.count("/") == 1 and not path.startswith((".", "/", "~"))
-        if not Path(path).expanduser().exists() and not looks_like_repo:
-            raise ValueError(f"lora {path!r} is neither a file, a folder nor a Hub repo id")
+        head, sep, tail = spec.rpartition(":")
+        if sep and not Path(path).expanduser().exists() and Path(head).expanduser().exists():
+            raise ValueError(f"lora {spec!r}: the scale after ':' must be a number, got {tail!r}")
+        file = local_lora_file(path)
+        if file is None:
+            continue
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                f.keys()
+        except Exception as exc:
+            raise ValueError(f"lora {str(file)!r} is not a readable safetensors file ({exc})") from exc
 
 
 def _check_image(path: Path) -> None:
@@ -183,6 +198,18 @@ def _check_image(path: Path) -> None:
         raise ValueError(
             f"image {str(path)!r} is not a readable image ({type(exc).__name__}: {exc})"
         ) from exc
+
+
+def check_not_an_input(outputs: list[Path], sources: list[Path | str | None]) -> None:
+    """Refuse an output that is one of the files the video is made from: writing it would replace the input (and
+    a replay, which checks its inputs' hashes, could not be made)."""
+    for source in sources:
+        if source is None or not Path(source).exists():
+            continue
+        for out in map(Path, outputs):
+            same = out.resolve() == Path(source).resolve() or (out.exists() and os.path.samefile(out, source))
+            if same:
+                raise ValueError(f"output {str(out)!r} is the input {str(source)!r}: give another --output")
 
 
 def _slug(text: str, limit: int = 40) -> str:
@@ -200,6 +227,10 @@ def _output_paths(output: Path, prompts: list[str]) -> list[Path]:
         if output.exists() and not output.is_dir():
             raise ValueError(
                 f"output for {len(prompts)} prompts must be a folder, got the file {str(output)!r}"
+            )
+        if not output.exists() and output.suffix.lower() == ".mp4":
+            raise ValueError(
+                f"output {str(output)!r} names one MP4 file, but there are {len(prompts)} prompts: give a folder"
             )
         paths = [output / f"{i:03d}-{_slug(p)}.mp4" for i, p in enumerate(prompts)]
         folder = output if output.exists() else output.parent

@@ -77,7 +77,7 @@ def resolve_folder(
         raise ValueError(
             f"could not get {name!r} from the Hugging Face Hub ({type(exc).__name__}: {exc}). "
             "If this machine is offline or the Hub is unreachable, download the model elsewhere "
-            f"(`huggingface-cli download {name} --local-dir DIR`) and pass the local folder DIR instead."
+            f"(`hf download {name} --local-dir DIR`) and pass the local folder DIR instead."
         ) from exc
     folder = Path(root) / subfolder if subfolder else Path(root)
     if not folder.is_dir():

@@ -309,7 +309,12 @@ class GenerateRequest:
     )
     fps: int = option(D.FPS, "frames per second of the MP4", "video", minimum=0, exclusive_minimum=True)
     # --------------------------------------------------------------------------------------------------- output
-    output: Path = option(Path("output.mp4"), "MP4 file for one prompt, or a folder for several", "output")
+    output: Path = option(
+        Path("output.mp4"),
+        "MP4 file for one prompt, or a folder for several",
+        "output",
+        default_text="output.mp4; with --replay VIDEO.mp4, VIDEO-replay.mp4 beside it",
+    )
     save_latents: bool = option(
         False,
         "also write the final latents next to each MP4 (.latents.safetensors)",
@@ -634,6 +639,10 @@ def request_from_args(args: argparse.Namespace) -> GenerateRequest:
         from .replay import replay_values
 
         given = given_values(values)
+        if (
+            args.output is OPTIONS["output"].default
+        ):  # not on the command line (argparse keeps a default as it is)
+            given["output"] = args.replay.with_name(f"{args.replay.stem}-replay.mp4")
         return parse_request({**replay_values(args.replay, given), **given})
     prompts = [args.prompt] if args.prompt is not None else read_prompt_file(args.prompt_file)
     return parse_request({"prompts": prompts, **values})

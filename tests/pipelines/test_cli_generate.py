@@ -88,7 +88,18 @@ def _bad_cases(tmp_path):
     text.write_text("hello")
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n")
+    two = tmp_path / "two.txt"
+    two.write_text("a\nb\n")
     return {
+        "several prompts into one mp4": (
+            ["--prompt-file", str(two), "--output", str(tmp_path / "one.mp4")],
+            "names one MP4 file, but there are 2 prompts",
+        ),
+        "lora not safetensors": (["--prompt", "a", "--lora", str(text)], "not a readable safetensors file"),
+        "lora scale not a number": (
+            ["--prompt", "a", "--lora", f"{text}:abc"],
+            "the scale after ':' must be a number, got 'abc'",
+        ),
         "height not a multiple of 16": (
             ["--prompt", "a", "--height", "60"],
             "height must be a positive multiple",

@@ -324,6 +324,7 @@ def test_extend_bad_input_exits_2_before_loading(clip, tmp_path, monkeypatch, ca
         ),
         "bad window": ([str(clip), "--seconds", "2", "--num-frames", "8"], "num_frames must be 4k\\+1"),
         "zero seconds": ([str(clip), "--seconds", "0"], "seconds must be > 0"),
+        "output is the clip": ([str(clip), "--seconds", "2", "--output", str(clip)], "is the input"),
         "negative crossfade": (
             [str(clip), "--seconds", "2", "--crossfade", "-4"],
             "crossfade must be a whole",

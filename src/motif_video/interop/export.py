@@ -31,7 +31,7 @@ from safetensors import safe_open
 from ..file_modes import write_safetensors
 from . import checkpoint, lora_keys
 from .gguf_files import CONFIG_KEY, write_gguf
-from .lora_keys import LORA_WEIGHT_NAME
+from .lora_spec import LORA_WEIGHT_NAME
 
 
 @dataclass(frozen=True)

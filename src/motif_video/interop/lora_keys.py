@@ -43,8 +43,7 @@ _UP = (".lora_B.weight", ".lora_up.weight")
 _ALPHA = ".alpha"
 # The metadata key under which diffusers (and training/lora.py) store the peft LoRA config as JSON.
 DIFFUSERS_METADATA_KEY = "lora_adapter_metadata"
-# The diffusers pipeline LoRA file: one file of this name, keys prefixed `transformer.`.
-LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+# The diffusers pipeline LoRA file (`lora_spec.LORA_WEIGHT_NAME`) holds keys prefixed `transformer.`.
 LORA_PREFIX = "transformer"
 
 

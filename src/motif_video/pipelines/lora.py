@@ -18,6 +18,7 @@ adapted layers' weights until `unfuse_lora`.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,8 @@ from diffusers.loaders.lora_base import LoraBaseMixin
 
 from ..file_modes import write_safetensors
 from ..interop import lora_keys
-from ..interop.lora_keys import LORA_PREFIX, LORA_WEIGHT_NAME
+from ..interop.lora_keys import LORA_PREFIX
+from ..interop.lora_spec import LORA_WEIGHT_NAME, local_lora_file
 
 
 def save_lora(model: torch.nn.Module, folder: str | Path, adapter_name: str = "default") -> Path:
@@ -56,28 +58,12 @@ def read_lora_file(
     """(tensors, header metadata) of a LoRA: a .safetensors file, a folder holding one, or a Hub repo id."""
     from ..interop.export import read_safetensors
 
-    path = Path(path_or_repo).expanduser()
-    if path.is_file():
-        return read_safetensors(path)
-    if path.is_dir():
-        if weight_name:
-            if not (path / weight_name).is_file():
-                raise ValueError(f"{path} has no {weight_name}")
-            return read_safetensors(path / weight_name)
-        candidates = [path / LORA_WEIGHT_NAME, path / "lora" / LORA_WEIGHT_NAME]
-        found = [c for c in candidates if c.is_file()] or sorted(path.glob("*.safetensors"))
-        if len(found) != 1 and not (found and found[0] in candidates):
-            raise ValueError(
-                f"{path} holds {len(found)} .safetensors files and no {LORA_WEIGHT_NAME}: pass weight_name"
-            )
-        return read_safetensors(found[0])
-    name = str(path_or_repo)
-    if name.count("/") != 1 or name.startswith((".", "/", "~")):
-        raise ValueError(f"LoRA {name!r} is neither a file, a folder nor a Hub repo id")
-    from huggingface_hub import hf_hub_download
+    file = local_lora_file(path_or_repo, weight_name)
+    if file is None:
+        from huggingface_hub import hf_hub_download
 
-    file = hf_hub_download(name, weight_name or LORA_WEIGHT_NAME, **hub)
-    return read_safetensors(Path(file))
+        file = Path(hf_hub_download(str(path_or_repo), weight_name or LORA_WEIGHT_NAME, **hub))
+    return read_safetensors(file)
 
 
 class MotifVideoLoraLoaderMixin(LoraBaseMixin):
@@ -129,7 +115,11 @@ class MotifVideoLoraLoaderMixin(LoraBaseMixin):
         dtype = param.dtype if param.is_floating_point() else torch.float32
         state = {k: v.to(device=param.device, dtype=dtype) for k, v in state.items()}
         active = list(_active_adapters(transformer))
-        transformer.load_lora_adapter(state, prefix=None, adapter_name=name, metadata=config)
+        with (
+            warnings.catch_warnings()
+        ):  # peft warns on every adapter after the first: several are the point here
+            warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
+            transformer.load_lora_adapter(state, prefix=None, adapter_name=name, metadata=config)
         if active:  # diffusers activates only the new adapter; keep the earlier ones at their weights too
             transformer.set_adapters([*active, name])
         return name

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from ..defaults import GenerationDefaults
-from ..interop.lora_keys import LORA_PREFIX, LORA_WEIGHT_NAME
+from ..interop.lora_keys import LORA_PREFIX
+from ..interop.lora_spec import LORA_WEIGHT_NAME
 
 
 def resolve_base(defaults: GenerationDefaults, folder: Path) -> str:
