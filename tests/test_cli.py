@@ -141,3 +141,14 @@ def test_a_folders_token_budget_falls_back_to_the_released_models(tmp_path):
     (tmp_path / "text_encoder").mkdir()
     (tmp_path / "text_encoder" / "config.json").write_text('{"vision_config": {"patch_size": 14}}')
     assert folder_token_budget(tmp_path) == (512, 256)
+
+
+def test_an_unknown_flag_is_named_by_the_command_that_got_it(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", "--prompt", "a", "--foo"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert (
+        "usage: motif-video generate" in err
+        and "motif-video generate: error: unrecognized arguments: --foo" in err
+    )

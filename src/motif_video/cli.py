@@ -61,13 +61,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named by the command's own parser, whose usage is the one to show
+        command = _subparsers(parser).choices.get(args.command, parser)
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
     quiet_known_notices()
     try:
         return args.func(args)
     except ValueError as exc:
         print(f"motif-video {args.command}: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
 
 
 if __name__ == "__main__":

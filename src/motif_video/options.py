@@ -323,7 +323,9 @@ class GenerateRequest:
         default_text="off",
     )
     # ------------------------------------------------------------------------------------------------------ run
-    model: str = option(DEFAULT_MODEL_ID, "local model folder, shipped model name (small) or Hub id", "run")
+    model: str = option(
+        DEFAULT_MODEL_ID, "local model folder, shipped model name (small, small-4step) or Hub id", "run"
+    )
     dtype: str = option(
         "auto",
         "weights and compute dtype",

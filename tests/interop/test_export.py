@@ -170,6 +170,9 @@ def test_refusals_are_clear(transformer_folder, tmp_path):
         export(transformer_folder, tmp_path / "t.safetensors", gguf="Q8_0")
     with pytest.raises(ValueError, match="neither a model folder"):
         export(tmp_path, tmp_path / "t.safetensors")
+    with pytest.raises(ValueError, match="output folder .* does not exist"):
+        export(transformer_folder, tmp_path / "typo" / "t.safetensors")
+    assert not (tmp_path / "typo").exists()
 
 
 def test_cli_export_and_exit_status(transformer_folder, tmp_path, capsys):

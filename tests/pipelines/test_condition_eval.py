@@ -97,3 +97,23 @@ def test_bad_condition_eval_options_exit_2(args, message, capsys, monkeypatch):
     monkeypatch.setattr(offline, "_load", lambda config: pytest.fail("loaded a model for bad input"))
     assert cli.main(["eval", "--model", "small", *args]) == 2
     assert __import__("re").search(message, capsys.readouterr().err)
+
+
+def test_the_suite_reports_the_extension_guidance_beside_the_patterns(tiny_folder, tmp_path):
+    """The patterns run at the folder's image-to-video guidance, the extension's windows at its extension default:
+    the summary names both, so that its top-level `condition_guidance` does not read as the extension's."""
+    import json
+    import shutil
+
+    from motif_video.evaluation.conditions import run_condition_suite
+    from motif_video.evaluation.offline import OfflineEvalConfig
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_folder, folder)
+    size = {"height": 64, "width": 96, "num_frames": 9, "num_inference_steps": 1}
+    (folder / "generation_config.json").write_text(json.dumps({**size, "extend_condition_guidance": 2.0}))
+    config = OfflineEvalConfig(model=str(folder), prompts=1, seeds=1, threads=1, progress=False)
+    result = run_condition_suite(config, ["prefix"], extend=2, overlap=5)
+    assert result["condition_guidance"] == 0.0 and result["extend_condition_guidance"] == 2.0
+    assert result["seen"]["extension"]["condition_guidance"] == 2.0
+    assert "extend_condition_guidance" not in run_condition_suite(config, ["first"])  # overlap 9: not read

@@ -138,7 +138,7 @@ def run_condition_eval(
 
     check_patterns(patterns)
     h, w, f = common["height"], common["width"], common["num_frames"]
-    if overlap >= f:
+    if overlap >= f and ("prefix" in patterns or extend >= 2):  # the only two that read it
         raise ValueError(f"overlap ({overlap}) must be less than the clip's {f} frames")
     result: dict[str, Any] = {}
     for pattern in patterns:
@@ -258,4 +258,8 @@ def run_condition_suite(
                    "prompts_per_group": config.prompts, "split": config.split, "model": config.model,
                    "overlap": overlap, "seconds": time.perf_counter() - start, "threads": torch.get_num_threads(),
                    **defaults.resolve(condition_guidance=config.condition_guidance)})  # fmt: skip
+    if extend >= 2:  # the extension's windows run at the folder's extension default
+        from ..extension import window_guidance
+
+        result["extend_condition_guidance"] = window_guidance(pipe, config.condition_guidance)
     return result

@@ -62,6 +62,8 @@ def export(
     expected = ".gguf" if gguf else ".safetensors"
     if output.suffix != expected:
         raise ValueError(f"--output must end in {expected} for this export, got {output}")
+    if not output.parent.is_dir():  # as generate and extend: a mistyped folder is an error, not a new folder
+        raise ValueError(f"output folder {str(output.parent)!r} does not exist")
     lora_file, base = find_lora(source)
     meta = {"motif_video.version": __version__}
     if lora_file is not None:

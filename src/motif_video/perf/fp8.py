@@ -79,6 +79,11 @@ def torchao_available() -> bool:
     return importlib.util.find_spec("torchao") is not None
 
 
+_WEIGHTS_ONLY = (
+    "for memory savings use FP8 weights (fp8 mode 'weight_only'; generate's --fp8, eval's --fp8 weight_only)"
+)
+
+
 def check_fp8_support(mode: str, device: torch.device) -> None:
     """Raise a clear error if `mode` cannot run on `device` here."""
     if mode not in FP8_MODES:
@@ -86,14 +91,14 @@ def check_fp8_support(mode: str, device: torch.device) -> None:
     if mode == "dynamic":
         if device.type != "cuda":
             raise ValueError(
-                f"fp8 mode 'dynamic' needs a CUDA device with compute capability >= 8.9 (Ada, Hopper), "
-                f"the model is on {device.type}; use 'weight_only' for memory savings"
+                f"FP8 compute (fp8 mode 'dynamic'; generate's --fp8-compute, eval's --fp8 dynamic) needs a CUDA "
+                f"device with compute capability >= 8.9 (Ada, Hopper), the model is on {device.type}; {_WEIGHTS_ONLY}"
             )
         capability = torch.cuda.get_device_capability(device)
         if capability < DYNAMIC_MIN_CAPABILITY:
             raise ValueError(
-                f"fp8 mode 'dynamic' needs compute capability >= 8.9 (Ada, Hopper), this GPU has "
-                f"{capability[0]}.{capability[1]}; use 'weight_only' for memory savings"
+                f"FP8 compute (fp8 mode 'dynamic'; generate's --fp8-compute, eval's --fp8 dynamic) needs compute "
+                f"capability >= 8.9 (Ada, Hopper), this GPU has {capability[0]}.{capability[1]}; {_WEIGHTS_ONLY}"
             )
 
     if not torchao_available():

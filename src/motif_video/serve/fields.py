@@ -189,6 +189,8 @@ def check_image(role: str, data: bytes) -> None:
         with PIL.Image.open(io.BytesIO(data)) as im:
             size = im.size
             im.verify()
+    except PIL.UnidentifiedImageError as exc:  # its message names an in-memory buffer, of no use to a client
+        raise FieldError(role, f"{role} is not a readable image (not a format PIL reads)") from exc
     except Exception as exc:
         raise FieldError(role, f"{role} is not a readable image ({type(exc).__name__}: {exc})") from exc
     if size[0] * size[1] > MAX_IMAGE_PIXELS:
