@@ -320,7 +320,7 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         cond = GivenEmbeds.embeds(given.prompt, given.prompt_mask)
         if cond is None:
             cond = self.encode_texts(P.as_prompt_list(prompt), max_sequence_length, device, dtype)
-            cond = cond.padded_to(max_sequence_length)
+            cond = P.pad_to(cond, max_sequence_length)
         uncond = GivenEmbeds.embeds(given.negative, given.negative_mask)
         if uncond is None and negative_prompt is not None:
             negatives = (
@@ -329,7 +329,7 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
                 else negative_prompt
             )
             uncond = self.encode_texts(list(negatives), max_sequence_length, device, dtype)
-            uncond = uncond.padded_to(max_sequence_length)
+            uncond = P.pad_to(uncond, max_sequence_length)
         cond = cond.repeat_interleave(num_videos_per_prompt)
         uncond = uncond.repeat_interleave(num_videos_per_prompt) if uncond is not None else None
         return (

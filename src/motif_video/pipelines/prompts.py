@@ -39,16 +39,6 @@ class PromptEmbeds:
             return self
         return PromptEmbeds(self.embeds.repeat_interleave(n, dim=0), self.mask.repeat_interleave(n, dim=0))
 
-    def padded_to(self, length: int) -> PromptEmbeds:
-        """Zero states and False mask appended up to `length` tokens (diffusers' `encode_prompt` pads to
-        `max_sequence_length`); the pipelines trim them again, so the numbers do not change."""
-        extra = length - self.embeds.shape[1]
-        if extra <= 0:
-            return self
-        embeds = torch.nn.functional.pad(self.embeds, (0, 0, 0, extra))
-        mask = torch.nn.functional.pad(self.mask, (0, extra), value=False)
-        return PromptEmbeds(embeds, mask)
-
 
 def as_prompt_list(prompt: str | list[str] | None, name: str = "prompt") -> list[str]:
     if isinstance(prompt, str):
