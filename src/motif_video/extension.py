@@ -312,14 +312,9 @@ def clip_frames(clip, width: int, height: int) -> Iterator[np.ndarray]:
 
 def check_clip(clip: Path) -> dict[str, Any]:
     """The clip's frame count, size and fps; ValueError when it is missing or not a readable video."""
-    from .pipelines.export import read_mp4_info
+    from .pipelines.export import check_video_file
 
-    if not Path(clip).is_file():
-        raise ValueError(f"clip {str(clip)!r} does not exist or is not a file")
-    try:
-        return read_mp4_info(clip)
-    except Exception as exc:
-        raise ValueError(f"clip {str(clip)!r} is not a readable video ({type(exc).__name__}: {exc})") from exc
+    return check_video_file(clip, f"clip {str(clip)!r}")
 
 
 def settings_from_record(values: dict[str, Any], clip: str | os.PathLike) -> tuple[dict[str, Any], list[str]]:

@@ -104,7 +104,7 @@ class Option:
         if self.minimum is not None:
             low = value <= self.minimum if self.exclusive_minimum else value < self.minimum
             high = self.maximum is not None and value > self.maximum
-            if low or high or (isinstance(value, float) and math.isnan(value)):
+            if low or high:
                 raise ValueError(f"{self.name} must be {self.bounds}, got {value}")
         return value
 
@@ -126,6 +126,8 @@ def _convert(option: Option, value: Any) -> Any:
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{name} must be a number, got {value!r}")
+        if not math.isfinite(value):  # inf and nan pass every bound check and no pipeline can use them
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
         return float(value)
     if kind is Path:
         if not isinstance(value, str | Path):
@@ -221,6 +223,7 @@ class GenerateRequest:
         "decoder chunk's forward and backward pass; 0: off",
         "video",
         minimum=0,
+        maximum=1000,  # the fit reaches its floor in well under 100; more only holds a worker
         pipeline="decoder_fit_steps",
         default_text="the model folder's generation_config.json, else 0 as released",
     )
@@ -307,7 +310,9 @@ class GenerateRequest:
         maximum=SEED_MAX,
         default_text="random, printed",
     )
-    fps: int = option(D.FPS, "frames per second of the MP4", "video", minimum=0, exclusive_minimum=True)
+    fps: int = option(
+        D.FPS, "frames per second of the MP4", "video", minimum=0, exclusive_minimum=True, maximum=240
+    )
     # --------------------------------------------------------------------------------------------------- output
     output: Path = option(
         Path("output.mp4"),

@@ -15,16 +15,11 @@ from .options import VIDEO_TO_VIDEO_STRENGTH, GenerateRequest
 def size_from_video(request: GenerateRequest) -> GenerateRequest:
     """Video-to-video: the input video readable and long enough; the frame count it gives (cut to 4k + 1) and its
     size (when a multiple of 16) where the request leaves them to the model; the default strength."""
-    from .pipelines.export import read_mp4_info
+    from .pipelines.export import check_video_file
 
     path = request.video
     name = f"video {str(path)!r}"
-    if not path.is_file():
-        raise ValueError(f"{name} does not exist or is not a file")
-    try:
-        info = read_mp4_info(path)
-    except Exception as exc:
-        raise ValueError(f"{name} is not a readable video ({type(exc).__name__}: {exc})") from exc
+    info = check_video_file(path, name)
     if info["frames"] < 1:
         raise ValueError(f"{name} has no frames")
     changes: dict[str, Any] = {}

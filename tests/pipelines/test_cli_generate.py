@@ -124,6 +124,12 @@ def _bad_cases(tmp_path):
         "zero steps": (["--prompt", "a", "--steps", "0"], "steps must be >= 1"),
         "bad fps": (["--prompt", "a", "--fps", "0"], "fps must be > 0"),
         "bad shift": (["--prompt", "a", "--shift", "-1"], "shift must be > 0"),
+        "infinite guidance": (
+            ["--prompt", "a", "--guidance-scale", "inf"],
+            "guidance_scale must be a finite number",
+        ),
+        "fps past the MP4's range": (["--prompt", "a", "--fps", "100000"], "fps must be > 0 and <= 240"),
+        "endless decoder fit": (["--prompt", "a", "--decoder-fit-steps", "5000"], "<= 1000, got 5000"),
         "bad device": (["--prompt", "a", "--device", "tpu"], "device must be"),
         "cuda missing": (["--prompt", "a", "--device", "cuda"], "CUDA is not available"),
         "offload on cpu": (

@@ -138,6 +138,18 @@ def test_uploads_must_be_images_or_a_video():
         _with(Uploads(video=b"\x00\x00\x00 not a video"))
     assert err.value.field == "video" and "the video upload is not a readable video" in str(err.value)
     assert "/tmp" not in str(err.value)  # the server's temporary file is not shown
+    assert "Errno" not in str(err.value)  # nor PyAV's error number
+    with pytest.raises(FieldError) as err:
+        _with(Uploads(video=_png()))
+    assert err.value.field == "video" and "is an image (png_pipe), not a video" in str(err.value)
+    with pytest.raises(FieldError) as err:
+        _with(Uploads(video=_png()), extend_seconds=2)
+    assert err.value.field == "video" and "not a video" in str(err.value)
+    with pytest.raises(FieldError) as err:
+        _with(Uploads(video=_png()), extend_seconds=-3)
+    assert err.value.field == "extend_seconds" and "extend_seconds must be a finite number > 0" in str(
+        err.value
+    )
 
 
 def test_last_image_and_keyframes_are_placed_and_recorded():

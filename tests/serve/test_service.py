@@ -206,6 +206,12 @@ def test_bad_requests_are_refused_and_nothing_is_queued(server):
         == 400
     )
     assert client.post("/v1/videos", json=[PROMPT]).status_code == 422
+    # numbers JSON cannot hold (Python's parser reads 1e999 as inf, NaN as nan): refused, nothing queued
+    for text, field in (("1e999", "guidance_scale"), ("NaN", "shift"), ("-Infinity", "condition_guidance")):
+        raw = f'{{"prompt": "{PROMPT}", "{field}": {text}}}'.encode()
+        response = client.post("/v1/videos", content=raw, headers={"content-type": "application/json"})
+        assert response.status_code == 422 and response.json()["field"] == field, (text, response.text)
+        assert "must be a finite number" in response.json()["detail"], response.text
     assert client.post("/v1/videos", content=b"x", headers={"content-type": "text/plain"}).status_code == 415
     # uploads: not an image, too big (checked before anything is queued)
     form = {"prompt": PROMPT, **{k: str(v) for k, v in TINY.items()}}

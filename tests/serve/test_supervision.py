@@ -61,3 +61,31 @@ def test_workers_stop_when_the_server_is_killed(tmp_path):
         store.close()
         if running(worker["pid"]):  # the failure above: leave no orphan behind
             os.kill(worker["pid"], signal.SIGKILL)
+
+
+def test_a_cancelled_job_stops_its_pipeline_at_once(tmp_path, monkeypatch):
+    """The step after a cancel raises out of the pipeline: no decoder fit, repaint or decode runs for a video
+    nobody will keep (on the small model the fit alone is more work than its sampling)."""
+    from motif_video import MotifVideoPipeline
+    from motif_video.pipelines import base
+    from motif_video.serve.worker import Worker, _Stopped
+    from motif_video.testing import write_tiny_pipeline_folder
+
+    answers = iter([True, False])  # the store accepts step 1's progress; then the job is cancelled
+
+    class Store:
+        def progress(self, job_id, claim, step, lease):
+            return next(answers)
+
+    worker = Worker(Store(), tmp_path, "small")
+    stopped = threading.Event()
+    on_step = worker.step_callback("job", "claim", stopped)
+    pipe = MotifVideoPipeline.from_pretrained(write_tiny_pipeline_folder(tmp_path / "tiny"))
+    pipe.set_progress_bar_config(disable=True)
+    after = []
+    monkeypatch.setattr(base, "repaint_first_latent", lambda *a, **k: after.append("repaint"))
+    monkeypatch.setattr(base, "decode_latents", lambda *a, **k: after.append("decode"))
+    with pytest.raises(_Stopped):
+        pipe("a red ball", height=64, width=96, num_frames=9, num_inference_steps=4, callback_on_step_end=on_step,
+             repaint_first_frame=True, decoder_fit_steps=5)  # fmt: skip
+    assert stopped.is_set() and after == []

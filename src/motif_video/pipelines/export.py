@@ -136,6 +136,27 @@ def read_mp4_info(path: str | os.PathLike) -> dict:
         }
 
 
+def check_video_file(path: str | os.PathLike, name: str) -> dict:
+    """`read_mp4_info` of a video the user gave (`name` says which, e.g. "video 'in.mp4'"); a ValueError naming it
+    when it is missing, unreadable or a still image rather than a video."""
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{name} does not exist or is not a file")
+    try:
+        with av.open(str(path)) as container:
+            kind = container.format.name
+        info = read_mp4_info(path)
+    except av.error.FFmpegError as exc:  # its str() leads with an errno no user can act on
+        raise ValueError(f"{name} is not a readable video ({exc.strerror or exc})") from exc
+    except Exception as exc:
+        raise ValueError(f"{name} is not a readable video ({type(exc).__name__}: {exc})") from exc
+    if kind.endswith("_pipe") or kind.startswith("image2"):
+        raise ValueError(f"{name} is an image ({kind}), not a video")
+    return info
+
+
 def iter_mp4_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
     """A video's frames one at a time, uint8 [H, W, 3] RGB (memory does not grow with the video's length)."""
     import av

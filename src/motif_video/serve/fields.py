@@ -15,6 +15,7 @@ Pure Python like `options` (media are read with PIL and PyAV): the API process i
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import tempfile
@@ -238,6 +239,8 @@ def _extension(
         if isinstance(value, bool) or not isinstance(value, kind):
             raise FieldError(name, f"{name} must be {'a number' if name == 'extend_seconds' else 'an integer'}, "
                              f"got {value!r}")  # fmt: skip
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise FieldError("extend_seconds", f"extend_seconds must be a finite number > 0, got {seconds!r}")
     if seconds > limits.max_extend_seconds:
         raise FieldError(
             "extend_seconds",

@@ -4,8 +4,8 @@ The pipeline is loaded once (`generation.prepare_pipeline`); each job runs the l
 (`render_latents`, `write_video`; an extension job `extension.write_extension`), so a job's MP4 is the one
 `motif-video generate` (or `extend`) writes for the same settings, media and seed. Every step records progress (an
 extension's steps counted over all its windows) and extends the job's lease; a thread renews the lease while the VAE
-decodes and the file is written. A cancelled job (or one whose lease was lost) stops after the current step and
-keeps nothing. The MP4 is written under a temporary name in the results folder, renamed, and only then recorded.
+decodes and the file is written. A cancelled job (or one whose lease was lost) stops after the current step, with
+nothing after it (no decoder fit, decode or file). The MP4 is written under a temporary name in the results folder, renamed, and only then recorded.
 On SIGTERM/SIGINT the worker stops after the current step and gives its job back to the queue; so it does, with
 `--parent PID`, once that process is no longer its parent (`motif-video serve` passes its own pid: its workers do
 not outlive it, even when it is killed outright).
@@ -121,16 +121,7 @@ class Worker:
             if torch.device(plan.device).type == "cuda":
                 torch.cuda.reset_peak_memory_stats(plan.device)
             stopped = threading.Event()
-            steps = itertools.count(1)  # across an extension's windows too
-
-            def on_step(pipe, i, t, tensors):
-                if stopped.is_set():  # an extension's next window after a stop
-                    raise _Stopped
-                if self.stopping.is_set() or not self.store.progress(job_id, claim, next(steps), self.lease):
-                    stopped.set()
-                    pipe.interrupt_now()
-                return {}
-
+            on_step = self.step_callback(job_id, claim, stopped)
             start = time.perf_counter()
             try:
                 if settings.get("extend_seconds") is not None:
@@ -155,6 +146,25 @@ class Worker:
         finally:
             keeper.stop()
             tmpdir.cleanup()
+
+    def step_callback(self, job_id: str, claim: str, stopped: threading.Event):
+        """The pipelines' step-end callback for one job: records progress (counted over an extension's windows
+        too) and renews the lease; once the job is cancelled, its lease lost or the worker stopping, it sets
+        `stopped` and raises `_Stopped` at once, so that no decoder fit, decode or file follows for a job nobody
+        will keep."""
+        steps = itertools.count(1)
+
+        def on_step(pipe, i, t, tensors):
+            if (
+                stopped.is_set()
+                or self.stopping.is_set()
+                or not self.store.progress(job_id, claim, next(steps), self.lease)
+            ):
+                stopped.set()
+                raise _Stopped
+            return {}
+
+        return on_step
 
     def _generate(self, plan, final: Path, on_step, stopped: threading.Event) -> None:
         """One video as `motif-video generate` makes it; nothing is written when it was stopped."""
