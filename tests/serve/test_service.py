@@ -446,6 +446,20 @@ def test_page_in_a_browser_submits_shows_progress_and_plays(server, tmp_path):
             page.locator("#history tr", has_text="width=32").first.click()  # an earlier test's 32x32 job
             assert "warning: the model was trained at 64x64 only" in page.text_content("#warning")
             page.screenshot(path=str(shots / "serve-page.png"))
+            # a long job cancelled from the page: the button shows while it is queued or running, then goes
+            page.set_input_files("#last_image", [])
+            page.set_input_files("#keyframe", [])
+            page.fill("#keyframe_frames", "")
+            for name, value in LONG.items():
+                page.fill(f"#{name}", str(value))
+            page.click("#submit")
+            page.wait_for_selector("#cancel", state="visible")
+            page.click("#cancel")
+            page.wait_for_function("document.getElementById('state').textContent.startsWith('cancelled')")
+            assert page.is_hidden("#cancel") and page.text_content("#error") == ""
+            page.wait_for_function(
+                "[...document.querySelectorAll('#history tr')].some((r) => r.textContent.includes('cancelled'))"
+            )
         finally:
             browser.close()
     assert (shots / "serve-page.png").stat().st_size > 0
