@@ -177,6 +177,9 @@ def test_shipped_student_is_selected_by_name(distilled, tmp_path, monkeypatch, t
     assert pipe.generation_defaults.num_inference_steps == 4
     assert pipe.generation_defaults.base_model == "tiny-teacher"
     assert pipe.transformer.config.guidance_embeds is True
+    assert pipe.generation_defaults.decoder_fit_steps is None  # the base model's
+    own = ship_student(output, package / "assets" / "tiny-4step", base_model="tiny-teacher", decoder_fit_steps=20)
+    assert MotifVideoPipeline.from_pretrained(own).generation_defaults.decoder_fit_steps == 20
 
 
 def test_small_4step_recipe_follows_the_shipped_small_model():
@@ -187,6 +190,9 @@ def test_small_4step_recipe_follows_the_shipped_small_model():
     from motif_video.hub import shipped_model
 
     recipe = load_distill_config(RECIPE.parent / "small-4step.yaml")
+    shipped = json.loads((shipped_model("small-4step") / "generation_config.json").read_text())
+    shipping = f"--decoder-fit-steps {shipped['decoder_fit_steps']}"  # the student's own, as shipped
+    assert shipping in (RECIPE.parent / "small-4step.yaml").read_text()
     guider = json.loads((shipped_model("small") / "guider" / "guider_config.json").read_text())
     assert recipe.distill.guidance_mode == "apg" and recipe.distill.guidance_scales == [
         guider["guidance_scale"]
