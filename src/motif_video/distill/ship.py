@@ -47,7 +47,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("dest")
     parser.add_argument("--base-model", required=True, help="name, folder or Hub id of the teacher's model")
     parser.add_argument(
-        "--decoder-fit-steps", type=int, default=None, help="the student's own decoder fit (default: its base's)"
+        "--decoder-fit-steps",
+        type=int,
+        default=None,
+        help="the student's own decoder fit (default: its base's)",
     )
     args = parser.parse_args(argv)
     print(ship_student(args.student, args.dest, args.base_model, decoder_fit_steps=args.decoder_fit_steps))

@@ -525,13 +525,13 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
                 latents = conditioning.settle(latents, sigma_next)
                 if callback_on_step_end is not None:
                     latents, cond, uncond = self._run_callback(
-                        callback_on_step_end, inputs, i, sigma, latents, cond, uncond
+                        callback_on_step_end, inputs, i, latents, cond, uncond
                     )
                 bar.update()
         self._current_timestep = None
         return latents
 
-    def _run_callback(self, callback, inputs, i, sigma, latents, cond, uncond):
+    def _run_callback(self, callback, inputs, i, latents, cond, uncond):
         available = {
             "latents": latents,
             "prompt_embeds": cond.embeds,
