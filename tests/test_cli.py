@@ -152,3 +152,17 @@ def test_an_unknown_flag_is_named_by_the_command_that_got_it(capsys):
         "usage: motif-video generate" in err
         and "motif-video generate: error: unrecognized arguments: --foo" in err
     )
+
+
+def test_info_on_the_shipped_student_counts_one_pass_per_step(capsys):
+    """`info small-4step`: the student's own transformer (its guidance embedder counted), its 4 steps of one pass
+    each, and its base model's token budget and words."""
+    assert main(["info", "small", "--json"]) == 0
+    teacher = json.loads(capsys.readouterr().out)
+    assert main(["info", "small-4step", "--json"]) == 0
+    student = json.loads(capsys.readouterr().out)
+    assert student["parameters"]["total"] > teacher["parameters"]["total"]  # + the guidance embedder
+    t2v, base = student["flops"]["t2v"], teacher["flops"]["t2v"]
+    assert t2v["passes_per_step"] == 1 and base["passes_per_step"] == 2
+    assert t2v["per_video"] == 4 * t2v["per_forward"] and base["per_video"] == 2 * 20 * base["per_forward"]
+    assert student["vocabulary"] == teacher["vocabulary"] and student["tokens"] == teacher["tokens"]

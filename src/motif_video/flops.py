@@ -154,9 +154,10 @@ def flops_table(
     text_tokens: int,
     steps: int,
     image_tokens: int = RELEASED_IMAGE_TOKENS,
+    passes: int = 2,
 ) -> str:
-    """Human-readable FLOPs per forward (per stage), per guided step and per video, for T2V and I2V (with
-    `image_tokens` SigLIP tokens)."""
+    """Human-readable FLOPs per forward (per stage), per step and per video, for T2V and I2V (with `image_tokens`
+    SigLIP tokens); `passes` transformer forwards per step (2: cond and uncond; 1: a guidance-embedded student)."""
     w, h, f = size
     lines = [f"FLOPs at {w}x{h}x{f}, {text_tokens} text tokens (matmuls only, 2 per multiply-add):"]
     modes = {"T2V": 0}
@@ -169,9 +170,10 @@ def flops_table(
             lines.append(
                 f"    {name:<10} {format_flops(stage.linear):>14} {format_flops(stage.attention):>14}"
             )
+        step = "per guided step (cond + uncond)" if passes == 2 else f"per step ({passes} pass)"
         lines.append(
             f"    per forward {format_flops(report.total)} ({100 * report.attention_fraction:.1f}% attention); "
-            f"per guided step (cond + uncond) {format_flops(2 * report.total)}; "
-            f"per video ({steps} steps) {format_flops(2 * steps * report.total)}"
+            f"{step} {format_flops(passes * report.total)}; "
+            f"per video ({steps} steps) {format_flops(passes * steps * report.total)}"
         )
     return "\n".join(lines)

@@ -178,7 +178,9 @@ def test_shipped_student_is_selected_by_name(distilled, tmp_path, monkeypatch, t
     assert pipe.generation_defaults.base_model == "tiny-teacher"
     assert pipe.transformer.config.guidance_embeds is True
     assert pipe.generation_defaults.decoder_fit_steps is None  # the base model's
-    own = ship_student(output, package / "assets" / "tiny-4step", base_model="tiny-teacher", decoder_fit_steps=20)
+    own = ship_student(
+        output, package / "assets" / "tiny-4step", base_model="tiny-teacher", decoder_fit_steps=20
+    )
     assert MotifVideoPipeline.from_pretrained(own).generation_defaults.decoder_fit_steps == 20
 
 

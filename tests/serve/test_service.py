@@ -206,6 +206,10 @@ def test_bad_requests_are_refused_and_nothing_is_queued(server):
         == 400
     )
     assert client.post("/v1/videos", json=[PROMPT]).status_code == 422
+    # a query parameter FastAPI itself checks answers in the API's one error shape
+    listed = client.get("/v1/videos", params={"limit": "abc"})
+    assert listed.status_code == 422 and listed.json()["field"] == "limit", listed.text
+    assert "'abc'" in listed.json()["detail"], listed.text
     # numbers JSON cannot hold (Python's parser reads 1e999 as inf, NaN as nan): refused, nothing queued
     for text, field in (("1e999", "guidance_scale"), ("NaN", "shift"), ("-Infinity", "condition_guidance")):
         raw = f'{{"prompt": "{PROMPT}", "{field}": {text}}}'.encode()
@@ -385,6 +389,21 @@ def test_events_range_list_metrics_openapi_page(server, tmp_path):
     body = schema["paths"]["/v1/videos"]["post"]["requestBody"]["content"]
     assert body["application/json"]["schema"]["required"] == ["prompt"]
     assert body["multipart/form-data"]["schema"]["properties"]["image"]["format"] == "binary"
+    # every error the routes answer is declared, in the API's one error shape (not FastAPI's list of errors)
+    declared = {
+        ("/v1/videos", "post"): {"400", "401", "413", "415", "422", "429"},
+        ("/v1/videos", "get"): {"401", "422"},
+        ("/v1/videos/{job_id}", "get"): {"401", "404"},
+        ("/v1/videos/{job_id}", "delete"): {"401", "404", "409"},
+        ("/v1/videos/{job_id}/content", "get"): {"401", "404", "409"},
+        ("/v1/videos/{job_id}/events", "get"): {"401", "404"},
+    }
+    for (path, method), codes in declared.items():
+        responses = schema["paths"][path][method]["responses"]
+        assert codes <= set(responses), (path, method, sorted(responses))
+        for code in codes:
+            error = responses[code]["content"]["application/json"]["schema"]
+            assert error["required"] == ["detail"] and "field" in error["properties"], (path, method, code)
     page_html = server.client.get("/").text
     assert 'id="prompt"' in page_html and "EventSource" in page_html
 

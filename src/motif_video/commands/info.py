@@ -9,13 +9,16 @@ from .. import presets
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("info", help="parameter and token counts of a model preset")
+    from ..hub import shipped_models
+
+    parser = sub.add_parser("info", help="parameter and token counts of a model preset or a shipped model")
     parser.add_argument(
         "model",
         nargs="?",
         default="motif-video-2b",
-        choices=sorted(presets.PRESETS),
-        help="preset (default: motif-video-2b)",
+        choices=sorted({*presets.PRESETS, *shipped_models()}),
+        help="preset, or a model shipped in the package such as the small model's student small-4step "
+        "(default: motif-video-2b)",
     )
     parser.add_argument(
         "--size",
@@ -61,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
 
     shipped = shipped_model(args.model)  # the model shipped under the preset's name gives its size and steps
     d = model_defaults(shipped) if shipped is not None else RELEASED
+    if shipped is not None and d.is_student and shipped_model(d.base_model or "") is not None:
+        shipped = shipped_model(
+            d.base_model
+        )  # a student's tokenizer, image processor and words are its base's
     size = parse_size(args.size or f"{d.width}x{d.height}x{d.num_frames}")
     args.steps = args.steps if args.steps is not None else d.num_inference_steps
     budget = (
@@ -71,10 +78,10 @@ def run(args: argparse.Namespace) -> int:
     for name, value in (("--text-tokens", text_tokens), ("--image-tokens", image_tokens)):
         if value < 0:
             raise ValueError(f"{name} must be >= 0, got {value}")
-    model = presets.build_transformer(args.model, device="meta")  # each preset names its layout
+    model, passes = _transformer(args.model)
     summary = model_summary(model, size, text_tokens=text_tokens, image_tokens=image_tokens)
     config = dict(model.config)
-    vocabulary = _vocabulary(args.model)
+    vocabulary = _vocabulary(shipped)
     if args.json:
         summary["vocabulary"] = vocabulary
         summary["flops"] = {
@@ -82,8 +89,9 @@ def run(args: argparse.Namespace) -> int:
                 "per_forward": report.total,
                 "attention": report.attention,
                 "linear": report.linear,
-                "per_guided_step": 2 * report.total,
-                "per_video": 2 * args.steps * report.total,
+                "per_guided_step": passes * report.total,
+                "passes_per_step": passes,
+                "per_video": passes * args.steps * report.total,
                 "stages": {name: stage.total for name, stage in report.stages.items()},
             }
             for mode, report in (
@@ -94,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
     else:
         print(format_summary(args.model, summary))
-        print(flops_table(config, size, text_tokens, args.steps, image_tokens))
+        print(flops_table(config, size, text_tokens, args.steps, image_tokens, passes))
         if vocabulary is not None:
             from ..vocabulary import describe_vocabulary
 
@@ -102,10 +110,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _vocabulary(preset: str) -> list[str] | None:
-    """The words of the model shipped under the preset's name (the small model's closed word list), else None."""
+def _transformer(name: str):
+    """(the transformer on the meta device, transformer passes per step) of a preset, or of a shipped student: its
+    own transformer config, one pass per step (the guidance is an input, not a second pass)."""
+    from ..defaults import GenerationDefaults
     from ..hub import shipped_model
+
+    folder = shipped_model(name)
+    defaults = GenerationDefaults.read(folder) if folder is not None else None
+    if defaults is None or not defaults.is_student:
+        return presets.build_transformer(name, device="meta"), 2  # each preset names its layout
+    import torch
+
+    from ..models import MotifVideoTransformer
+
+    config = MotifVideoTransformer.load_config(folder / "transformer")
+    with torch.device("meta"):
+        return MotifVideoTransformer.from_config(config), 1
+
+
+def _vocabulary(folder) -> list[str] | None:
+    """The words of a shipped model folder (the small model's closed word list), else None."""
     from ..vocabulary import folder_vocabulary
 
-    folder = shipped_model(preset)
     return folder_vocabulary(folder) if folder is not None else None

@@ -24,6 +24,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
 
 from .fields import (
@@ -40,6 +41,25 @@ from .fields import (
 from .store import TERMINAL, JobStore, QueueFull
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+# Every error answer's body (`HTTPError`), declared on each route's responses so the schema says what comes back.
+ERROR_BODY = {
+    "type": "object",
+    "properties": {
+        "detail": {"type": "string", "description": "what is wrong, and what is allowed"},
+        "field": {"type": "string", "description": "the request field at fault, where one is"},
+    },
+    "required": ["detail"],
+}
+
+
+def _errors(**described: str) -> dict[int, dict[str, Any]]:
+    """OpenAPI responses for error statuses (`e401="no or a wrong token"`), each with the error body."""
+    content = {"application/json": {"schema": ERROR_BODY}}
+    return {int(k[1:]): {"description": text, "content": content} for k, text in described.items()}
+
+
+# Answers every route may give when the server has a token.
+_AUTH = {"e401": "no or a wrong token (when the server has one)"}
 FORM_OVERHEAD = 64 * 1024  # multipart headers and text fields on top of the uploads
 MAX_KEYFRAMES = 31  # one per group of 4 frames of the longest video (121 frames)
 EVENT_SECONDS = 3600.0  # an event stream ends after this long even if the job has not
@@ -187,6 +207,14 @@ def create_app(config: AppConfig) -> FastAPI:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return JSONResponse(body, status_code=exc.status, headers=headers)
 
+    @app.exception_handler(RequestValidationError)
+    async def _query_error(request: Request, exc: RequestValidationError):
+        """FastAPI's own check of a query parameter (`?limit=abc`), in the API's one error shape."""
+        first = exc.errors()[0] if exc.errors() else {}
+        name = str(first.get("loc", ("", "request"))[-1])
+        detail = f"{name} {first.get('msg', 'is not valid').lower()}, got {first.get('input')!r}"
+        return JSONResponse({"detail": detail, "field": name}, status_code=422)
+
     @app.middleware("http")
     async def _token(request: Request, call_next):
         if config.token is not None:
@@ -228,11 +256,14 @@ def create_app(config: AppConfig) -> FastAPI:
         "/v1/videos",
         status_code=202,
         summary="Queue a video (JSON, or multipart/form-data with media: image, last_image, keyframe, video)",
-        responses={
-            413: {"description": "body or uploads too large"},
-            422: {"description": "a bad field"},
-            429: {"description": "the queue is full"},
-        },
+        responses=_errors(
+            e400="a JSON body that does not parse",
+            e413="body or uploads too large",
+            e415="neither JSON nor multipart/form-data",
+            e422="a bad field, or a value over the server's limits",
+            e429="the queue is full",
+            **_AUTH,
+        ),
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -274,7 +305,9 @@ def create_app(config: AppConfig) -> FastAPI:
         except FieldError as exc:
             raise HTTPError(422, str(exc), exc.field) from exc
 
-    @app.get("/v1/videos", summary="Jobs, newest first")
+    @app.get(
+        "/v1/videos", summary="Jobs, newest first", responses=_errors(e422="a bad limit or offset", **_AUTH)
+    )
     def list_videos(limit: int = 20, offset: int = 0) -> dict[str, Any]:
         if not 1 <= limit <= 100:
             raise HTTPError(422, f"limit must be in 1..100, got {limit}", "limit")
@@ -285,11 +318,19 @@ def create_app(config: AppConfig) -> FastAPI:
         return {"object": "list", "data": [view(r) for r in rows], "total": total,
                 "next_offset": following if following < total else None}  # fmt: skip
 
-    @app.get("/v1/videos/{job_id}", summary="A job: state, progress, settings, timings, error")
+    @app.get(
+        "/v1/videos/{job_id}",
+        summary="A job: state, progress, settings, timings, error",
+        responses=_errors(e404="no such job", **_AUTH),
+    )
     def get_video(job_id: str) -> dict[str, Any]:
         return view(_job(job_id))
 
-    @app.delete("/v1/videos/{job_id}", summary="Cancel a queued or running job")
+    @app.delete(
+        "/v1/videos/{job_id}",
+        summary="Cancel a queued or running job",
+        responses=_errors(e404="no such job", e409="the job has already ended", **_AUTH),
+    )
     def cancel_video(job_id: str) -> dict[str, Any]:
         before = _job(job_id)
         if before["state"] in TERMINAL:
@@ -300,7 +341,10 @@ def create_app(config: AppConfig) -> FastAPI:
         "/v1/videos/{job_id}/content",
         summary="The MP4 (range requests supported)",
         response_class=FileResponse,
-        responses={200: {"content": {"video/mp4": {}}}, 409: {"description": "the job has not succeeded"}},
+        responses={
+            200: {"content": {"video/mp4": {}}},
+            **_errors(e404="no such job", e409="the job has not succeeded", **_AUTH),
+        },
     )
     def video_content(job_id: str) -> FileResponse:
         job = _job(job_id)
@@ -311,7 +355,11 @@ def create_app(config: AppConfig) -> FastAPI:
             raise HTTPError(410, f"the video of job {job_id} is no longer in the results folder")
         return FileResponse(path, media_type="video/mp4", filename=f"{job_id}.mp4")
 
-    @app.get("/v1/videos/{job_id}/events", summary="Progress as server-sent events (ends when the job does)")
+    @app.get(
+        "/v1/videos/{job_id}/events",
+        summary="Progress as server-sent events (ends when the job does)",
+        responses=_errors(e404="no such job", **_AUTH),
+    )
     async def video_events(job_id: str, request: Request) -> StreamingResponse:
         await run_in_threadpool(_job, job_id)
 
