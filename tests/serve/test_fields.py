@@ -259,3 +259,17 @@ def test_the_api_process_imports_no_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_the_api_speaks_of_fields_not_of_the_command_lines_flags():
+    """Messages and descriptions are written once for `generate`; the API gives them with its own names."""
+    for multipart in (False, True):
+        for name, prop in schema(multipart)["properties"].items():
+            assert "--" not in prop.get("description", ""), (name, prop["description"])
+    assert schema(True)["properties"]["strength"]["description"].endswith("(default: 0.7 with video)")
+    with pytest.raises(FieldError) as err:
+        _with(Uploads(), strength=0.5)
+    assert str(err.value) == "strength needs video", str(err.value)
+    with pytest.raises(FieldError) as err:
+        _with(Uploads(), prompt="  ")
+    assert "--" not in str(err.value) and err.value.field == "prompt", str(err.value)

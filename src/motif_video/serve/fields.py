@@ -61,11 +61,33 @@ API_SEED_MAX = (
 MAX_IMAGE_PIXELS = 4096 * 4096
 
 
+_FLAG = re.compile(r"--([a-z][a-z0-9-]*)")
+
+
+def for_http(text: str) -> str:
+    """A message or description written for the command line, as a client of the API reads it: a parenthesis that
+    only names a flag, or names one no field stands for (`--prompt-file`), goes; any other flag becomes its field
+    ("--video" -> "video")."""
+
+    def parenthesis(match: re.Match) -> str:
+        flags = _FLAG.findall(match.group(1))
+        if not flags:
+            return match.group(0)
+        lone = match.group(1).strip() == "--" + flags[0]
+        return (
+            "" if lone or any(f.replace("-", "_") not in UPLOADS + FIELDS for f in flags) else match.group(0)
+        )
+
+    text = re.sub(r" \(([^()]*)\)", parenthesis, text)
+    return _FLAG.sub(lambda m: m.group(1).replace("-", "_"), text)
+
+
 class FieldError(ValueError):
-    """A bad request field: `field` names it (None when the request as a whole is wrong)."""
+    """A bad request field: `field` names it (None when the request as a whole is wrong); the message as the API
+    says it (`for_http`)."""
 
     def __init__(self, field: str | None, message: str):
-        super().__init__(message)
+        super().__init__(for_http(message))
         self.field = field
 
 
@@ -113,6 +135,9 @@ def schema(multipart: bool) -> dict[str, Any]:
             overlap={"type": "integer", "minimum": 1, "description": EXTEND_FIELDS["overlap"][1]},
             crossfade={"type": "integer", "minimum": 0, "description": EXTEND_FIELDS["crossfade"][1]},
         )
+    for prop in props.values():
+        if "description" in prop:
+            prop["description"] = for_http(prop["description"])
     return {"type": "object", "properties": props, "required": ["prompt"], "additionalProperties": False}
 
 
