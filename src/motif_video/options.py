@@ -223,7 +223,7 @@ class GenerateRequest:
         "decoder chunk's forward and backward pass; 0: off",
         "video",
         minimum=0,
-        maximum=1000,  # the fit reaches its floor in well under 100; more only holds a worker
+        maximum=1000,  # the small model runs 50 (its student 20); thousands would only hold a worker
         pipeline="decoder_fit_steps",
         default_text="the model folder's generation_config.json, else 0 as released",
     )
