@@ -35,6 +35,7 @@ from .options import (
 )
 from .pipelines.memory import MemoryPlan, check_offload, plan_for_budget
 from .pipelines.speed import SpeedPlan, check_speed_plan
+from .replay import media_files
 from .video_input import size_from_video
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
@@ -89,10 +90,7 @@ def plan_generation(request: GenerateRequest, world_size: int | None = None) -> 
         raise ValueError(f"transformer_gguf {str(request.transformer_gguf)!r} is not a file")
     _check_loras(request.lora)
     outputs = _output_paths(request.output, request.prompts)
-    sources = [request.image, request.last_image, request.video] + [
-        parse_keyframe(k)[0] for k in request.keyframe
-    ]
-    check_not_an_input(outputs, sources)
+    check_not_an_input(outputs, media_files(request.values()))
     seed = request.seed if request.seed is not None else int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
     return GenerationPlan(request, str(device), dtype, parallel, world, seed, tuple(outputs))
 
@@ -200,11 +198,11 @@ def _check_image(path: Path) -> None:
         ) from exc
 
 
-def check_not_an_input(outputs: list[Path], sources: list[Path | str | None]) -> None:
+def check_not_an_input(outputs: list[Path], sources: list[Path]) -> None:
     """Refuse an output that is one of the files the video is made from: writing it would replace the input (and
     a replay, which checks its inputs' hashes, could not be made)."""
     for source in sources:
-        if source is None or not Path(source).exists():
+        if not Path(source).exists():
             continue
         for out in map(Path, outputs):
             same = out.resolve() == Path(source).resolve() or (out.exists() and os.path.samefile(out, source))

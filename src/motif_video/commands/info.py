@@ -64,10 +64,9 @@ def run(args: argparse.Namespace) -> int:
 
     shipped = shipped_model(args.model)  # the model shipped under the preset's name gives its size and steps
     d = model_defaults(shipped) if shipped is not None else RELEASED
-    if shipped is not None and d.is_student and shipped_model(d.base_model or "") is not None:
-        shipped = shipped_model(
-            d.base_model
-        )  # a student's tokenizer, image processor and words are its base's
+    student = shipped if shipped is not None and d.is_student else None
+    if student is not None:  # a student's tokenizer, image processor and words are its base's
+        shipped = shipped_model(d.base_model or "") or student
     size = parse_size(args.size or f"{d.width}x{d.height}x{d.num_frames}")
     args.steps = args.steps if args.steps is not None else d.num_inference_steps
     budget = (
@@ -78,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     for name, value in (("--text-tokens", text_tokens), ("--image-tokens", image_tokens)):
         if value < 0:
             raise ValueError(f"{name} must be >= 0, got {value}")
-    model, passes = _transformer(args.model)
+    model, passes = _transformer(args.model, student)
     summary = model_summary(model, size, text_tokens=text_tokens, image_tokens=image_tokens)
     config = dict(model.config)
     vocabulary = _vocabulary(shipped)
@@ -110,21 +109,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _transformer(name: str):
-    """(the transformer on the meta device, transformer passes per step) of a preset, or of a shipped student: its
-    own transformer config, one pass per step (the guidance is an input, not a second pass)."""
-    from ..defaults import GenerationDefaults
-    from ..hub import shipped_model
-
-    folder = shipped_model(name)
-    defaults = GenerationDefaults.read(folder) if folder is not None else None
-    if defaults is None or not defaults.is_student:
+def _transformer(name: str, student):
+    """(the transformer on the meta device, transformer passes per step) of a preset, or of a shipped student's
+    folder `student`: its own transformer config, one pass per step (the guidance is an input, not a second pass)."""
+    if student is None:
         return presets.build_transformer(name, device="meta"), 2  # each preset names its layout
     import torch
 
     from ..models import MotifVideoTransformer
 
-    config = MotifVideoTransformer.load_config(folder / "transformer")
+    config = MotifVideoTransformer.load_config(student / "transformer")
     with torch.device("meta"):
         return MotifVideoTransformer.from_config(config), 1
 

@@ -115,9 +115,8 @@ class MotifVideoLoraLoaderMixin(LoraBaseMixin):
         dtype = param.dtype if param.is_floating_point() else torch.float32
         state = {k: v.to(device=param.device, dtype=dtype) for k, v in state.items()}
         active = list(_active_adapters(transformer))
-        with (
-            warnings.catch_warnings()
-        ):  # peft warns on every adapter after the first: several are the point here
+        # peft warns on every adapter after the first: several are the point here
+        with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
             transformer.load_lora_adapter(state, prefix=None, adapter_name=name, metadata=config)
         if active:  # diffusers activates only the new adapter; keep the earlier ones at their weights too
