@@ -489,11 +489,16 @@ def _check_prompts(value: Any) -> tuple[str, ...]:
     return tuple(prompts)
 
 
+def check_side(name: str, value: int) -> None:
+    """A frame's width or height: a multiple of 16 (the VAE's 8x, then 2x2 patches)."""
+    if value <= 0 or value % 16:
+        raise ValueError(f"{name} must be a positive multiple of 16, got {value}")
+
+
 def check_video_size(width: int, height: int, frames: int) -> None:
     """Width and height multiples of 16, frames 4k + 1 (the VAE's 8x spatial, 4x temporal, and 2x2 patches)."""
-    for name, value in (("width", width), ("height", height)):
-        if value <= 0 or value % 16:
-            raise ValueError(f"{name} must be a positive multiple of 16, got {value}")
+    check_side("width", width)
+    check_side("height", height)
     if frames < 1 or (frames - 1) % 4:
         raise ValueError(f"num_frames must be 4k+1 (1, 5, 9, ..., 121), got {frames}")
 

@@ -55,13 +55,13 @@ def video_settings(plan, i: int, pipe=None) -> dict[str, Any]:
     record["media_sha256"] = {str(path): file_sha256(path) for path in media_files(r.values())}
     run = getattr(pipe, "last_run", None)
     if run is not None:
-        embedded = run.passes.embedded_guidance
+        guidance, scale = run_guidance(run)
         record["resolved"] = {
             "steps": len(run.sigmas) - 1,
             "shift": run.sampler.shift,
             "shift_source": run.sampler.source,
-            "guidance": run.guidance.mode if embedded is None else "embedded",
-            "guidance_scale": run.guidance.scale if embedded is None else embedded,
+            "guidance": guidance,
+            "guidance_scale": scale,
             "height": run.height,
             "width": run.width,
             "num_frames": run.num_frames,
@@ -71,6 +71,13 @@ def video_settings(plan, i: int, pipe=None) -> dict[str, Any]:
     folder = getattr(getattr(pipe, "config", None), "_name_or_path", None)
     record["revision"] = hub_revision(folder) if folder else None
     return record
+
+
+def run_guidance(run) -> tuple[str, float]:
+    """The guidance a pipeline run used (`pipe.last_run`): its mode ("apg", "cfg", "none", or "embedded" for a
+    distilled student's guidance embedding) and scale."""
+    embedded = run.passes.embedded_guidance
+    return (run.guidance.mode, run.guidance.scale) if embedded is None else ("embedded", embedded)
 
 
 def extension_settings(

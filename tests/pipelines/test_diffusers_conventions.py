@@ -328,3 +328,53 @@ def test_a_folder_with_only_variant_files_raises_os_error_as_in_diffusers(pipe, 
     pipe.save_pretrained(tmp_path / "v", variant="fp16")
     with pytest.raises(OSError):
         MotifVideoPipeline.from_pretrained(tmp_path / "v")
+
+
+def _count_encoder_calls(p) -> list:
+    calls = []
+    p.text_encoder.register_forward_pre_hook(lambda *a: calls.append(1))
+    return calls
+
+
+def test_check_inputs_takes_diffusers_arguments_and_runs_before_any_model(strong_folder):
+    pipe = MotifVideoPipeline.from_pretrained(strong_folder)
+    ok = dict(prompt=PROMPT, negative_prompt=None, height=32, width=48, batch_size=1)
+    pipe.check_inputs(**ok)  # what diffusers' own __call__ passes, by keyword
+    for bad, match in (
+        (dict(height=40), "height must be a positive multiple of 16, got 40"),
+        (dict(prompt=None), "prompt must be a non-empty string"),
+        (dict(prompt_embeds=torch.zeros(1, 4, 8)), "prompt or prompt_embeds, not both"),
+        (dict(negative_prompt=["a", "b"]), "negative_prompt has 2 entries for 1 prompts"),
+        (dict(negative_prompt=3), "negative_prompt must be a string or a list of strings"),
+        (dict(callback_on_step_end_tensor_inputs=["foo"]), r"\['foo'\] unknown"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            pipe.check_inputs(**{**ok, **bad})
+    calls = _count_encoder_calls(pipe)
+    with pytest.raises(ValueError, match="negative_prompt has 1 entries for 2 prompts"):
+        pipe([PROMPT, PROMPT], ["blurry"], **SMALL)
+    assert calls == []  # before: the prompts were encoded, then the count refused
+
+    class Strict(MotifVideoPipeline):
+        def check_inputs(self, *args, **kwargs):
+            raise RuntimeError(f"checked {kwargs['batch_size']} {kwargs['height']}")
+
+    with pytest.raises(RuntimeError, match="checked 2 64"):
+        Strict.from_pipe(pipe)([PROMPT, PROMPT], **SMALL)
+
+
+def test_image_to_video_check_inputs_takes_the_image(strong_folder):
+    i2v = MotifVideoImageToVideoPipeline.from_pretrained(strong_folder)
+    image = np.zeros((32, 48, 3), dtype=np.uint8)
+    ok = dict(prompt=PROMPT, negative_prompt=None, height=32, width=48, batch_size=2)
+    i2v.check_inputs(**ok, image=image)
+    i2v.check_inputs(**ok, image=[image, image])
+    i2v.check_inputs(**ok, image=None, last_image=image)
+    with pytest.raises(ValueError, match="image is required"):
+        i2v.check_inputs(**ok, image=None)
+    with pytest.raises(ValueError, match="got 3 images for 2 prompts"):
+        i2v.check_inputs(**ok, image=[image] * 3)
+    calls = _count_encoder_calls(i2v)
+    with pytest.raises(ValueError, match="got 3 images for 2 prompts"):
+        i2v(image=[image] * 3, prompt=[PROMPT, PROMPT], **SMALL)
+    assert calls == []

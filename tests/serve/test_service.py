@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from motif_video.cli import main as cli_main
-from motif_video.pipelines.export import read_mp4_frames
+from motif_video.pipelines.export import read_mp4_frames, read_mp4_metadata
 
 from .conftest import PROMPT, TINY, TOKEN, Server, generate_reference, httpx, wait_for
 
@@ -111,6 +111,12 @@ def test_job_mp4_equals_generate(server, tmp_path):
         assert done["state"] == "succeeded", done["error"]
         assert done["progress"] == 1.0 and done["step"] == done["steps"] == TINY["steps"]
         served = _content(server, job["id"], tmp_path / f"{job['id']}.mp4")
+        # the guidance and shift the request left null are the job's once it has run: what its video was made with
+        made_with = read_mp4_metadata(tmp_path / f"{job['id']}.mp4")["resolved"]
+        assert job["settings"]["guidance_scale"] is job["settings"]["shift"] is None
+        assert {k: done["settings"][k] for k in ("guidance", "guidance_scale", "shift")} == {
+            k: made_with[k] for k in ("guidance", "guidance_scale", "shift")
+        }
         expected = read_mp4_frames(reference)
         assert served.shape == expected.shape == (job["settings"]["num_frames"], 32, 32, 3)
         np.testing.assert_array_equal(served, expected)
@@ -406,6 +412,13 @@ def test_events_range_list_metrics_openapi_page(server, tmp_path):
             assert error["required"] == ["detail"] and "field" in error["properties"], (path, method, code)
     page_html = server.client.get("/").text
     assert 'id="prompt"' in page_html and "EventSource" in page_html
+    # the schema says every route wants the bearer token; /docs opened with the token reads the schema with it
+    assert schema["components"]["securitySchemes"]["HTTPBearer"] == {"type": "http", "scheme": "bearer"}
+    assert schema["paths"]["/v1/videos"]["post"]["security"] == [{"HTTPBearer": []}]
+    assert httpx.get(f"{server.url}/docs", timeout=30).status_code == 401
+    docs = httpx.get(f"{server.url}/docs", params={"access_token": TOKEN}, timeout=30)
+    assert docs.status_code == 200 and f"url: '/openapi.json?access_token={TOKEN}'" in docs.text, docs.text
+    assert httpx.get(f"{server.url}/openapi.json", params={"access_token": TOKEN}, timeout=30).json() == schema
 
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package (.ci/run installs it); never a downloaded browser

@@ -29,7 +29,7 @@ from .. import defaults as D
 from .. import flow
 from ..defaults import GenerationDefaults
 from ..hub import DEFAULT_MODEL_ID, resolve_folder
-from ..options import check_video_size
+from ..options import check_side, check_video_size
 from . import prompts as P
 from .decoder_fit import fit_latent_frames
 from .guidance import GuidanceConfig, Guider, config_from_guider, runs_own_protocol
@@ -628,6 +628,61 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         if isinstance(callback, PipelineCallback | MultiPipelineCallbacks):
             return callback.tensor_inputs
         return tensor_inputs
+
+    def check_inputs(
+        self,
+        prompt: str | list[str] | None,
+        negative_prompt: str | list[str] | None,
+        height: int | None,
+        width: int | None,
+        batch_size: int,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        prompt_attention_mask: torch.Tensor | None = None,
+        negative_prompt_attention_mask: torch.Tensor | None = None,
+    ) -> None:
+        """diffusers' `check_inputs` (same parameters), run by `__call__` before any model: the size (multiples of
+        16; None is the folder's, checked once filled), the step-end tensor names, a prompt or `prompt_embeds` but
+        not both, the embeddings' and masks' shapes, and a negative prompt that is a string or one per prompt
+        (`batch_size` prompts). Unlike diffusers', a missing mask means every token is valid, and prompt and
+        negative embeddings may differ in length."""
+        for name, value in (("height", height), ("width", width)):
+            if value is not None:
+                check_side(name, value)
+        self.check_callback_inputs(None, callback_on_step_end_tensor_inputs)
+        call_prompts(prompt, GivenEmbeds(prompt_embeds, prompt_attention_mask))
+        GivenEmbeds.embeds(prompt_embeds, prompt_attention_mask)
+        GivenEmbeds.embeds(negative_prompt_embeds, negative_prompt_attention_mask)
+        if negative_prompt is None or isinstance(negative_prompt, str):
+            return
+        if not isinstance(negative_prompt, list | tuple) or not all(
+            isinstance(n, str) for n in negative_prompt
+        ):
+            raise ValueError(
+                f"negative_prompt must be a string or a list of strings, got {negative_prompt!r}"
+            )
+        if len(negative_prompt) != batch_size:
+            raise ValueError(
+                f"negative_prompt has {len(negative_prompt)} entries for {batch_size} prompts; pass one string or "
+                "one per prompt"
+            )
+
+    def check_call(
+        self, prompt, negative_prompt, size, given: GivenEmbeds, callback, tensor_inputs, **extra
+    ) -> None:
+        """`check_inputs` with a call's arguments (`extra`: the image-to-video pipeline's image and conditions);
+        diffusers' batch size: the prompts, or the embeddings' rows."""
+        if isinstance(prompt, list | tuple):
+            batch = len(prompt)
+        else:
+            batch = given.prompt.shape[0] if prompt is None and given.prompt is not None else 1
+        self.check_inputs(
+            prompt=prompt, negative_prompt=negative_prompt, height=size[0], width=size[1], batch_size=batch,
+            callback_on_step_end_tensor_inputs=self._callback_inputs(callback, tensor_inputs),
+            prompt_embeds=given.prompt, negative_prompt_embeds=given.negative,
+            prompt_attention_mask=given.prompt_mask, negative_prompt_attention_mask=given.negative_mask, **extra,
+        )  # fmt: skip
 
     def check_callback_inputs(self, callback, tensor_inputs: list[str] | None) -> None:
         """diffusers' check, made before any model runs: every tensor a step-end callback asks for is one of

@@ -123,14 +123,17 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         The released weights were trained with frame 0 only: other positions need a model trained on them
         (`recipes/motif-video-2b/conditions-lora.yaml`).
         """
-        self.check_callback_inputs(callback_on_step_end, callback_on_step_end_tensor_inputs)
+        given = GivenEmbeds(prompt_embeds, prompt_attention_mask, negative_prompt_embeds, negative_prompt_attention_mask)  # fmt: skip
+        self.check_call(
+            prompt, negative_prompt, (height, width), given, callback_on_step_end, callback_on_step_end_tensor_inputs,
+            image=image, conditions=conditions, last_image=last_image,
+        )  # fmt: skip
         frame = self.frame_settings(
             resize=resize, latent_mode=first_frame_latent, use_image_embeds=use_image_embeds,
             conditioning_blur=conditioning_blur, keep_first_frame=keep_first_frame,
         )  # fmt: skip
         if video is not None:
             height, width, num_frames = self.video_size(video, strength, height, width, num_frames)
-        given = GivenEmbeds(prompt_embeds, prompt_attention_mask, negative_prompt_embeds, negative_prompt_attention_mask)  # fmt: skip
         run = self.plan_run(
             prompt, negative_prompt, (height, width, num_frames), num_inference_steps, guidance, guidance_scale, shift,
             output_type, num_videos_per_prompt, parallel=parallel, given=given, schedule=(timesteps, sigmas),
@@ -176,6 +179,32 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
             source = f"image-to-video default (the folder's scheduler config is for its {folder})"
             return SamplerChoice(self.default_shift, source)
         return super().choose_sampler(shift)
+
+    def check_inputs(
+        self,
+        prompt: str | list[str] | None,
+        negative_prompt: str | list[str] | None,
+        height: int | None,
+        width: int | None,
+        batch_size: int,
+        image=None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        prompt_attention_mask: torch.Tensor | None = None,
+        negative_prompt_attention_mask: torch.Tensor | None = None,
+        *,
+        conditions: list | None = None,
+        last_image=None,
+    ) -> None:
+        """diffusers' image-to-video `check_inputs` (same parameters): the text-to-video checks, then `image`: one,
+        or one per prompt; it may be None only when `conditions` or `last_image` give other frames."""
+        super().check_inputs(
+            prompt, negative_prompt, height, width, batch_size, callback_on_step_end_tensor_inputs, prompt_embeds,
+            negative_prompt_embeds, prompt_attention_mask, negative_prompt_attention_mask,
+        )  # fmt: skip
+        if image is not None or not (conditions or last_image is not None):
+            self._image_list(image, batch_size)
 
     @staticmethod
     def _image_list(image, num_prompts: int) -> list:

@@ -93,12 +93,19 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         `decoder_fit_steps`: Adam steps that fit the repainted latent through the decoder so that it decodes to
         pixel frame 1 (`motif_video.pipelines.decoder_fit`); None: the folder's generation_config.json, else 0.
         """
-        self.check_callback_inputs(callback_on_step_end, callback_on_step_end_tensor_inputs)
-        if video is not None:
-            height, width, num_frames = self.video_size(video, strength, height, width, num_frames)
         given = GivenEmbeds(
             prompt_embeds, prompt_attention_mask, negative_prompt_embeds, negative_prompt_attention_mask
         )
+        self.check_call(
+            prompt,
+            negative_prompt,
+            (height, width),
+            given,
+            callback_on_step_end,
+            callback_on_step_end_tensor_inputs,
+        )
+        if video is not None:
+            height, width, num_frames = self.video_size(video, strength, height, width, num_frames)
         run = self.plan_run(
             prompt, negative_prompt, (height, width, num_frames), num_inference_steps, guidance, guidance_scale, shift,
             output_type, num_videos_per_prompt, parallel=parallel, given=given, schedule=(timesteps, sigmas),

@@ -5,7 +5,8 @@ frames of `keyframe_frames`, `video`), `GET /v1/videos` (newest
 first, `limit`/`offset`), `GET /v1/videos/{id}`, `GET /v1/videos/{id}/content` (the MP4, range requests),
 `GET /v1/videos/{id}/events` (server-sent events), `DELETE /v1/videos/{id}` (cancel), `/health`, `/metrics`
 (Prometheus text), `/` (the page), `/openapi.json` and `/docs`. With a token every route wants
-`Authorization: Bearer TOKEN` (or `?access_token=TOKEN`, for the page's video element and event stream).
+`Authorization: Bearer TOKEN` (or `?access_token=TOKEN`, for the page's video element and event stream, and for
+`/docs`, which then reads the schema with it).
 Requests are checked completely (fields, limits, the uploads are images or a video) before anything is queued; results are
 found by job id only (the file name comes from the job record, never from the request).
 """
@@ -21,11 +22,14 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.security import HTTPBearer
 
 from .fields import (
     FIELDS,
@@ -192,6 +196,9 @@ def create_app(config: AppConfig) -> FastAPI:
         title="motif-video",
         summary="Text-, image- and video-to-video generation with Motif-Video: a job queue with workers.",
         version="1",
+        docs_url=None,
+        # with a token, the schema says so: every route wants a bearer token (the docs' Authorize button takes it)
+        dependencies=[Security(HTTPBearer(auto_error=False))] if config.token is not None else None,
     )
     page = resources.files("motif_video.serve").joinpath("page.html").read_text(encoding="utf-8")
     warnings = settings_warnings(config.model)
@@ -241,6 +248,17 @@ def create_app(config: AppConfig) -> FastAPI:
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> HTMLResponse:
         return HTMLResponse(page)
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    def docs(access_token: str | None = None) -> HTMLResponse:
+        """The schema browsed (Swagger UI); opened as `/docs?access_token=TOKEN` on a server with a token, it reads
+        the schema with that token."""
+        query = f"?access_token={quote(access_token, safe='')}" if config.token and access_token else ""
+        return get_swagger_ui_html(
+            openapi_url=f"{app.openapi_url}{query}",
+            title="motif-video API",
+            swagger_ui_parameters={"persistAuthorization": True},
+        )
 
     @app.get("/health", summary="Liveness, queue length and workers seen")
     def health() -> dict[str, Any]:

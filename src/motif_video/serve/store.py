@@ -57,6 +57,10 @@ def _schema(blob: str, real: str) -> list[str]:
     ]
 
 
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
 def open_store(url: str | None, results: Path) -> JobStore:
     """`url`: None (SQLite file `jobs.sqlite3` in `results`), `sqlite:///PATH` or `postgresql://...`."""
     if url is None:
@@ -266,17 +270,25 @@ class JobStore:
         return row is not None
 
     def complete(
-        self, job_id: str, claim: str, result: str, step_seconds: float, peak_memory_gb: float
+        self,
+        job_id: str,
+        claim: str,
+        result: str,
+        step_seconds: float,
+        peak_memory_gb: float,
+        settings: dict[str, Any] | None = None,
     ) -> bool:
-        """Record a finished job whose result file is already in place (its uploads are deleted)."""
+        """Record a finished job whose result file is already in place (its uploads are deleted); `settings`, when
+        given, replaces the job's (the worker's, with what the run resolved filled in)."""
         with self._transaction() as cur:
             cur.execute(
                 self._sql(
                     "UPDATE jobs SET state = 'succeeded', finished_at = ?, result = ?, step = steps, "
-                    "step_seconds = ?, peak_memory_gb = ?, claim = NULL, image = NULL "
+                    "step_seconds = ?, peak_memory_gb = ?, claim = NULL, image = NULL, "
+                    "settings = COALESCE(?, settings) "
                     "WHERE id = ? AND claim = ? AND state = 'running' RETURNING id"
                 ),
-                (time.time(), result, step_seconds, peak_memory_gb, job_id, claim),
+                (time.time(), result, step_seconds, peak_memory_gb, _json_or_none(settings), job_id, claim),
             )
             done = bool(cur.fetchall())
             if done:

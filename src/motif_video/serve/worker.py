@@ -123,11 +123,12 @@ class Worker:
             stopped = threading.Event()
             on_step = self.step_callback(job_id, claim, stopped)
             start = time.perf_counter()
+            pipe = None
             try:
                 if settings.get("extend_seconds") is not None:
-                    self._extend(plan, settings, media["video"][0], final, on_step, job_id)
+                    pipe = self._extend(plan, settings, media["video"][0], final, on_step, job_id)
                 else:
-                    self._generate(plan, final, on_step, stopped)
+                    pipe = self._generate(plan, final, on_step, stopped)
             except _Stopped:
                 pass
             step_seconds = (time.perf_counter() - start) / max(1, job["steps"])
@@ -137,7 +138,8 @@ class Worker:
                     self.store.release(job_id, claim)
                 return  # cancelled, or the lease went to another worker: nothing is kept
             peak = _peak_memory_gb(torch, plan.device)
-            if not self.store.complete(job_id, claim, final.name, step_seconds, peak):
+            resolved = filled_settings(settings, pipe.last_run)
+            if not self.store.complete(job_id, claim, final.name, step_seconds, peak, resolved):
                 final.unlink(missing_ok=True)  # cancelled while the file was written
             self.store.worker_seen(self.id, peak, done=1)
         except Exception as exc:
@@ -166,8 +168,9 @@ class Worker:
 
         return on_step
 
-    def _generate(self, plan, final: Path, on_step, stopped: threading.Event) -> None:
-        """One video as `motif-video generate` makes it; nothing is written when it was stopped."""
+    def _generate(self, plan, final: Path, on_step, stopped: threading.Event):
+        """One video as `motif-video generate` makes it; nothing is written when it was stopped. Returns the
+        pipeline that made it."""
         from ..generation import condition_inputs, render_latents, write_video
         from ..options import conditioned
 
@@ -175,9 +178,11 @@ class Worker:
         latents = render_latents(pipe, plan, 0, callback=on_step, inputs=condition_inputs(plan.request))
         if not stopped.is_set():
             write_video(pipe, latents, final, plan)
+        return pipe
 
-    def _extend(self, plan, settings: dict, clip: Path, final: Path, on_step, job_id: str) -> None:
-        """The uploaded clip extended as `motif-video extend` extends it (`extension.write_extension`)."""
+    def _extend(self, plan, settings: dict, clip: Path, final: Path, on_step, job_id: str):
+        """The uploaded clip extended as `motif-video extend` extends it (`extension.write_extension`); returns the
+        pipeline that made its windows."""
         from ..extension import check_clip, clip_extension, write_extension
 
         info = check_clip(clip)
@@ -189,8 +194,23 @@ class Worker:
             settings["crossfade"],
         )
         prompts = settings.get("window_prompts") or [plan.request.prompts[0]]
-        write_extension(self.pipeline(True), plan.request, extension, clip, prompts, plan.seed,
+        pipe = self.pipeline(True)
+        write_extension(pipe, plan.request, extension, clip, prompts, plan.seed,
                         final, info["fps"], callback=on_step, source=f"the upload of job {job_id}")  # fmt: skip
+        return pipe
+
+
+def filled_settings(settings: dict, run) -> dict:
+    """A finished job's settings with the guidance and shift its request left null (the model's configs decided)
+    filled in with what the run used (`run`: the pipeline's `last_run`); a distilled student's embedded guidance
+    fills only the scale."""
+    from ..replay import run_guidance
+
+    mode, scale = run_guidance(run)
+    resolved = {"guidance_scale": scale, "shift": run.sampler.shift}
+    if mode != "embedded":
+        resolved["guidance"] = mode
+    return {**settings, **{k: v for k, v in resolved.items() if settings.get(k) is None}}
 
 
 class _Stopped(Exception):
