@@ -418,7 +418,9 @@ def test_events_range_list_metrics_openapi_page(server, tmp_path):
     assert httpx.get(f"{server.url}/docs", timeout=30).status_code == 401
     docs = httpx.get(f"{server.url}/docs", params={"access_token": TOKEN}, timeout=30)
     assert docs.status_code == 200 and f"url: '/openapi.json?access_token={TOKEN}'" in docs.text, docs.text
-    assert httpx.get(f"{server.url}/openapi.json", params={"access_token": TOKEN}, timeout=30).json() == schema
+    assert (
+        httpx.get(f"{server.url}/openapi.json", params={"access_token": TOKEN}, timeout=30).json() == schema
+    )
 
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package (.ci/run installs it); never a downloaded browser

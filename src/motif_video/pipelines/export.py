@@ -126,14 +126,18 @@ def read_mp4_info(path: str | os.PathLike) -> dict:
     import av
 
     with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        count = sum(1 for _ in container.decode(stream))
-        return {
-            "frames": count,
-            "width": stream.codec_context.width,
-            "height": stream.codec_context.height,
-            "fps": float(stream.average_rate),
-        }
+        return _container_info(container)
+
+
+def _container_info(container) -> dict:
+    stream = container.streams.video[0]
+    count = sum(1 for _ in container.decode(stream))
+    return {
+        "frames": count,
+        "width": stream.codec_context.width,
+        "height": stream.codec_context.height,
+        "fps": float(stream.average_rate),
+    }
 
 
 def check_video_file(path: str | os.PathLike, name: str) -> dict:
@@ -146,8 +150,7 @@ def check_video_file(path: str | os.PathLike, name: str) -> dict:
         raise ValueError(f"{name} does not exist or is not a file")
     try:
         with av.open(str(path)) as container:
-            kind = container.format.name
-        info = read_mp4_info(path)
+            kind, info = container.format.name, _container_info(container)
     except av.error.FFmpegError as exc:  # its str() leads with an errno no user can act on
         raise ValueError(f"{name} is not a readable video ({exc.strerror or exc})") from exc
     except Exception as exc:
