@@ -188,21 +188,15 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         width: int | None,
         batch_size: int,
         image=None,
-        callback_on_step_end_tensor_inputs: list[str] | None = None,
-        prompt_embeds: torch.Tensor | None = None,
-        negative_prompt_embeds: torch.Tensor | None = None,
-        prompt_attention_mask: torch.Tensor | None = None,
-        negative_prompt_attention_mask: torch.Tensor | None = None,
-        *,
+        *args,
         conditions: list | None = None,
         last_image=None,
+        **kwargs,
     ) -> None:
-        """diffusers' image-to-video `check_inputs` (same parameters): the text-to-video checks, then `image`: one,
-        or one per prompt; it may be None only when `conditions` or `last_image` give other frames."""
-        super().check_inputs(
-            prompt, negative_prompt, height, width, batch_size, callback_on_step_end_tensor_inputs, prompt_embeds,
-            negative_prompt_embeds, prompt_attention_mask, negative_prompt_attention_mask,
-        )  # fmt: skip
+        """diffusers' image-to-video `check_inputs` (same parameters: the text-to-video ones with `image` after
+        `batch_size`): the text-to-video checks, then `image`: one, or one per prompt; it may be None only when
+        `conditions` or `last_image` give other frames."""
+        super().check_inputs(prompt, negative_prompt, height, width, batch_size, *args, **kwargs)
         if image is not None or not (conditions or last_image is not None):
             self._image_list(image, batch_size)
 
