@@ -193,15 +193,24 @@ def test_shipped_student_loads_by_name_and_samples_in_its_steps(pipe):
     assert seen == [0, 1, 2, 3] and video.shape == (1, 33, 64, 64, 3) and np.isfinite(video).all()
 
 
-def test_recipe_writes_the_shipped_generation_and_guider_configs():
+def test_recipe_writes_the_shipped_generation_and_guider_configs(tmp_path):
     """`recipes/small/build.py` assembles the folder with these defaults (the repaint and the guider scale included),
-    so rebuilding reproduces what ships."""
+    so rebuilding reproduces what ships; its APG takes one norm per latent frame, named in the config (a diffusers
+    guider config naming none takes one over the whole video)."""
+    from diffusers import AdaptiveProjectedGuidance
     from recipes.small.build import GENERATION, parse_args
+    from recipes.small.components import write_sampling_configs
+
+    from motif_video.pipelines.guidance import config_from_guider
 
     folder = resolve_folder("small")
     assert json.loads((folder / "generation_config.json").read_text()) == GENERATION
     guider = json.loads((folder / "guider" / "guider_config.json").read_text())
-    assert guider["guidance_scale"] == parse_args([]).guidance_scale
+    shift = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())["shift"]
+    write_sampling_configs(tmp_path, shift, parse_args([]).guidance_scale)
+    assert json.loads((tmp_path / "guider" / "guider_config.json").read_text()) == guider
+    loaded = AdaptiveProjectedGuidance.from_pretrained(folder / "guider")
+    assert config_from_guider(loaded).norm_dims == (-1, -2, -4)
 
 
 def test_eval_without_a_progress_bar_counts_its_videos():

@@ -112,6 +112,11 @@ def write_sampling_configs(folder: str | Path, shift: float, guidance_scale: flo
             "guidance_scale": guidance_scale,
             "adaptive_projected_guidance_momentum": 0.1,
             "adaptive_projected_guidance_rescale": 12.0,
+            "adaptive_projected_guidance_norm_dim": [
+                -1,
+                -2,
+                -4,
+            ],  # one norm per latent frame; none: the whole video
             "eta": 1.0,
             "use_original_formulation": True,
         },

@@ -55,6 +55,7 @@ GUIDER_CONFIG = {
     "guidance_scale": 8.0,
     "adaptive_projected_guidance_momentum": 0.1,
     "adaptive_projected_guidance_rescale": 12.0,
+    "adaptive_projected_guidance_norm_dim": [-1, -2, -4],
     "eta": 1.0,
     "use_original_formulation": True,
 }

@@ -154,6 +154,31 @@ def test_a_guider_with_a_stop_step_matches_the_reference_on_every_call(pipe, ref
     assert not torch.allclose(first, always)
 
 
+@pytest.mark.parametrize("norm_dim", [None, [-1, -2, -4]])
+def test_an_apg_guider_without_norm_dims_clips_over_the_whole_video_as_diffusers_does(
+    pipe, reference, norm_dim
+):
+    """An APG guider config that names no norm dims takes one norm over every non-batch dim in diffusers (the
+    pipelines' own default, when no guider is given, stays one norm per latent frame); the threshold is small so
+    that the clipping decides the numbers."""
+    import diffusers
+
+    def make():
+        return diffusers.AdaptiveProjectedGuidance(
+            guidance_scale=8.0, adaptive_projected_guidance_rescale=1e-4, use_original_formulation=True,
+            adaptive_projected_guidance_norm_dim=norm_dim,
+        )  # fmt: skip
+
+    reference.guider = make()
+    expected = _latents(reference, negative_prompt="")
+    ours = MotifVideoPipeline.from_pipe(pipe, guider=make())
+    given = _latents(ours, negative_prompt="")
+    assert ours.last_run.guidance.norm_dims == ((-1, -2, -3, -4) if norm_dim is None else tuple(norm_dim))
+    assert (given - expected).abs().max() <= 5e-5 * expected.abs().max()
+    other = (-1, -2, -4) if norm_dim is None else (-1, -2, -3, -4)
+    assert not torch.allclose(_latents(ours, negative_prompt="", apg_norm_dims=other), given)
+
+
 def test_dtype_arguments(strong_folder):
     bf16 = MotifVideoPipeline.from_pretrained(strong_folder, dtype=torch.bfloat16)
     assert bf16.transformer.dtype == torch.bfloat16 and bf16.vae.dtype == torch.bfloat16

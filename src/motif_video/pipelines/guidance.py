@@ -10,8 +10,10 @@ APG (Sadat et al. 2024, arXiv 2410.02416), original formulation, as released:
     pred  = cond + scale * ((d - d_par) + eta * d_par)
 CFG:  pred = uncond + scale * (cond - uncond)                    (the usual formulation; scale 1 = cond only)
 none: pred = cond
-On a [B, C, T, H, W] velocity, norm dims (-1, -2, -4) (W, H, C: one norm per latent frame) are diffusers' and the
-default; (-1, -2, -3) (W, H, T: one norm per channel) with eta 0 is Motif's ComfyUI workflow setting.
+On a [B, C, T, H, W] velocity, norm dims (-1, -2, -4) (W, H, C: one norm per latent frame) are the default (what
+diffusers' Motif documentation configures, and what the pipelines use without a guider component); (-1, -2, -3)
+(W, H, T: one norm per channel) with eta 0 is Motif's ComfyUI workflow setting. A diffusers APG guider whose config
+names no norm dims takes one norm over the whole video, (-1, -2, -3, -4), as diffusers' guider does.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ import torch
 
 from .. import defaults as D
 from ..choices import GUIDANCE_MODES, GuidanceMode
+
+# one norm over every non-batch dim of a [B, C, T, H, W] velocity
+WHOLE_VIDEO = (-1, -2, -3, -4)
 
 
 @dataclass(frozen=True)
@@ -173,7 +178,9 @@ def config_from_guider(guider, **overrides) -> GuidanceConfig:
             if cfg_.get("eta") is not None:
                 values["eta"] = cfg_["eta"]
             dims = cfg_.get("adaptive_projected_guidance_norm_dim")
-            if dims is not None:
+            if dims is None:  # diffusers' guider then takes one norm over every non-batch dim
+                values["norm_dims"] = WHOLE_VIDEO
+            else:
                 values["norm_dims"] = (dims,) if isinstance(dims, int) else tuple(dims)
             if cfg_.get("use_original_formulation") is False:
                 raise ValueError(
