@@ -90,7 +90,7 @@ def test_config_from_folder_guider():
         0.2,
         10.0,
         1.0,
-        (-1, -2, -4),
+        (-1, -2, -3, -4),  # no norm dims in the guider's config: diffusers' one norm over the whole video
     )
     assert config_from_guider(apg_guider, scale=5.0, eta=None).scale == 5.0
     assert config_from_guider(ClassifierFreeGuidance(guidance_scale=5.0)).mode == "cfg"
