@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -166,3 +167,31 @@ def test_info_on_the_shipped_student_counts_one_pass_per_step(capsys):
     assert t2v["passes_per_step"] == 1 and base["passes_per_step"] == 2
     assert t2v["per_video"] == 4 * t2v["per_forward"] and base["per_video"] == 2 * 20 * base["per_forward"]
     assert student["vocabulary"] == teacher["vocabulary"] and student["tokens"] == teacher["tokens"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["eval", "--steps", "0"], "argument --steps: must be an integer >= 1, got 0"),
+        (["eval", "--threads", "-1"], "argument --threads: must be an integer >= 0, got -1"),
+        (["eval", "--cache-threshold", "-1"], "argument --cache-threshold: must be a number >= 0, got -1"),
+        (["eval", "--guidance-scale", "nan"], "argument --guidance-scale: must be a number >= 0, got nan"),
+        (["eval", "--samples", "9"], r"argument --samples: must be an integer in \[1, 5\], got 9"),
+        (["info", "small", "--steps", "-3"], "argument --steps: must be an integer >= 1, got -3"),
+        (
+            ["cache", "in", "out", "--shard-size", "0"],
+            "argument --shard-size: must be an integer >= 1, got 0",
+        ),
+    ],
+)
+def test_numeric_flags_out_of_range_exit_2_naming_the_flag(argv, message, capsys):
+    """Before: eval ran 20 steps for --steps 0, torch raised for --threads -1, info printed negative FLOPs."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_eval_refuses_a_size_before_loading(capsys):
+    assert main(["eval", "--height", "60"]) == 2
+    assert "height must be a positive multiple of 16, got 60" in capsys.readouterr().err

@@ -20,6 +20,10 @@ def test_ground_truth_clips_score_fully_correct():
         key: 1.0 for key in ACCURACIES
     }
     assert scores["se"] == {key: 0.0 for key in ACCURACIES}  # every clip right: no spread
+    one = figures(readings[:1])
+    assert one["clips"] == 1 and one["se"] == {
+        key: None for key in ACCURACIES
+    }  # a spread one clip cannot give
 
 
 def test_wrong_colour_and_reversed_motion_score_wrong():

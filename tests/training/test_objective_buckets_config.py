@@ -113,6 +113,31 @@ def test_every_recipe_loads_and_unknown_keys_fail():
         load_config(None, ["max_steps"])
 
 
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("log_every=0", "log_every must be >= 1, got 0"),
+        ("max_steps=0", "max_steps must be >= 1, got 0"),
+        ("keep_checkpoints=0", "keep_checkpoints must be >= 1, got 0"),
+        ("cpu_threads=-1", "cpu_threads must be >= 0, got -1"),
+        ("objective.text_dropout=2", r"objective.text_dropout must be in \[0, 1\], got 2"),
+        ("i2v.probability=1.5", r"i2v.probability must be in \[0, 1\], got 1.5"),
+        ("data.batch_size=0", "data.batch_size must be >= 1, got 0"),
+        ("optim.lr=-1", "optim.lr must be > 0, got -1"),
+        ("optim.lr=.nan", "optim.lr must be > 0, got nan"),
+        ("optim.ema_decay=1.5", r"optim.ema_decay must be in \[0, 1\), got 1.5"),
+        ("optim.betas=[0.9]", r"optim.betas must be two numbers in \[0, 1\), got \[0.9\]"),
+        ("tread.routes=[{start_layer: 2, end_layer: 1, ratio: 0.5}]", r"tread.routes\[0\]: route needs"),
+        ("optim=3", "^optim must be a mapping, got 3"),
+    ],
+)
+def test_a_value_out_of_range_names_its_key_before_anything_runs(override, message):
+    """Before: a ZeroDivisionError at the first log (log_every=0), an IndexError in Adam (one beta), every checkpoint
+    deleted (keep_checkpoints=0), an untrained export (max_steps=0), or a probability of 1.5 taken as 1."""
+    with pytest.raises(ValueError, match=message):
+        load_config(RECIPES / "tiny-cpu" / "config.yaml", [override])
+
+
 def test_learning_rate_schedule():
     config = load_config(
         None, ["optim.lr=1.0", "optim.warmup_steps=4", "optim.schedule=cosine", "max_steps=14"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..hub import DEFAULT_MODEL_ID
+from .numbers import COUNT, number
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,10 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="frames x height x width, repeatable (default 121x480x832)",
     )
     parser.add_argument(
-        "--fps", type=float, default=24.0, help="frame rate frames are resampled to (default 24)"
+        "--fps",
+        type=number(float, 0, above=True),
+        default=24.0,
+        help="frame rate frames are resampled to (default 24)",
     )
-    parser.add_argument("--max-tokens", type=int, default=512, help="text tokens (default 512)")
-    parser.add_argument("--shard-size", type=int, default=64, help="items per shard (default 64)")
+    parser.add_argument("--max-tokens", type=COUNT, default=512, help="text tokens (default 512)")
+    parser.add_argument("--shard-size", type=COUNT, default=64, help="items per shard (default 64)")
     parser.add_argument(
         "--image-embeds", action="store_true", help="also store SigLIP tokens of the first frame (I2V)"
     )

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..condition_layout import DEFAULT_CROSSFADE, DEFAULT_OVERLAP
+from .numbers import COUNT, SCALE, THREADS, number
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="small", help="model folder, shipped name or Hub id (default: small)")
     p.add_argument("--suite", choices=["offline", "vbench"], default="offline", help="(default: offline)")
     p.add_argument(
-        "--prompts", type=int, default=20, help="offline: prompts per group, seen and held out (default: 20)"
+        "--prompts",
+        type=COUNT,
+        default=20,
+        help="offline: prompts per group, seen and held out (default: 20)",
     )
     p.add_argument(
         "--split",
@@ -30,12 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="test",
         help="offline: test (the reported figures) or validation (for choosing between builds) (default: test)",
     )
-    p.add_argument("--seeds", type=int, default=2, help="offline: seeds per prompt (default: 2)")
-    p.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
+    p.add_argument("--seeds", type=COUNT, default=2, help="offline: seeds per prompt (default: 2)")
+    p.add_argument("--steps", type=COUNT, help="denoising steps (default: the model's)")
     p.add_argument("--height", type=int, help="(default: the model's)")
     p.add_argument("--width", type=int, help="(default: the model's)")
-    p.add_argument("--num-frames", type=int, help="(default: the model's)")
-    p.add_argument("--guidance-scale", type=float, help="(default: the model's guider config)")
+    p.add_argument("--num-frames", type=COUNT, help="(default: the model's)")
+    p.add_argument("--guidance-scale", type=SCALE, help="(default: the model's guider config)")
     p.add_argument(
         "--repaint-first-frame",
         action=argparse.BooleanOptionalAction,
@@ -44,12 +48,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--condition-guidance",
-        type=float,
+        type=SCALE,
         help="image-to-video and --conditions: reconstruction guidance scale, 0 = off (default: the model's "
         "generation_config.json, else 0)",
     )
     p.add_argument(
-        "--cache-threshold", type=float, default=0.0, help="step cache threshold; 0 = off (default: 0)"
+        "--cache-threshold", type=SCALE, default=0.0, help="step cache threshold; 0 = off (default: 0)"
     )
     p.add_argument(
         "--fp8", choices=["weight_only", "dynamic"], help="FP8 transformer via torchao (default: off)"
@@ -66,20 +70,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--extend",
-        type=int,
+        type=THREADS,
         default=0,
         metavar="K",
         help="offline, with --conditions: also extend each clip to K times its length and score the seams (default: off)",
     )
     p.add_argument(
         "--overlap",
-        type=int,
+        type=COUNT,
         default=DEFAULT_OVERLAP,
         help=f"offline, with --conditions: extension/prefix overlap (default: {DEFAULT_OVERLAP})",
     )
     p.add_argument(
         "--crossfade",
-        type=int,
+        type=number(int, 0),
         default=DEFAULT_CROSSFADE,
         metavar="N",
         help="offline, with --extend: generated frames each window fades in over (default: "
@@ -95,11 +99,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--fuse-lora", action="store_true", help="offline: merge the LoRAs into the weights (default: off)"
     )
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = torch's default")
+    p.add_argument("--threads", type=THREADS, default=0, help="torch CPU threads; 0 = torch's default")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     p.add_argument("--output", type=Path, default=Path("vbench-videos"), help="vbench: video folder")
     p.add_argument("--dimensions", nargs="*", help="vbench: dimensions (default: all)")
-    p.add_argument("--samples", type=int, default=5, help="vbench: videos per prompt, 1..5 (default: 5)")
+    p.add_argument(
+        "--samples",
+        type=number(int, 1, high=5),
+        default=5,
+        help="vbench: videos per prompt, 1..5 (default: 5)",
+    )
     p.add_argument("--seed", type=int, default=0, help="vbench: base seed (video i uses seed + i)")
     p.add_argument("--no-score", action="store_true", help="vbench: only write the videos")
     p.set_defaults(func=run)

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from .. import presets
+from .numbers import COUNT, number
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,20 +29,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--text-tokens",
-        type=int,
+        type=COUNT,
         default=None,
         help="prompt tokens after trimming (default: the most the shipped model's tokenizer takes, e.g. small's 64, "
         "else 512)",
     )
     parser.add_argument(
         "--image-tokens",
-        type=int,
+        type=number(int, 0),
         default=None,
         help="SigLIP tokens of the I2V image (default: the shipped model's, e.g. small's 16, else 4096)",
     )
     parser.add_argument(
         "--steps",
-        type=int,
+        type=COUNT,
         default=None,
         help="denoising steps for the per-video FLOPs (default: the shipped model's, e.g. small's 20, else 50)",
     )

@@ -47,7 +47,7 @@ def _per_clip(readings: Sequence[tuple[Reading, Scene]]) -> dict[str, list[float
     return {key: [float(row[key]) for row in rows] for key in ACCURACIES}
 
 
-def figures(readings: Sequence[tuple[Reading, Scene]]) -> dict[str, float | int | dict[str, float]]:
+def figures(readings: Sequence[tuple[Reading, Scene]]) -> dict[str, float | int | dict[str, float | None]]:
     """Accuracies in [0, 1] (and mean flicker) of `(reading, truth)` pairs, with their standard errors.
 
     colour / shape / direction / background   per clip: the clip's reading equals the truth
@@ -58,14 +58,15 @@ def figures(readings: Sequence[tuple[Reading, Scene]]) -> dict[str, float | int 
     se                                        per accuracy, one standard error over clips: the population standard
                                               deviation of the per-clip values over sqrt(clips) (for a per-clip
                                               share p, sqrt(p (1 - p) / clips)); frames of one clip are not
-                                              independent, so a per-frame figure's error is taken over clips too
+                                              independent, so a per-frame figure's error is taken over clips too;
+                                              None for a single clip
     """
     if not readings:
         raise ValueError("no readings to score")
     per_clip = _per_clip(readings)
     lengths = [len(r.frame_colours) for r, _ in readings]
     frames = sum(lengths)
-    scores: dict[str, float | int | dict[str, float]] = {
+    scores: dict[str, float | int | dict[str, float | None]] = {
         key: statistics.mean(values) for key, values in per_clip.items()
     }
     # per-frame shares are over all frames: each clip's share weighs by its frame count
@@ -74,7 +75,10 @@ def figures(readings: Sequence[tuple[Reading, Scene]]) -> dict[str, float | int 
     scores["flicker"] = statistics.mean(r.flicker for r, _ in readings)
     scores["clips"] = len(readings)
     scores["frames"] = frames
-    scores["se"] = {key: statistics.pstdev(v) / math.sqrt(len(v)) for key, v in per_clip.items()}
+    # one clip tells nothing of the spread: its error is unknown (None), not 0
+    scores["se"] = {
+        key: statistics.pstdev(v) / math.sqrt(len(v)) if len(v) > 1 else None for key, v in per_clip.items()
+    }
     return scores
 
 

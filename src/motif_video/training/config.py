@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -195,6 +196,7 @@ class TrainConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         d = self.data
         if d.conditioned_path and not d.conditioned_cache:
             raise ValueError(
@@ -214,6 +216,83 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# ranges
+
+
+def _at_least(low: float) -> tuple[typing.Callable[[float], bool], str]:
+    return (lambda v: v >= low), f">= {low:g}"
+
+
+def _above(low: float) -> tuple[typing.Callable[[float], bool], str]:
+    return (lambda v: v > low), f"> {low:g}"
+
+
+def _within(low: float, high: float, high_open: bool = False) -> tuple[typing.Callable[[float], bool], str]:
+    if high_open:
+        return (lambda v: low <= v < high), f"in [{low:g}, {high:g})"
+    return (lambda v: low <= v <= high), f"in [{low:g}, {high:g}]"
+
+
+# Every numeric key's allowed values (None, where a key allows it, is not checked): a value outside is an error
+# naming the key before anything is loaded, not a ZeroDivisionError or a silent no-op later.
+RANGES: dict[str, tuple[typing.Callable[[float], bool], str]] = {
+    "max_steps": _at_least(1),
+    "log_every": _at_least(1),
+    "checkpoint_every": _at_least(0),
+    "keep_checkpoints": _at_least(1),
+    "cpu_threads": _at_least(0),
+    "model.max_text_tokens": _at_least(1),
+    "data.generate_clips": _at_least(0),
+    "data.fps": _above(0),
+    "data.batch_size": _at_least(1),
+    "data.num_workers": _at_least(0),
+    "objective.logit_std": _above(0),
+    "objective.shift": _above(0),
+    "objective.text_dropout": _within(0, 1),
+    "objective.loss_bins": _at_least(1),
+    "repa.block": _at_least(0),
+    "repa.weight": _at_least(0),
+    "repa.until_step": _at_least(0),
+    "repa.projector_dim": _at_least(1),
+    "repa.image_size": _at_least(1),
+    "i2v.probability": _within(0, 1),
+    "i2v.blur_strength": _at_least(0),
+    "lora.rank": _at_least(0),
+    "lora.alpha": _above(0),
+    "lora.dropout": _within(0, 1, high_open=True),
+    "optim.lr": _above(0),
+    "optim.weight_decay": _at_least(0),
+    "optim.eps": _above(0),
+    "optim.warmup_steps": _at_least(0),
+    "optim.min_lr_ratio": _within(0, 1),
+    "optim.grad_clip": _at_least(0),
+    "optim.ema_decay": _within(0, 1, high_open=True),
+    "validation.every": _at_least(0),
+    "validation.num_inference_steps": _at_least(1),
+    "validation.guidance_scale": _at_least(0),
+}
+
+
+def check_ranges(config: TrainConfig) -> None:
+    """`RANGES`, the betas and the TREAD routes of a config; a ValueError naming the first key out of range."""
+    for key, (ok, allowed) in RANGES.items():
+        section, _, name = key.rpartition(".")
+        value = getattr(getattr(config, section) if section else config, name)
+        if value is not None and (not math.isfinite(value) or not ok(value)):
+            raise ValueError(f"{key} must be {allowed}, got {value}")
+    betas = config.optim.betas
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        raise ValueError(f"optim.betas must be two numbers in [0, 1), got {betas}")
+    from ..models.routing import Route
+
+    for i, route in enumerate(config.tread.routes):
+        try:
+            Route(route.start_layer, route.end_layer, route.ratio)
+        except ValueError as exc:
+            raise ValueError(f"tread.routes[{i}]: {exc}") from None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -284,7 +363,7 @@ REMOVED_KEYS = {
 def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
     """Build dataclass `cls` from a mapping, recursing into nested sections; unknown keys are errors."""
     if not isinstance(data, dict):
-        raise ValueError(f"{where or 'config'} must be a mapping, got {data!r}")
+        raise ValueError(f"{where.rstrip('.') or 'config'} must be a mapping, got {data!r}")
     for key in data:
         if f"{where}{key}" in REPLACED_KEYS:
             raise ValueError(REPLACED_KEYS[f"{where}{key}"])
