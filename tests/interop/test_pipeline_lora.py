@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from motif_video.interop import lora_keys as K
+from motif_video.interop.checkpoint import released_state_dict
 from motif_video.pipelines import MotifVideoPipeline
 from motif_video.testing import tiny_transformer
 
@@ -73,11 +74,24 @@ def test_fuse_matches_unfused_and_unfuse_restores_weights_exactly(base):
     assert all(torch.equal(after[k], before[k]) for k in before)  # bit-exact
 
     pipe.fuse_lora()
-    pipe.unload_lora_weights()  # unload after fuse: unfused first, then the adapters removed
+    fused = run(pipe.transformer)
+    pipe.unload_lora_weights()  # unload after fuse, as in diffusers: the LoRA stays baked into the weights
     assert not any("lora_" in k for k in pipe.transformer.state_dict())
-    for key, value in base.state_dict().items():
-        assert torch.equal(pipe.transformer.state_dict()[key], value), key
-    torch.testing.assert_close(run(pipe.transformer), run(base), atol=0, rtol=0)
+    torch.testing.assert_close(run(pipe.transformer), fused, atol=0, rtol=0)
+    assert not torch.allclose(run(pipe.transformer), run(base))
+    released_state_dict(pipe.transformer)  # and it exports (before: the base model was written)
+
+    # a fused adapter deleted stays merged; another fused and unfused later leaves it there
+    pipe = bare_pipeline(copy.deepcopy(base))
+    pipe.load_lora_weights(K.to_comfyui(random_adapter(base, seed=1)), adapter_name="style")
+    pipe.fuse_lora()
+    style = run(pipe.transformer)
+    pipe.delete_adapters("style")
+    pipe.load_lora_weights(K.to_comfyui(random_adapter(base, seed=2)), adapter_name="detail")
+    pipe.fuse_lora()
+    pipe.unfuse_lora()
+    pipe.delete_adapters("detail")
+    torch.testing.assert_close(run(pipe.transformer), style, atol=1e-5, rtol=0)  # before: back to the base
 
 
 def test_adapter_names_and_errors(base):

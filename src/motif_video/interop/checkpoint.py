@@ -43,7 +43,9 @@ def released_state_dict(
         raise ValueError(f"layout must be one of {list(LAYOUTS)}, got {layout!r}")
     if any(".lora_" in k for k in model.state_dict()):
         raise ValueError(
-            "the transformer carries LoRA layers: fuse them (fuse_lora) or unload them before export"
+            "the transformer carries LoRA layers: to export with them, fuse them into the weights and remove the "
+            "layers (pipe.fuse_lora(), then pipe.unload_lora_weights()); to export without them, "
+            "pipe.unload_lora_weights() alone"
         )
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     own = getattr(model, "cross_attention_layout", "separate")

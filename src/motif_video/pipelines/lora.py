@@ -7,7 +7,7 @@
     pipe.load_lora_weights("user/repo", weight_name="x.safetensors", adapter_name="x")
     pipe.set_adapters(["style", "x"], adapter_weights=[0.8, 0.5])   # or weights=[...]
     pipe.fuse_lora(); ...; pipe.unfuse_lora()                               # unfuse restores the weights bit-exactly
-    pipe.unload_lora_weights()
+    pipe.unload_lora_weights()                                      # after fuse_lora: the LoRA stays baked in
 
 A file is converted to one canonical adapter on load; an unknown key, a module the transformer lacks or a shape that
 does not fit is a `ValueError` naming it. `fuse_lora` keeps a copy of each weight it changes, so `unfuse_lora`
@@ -177,10 +177,17 @@ class MotifVideoLoraLoaderMixin(LoraBaseMixin):
                 transformer.get_submodule(name).get_base_layer().weight.copy_(weight)
 
     def unload_lora_weights(self) -> None:
-        """Remove every adapter (fused ones are unfused first, so the base weights come back exactly)."""
-        if self.__dict__.get("_weights_before_fuse"):
-            self.unfuse_lora()
+        """Remove every adapter. As in diffusers, what `fuse_lora` merged stays in the weights: fusing, then
+        unloading, bakes a LoRA into the transformer (to export or save it); `unfuse_lora` first to drop it."""
+        self.__dict__.pop("_weights_before_fuse", None)
         super().unload_lora_weights()
+
+    def delete_adapters(self, adapter_names: list[str] | str) -> None:
+        """Remove the named adapters; what a fused one merged stays in the weights (as in diffusers). The copies
+        `fuse_lora` kept no longer describe the weights, so they go: a later `unfuse_lora` of an adapter still fused
+        undoes it by peft's subtraction."""
+        self.__dict__.pop("_weights_before_fuse", None)
+        super().delete_adapters(adapter_names)
 
 
 def _active_adapters(transformer: torch.nn.Module) -> list[str]:
