@@ -42,7 +42,9 @@ def test_tokenizer_bos_only_pad_zero(pipe):
 def test_t2v_and_i2v_are_fast_and_sane(pipe):
     from motif_video import MotifVideoImageToVideoPipeline
 
-    assert pipe.transformer.dtype == torch.float32  # stored in float16, loaded back as float32
+    # stored in float16, loaded back as float32, the text encoder too (transformers would keep float16), so that
+    # the pipeline gives what `generate` gives
+    assert pipe.transformer.dtype == pipe.vae.dtype == pipe.text_encoder.dtype == torch.float32
     kwargs = dict(
         height=64, width=64, num_frames=33, num_inference_steps=4, negative_prompt="", output_type="np"
     )

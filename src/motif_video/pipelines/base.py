@@ -114,12 +114,19 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
     ) -> MotifVideoBasePipeline:
         """Load the released folder layout from a local folder or a Hub id, always with motif-video's transformer.
 
-        Accepts diffusers' loader arguments (`torch_dtype`, `revision`, components to replace, ...). An offline or
-        unreachable Hub gives a `ValueError` saying how to point at a local folder instead.
+        Accepts diffusers' loader arguments (`torch_dtype`, `revision`, components to replace, ...). Without a dtype
+        every component loads in float32, the text encoder too (diffusers' models do; transformers >= 5 would keep a
+        text encoder's stored dtype). An offline or unreachable Hub gives a `ValueError` saying how to point at a
+        local folder instead.
         """
         from ..model_folder import load_training_output, named_load_errors, training_output
         from ..models import MotifVideoTransformer
 
+        if kwargs.get("torch_dtype") is None and kwargs.get("dtype") is None:
+            # float32 unless asked, every component: transformers >= 5 would load the text encoder in its stored
+            # dtype (the small folder's float16), and the pipeline would then not give what `generate` gives
+            kwargs.pop("torch_dtype", None)
+            kwargs["dtype"] = torch.float32
         hub = {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
         folder = resolve_folder(pretrained_model_name_or_path, **hub)
         defaults = GenerationDefaults.read(folder)
