@@ -90,12 +90,17 @@ def _bad_cases(tmp_path):
     empty.write_text("\n\n")
     two = tmp_path / "two.txt"
     two.write_text("a\nb\n")
+    (tmp_path / "runs").mkdir()
     return {
         "several prompts into one mp4": (
             ["--prompt-file", str(two), "--output", str(tmp_path / "one.mp4")],
             "names one MP4 file, but there are 2 prompts",
         ),
         "lora not safetensors": (["--prompt", "a", "--lora", str(text)], "not a readable safetensors file"),
+        "lora path under a local folder": (  # before: taken for a Hub repo id, 25 s of retries, then a traceback
+            ["--prompt", "a", "--lora", "runs/no-such-lora"],  # run from tmp_path, which holds runs/
+            r"lora 'runs/no-such-lora' does not exist \(runs/ is a local folder\)",
+        ),
         "lora scale not a number": (
             ["--prompt", "a", "--lora", f"{text}:abc"],
             "the scale after ':' must be a number, got 'abc'",

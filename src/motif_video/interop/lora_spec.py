@@ -46,9 +46,13 @@ def local_lora_file(path_or_repo: str | os.PathLike, weight_name: str | None = N
         found = [c for c in candidates if c.is_file()] or sorted(path.glob("*.safetensors"))
         if len(found) != 1 and not (found and found[0] in candidates):
             raise ValueError(
-                f"{path} holds {len(found)} .safetensors files and no {LORA_WEIGHT_NAME}: pass weight_name"
+                f"{path} holds {len(found)} .safetensors files and no {LORA_WEIGHT_NAME}: name the file "
+                f"({path}/NAME.safetensors; weight_name= in Python)"
             )
         return found[0]
     if not looks_like_repo_id(str(path_or_repo)):
         raise ValueError(f"lora {str(path_or_repo)!r} is neither a file, a folder nor a Hub repo id")
+    owner = Path(str(path_or_repo).split("/")[0]).expanduser()
+    if owner.is_dir():  # `runs/typo`: a path under a local folder, not the repo of a Hub user named like it
+        raise ValueError(f"lora {str(path_or_repo)!r} does not exist ({owner}/ is a local folder)")
     return None
