@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 
 COMMANDS = ["info", "generate", "extend", "train", "cache", "distill", "eval", "export", "serve"]
@@ -66,11 +67,32 @@ def main(argv: list[str] | None = None) -> int:
         command = _subparsers(parser).choices.get(args.command, parser)
         command.error(f"unrecognized arguments: {' '.join(unknown)}")
     quiet_known_notices()
+    previous = _interrupt_on_sigterm()
     try:
         return args.func(args)
     except ValueError as exc:
         print(f"motif-video {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"motif-video {args.command}: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt_on_sigterm():
+    """SIGTERM (`kill`, `timeout`, a scheduler's stop) ends a command as Ctrl-C does, so its cleanups run and no
+    temporary file is left behind (by default the process dies where it stands). Returns the handler it replaced;
+    None off the main thread, where no handler can be set. `serve` sets its own."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:
+        return None
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:

@@ -169,8 +169,9 @@ def window_guidance(pipe, asked: float | None) -> float:
     return defaults.resolve(condition_guidance=scale)["condition_guidance"]
 
 
-def window_prompts(prompts: Sequence[str], windows: int) -> list[str]:
-    """The prompt of each window: prompts[i], the last repeating."""
+def window_prompts(prompts: str | Sequence[str], windows: int) -> list[str]:
+    """The prompt of each window: prompts[i], the last repeating (one string: every window's)."""
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
         raise ValueError("extension needs at least one prompt")
     return [prompts[min(i, len(prompts) - 1)] for i in range(windows)]
@@ -255,9 +256,11 @@ def extend_video(
     `height` / `width`: the output's size, the clip stretched to it (default: the clip's own); `call`: more keywords
     for each pipeline call (num_inference_steps, guidance...; `condition_guidance` defaults to `window_guidance`'s).
     Returns the plan and the frames written."""
-    from .pipelines.export import read_mp4_info
+    from .generation import check_not_an_input, output_paths
 
-    info = read_mp4_info(clip)
+    info = check_clip(Path(clip))
+    check_not_an_input([Path(output)], [Path(clip)])
+    output_paths(Path(output), ["the extension"])  # an .mp4 in a folder that exists and can be written
     fps = fps or info["fps"]
     window = num_frames or pipe.generation_defaults.resolve(num_frames=None)["num_frames"]
     plan = clip_extension(info, seconds, window, overlap, crossfade, fps=fps)
@@ -298,9 +301,18 @@ def clip_extension(
     info: dict[str, Any], seconds: float, window: int, overlap: int, crossfade: int, fps: float | None = None
 ) -> ExtensionPlan:
     """The plan extending a clip (`check_clip`'s info) to `seconds` seconds in all, at `fps` (default: its own)."""
-    if not seconds > 0:
-        raise ValueError(f"seconds must be > 0, got {seconds}")
+    check_seconds(seconds)
     return plan_extension(info["frames"], round(seconds * (fps or info["fps"])), window, overlap, crossfade)
+
+
+# An hour at 24 fps is about 1000 windows of the small model and days of the 2B one: more is taken for a typo.
+MAX_SECONDS = 3600.0
+
+
+def check_seconds(seconds: float) -> None:
+    """The length an extension asks for: finite, more than 0, at most `MAX_SECONDS`."""
+    if not (isinstance(seconds, int | float) and math.isfinite(seconds) and 0 < seconds <= MAX_SECONDS):
+        raise ValueError(f"seconds must be > 0 and <= {MAX_SECONDS:g}, got {seconds}")
 
 
 def clip_frames(clip, width: int, height: int) -> Iterator[np.ndarray]:
@@ -361,11 +373,11 @@ def run_extension(
     from .generation import check_not_an_input, plan_generation, prepare_pipeline
     from .options import parse_request
     from .pipelines import MotifVideoImageToVideoPipeline
+    from .vocabulary import as_tokenized, prompt_warning, tokenizer_vocabulary
 
     values = dict(values)
     width, height = values.pop("width", None), values.pop("height", None)
-    if not seconds > 0:  # before the clip is read
-        raise ValueError(f"seconds must be > 0, got {seconds}")
+    check_seconds(seconds)  # before the clip is read
     info = check_clip(clip)
     check_not_an_input([Path(output)], [clip])
     width, height = extension_size(clip, info, width, height)
@@ -398,6 +410,10 @@ def run_extension(
     if not isinstance(pipe, MotifVideoImageToVideoPipeline):
         pipe = MotifVideoImageToVideoPipeline.from_pipe(pipe)  # a new pipeline: its own progress bar setting
         pipe.set_progress_bar_config(disable=many)
+    vocabulary = tokenizer_vocabulary(pipe.tokenizer)  # words the model does not know, as generate warns
+    for i, prompt in enumerate(all_prompts):
+        if (warning := prompt_warning(as_tokenized(pipe.tokenizer, prompt), vocabulary)) is not None:
+            log(f"warning: prompt {i}: {warning}")
     if request.condition_guidance is None and window_guidance(pipe, None):
         log(f"reconstruction guidance {window_guidance(pipe, None):g} (the model's default for extension)")
     with tqdm(desc=f"{plan.windows} windows", unit="step", disable=not many) as bar:

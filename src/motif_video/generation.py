@@ -89,7 +89,7 @@ def plan_generation(request: GenerateRequest, world_size: int | None = None) -> 
     if request.transformer_gguf is not None and not request.transformer_gguf.is_file():
         raise ValueError(f"transformer_gguf {str(request.transformer_gguf)!r} is not a file")
     _check_loras(request.lora)
-    outputs = _output_paths(request.output, request.prompts)
+    outputs = output_paths(request.output, request.prompts)
     check_not_an_input(outputs, media_files(request.values()))
     seed = request.seed if request.seed is not None else int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
     return GenerationPlan(request, str(device), dtype, parallel, world, seed, tuple(outputs))
@@ -214,7 +214,7 @@ def _slug(text: str, limit: int = 40) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit] or "video"
 
 
-def _output_paths(output: Path, prompts: list[str]) -> list[Path]:
+def output_paths(output: Path, prompts: list[str]) -> list[Path]:
     """One .mp4 path per prompt: `output` itself for one prompt (unless it is a folder), else files in the folder."""
     output = Path(output)
     if len(prompts) == 1 and not output.is_dir():

@@ -19,6 +19,7 @@ from motif_video.extension import (
     plan_extension,
     settings_from_record,
     window_guidance,
+    window_prompts,
 )
 from motif_video.hub import DEFAULT_MODEL_ID
 from motif_video.pipelines.export import read_mp4_frames, read_mp4_info, read_mp4_metadata, write_mp4
@@ -183,13 +184,20 @@ def test_extend_video_python_call_at_its_own_fps(tiny_folder, clip, tmp_path):
     pipe = MotifVideoImageToVideoPipeline.from_pretrained(tiny_folder)
     pipe.set_progress_bar_config(disable=True)
     call = dict(overlap=5, num_frames=9, num_inference_steps=2, condition_guidance=2.0)
-    with pytest.raises(ValueError, match=r"seconds must be > 0, got 0"):
+    with pytest.raises(ValueError, match=r"seconds must be > 0 and <= 3600, got 0"):
         extend_video(pipe, clip, tmp_path / "none.mp4", ["a red ball"], seconds=0, **call)
     assert not (tmp_path / "none.mp4").exists()
+    # what the command refuses, the call refuses too (before: the clip replaced; a hidden part file named)
+    with pytest.raises(ValueError, match="is the input"):
+        extend_video(pipe, clip, clip, ["a red ball"], seconds=1.75, **call)
+    with pytest.raises(ValueError, match=r"output folder '.*nodir' does not exist"):
+        extend_video(pipe, clip, tmp_path / "nodir" / "x.mp4", ["a red ball"], seconds=1.75, **call)
     out = tmp_path / "long.mp4"
     done = extend_video(pipe, clip, out, ["a red ball", "a blue ball"], seconds=1.75, fps=12, **call)
     assert done["plan"].windows == 3 and done["frames"] == 21  # 1.75 s at 12 fps, not at the clip's 24
     assert read_mp4_info(out) == {"frames": 21, "width": 96, "height": 64, "fps": 12.0}
+    # one prompt as a string is every window's prompt (before: one character per window)
+    assert window_prompts("a red ball", 3) == ["a red ball"] * 3
 
 
 def test_extend_command_takes_the_folders_extension_guidance(tiny_folder, clip, tmp_path, capsys):
@@ -324,6 +332,10 @@ def test_extend_bad_input_exits_2_before_loading(clip, tmp_path, monkeypatch, ca
         ),
         "bad window": ([str(clip), "--seconds", "2", "--num-frames", "8"], "num_frames must be 4k\\+1"),
         "zero seconds": ([str(clip), "--seconds", "0"], "seconds must be > 0"),
+        "endless": (
+            [str(clip), "--seconds", "inf"],
+            "seconds must be > 0 and <= 3600, got inf",
+        ),  # was a traceback
         "output is the clip": ([str(clip), "--seconds", "2", "--output", str(clip)], "is the input"),
         "negative crossfade": (
             [str(clip), "--seconds", "2", "--crossfade", "-4"],
@@ -348,3 +360,34 @@ def test_extend_bad_input_exits_2_before_loading(clip, tmp_path, monkeypatch, ca
         assert cli.main(argv) == 2, name
         assert re.search(message, capsys.readouterr().err), name
         assert set(tmp_path.rglob("*")) == before, name
+
+
+def test_a_terminated_extension_leaves_no_file(tiny_folder, clip, tmp_path):
+    """SIGTERM (`kill`, `timeout`, a scheduler) ends `extend` as Ctrl-C does: its part file is removed and it exits
+    130 (before: the process died where it stood and left `.NAME.part` in the output folder)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = [sys.executable, "-m", "motif_video.cli", "extend", str(clip), "--prompt", "a red ball", "--seconds", "30",
+            "--overlap", "5", "--model", str(tiny_folder), "--num-frames", "9", "--steps", "20", "--device", "cpu",
+            "--threads", "1", "--output", str(out / "long.mp4")]  # fmt: skip
+    src = str(Path(__file__).parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(out.iterdir()) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None and any(out.iterdir()), "the extension never started writing"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "motif-video extend: interrupted" in err, err
+    assert list(out.iterdir()) == []

@@ -111,6 +111,38 @@ def test_crop_keeps_aspect_and_stretch_does_not(pipe):
         preprocess_image(pipe.video_processor, image, 64, 96, "pad")
 
 
+def test_images_of_any_mode_and_one_condition_alone_are_taken(pipe):
+    """An RGBA (or grey, or palette) PIL image conditions as its RGB does (before: a channel mismatch inside the
+    VAE after the prompts were encoded); one `VideoCondition` needs no list (as diffusers' LTX takes one); a strength
+    without a video is refused instead of ignored."""
+    from motif_video.pipelines.conditions import VideoCondition
+
+    image = make_image()
+    expected = _run(pipe, image, output_type="latent")
+    torch.testing.assert_close(
+        _run(pipe, image.convert("RGBA"), output_type="latent"), expected, atol=0, rtol=0
+    )
+    grey = image.convert("L")
+    torch.testing.assert_close(
+        _run(pipe, grey, output_type="latent"),
+        _run(pipe, grey.convert("RGB"), output_type="latent"),
+        atol=0,
+        rtol=0,
+    )
+    alone = _run(
+        pipe, image, output_type="latent", conditions=VideoCondition(image=make_image(seed=1), frame_index=-1)
+    )
+    listed = _run(
+        pipe,
+        image,
+        output_type="latent",
+        conditions=[VideoCondition(image=make_image(seed=1), frame_index=-1)],
+    )
+    torch.testing.assert_close(alone, listed, atol=0, rtol=0)
+    with pytest.raises(ValueError, match="strength 0.5 needs video"):
+        _run(pipe, image, strength=0.5)
+
+
 def test_blur_option_is_off_by_default_and_changes_the_condition(pipe):
     base = _run(pipe, steps=2, output_type="latent", guidance="none")
     zero = _run(pipe, steps=2, output_type="latent", guidance="none", conditioning_blur=0.0)

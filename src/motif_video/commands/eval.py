@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--condition-guidance",
-        type=SCALE,
+        type=float,
         help="image-to-video and --conditions: reconstruction guidance scale, 0 = off (default: the model's "
         "generation_config.json, else 0)",
     )
@@ -83,7 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--crossfade",
-        type=number(int, 0),
+        type=int,
         default=DEFAULT_CROSSFADE,
         metavar="N",
         help="offline, with --extend: generated frames each window fades in over (default: "

@@ -423,9 +423,16 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         video, strength: float, height: int | None, width: int | None, num_frames: int | None
     ) -> tuple[int | None, int | None, int | None]:
         """Size left None taken from an input video: its frame count cut to 4k + 1, and its height and width when
-        both are multiples of 16 (else the folder's size: the video is resized to it). Checks `strength` first."""
+        both are multiples of 16 (else the folder's size: the video is resized to it). Checks `strength` first;
+        without a video, a strength other than 1 is an error (it would be ignored)."""
         from .conditions import frame_size, video_length
 
+        if video is None:
+            if strength != 1.0:
+                raise ValueError(
+                    f"strength {strength!r} needs video (video-to-video); without one it does nothing"
+                )
+            return height, width, num_frames
         check_strength(strength)
         n = video_length(video)
         if n < 1:

@@ -132,8 +132,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
             resize=resize, latent_mode=first_frame_latent, use_image_embeds=use_image_embeds,
             conditioning_blur=conditioning_blur, keep_first_frame=keep_first_frame,
         )  # fmt: skip
-        if video is not None:
-            height, width, num_frames = self.video_size(video, strength, height, width, num_frames)
+        height, width, num_frames = self.video_size(video, strength, height, width, num_frames)
         run = self.plan_run(
             prompt, negative_prompt, (height, width, num_frames), num_inference_steps, guidance, guidance_scale, shift,
             output_type, num_videos_per_prompt, parallel=parallel, given=given, schedule=(timesteps, sigmas),
@@ -258,7 +257,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
     def plan_frames(self, image, conditions, last_image, run) -> tuple[list, list]:
         """The first-frame images (one, or one per prompt) and the other conditions as (placement, condition) pairs,
         checked before any model runs."""
-        conditions = list(conditions or [])
+        conditions = [conditions] if isinstance(conditions, VideoCondition) else list(conditions or [])
         if last_image is not None:
             conditions.append(VideoCondition(image=last_image, frame_index=-1))
         if image is None and not conditions:

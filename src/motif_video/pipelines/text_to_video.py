@@ -104,8 +104,7 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
             callback_on_step_end,
             callback_on_step_end_tensor_inputs,
         )
-        if video is not None:
-            height, width, num_frames = self.video_size(video, strength, height, width, num_frames)
+        height, width, num_frames = self.video_size(video, strength, height, width, num_frames)
         run = self.plan_run(
             prompt, negative_prompt, (height, width, num_frames), num_inference_steps, guidance, guidance_scale, shift,
             output_type, num_videos_per_prompt, parallel=parallel, given=given, schedule=(timesteps, sigmas),
