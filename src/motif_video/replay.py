@@ -53,6 +53,7 @@ def video_settings(plan, i: int, pipe=None) -> dict[str, Any]:
     record.update({k: _json(v) for k, v in r.values().items() if k not in NOT_REPLAYED})
     record["seed"] = plan.seed + i
     record["media_sha256"] = {str(path): file_sha256(path) for path in media_files(r.values())}
+    record["weights_sha256"] = weights_sha256(r.values())
     run = getattr(pipe, "last_run", None)
     if run is not None:
         guidance, scale = run_guidance(run)
@@ -96,6 +97,7 @@ def extension_settings(
     }
     if source is None:
         record["extended_from_sha256"] = file_sha256(clip)
+    record["weights_sha256"] = weights_sha256(values)
     record.update({k: _json(values[k]) for k in EXTEND_FIELDS})
     record.update(prompts=list(prompts), seed=seed, overlap=plan.overlap, crossfade=plan.crossfade,
                   window=plan.window, frames=plan.total_frames, fps=fps, condition_guidance=guidance)  # fmt: skip
@@ -127,6 +129,7 @@ def replay_values(video: str | Path, given: Iterable[str] = ()) -> dict[str, Any
     hashes = dict(record.get("media_sha256") or {})
     if record.get("image") is not None:  # a record from before media_sha256 hashed the image alone
         hashes.setdefault(record["image"], record.get("image_sha256"))
+    check_weights(record, given)
     for field in MEDIA_FIELDS:
         if field in given:
             continue
@@ -149,6 +152,34 @@ def _check_source(path: Path, sha256: str | None, missing: str, changed: str) ->
         raise ValueError(f"replay: {missing}")
     if sha256 not in (None, file_sha256(path)):
         raise ValueError(f"replay: {changed}")
+
+
+def weights_sha256(values: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """SHA-256 of the local weight files a request loads besides its model, per field: each LoRA's file (one on the
+    Hub is named by its repo id and not hashed) and a GGUF transformer."""
+    from .interop.lora_spec import local_lora_file, parse_lora_spec
+
+    loras = [local_lora_file(parse_lora_spec(spec)[0]) for spec in values.get("lora") or ()]
+    files = {"lora": [f for f in loras if f is not None], "transformer_gguf": []}
+    if values.get("transformer_gguf"):
+        files["transformer_gguf"].append(Path(values["transformer_gguf"]))
+    return {field: {str(f): file_sha256(f) for f in paths} for field, paths in files.items() if paths}
+
+
+def check_weights(record: dict[str, Any], given: Iterable[str]) -> None:
+    """A ValueError unless every weight file the record hashed (`weights_sha256`) is there unchanged; a field the
+    caller sets again (`given`) is not checked."""
+    for field, hashes in (record.get("weights_sha256") or {}).items():
+        if field in given:
+            continue
+        flag = f"--{field.replace('_', '-')}"
+        for path, sha256 in hashes.items():
+            _check_source(
+                Path(path),
+                sha256,
+                f"the video was made with the weights {path!r} ({flag}), which are not there; pass them with {flag}",
+                f"the weights {path!r} ({flag}) changed since the video was made; pass {flag} to use them anyway",
+            )
 
 
 def media_files(values: dict[str, Any]) -> list[Path]:
@@ -176,6 +207,7 @@ def extend_replay_values(video: str | Path, clip: str | Path | None = None) -> d
             f"the video was extended from {str(clip)!r}, which is not there; pass that clip as CLIP",
             f"the clip {str(clip)!r} changed since the video was extended from it",
         )
+    check_weights(record, ())
     values = {k: record[k] for k in EXTEND_FIELDS if k in record}
     values.update(prompts=record["prompts"], seed=record["seed"], num_frames=record["window"])
     return {"clip": Path(clip), "seconds": record["frames"] / record["fps"], "overlap": record["overlap"],

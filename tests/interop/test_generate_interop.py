@@ -107,3 +107,22 @@ def test_eval_loads_the_loras_it_is_given(folder, loras):
     assert i2v.transformer is t2v.transformer
     with pytest.raises(ValueError, match="needs at least one lora"):
         OfflineEvalConfig(model=str(folder), fuse_lora=True).validate()
+
+
+def test_replay_refuses_a_lora_that_changed(folder, loras, tmp_path, capsys):
+    """A video made with a LoRA records the file's SHA-256, as it does its images: a replay after the file changed
+    is refused naming it (before: exit 0 and another video), and runs when --lora is given again."""
+    path_a, _, a, _ = loras
+    mine = tmp_path / "style.safetensors"
+    shutil.copy(path_a, mine)
+    out = tmp_path / "styled.mp4"
+    args = ["generate", "--prompt", "a red ball", "--model", str(folder), *TINY_GENERATE_ARGS]
+    assert cli.main([*args, "--lora", f"{mine}:0.8", "--output", str(out)]) == 0
+    again = tmp_path / "again.mp4"
+    assert cli.main(["generate", "--replay", str(out), "--output", str(again)]) == 0
+    assert again.read_bytes() == out.read_bytes()
+    save_file(K.to_comfyui(random_adapter(tiny_transformer(0), seed=5)), str(mine))
+    capsys.readouterr()
+    assert cli.main(["generate", "--replay", str(out), "--output", str(again)]) == 2
+    assert f"the weights {str(mine)!r} (--lora) changed since the video was made" in capsys.readouterr().err
+    assert cli.main(["generate", "--replay", str(out), "--lora", str(mine), "--output", str(again)]) == 0
