@@ -264,12 +264,17 @@ def load_pipeline(plan: GenerationPlan):
 
     r = plan.request
     cls = MotifVideoImageToVideoPipeline if conditioned(r) else MotifVideoPipeline
-    components = {}
+    components, folded = {}, None
     if r.transformer_gguf is not None:
-        from .interop.gguf_files import load_gguf_for_model
+        from .interop.gguf_files import folded_guidance_scale, load_gguf_for_model
 
         components["transformer"] = load_gguf_for_model(r.transformer_gguf, r.model, DTYPES[plan.dtype])
+        folded = folded_guidance_scale(r.transformer_gguf)
     pipe = cls.from_pretrained(r.model, dtype=DTYPES[plan.dtype], **components)
+    if (
+        folded is not None
+    ):  # a student's guidance folded into the file: one pass per step, unless asked otherwise
+        pipe.generation_defaults = replace(pipe.generation_defaults, guidance="none", guidance_scale=None)
     apply_loras(pipe, r.lora, r.fuse_lora)
     return pipe
 

@@ -126,3 +126,30 @@ def test_replay_refuses_a_lora_that_changed(folder, loras, tmp_path, capsys):
     assert cli.main(["generate", "--replay", str(out), "--output", str(again)]) == 2
     assert f"the weights {str(mine)!r} (--lora) changed since the video was made" in capsys.readouterr().err
     assert cli.main(["generate", "--replay", str(out), "--lora", str(mine), "--output", str(again)]) == 0
+
+
+def test_a_students_gguf_file_runs_with_the_students_folder(tmp_path):
+    """A GGUF export of the shipped student, given with the student's own folder, is that student (its steps and
+    guidance embedding); before: the folder was refused as "not a model folder"."""
+    gguf = export("small-4step", tmp_path / "s4.gguf", gguf="F32").path  # its guidance (1) folded in
+    # no decoder fit: its Adam steps turn the two runs' last-digit differences (3e-6) into 1e-2
+    plain = latents_of("small-4step", tmp_path, "s4", "--decoder-fit-steps", "0")
+    args = ["--transformer-gguf", str(gguf), "--decoder-fit-steps", "0"]
+    torch.testing.assert_close(
+        latents_of("small-4step", tmp_path, "s4-gguf", *args), plain, atol=1e-4, rtol=0
+    )
+
+
+def test_a_gguf_file_of_another_model_is_named_before_sampling(folder, tmp_path, capsys):
+    """The tiny transformer's GGUF file with the small model's folder: exit 2 naming the widths that differ
+    (before: a shape error in the middle of sampling, exit 1)."""
+    gguf = export(folder, tmp_path / "tiny.gguf", gguf="F32").path
+    out = tmp_path / "x.mp4"
+    argv = ["generate", "--prompt", "a red ball", "--model", "small", "--transformer-gguf", str(gguf)]
+    assert cli.main([*argv, "--output", str(out), *TINY_GENERATE_ARGS]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "is a transformer for another model than small: " in err
+        and "text_embed_dim 32 (the model's 64)" in err
+    )
+    assert not out.exists()

@@ -218,14 +218,43 @@ def load_gguf_for_model(
     path: str | os.PathLike, model: str, compute_dtype: torch.dtype = torch.float32
 ) -> nn.Module:
     """The GGUF transformer that replaces `model`'s (a folder, shipped name or Hub id): its config is the one the
-    file embeds, else `model`'s `transformer/config.json` (a student folder's own, else its base model's)."""
+    file embeds, else `model`'s `transformer/config.json` (a student folder's own, else its base model's). A file
+    whose embedded config does not fit the model's other components (`INTERFACE`: the latent, text and image widths
+    they exchange with the transformer) is a ValueError naming the keys, before any weight is read."""
+    embedded = gguf_metadata(path).get(CONFIG_KEY)
+    if embedded is None:
+        return load_gguf_transformer(path, _model_transformer_config(model), compute_dtype)
+    try:
+        config = _model_transformer_config(model)
+    except ValueError:  # the file's own config is enough to build it; there is nothing to compare with
+        config = {}
+    theirs = json.loads(embedded)
+    differ = [k for k in INTERFACE if k in theirs and k in config and theirs[k] != config[k]]
+    if differ:
+        pairs = ", ".join(f"{k} {theirs[k]} (the model's {config[k]})" for k in differ)
+        raise ValueError(f"GGUF file {str(path)!r} is a transformer for another model than {model}: {pairs}")
+    return load_gguf_transformer(path, None, compute_dtype)
+
+
+def folded_guidance_scale(path: str | os.PathLike) -> float | None:
+    """The guidance scale folded into a distilled student's exported transformer (`export --guidance-scale`, or the
+    student's own): a pipeline runs it without guidance, cond only. None for a file without one."""
+    value = gguf_metadata(path).get("motif_video.folded_guidance_scale")
+    return None if value is None else float(value)
+
+
+# The transformer config keys the rest of a pipeline depends on: latent channels in and out, the patch, the text
+# encoder's and the image tower's widths.
+INTERFACE = ("in_channels", "out_channels", "patch_size", "patch_size_t", "text_embed_dim", "image_embed_dim")
+
+
+def _model_transformer_config(model: str) -> dict:
+    """`model`'s transformer config: its `transformer/config.json`, else (a student with an adapter) its base's."""
     from ..defaults import GenerationDefaults
     from ..hub import resolve_folder
     from ..models import MotifVideoTransformer
     from ..models.loading import read_config
 
-    if CONFIG_KEY in gguf_metadata(path):
-        return load_gguf_transformer(path, None, compute_dtype)
     folder = resolve_folder(model, allow_patterns=["*.json", "*/*.json"])
     if not (folder / "transformer" / "config.json").is_file():
         defaults = GenerationDefaults.read(folder)
@@ -234,5 +263,4 @@ def load_gguf_for_model(
         from ..pipelines.students import resolve_base
 
         folder = resolve_folder(resolve_base(defaults, folder), allow_patterns=["*.json", "*/*.json"])
-    config = read_config(MotifVideoTransformer, folder / "transformer")
-    return load_gguf_transformer(path, config, compute_dtype)
+    return read_config(MotifVideoTransformer, folder / "transformer")

@@ -130,7 +130,7 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         hub = {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
         folder = resolve_folder(pretrained_model_name_or_path, **hub)
         defaults = GenerationDefaults.read(folder)
-        if defaults is not None and defaults.is_student and kwargs.get("transformer") is None:
+        if defaults is not None and defaults.is_student:
             with named_load_errors(folder):
                 return load_student_pipeline(cls, folder, defaults, kwargs)
         run = training_output(folder)  # `motif-video train` / `distill` output: components from its recipe

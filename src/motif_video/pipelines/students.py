@@ -54,16 +54,18 @@ def embedded_guidance(transformer, guidance):
 
 
 def load_student_pipeline(cls, folder: Path, defaults: GenerationDefaults, kwargs: dict[str, Any]):
-    """`cls.from_pretrained(base_model, transformer=<the student>)`, with the student's generation defaults."""
+    """`cls.from_pretrained(base_model, transformer=<the student>)`, with the student's generation defaults; a
+    `transformer` in `kwargs` (the student's weights loaded elsewhere, e.g. from a GGUF file) replaces its own."""
     from ..hub import resolve_folder
 
     base = resolve_base(defaults, folder)
     dtype = kwargs.get("torch_dtype") or kwargs.get("dtype")
     hub = {k: kwargs[k] for k in ("revision", "cache_dir", "local_files_only", "token") if k in kwargs}
-    kwargs = {
-        **kwargs,
-        "transformer": load_student_transformer(folder, defaults, resolve_folder(base, **hub), dtype),
-    }
+    if kwargs.get("transformer") is None:
+        kwargs = {
+            **kwargs,
+            "transformer": load_student_transformer(folder, defaults, resolve_folder(base, **hub), dtype),
+        }
     # a student distilled on an earlier VAE's latents than its base model's carries that VAE
     if (folder / "vae").is_dir() and "vae" not in kwargs:
         from diffusers import AutoencoderKLWan
