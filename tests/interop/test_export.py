@@ -186,3 +186,19 @@ def test_cli_export_and_exit_status(transformer_folder, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["export", str(transformer_folder), "--output", str(out), "--gguf", "Q4_K"])
     assert exit_info.value.code == 2
+
+
+def test_export_names_what_it_was_given_instead(transformer_folder, tmp_path, capsys):
+    """An exported transformer given as the source, a folder as the output, and the small model's shared layout
+    asked in the separate one: each exits 2 saying what to give (before: "exporting the LoRA ... needs its base
+    model", an IsADirectoryError traceback, "load this checkpoint in the shared layout")."""
+    checkpoint = tmp_path / "t.safetensors"
+    assert main(["export", str(transformer_folder), "--output", str(checkpoint)]) == 0
+    capsys.readouterr()
+    assert main(["export", str(checkpoint), "--output", str(tmp_path / "again.safetensors")]) == 2
+    assert "holds no LoRA weights (a transformer checkpoint?)" in capsys.readouterr().err
+    (tmp_path / "dir.safetensors").mkdir()
+    assert main(["export", str(transformer_folder), "--output", str(tmp_path / "dir.safetensors")]) == 2
+    assert "is a folder; give a file name ending in .safetensors" in capsys.readouterr().err
+    assert main(["export", "small", "--layout", "separate", "--output", str(tmp_path / "s.safetensors")]) == 2
+    assert "write it with layout auto or shared (--layout auto / shared)" in capsys.readouterr().err

@@ -52,9 +52,11 @@ def test_video_to_video_takes_frames_and_size_from_the_video(tiny_folder, tmp_pa
     _, clip, _ = media
     out = tmp_path / "v2v.mp4"
     argv = ["generate", "--prompt", "a red ball", "--model", str(tiny_folder), "--output", str(out),
-            "--video", str(clip), "--strength", "0.5", "--steps", "2", "--device", "cpu", "--seed", "1"]  # fmt: skip
+            "--video", str(clip), "--strength", "0.5", "--steps", "4", "--device", "cpu", "--seed", "1"]  # fmt: skip
     assert cli.main(argv) == 0
-    assert "96x64x9" in capsys.readouterr().out  # 11 frames cut to 4k + 1, the video's size
+    printed = capsys.readouterr().out
+    assert "96x64x9" in printed  # 11 frames cut to 4k + 1, the video's size
+    assert "2 of 4 steps (strength 0.5)" in printed  # what runs (before: "4 steps", while 2 ran)
     assert read_mp4_info(out) == {"frames": 9, "width": 96, "height": 64, "fps": 24.0}
 
 

@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..defaults import model_defaults
     from ..generation import generate, plan_generation
-    from ..options import request_from_args
+    from ..options import VIDEO_TO_VIDEO_STRENGTH, request_from_args
+    from ..pipelines.run_plan import first_kept_step
 
     request = request_from_args(args)
     if request.threads:
@@ -34,9 +35,13 @@ def run(args: argparse.Namespace) -> int:
     plan = plan_generation(request)
     r = plan.request
     if int(os.environ.get("RANK", "0")) == 0:
+        steps = f"{r.steps} steps"
+        if r.video is not None:  # video-to-video runs the last steps only
+            strength = r.strength if r.strength is not None else VIDEO_TO_VIDEO_STRENGTH
+            steps = f"{r.steps - first_kept_step(r.steps, strength)} of {steps} (strength {strength:g})"
         print(
             f"seed {plan.seed}; {len(r.prompts)} prompt(s); {r.width}x{r.height}x{r.num_frames}, "
-            f"{r.steps} steps on {plan.device} ({plan.dtype})"
+            f"{steps} on {plan.device} ({plan.dtype})"
         )
         if (warning := model_defaults(r.model).size_warning(r.height, r.width)) is not None:
             print(f"warning: {warning}")

@@ -57,9 +57,13 @@ def released_state_dict(
     if own == "shared" and layout != "shared":
         try:
             state = fold_shared_to_separate(state)
-        except ValueError:
+        except ValueError as exc:
             if layout == "separate":
-                raise
+                why = str(exc).split("; the fold")[0]  # which bias, and how large
+                raise ValueError(
+                    f"this transformer's shared cross-attention has no exact fold into the separate layout ({why}): "
+                    "write it with layout auto or shared (--layout auto / shared)"
+                ) from exc
             # auto: no exact fold exists; the shared keys stay (the original ComfyUI layout)
     if getattr(model.config, "guidance_embeds", False):
         if guidance_scale is None:

@@ -64,6 +64,8 @@ def export(
         raise ValueError(f"--output must end in {expected} for this export, got {output}")
     if not output.parent.is_dir():  # as generate and extend: a mistyped folder is an error, not a new folder
         raise ValueError(f"output folder {str(output.parent)!r} does not exist")
+    if output.is_dir():
+        raise ValueError(f"--output {str(output)!r} is a folder; give a file name ending in {expected}")
     lora_file, base = find_lora(source)
     meta = {"motif_video.version": __version__}
     if lora_file is not None:
@@ -139,6 +141,18 @@ def find_lora(source: Path) -> tuple[Path | None, str | None]:
     if source.is_file():
         if source.suffix != ".safetensors":
             raise ValueError(f"{source} is not a .safetensors file (LoRA) nor a model folder")
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(source), framework="pt") as f:
+                names = list(f.keys())
+        except Exception as exc:
+            raise ValueError(f"{source} is not a readable safetensors file ({exc})") from exc
+        if not any("lora" in name.lower() for name in names):
+            raise ValueError(
+                f"{source} holds no LoRA weights (a transformer checkpoint?): export reads a transformer from "
+                "a model folder, a shipped name or a Hub id, and a LoRA from its file"
+            )
         return source, None
     if not source.is_dir():
         raise ValueError(f"{source} does not exist")

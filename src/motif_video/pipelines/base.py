@@ -36,7 +36,7 @@ from .guidance import GuidanceConfig, Guider, config_from_guider, runs_own_proto
 from .latents import decode_latents, repaint_first_latent, to_model_latents
 from .lora import MotifVideoLoraLoaderMixin
 from .reconstruction import reconstruction_pull
-from .run_plan import GivenEmbeds, RunPlan, call_prompts, call_sigmas, check_strength
+from .run_plan import GivenEmbeds, RunPlan, call_prompts, call_sigmas, check_strength, first_kept_step
 from .sampling import SamplerChoice, choose_shift, scheduler_config_of
 from .students import embedded_guidance, load_student_pipeline
 from .velocity import Conditioning, PassOptions, guider_velocity, predict_velocity
@@ -467,9 +467,7 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
     ) -> tuple[RunPlan, torch.Tensor]:
         """SDEdit: skip the first N - int(N * strength) steps (diffusers' video-to-video rule) and start from the
         input video's latents noised to the first kept sigma, (1 - sigma) * video + sigma * noise."""
-        steps = len(run.sigmas) - 1
-        start = max(steps - int(steps * strength), 0)
-        start = min(start, steps - 1)  # at least one step
+        start = first_kept_step(len(run.sigmas) - 1, strength)
         sigma = float(run.sigmas[start])
         latents = (1.0 - sigma) * source.float() + sigma * noise.float()
         self.last_run = dataclasses.replace(run, sigmas=run.sigmas[start:])

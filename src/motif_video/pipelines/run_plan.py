@@ -71,6 +71,12 @@ def check_strength(strength: float) -> None:
         raise ValueError(f"strength must be in (0, 1] (1: start from pure noise), got {strength!r}")
 
 
+def first_kept_step(steps: int, strength: float) -> int:
+    """Video-to-video (SDEdit) at `strength` skips this many of `steps` steps: N - int(N * strength) (diffusers'
+    rule), keeping at least one."""
+    return min(max(steps - int(steps * strength), 0), steps - 1)
+
+
 def call_prompts(prompt: str | list[str] | None, given: GivenEmbeds | None) -> list[str]:
     """The call's prompts; with `prompt_embeds` instead of a prompt, one empty placeholder per embedding row."""
     if given is not None and given.prompt is not None:
