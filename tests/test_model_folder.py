@@ -132,3 +132,22 @@ def test_a_component_that_does_not_load_exits_2_naming_its_file(tiny_folder, tmp
     err = _exit_2(capsys, model, tmp_path)
     assert str(target) in err, err
     assert "Traceback" not in err
+
+
+def test_training_output_on_a_model_folder_has_its_generation_defaults_in_cli_and_python(
+    tiny_folder, tmp_path
+):
+    """A run on a folder's components (a LoRA or fine-tune of the small model) samples with that folder's steps,
+    repaint and decoder fit, in `generate` / `eval` (`model_defaults`) as in `from_pretrained`."""
+    from motif_video import MotifVideoPipeline
+    from motif_video.defaults import model_defaults, stored_defaults
+
+    components = tmp_path / "components"
+    shutil.copytree(tiny_folder, components)
+    stored = {"num_inference_steps": 7, "repaint_first_frame": True, "decoder_fit_steps": 5}
+    (components / "generation_config.json").write_text(json.dumps(stored))
+    run = _run_folder(tmp_path / "run", components=str(components))
+    cli_defaults = model_defaults(str(run))
+    assert (cli_defaults.num_inference_steps, cli_defaults.repaint_first_frame) == (7, True)
+    assert (cli_defaults.decoder_fit_steps, cli_defaults.height) == (5, 64)  # the run's own size still wins
+    assert MotifVideoPipeline.from_pretrained(str(run)).generation_defaults == stored_defaults(str(run))

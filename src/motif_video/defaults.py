@@ -208,15 +208,19 @@ def model_folder(model: str | os.PathLike) -> Path | None:
 
 
 def stored_defaults(model: str | os.PathLike, _depth: int = 0) -> GenerationDefaults | None:
-    """The model's `GenerationDefaults` over its base model's (a student's chain, up to 4 deep); None without a
-    generation_config.json."""
-    from .model_folder import folder_defaults  # a training output's size comes from its recipe
+    """The model's `GenerationDefaults` over those of the model it builds on (a student's base model, a training
+    output's components; a chain up to 4 deep), as the pipelines load it; None when none of them has any."""
+    from .model_folder import defaults_base, folder_defaults  # a training output's size comes from its recipe
 
     folder = model_folder(model)
-    stored = folder_defaults(folder) if folder is not None else None
-    if stored is not None and stored.base_model and _depth < 4:
-        base = stored_defaults(stored.base_model, _depth + 1)
-        stored = stored.over(base) if base is not None else stored
+    if folder is None:
+        return None
+    stored = folder_defaults(folder)
+    base_model = defaults_base(folder, stored)
+    if base_model is not None and _depth < 4:
+        base = stored_defaults(base_model, _depth + 1)
+        if base is not None:
+            stored = base if stored is None else stored.over(base)
     return stored
 
 

@@ -134,13 +134,25 @@ def folder_defaults(folder: str | os.PathLike):
     )
 
 
+def defaults_base(folder: Path, stored) -> str | None:
+    """The model whose generation defaults fill what `folder`'s own (`stored`) leave None, as the pipelines load
+    it: a student's `base_model`, else a training output's `model.components` (the pipeline folder it loads on: a
+    LoRA on the small model samples with the small model's steps, repaint and decoder fit); None otherwise."""
+    if stored is not None and stored.base_model:
+        return stored.base_model
+    run = training_output(folder)
+    if run is None or run.components == TINY:  # the tiny stand-ins store no defaults
+        return None
+    return components_folder(run.components, run.folder)
+
+
 def load_training_output(cls, run: TrainingOutput, kwargs: dict[str, Any]):
     """`cls` on the run's components with its trained transformer (full, or its base with the LoRA adapter), with
-    the run's generation_config.json (a student's) and its first bucket's size as defaults."""
-    from .defaults import GenerationDefaults
+    the run's generation_config.json (a student's), its first bucket's size and its components' as defaults."""
+    from .defaults import GenerationDefaults, stored_defaults
 
     base = components_folder(run.components, run.folder)
-    defaults = folder_defaults(run.folder) or GenerationDefaults()
+    defaults = stored_defaults(run.folder) or GenerationDefaults()  # the same as `generate` and `eval` read
     dtype = kwargs.get("torch_dtype") or kwargs.get("dtype")
     kwargs = dict(kwargs)
     if kwargs.get("transformer") is None:
