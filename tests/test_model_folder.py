@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -151,3 +152,40 @@ def test_training_output_on_a_model_folder_has_its_generation_defaults_in_cli_an
     assert (cli_defaults.num_inference_steps, cli_defaults.repaint_first_frame) == (7, True)
     assert (cli_defaults.decoder_fit_steps, cli_defaults.height) == (5, 64)  # the run's own size still wins
     assert MotifVideoPipeline.from_pretrained(str(run)).generation_defaults == stored_defaults(str(run))
+
+
+def test_a_run_records_its_local_model_paths_absolute_and_loads_from_any_directory(
+    tiny_folder, tmp_path, monkeypatch
+):
+    from motif_video import MotifVideoPipeline
+    from motif_video.training.config import TrainConfig
+    from motif_video.training.logs import MetricsLog
+
+    started_in = tmp_path / "project"
+    shutil.copytree(tiny_folder, started_in / "models" / "components")
+    monkeypatch.chdir(started_in)
+    config = TrainConfig(output_dir="runs/a")
+    config.model.components, config.model.pretrained = "models/components", "small"
+    MetricsLog(Path("runs/a"), config, main=True, start=0).close()
+    tiny_transformer(3).save_pretrained("runs/a/transformer")
+    recorded = json.loads(Path("runs/a/config.json").read_text())["model"]
+    assert recorded["components"] == str(started_in / "models" / "components")
+    assert recorded["pretrained"] == "small"  # a shipped name (or a Hub id) as typed
+    monkeypatch.chdir(tmp_path)
+    assert MotifVideoPipeline.from_pretrained(str(started_in / "runs" / "a")).transformer is not None
+
+
+def test_an_older_run_with_relative_paths_loads_from_any_directory(tiny_folder, tmp_path, monkeypatch):
+    """Runs recorded before paths were written absolute: a path as typed in the folder the run was started in."""
+    from motif_video.defaults import stored_defaults
+
+    started_in = tmp_path / "project"
+    components = started_in / "models" / "components"
+    shutil.copytree(tiny_folder, components)
+    (components / "generation_config.json").write_text(json.dumps({"num_inference_steps": 7}))
+    run = _run_folder(started_in / "runs" / "a", components="models/components")
+    monkeypatch.chdir(tmp_path)
+    assert stored_defaults(str(run)).num_inference_steps == 7
+    out = tmp_path / "a.mp4"
+    assert cli.main(["generate", "--model", str(run), "--prompt", "a red ball", "--output", str(out),
+                     "--num-frames", "1", *FAST]) == 0  # fmt: skip

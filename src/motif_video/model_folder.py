@@ -89,12 +89,31 @@ def training_output(folder: str | os.PathLike) -> TrainingOutput | None:
 
 
 def components_folder(components: str, origin: Path) -> str:
-    """Where `model.components` lives: a path relative to the working directory or to the training output, else as
-    given ("tiny", a shipped name or a Hub id)."""
+    """Where `model.components` (or `model.pretrained`) lives: as given when it exists from the working directory or
+    is no relative path ("tiny", a shipped name, a Hub id, or absolute, as runs record local paths: `recorded_path`);
+    else from the training output `origin` or the nearest folder above it where it exists (a run recorded before
+    paths were written absolute typed them from the folder it was started in, which usually holds its output)."""
     path = Path(components).expanduser()
-    if components != TINY and not path.is_absolute() and not path.exists() and (origin / path).exists():
-        return str(origin / path)
+    if components == TINY or path.is_absolute() or path.exists() or _is_shipped(components):
+        return components
+    for folder in (origin, *origin.resolve().parents):
+        if (folder / path).exists():
+            return str(folder / path)
     return components
+
+
+def recorded_path(reference: str | None) -> str | None:
+    """`reference` (a recipe's model.components or model.pretrained) as a run's config.json records it: a local path
+    that exists, absolute, so the run loads from any directory; "tiny", shipped names and Hub ids as typed."""
+    if reference is None or reference == TINY or not Path(reference).expanduser().exists():
+        return reference
+    return str(Path(reference).expanduser().resolve())
+
+
+def _is_shipped(name: str) -> bool:
+    from .hub import shipped_model
+
+    return shipped_model(name) is not None
 
 
 def tiny_pipeline(cls, components: dict[str, Any], dtype=None):

@@ -30,6 +30,20 @@ def reduce_losses(
     return float(table[num_bins, 0] / table[num_bins, 1]), bins
 
 
+def recorded_config(config: TrainConfig) -> dict[str, Any]:
+    """The recipe as the run's config.json records it, with its local model paths absolute (`recorded_path`): the
+    run loads as a model from any directory, not only from the one it was started in."""
+    from ..model_folder import recorded_path
+
+    recorded = config.to_dict()
+    model = recorded["model"]
+    model["pretrained"], model["components"] = (
+        recorded_path(model["pretrained"]),
+        recorded_path(model["components"]),
+    )
+    return recorded
+
+
 class MetricsLog:
     """metrics.jsonl and TensorBoard of one run (writes on the main process only); also writes OUTPUT/config.json."""
 
@@ -39,7 +53,7 @@ class MetricsLog:
         if not main:
             return
         output.mkdir(parents=True, exist_ok=True)
-        (output / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
+        (output / "config.json").write_text(json.dumps(recorded_config(config), indent=1))
         if self.path.exists():
             kept = [
                 line
