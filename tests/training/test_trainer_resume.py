@@ -45,3 +45,26 @@ def test_resume_repeats_the_uninterrupted_run(tmp_path):
     exported = MotifVideoTransformer.from_pretrained(tmp_path / "split" / "transformer")
     assert exported.config.num_layers == 2
     assert (tmp_path / "split" / "transformer-ema" / "config.json").exists()
+
+
+def test_a_run_stopped_before_its_export_is_exported_on_resume(tmp_path, capsys):
+    """Killed after its final checkpoint, before the export: the same command exports it (once), and says so."""
+    import shutil
+
+    from motif_video import cli
+
+    cache = write_random_cache(tmp_path / "cache", count=4)
+    (tmp_path / "recipe.yaml").write_text("seed: 0\n")
+    overrides = tiny_overrides(
+        tmp_path / "run", cache, max_steps=2, checkpoint_every=1, **{"optim.ema_decay": 0.9}
+    )
+    args = ["train", "--config", str(tmp_path / "recipe.yaml"), "cpu_threads=1", *overrides]
+    assert cli.main(args) == 0
+    for folder in ("transformer", "transformer-ema"):
+        shutil.rmtree(tmp_path / "run" / folder)
+    capsys.readouterr()
+    assert cli.main(args) == 0
+    assert f"nothing to train: already at step 2; exported to {tmp_path / 'run'}" in capsys.readouterr().out
+    assert MotifVideoTransformer.from_pretrained(tmp_path / "run" / "transformer-ema").config.num_layers == 2
+    assert cli.main(args) == 0
+    assert "nothing to train: already at step 2; its export is already in" in capsys.readouterr().out

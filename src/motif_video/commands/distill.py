@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .recipe_args import add_recipe_arguments, configure_logging, recipe_overrides
+from .recipe_args import add_recipe_arguments, configure_logging, nothing_trained, recipe_overrides
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,4 +34,6 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"distilled to step {result.step}; last loss {result.losses[-1]:.4f}; student in {result.output_dir}"
         )
+    else:
+        print(nothing_trained(result))
     return 0

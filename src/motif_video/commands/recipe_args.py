@@ -28,3 +28,9 @@ def configure_logging() -> None:
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+
+
+def nothing_trained(result) -> str:
+    """What a run that trained no step did (a `TrainResult` of one resumed at or past max_steps)."""
+    done = "exported to" if result.exported else "its export is already in"
+    return f"nothing to train: already at step {result.step}; {done} {result.output_dir}"

@@ -43,6 +43,15 @@ def export_model(accelerator, config: TrainConfig, model: nn.Module, ema: EMA | 
         export.save_pretrained(output / name)
 
 
+def is_exported(config: TrainConfig) -> bool:
+    """Whether the folders `export_model` writes for `config` are all there."""
+    output = Path(config.output_dir)
+    if config.lora.rank:
+        return (output / "lora").is_dir()
+    names = ("transformer", "transformer-ema") if config.optim.ema_decay else ("transformer",)
+    return all((output / name).is_dir() for name in names)
+
+
 def transformer_from_checkpoint(
     checkpoint: str | Path, output: str | Path, preset: str | None = None
 ) -> Path:

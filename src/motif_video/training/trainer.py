@@ -27,6 +27,7 @@ from torch import nn
 from . import checkpoint as ckpt
 from .config import TrainConfig
 from .ema import EMA
+from .export import is_exported
 from .flow_matching import FlowMatching
 from .inputs import StepBatches, TrainData, build_data, needs_encoders, prepare_inputs
 from .logs import MetricsLog, reduce_losses
@@ -43,6 +44,7 @@ class TrainResult:
     output_dir: Path
     step: int
     losses: list[float] = field(default_factory=list)  # global mean loss of each step run by this call
+    exported: bool = False  # whether this call wrote the final folders
 
 
 @dataclass
@@ -96,9 +98,9 @@ def train(
         bar.update(1)
         bar.set_postfix(loss=f"{record['loss']:.4f}")
         after_step(run, record)
-    final = finish_run(run)
+    final, exported = finish_run(run)
     bar.close()
-    return TrainResult(Path(config.output_dir), final, losses)
+    return TrainResult(Path(config.output_dir), final, losses, exported)
 
 
 def start_run(
@@ -181,17 +183,23 @@ def after_step(run: Run, record: dict[str, Any]) -> None:
         run.validate(run.unwrapped, done, folder, run.accelerator.is_main_process)
 
 
-def finish_run(run: Run) -> int:
-    """The last checkpoint and the objective's final folders (unless a resumed run had nothing left to do)."""
+def finish_run(run: Run) -> tuple[int, bool]:
+    """The last checkpoint and the objective's final folders; (the final step, whether it exported them).
+
+    A resumed run with nothing left to do writes the folders only when they are missing: a run stopped between its
+    last checkpoint and its export is exported from that checkpoint (the weights just loaded), instead of never."""
     final = max(run.start, run.config.max_steps)
-    if final > run.start or not run.resumed:
+    trained = final > run.start or not run.resumed
+    if trained:
         save_checkpoint(run, final)
+    export = trained or not is_exported(run.config)
+    if export:
         run.objective.export(run.accelerator, run.model, run.ema)
     if run.accelerator.is_main_process:
         skipped = getattr(run.data.dataset, "skipped", "cached")
         logger.info("data: %s; bucket utilisation %.0f%%", skipped, 100 * run.data.sampler.utilisation)
     run.logs.close()
-    return final
+    return final, export
 
 
 def save_checkpoint(run: Run, step: int) -> None:
