@@ -68,3 +68,22 @@ def test_a_run_stopped_before_its_export_is_exported_on_resume(tmp_path, capsys)
     assert MotifVideoTransformer.from_pretrained(tmp_path / "run" / "transformer-ema").config.num_layers == 2
     assert cli.main(args) == 0
     assert "nothing to train: already at step 2; its export is already in" in capsys.readouterr().out
+
+
+def test_resume_drops_a_torn_last_metrics_line_and_names_a_bad_one_elsewhere(tmp_path):
+    import pytest
+
+    cache = write_random_cache(tmp_path / "cache", count=4)
+    overrides = tiny_overrides(tmp_path / "run", cache, max_steps=2, checkpoint_every=1, log_every=1)
+    train(load_config(None, overrides))
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    with metrics.open("a") as f:
+        f.write('{"step": 999, "loss": 0.5')  # a crash mid-write
+    overrides = tiny_overrides(tmp_path / "run", cache, max_steps=3, checkpoint_every=1, log_every=1)
+    assert len(train(load_config(None, overrides)).losses) == 1
+    assert [json.loads(line)["step"] for line in metrics.read_text().splitlines()] == [1, 2, 3]
+
+    lines = metrics.read_text().splitlines()
+    metrics.write_text("\n".join([lines[0], "garbage", *lines[1:]]) + "\n")
+    with pytest.raises(ValueError, match=r"metrics.jsonl line 2 is not JSON"):
+        train(load_config(None, tiny_overrides(tmp_path / "run", cache, max_steps=4, log_every=1)))

@@ -44,6 +44,28 @@ def recorded_config(config: TrainConfig) -> dict[str, Any]:
     return recorded
 
 
+def read_metrics(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(line, record) of each entry of a metrics.jsonl. A last line that does not parse is dropped: it is what a run
+    killed mid-write leaves. Any other bad line is a `ValueError` naming the file and line."""
+    lines = path.read_text().splitlines()
+    entries = []
+    for number, line in enumerate(lines, start=1):
+        if not line:
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if number == len(lines):
+                break
+            raise ValueError(f"{path} line {number} is not JSON ({exc}): {line[:80]!r}") from exc
+        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+            raise ValueError(
+                f"{path} line {number} is not a metrics record (no whole-number step): {line[:80]!r}"
+            )
+        entries.append((line, record))
+    return entries
+
+
 class MetricsLog:
     """metrics.jsonl and TensorBoard of one run (writes on the main process only); also writes OUTPUT/config.json."""
 
@@ -55,11 +77,7 @@ class MetricsLog:
         output.mkdir(parents=True, exist_ok=True)
         (output / "config.json").write_text(json.dumps(recorded_config(config), indent=1))
         if self.path.exists():
-            kept = [
-                line
-                for line in self.path.read_text().splitlines()
-                if line and json.loads(line)["step"] <= start
-            ]
+            kept = [line for line, record in read_metrics(self.path) if record["step"] <= start]
             self.path.write_text("".join(line + "\n" for line in kept))
         if config.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
