@@ -87,3 +87,22 @@ def test_resume_drops_a_torn_last_metrics_line_and_names_a_bad_one_elsewhere(tmp
     metrics.write_text("\n".join([lines[0], "garbage", *lines[1:]]) + "\n")
     with pytest.raises(ValueError, match=r"metrics.jsonl line 2 is not JSON"):
         train(load_config(None, tiny_overrides(tmp_path / "run", cache, max_steps=4, log_every=1)))
+
+
+def test_resume_false_refuses_a_folder_holding_an_earlier_runs_checkpoints(tmp_path):
+    import pytest
+
+    cache = write_random_cache(tmp_path / "cache", count=4)
+    train(load_config(None, tiny_overrides(tmp_path / "run", cache, max_steps=2, checkpoint_every=1)))
+    fresh = tiny_overrides(tmp_path / "run", cache, max_steps=2, resume=False)
+    with pytest.raises(ValueError, match=r"resume=false, but .*checkpoints holds checkpoints of an earlier run "
+                       r"\(newest: step-00000002\).*another folder.*delete.*resume=true"):  # fmt: skip
+        train(load_config(None, fresh))
+    assert (
+        len(
+            train(
+                load_config(None, tiny_overrides(tmp_path / "other", cache, max_steps=2, resume=False))
+            ).losses
+        )
+        == 2
+    )

@@ -107,6 +107,7 @@ def start_run(
     config: TrainConfig, accelerator: Any, objective: Objective, validate: ValidateFn | None
 ) -> Run:
     """Components, data, model and optimiser, resumed from the newest checkpoint when `config.resume`."""
+    check_fresh_start(config)
     components = None
     if needs_encoders(config) or objective.needs_components() or config.validation.every:
         from .components import load_components
@@ -141,6 +142,19 @@ def start_run(
     logs = MetricsLog(Path(config.output_dir), config, accelerator.is_main_process, start)
     return Run(config, accelerator, objective, data, components, model, unwrapped, optimizer, params, ema,
                start, resume_from is not None, logs, validate)  # fmt: skip
+
+
+def check_fresh_start(config: TrainConfig) -> None:
+    """A `ValueError` for `resume: false` in a folder that holds an earlier run's checkpoints: the new run's would
+    be pruned as the older ones and a later resume would pick whichever is newest, mixing the two runs. Deleting
+    them is left to the user, who may still want them."""
+    newest = None if config.resume else ckpt.latest_checkpoint(config.output_dir)
+    if newest is not None:
+        raise ValueError(
+            f"resume=false, but {newest.parent} holds checkpoints of an earlier run (newest: {newest.name}), "
+            "which this run's would mix with: train into another folder (--output / output_dir=...), delete "
+            f"{newest.parent} to start over, or leave resume=true to continue that run"
+        )
 
 
 def train_step(run: Run, step: int, batch: Any) -> dict[str, Any]:
