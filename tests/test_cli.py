@@ -163,6 +163,9 @@ def test_info_on_the_shipped_student_counts_one_pass_per_step(capsys):
     assert main(["info", "small-4step", "--json"]) == 0
     student = json.loads(capsys.readouterr().out)
     assert student["parameters"]["total"] > teacher["parameters"]["total"]  # + the guidance embedder
+    for summary in (teacher, student):  # every parameter in one row: the rows add up to the total
+        *rows, total = summary["parameters"].values()
+        assert sum(rows) == total
     t2v, base = student["flops"]["t2v"], teacher["flops"]["t2v"]
     assert t2v["passes_per_step"] == 1 and base["passes_per_step"] == 2
     assert t2v["per_video"] == 4 * t2v["per_forward"] and base["per_video"] == 2 * 20 * base["per_forward"]

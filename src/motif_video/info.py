@@ -67,10 +67,10 @@ def model_summary(
     t, h, w = latent_shape(*size)
     video_tokens = (t // cfg.patch_size_t) * (h // cfg.patch_size) * (w // cfg.patch_size)
     encoder_single = cfg.num_single_layers - cfg.num_decoder_layers
+    embedders = [model.x_embedder, model.context_embedder, model.image_embedder, model.time_text_embed]
+    embedders.append(model.guidance_embedder)  # a guidance-distilled student's (None otherwise)
     stages = {
-        "embedders": _count(
-            [model.x_embedder, model.context_embedder, model.image_embedder, model.time_text_embed]
-        ),
+        "embedders": _count(embedders),
         f"dual-stream blocks ({cfg.num_layers})": _count(model.transformer_blocks),
         f"single-stream blocks ({encoder_single})": _count(model.single_transformer_blocks[:encoder_single]),
         f"DDT decoder blocks ({cfg.num_decoder_layers})": _count(model.decoder_blocks),
