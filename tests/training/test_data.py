@@ -87,3 +87,27 @@ def test_resize_crop_covers_then_centre_crops():
     out = resize_crop(frames, 32, 32)
     assert out.shape == (3, 2, 32, 32) and out.min() >= -1 and out.max() <= 1
     assert out[:, :, :, 16].mean() > 0.9 and out[:, :, :, 0].mean() < -0.9
+
+
+def test_a_missing_caption_is_never_an_empty_one(tmp_path):
+    """A folder's clip without its .txt is skipped and counted; a manifest row without the caption field is an
+    error naming the line and the field; an empty caption given as such is kept."""
+    folder = tmp_path / "clips"
+    write_moving_squares(folder, 2, frames=9, height=32, width=32, fps=24)
+    (folder / "clip-0001.txt").unlink()
+    dataset = MediaDataset(list_media(folder), check_buckets([[9, 32, 32]]), fps=24)
+    assert [item.path.name for item in dataset.items] == ["clip-0000.mp4"]
+    assert dataset.skipped.counts == {"without a caption (.txt)": 1}
+    assert "clip-0001.mp4" in str(dataset.skipped)
+
+    manifest = tmp_path / "m.jsonl"
+    rows = [{"path": "clips/clip-0000.mp4", "text": "a square", "caption": "x"},
+            {"path": "clips/clip-0001.mp4", "text": ""}]  # fmt: skip
+    manifest.write_text("\n\n".join(json.dumps(r) for r in rows))  # a blank line 2
+    with pytest.raises(ValueError, match=r"m.jsonl line 3 has no caption under 'caption' \(its keys: \['path', "
+                       r"'text'\]\): name the caption's key with data.caption_field"):  # fmt: skip
+        list_media(manifest)
+    assert [item.caption for item in list_media(manifest, "text")] == ["a square", ""]
+    (tmp_path / "m.csv").write_text("path,text\nclips/clip-0000.mp4,hello\n")
+    with pytest.raises(ValueError, match="m.csv line 2 has no caption under 'caption'"):
+        list_media(tmp_path / "m.csv")

@@ -2,9 +2,11 @@
 
 Sources: a folder of videos / images with same-named `.txt` captions, or a manifest (`.jsonl` with one object per
 line, or `.csv` with a header) holding a media path (key `path`, `video`, `image` or `media`; relative to the
-manifest) and a caption. Images are one-frame videos. Every file is probed once when the dataset is built; an
-unreadable file is skipped and counted by reason (`SkipReport`), never a crash, and so is a file that fails later
-while decoding.
+manifest) and a caption (key `data.caption_field`). Images are one-frame videos. Every file is probed once when the
+dataset is built; an unreadable file is skipped and counted by reason (`SkipReport`), never a crash, and so is a
+file that fails later while decoding, and a media file of a folder without its `.txt` caption. A manifest row
+without a caption is an error naming its line (the manifest itself is wrong, as for a row without a media path);
+an empty caption ("" or an empty .txt) is a caption, for clips trained without one.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ PATH_KEYS = ("path", "video", "image", "media")
 @dataclass(frozen=True)
 class MediaItem:
     path: Path
-    caption: str
+    caption: str | None  # None: a folder's media file without its .txt (skipped by `MediaDataset`)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
@@ -86,13 +88,13 @@ def list_media(source: str | Path, caption_field: str = "caption") -> list[Media
         raise ValueError(f"data path {str(source)!r} is neither a folder nor a manifest file")
     if source.suffix == ".jsonl":
         with source.open() as f:
-            rows = [json.loads(line) for line in f if line.strip()]
+            rows = [(n, json.loads(line)) for n, line in enumerate(f, start=1) if line.strip()]
     elif source.suffix == ".csv":
         with source.open(newline="") as f:
-            rows = list(csv.DictReader(f))
+            rows = list(enumerate(csv.DictReader(f), start=2))  # line 1: the header
     else:
         raise ValueError(f"manifest {str(source)!r} must end in .jsonl or .csv")
-    return [_manifest_item(row, source.parent, caption_field, i) for i, row in enumerate(rows)]
+    return [_manifest_item(row, source, caption_field, line) for line, row in rows]
 
 
 def _list_folder(folder: Path) -> list[MediaItem]:
@@ -100,17 +102,23 @@ def _list_folder(folder: Path) -> list[MediaItem]:
     for path in sorted(folder.rglob("*")):
         if path.suffix.lower() in VIDEO_EXTENSIONS + IMAGE_EXTENSIONS:
             txt = path.with_suffix(".txt")
-            items.append(MediaItem(path, txt.read_text().strip() if txt.exists() else ""))
+            items.append(MediaItem(path, txt.read_text().strip() if txt.exists() else None))
     return items
 
 
-def _manifest_item(row: dict[str, Any], root: Path, caption_field: str, line: int) -> MediaItem:
+def _manifest_item(row: dict[str, Any], manifest: Path, caption_field: str, line: int) -> MediaItem:
     key = next((k for k in PATH_KEYS if row.get(k)), None)
     if key is None:
-        raise ValueError(f"manifest row {line} has none of the media path keys {list(PATH_KEYS)}: {row}")
+        raise ValueError(f"{manifest} line {line} has none of the media path keys {list(PATH_KEYS)}: {row}")
+    if row.get(caption_field) is None:
+        raise ValueError(
+            f"{manifest} line {line} has no caption under {caption_field!r} (its keys: {sorted(row)}): name the "
+            'caption\'s key with data.caption_field (`motif-video cache --caption-field`), or give "" for a clip '
+            "without one"
+        )
     path = Path(row[key])
     extra = {k: v for k, v in row.items() if k not in (key, caption_field)}
-    return MediaItem(path if path.is_absolute() else root / path, str(row.get(caption_field) or ""), extra)
+    return MediaItem(path if path.is_absolute() else manifest.parent / path, str(row[caption_field]), extra)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -239,6 +247,9 @@ class MediaDataset(torch.utils.data.Dataset):
             except Exception as exc:  # any decoder error: skip and count
                 logger.debug("cannot read %s: %s", item.path, exc)
                 self.skipped.add("unreadable" if item.path.exists() else "missing", item.path)
+                continue
+            if item.caption is None:
+                self.skipped.add("without a caption (.txt)", item.path)
                 continue
             bucket = assign_bucket(info, buckets, fps)
             if bucket is None:
