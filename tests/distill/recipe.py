@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tests.training.conftest import cache_buckets
+
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "distill" / "tiny-cpu.yaml"
 
 
@@ -26,6 +28,7 @@ def overrides(output: Path, teacher: Path, cache: Path, **extra) -> list[str]:
         "distill.teacher_steps": 16,
         "distill.teacher_shift": 3.0,
         "distill.guidance_scales": [2.0, 4.0],
+        **cache_buckets(cache),
         **extra,
     }
     return [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in values.items()]

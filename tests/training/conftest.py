@@ -38,8 +38,17 @@ def write_random_cache(
     return folder
 
 
+def cache_buckets(cache: Path) -> dict[str, list[list[int]]]:
+    """{"data.buckets": the buckets of the cache's items} (training refuses a cache of buckets it does not list);
+    empty for a cache not written yet or without items."""
+    index = Path(cache) / "index.json"
+    shards = json.loads(index.read_text())["shards"] if index.is_file() else []
+    buckets = sorted({tuple(item["bucket"]) for shard in shards for item in shard["items"]})
+    return {"data.buckets": buckets} if buckets else {}
+
+
 def tiny_overrides(output: Path, cache: Path, **extra: object) -> list[str]:
-    """Overrides for a fast trainer run on a random cache with the tiny preset."""
+    """Overrides for a fast trainer run on a random cache with the tiny preset, at the cache's buckets."""
     base = {
         "output_dir": str(output),
         "max_steps": 4,
@@ -51,6 +60,7 @@ def tiny_overrides(output: Path, cache: Path, **extra: object) -> list[str]:
         "optim.lr": 1e-3,
         "optim.warmup_steps": 2,
         "optim.schedule": "cosine",
+        **cache_buckets(cache),
     }
     base.update(extra)
     return [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in base.items()]

@@ -40,7 +40,7 @@ def test_cache_then_train(tmp_path, capsys):
     assert len(json.loads((tmp_path / "cache" / "index.json").read_text())["shards"]) == len(index["shards"])
 
     config = tmp_path / "run.json"
-    config.write_text(json.dumps({"model": {"preset": "tiny", "components": "tiny"}, "data": {"cache": str(tmp_path / "cache"), "batch_size": 2},
+    config.write_text(json.dumps({"model": {"preset": "tiny", "components": "tiny"}, "data": {"cache": str(tmp_path / "cache"), "batch_size": 2, "buckets": [[5, 32, 32]]},
                                   "tensorboard": False}))  # fmt: skip
     assert (
         main(
@@ -101,3 +101,53 @@ def test_cache_records_its_latent_normalisation_and_refuses_another(tmp_path):
     check_latent_norm(old, vae_config("tiny"), tmp_path / "cache")
     with pytest.raises(ValueError, match="written before caches recorded their latent normalisation"):
         check_latent_norm(old, paired, tmp_path / "cache")
+
+
+def test_cache_keys_items_on_their_resolved_path_and_keeps_its_settings(tmp_path, monkeypatch, capsys):
+    """The same folder typed relative, then absolute, adds nothing; other settings are refused, naming both."""
+    write_moving_squares(tmp_path / "clips", 2, frames=5, height=32, width=32)
+    monkeypatch.chdir(tmp_path)
+    common = ["cache", "--bucket", "5x32x32", "--max-tokens", "16", "--components", "tiny"]
+    assert main([*common, "clips", "cache"]) == 0
+    assert main([*common, str(tmp_path / "clips"), "cache"]) == 0
+    index = json.loads((tmp_path / "cache" / "index.json").read_text())
+    assert sum(len(s["items"]) for s in index["shards"]) == 2
+    assert index["buckets"] == [[5, 32, 32]]
+    capsys.readouterr()
+    for flags, message in [
+        (["--image-embeds"], "written with image_embeds False, and this run asks for True (--image-embeds"),
+        (["--fps", "12"], "written with fps 24.0, and this run asks for 12.0 (--fps / data.fps)"),
+        (
+            ["--bucket", "5x48x48"],
+            "written with buckets [[5, 32, 32]], and this run asks for [[5, 32, 32], [5, 48, 48]]",
+        ),
+    ]:
+        assert main([*common, *flags, str(tmp_path / "clips"), "cache"]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_train_refuses_a_cache_of_other_buckets_and_rewrites_an_empty_one(tmp_path, capsys):
+    from tests.training.conftest import tiny_overrides, write_random_cache
+
+    from motif_video.training.inputs import _cache_complete
+
+    cache = write_random_cache(tmp_path / "cache", count=2)  # 9x64x64 items
+    (tmp_path / "recipe.yaml").write_text("seed: 0\n")
+    train = ["train", "--config", str(tmp_path / "recipe.yaml")]
+    overrides = tiny_overrides(tmp_path / "run", cache, **{"data.buckets": [[9, 32, 32]]})
+    assert main([*train, *overrides]) == 2
+    assert (
+        "holds items of the buckets [[9, 64, 64]], and data.buckets is [[9, 32, 32]]"
+        in capsys.readouterr().err
+    )
+
+    (tmp_path / "empty").mkdir()
+    assert (
+        main(["cache", str(tmp_path / "empty"), str(tmp_path / "empty-cache"), "--components", "tiny"]) == 0
+    )
+    assert not _cache_complete(str(tmp_path / "empty-cache"))
+    overrides = tiny_overrides(
+        tmp_path / "run", tmp_path / "empty-cache", **{"data.path": str(tmp_path / "empty")}
+    )
+    assert main([*train, *overrides]) == 2
+    assert "has no usable media to cache into" in capsys.readouterr().err

@@ -1,16 +1,18 @@
 """Precomputed training inputs: normalised VAE latents, text embeddings + masks (and SigLIP tokens) in shards.
 
 Layout of a cache folder:
-    index.json                 {"version", "fps", "max_tokens", "image_embeds", "latent_norm", "shards": [...]}
-                               where each shard is {"file", "items": [{"key", "bucket", "caption"}]} and
-                               "latent_norm" the VAE config's normalisation the latents were written with
+    index.json                 {"version", "fps", "max_tokens", "image_embeds", "buckets", "latent_norm",
+                               "shards": [...]} where each shard is {"file", "items": [{"key", "bucket", "caption"}]}
+                               ("key": the media file's resolved path), "buckets" the [frames, height, width]
+                               choices it was written for and "latent_norm" the VAE config's normalisation
     null_text.safetensors      the empty prompt's embedding and mask (for text dropout)
     shard-00000.safetensors    "{j}.latents" [16, T, h, w], "{j}.text" [L_j, C], "{j}.text_mask" [L_j] (bool),
                                "{j}.image_embeds" [N, C'] when written with image embeddings
 
 Text is stored cut after its last valid token. Shards are written to a temporary name then renamed, and the index
 is rewritten after each shard, so an interrupted run resumes where it stopped (items already in a shard are skipped).
-A cache is refused for a VAE whose normalisation differs from the one it was written with (`check_latent_norm`).
+A cache is refused for a VAE whose normalisation differs from the one it was written with (`check_latent_norm`), and
+is added to only with the settings it was written with (`check_settings`).
 """
 
 from __future__ import annotations
@@ -33,8 +35,23 @@ INDEX = "index.json"
 NULL_TEXT = "null_text.safetensors"
 
 
+# The settings a cache records, and how each is set (`motif-video cache` flag / recipe key).
+SETTINGS = {
+    "fps": "--fps / data.fps",
+    "max_tokens": "--max-tokens / model.max_text_tokens",
+    "image_embeds": "--image-embeds / i2v.image_embeds",
+    "buckets": "--bucket / data.buckets",
+}
+
+
 def _item_key(dataset: MediaDataset, index: int) -> str:
-    return str(dataset.items[index].path)
+    return _resolved(str(dataset.items[index].path))
+
+
+def _resolved(path: str) -> str:
+    """One key per file however its folder was typed (relative, absolute, through a link); a key of a cache written
+    before keys were resolved is resolved from the working directory, where such a cache is resumed from."""
+    return str(Path(path).resolve())
 
 
 def _write_atomic(tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -68,6 +85,18 @@ def check_latent_norm(index: dict[str, Any], vae_config: Any, folder: str | Path
     )
 
 
+def check_settings(index: dict[str, Any], asked: dict[str, Any], folder: str | Path) -> None:
+    """Refuse to add items to a cache written with other settings (each one it records): the cache would mix two
+    encodings, and its index would claim one for all (image embeddings for items that have none)."""
+    for key, how in SETTINGS.items():
+        if key in index and index[key] != asked[key]:
+            raise ValueError(
+                f"cache {str(folder)!r} was written with {key} {index[key]!r}, and this run asks for "
+                f"{asked[key]!r} ({how}): add to it with the settings it was written with, or write another "
+                "cache folder (or delete this one to write it again)"
+            )
+
+
 def build_cache(
     dataset: MediaDataset,
     components: Components,
@@ -85,15 +114,13 @@ def build_cache(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     index = read_index(folder) if (folder / INDEX).exists() else {"version": 1, "shards": []}
+    buckets = sorted(list(b) for b in dataset.bucket_choices)
+    asked = {"fps": dataset.fps, "max_tokens": max_tokens, "image_embeds": image_embeds, "buckets": buckets}
     if index["shards"]:
         check_latent_norm(index, components.vae.config, folder)
-    index.update(
-        fps=dataset.fps,
-        max_tokens=max_tokens,
-        image_embeds=image_embeds,
-        latent_norm=latent_norm(components.vae.config),
-    )
-    done = {item["key"] for shard in index["shards"] for item in shard["items"]}
+        check_settings(index, asked, folder)
+    index.update(**asked, latent_norm=latent_norm(components.vae.config))
+    done = {_resolved(item["key"]) for shard in index["shards"] for item in shard["items"]}
     if not (folder / NULL_TEXT).exists():
         embeds, mask = encode_text(components, [""], max_tokens)
         _write_atomic({"text": embeds[0].float().cpu(), "text_mask": mask[0].cpu()}, folder / NULL_TEXT)

@@ -237,6 +237,7 @@ class MediaDataset(torch.utils.data.Dataset):
 
     def __init__(self, items: list[MediaItem], buckets: list[Bucket], fps: float) -> None:
         self.fps = fps
+        self.bucket_choices = list(buckets)  # the buckets asked for (`buckets` below: each item's)
         self.skipped = SkipReport()
         self.items: list[MediaItem] = []
         self.infos: list[MediaInfo] = []

@@ -58,7 +58,7 @@ def build_data(config: TrainConfig, accelerator: Any, components: Any) -> TrainD
         from .components import vae_config
 
         vae = components.vae.config if components is not None else vae_config(config.model.components)
-        dataset = _checked_cache(cache, vae)
+        dataset = _checked_cache(cache, vae, d.buckets)
         null_text, null_mask, collate_fn, cached = dataset.null_text, dataset.null_mask, collate_cached, True
     else:
         from .data import collate
@@ -79,7 +79,7 @@ def build_data(config: TrainConfig, accelerator: Any, components: Any) -> TrainD
     if d.conditioned_cache:
         from .draws import from_conditioned_cache
 
-        second = _checked_cache(_expand(d.conditioned_cache, config), vae)
+        second = _checked_cache(_expand(d.conditioned_cache, config), vae, d.buckets)
         sampler = ConditionedBatchSampler(
             sampler, sampler_of(second), len(dataset), lambda step: from_conditioned_cache(config, step)
         )
@@ -87,12 +87,25 @@ def build_data(config: TrainConfig, accelerator: Any, components: Any) -> TrainD
     return TrainData(dataset, sampler, collate_fn, null_text, null_mask, cached)
 
 
-def _checked_cache(folder: str, vae_config: Any):
-    """The `CachedDataset` of `folder`, refused when its latents were normalised otherwise than `vae_config` says."""
+def _checked_cache(folder: str, vae_config: Any, buckets: list[list[int]]):
+    """The `CachedDataset` of `folder`, refused when its latents were normalised otherwise than `vae_config` says,
+    when it holds no items, or when it holds items of buckets that `buckets` (data.buckets) does not list."""
     from .cache import CachedDataset, check_latent_norm, read_index
+    from .data import check_buckets
 
     check_latent_norm(read_index(folder), vae_config, folder)
-    return CachedDataset(folder)
+    dataset = CachedDataset(folder)
+    if not len(dataset):
+        raise ValueError(f"cache {folder!r} holds no items: write it from a data.path with media in it")
+    cached = sorted(set(dataset.buckets))
+    asked = check_buckets(buckets)
+    if not set(cached) <= set(asked):
+        raise ValueError(
+            f"cache {folder!r} holds items of the buckets {[list(b) for b in cached]}, and data.buckets is "
+            f"{[list(b) for b in asked]}: training would run at the cached sizes, not the ones asked for. Set "
+            "data.buckets to the cache's, or write another cache folder (data.cache) for these buckets"
+        )
+    return dataset
 
 
 def needs_encoders(config: TrainConfig) -> bool:
@@ -152,8 +165,12 @@ def _has_media(path: str) -> bool:
 
 
 def _cache_complete(cache: str) -> bool:
+    """Written to the end ("skipped" recorded), with items (an empty one is written again, from media)."""
     index = Path(cache) / "index.json"
-    return index.is_file() and "skipped" in json.loads(index.read_text())
+    if not index.is_file():
+        return False
+    written = json.loads(index.read_text())
+    return "skipped" in written and any(shard["items"] for shard in written["shards"])
 
 
 def _media(config: TrainConfig, path: str):
@@ -176,6 +193,8 @@ def _build_cache(config: TrainConfig, path: str, cache: str, components: Any) ->
     from .cache import build_cache
 
     media = _media(config, path)
+    if not len(media):
+        raise ValueError(f"data.path {path!r} has no usable media to cache into {cache!r} ({media.skipped})")
     logger.info("caching %d items into %s (%s)", len(media), cache, media.skipped)
     build_cache(
         media,
