@@ -106,3 +106,12 @@ def test_resume_false_refuses_a_folder_holding_an_earlier_runs_checkpoints(tmp_p
         )
         == 2
     )
+
+
+def test_a_checkpoint_left_half_written_is_removed_by_the_next_save(tmp_path):
+    """A `step-N.tmp` left by a run killed while saving is never a checkpoint and goes at the next save (before: it
+    stayed until step N was written again, tens of GB for a large model)."""
+    stale = ckpt.begin(tmp_path, 7)
+    (stale / "model.safetensors").write_bytes(b"half")
+    done = ckpt.commit(ckpt.begin(tmp_path, 3), keep=2)
+    assert done.name == "step-00000003" and sorted(p.name for p in done.parent.iterdir()) == ["step-00000003"]

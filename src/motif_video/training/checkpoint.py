@@ -51,11 +51,14 @@ def begin(output_dir: str | Path, step: int) -> Path:
 
 
 def commit(tmp: Path, keep: int) -> Path:
-    """Rename `step-N.tmp` to `step-N` and delete all but the newest `keep` checkpoints."""
+    """Rename `step-N.tmp` to `step-N` and delete all but the newest `keep` checkpoints, and any other `.tmp` left
+    by a run killed while saving (incomplete by definition; for a large model, tens of GB)."""
     final = tmp.with_name(tmp.name.removesuffix(".tmp"))
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
+    for stale in final.parent.glob(f"{PREFIX}*.tmp"):
+        shutil.rmtree(stale)
     done = sorted(p for p in final.parent.glob(f"{PREFIX}*") if p.is_dir() and not p.name.endswith(".tmp"))
     for old in done[: max(0, len(done) - keep)]:
         shutil.rmtree(old)
