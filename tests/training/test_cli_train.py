@@ -151,3 +151,16 @@ def test_train_refuses_a_cache_of_other_buckets_and_rewrites_an_empty_one(tmp_pa
     )
     assert main([*train, *overrides]) == 2
     assert "has no usable media to cache into" in capsys.readouterr().err
+
+
+def test_only_rank_0_prints_the_runs_last_line(monkeypatch, capsys, tmp_path):
+    """Under torchrun every rank returns the result; one line is printed, by rank 0 (before: one per rank)."""
+    from types import SimpleNamespace
+
+    from motif_video.commands.recipe_args import report
+
+    result = SimpleNamespace(losses=[0.5], step=3, output_dir=tmp_path, exported=True)
+    for rank, expected in (("1", ""), ("0", f"trained to step 3; last loss 0.5000; output in {tmp_path}\n")):
+        monkeypatch.setenv("RANK", rank)
+        report(result, "trained", "output")
+        assert capsys.readouterr().out == expected

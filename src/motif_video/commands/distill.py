@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .recipe_args import add_recipe_arguments, configure_logging, nothing_trained, recipe_overrides
+from .recipe_args import add_recipe_arguments, configure_logging, recipe_overrides, report
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,11 +29,5 @@ def run(args: argparse.Namespace) -> int:
     configure_logging()
     overrides = recipe_overrides(args)
     config = load_distill_config(args.config, overrides)
-    result = distill(config)
-    if result.losses:
-        print(
-            f"distilled to step {result.step}; last loss {result.losses[-1]:.4f}; student in {result.output_dir}"
-        )
-    else:
-        print(nothing_trained(result))
+    report(distill(config), "distilled", "student")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def add_recipe_arguments(
@@ -28,6 +29,19 @@ def configure_logging() -> None:
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+
+
+def report(result, done: str, where: str) -> None:
+    """A run's last line (`done`: "trained" or "distilled"; `where`: what its output folder holds), printed by rank 0
+    only: under torchrun every rank returns the result."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    if result.losses:
+        print(
+            f"{done} to step {result.step}; last loss {result.losses[-1]:.4f}; {where} in {result.output_dir}"
+        )
+    else:
+        print(nothing_trained(result))
 
 
 def nothing_trained(result) -> str:

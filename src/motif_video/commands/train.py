@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .recipe_args import add_recipe_arguments, configure_logging, nothing_trained, recipe_overrides
+from .recipe_args import add_recipe_arguments, configure_logging, recipe_overrides, report
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,11 +24,5 @@ def run(args: argparse.Namespace) -> int:
 
     configure_logging()
     overrides = recipe_overrides(args)
-    result = train(load_config(args.config, overrides))
-    if result.losses:
-        print(
-            f"trained to step {result.step}; last loss {result.losses[-1]:.4f}; output in {result.output_dir}"
-        )
-    else:
-        print(nothing_trained(result))
+    report(train(load_config(args.config, overrides)), "trained", "output")
     return 0
