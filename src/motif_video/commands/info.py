@@ -6,7 +6,7 @@ import argparse
 import json
 
 from .. import presets
-from .numbers import COUNT, number
+from .numbers import COUNT
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,14 +29,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--text-tokens",
-        type=COUNT,
+        type=int,
         default=None,
         help="prompt tokens after trimming (default: the most the shipped model's tokenizer takes, e.g. small's 64, "
         "else 512)",
     )
     parser.add_argument(
         "--image-tokens",
-        type=number(int, 0),
+        type=int,
         default=None,
         help="SigLIP tokens of the I2V image (default: the shipped model's, e.g. small's 16, else 4096)",
     )
