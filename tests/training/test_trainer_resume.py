@@ -115,3 +115,46 @@ def test_a_checkpoint_left_half_written_is_removed_by_the_next_save(tmp_path):
     (stale / "model.safetensors").write_bytes(b"half")
     done = ckpt.commit(ckpt.begin(tmp_path, 3), keep=2)
     assert done.name == "step-00000003" and sorted(p.name for p in done.parent.iterdir()) == ["step-00000003"]
+
+
+def test_ctrl_c_checkpoints_the_step_it_stops_after_and_the_same_command_resumes(tmp_path):
+    """Ctrl-C (or SIGTERM) during `train` lets the step in progress finish, saves a checkpoint there and exits 130;
+    the same command resumes from it (before: a KeyboardInterrupt traceback and the steps since the last periodic
+    checkpoint lost)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).parents[2]
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "motif_video.cli", "train", "--config", str(root / "recipes/tiny-cpu/config.yaml"),
+            "--output", str(out), "log_every=1", "tensorboard=false"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(root / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    metrics = out / "metrics.jsonl"
+    proc = subprocess.Popen([*argv, "--max-steps", "5000"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while proc.poll() is None and time.monotonic() < deadline:
+            if metrics.is_file() and len(metrics.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "interrupted: checkpoint at step" in err, err
+    saved = int(ckpt.latest_checkpoint(out).name.removeprefix("step-"))
+    assert saved >= 3 and [json.loads(x)["step"] for x in metrics.read_text().splitlines()] == list(
+        range(1, saved + 1)
+    )
+    again = subprocess.run(
+        [*argv, "--max-steps", str(saved + 2)], env=env, capture_output=True, text=True, timeout=180
+    )
+    assert again.returncode == 0, again.stderr
+    assert f"step-{saved:08d}" in again.stderr + again.stdout  # resumed from the interrupt's checkpoint
+    assert [json.loads(x)["step"] for x in metrics.read_text().splitlines()] == list(range(1, saved + 3))

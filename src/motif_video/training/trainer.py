@@ -13,10 +13,13 @@ same global batch (per-rank losses are averaged, as DDP averages gradients).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,18 +92,50 @@ def train(
     )
     losses: list[float] = []
     previous = None
-    for step, batch in enumerate(loader, start=run.start):
-        if batch is None:  # every sample of this rank's batch failed to decode: repeat the last one
-            batch = previous
-        previous = batch
-        record = train_step(run, step, batch)
-        losses.append(record["loss"])
-        bar.update(1)
-        bar.set_postfix(loss=f"{record['loss']:.4f}")
-        after_step(run, record)
+    with stop_between_steps(accelerator.num_processes == 1) as stop:
+        for step, batch in enumerate(loader, start=run.start):
+            if batch is None:  # every sample of this rank's batch failed to decode: repeat the last one
+                batch = previous
+            previous = batch
+            record = train_step(run, step, batch)
+            losses.append(record["loss"])
+            bar.update(1)
+            bar.set_postfix(loss=f"{record['loss']:.4f}")
+            after_step(run, record)
+            if stop.is_set() and record["step"] < config.max_steps:
+                save_checkpoint(run, record["step"])
+                run.logs.close()
+                bar.close()
+                logger.warning("interrupted: checkpoint at step %d; the same command resumes", record["step"])
+                raise KeyboardInterrupt
     final, exported = finish_run(run)
     bar.close()
     return TrainResult(Path(config.output_dir), final, losses, exported)
+
+
+@contextlib.contextmanager
+def stop_between_steps(enabled: bool) -> Iterator[threading.Event]:
+    """An event set by Ctrl-C or SIGTERM, for the loop to checkpoint after the step it is in and stop: a step cut
+    in the middle (inside the optimiser's update) could not be saved. A second signal stops at once. One process
+    only (`enabled`): ranks would see the signal at different steps, and a checkpoint needs them all."""
+    stop = threading.Event()
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def note(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        logger.warning("stopping after this step, with a checkpoint (again to stop at once)")
+
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:  # None: set outside Python, nothing to put back
+                signal.signal(sig, handler)
 
 
 def start_run(
