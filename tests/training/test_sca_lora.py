@@ -84,3 +84,31 @@ def test_trainer_lora_run_saves_an_adapter(tmp_path):
     fresh = tiny_transformer(layout="shared")  # the trainer's new models use the paper's layout
     load_lora(fresh, folder / "lora")
     assert any("lora_B" in n for n, _ in fresh.named_parameters())
+
+
+def test_a_lora_runs_ema_is_exported_and_a_stale_one_goes(tmp_path):
+    """With optim.ema_decay a LoRA run exports the adapter's EMA as lora-ema/ beside lora/ (before: saved in the
+    checkpoints, never exported); run again in that folder without EMA, the old lora-ema/ goes (it would be taken
+    for this run's)."""
+    from safetensors.torch import load_file
+    from tests.training.conftest import tiny_overrides, write_random_cache
+
+    from motif_video.training.config import load_config
+    from motif_video.training.trainer import train
+
+    cache = write_random_cache(tmp_path / "cache", count=2)
+    # random weights: a new model's zero-initialised outputs give its LoRA no gradient
+    base = tmp_path / "base"
+    tiny_transformer(0, layout="shared").save_pretrained(base)
+    lora = {"lora.rank": 4, "optim.ema_decay": 0.5, "model.pretrained": str(base)}
+    train(load_config(None, tiny_overrides(tmp_path / "run", cache, max_steps=3, **lora)))
+    out = tmp_path / "run"
+    plain = load_file(str(out / "lora" / "pytorch_lora_weights.safetensors"))
+    ema = load_file(str(out / "lora-ema" / "pytorch_lora_weights.safetensors"))
+    assert plain.keys() == ema.keys() and any(not torch.equal(plain[k], ema[k]) for k in plain)
+    train(
+        load_config(
+            None, tiny_overrides(tmp_path / "run", cache, max_steps=4, **{**lora, "optim.ema_decay": 0})
+        )
+    )
+    assert (out / "lora").is_dir() and not (out / "lora-ema").exists()

@@ -4,10 +4,17 @@
     OUTPUT/transformer/           the final weights (diffusers folder; `MotifVideoTransformer.from_pretrained`)
     OUTPUT/transformer-ema/       the EMA weights, when `optim.ema_decay` > 0
     OUTPUT/lora/                  LoRA runs: the adapter only (diffusers / peft format)
+    OUTPUT/lora-ema/              LoRA runs: the adapter's EMA weights, when `optim.ema_decay` > 0
+
+An EMA folder left by an earlier run in the same folder with EMA on goes when this run has none: it would be taken
+for this run's.
 """
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -28,10 +35,16 @@ def export_model(accelerator, config: TrainConfig, model: nn.Module, ema: EMA | 
     if not accelerator.is_main_process:
         return
     output = Path(config.output_dir)
+    ema_folder = output / ("lora-ema" if config.lora.rank else "transformer-ema")
+    if ema_state is None and ema_folder.is_dir():
+        shutil.rmtree(ema_folder)
     if config.lora.rank:
         from .lora import save_lora
 
         save_lora(unwrapped, output / "lora")
+        if ema_state is not None:
+            with weights_swapped(unwrapped, ema_state):
+                save_lora(unwrapped, ema_folder)
         return
     config_dict = {k: v for k, v in unwrapped.config.items() if not k.startswith("_")}
     for name, weights in (("transformer", state), ("transformer-ema", ema_state)):
@@ -43,12 +56,26 @@ def export_model(accelerator, config: TrainConfig, model: nn.Module, ema: EMA | 
         export.save_pretrained(output / name)
 
 
+@contextlib.contextmanager
+def weights_swapped(model: nn.Module, weights: dict[str, torch.Tensor]) -> Iterator[None]:
+    """`model` with the named parameters set to `weights` inside the block, its own put back after."""
+    params = dict(model.named_parameters())
+    own = {name: params[name].detach().clone() for name in weights}
+    with torch.no_grad():
+        for name, value in weights.items():
+            params[name].copy_(value)
+        try:
+            yield
+        finally:
+            for name, value in own.items():
+                params[name].copy_(value)
+
+
 def is_exported(config: TrainConfig) -> bool:
     """Whether the folders `export_model` writes for `config` are all there."""
     output = Path(config.output_dir)
-    if config.lora.rank:
-        return (output / "lora").is_dir()
-    names = ("transformer", "transformer-ema") if config.optim.ema_decay else ("transformer",)
+    main = "lora" if config.lora.rank else "transformer"
+    names = (main, f"{main}-ema") if config.optim.ema_decay else (main,)
     return all((output / name).is_dir() for name in names)
 
 
