@@ -256,11 +256,8 @@ def extend_video(
     `height` / `width`: the output's size, the clip stretched to it (default: the clip's own); `call`: more keywords
     for each pipeline call (num_inference_steps, guidance...; `condition_guidance` defaults to `window_guidance`'s).
     Returns the plan and the frames written."""
-    from .generation import check_not_an_input, output_paths
-
     info = check_clip(Path(clip))
-    check_not_an_input([Path(output)], [Path(clip)])
-    output_paths(Path(output), ["the extension"])  # an .mp4 in a folder that exists and can be written
+    check_output(Path(output), Path(clip))
     fps = fps or info["fps"]
     window = num_frames or pipe.generation_defaults.resolve(num_frames=None)["num_frames"]
     plan = clip_extension(info, seconds, window, overlap, crossfade, fps=fps)
@@ -322,6 +319,17 @@ def clip_frames(clip, width: int, height: int) -> Iterator[np.ndarray]:
     return resized_frames(iter_mp4_frames(clip), width, height)
 
 
+def check_output(output: Path, clip: Path) -> None:
+    """The extension's output: one .mp4 file (not a folder), in a folder that exists and can be written, and not
+    the clip it extends."""
+    from .generation import check_not_an_input, output_paths
+
+    if output.is_dir():
+        raise ValueError(f"output must be an .mp4 file, got the folder {str(output)!r}")
+    check_not_an_input([output], [clip])
+    output_paths(output, ["the extension"])
+
+
 def check_clip(clip: Path) -> dict[str, Any]:
     """The clip's frame count, size and fps; ValueError when it is missing or not a readable video."""
     from .pipelines.export import check_video_file
@@ -370,7 +378,7 @@ def run_extension(
     from tqdm.auto import tqdm
 
     from .defaults import model_defaults
-    from .generation import check_not_an_input, plan_generation, prepare_pipeline
+    from .generation import plan_generation, prepare_pipeline
     from .options import parse_request
     from .pipelines import MotifVideoImageToVideoPipeline
     from .vocabulary import as_tokenized, prompt_warning, tokenizer_vocabulary
@@ -379,7 +387,7 @@ def run_extension(
     width, height = values.pop("width", None), values.pop("height", None)
     check_seconds(seconds)  # before the clip is read
     info = check_clip(clip)
-    check_not_an_input([Path(output)], [clip])
+    check_output(Path(output), clip)
     width, height = extension_size(clip, info, width, height)
     values, taken = settings_from_record(values, clip)
     if taken:

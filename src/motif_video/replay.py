@@ -75,10 +75,15 @@ def video_settings(plan, i: int, pipe=None) -> dict[str, Any]:
 
 
 def run_guidance(run) -> tuple[str, float]:
-    """The guidance a pipeline run used (`pipe.last_run`): its mode ("apg", "cfg", "none", or "embedded" for a
-    distilled student's guidance embedding) and scale."""
+    """The guidance a pipeline run used (`pipe.last_run`): its mode ("apg", "cfg", "none"; "embedded" for a
+    distilled student's guidance embedding; "guider: CLASS" where a diffusers guider of the folder ran its own
+    protocol, which no mode describes) and scale."""
     embedded = run.passes.embedded_guidance
-    return (run.guidance.mode, run.guidance.scale) if embedded is None else ("embedded", embedded)
+    if embedded is not None:
+        return "embedded", embedded
+    if run.guider is not None:
+        return f"guider: {type(run.guider).__name__}", run.guidance.scale
+    return run.guidance.mode, run.guidance.scale
 
 
 def extension_settings(

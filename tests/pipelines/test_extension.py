@@ -190,6 +190,8 @@ def test_extend_video_python_call_at_its_own_fps(tiny_folder, clip, tmp_path):
     # what the command refuses, the call refuses too (before: the clip replaced; a hidden part file named)
     with pytest.raises(ValueError, match="is the input"):
         extend_video(pipe, clip, clip, ["a red ball"], seconds=1.75, **call)
+    with pytest.raises(ValueError, match="output must be an .mp4 file, got the folder"):
+        extend_video(pipe, clip, tmp_path, ["a red ball"], seconds=1.75, **call)
     with pytest.raises(ValueError, match=r"output folder '.*nodir' does not exist"):
         extend_video(pipe, clip, tmp_path / "nodir" / "x.mp4", ["a red ball"], seconds=1.75, **call)
     out = tmp_path / "long.mp4"
@@ -337,6 +339,10 @@ def test_extend_bad_input_exits_2_before_loading(clip, tmp_path, monkeypatch, ca
             "seconds must be > 0 and <= 3600, got inf",
         ),  # was a traceback
         "output is the clip": ([str(clip), "--seconds", "2", "--output", str(clip)], "is the input"),
+        "output is a folder": (  # before: every window sampled, then an IsADirectoryError
+            [str(clip), "--seconds", "2", "--output", str(tmp_path)],
+            "output must be an .mp4 file, got the folder",
+        ),
         "negative crossfade": (
             [str(clip), "--seconds", "2", "--crossfade", "-4"],
             "crossfade must be a whole",

@@ -273,3 +273,30 @@ def test_the_api_speaks_of_fields_not_of_the_command_lines_flags():
     with pytest.raises(FieldError) as err:
         _with(Uploads(), prompt="  ")
     assert "--" not in str(err.value) and err.value.field == "prompt", str(err.value)
+
+
+def test_a_finished_jobs_settings_name_no_mode_a_folders_own_guider_ran(tmp_path):
+    """Where the folder's diffusers guider ran its own protocol (APG guiding the first half of the steps), no request
+    mode describes it: the finished job's settings fill the scale and shift only, so that submitting them again makes
+    the same video (before: guidance "apg" was filled in, and the same settings made another video)."""
+    import json
+
+    import torch
+
+    from motif_video import MotifVideoPipeline
+    from motif_video.serve.worker import filled_settings
+    from motif_video.testing import write_tiny_pipeline_folder
+
+    folder = write_tiny_pipeline_folder(tmp_path / "model")
+    config = folder / "guider" / "guider_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "start": 0.0, "stop": 0.5}))
+    pipe = MotifVideoPipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    call = dict(height=32, width=32, num_frames=5, num_inference_steps=2, output_type="latent")
+    first = pipe("a red ball", generator=torch.Generator().manual_seed(0), **call).frames
+    settings = {"prompt": "a red ball", "guidance": None, "guidance_scale": None, "shift": None}
+    filled = filled_settings(settings, pipe.last_run)
+    assert filled["guidance"] is None and filled["guidance_scale"] == 8.0 and filled["shift"] == 15.0
+    again = pipe("a red ball", generator=torch.Generator().manual_seed(0), guidance_scale=filled["guidance_scale"],
+                 shift=filled["shift"], **call).frames  # fmt: skip
+    torch.testing.assert_close(again, first, atol=0, rtol=0)

@@ -122,9 +122,13 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         from ..model_folder import load_training_output, named_load_errors, training_output
         from ..models import MotifVideoTransformer
 
-        if kwargs.get("torch_dtype") is None and kwargs.get("dtype") is None:
-            # float32 unless asked, every component: transformers >= 5 would load the text encoder in its stored
-            # dtype (the small folder's float16), and the pipeline would then not give what `generate` gives
+        if (
+            kwargs.get("torch_dtype") is None
+            and kwargs.get("dtype") is None
+            and "quantization_config" not in kwargs
+        ):
+            # float32 unless asked (or a quantization config chooses): transformers >= 5 would load the text encoder
+            # in its stored dtype (the small folder's float16), and the pipeline would not give what `generate` gives
             kwargs.pop("torch_dtype", None)
             kwargs["dtype"] = torch.float32
         hub = {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}

@@ -202,13 +202,15 @@ class Worker:
 
 def filled_settings(settings: dict, run) -> dict:
     """A finished job's settings with the guidance and shift its request left null (the model's configs decided)
-    filled in with what the run used (`run`: the pipeline's `last_run`); a distilled student's embedded guidance
-    fills only the scale."""
+    filled in with what the run used (`run`: the pipeline's `last_run`), so that the same settings submitted again
+    make the same video: a mode only where one of the request's modes ran (a student's embedded guidance, or a
+    folder's diffusers guider running its own protocol, fill the scale only)."""
+    from ..choices import GUIDANCE_MODES
     from ..replay import run_guidance
 
     mode, scale = run_guidance(run)
     resolved = {"guidance_scale": scale, "shift": run.sampler.shift}
-    if mode != "embedded":
+    if mode in GUIDANCE_MODES:
         resolved["guidance"] = mode
     return {**settings, **{k: v for k, v in resolved.items() if settings.get(k) is None}}
 
