@@ -381,7 +381,7 @@ def run_extension(
     from .generation import plan_generation, prepare_pipeline
     from .options import parse_request
     from .pipelines import MotifVideoImageToVideoPipeline
-    from .vocabulary import as_tokenized, prompt_warning, tokenizer_vocabulary
+    from .vocabulary import prompt_check
 
     values = dict(values)
     width, height = values.pop("width", None), values.pop("height", None)
@@ -418,9 +418,9 @@ def run_extension(
     if not isinstance(pipe, MotifVideoImageToVideoPipeline):
         pipe = MotifVideoImageToVideoPipeline.from_pipe(pipe)  # a new pipeline: its own progress bar setting
         pipe.set_progress_bar_config(disable=many)
-    vocabulary = tokenizer_vocabulary(pipe.tokenizer)  # words the model does not know, as generate warns
+    check_prompt = prompt_check(pipe.tokenizer)  # words the model does not know, as generate warns
     for i, prompt in enumerate(all_prompts):
-        if (warning := prompt_warning(as_tokenized(pipe.tokenizer, prompt), vocabulary)) is not None:
+        if check_prompt is not None and (warning := check_prompt(prompt)) is not None:
             log(f"warning: prompt {i}: {warning}")
     if request.condition_guidance is None and window_guidance(pipe, None):
         log(f"reconstruction guidance {window_guidance(pipe, None):g} (the model's default for extension)")

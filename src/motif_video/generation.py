@@ -390,17 +390,17 @@ def _render_videos(
     from tqdm.auto import tqdm
 
     from .pipelines.speed import cache_summary
-    from .vocabulary import as_tokenized, prompt_warning, tokenizer_vocabulary
+    from .vocabulary import prompt_check
 
     r = plan.request
     inputs = condition_inputs(r)
-    vocabulary = tokenizer_vocabulary(pipe.tokenizer)  # a closed word list (the small model's), else None
+    check_prompt = prompt_check(pipe.tokenizer)  # for a closed word list (the small model's), else None
     data_parallel = plan.parallel == "data"
     mine = range(rank, len(r.prompts), plan.world_size) if data_parallel else range(len(r.prompts))
     writes = data_parallel or rank == 0
     written, cache_lines = [], []
     for i in tqdm(mine, desc="videos", unit="video", disable=not bar):
-        if (warning := prompt_warning(as_tokenized(pipe.tokenizer, r.prompts[i]), vocabulary)) is not None:
+        if check_prompt is not None and (warning := check_prompt(r.prompts[i])) is not None:
             log(f"warning: prompt {i}: {warning}")
         latents = render_latents(pipe, plan, i, parallel=parallel, inputs=inputs)
         if i == mine[0] and pipe.last_sampler is not None:

@@ -49,7 +49,12 @@ def folder_prompt_check(folder: str | os.PathLike | None):
         return None
     from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_file(str(path))
+    return prompt_check(Tokenizer.from_file(str(path)))
+
+
+def prompt_check(tokenizer: Any):
+    """prompt -> `prompt_warning` of the prompt as `tokenizer` reads it (a pipeline's `tokenizer`, or a
+    `tokenizers.Tokenizer`); None when its vocabulary is not a closed word list (nothing to check against)."""
     vocabulary = tokenizer_vocabulary(tokenizer)
     if vocabulary is None:
         return None
