@@ -489,27 +489,19 @@ def _check_prompts(value: Any) -> tuple[str, ...]:
     return tuple(prompts)
 
 
-def check_side(name: str, value: int) -> None:
-    """A frame's width or height: a multiple of 16 (the VAE's 8x, then 2x2 patches)."""
-    if value <= 0 or value % 16:
-        raise ValueError(f"{name} must be a positive multiple of 16, got {value}")
-
-
-def check_video_size(width: int, height: int, frames: int) -> None:
-    """Width and height multiples of 16, frames 4k + 1 (the VAE's 8x spatial, 4x temporal, and 2x2 patches)."""
-    check_side("width", width)
-    check_side("height", height)
-    if frames < 1 or (frames - 1) % 4:
+def check_video_size(width: int | None, height: int | None, frames: int | None) -> None:
+    """Width and height multiples of 16, frames 4k + 1 (the VAE's 8x spatial, 4x temporal, and 2x2 patches); a
+    value left None (the model's default, checked once filled) is not checked."""
+    for name, value in (("width", width), ("height", height)):
+        if value is not None and (value <= 0 or value % 16):
+            raise ValueError(f"{name} must be a positive multiple of 16, got {value}")
+    if frames is not None and (frames < 1 or (frames - 1) % 4):
         raise ValueError(f"num_frames must be 4k+1 (1, 5, 9, ..., 121), got {frames}")
 
 
 def check_request(r: GenerateRequest) -> None:
     """The rules between fields and the ones a choice list cannot say (no machine or file is looked at)."""
-    check_video_size(
-        r.width if r.width is not None else 16,
-        r.height if r.height is not None else 16,
-        r.num_frames if r.num_frames is not None else 1,
-    )
+    check_video_size(r.width, r.height, r.num_frames)
     if not conditioned(r) and r.keep_first_frame is not None:
         raise ValueError(
             "keep_first_frame (--keep-first-frame / --no-keep-first-frame) needs image (--image), last_image "

@@ -23,7 +23,7 @@ import torch
 
 from ..defaults import check_condition_guidance
 from ..interop.lora_spec import parse_lora_spec
-from ..options import check_side, check_video_size
+from ..options import check_video_size
 from .analysis import psnr_uint8, read_clip
 from .scores import by_combination, figures
 from .suite import GROUPS, SPLITS, eval_suite
@@ -56,11 +56,7 @@ class OfflineEvalConfig:
 
     def validate(self) -> OfflineEvalConfig:
         """Checks what can be checked before any model loads (a size a model cannot take among them)."""
-        for name in ("height", "width"):
-            if getattr(self, name) is not None:
-                check_side(name, getattr(self, name))
-        if self.num_frames is not None:
-            check_video_size(16, 16, self.num_frames)
+        check_video_size(self.width, self.height, self.num_frames)
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.threads < 0 or self.cache_threshold < 0:

@@ -29,7 +29,7 @@ from .. import defaults as D
 from .. import flow
 from ..defaults import GenerationDefaults
 from ..hub import DEFAULT_MODEL_ID, resolve_folder
-from ..options import check_side, check_video_size
+from ..options import check_video_size
 from . import prompts as P
 from .decoder_fit import fit_latent_frames
 from .guidance import GuidanceConfig, Guider, config_from_guider, runs_own_protocol
@@ -663,9 +663,7 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         not both, the embeddings' and masks' shapes, and a negative prompt that is a string or one per prompt
         (`batch_size` prompts). Unlike diffusers', a missing mask means every token is valid, and prompt and
         negative embeddings may differ in length."""
-        for name, value in (("height", height), ("width", width)):
-            if value is not None:
-                check_side(name, value)
+        check_video_size(width, height, None)
         self.check_callback_inputs(None, callback_on_step_end_tensor_inputs)
         call_prompts(prompt, GivenEmbeds(prompt_embeds, prompt_attention_mask))
         GivenEmbeds.embeds(prompt_embeds, prompt_attention_mask)
