@@ -271,9 +271,8 @@ def load_pipeline(plan: GenerationPlan):
         components["transformer"] = load_gguf_for_model(r.transformer_gguf, r.model, DTYPES[plan.dtype])
         folded = folded_guidance_scale(r.transformer_gguf)
     pipe = cls.from_pretrained(r.model, dtype=DTYPES[plan.dtype], **components)
-    if (
-        folded is not None
-    ):  # a student's guidance folded into the file: one pass per step, unless asked otherwise
+    # a student's guidance folded into the file: one pass per step, unless asked otherwise
+    if folded is not None:
         pipe.generation_defaults = replace(pipe.generation_defaults, guidance="none", guidance_scale=None)
     apply_loras(pipe, r.lora, r.fuse_lora)
     return pipe

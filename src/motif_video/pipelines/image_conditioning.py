@@ -45,9 +45,8 @@ def preprocess_image(video_processor, image, height: int, width: int, resize: Re
     """One image -> [1, 3, H, W] in [-1, 1]; "stretch" as released (no crop), "crop" keeps the aspect ratio."""
     if resize not in RESIZE_MODES:
         raise ValueError(f"resize must be one of {list(RESIZE_MODES)}, got {resize!r}")
-    if (
-        isinstance(image, PIL.Image.Image) and image.mode != "RGB"
-    ):  # RGBA, L, P, CMYK: the VAE takes 3 channels
+    # RGBA, L, P, CMYK: the VAE takes 3 channels
+    if isinstance(image, PIL.Image.Image) and image.mode != "RGB":
         image = image.convert("RGB")
     if resize == "crop":
         image = crop_to_aspect(image, width, height)
