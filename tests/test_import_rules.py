@@ -75,7 +75,9 @@ def test_the_model_does_not_import_the_layers_that_run_it(upper):
     assert importers(upper, within="motif_video.models") == []
 
 
-@pytest.mark.parametrize("light", ["motif_video.options", "motif_video.defaults", "motif_video.choices"])
+@pytest.mark.parametrize(
+    "light", ["motif_video.options", "motif_video.defaults", "motif_video.choices", "motif_video.bounds"]
+)
 def test_the_option_declarations_import_no_library_layer(light):
     heavy = ("models", "pipelines", "parallel", "perf", "training", "distill", "evaluation", "generation")
     imported = {name for name in MODULES[light] if name.startswith("motif_video.")}

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from .bounds import within
 from .condition_layout import DEFAULT_CROSSFADE, DEFAULT_OVERLAP, GROUP
 
 
@@ -304,12 +305,14 @@ def clip_extension(
 
 # An hour at 24 fps is about 1000 windows of the small model and days of the 2B one: more is taken for a typo.
 MAX_SECONDS = 3600.0
+SECONDS = within(0, MAX_SECONDS, low_open=True)  # the length an extension may ask for
 
 
 def check_seconds(seconds: float) -> None:
-    """The length an extension asks for: finite, more than 0, at most `MAX_SECONDS`."""
-    if not (isinstance(seconds, int | float) and math.isfinite(seconds) and 0 < seconds <= MAX_SECONDS):
-        raise ValueError(f"seconds must be > 0 and <= {MAX_SECONDS:g}, got {seconds}")
+    """The length an extension asks for: a number in `SECONDS`."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise ValueError(f"seconds must be a number {SECONDS}, got {seconds!r}")
+    SECONDS.check("seconds", seconds)
 
 
 def clip_frames(clip, width: int, height: int) -> Iterator[np.ndarray]:

@@ -4,7 +4,7 @@ the command line and for a service's JSON fields) and the pipeline call are all 
     add_arguments(parser)           argparse flags (help, defaults, choices)
     parse_request(mapping)          field -> value in, a checked `GenerateRequest` out, or a ValueError naming the
                                     field and what it allows
-    request_schema(groups)          JSON schema of the fields (type, default, enum, minimum, description)
+    request_schema(groups)          JSON schema of the fields (type, default, enum, bounds, description)
     pipeline_kwargs(request)        the keyword arguments of a pipeline call for one of the request's prompts
 
 Checks here need nothing but the values (types, choices, ranges, the video size rule, options that exclude each
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from . import defaults as D
+from .bounds import Bounds, above, at_least, within
 from .choices import (
     DTYPE_CHOICES,
     GUIDANCE_BATCHING,
@@ -57,9 +58,7 @@ class Option:
     help: str
     group: Group
     choices: tuple[Any, ...] | None = None
-    minimum: float | None = None
-    exclusive_minimum: bool = False  # minimum itself not allowed (> rather than >=)
-    maximum: float | None = None  # allowed itself
+    bounds: Bounds | None = None  # numbers only
     default_text: str | None = None  # the help's "(default: ...)" where the value alone does not say it
     pipeline: str | None = (
         None  # the pipeline call's keyword for this value; None: not passed to the pipeline
@@ -78,15 +77,9 @@ class Option:
         """What the option accepts, in words (for error messages and the schema's description)."""
         if self.choices is not None:
             return f"one of {list(self.choices)}"
-        if self.minimum is not None:
+        if self.bounds is not None:
             return f"{self.type.__name__} {self.bounds}"
         return "a path" if self.type is Path else self.type.__name__
-
-    @property
-    def bounds(self) -> str:
-        """'>= 1', '> 0', '>= 0 and <= 9223372036854775807'."""
-        low = f"{'>' if self.exclusive_minimum else '>='} {_number(self.minimum)}"
-        return low if self.maximum is None else f"{low} and <= {_number(self.maximum)}"
 
     def check(self, value: Any) -> Any:
         """`value` converted to this option's type and checked; ValueError naming the field otherwise."""
@@ -101,16 +94,9 @@ class Option:
         value = _convert(self, value)
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"{self.name} must be one of {list(self.choices)}, got {value!r}")
-        if self.minimum is not None:
-            low = value <= self.minimum if self.exclusive_minimum else value < self.minimum
-            high = self.maximum is not None and value > self.maximum
-            if low or high:
-                raise ValueError(f"{self.name} must be {self.bounds}, got {value}")
+        if self.bounds is not None:
+            self.bounds.check(self.name, value)
         return value
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _convert(option: Option, value: Any) -> Any:
@@ -192,8 +178,7 @@ class GenerateRequest:
         None,
         "video-to-video: how much of the sampling is redone, in (0, 1]: 1 starts from pure noise",
         "video",
-        minimum=0,
-        exclusive_minimum=True,
+        bounds=within(0, 1, low_open=True),
         default_text="0.7 with --video",
     )
     keep_first_frame: bool | None = option(
@@ -222,8 +207,9 @@ class GenerateRequest:
         "clip, repainted frame 0) through the VAE decoder so those frames decode to their images; each step is one "
         "decoder chunk's forward and backward pass; 0: off",
         "video",
-        minimum=0,
-        maximum=1000,  # the small model runs 50 (its student 20); thousands would only hold a worker
+        bounds=within(
+            0, 1000
+        ),  # the small model runs 50 (its student 20); thousands would only hold a worker
         pipeline="decoder_fit_steps",
         default_text="the model folder's generation_config.json, else 0 as released",
     )
@@ -234,7 +220,7 @@ class GenerateRequest:
         "the condition channels and its backward, so that the frames around them follow (video extension's seams); "
         "0: off",
         "video",
-        minimum=0,
+        bounds=at_least(0),
         pipeline="condition_guidance",
         i2v_only=True,
         default_text="the model folder's generation_config.json, else 0 as released",
@@ -243,7 +229,7 @@ class GenerateRequest:
         None,
         "pixels, a multiple of 16",
         "video",
-        minimum=16,
+        bounds=at_least(16),
         pipeline="height",
         default_text=f"the model's, else {D.HEIGHT}",
     )
@@ -251,7 +237,7 @@ class GenerateRequest:
         None,
         "pixels, a multiple of 16",
         "video",
-        minimum=16,
+        bounds=at_least(16),
         pipeline="width",
         default_text=f"the model's, else {D.WIDTH}",
     )
@@ -259,7 +245,7 @@ class GenerateRequest:
         None,
         "4k+1 frames",
         "video",
-        minimum=1,
+        bounds=at_least(1),
         pipeline="num_frames",
         default_text=f"the model's, else {D.NUM_FRAMES}",
     )
@@ -267,7 +253,7 @@ class GenerateRequest:
         None,
         "denoising steps",
         "video",
-        minimum=1,
+        bounds=at_least(1),
         pipeline="num_inference_steps",
         default_text=f"the model's, else {D.STEPS}",
     )
@@ -278,7 +264,7 @@ class GenerateRequest:
         None,
         "guidance scale",
         "video",
-        minimum=0,
+        bounds=at_least(0),
         pipeline="guidance_scale",
         default_text=f"the model's generation_config.json or guider config, else {D.GUIDANCE_SCALE:g}",
     )
@@ -294,8 +280,7 @@ class GenerateRequest:
         None,
         "sampler time shift",
         "video",
-        minimum=0,
-        exclusive_minimum=True,
+        bounds=above(0),
         pipeline="shift",
         default_text=f"the folder's scheduler config; {D.SHIFT_T2V:g} for T2V, {D.SHIFT_I2V:g} for I2V",
     )
@@ -306,13 +291,10 @@ class GenerateRequest:
         None,
         "random seed; video i uses seed + i",
         "video",
-        minimum=0,
-        maximum=SEED_MAX,
+        bounds=within(0, SEED_MAX),
         default_text="random, printed",
     )
-    fps: int = option(
-        D.FPS, "frames per second of the MP4", "video", minimum=0, exclusive_minimum=True, maximum=240
-    )
+    fps: int = option(D.FPS, "frames per second of the MP4", "video", bounds=within(0, 240, low_open=True))
     # --------------------------------------------------------------------------------------------------- output
     output: Path = option(
         Path("output.mp4"),
@@ -343,7 +325,7 @@ class GenerateRequest:
         0,
         "torch CPU threads; 0 = torch's default. Small models on a busy CPU: 1 is often much faster",
         "run",
-        minimum=0,
+        bounds=at_least(0),
     )
     offload: str = option(
         "none",
@@ -366,8 +348,7 @@ class GenerateRequest:
         None,
         "GB of accelerator memory; picks --offload/--fp8 (overrides them; the choice is printed)",
         "run",
-        minimum=0,
-        exclusive_minimum=True,
+        bounds=above(0),
         default_text="none",
     )
     attention_backend: str | None = option(
@@ -392,7 +373,7 @@ class GenerateRequest:
         "this relative L1; 0 skips nothing (exact); other video models use 0.05-0.1, the quality cost here is not "
         "measured yet; forces separate cond and uncond passes; the skipped steps are printed",
         "run",
-        minimum=0,
+        bounds=at_least(0),
         default_text="off",
     )
     fp8_compute: bool = option(
@@ -509,8 +490,6 @@ def check_request(r: GenerateRequest) -> None:
         )
     if r.strength is not None and r.video is None:
         raise ValueError("strength (--strength) needs video (--video)")
-    if r.strength is not None and r.strength > 1:
-        raise ValueError(f"strength must be in (0, 1], got {r.strength}")
     for spec in r.keyframe:
         parse_keyframe(spec)
     if r.num_frames is not None:
@@ -677,10 +656,8 @@ def request_schema(groups: Iterable[Group] = GROUPS) -> dict[str, Any]:
                 prop["default"] = str(o.default) if isinstance(o.default, Path) else o.default
             if o.choices is not None:
                 prop["enum"] = list(o.choices) + ([None] if o.default is None else [])
-            if o.minimum is not None:
-                prop["exclusiveMinimum" if o.exclusive_minimum else "minimum"] = o.minimum
-            if o.maximum is not None:
-                prop["maximum"] = o.maximum
+            if o.bounds is not None:
+                prop.update(o.bounds.schema())
         default = o.default_text or ("none" if o.default is None else str(o.default))
         prop["description"] = f"{o.help} (default: {default})"
         properties[o.name] = prop

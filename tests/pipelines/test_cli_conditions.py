@@ -86,7 +86,7 @@ def _bad_cases(tmp_path, media):
         "video shorter than asked": (["--video", str(clip), "--num-frames", "13"], "more than video"),
         "strength without video": (["--strength", "0.5"], r"strength \(--strength\) needs video"),
         "strength above 1": (["--video", str(clip), "--strength", "1.5"], r"strength must be in \(0, 1\]"),
-        "strength 0": (["--video", str(clip), "--strength", "0"], "strength must be > 0"),
+        "strength 0": (["--video", str(clip), "--strength", "0"], r"strength must be in \(0, 1\], got 0"),
         "output is the input video": (["--video", str(clip), "--output", str(clip)], "is the input"),
     }
 

@@ -184,7 +184,7 @@ def test_extend_video_python_call_at_its_own_fps(tiny_folder, clip, tmp_path):
     pipe = MotifVideoImageToVideoPipeline.from_pretrained(tiny_folder)
     pipe.set_progress_bar_config(disable=True)
     call = dict(overlap=5, num_frames=9, num_inference_steps=2, condition_guidance=2.0)
-    with pytest.raises(ValueError, match=r"seconds must be > 0 and <= 3600, got 0"):
+    with pytest.raises(ValueError, match=r"seconds must be in \(0, 3600\], got 0"):
         extend_video(pipe, clip, tmp_path / "none.mp4", ["a red ball"], seconds=0, **call)
     assert not (tmp_path / "none.mp4").exists()
     # what the command refuses, the call refuses too (before: the clip replaced; a hidden part file named)
@@ -333,10 +333,10 @@ def test_extend_bad_input_exits_2_before_loading(clip, tmp_path, monkeypatch, ca
             "less than the window",
         ),
         "bad window": ([str(clip), "--seconds", "2", "--num-frames", "8"], "num_frames must be 4k\\+1"),
-        "zero seconds": ([str(clip), "--seconds", "0"], "seconds must be > 0"),
+        "zero seconds": ([str(clip), "--seconds", "0"], r"seconds must be in \(0, 3600\], got 0"),
         "endless": (
             [str(clip), "--seconds", "inf"],
-            "seconds must be > 0 and <= 3600, got inf",
+            r"seconds must be in \(0, 3600\], got inf",
         ),  # was a traceback
         "output is the clip": ([str(clip), "--seconds", "2", "--output", str(clip)], "is the input"),
         "output is a folder": (  # before: every window sampled, then an IsADirectoryError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..hub import DEFAULT_MODEL_ID
-from .numbers import COUNT, number
+from .numbers import COUNT, POSITIVE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--fps",
-        type=number(float, 0, above=True),
+        type=POSITIVE,
         default=24.0,
         help="frame rate frames are resampled to (default 24)",
     )

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..bounds import within
 from ..condition_layout import DEFAULT_CROSSFADE, DEFAULT_OVERLAP
 from .numbers import COUNT, SCALE, THREADS, number
 
@@ -105,7 +106,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dimensions", nargs="*", help="vbench: dimensions (default: all)")
     p.add_argument(
         "--samples",
-        type=number(int, 1, high=5),
+        type=number(int, within(1, 5)),
         default=5,
         help="vbench: videos per prompt, 1..5 (default: 5)",
     )

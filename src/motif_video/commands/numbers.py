@@ -4,35 +4,29 @@ before anything is loaded."""
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Callable
 
+from ..bounds import Bounds, above, at_least
 
-def number(
-    kind: type, low: float, *, above: bool = False, high: float | None = None
-) -> Callable[[str], float]:
-    """A flag's type: `kind` (int or float), at least `low` (more than `low` with `above`), at most `high`."""
-    allowed = (
-        f"{'> ' if above else '>= '}{low:g}"
-        if high is None
-        else f"in {'(' if above else '['}{low:g}, {high:g}]"
-    )
+
+def number(kind: type, bounds: Bounds) -> Callable[[str], float]:
+    """A flag's type: `kind` (int or float) within `bounds`."""
     what = "an integer" if kind is int else "a number"
 
     def parse(text: str) -> float:
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {what} {allowed}, got {text!r}") from None
-        too_low = value <= low if above else value < low
-        if not math.isfinite(value) or too_low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"must be {what} {allowed}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be {what} {bounds}, got {text!r}") from None
+        if not bounds.allows(value):
+            raise argparse.ArgumentTypeError(f"must be {what} {bounds}, got {text}")
         return value
 
-    parse.__name__ = f"{kind.__name__} {allowed}"
+    parse.__name__ = f"{kind.__name__} {bounds}"
     return parse
 
 
-COUNT = number(int, 1)  # prompts, seeds, steps, samples
-THREADS = number(int, 0)  # 0: torch's default
-SCALE = number(float, 0)  # guidance, cache thresholds
+COUNT = number(int, at_least(1))  # prompts, seeds, steps, samples
+THREADS = number(int, at_least(0))  # 0: torch's default
+SCALE = number(float, at_least(0))  # guidance, cache thresholds
+POSITIVE = number(float, above(0))

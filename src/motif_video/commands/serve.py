@@ -6,6 +6,10 @@ import argparse
 import os
 from pathlib import Path
 
+from ..bounds import at_least, within
+from .numbers import COUNT, POSITIVE, THREADS, number
+
+PORT = number(int, within(0, 65535))  # 0: any free port
 TOKEN_ENV = "MOTIF_VIDEO_TOKEN"
 
 
@@ -23,10 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)"
     )
-    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    p.add_argument("--port", type=PORT, default=8000, help="port (default: 8000)")
     p.add_argument(
         "--workers",
-        type=int,
+        type=number(int, at_least(0)),
         default=None,
         help="worker processes on this machine (default: one per GPU, else one on the CPU); 0: API only",
     )
@@ -58,13 +62,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--threads",
-        type=int,
+        type=THREADS,
         default=0,
         help="torch threads per CPU worker; 0: the cores shared among the CPU workers (default: 0)",
     )
     p.add_argument(
         "--lease",
-        type=float,
+        type=POSITIVE,
         default=30.0,
         help="seconds a running job stays claimed without a sign of life from its worker; then another worker "
         "takes it (default: 30)",
@@ -73,21 +77,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--no-api", action="store_true", help="run only workers on this host (default: API and workers)"
     )
     limits = p.add_argument_group("limits (a request over one gets 422; a full queue 429; a big upload 413)")
-    limits.add_argument("--max-width", type=int, default=1280, help="(default: 1280)")
-    limits.add_argument("--max-height", type=int, default=1280, help="(default: 1280)")
-    limits.add_argument("--max-frames", type=int, default=121, help="(default: 121)")
-    limits.add_argument("--max-steps", type=int, default=100, help="(default: 100)")
-    limits.add_argument("--max-prompt-chars", type=int, default=2000, help="(default: 2000)")
+    limits.add_argument("--max-width", type=COUNT, default=1280, help="(default: 1280)")
+    limits.add_argument("--max-height", type=COUNT, default=1280, help="(default: 1280)")
+    limits.add_argument("--max-frames", type=COUNT, default=121, help="(default: 121)")
+    limits.add_argument("--max-steps", type=COUNT, default=100, help="(default: 100)")
+    limits.add_argument("--max-prompt-chars", type=COUNT, default=2000, help="(default: 2000)")
     limits.add_argument(
         "--max-upload-mb",
-        type=float,
+        type=POSITIVE,
         default=50.0,
         help="a job's uploads together: images and input video (default: 50)",
     )
     limits.add_argument(
-        "--max-extend-seconds", type=float, default=60.0, help="length of an extended video (default: 60)"
+        "--max-extend-seconds", type=POSITIVE, default=60.0, help="length of an extended video (default: 60)"
     )
-    limits.add_argument("--max-queue", type=int, default=1000, help="queued jobs (default: 1000)")
+    limits.add_argument("--max-queue", type=COUNT, default=1000, help="queued jobs (default: 1000)")
     p.set_defaults(func=run)
 
 
@@ -104,27 +108,6 @@ def run(args: argparse.Namespace) -> int:
             import psycopg  # noqa: F401
     except ImportError as exc:
         raise ValueError(f"serve needs its extra: pip install 'motif-video[serve]' ({exc})") from exc
-    for name in (
-        "max_width",
-        "max_height",
-        "max_frames",
-        "max_steps",
-        "max_prompt_chars",
-        "max_queue",
-        "port",
-    ):
-        if getattr(args, name) < (0 if name == "port" else 1):
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.max_extend_seconds <= 0:
-        raise ValueError(f"--max-extend-seconds must be > 0, got {args.max_extend_seconds}")
-    if args.max_upload_mb <= 0:
-        raise ValueError(f"--max-upload-mb must be > 0, got {args.max_upload_mb}")
-    if args.workers is not None and args.workers < 0:
-        raise ValueError(f"--workers must be >= 0, got {args.workers}")
-    if args.threads < 0:
-        raise ValueError(f"--threads must be >= 0, got {args.threads}")
-    if args.lease <= 0:
-        raise ValueError(f"--lease must be > 0 seconds, got {args.lease}")
     if args.no_api and args.workers == 0:
         raise ValueError("--no-api with --workers 0 would run nothing")
     if args.database is not None and not args.database.startswith(

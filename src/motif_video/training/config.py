@@ -9,13 +9,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..bounds import Bounds, above, at_least, within
 from ..hub import DEFAULT_MODEL_ID
 
 TimestepSampling = Literal["uniform", "logit_normal"]
@@ -73,10 +73,6 @@ class ObjectiveConfig:
     first_frame_weight: float = 1.0  # latent frame 0's weight in the loss, the others' 1 (flow.velocity_loss)
     loss_bins: int = 10  # per-sigma-bin loss logging
 
-    def __post_init__(self) -> None:
-        if self.first_frame_weight < 0:
-            raise ValueError(f"objective.first_frame_weight must be >= 0, got {self.first_frame_weight}")
-
 
 @dataclass
 class RouteConfig:
@@ -91,10 +87,6 @@ class TreadConfig:
         default_factory=list
     )  # global block indices (2B: dual 0-11, single 12-27, decoder 28-35)
     probability: float = 1.0  # fraction of steps that route (drawn per step); the others train the dense pass
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.probability <= 1.0:
-            raise ValueError(f"tread.probability must be in [0, 1], got {self.probability}")
 
 
 @dataclass
@@ -206,8 +198,6 @@ class TrainConfig:
             raise ValueError(
                 "data.conditioned_cache needs data.cache: both sets are drawn from latent caches"
             )
-        if not 0 < d.conditioned_share <= 1:
-            raise ValueError(f"data.conditioned_share must be in (0, 1], got {d.conditioned_share}")
         if d.conditioned_cache and not 0 < self.i2v.probability < 1:
             raise ValueError(
                 f"data.conditioned_cache is drawn on conditioned steps only: i2v.probability must be in (0, 1) "
@@ -222,67 +212,56 @@ class TrainConfig:
 # ranges
 
 
-def _at_least(low: float) -> tuple[typing.Callable[[float], bool], str]:
-    return (lambda v: v >= low), f">= {low:g}"
-
-
-def _above(low: float) -> tuple[typing.Callable[[float], bool], str]:
-    return (lambda v: v > low), f"> {low:g}"
-
-
-def _within(low: float, high: float, high_open: bool = False) -> tuple[typing.Callable[[float], bool], str]:
-    if high_open:
-        return (lambda v: low <= v < high), f"in [{low:g}, {high:g})"
-    return (lambda v: low <= v <= high), f"in [{low:g}, {high:g}]"
-
-
 # Every numeric key's allowed values (None, where a key allows it, is not checked): a value outside is an error
 # naming the key before anything is loaded, not a ZeroDivisionError or a silent no-op later.
-RANGES: dict[str, tuple[typing.Callable[[float], bool], str]] = {
-    "max_steps": _at_least(1),
-    "log_every": _at_least(1),
-    "checkpoint_every": _at_least(0),
-    "keep_checkpoints": _at_least(1),
-    "cpu_threads": _at_least(0),
-    "model.max_text_tokens": _at_least(1),
-    "data.generate_clips": _at_least(0),
-    "data.fps": _above(0),
-    "data.batch_size": _at_least(1),
-    "data.num_workers": _at_least(0),
-    "objective.logit_std": _above(0),
-    "objective.shift": _above(0),
-    "objective.text_dropout": _within(0, 1),
-    "objective.loss_bins": _at_least(1),
-    "repa.block": _at_least(0),
-    "repa.weight": _at_least(0),
-    "repa.until_step": _at_least(0),
-    "repa.projector_dim": _at_least(1),
-    "repa.image_size": _at_least(1),
-    "i2v.probability": _within(0, 1),
-    "i2v.blur_strength": _at_least(0),
-    "lora.rank": _at_least(0),
-    "lora.alpha": _above(0),
-    "lora.dropout": _within(0, 1, high_open=True),
-    "optim.lr": _above(0),
-    "optim.weight_decay": _at_least(0),
-    "optim.eps": _above(0),
-    "optim.warmup_steps": _at_least(0),
-    "optim.min_lr_ratio": _within(0, 1),
-    "optim.grad_clip": _at_least(0),
-    "optim.ema_decay": _within(0, 1, high_open=True),
-    "validation.every": _at_least(0),
-    "validation.num_inference_steps": _at_least(1),
-    "validation.guidance_scale": _at_least(0),
+RANGES: dict[str, Bounds] = {
+    "max_steps": at_least(1),
+    "log_every": at_least(1),
+    "checkpoint_every": at_least(0),
+    "keep_checkpoints": at_least(1),
+    "cpu_threads": at_least(0),
+    "model.max_text_tokens": at_least(1),
+    "data.generate_clips": at_least(0),
+    "data.fps": above(0),
+    "data.batch_size": at_least(1),
+    "data.conditioned_share": within(0, 1, low_open=True),
+    "data.num_workers": at_least(0),
+    "objective.logit_std": above(0),
+    "objective.shift": above(0),
+    "objective.text_dropout": within(0, 1),
+    "objective.loss_bins": at_least(1),
+    "objective.first_frame_weight": at_least(0),
+    "tread.probability": within(0, 1),
+    "repa.block": at_least(0),
+    "repa.weight": at_least(0),
+    "repa.until_step": at_least(0),
+    "repa.projector_dim": at_least(1),
+    "repa.image_size": at_least(1),
+    "i2v.probability": within(0, 1),
+    "i2v.blur_strength": at_least(0),
+    "lora.rank": at_least(0),
+    "lora.alpha": above(0),
+    "lora.dropout": within(0, 1, high_open=True),
+    "optim.lr": above(0),
+    "optim.weight_decay": at_least(0),
+    "optim.eps": above(0),
+    "optim.warmup_steps": at_least(0),
+    "optim.min_lr_ratio": within(0, 1),
+    "optim.grad_clip": at_least(0),
+    "optim.ema_decay": within(0, 1, high_open=True),
+    "validation.every": at_least(0),
+    "validation.num_inference_steps": at_least(1),
+    "validation.guidance_scale": at_least(0),
 }
 
 
 def check_ranges(config: TrainConfig) -> None:
     """`RANGES`, the betas and the TREAD routes of a config; a ValueError naming the first key out of range."""
-    for key, (ok, allowed) in RANGES.items():
+    for key, bounds in RANGES.items():
         section, _, name = key.rpartition(".")
         value = getattr(getattr(config, section) if section else config, name)
-        if value is not None and (not math.isfinite(value) or not ok(value)):
-            raise ValueError(f"{key} must be {allowed}, got {value}")
+        if value is not None:
+            bounds.check(key, value)
     betas = config.optim.betas
     if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
         raise ValueError(f"optim.betas must be two numbers in [0, 1), got {betas}")
