@@ -106,6 +106,16 @@ def test_bad_recipes_are_value_errors(teacher_folder, tmp_path):
         load_distill_config(
             RECIPE, _overrides(tmp_path, teacher_folder, cache, **{"distill.guidance_embeds": False})
         )
+    # before: a negative shift or momentum ran, and failed (or not) somewhere inside the first step
+    for key, value, message in [
+        ("distill.steps", 0, "distill.steps must be >= 1, got 0"),
+        ("distill.shift", -1.0, "distill.shift must be > 0, got -1.0"),
+        ("distill.teacher_shift", 0.0, "distill.teacher_shift must be > 0, got 0.0"),
+        ("distill.momentum", 1.0, r"distill.momentum must be in \[0, 1\), got 1.0"),
+        ("distill.norm_threshold", -2.0, "distill.norm_threshold must be >= 0, got -2.0"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            load_distill_config(RECIPE, _overrides(tmp_path, teacher_folder, cache, **{key: value}))
 
 
 def test_cli_distill_then_generate_with_the_student(teacher_folder, tmp_path, capsys):

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Literal
 
 from .. import defaults as D
-from ..training.config import TrainConfig, apply_overrides, from_dict, read_config_file
+from ..bounds import above, at_least, within
+from ..training.config import TrainConfig, apply_overrides, check_keys, from_dict, read_config_file
 
 StartPoint = Literal["data", "teacher"]
 TimeInWindow = Literal["start", "uniform"]
@@ -41,6 +42,16 @@ class DistillSection:
     base_model: str | None = None  # model folder / name whose VAE and text encoder the student uses
 
 
+# The distill section's numeric keys (the training keys are checked by `TrainConfig`); APG's as the pipeline's guider
+RANGES = {
+    "distill.steps": at_least(1),
+    "distill.shift": above(0),
+    "distill.teacher_shift": above(0),
+    "distill.norm_threshold": at_least(0),
+    "distill.momentum": within(0, 1, high_open=True),
+}
+
+
 @dataclass
 class DistillConfig(TrainConfig):
     output_dir: str = "runs/distill"
@@ -48,8 +59,7 @@ class DistillConfig(TrainConfig):
 
     def check(self) -> DistillConfig:
         d = self.distill
-        if d.steps < 1:
-            raise ValueError(f"distill.steps must be >= 1, got {d.steps}")
+        check_keys(self, RANGES)
         if d.teacher_steps < d.steps:
             raise ValueError(
                 f"distill.teacher_steps must be >= distill.steps ({d.steps}), got {d.teacher_steps}"

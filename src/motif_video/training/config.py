@@ -255,13 +255,19 @@ RANGES: dict[str, Bounds] = {
 }
 
 
-def check_ranges(config: TrainConfig) -> None:
-    """`RANGES`, the betas and the TREAD routes of a config; a ValueError naming the first key out of range."""
-    for key, bounds in RANGES.items():
+def check_keys(config: Any, ranges: dict[str, Bounds]) -> None:
+    """Each "section.key" of `ranges` within its bounds (None, where a key allows it, is not checked); a ValueError
+    naming the first key out of range."""
+    for key, bounds in ranges.items():
         section, _, name = key.rpartition(".")
         value = getattr(getattr(config, section) if section else config, name)
         if value is not None:
             bounds.check(key, value)
+
+
+def check_ranges(config: TrainConfig) -> None:
+    """`RANGES`, the betas and the TREAD routes of a config; a ValueError naming the first key out of range."""
+    check_keys(config, RANGES)
     betas = config.optim.betas
     if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
         raise ValueError(f"optim.betas must be two numbers in [0, 1), got {betas}")
