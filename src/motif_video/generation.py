@@ -98,19 +98,17 @@ def plan_generation(request: GenerateRequest, world_size: int | None = None) -> 
 def condition_inputs(request: GenerateRequest) -> dict[str, Any]:
     """The pipeline's keyword arguments for the request's media: first and last image, keyframes, input video
     (files read)."""
-    import PIL.Image
-
     from .pipelines.conditions import VideoCondition
-    from .pipelines.export import read_mp4_frames
+    from .pipelines.export import read_image, read_mp4_frames
 
     inputs: dict[str, Any] = {}
     if request.image is not None:
-        inputs["image"] = PIL.Image.open(request.image).convert("RGB")
+        inputs["image"] = read_image(request.image)
     if request.last_image is not None:
-        inputs["last_image"] = PIL.Image.open(request.last_image).convert("RGB")
+        inputs["last_image"] = read_image(request.last_image)
     if request.keyframe:
         inputs["conditions"] = [
-            VideoCondition(image=PIL.Image.open(path).convert("RGB"), frame_index=frame)
+            VideoCondition(image=read_image(path), frame_index=frame)
             for path, frame in map(parse_keyframe, request.keyframe)
         ]
     if request.video is not None:

@@ -1,5 +1,6 @@
 """Writing videos: MP4 (H.264, yuv420p) through PyAV, into a temporary file renamed on success; byte-for-byte
-reproducible, with the generation settings stored in the file."""
+reproducible, with the generation settings stored in the file. Reading media as a player or viewer shows them:
+video frames turned by their display rotation, images by their EXIF orientation."""
 
 from __future__ import annotations
 
@@ -130,14 +131,42 @@ def read_mp4_info(path: str | os.PathLike) -> dict:
 
 
 def _container_info(container) -> dict:
+    """The size as a player shows it: a clip stored landscape with a display rotation of 90 degrees is portrait."""
     stream = container.streams.video[0]
-    count = sum(1 for _ in container.decode(stream))
+    count, turned = 0, False
+    for frame in container.decode(stream):
+        turned = turned or (count == 0 and _turns(frame) % 2 == 1)
+        count += 1
+    width, height = stream.codec_context.width, stream.codec_context.height
     return {
         "frames": count,
-        "width": stream.codec_context.width,
-        "height": stream.codec_context.height,
+        "width": height if turned else width,
+        "height": width if turned else height,
         "fps": float(stream.average_rate),
     }
+
+
+def _turns(frame) -> int:
+    """Quarter turns counterclockwise that show a decoded frame upright (its display matrix; phones store portrait
+    clips landscape with a rotation of 90 or -90)."""
+    return round(frame.rotation / 90) % 4
+
+
+def upright_frame(frame) -> np.ndarray:
+    """A decoded PyAV frame as a player shows it: uint8 [H, W, 3] RGB, turned by the stream's display rotation."""
+    array = frame.to_ndarray(format="rgb24")
+    turns = _turns(frame)
+    return np.ascontiguousarray(np.rot90(array, turns)) if turns else array
+
+
+def read_image(path: str | os.PathLike):
+    """An image file as a viewer shows it: RGB, turned by its EXIF orientation (a phone's photo is stored sideways
+    with an orientation tag), as diffusers' `load_image` reads one."""
+    import PIL.Image
+    import PIL.ImageOps
+
+    with PIL.Image.open(path) as image:
+        return PIL.ImageOps.exif_transpose(image).convert("RGB")
 
 
 def check_video_file(path: str | os.PathLike, name: str) -> dict:
@@ -161,12 +190,13 @@ def check_video_file(path: str | os.PathLike, name: str) -> dict:
 
 
 def iter_mp4_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
-    """A video's frames one at a time, uint8 [H, W, 3] RGB (memory does not grow with the video's length)."""
+    """A video's frames one at a time, uint8 [H, W, 3] RGB, upright (`upright_frame`); memory does not grow with the
+    video's length."""
     import av
 
     with av.open(str(path)) as container:
         for frame in container.decode(video=0):
-            yield frame.to_ndarray(format="rgb24")
+            yield upright_frame(frame)
 
 
 def resized_frames(frames: Iterable[np.ndarray], width: int, height: int) -> Iterator[np.ndarray]:

@@ -126,23 +126,29 @@ def _manifest_item(row: dict[str, Any], manifest: Path, caption_field: str, line
 
 
 def probe(path: Path) -> MediaInfo:
-    """Frame count, frame rate and size; raises on an unreadable file."""
+    """Frame count, frame rate and size (as a player or viewer shows it); raises on an unreadable file."""
+    from ..pipelines.export import read_image, upright_frame
+
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         from PIL import Image
 
         with Image.open(path) as image:
             image.verify()
-        with Image.open(path) as image:
-            return MediaInfo(1, 0.0, image.height, image.width)
+        width, height = read_image(path).size  # as a viewer shows it (EXIF orientation)
+        return MediaInfo(1, 0.0, height, width)
     import av
 
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate or 0)
-        frames = stream.frames or sum(1 for _ in container.decode(stream))
-        if frames <= 0 or fps <= 0 or not stream.height:
+        first = next(container.decode(stream), None)
+        if first is None:
             raise ValueError("no decodable video frames")
-        return MediaInfo(frames, fps, stream.height, stream.width)
+        height, width = upright_frame(first).shape[:2]  # as a player shows it (display rotation)
+        frames = stream.frames or 1 + sum(1 for _ in container.decode(stream))
+        if frames <= 0 or fps <= 0 or not height:
+            raise ValueError("no decodable video frames")
+        return MediaInfo(frames, fps, height, width)
 
 
 def source_frame_indices(info: MediaInfo, num_frames: int, fps: float, offset: float = 0.0) -> list[int]:
@@ -164,11 +170,10 @@ def decode_frames(path: Path, indices: list[int]) -> torch.Tensor:
     """uint8 frames [F, H, W, 3] at the given source indices (repeats allowed)."""
     import numpy as np
 
-    if path.suffix.lower() in IMAGE_EXTENSIONS:
-        from PIL import Image
+    from ..pipelines.export import read_image, upright_frame
 
-        with Image.open(path) as image:
-            array = np.asarray(image.convert("RGB"))
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        array = np.asarray(read_image(path))
         return torch.from_numpy(array.copy())[None].expand(len(indices), -1, -1, -1)
     import av
 
@@ -176,7 +181,7 @@ def decode_frames(path: Path, indices: list[int]) -> torch.Tensor:
     with av.open(str(path)) as container:
         for i, frame in enumerate(container.decode(video=0)):
             if i in wanted:
-                frames[i] = frame.to_ndarray(format="rgb24")
+                frames[i] = upright_frame(frame)
             if i >= max(indices):
                 break
     missing = wanted - set(frames)
