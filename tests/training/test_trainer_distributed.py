@@ -1,17 +1,21 @@
-"""Two CPU processes (gloo, DDP) give the same losses as one process with the same global batch."""
+"""Two CPU processes (gloo, DDP): the same losses as one process with the same global batch; Ctrl-C under torchrun
+checkpoints every rank at the same step."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 from tests.training.conftest import tiny_overrides, write_random_cache
 
+from motif_video.training import checkpoint as ckpt
 from motif_video.training.config import load_config
 from motif_video.training.trainer import train
 
@@ -43,3 +47,63 @@ def test_two_processes_match_one(tmp_path):
     b = load_file(str(tmp_path / "two/checkpoints/step-00000003/model.safetensors"))
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5)
+
+
+def test_ctrl_c_under_torchrun_checkpoints_every_rank_at_one_step_and_the_same_command_resumes(tmp_path):
+    """Ctrl-C in the terminal of `torchrun --nproc-per-node 2 -m motif_video.cli train`: each rank finishes the step in
+    progress, they agree on the step to stop at, save one complete checkpoint there together and exit 130; the same
+    command resumes from it (before: every rank stopped where it stood and no checkpoint was written).
+
+    Ctrl-C signals the terminal's foreground process group, which holds torchrun only (it starts each worker in a
+    session of its own); torchrun sends the signal on to its workers (SIGKILL 30 s later, `--shutdown-timeout`) and
+    then exits 1 with its own traceback, whatever they return: the workers' 130 is seen in their "interrupted" lines.
+    """
+    root = Path(__file__).parents[2]
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", "--standalone", "-m",
+            "motif_video.cli", "train", "--config", str(root / "recipes/tiny-cpu/config.yaml"), "--output", str(out),
+            "log_every=1", "tensorboard=false"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(root / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}  # fmt: skip
+    metrics = out / "metrics.jsonl"
+    # A session of its own: the launcher leads a process group, as a command started from a terminal does.
+    proc = subprocess.Popen([*argv, "--max-steps", "5000"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while proc.poll() is None and time.monotonic() < deadline:
+            if metrics.is_file() and len(metrics.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # SIGTERM first: torchrun stops its workers, which SIGKILL would orphan
+            proc.terminate()
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    # torchrun's own exit status after a signal, whatever its workers return (`accelerate launch`: 128 + signal)
+    assert proc.returncode == 1, err
+    assert err.count("motif-video train: interrupted") == 2, err  # each rank, as it returns 130
+    assert err.count("interrupted: checkpoint at step") == 1, err  # rank 0 only
+    assert "SIGKILL" not in err, err  # both were done well within torchrun's grace period
+    saved = ckpt.latest_checkpoint(out)
+    assert saved is not None, err
+    step = int(saved.name.removeprefix("step-"))
+    assert f"interrupted: checkpoint at step {step};" in err, err
+    files = {"model.safetensors", "ema.safetensors", "optimizer.pt", "state.json"}
+    assert {p.name for p in saved.iterdir()} == files and not list(saved.parent.glob("*.tmp"))
+    state = ckpt.load_state(saved)
+    assert (state["step"], state["world_size"]) == (step, 2)
+    steps = [json.loads(x)["step"] for x in metrics.read_text().splitlines()]
+    assert step >= 3 and steps == list(range(1, step + 1))
+
+    again = subprocess.run(
+        [*argv, "--max-steps", str(step + 2)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode == 0, again.stderr
+    assert f"resuming from {saved} (step {step})" in again.stderr, again.stderr
+    assert [json.loads(x)["step"] for x in metrics.read_text().splitlines()] == list(range(1, step + 3))

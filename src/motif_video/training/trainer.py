@@ -92,7 +92,7 @@ def train(
     )
     losses: list[float] = []
     previous = None
-    with stop_between_steps(accelerator.num_processes == 1) as stop:
+    with stop_between_steps(accelerator.is_main_process) as stop:
         for step, batch in enumerate(loader, start=run.start):
             if batch is None:  # every sample of this rank's batch failed to decode: repeat the last one
                 batch = previous
@@ -102,11 +102,14 @@ def train(
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.4f}")
             after_step(run, record)
-            if stop.is_set() and record["step"] < config.max_steps:
+            if record["step"] < config.max_steps and on_any_rank(accelerator, stop.is_set()):
                 save_checkpoint(run, record["step"])
                 run.logs.close()
                 bar.close()
-                logger.warning("interrupted: checkpoint at step %d; the same command resumes", record["step"])
+                if accelerator.is_main_process:
+                    logger.warning(
+                        "interrupted: checkpoint at step %d; the same command resumes", record["step"]
+                    )
                 raise KeyboardInterrupt
     final, exported = finish_run(run)
     bar.close()
@@ -114,12 +117,13 @@ def train(
 
 
 @contextlib.contextmanager
-def stop_between_steps(enabled: bool) -> Iterator[threading.Event]:
+def stop_between_steps(announce: bool) -> Iterator[threading.Event]:
     """An event set by Ctrl-C or SIGTERM, for the loop to checkpoint after the step it is in and stop: a step cut
-    in the middle (inside the optimiser's update) could not be saved. A second signal stops at once. One process
-    only (`enabled`): ranks would see the signal at different steps, and a checkpoint needs them all."""
+    in the middle (inside the optimiser's update) could not be saved. A second signal stops at once. Every rank of a
+    multi-process run sets its own event; `on_any_rank` makes them stop together. `announce`: log the stop (the
+    main process only, not once per rank)."""
     stop = threading.Event()
-    if not enabled or threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread():
         yield stop
         return
 
@@ -127,7 +131,8 @@ def stop_between_steps(enabled: bool) -> Iterator[threading.Event]:
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
-        logger.warning("stopping after this step, with a checkpoint (again to stop at once)")
+        if announce:
+            logger.warning("stopping after this step, with a checkpoint (again to stop at once)")
 
     previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -136,6 +141,14 @@ def stop_between_steps(enabled: bool) -> Iterator[threading.Event]:
         for sig, handler in previous.items():
             if handler is not None:  # None: set outside Python, nothing to put back
                 signal.signal(sig, handler)
+
+
+def on_any_rank(accelerator: Any, flag: bool) -> bool:
+    """Whether `flag` is set on any process, the same answer on every one: one all-reduce of a scalar (MAX) on the
+    backend's device, beside the step's own all-reduce of its losses."""
+    if accelerator.num_processes == 1:
+        return flag
+    return bool(accelerator.reduce(torch.tensor([float(flag)], device=accelerator.device), reduction="max"))
 
 
 def start_run(
