@@ -11,13 +11,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 from tests.training.conftest import tiny_overrides, write_random_cache
 
 from motif_video.training import checkpoint as ckpt
+from motif_video.training import trainer
 from motif_video.training.config import load_config
-from motif_video.training.trainer import train
+from motif_video.training.trainer import stop_between_steps, train
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
@@ -107,3 +109,18 @@ def test_ctrl_c_under_torchrun_checkpoints_every_rank_at_one_step_and_the_same_c
     assert again.returncode == 0, again.stderr
     assert f"resuming from {saved} (step {step})" in again.stderr, again.stderr
     assert [json.loads(x)["step"] for x in metrics.read_text().splitlines()] == list(range(1, step + 3))
+
+
+def test_a_stop_signal_delivered_twice_at_once_is_one_stop(monkeypatch):
+    """SLURM or systemd stop a job by signalling every process, and torchrun forwards the signal it got to its
+    workers as well: each rank gets it twice, milliseconds apart, which is one stop, not the second signal that stops
+    at once (before: the step in progress and its checkpoint were lost). A later one still stops at once."""
+    before = signal.getsignal(signal.SIGTERM)
+    with stop_between_steps(announce=False) as stop:
+        signal.raise_signal(signal.SIGTERM)
+        signal.raise_signal(signal.SIGTERM)
+        assert stop.is_set()
+        monkeypatch.setattr(trainer, "SAME_SIGNAL_S", 0.0)
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    assert signal.getsignal(signal.SIGTERM) is before

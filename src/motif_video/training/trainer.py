@@ -39,6 +39,7 @@ from .setup import lr_at, make_accelerator, make_optimizer, trainable
 
 logger = logging.getLogger(__name__)
 
+SAME_SIGNAL_S = 1.0  # a signal this soon after the first is the same stop, delivered twice
 ValidateFn = Callable[[nn.Module, int, Path, bool], None]  # (model, step, folder, is_main)
 
 
@@ -119,17 +120,24 @@ def train(
 @contextlib.contextmanager
 def stop_between_steps(announce: bool) -> Iterator[threading.Event]:
     """An event set by Ctrl-C or SIGTERM, for the loop to checkpoint after the step it is in and stop: a step cut
-    in the middle (inside the optimiser's update) could not be saved. A second signal stops at once. Every rank of a
+    in the middle (inside the optimiser's update) could not be saved. A second signal stops at once, unless it comes
+    within `SAME_SIGNAL_S` of the first: then it is the same stop, delivered twice (a job stopped by SLURM or
+    systemd signals every process, and torchrun forwards the signal it got to its workers as well). Every rank of a
     multi-process run sets its own event; `on_any_rank` makes them stop together. `announce`: log the stop (the
     main process only, not once per rank)."""
     stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return
+    first = 0.0
 
     def note(signum, frame):
+        nonlocal first
         if stop.is_set():
-            raise KeyboardInterrupt
+            if time.monotonic() - first > SAME_SIGNAL_S:
+                raise KeyboardInterrupt
+            return
+        first = time.monotonic()
         stop.set()
         if announce:
             logger.warning("stopping after this step, with a checkpoint (again to stop at once)")
