@@ -158,3 +158,33 @@ def test_ctrl_c_checkpoints_the_step_it_stops_after_and_the_same_command_resumes
     assert again.returncode == 0, again.stderr
     assert f"step-{saved:08d}" in again.stderr + again.stdout  # resumed from the interrupt's checkpoint
     assert [json.loads(x)["step"] for x in metrics.read_text().splitlines()] == list(range(1, saved + 3))
+
+
+def test_a_stop_on_a_periodic_checkpoint_step_saves_it_once(tmp_path, monkeypatch):
+    """A stop that comes after a step `checkpoint_every` already saved does not write that step again (under
+    torchrun the second write counted against the launcher's grace period)."""
+    import contextlib
+    import threading
+
+    import pytest
+
+    from motif_video.training import trainer
+
+    @contextlib.contextmanager
+    def stopped(announce):
+        event = threading.Event()
+        event.set()  # as if Ctrl-C came during the first step
+        yield event
+
+    saved = []
+    save = trainer.save_checkpoint
+    monkeypatch.setattr(trainer, "stop_between_steps", stopped)
+    monkeypatch.setattr(trainer, "save_checkpoint", lambda run, step: (saved.append(step), save(run, step)))
+    cache = write_random_cache(tmp_path / "cache", count=4)
+    for checkpoint_every, name in ((1, "periodic"), (0, "none")):
+        saved.clear()
+        config = tiny_overrides(tmp_path / name, cache, checkpoint_every=checkpoint_every, max_steps=4)
+        with pytest.raises(KeyboardInterrupt):
+            train(load_config(None, config))
+        assert saved == [1], (name, saved)
+        assert ckpt.latest_checkpoint(tmp_path / name).name == "step-00000001"

@@ -104,7 +104,8 @@ def train(
             bar.set_postfix(loss=f"{record['loss']:.4f}")
             after_step(run, record)
             if record["step"] < config.max_steps and on_any_rank(accelerator, stop.is_set()):
-                save_checkpoint(run, record["step"])
+                if not periodic_checkpoint(config, record["step"]):  # else saved just now
+                    save_checkpoint(run, record["step"])
                 run.logs.close()
                 bar.close()
                 if accelerator.is_main_process:
@@ -241,12 +242,18 @@ def train_step(run: Run, step: int, batch: Any) -> dict[str, Any]:
             "grad_norm": None if grad_norm is None else float(grad_norm), **out.metrics, "loss_bins": bins}  # fmt: skip
 
 
+def periodic_checkpoint(config: TrainConfig, done: int) -> bool:
+    """Whether `after_step` checkpoints after step `done` (the last step's is the final one, saved by
+    `finish_run`)."""
+    return bool(config.checkpoint_every) and done % config.checkpoint_every == 0 and done != config.max_steps
+
+
 def after_step(run: Run, record: dict[str, Any]) -> None:
     """Log, checkpoint and validate after a step, each at its own interval."""
     config, done = run.config, record["step"]
     if done % config.log_every == 0 or done == config.max_steps:
         run.logs.write(record)
-    if config.checkpoint_every and done % config.checkpoint_every == 0 and done != config.max_steps:
+    if periodic_checkpoint(config, done):
         save_checkpoint(run, done)
     if run.validate is not None and config.validation.every and done % config.validation.every == 0:
         folder = Path(config.output_dir) / "validation" / f"step-{done:08d}"
