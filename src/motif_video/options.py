@@ -129,6 +129,7 @@ def option(default: Any, help: str, group: Group, **details: Any) -> Any:
     return field(default=default, metadata={"option": {"help": help, "group": group, **details}})
 
 
+MAX_FPS = 240
 SEED_MAX = 2**63 - 1  # torch generators take seeds below 2**64; video i's is seed + i
 _NEGATIVE = 'the 39-term trained negative prompt; "" for none'
 _GUIDANCE = (
@@ -294,7 +295,13 @@ class GenerateRequest:
         bounds=within(0, SEED_MAX),
         default_text="random, printed",
     )
-    fps: int = option(D.FPS, "frames per second of the MP4", "video", bounds=within(0, 240, low_open=True))
+    fps: int | None = option(
+        None,
+        "frames per second of the MP4",
+        "video",
+        bounds=within(0, MAX_FPS, low_open=True),
+        default_text=f"{D.FPS}; with --video the input video's, rounded, so its motion keeps its pace",
+    )
     # --------------------------------------------------------------------------------------------------- output
     output: Path = option(
         Path("output.mp4"),

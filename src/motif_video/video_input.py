@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from .options import VIDEO_TO_VIDEO_STRENGTH, GenerateRequest
+from .options import MAX_FPS, VIDEO_TO_VIDEO_STRENGTH, GenerateRequest
 
 
 def size_from_video(request: GenerateRequest) -> GenerateRequest:
-    """Video-to-video: the input video readable and long enough; the frame count it gives (cut to 4k + 1) and its
-    size (when a multiple of 16) where the request leaves them to the model; the default strength."""
+    """Video-to-video: the input video readable and long enough; the frame count it gives (cut to 4k + 1), its
+    size (when a multiple of 16) and its frame rate (rounded) where the request leaves them to the model; the
+    default strength."""
     from .pipelines.export import check_video_file
 
     path = request.video
@@ -36,4 +37,6 @@ def size_from_video(request: GenerateRequest) -> GenerateRequest:
         changes.update(height=info["height"], width=info["width"])
     if request.strength is None:
         changes["strength"] = VIDEO_TO_VIDEO_STRENGTH
+    if request.fps is None:  # its frames are played at the pace they were filmed at
+        changes["fps"] = min(max(round(info["fps"]), 1), MAX_FPS)
     return replace(request, **changes)

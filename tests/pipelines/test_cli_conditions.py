@@ -10,7 +10,7 @@ import PIL.Image
 import pytest
 
 from motif_video import cli, generation
-from motif_video.pipelines.export import read_mp4_info, write_mp4
+from motif_video.pipelines.export import read_mp4_frames, read_mp4_info, write_mp4
 from motif_video.testing import TINY_GENERATE_ARGS
 
 
@@ -48,8 +48,9 @@ def test_last_image_and_keyframe_reach_the_pipeline(tiny_folder, tmp_path, media
     assert read_mp4_info(out)["frames"] == 9
 
 
-def test_video_to_video_takes_frames_and_size_from_the_video(tiny_folder, tmp_path, media, capsys):
+def test_video_to_video_takes_frames_size_and_frame_rate_from_the_video(tiny_folder, tmp_path, media, capsys):
     _, clip, _ = media
+    clip = write_mp4(read_mp4_frames(clip), tmp_path / "filmed-at-30.mp4", fps=30)
     out = tmp_path / "v2v.mp4"
     argv = ["generate", "--prompt", "a red ball", "--model", str(tiny_folder), "--output", str(out),
             "--video", str(clip), "--strength", "0.5", "--steps", "4", "--device", "cpu", "--seed", "1"]  # fmt: skip
@@ -57,7 +58,8 @@ def test_video_to_video_takes_frames_and_size_from_the_video(tiny_folder, tmp_pa
     printed = capsys.readouterr().out
     assert "96x64x9" in printed  # 11 frames cut to 4k + 1, the video's size
     assert "2 of 4 steps (strength 0.5)" in printed  # what runs (before: "4 steps", while 2 ran)
-    assert read_mp4_info(out) == {"frames": 9, "width": 96, "height": 64, "fps": 24.0}
+    # played at the pace it was filmed at (before: 24 fps, its motion slowed by a fifth)
+    assert read_mp4_info(out) == {"frames": 9, "width": 96, "height": 64, "fps": 30.0}
 
 
 def _bad_cases(tmp_path, media):

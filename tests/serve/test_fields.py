@@ -110,14 +110,14 @@ def _png(size=(16, 16)) -> bytes:
     return buf.getvalue()
 
 
-def _mp4(tmp_path, frames: int, size=(32, 48)) -> bytes:
+def _mp4(tmp_path, frames: int, size=(32, 48), fps: int = 24) -> bytes:
     import numpy as np
 
     from motif_video.pipelines.export import write_mp4
 
     video = np.zeros((frames, size[0], size[1], 3), np.uint8)
     video[:, :, :, 0] = np.linspace(0, 255, frames, dtype=np.uint8)[:, None, None]
-    return write_mp4(video, tmp_path / "in.mp4").read_bytes()
+    return write_mp4(video, tmp_path / "in.mp4", fps=fps).read_bytes()
 
 
 def _with(uploads: Uploads, **fields):
@@ -175,6 +175,10 @@ def test_an_input_video_gives_the_frames_size_and_strength(tmp_path):
     settings = _with(Uploads(video=data))
     assert settings["video"] is True and settings["strength"] == 0.7
     assert (settings["num_frames"], settings["height"], settings["width"]) == (9, 32, 48)  # cut to 4k + 1
+    assert settings["fps"] == 24 and _settings()["fps"] == 24  # the video's; without one, the default
+    filmed_at_30 = _mp4(tmp_path, 11, fps=30)
+    assert _with(Uploads(video=filmed_at_30))["fps"] == 30  # its motion keeps its pace (before: played at 24)
+    assert _with(Uploads(video=filmed_at_30), fps=12)["fps"] == 12
     assert _with(Uploads(video=data), strength=0.4, num_frames=5)["num_frames"] == 5
     with pytest.raises(FieldError, match="more than the video upload has") as err:
         _with(Uploads(video=data), num_frames=13)
