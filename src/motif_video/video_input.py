@@ -6,16 +6,26 @@ through `pipelines.export`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any
 
+from .defaults import model_defaults
 from .options import MAX_FPS, VIDEO_TO_VIDEO_STRENGTH, GenerateRequest
+
+
+def same_shape(width: int, height: int, area: int) -> tuple[int, int]:
+    """(width, height) in multiples of 16 with about `area` pixels and the aspect ratio of width x height: a video
+    whose own size the model cannot take (not multiples of 16), kept in shape rather than stretched to the model's
+    default (a phone's 1080x1920 clip is portrait at the model's size, not squeezed into landscape)."""
+    h = math.sqrt(area * height / width)
+    return max(16, round(h * width / height / 16) * 16), max(16, round(h / 16) * 16)
 
 
 def size_from_video(request: GenerateRequest) -> GenerateRequest:
     """Video-to-video: the input video readable and long enough; the frame count it gives (cut to 4k + 1), its
-    size (when a multiple of 16) and its frame rate (rounded) where the request leaves them to the model; the
-    default strength."""
+    size (its own when a multiple of 16, else `same_shape` at the model's pixel count) and its frame rate (rounded)
+    where the request leaves them to the model; the default strength."""
     from .pipelines.export import check_video_file
 
     path = request.video
@@ -28,13 +38,14 @@ def size_from_video(request: GenerateRequest) -> GenerateRequest:
         changes["num_frames"] = (info["frames"] - 1) // 4 * 4 + 1
     elif request.num_frames > info["frames"]:
         raise ValueError(f"num_frames {request.num_frames} is more than {name} has ({info['frames']} frames)")
-    if (
-        request.height is None
-        and request.width is None
-        and info["width"] % 16 == 0
-        and info["height"] % 16 == 0
-    ):
-        changes.update(height=info["height"], width=info["width"])
+    if request.height is None and request.width is None:
+        if info["width"] % 16 == 0 and info["height"] % 16 == 0:
+            changes.update(height=info["height"], width=info["width"])
+        else:
+            defaults = model_defaults(request.model)
+            if not defaults.trained_sizes:  # a model that knows one size only keeps it (the video is stretched)
+                height, width, _, _ = defaults.fill_size(None, None, None, None)
+                changes["width"], changes["height"] = same_shape(info["width"], info["height"], width * height)
     if request.strength is None:
         changes["strength"] = VIDEO_TO_VIDEO_STRENGTH
     if request.fps is None:  # its frames are played at the pace they were filmed at
