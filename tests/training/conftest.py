@@ -64,3 +64,20 @@ def tiny_overrides(output: Path, cache: Path, **extra: object) -> list[str]:
     }
     base.update(extra)
     return [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in base.items()]
+
+
+def start_until_logged(argv: list[str], env: dict[str, str], metrics: Path, lines: int = 3, **popen: object):
+    """A `train` command started as a subprocess (text pipes), returned once `metrics` holds `lines` steps: a run
+    in the middle of its loop, for a test to signal. Fails if it ends first."""
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    deadline = time.monotonic() + 180
+    while proc.poll() is None and time.monotonic() < deadline:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= lines:
+            break
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        raise AssertionError(f"the run ended before {lines} steps: {proc.communicate()}")
+    return proc

@@ -8,13 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from tests.training.conftest import tiny_overrides, write_random_cache
+from tests.training.conftest import start_until_logged, tiny_overrides, write_random_cache
 
 from motif_video.training import checkpoint as ckpt
 from motif_video.training import trainer
@@ -69,15 +68,8 @@ def test_ctrl_c_under_torchrun_checkpoints_every_rank_at_one_step_and_the_same_c
            "PYTHONPATH": str(root / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}  # fmt: skip
     metrics = out / "metrics.jsonl"
     # A session of its own: the launcher leads a process group, as a command started from a terminal does.
-    proc = subprocess.Popen([*argv, "--max-steps", "5000"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)  # fmt: skip
+    proc = start_until_logged([*argv, "--max-steps", "5000"], env, metrics, start_new_session=True)
     try:
-        deadline = time.monotonic() + 180
-        while proc.poll() is None and time.monotonic() < deadline:
-            if metrics.is_file() and len(metrics.read_text().splitlines()) >= 3:
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, proc.communicate()
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does
         _, err = proc.communicate(timeout=120)
     finally:

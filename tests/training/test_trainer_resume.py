@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.training.conftest import tiny_overrides, write_random_cache
+from tests.training.conftest import start_until_logged, tiny_overrides, write_random_cache
 
 from motif_video.models import MotifVideoTransformer
 from motif_video.training import checkpoint as ckpt
@@ -125,7 +125,6 @@ def test_ctrl_c_checkpoints_the_step_it_stops_after_and_the_same_command_resumes
     import signal
     import subprocess
     import sys
-    import time
     from pathlib import Path
 
     root = Path(__file__).parents[2]
@@ -134,15 +133,8 @@ def test_ctrl_c_checkpoints_the_step_it_stops_after_and_the_same_command_resumes
             "--output", str(out), "log_every=1", "tensorboard=false"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(root / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     metrics = out / "metrics.jsonl"
-    proc = subprocess.Popen([*argv, "--max-steps", "5000"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
+    proc = start_until_logged([*argv, "--max-steps", "5000"], env, metrics)
     try:
-        deadline = time.monotonic() + 180
-        while proc.poll() is None and time.monotonic() < deadline:
-            if metrics.is_file() and len(metrics.read_text().splitlines()) >= 3:
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, proc.communicate()
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
     finally:
