@@ -45,4 +45,4 @@ def test_a_model_trained_at_one_size_keeps_it(tmp_path):
     request = size_from_video(
         parse_request({"prompts": "a", "video": str(_clip(tmp_path, 54, 96)), "model": "small"})
     )
-    assert request.width is None and request.height is None  # left to the model: 64x64
+    assert (request.width, request.height) == (64, 64)  # the model's own size

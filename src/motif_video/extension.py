@@ -35,6 +35,8 @@ import numpy as np
 
 from .bounds import within
 from .condition_layout import DEFAULT_CROSSFADE, DEFAULT_OVERLAP, GROUP
+from .defaults import GenerationDefaults
+from .video_input import video_size
 
 
 @dataclass(frozen=True)
@@ -262,7 +264,7 @@ def extend_video(
     fps = fps or info["fps"]
     window = num_frames or pipe.generation_defaults.resolve(num_frames=None)["num_frames"]
     plan = clip_extension(info, seconds, window, overlap, crossfade, fps=fps)
-    width, height = extension_size(clip, info, width, height)
+    width, height = extension_size(clip, info, width, height, pipe.generation_defaults)
     call["condition_guidance"] = window_guidance(pipe, call.get("condition_guidance"))
     make_window = pipeline_window(
         pipe,
@@ -279,9 +281,14 @@ def extend_video(
     return {"plan": plan, "frames": written, "output": Path(output)}
 
 
-def extension_size(clip, info: dict[str, Any], width: int | None, height: int | None) -> tuple[int, int]:
-    """(width, height) of the extended video: each asked for, else the clip's; multiples of 16 (the model's
-    patches) or a ValueError naming the value."""
+def extension_size(
+    clip, info: dict[str, Any], width: int | None, height: int | None, defaults: GenerationDefaults
+) -> tuple[int, int]:
+    """(width, height) of the extended video: as asked for (one side alone: the clip's other), else the clip's
+    (`video_input.video_size`: kept in shape at the model's pixel count where not multiples of 16); multiples of 16
+    (the model's patches) or a ValueError naming the value."""
+    if width is None and height is None:
+        return video_size(info["width"], info["height"], defaults)
     width = info["width"] if width is None else width
     height = info["height"] if height is None else height
     if width % 16 or height % 16 or width <= 0 or height <= 0:
@@ -382,7 +389,7 @@ def run_extension(
 
     from .defaults import model_defaults
     from .generation import plan_generation, prepare_pipeline
-    from .options import parse_request
+    from .options import OPTIONS, parse_request
     from .pipelines import MotifVideoImageToVideoPipeline
     from .vocabulary import prompt_check
 
@@ -391,10 +398,11 @@ def run_extension(
     check_seconds(seconds)  # before the clip is read
     info = check_clip(clip)
     check_output(Path(output), clip)
-    width, height = extension_size(clip, info, width, height)
     values, taken = settings_from_record(values, clip)
     if taken:
         log(f"{' and '.join(taken)}, as {clip} records")
+    model = values.get("model", OPTIONS["model"].default)
+    width, height = extension_size(clip, info, width, height, model_defaults(model))
     all_prompts = values.pop("prompts")
     all_prompts = [all_prompts] if isinstance(all_prompts, str) else list(all_prompts)
     for prompt in all_prompts:  # every window's prompt checked as generate checks one
@@ -404,7 +412,7 @@ def run_extension(
     gen = plan_generation(request)
     request = gen.request
     plan = clip_extension(info, seconds, request.num_frames, overlap, crossfade)
-    resized = f", stretched to {width}x{height}" if (width, height) != (info["width"], info["height"]) else ""
+    resized = f", resized to {width}x{height}" if (width, height) != (info["width"], info["height"]) else ""
     log(
         f"extending {clip} ({info['frames']} frames, {info['width']}x{info['height']} at {info['fps']:g} fps"
         f"{resized}) to "

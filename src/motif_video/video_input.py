@@ -10,7 +10,7 @@ import math
 from dataclasses import replace
 from typing import Any
 
-from .defaults import model_defaults
+from .defaults import GenerationDefaults, model_defaults
 from .options import MAX_FPS, VIDEO_TO_VIDEO_STRENGTH, GenerateRequest
 
 
@@ -22,10 +22,22 @@ def same_shape(width: int, height: int, area: int) -> tuple[int, int]:
     return max(16, round(h * width / height / 16) * 16), max(16, round(h / 16) * 16)
 
 
+def video_size(width: int, height: int, defaults: GenerationDefaults) -> tuple[int, int]:
+    """(width, height) a video of width x height gives a request (video-to-video, extension) that names none: its
+    own when multiples of 16, else `same_shape` at the model's pixel count; a model that knows one size only
+    (`trained_sizes`) keeps its own, the video stretched to it."""
+    if width % 16 == 0 and height % 16 == 0:
+        return width, height
+    model_height, model_width, _, _ = defaults.fill_size(None, None, None, None)
+    if defaults.trained_sizes:
+        return model_width, model_height
+    return same_shape(width, height, model_width * model_height)
+
+
 def size_from_video(request: GenerateRequest) -> GenerateRequest:
     """Video-to-video: the input video readable and long enough; the frame count it gives (cut to 4k + 1), its
-    size (its own when a multiple of 16, else `same_shape` at the model's pixel count) and its frame rate (rounded)
-    where the request leaves them to the model; the default strength."""
+    size (`video_size`) and its frame rate (rounded) where the request leaves them to the model; the default
+    strength."""
     from .pipelines.export import check_video_file
 
     path = request.video
@@ -39,13 +51,9 @@ def size_from_video(request: GenerateRequest) -> GenerateRequest:
     elif request.num_frames > info["frames"]:
         raise ValueError(f"num_frames {request.num_frames} is more than {name} has ({info['frames']} frames)")
     if request.height is None and request.width is None:
-        if info["width"] % 16 == 0 and info["height"] % 16 == 0:
-            changes.update(height=info["height"], width=info["width"])
-        else:
-            defaults = model_defaults(request.model)
-            if not defaults.trained_sizes:  # a model that knows one size only keeps it (the video is stretched)
-                height, width, _, _ = defaults.fill_size(None, None, None, None)
-                changes["width"], changes["height"] = same_shape(info["width"], info["height"], width * height)
+        changes["width"], changes["height"] = video_size(
+            info["width"], info["height"], model_defaults(request.model)
+        )
     if request.strength is None:
         changes["strength"] = VIDEO_TO_VIDEO_STRENGTH
     if request.fps is None:  # its frames are played at the pace they were filmed at

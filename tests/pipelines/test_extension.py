@@ -16,6 +16,7 @@ from motif_video.extension import (
     blend_weights,
     extend_frames,
     extend_video,
+    extension_size,
     plan_extension,
     settings_from_record,
     window_guidance,
@@ -233,6 +234,30 @@ def test_extend_command_warns_at_a_size_the_model_was_not_trained_at(tiny_folder
     assert "warning" not in capsys.readouterr().out
 
 
+def test_a_clip_not_in_multiples_of_16_keeps_its_shape_at_the_models_size(tmp_path):
+    """Without --width / --height, a clip the model cannot take as it is (a phone's 1080x1920) is resized in
+    shape to the model's pixel count, as video-to-video does (before: refused, asking for a size); a model that
+    knows one size keeps it."""
+    from motif_video.defaults import RELEASED, GenerationDefaults
+    from motif_video.video_input import same_shape
+
+    info = {"width": 1080, "height": 1920}
+    assert (
+        extension_size("c.mp4", info, None, None, RELEASED)
+        == same_shape(1080, 1920, 736 * 1280)
+        == (720, 1296)
+    )
+    assert extension_size("c.mp4", {"width": 96, "height": 64}, None, None, RELEASED) == (96, 64)  # its own
+    small = GenerationDefaults(height=64, width=64, trained_sizes=[[64, 64]])
+    assert extension_size("c.mp4", info, None, None, small) == (64, 64)
+    assert extension_size("c.mp4", info, 640, None, RELEASED) == (
+        640,
+        1920,
+    )  # one side asked for: the clip's other
+    with pytest.raises(ValueError, match="width and height must be positive multiples of 16, got 100x32"):
+        extension_size("c.mp4", info, 100, 32, RELEASED)
+
+
 def test_extend_command_with_a_crossfade(tiny_folder, clip, tmp_path, capsys):
     out = tmp_path / "long.mp4"
     argv = ["extend", str(clip), "--prompt", "a red ball", "--seconds", "0.75", "--overlap", "5", "--crossfade", "4",
@@ -249,21 +274,15 @@ def test_extend_command_with_a_crossfade(tiny_folder, clip, tmp_path, capsys):
 
 
 def test_extend_command_stretches_the_clip_to_the_size_asked_for(tiny_folder, clip, tmp_path, capsys):
-    odd = tmp_path / "odd.mp4"  # 72x40: not multiples of 16, refused as it is
+    odd = tmp_path / "odd.mp4"  # 72x40: not multiples of 16
     frames = np.zeros((9, 40, 72, 3), np.uint8)
     frames[..., 0] = np.linspace(0, 255, 72, dtype=np.uint8)  # red rises left to right
     write_mp4(frames, odd, fps=24)
     out = tmp_path / "long.mp4"
     argv = ["extend", str(odd), "--prompt", "a red ball", "--seconds", "0.5", "--overlap", "5", "--model",
             str(tiny_folder), "--num-frames", "9", "--steps", "1", "--device", "cpu", "--output", str(out)]  # fmt: skip
-    assert cli.main(argv) == 2
-    assert (
-        "is 72x40; width and height must be multiples of 16 (give --width and --height"
-        in capsys.readouterr().err
-    )
-    assert not out.exists()
     assert cli.main([*argv, "--width", "64", "--height", "32"]) == 0
-    assert "72x40 at 24 fps, stretched to 64x32" in capsys.readouterr().out
+    assert "72x40 at 24 fps, resized to 64x32" in capsys.readouterr().out
     assert read_mp4_info(out) == {"frames": 12, "width": 64, "height": 32, "fps": 24.0}
     red = read_mp4_frames(out)[:4, 16, :, 0].astype(float)  # the clip's frames, stretched: still a ramp
     assert red[:, -4:].mean() - red[:, :4].mean() > 150

@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "clip",
         type=Path,
         nargs="?",
-        help="the video to continue (MP4; width and height multiples of 16, or resized by --width and --height); "
+        help="the video to continue (MP4; resized by --width and --height, else kept, or kept in shape at the model's "
+        "size where its sides are not multiples of 16); "
         "with --replay it may be left out: the clip the video was extended from",
     )
     p.add_argument(
@@ -80,7 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             type=int,
             default=None,
             help=f"{name} of the output in pixels, a multiple of 16: the clip is stretched to it first (default: "
-            "the clip's own; a model trained at one size, like small's 64x64, wants that size)",
+            "the clip's own, or its shape at the model's pixel count where its sides are not multiples of 16; a "
+            "model trained at one size, like small's 64x64, wants that size)",
         )
     at = EXTEND_OPTIONS.index("model")  # its own flag: its default is the clip's model
     add_arguments(p, [OPTIONS[name] for name in EXTEND_OPTIONS[:at]])

@@ -275,7 +275,9 @@ def _extension(
     window = request.num_frames or model_defaults(request.model).resolve(num_frames=None)["num_frames"]
     with _uploaded(data, "video") as clip:
         info = check_clip(clip)
-        width, height = extension_size(clip, info, request.width, request.height)
+        width, height = extension_size(
+            clip, info, request.width, request.height, model_defaults(request.model)
+        )
         try:
             plan = clip_extension(info, float(seconds), window, overlap, crossfade)
         except ValueError as exc:
