@@ -256,7 +256,7 @@ def extend_video(
 ) -> dict[str, Any]:
     """Extend the video at `clip` to `seconds` seconds in all (at its own fps unless `fps`), writing one MP4 at
     `output`. `pipe`: a `MotifVideoImageToVideoPipeline`; `num_frames`: the window (default: the model's);
-    `height` / `width`: the output's size, the clip stretched to it (default: the clip's own); `call`: more keywords
+    `height` / `width`: the output's size, the clip stretched to it (default: `extension_size`'s); `call`: more keywords
     for each pipeline call (num_inference_steps, guidance...; `condition_guidance` defaults to `window_guidance`'s).
     Returns the plan and the frames written."""
     info = check_clip(Path(clip))
