@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from motif_video.defaults import RELEASED as RELEASED_DEFAULTS
+from motif_video.defaults import GenerationDefaults
 from motif_video.options import parse_request
 from motif_video.pipelines.export import write_mp4
-from motif_video.video_input import same_shape, size_from_video
+from motif_video.video_input import fitted_size, same_shape, size_from_video
 
 RELEASED = "Motif-Technologies/Motif-Video-2B"  # no stored size list: any size (736x1280 by default)
 
@@ -46,3 +48,63 @@ def test_a_model_trained_at_one_size_keeps_it(tmp_path):
         parse_request({"prompts": "a", "video": str(_clip(tmp_path, 54, 96)), "model": "small"})
     )
     assert (request.width, request.height) == (64, 64)  # the model's own size
+
+
+def test_fitted_size_keeps_the_models_size_for_its_own_shape_and_turns_for_others():
+    """Within 5 % of the model's aspect ratio (a 16:9 photo or clip) the model's own 1280x736, as before; a portrait
+    or square one keeps its shape at the model's pixel count."""
+    assert fitted_size(1920, 1080, RELEASED_DEFAULTS) == (1280, 736)
+    assert fitted_size(1080, 1920, RELEASED_DEFAULTS) == (720, 1296)
+    assert fitted_size(1000, 1000, RELEASED_DEFAULTS) == (976, 976)
+    assert fitted_size(1080, 1920, GenerationDefaults(height=64, width=64, trained_sizes=[[64, 64]])) == (
+        64,
+        64,
+    )
+
+
+def test_image_to_video_keeps_a_portrait_photos_shape(tmp_path):
+    """`generate --image` without a size: a portrait phone photo (stored landscape, EXIF orientation 6) gives a
+    portrait video (before: the model's landscape 1280x736, the photo squeezed into it); the service the same."""
+    import io
+
+    import PIL.Image
+
+    from motif_video.generation import plan_generation
+    from motif_video.serve.fields import Limits, Uploads, settings_from_fields
+
+    photo = tmp_path / "photo.jpg"
+    exif = PIL.Image.Exif()
+    exif[0x0112] = 6
+    PIL.Image.new("RGB", (1920, 1080)).save(photo, exif=exif)  # shown 1080 wide, 1920 high
+    plan = plan_generation(
+        parse_request(
+            {"prompts": "a", "image": str(photo), "model": RELEASED, "output": str(tmp_path / "o.mp4")}
+        )
+    )
+    assert (plan.request.width, plan.request.height) == (720, 1296)
+    keyframe = plan_generation(
+        parse_request(
+            {"prompts": "a", "keyframe": [f"{photo}@8"], "model": RELEASED, "output": str(tmp_path / "k.mp4")}
+        )
+    )
+    assert (keyframe.request.width, keyframe.request.height) == (720, 1296)
+    asked = plan_generation(
+        parse_request(
+            {
+                "prompts": "a",
+                "image": str(photo),
+                "model": RELEASED,
+                "width": 640,
+                "height": 640,
+                "output": str(tmp_path / "a.mp4"),
+            }
+        )
+    )
+    assert (asked.request.width, asked.request.height) == (640, 640)
+    data = io.BytesIO()
+    PIL.Image.new("RGB", (1920, 1080)).save(data, format="JPEG", exif=exif)
+    limits = Limits(max_width=2000, max_height=2000)
+    settings = settings_from_fields(
+        {"prompt": "a"}, model=RELEASED, limits=limits, uploads=Uploads(image=data.getvalue())
+    )
+    assert (settings["width"], settings["height"]) == (720, 1296)

@@ -37,7 +37,7 @@ from .options import (
 from .pipelines.memory import MemoryPlan, check_offload, plan_for_budget
 from .pipelines.speed import SpeedPlan, check_speed_plan
 from .replay import media_files
-from .video_input import size_from_video
+from .video_input import size_from_image, size_from_video
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -74,8 +74,16 @@ def plan_generation(request: GenerateRequest, world_size: int | None = None) -> 
     """Check everything that needs the machine or the files, without loading a model; raises ValueError."""
     world = world_size if world_size is not None else int(os.environ.get("WORLD_SIZE", "1"))
     check_model_reference(request.model)  # before anything is printed about the video
+    images = [request.image, request.last_image] + [parse_keyframe(k)[0] for k in request.keyframe]
+    for path in images:
+        if path is not None:
+            _check_image(path)
     if request.video is not None:
         request = size_from_video(request)
+    elif shown := [p for p in images if p is not None]:  # the first image given: its shape, not stretched
+        from .pipelines.export import shown_size
+
+        request = size_from_image(request, *shown_size(shown[0]))
     request = resolve_model_defaults(request)
     check_video_size(request.width, request.height, request.num_frames)
     check_conditions(request, request.num_frames)
@@ -84,9 +92,6 @@ def plan_generation(request: GenerateRequest, world_size: int | None = None) -> 
     dtype = request.dtype if request.dtype != "auto" else ("bfloat16" if device.type == "cuda" else "float32")
     check_offload(request.offload, device)
     check_speed_plan(SpeedPlan(request.compile, request.fp8_compute, request.attention_backend), device)
-    for path in [request.image, request.last_image] + [parse_keyframe(k)[0] for k in request.keyframe]:
-        if path is not None:
-            _check_image(path)
     if request.transformer_gguf is not None and not request.transformer_gguf.is_file():
         raise ValueError(f"transformer_gguf {str(request.transformer_gguf)!r} is not a file")
     _check_loras(request.lora)

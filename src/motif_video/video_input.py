@@ -1,4 +1,6 @@
-"""The input video of video-to-video: readable, long enough, and the frame count and size it gives a request.
+"""The size a request's media give it where it names none (an image-to-video's image, a video-to-video's or an
+extension's clip: their shape kept at the model's pixel count), and the input video of video-to-video: readable,
+long enough, and the frame count, size and frame rate it gives a request.
 
 Torch-free (the service's API process checks uploads with it before a job is queued); the file is decoded with PyAV
 through `pipelines.export`.
@@ -22,16 +24,36 @@ def same_shape(width: int, height: int, area: int) -> tuple[int, int]:
     return max(16, round(h * width / height / 16) * 16), max(16, round(h / 16) * 16)
 
 
-def video_size(width: int, height: int, defaults: GenerationDefaults) -> tuple[int, int]:
-    """(width, height) a video of width x height gives a request (video-to-video, extension) that names none: its
-    own when multiples of 16, else `same_shape` at the model's pixel count; a model that knows one size only
-    (`trained_sizes`) keeps its own, the video stretched to it."""
-    if width % 16 == 0 and height % 16 == 0:
-        return width, height
+ASPECT_TOLERANCE = 0.05  # a shape this close to the model's size takes that size (16:9 inputs keep 1280x736)
+
+
+def fitted_size(width: int, height: int, defaults: GenerationDefaults) -> tuple[int, int]:
+    """(width, height) for a request that names none, given media of width x height (an image, or a video the model
+    cannot take as it is): the model's size where the media's aspect ratio is within `ASPECT_TOLERANCE` of it or
+    where the model knows that size only (`trained_sizes`), else `same_shape` at the model's pixel count, so a
+    portrait photo or clip stays portrait."""
     model_height, model_width, _, _ = defaults.fill_size(None, None, None, None)
-    if defaults.trained_sizes:
+    close = abs(math.log((width / height) / (model_width / model_height))) <= math.log1p(ASPECT_TOLERANCE)
+    if defaults.trained_sizes or close:
         return model_width, model_height
     return same_shape(width, height, model_width * model_height)
+
+
+def video_size(width: int, height: int, defaults: GenerationDefaults) -> tuple[int, int]:
+    """(width, height) a video of width x height gives a request (video-to-video, extension) that names none: its
+    own when multiples of 16, else `fitted_size`."""
+    if width % 16 == 0 and height % 16 == 0:
+        return width, height
+    return fitted_size(width, height, defaults)
+
+
+def size_from_image(request: GenerateRequest, width: int, height: int) -> GenerateRequest:
+    """Image-to-video (first frame, else last frame, else the first keyframe, of width x height as shown): the size
+    `fitted_size` gives where the request names none."""
+    if request.width is not None or request.height is not None:
+        return request
+    fitted = fitted_size(width, height, model_defaults(request.model))
+    return replace(request, width=fitted[0], height=fitted[1])
 
 
 def size_from_video(request: GenerateRequest) -> GenerateRequest:

@@ -159,6 +159,17 @@ def upright_frame(frame) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(array, turns)) if turns else array
 
 
+def shown_size(image_file) -> tuple[int, int]:
+    """(width, height) of an image file (a path or a binary file object) as `read_image` returns it, from its header
+    and EXIF orientation (orientations 5-8 turn it a quarter), without decoding its pixels."""
+    import PIL.Image
+
+    with PIL.Image.open(image_file) as image:
+        width, height = image.size
+        turned = image.getexif().get(0x0112) in (5, 6, 7, 8)
+    return (height, width) if turned else (width, height)
+
+
 def read_image(path: str | os.PathLike):
     """An image file as a viewer shows it: RGB, turned by its EXIF orientation (a phone's photo is stored sideways
     with an orientation tag), as diffusers' `load_image` reads one."""

@@ -241,6 +241,14 @@ def _uploaded(data: bytes, role: str):
             raise FieldError(_field_of(message) or role, message) from exc
 
 
+def _with_image(request: GenerateRequest, data: bytes) -> GenerateRequest:
+    """The request with the size its first uploaded image gives it (`size_from_image`: its shape kept)."""
+    from ..pipelines.export import shown_size
+    from ..video_input import size_from_image
+
+    return size_from_image(request, *shown_size(io.BytesIO(data)))
+
+
 def _with_video(request: GenerateRequest, data: bytes) -> GenerateRequest:
     """The request with the frame count, size and strength an uploaded input video gives it (`size_from_video`)."""
     from ..video_input import size_from_video
@@ -405,6 +413,8 @@ def settings_from_fields(
             request = replace(request, **{k: extension[k] for k in ("height", "width", "num_frames")})
         elif uploads.video is not None:
             request = _with_video(request, uploads.video)
+        elif images := [data for role, data in uploads.parts() if role != "video"]:
+            request = _with_image(request, images[0])
         filled = model_defaults(model).resolve(
             height=request.height,
             width=request.width,
