@@ -36,7 +36,7 @@ import numpy as np
 from .bounds import within
 from .condition_layout import DEFAULT_CROSSFADE, DEFAULT_OVERLAP, GROUP
 from .defaults import GenerationDefaults
-from .video_input import video_size
+from .input_media import video_size
 
 
 @dataclass(frozen=True)
@@ -285,7 +285,7 @@ def extension_size(
     clip, info: dict[str, Any], width: int | None, height: int | None, defaults: GenerationDefaults
 ) -> tuple[int, int]:
     """(width, height) of the extended video: as asked for (one side alone: the clip's other), else the clip's
-    (`video_input.video_size`: kept in shape at the model's pixel count where not multiples of 16); multiples of 16
+    (`input_media.video_size`: kept in shape at the model's pixel count where not multiples of 16); multiples of 16
     (the model's patches) or a ValueError naming the value."""
     if width is None and height is None:
         return video_size(info["width"], info["height"], defaults)

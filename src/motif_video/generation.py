@@ -26,6 +26,7 @@ from . import defaults as D
 from .defaults import model_defaults
 from .file_modes import write_safetensors
 from .hub import check_model_reference
+from .input_media import size_from_image, size_from_video
 from .options import (
     VIDEO_TO_VIDEO_STRENGTH,
     GenerateRequest,
@@ -37,7 +38,6 @@ from .options import (
 from .pipelines.memory import MemoryPlan, check_offload, plan_for_budget
 from .pipelines.speed import SpeedPlan, check_speed_plan
 from .replay import media_files
-from .video_input import size_from_image, size_from_video
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 

@@ -239,7 +239,7 @@ def test_a_clip_not_in_multiples_of_16_keeps_its_shape_at_the_models_size(tmp_pa
     shape to the model's pixel count, as video-to-video does (before: refused, asking for a size); a model that
     knows one size keeps it."""
     from motif_video.defaults import RELEASED, GenerationDefaults
-    from motif_video.video_input import same_shape
+    from motif_video.input_media import same_shape
 
     info = {"width": 1080, "height": 1920}
     assert (

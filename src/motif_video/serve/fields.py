@@ -243,15 +243,15 @@ def _uploaded(data: bytes, role: str):
 
 def _with_image(request: GenerateRequest, data: bytes) -> GenerateRequest:
     """The request with the size its first uploaded image gives it (`size_from_image`: its shape kept)."""
+    from ..input_media import size_from_image
     from ..pipelines.export import shown_size
-    from ..video_input import size_from_image
 
     return size_from_image(request, *shown_size(io.BytesIO(data)))
 
 
 def _with_video(request: GenerateRequest, data: bytes) -> GenerateRequest:
     """The request with the frame count, size and strength an uploaded input video gives it (`size_from_video`)."""
-    from ..video_input import size_from_video
+    from ..input_media import size_from_video
 
     with _uploaded(data, "video") as path:
         return replace(size_from_video(replace(request, video=path)), video=None)

@@ -8,9 +8,9 @@ import pytest
 
 from motif_video.defaults import RELEASED as RELEASED_DEFAULTS
 from motif_video.defaults import GenerationDefaults
+from motif_video.input_media import fitted_size, same_shape, size_from_video
 from motif_video.options import parse_request
 from motif_video.pipelines.export import write_mp4
-from motif_video.video_input import fitted_size, same_shape, size_from_video
 
 RELEASED = "Motif-Technologies/Motif-Video-2B"  # no stored size list: any size (736x1280 by default)
 
