@@ -34,3 +34,29 @@ def teacher_folder(tmp_path_factory):
     shutil.rmtree(folder / "transformer")
     tiny_transformer(0, layout="shared", std=0.2).save_pretrained(folder / "transformer")
     return folder
+
+
+def corrupt_pixels_png(size=(32, 32)) -> bytes:
+    """A PNG whose structure is sound (its chunks' CRCs right, so PIL's `verify` passes) and whose compressed pixel
+    data is not: it fails only when its pixels are decoded."""
+    import io
+    import struct
+    import zlib
+
+    import numpy as np
+    import PIL.Image
+
+    buf = io.BytesIO()
+    PIL.Image.fromarray(np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)).save(
+        buf, "PNG"
+    )
+    data, out, at = buf.getvalue(), bytearray(buf.getvalue()[:8]), 8
+    while at < len(data):
+        length, kind = struct.unpack(">I4s", data[at : at + 8])
+        body = bytearray(data[at + 8 : at + 8 + length])
+        if kind == b"IDAT":
+            for i in range(length // 4, length // 2):
+                body[i] ^= 0x5A
+        out += struct.pack(">I4s", length, kind) + body + struct.pack(">I", zlib.crc32(kind + body))
+        at += 12 + length
+    return bytes(out)

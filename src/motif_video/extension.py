@@ -341,10 +341,18 @@ def check_output(output: Path, clip: Path) -> None:
 
 
 def check_clip(clip: Path) -> dict[str, Any]:
-    """The clip's frame count, size and fps; ValueError when it is missing or not a readable video."""
+    """The clip's frame count, size and fps; ValueError when it is missing, not a readable video, or at a frame rate
+    no MP4 of ours is written at (an extension goes on at its clip's: 1000 fps would make 60 s 60000 frames)."""
+    from .options import MAX_FPS
     from .pipelines.export import check_video_file
 
-    return check_video_file(clip, f"clip {str(clip)!r}")
+    info = check_video_file(clip, f"clip {str(clip)!r}")
+    if not 0 < info["fps"] <= MAX_FPS:
+        raise ValueError(
+            f"clip {str(clip)!r} is at {info['fps']:g} fps; an extension goes on at its clip's frame rate, which "
+            f"must be in (0, {MAX_FPS}] (re-encode it at a lower rate)"
+        )
+    return info
 
 
 def settings_from_record(values: dict[str, Any], clip: str | os.PathLike) -> tuple[dict[str, Any], list[str]]:

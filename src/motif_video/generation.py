@@ -197,6 +197,8 @@ def _check_image(path: Path) -> None:
     try:
         with PIL.Image.open(path) as im:
             im.verify()
+        with PIL.Image.open(path) as im:
+            im.load()  # its pixels: verify reads the structure only, and a corrupt stream passes it
     except Exception as exc:
         raise ValueError(
             f"image {str(path)!r} is not a readable image ({type(exc).__name__}: {exc})"

@@ -7,6 +7,7 @@ import re
 import numpy as np
 import PIL.Image
 import pytest
+from tests.conftest import corrupt_pixels_png
 
 from motif_video import cli, generation
 from motif_video.pipelines.export import read_mp4_info
@@ -86,6 +87,10 @@ def test_generate_i2v_from_prompt_file_into_a_folder(tiny_folder, tmp_path, monk
 def _bad_cases(tmp_path):
     text = tmp_path / "not-an-image.png"
     text.write_text("hello")
+    corrupt = (
+        tmp_path / "corrupt-pixels.png"
+    )  # passes PIL's verify; before: a traceback after the model loaded
+    corrupt.write_bytes(corrupt_pixels_png())
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n")
     two = tmp_path / "two.txt"
@@ -116,6 +121,7 @@ def _bad_cases(tmp_path):
         "frames not 4k+1": (["--prompt", "a", "--num-frames", "8"], "num_frames must be 4k\\+1"),
         "missing image": (["--prompt", "a", "--image", str(tmp_path / "nope.png")], "does not exist"),
         "unreadable image": (["--prompt", "a", "--image", str(text)], "not a readable image"),
+        "image with corrupt pixels": (["--prompt", "a", "--image", str(corrupt)], "not a readable image"),
         "keep first frame without an image": (["--prompt", "a", "--keep-first-frame"], "needs image"),
         "empty prompt": (["--prompt", "  "], "prompt must be non-empty"),
         "empty prompt file": (["--prompt-file", str(empty)], "has no prompts"),

@@ -21,6 +21,7 @@ from motif_video.serve.fields import (
     schema,
     settings_from_fields,
 )
+from tests.conftest import corrupt_pixels_png
 
 from .conftest import PROMPT, env
 
@@ -134,6 +135,10 @@ def test_uploads_must_be_images_or_a_video():
     with pytest.raises(FieldError) as err:
         _with(Uploads(keyframes=(b"nope",)), keyframe_frames=[8])
     assert err.value.field == "keyframe"
+    # sound structure, corrupt pixels: refused before it is queued (before: queued, then failed in the worker)
+    with pytest.raises(FieldError, match="image is not a readable image") as err:
+        _with(Uploads(image=corrupt_pixels_png()))
+    assert err.value.field == "image"
     with pytest.raises(FieldError) as err:
         _with(Uploads(video=b"\x00\x00\x00 not a video"))
     assert err.value.field == "video" and "the video upload is not a readable video" in str(err.value)
@@ -189,6 +194,22 @@ def test_an_input_video_gives_the_frames_size_and_strength(tmp_path):
         )
 
 
+def test_an_extension_takes_extends_settings_only(tmp_path):
+    """Settings `extend` has no flag for were taken and ignored (an fps, a decoder fit); now 422 naming them. A clip
+    at a frame rate no MP4 is written at is refused: an extension goes on at it (1000 fps: 60 s, 60000 frames)."""
+    data = _mp4(tmp_path, 11, size=(32, 32))
+    for name, value in (("fps", 12), ("decoder_fit_steps", 0), ("repaint_first_frame", True)):
+        with pytest.raises(FieldError, match=f"{name} is not an extension setting") as err:
+            _with(Uploads(video=data), extend_seconds=1.0, **{name: value})
+        assert err.value.field == name
+    assert _with(Uploads(video=data), extend_seconds=1.0, seed=3, steps=2, guidance_scale=1.0)["steps"] == 2
+    with pytest.raises(
+        FieldError, match=r"at 1000 fps; an extension goes on at its clip's frame rate"
+    ) as err:
+        _with(Uploads(video=_mp4(tmp_path, 11, size=(32, 32), fps=1000)), extend_seconds=1.0)
+    assert err.value.field == "video"
+
+
 def test_an_extension_is_planned_on_the_uploaded_clip(tmp_path):
     data = _mp4(tmp_path, 11, size=(32, 32))  # 11 frames at 24 fps
     settings = _with(Uploads(video=data), extend_seconds=1.0, overlap=5, crossfade=0, num_frames=9)
@@ -231,6 +252,9 @@ def test_request_schema_is_the_options_schema_in_http_form():
     assert body["properties"]["guidance"]["enum"][:3] == ["apg", "cfg", "none"]
     assert set(schema(False)["properties"]) == set(FIELDS) - {KEYFRAME_FRAMES, *EXTEND_FIELDS}
     assert set(body["properties"]) == {*FIELDS, *UPLOADS}
+    # what this server takes: seeds up to 2**31 - 1 (generate's schema goes to 2**63 - 1), sides in multiples of 16
+    assert body["properties"]["seed"]["maximum"] == 2**31 - 1
+    assert body["properties"]["width"]["multipleOf"] == 16 == body["properties"]["height"]["multipleOf"]
 
 
 def test_a_jobs_warnings_are_the_ones_generate_prints():

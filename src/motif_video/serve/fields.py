@@ -36,6 +36,7 @@ from ..options import (
     parse_request,
     request_schema,
 )
+from ..replay import EXTEND_FIELDS as EXTENSION_OPTIONS
 
 # The per-request options (those of the "video" group), by field name; `prompts` travels as `prompt`. The options
 # naming media files (first and last image, keyframes, input video) are uploads (`UPLOADS`), not text fields.
@@ -136,6 +137,9 @@ def schema(multipart: bool) -> dict[str, Any]:
             overlap={"type": "integer", "minimum": 1, "description": EXTEND_FIELDS["overlap"][1]},
             crossfade={"type": "integer", "minimum": 0, "description": EXTEND_FIELDS["crossfade"][1]},
         )
+    props["seed"] = {**props["seed"], "maximum": API_SEED_MAX}  # this server's, tighter than generate's
+    for side in ("width", "height"):
+        props[side] = {**props[side], "multipleOf": 16}
     for prop in props.values():
         if "description" in prop:
             prop["description"] = for_http(prop["description"])
@@ -216,12 +220,18 @@ def check_image(role: str, data: bytes) -> None:
         with PIL.Image.open(io.BytesIO(data)) as im:
             size = im.size
             im.verify()
+        if size[0] * size[1] > MAX_IMAGE_PIXELS:  # before its pixels are decoded
+            raise FieldError(
+                role, f"{role} must have at most {MAX_IMAGE_PIXELS} pixels, got {size[0]}x{size[1]}"
+            )
+        with PIL.Image.open(io.BytesIO(data)) as im:
+            im.load()  # its pixels: verify reads the structure only, and a corrupt stream passes it
+    except FieldError:
+        raise
     except PIL.UnidentifiedImageError as exc:  # its message names an in-memory buffer, of no use to a client
         raise FieldError(role, f"{role} is not a readable image (not a format PIL reads)") from exc
     except Exception as exc:
         raise FieldError(role, f"{role} is not a readable image ({type(exc).__name__}: {exc})") from exc
-    if size[0] * size[1] > MAX_IMAGE_PIXELS:
-        raise FieldError(role, f"{role} must have at most {MAX_IMAGE_PIXELS} pixels, got {size[0]}x{size[1]}")
 
 
 @contextmanager
@@ -353,6 +363,15 @@ def _check_extension_request(
         raise FieldError(
             "strength", "strength is video-to-video's; an extension (extend_seconds) does not take it"
         )
+    taken = {*EXTENSION_OPTIONS, "seed", "prompts"}  # what `motif-video extend` takes and records
+    for name in VIDEO_OPTIONS:
+        if name not in taken and name not in UPLOADS and fields.get(name) is not None:
+            raise FieldError(
+                name,
+                f"{name} is not an extension setting (an extension is written at its clip's frame rate and "
+                f"conditions its windows as `extend` does); besides prompt and the extension fields it takes "
+                f"{sorted(n for n in VIDEO_OPTIONS if n in taken and n != 'prompts')}",
+            )
 
 
 def settings_from_fields(
