@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -441,6 +442,11 @@ def test_page_in_a_browser_submits_shows_progress_and_plays(server, tmp_path):
             page.set_default_timeout(120_000)
             page.goto(f"{server.url}/?access_token={TOKEN}")
             page.fill("#prompt", PROMPT)
+            # values the API takes are values the form takes (before: its steps refused 3.2, 0.33 and 2.25)
+            for name, value in (("guidance_scale", "3.2"), ("strength", "0.33"), ("extend_seconds", "2.25")):
+                page.fill(f"#{name}", value)
+                assert page.eval_on_selector(f"#{name}", "e => e.checkValidity()"), name
+                page.fill(f"#{name}", "")
             for name, value in (
                 ("width", 64),
                 ("height", 64),
@@ -487,6 +493,16 @@ def test_page_in_a_browser_submits_shows_progress_and_plays(server, tmp_path):
             for name, value in LONG.items():
                 page.fill(f"#{name}", str(value))
             page.click("#submit")
+            page.wait_for_selector("#cancel", state="visible")
+            # a finished job picked from the history is what the status shows while the long one runs on (before:
+            # the long job's progress events went on writing over it)
+            page.locator("#history tr", has_text="last_image keyframes@8").first.click()
+            page.wait_for_timeout(1500)
+            assert page.text_content("#state").startswith("succeeded") and page.is_hidden("#cancel")
+            page.wait_for_function(
+                "[...document.querySelectorAll('#history tr')].some((r) => /queued|running/.test(r.textContent))"
+            )
+            page.locator("#history tr", has_text=re.compile("queued|running")).first.click()
             page.wait_for_selector("#cancel", state="visible")
             page.click("#cancel")
             page.wait_for_function("document.getElementById('state').textContent.startsWith('cancelled')")
