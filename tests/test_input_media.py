@@ -108,3 +108,17 @@ def test_image_to_video_keeps_a_portrait_photos_shape(tmp_path):
         {"prompt": "a"}, model=RELEASED, limits=limits, uploads=Uploads(image=data.getvalue())
     )
     assert (settings["width"], settings["height"]) == (720, 1296)
+
+
+def test_a_long_video_gives_the_models_length_at_most(tmp_path):
+    """A clip longer than the model's own clips gives its start (before: all of it, 4k + 1: a 30 s clip asked the
+    2B model for 717 frames); --num-frames takes more."""
+    long = write_mp4(np.zeros((45, 64, 64, 3), np.uint8), tmp_path / "long.mp4", fps=24)
+    request = size_from_video(parse_request({"prompts": "a", "video": str(long), "model": "small"}))
+    assert request.num_frames == 33  # the small model's length
+    more = size_from_video(
+        parse_request({"prompts": "a", "video": str(long), "model": "small", "num_frames": 41})
+    )
+    assert more.num_frames == 41
+    released = size_from_video(parse_request({"prompts": "a", "video": str(long), "model": RELEASED}))
+    assert released.num_frames == 45  # shorter than 121: all of it, cut to 4k + 1

@@ -57,9 +57,9 @@ def size_from_image(request: GenerateRequest, width: int, height: int) -> Genera
 
 
 def size_from_video(request: GenerateRequest) -> GenerateRequest:
-    """Video-to-video: the input video readable and long enough; the frame count it gives (cut to 4k + 1), its
-    size (`video_size`) and its frame rate (rounded) where the request leaves them to the model; the default
-    strength."""
+    """Video-to-video: the input video readable and long enough; the frame count it gives (cut to 4k + 1, and to
+    the model's own length: a 30 s clip is not 717 frames for a model of 121), its size (`video_size`) and its frame
+    rate (rounded) where the request leaves them to the model; the default strength."""
     from .pipelines.export import check_video_file
 
     path = request.video
@@ -68,8 +68,9 @@ def size_from_video(request: GenerateRequest) -> GenerateRequest:
     if info["frames"] < 1:
         raise ValueError(f"{name} has no frames")
     changes: dict[str, Any] = {}
-    if request.num_frames is None:
-        changes["num_frames"] = (info["frames"] - 1) // 4 * 4 + 1
+    if request.num_frames is None:  # its start, as long as the model's own clips at most
+        own = model_defaults(request.model).resolve(num_frames=None)["num_frames"]
+        changes["num_frames"] = min((info["frames"] - 1) // 4 * 4 + 1, own)
     elif request.num_frames > info["frames"]:
         raise ValueError(f"num_frames {request.num_frames} is more than {name} has ({info['frames']} frames)")
     if request.height is None and request.width is None:

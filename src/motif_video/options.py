@@ -172,7 +172,8 @@ class GenerateRequest:
     )
     video: Path | None = option(
         None,
-        "input video for video-to-video (SDEdit); its frame count (cut to 4k+1) when --num-frames is not given",
+        "input video for video-to-video (SDEdit); its frame count (cut to 4k+1, at most the model's) when "
+        "--num-frames is not given",
         "video",
     )
     strength: float | None = option(
