@@ -47,6 +47,13 @@ def video_size(width: int, height: int, defaults: GenerationDefaults) -> tuple[i
     return fitted_size(width, height, defaults)
 
 
+def video_frames(count: int, defaults: GenerationDefaults) -> int:
+    """The frame count a video of `count` frames gives a request that names none: its start, cut to 4k + 1 and to
+    the model's own length at most (a 30 s clip is not 717 frames for a model of 121)."""
+    own = defaults.resolve(num_frames=None)["num_frames"]
+    return min((count - 1) // 4 * 4 + 1, own)
+
+
 def size_from_image(request: GenerateRequest, width: int, height: int) -> GenerateRequest:
     """Image-to-video (first frame, else last frame, else the first keyframe, of width x height as shown): the size
     `fitted_size` gives where the request names none."""
@@ -57,9 +64,9 @@ def size_from_image(request: GenerateRequest, width: int, height: int) -> Genera
 
 
 def size_from_video(request: GenerateRequest) -> GenerateRequest:
-    """Video-to-video: the input video readable and long enough; the frame count it gives (cut to 4k + 1, and to
-    the model's own length: a 30 s clip is not 717 frames for a model of 121), its size (`video_size`) and its frame
-    rate (rounded) where the request leaves them to the model; the default strength."""
+    """Video-to-video: the input video readable and long enough; the frame count (`video_frames`), size
+    (`video_size`) and frame rate (rounded) it gives where the request leaves them to the model, as the pipelines
+    take them; the default strength."""
     from .pipelines.export import check_video_file
 
     path = request.video
@@ -68,9 +75,8 @@ def size_from_video(request: GenerateRequest) -> GenerateRequest:
     if info["frames"] < 1:
         raise ValueError(f"{name} has no frames")
     changes: dict[str, Any] = {}
-    if request.num_frames is None:  # its start, as long as the model's own clips at most
-        own = model_defaults(request.model).resolve(num_frames=None)["num_frames"]
-        changes["num_frames"] = min((info["frames"] - 1) // 4 * 4 + 1, own)
+    if request.num_frames is None:
+        changes["num_frames"] = video_frames(info["frames"], model_defaults(request.model))
     elif request.num_frames > info["frames"]:
         raise ValueError(f"num_frames {request.num_frames} is more than {name} has ({info['frames']} frames)")
     if request.height is None and request.width is None:

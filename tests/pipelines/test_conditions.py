@@ -137,6 +137,20 @@ def test_bad_conditions_are_refused_before_any_model_runs(pipe, kwargs, message,
     assert calls == []
 
 
+def test_the_pipelines_size_a_video_as_the_command_does(strong_folder):
+    """`video_size` of the pipelines is `input_media`'s rule: the start of a long video (the folder's length at
+    most), its own size in multiples of 16, else its shape at the folder's pixel count (before: all its frames, and
+    the folder's size, stretched)."""
+    from motif_video.defaults import GenerationDefaults
+
+    t2v = quiet(MotifVideoPipeline, strong_folder)
+    t2v.generation_defaults = GenerationDefaults(height=64, width=96, num_frames=9)
+    portrait = torch.zeros((13, 3, 90, 54))  # 13 frames of 54x90: no side a multiple of 16
+    assert t2v.video_size(portrait, 0.5, None, None, None) == (96, 64, 9)  # (height, width, frames)
+    assert t2v.video_size(_clip(11), 0.5, None, None, None) == (H, W, 9)
+    assert t2v.video_size(portrait, 0.5, 32, 48, 13) == (32, 48, 13)  # asked for: as asked
+
+
 def test_video_to_video_starts_from_the_noised_video(strong_folder):
     t2v = quiet(MotifVideoPipeline, strong_folder)
     video = _clip(11, seed=4)  # 11 frames: 9 used (4k + 1), size from the video

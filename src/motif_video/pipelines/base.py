@@ -422,13 +422,16 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         return randn_tensor(shape, generator=generator, device=device, dtype=dtype)
 
     # ------------------------------------------------------------------------------------- video-to-video (SDEdit)
-    @staticmethod
     def video_size(
-        video, strength: float, height: int | None, width: int | None, num_frames: int | None
+        self, video, strength: float, height: int | None, width: int | None, num_frames: int | None
     ) -> tuple[int | None, int | None, int | None]:
-        """Size left None taken from an input video: its frame count cut to 4k + 1, and its height and width when
-        both are multiples of 16 (else the folder's size: the video is resized to it). Checks `strength` first;
-        without a video, a strength other than 1 is an error (it would be ignored)."""
+        """Size left None taken from an input video as the command and the service take it: its frame count
+        (`input_media.video_frames`: cut to 4k + 1 and to the folder's length) and its height and width
+        (`input_media.video_size`: its own in multiples of 16, else its shape at the folder's pixel count; the
+        video is resized to them). Checks `strength` first; without a video, a strength other than 1 is an error
+        (it would be ignored)."""
+        from ..input_media import video_frames
+        from ..input_media import video_size as shaped
         from .conditions import frame_size, video_length
 
         if video is None:
@@ -442,11 +445,10 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         if n < 1:
             raise ValueError("video has no frames")
         if num_frames is None:
-            num_frames = (n - 1) // 4 * 4 + 1
+            num_frames = video_frames(n, self.generation_defaults)
         if height is None and width is None:
             h, w = frame_size(video)
-            if h % 16 == 0 and w % 16 == 0:
-                height, width = h, w
+            width, height = shaped(w, h, self.generation_defaults)
         return height, width, num_frames
 
     def video_start(
