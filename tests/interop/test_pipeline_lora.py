@@ -121,3 +121,33 @@ def test_lora_folders_and_weight_names(base, tmp_path):
     save_file(K.to_kohya(random_adapter(base, seed=2)), str(tmp_path / "run" / "second.safetensors"))
     with pytest.raises(ValueError, match="holds 2 .safetensors files"):
         read_lora_file(tmp_path / "run")
+
+
+def test_lora_state_dict_and_save_lora_weights_take_diffusers_calls(base, tmp_path):
+    """diffusers' calls: `lora_state_dict` returns the tensors (the metadata with `return_lora_metadata`) and
+    `save_lora_weights(dir, transformer_lora_layers=peft_state, transformer_lora_adapter_metadata=config)` writes a
+    file that loads back to the same model (before: a (state, metadata) tuple, and a TypeError for that call)."""
+    from peft.utils import get_peft_model_state_dict
+
+    pipe = bare_pipeline(copy.deepcopy(base))
+    pipe.load_lora_weights(K.to_comfyui(random_adapter(base, seed=1)), adapter_name="style")
+    expected = run(pipe.transformer)
+    layers = get_peft_model_state_dict(pipe.transformer, adapter_name="style")
+    config = pipe.transformer.peft_config["style"].to_dict()
+    file = MotifVideoPipeline.save_lora_weights(
+        tmp_path / "d", transformer_lora_layers=layers, transformer_lora_adapter_metadata=config
+    )
+    state = MotifVideoPipeline.lora_state_dict(tmp_path / "d")
+    assert isinstance(state, dict) and all(k.startswith("transformer.") for k in state)
+    state, metadata = MotifVideoPipeline.lora_state_dict(file, return_lora_metadata=True)
+    assert "lora_adapter_metadata" in metadata
+    other = bare_pipeline(copy.deepcopy(base))
+    other.load_lora_weights(tmp_path / "d")
+    torch.testing.assert_close(run(other.transformer), expected, atol=1e-6, rtol=0)
+    # the transformer itself in diffusers' place, as before; no pickle; only the main process writes
+    MotifVideoPipeline.save_lora_weights(tmp_path / "t", pipe.transformer, adapter_name="style")
+    assert MotifVideoPipeline.lora_state_dict(tmp_path / "t").keys() == state.keys()
+    with pytest.raises(ValueError, match="safetensors only"):
+        MotifVideoPipeline.save_lora_weights(tmp_path / "p", layers, safe_serialization=False)
+    assert MotifVideoPipeline.save_lora_weights(tmp_path / "r", layers, is_main_process=False) is None
+    assert not (tmp_path / "r").exists()

@@ -31,25 +31,37 @@ from ..interop.lora_keys import LORA_PREFIX
 from ..interop.lora_spec import LORA_WEIGHT_NAME, local_lora_file
 
 
-def save_lora(model: torch.nn.Module, folder: str | Path, adapter_name: str = "default") -> Path:
-    """Write the adapter as `folder/pytorch_lora_weights.safetensors` (atomically); returns the file."""
-    import json
-
+def save_lora(
+    model: torch.nn.Module, folder: str | Path, adapter_name: str = "default", weight_name: str | None = None
+) -> Path:
+    """Write `model`'s adapter `adapter_name` as `folder/pytorch_lora_weights.safetensors` (atomically); returns
+    the file."""
     from peft.utils import get_peft_model_state_dict
+
+    state = get_peft_model_state_dict(model, adapter_name=adapter_name)
+    return write_lora(state, model.peft_config[adapter_name].to_dict(), folder, weight_name)
+
+
+def write_lora(
+    state: dict[str, torch.Tensor],
+    config: dict[str, Any] | None,
+    folder: str | Path,
+    weight_name: str | None = None,
+) -> Path:
+    """An adapter's peft state dict (keys without the `transformer.` prefix) and config written in diffusers' LoRA
+    format: the keys prefixed, the config as the header's `lora_adapter_metadata`."""
+    import json
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state = get_peft_model_state_dict(model, adapter_name=adapter_name)
-    config = model.peft_config[adapter_name].to_dict()
-    config = {k: sorted(v) if isinstance(v, set) else v for k, v in config.items()}
-    metadata = {
-        "format": "pt",
-        "lora_adapter_metadata": json.dumps(
+    metadata = {"format": "pt"}
+    if config:
+        config = {k: sorted(v) if isinstance(v, set) else v for k, v in config.items()}
+        metadata["lora_adapter_metadata"] = json.dumps(
             {f"{LORA_PREFIX}.{k}": v for k, v in config.items()}, sort_keys=True
-        ),
-    }
+        )
     state = {f"{LORA_PREFIX}.{k}": v for k, v in state.items()}
-    return write_safetensors(state, folder / LORA_WEIGHT_NAME, metadata)
+    return write_safetensors(state, folder / (weight_name or LORA_WEIGHT_NAME), metadata)
 
 
 def read_lora_file(
@@ -74,17 +86,24 @@ class MotifVideoLoraLoaderMixin(LoraBaseMixin):
 
     @classmethod
     def lora_state_dict(
-        cls, pretrained_model_name_or_path_or_dict: Any, weight_name: str | None = None, **kwargs: Any
-    ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-        """The LoRA's tensors as stored and its header metadata (a dict is returned as is, with no metadata)."""
+        cls,
+        pretrained_model_name_or_path_or_dict: Any,
+        weight_name: str | None = None,
+        return_lora_metadata: bool = False,
+        **kwargs: Any,
+    ) -> dict[str, torch.Tensor] | tuple[dict[str, torch.Tensor], dict[str, str]]:
+        """The LoRA's tensors as stored, and with `return_lora_metadata` its header metadata too, as diffusers'
+        loaders return them (a dict is returned as is, with no metadata)."""
         if isinstance(pretrained_model_name_or_path_or_dict, dict):
-            return dict(pretrained_model_name_or_path_or_dict), {}
-        hub = {
-            k: kwargs[k]
-            for k in ("revision", "cache_dir", "token", "local_files_only", "subfolder")
-            if k in kwargs
-        }
-        return read_lora_file(pretrained_model_name_or_path_or_dict, weight_name, **hub)
+            state, metadata = dict(pretrained_model_name_or_path_or_dict), {}
+        else:
+            hub = {
+                k: kwargs[k]
+                for k in ("revision", "cache_dir", "token", "local_files_only", "subfolder")
+                if k in kwargs
+            }
+            state, metadata = read_lora_file(pretrained_model_name_or_path_or_dict, weight_name, **hub)
+        return (state, metadata) if return_lora_metadata else state
 
     def load_lora_weights(
         self,
@@ -95,7 +114,9 @@ class MotifVideoLoraLoaderMixin(LoraBaseMixin):
     ) -> str:
         """Load a LoRA (file, folder, Hub id or state dict; any supported format) as `adapter_name`; returns the
         name used (diffusers' `default_<n>` when none is given). The new adapter becomes active beside the others."""
-        state, metadata = self.lora_state_dict(pretrained_model_name_or_path_or_dict, weight_name, **kwargs)
+        state, metadata = self.lora_state_dict(
+            pretrained_model_name_or_path_or_dict, weight_name, return_lora_metadata=True, **kwargs
+        )
         transformer = getattr(self, self.transformer_name)
         adapter = lora_keys.parse_lora(state, lora_keys.linear_shapes(transformer), metadata)
         return self.load_lora_into_transformer(adapter, transformer, adapter_name)
@@ -125,10 +146,40 @@ class MotifVideoLoraLoaderMixin(LoraBaseMixin):
 
     @classmethod
     def save_lora_weights(
-        cls, save_directory: str | os.PathLike, transformer: torch.nn.Module, adapter_name: str = "default"
-    ) -> Path:
-        """Write one adapter of `transformer` as `save_directory/pytorch_lora_weights.safetensors` (diffusers format)."""
-        return save_lora(transformer, save_directory, adapter_name)
+        cls,
+        save_directory: str | os.PathLike,
+        transformer_lora_layers: dict[str, torch.Tensor] | torch.nn.Module | None = None,
+        is_main_process: bool = True,
+        weight_name: str | None = None,
+        save_function: Any = None,
+        safe_serialization: bool = True,
+        transformer_lora_adapter_metadata: dict[str, Any] | None = None,
+        *,
+        adapter_name: str = "default",
+    ) -> Path | None:
+        """Write a LoRA as `save_directory/pytorch_lora_weights.safetensors` (or `weight_name`) in diffusers' format,
+        atomically: diffusers' call (`transformer_lora_layers`, the adapter's state dict from peft's
+        `get_peft_model_state_dict`, with its config as `transformer_lora_adapter_metadata`) or a transformer
+        holding the adapter `adapter_name` in its place. Safetensors only: no pickle is written."""
+        if not safe_serialization:
+            raise ValueError(
+                "save_lora_weights writes safetensors only (safe_serialization=False would pickle)"
+            )
+        if save_function is not None:
+            raise ValueError(
+                "save_function is not supported: LoRA files are written atomically as safetensors"
+            )
+        if transformer_lora_layers is None:
+            raise ValueError(
+                "pass transformer_lora_layers (an adapter's state dict, or a transformer holding it)"
+            )
+        if not is_main_process:
+            return None
+        if isinstance(transformer_lora_layers, torch.nn.Module):
+            return save_lora(transformer_lora_layers, save_directory, adapter_name, weight_name)
+        return write_lora(
+            dict(transformer_lora_layers), transformer_lora_adapter_metadata, save_directory, weight_name
+        )
 
     def set_adapters(
         self,
