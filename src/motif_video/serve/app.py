@@ -17,6 +17,7 @@ import asyncio
 import hmac
 import json
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -42,7 +43,7 @@ from .fields import (
     schema,
     settings_from_fields,
 )
-from .store import TERMINAL, JobStore, QueueFull
+from .store import TERMINAL, JobStore, QueueFull, StoreUnavailable
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 # Every error answer's body (`HTTPError`), declared on each route's responses so the schema says what comes back.
@@ -62,8 +63,11 @@ def _errors(**described: str) -> dict[int, dict[str, Any]]:
     return {int(k[1:]): {"description": text, "content": content} for k, text in described.items()}
 
 
-# Answers every route may give when the server has a token.
-_AUTH = {"e401": "no or a wrong token (when the server has one)"}
+# Answers every route may give: without a token (when the server has one), and while the queue's database is down.
+_COMMON = {
+    "e401": "no or a wrong token (when the server has one)",
+    "e503": "the queue's database cannot be reached (the next request connects again)",
+}
 FORM_OVERHEAD = 64 * 1024  # multipart headers and text fields on top of the uploads
 MAX_KEYFRAMES = 31  # one per group of 4 frames of the longest video (121 frames)
 EVENT_SECONDS = 3600.0  # an event stream ends after this long even if the job has not
@@ -214,6 +218,21 @@ def create_app(config: AppConfig) -> FastAPI:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return JSONResponse(body, status_code=exc.status, headers=headers)
 
+    @app.exception_handler(StoreUnavailable)
+    async def _store_unavailable(request: Request, exc: StoreUnavailable):
+        print(f"motif-video serve: {request.method} {request.url.path}: {exc}", file=sys.stderr, flush=True)
+        return JSONResponse(
+            {"detail": "the queue's database cannot be reached; try again shortly"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        """Anything else (a bug, a database error): 500 in the API's one error shape; the traceback goes to the
+        server's log."""
+        return JSONResponse({"detail": f"internal server error ({type(exc).__name__})"}, status_code=500)
+
     @app.exception_handler(RequestValidationError)
     async def _query_error(request: Request, exc: RequestValidationError):
         """FastAPI's own check of a query parameter (`?limit=abc`), in the API's one error shape."""
@@ -280,7 +299,7 @@ def create_app(config: AppConfig) -> FastAPI:
             e415="neither JSON nor multipart/form-data",
             e422="a bad field, or a value over the server's limits",
             e429="the queue is full",
-            **_AUTH,
+            **_COMMON,
         ),
         openapi_extra={
             "requestBody": {
@@ -324,7 +343,7 @@ def create_app(config: AppConfig) -> FastAPI:
             raise HTTPError(422, str(exc), exc.field) from exc
 
     @app.get(
-        "/v1/videos", summary="Jobs, newest first", responses=_errors(e422="a bad limit or offset", **_AUTH)
+        "/v1/videos", summary="Jobs, newest first", responses=_errors(e422="a bad limit or offset", **_COMMON)
     )
     def list_videos(limit: int = 20, offset: int = 0) -> dict[str, Any]:
         if not 1 <= limit <= 100:
@@ -339,7 +358,7 @@ def create_app(config: AppConfig) -> FastAPI:
     @app.get(
         "/v1/videos/{job_id}",
         summary="A job: state, progress, settings, timings, error",
-        responses=_errors(e404="no such job", **_AUTH),
+        responses=_errors(e404="no such job", **_COMMON),
     )
     def get_video(job_id: str) -> dict[str, Any]:
         return view(_job(job_id))
@@ -347,7 +366,7 @@ def create_app(config: AppConfig) -> FastAPI:
     @app.delete(
         "/v1/videos/{job_id}",
         summary="Cancel a queued or running job",
-        responses=_errors(e404="no such job", e409="the job has already ended", **_AUTH),
+        responses=_errors(e404="no such job", e409="the job has already ended", **_COMMON),
     )
     def cancel_video(job_id: str) -> dict[str, Any]:
         before = _job(job_id)
@@ -361,7 +380,7 @@ def create_app(config: AppConfig) -> FastAPI:
         response_class=FileResponse,
         responses={
             200: {"content": {"video/mp4": {}}},
-            **_errors(e404="no such job", e409="the job has not succeeded", **_AUTH),
+            **_errors(e404="no such job", e409="the job has not succeeded", **_COMMON),
         },
     )
     def video_content(job_id: str) -> FileResponse:
@@ -376,7 +395,7 @@ def create_app(config: AppConfig) -> FastAPI:
     @app.get(
         "/v1/videos/{job_id}/events",
         summary="Progress as server-sent events (ends when the job does)",
-        responses=_errors(e404="no such job", **_AUTH),
+        responses=_errors(e404="no such job", **_COMMON),
     )
     async def video_events(job_id: str, request: Request) -> StreamingResponse:
         await run_in_threadpool(_job, job_id)
@@ -384,7 +403,11 @@ def create_app(config: AppConfig) -> FastAPI:
         async def stream():
             last, deadline = None, time.monotonic() + EVENT_SECONDS
             while time.monotonic() < deadline:
-                job = await run_in_threadpool(store.get, job_id)
+                try:
+                    job = await run_in_threadpool(store.get, job_id)
+                except StoreUnavailable:  # the database is restarting: look again at the next poll
+                    await asyncio.sleep(config.poll)
+                    continue
                 shown = view(job)  # type: ignore[arg-type]
                 key = (shown["state"], shown["step"])
                 if key != last:

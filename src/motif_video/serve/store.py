@@ -37,6 +37,11 @@ class QueueFull(Exception):
     """The queue holds `max_queue` jobs already."""
 
 
+class StoreUnavailable(Exception):
+    """The database cannot be reached (down, restarting, or it ended the connection mid-transaction); the next
+    call connects again."""
+
+
 def _schema(blob: str, real: str) -> list[str]:
     return [
         f"""CREATE TABLE IF NOT EXISTS jobs (
@@ -73,7 +78,10 @@ def open_store(url: str | None, results: Path) -> JobStore:
 
 
 class JobStore:
-    """One connection per thread; every method is one transaction."""
+    """One connection per thread; every method is one transaction. A connection the database has closed (it
+    restarted, or ended the session) is replaced: at the start of a transaction it is opened again and the
+    transaction begun once more; one lost mid-transaction raises `StoreUnavailable` (the transaction was rolled
+    back) and the next call opens a new one."""
 
     placeholder = "?"
     schema: list[str] = []
@@ -83,7 +91,12 @@ class JobStore:
 
     # ------------------------------------------------------------------------------------------ dialect hooks
     def _connect(self):
+        """A new connection; `StoreUnavailable` when the database cannot be reached."""
         raise NotImplementedError
+
+    def _lost(self, conn) -> bool:
+        """Whether `conn` is no longer usable (closed by the database)."""
+        return False
 
     def _begin_write(self, cur) -> None:
         raise NotImplementedError
@@ -98,7 +111,7 @@ class JobStore:
     @property
     def conn(self):
         conn = getattr(self._local, "conn", None)
-        if conn is None:
+        if conn is None or self._lost(conn):
             conn = self._local.conn = self._connect()
         return conn
 
@@ -108,19 +121,37 @@ class JobStore:
     @contextmanager
     def _transaction(self, write: bool = True):
         """A cursor inside one transaction: committed when the block ends, rolled back if it raises."""
-        cur = self.conn.cursor()
+        conn, cur = self._begin(write)
+        try:
+            yield cur
+            cur.execute("COMMIT")
+        except BaseException as exc:
+            if self._lost(conn):  # the database ended the session: nothing to roll back here
+                raise StoreUnavailable(f"the database connection was lost: {exc}") from exc
+            conn.rollback()
+            raise
+        finally:
+            cur.close()
+
+    def _begin(self, write: bool, retry: bool = True):
+        """A connection and a cursor in a new transaction; a connection found closed by the database as the
+        transaction begins (nothing has run in it yet) is replaced once."""
+        conn = self.conn
+        cur = conn.cursor()
         try:
             if write:
                 self._begin_write(cur)
             else:
                 cur.execute("BEGIN")
-            yield cur
-            cur.execute("COMMIT")
-        except BaseException:
-            self.conn.rollback()
-            raise
-        finally:
+        except Exception as exc:
             cur.close()
+            if not self._lost(conn):
+                conn.rollback()
+                raise
+            if not retry:
+                raise StoreUnavailable(f"the database connection was lost: {exc}") from exc
+            return self._begin(write, retry=False)
+        return conn, cur
 
     def _run(self, sql: str, args: tuple = (), fetch: str | None = None, write: bool = True):
         with self._transaction(write) as cur:
@@ -141,8 +172,8 @@ class JobStore:
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
-            conn.close()
             self._local.conn = None
+            conn.close()
 
     # ------------------------------------------------------------------------------------------------- clients
     def submit(
@@ -379,7 +410,13 @@ class PostgresStore(JobStore):
         import psycopg
         from psycopg.rows import dict_row
 
-        return psycopg.connect(self.url, autocommit=True, row_factory=dict_row, connect_timeout=10)
+        try:
+            return psycopg.connect(self.url, autocommit=True, row_factory=dict_row, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"cannot connect to the database: {exc}") from exc
+
+    def _lost(self, conn) -> bool:
+        return conn.closed or conn.broken
 
     def _begin_write(self, cur) -> None:
         cur.execute("BEGIN")

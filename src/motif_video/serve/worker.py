@@ -30,7 +30,7 @@ import traceback
 from pathlib import Path
 
 from .fields import to_request
-from .store import JobStore, open_store
+from .store import JobStore, StoreUnavailable, open_store
 
 
 class Worker:
@@ -91,10 +91,15 @@ class Worker:
         done, last_seen = 0, 0.0
         try:
             while not self.stopping.is_set() and (max_jobs is None or done < max_jobs):
-                if time.time() - last_seen > self.lease / 3:
-                    self.store.worker_seen(self.id)
-                    last_seen = time.time()
-                job = self.store.claim(self.id, self.lease)
+                try:
+                    if time.time() - last_seen > self.lease / 3:
+                        self.store.worker_seen(self.id)
+                        last_seen = time.time()
+                    job = self.store.claim(self.id, self.lease)
+                except StoreUnavailable as exc:  # the database restarts: wait for it, as for an empty queue
+                    print(f"worker {self.id}: {exc}; trying again", file=sys.stderr, flush=True)
+                    self.stopping.wait(max(self.poll, 1.0))
+                    continue
                 if job is None:
                     self.stopping.wait(self.poll)
                     continue
@@ -157,16 +162,21 @@ class Worker:
         steps = itertools.count(1)
 
         def on_step(pipe, i, t, tensors):
-            if (
-                stopped.is_set()
-                or self.stopping.is_set()
-                or not self.store.progress(job_id, claim, next(steps), self.lease)
-            ):
+            step = next(steps)
+            if stopped.is_set() or self.stopping.is_set() or not self._progress(job_id, claim, step):
                 stopped.set()
                 raise _Stopped
             return {}
 
         return on_step
+
+    def _progress(self, job_id: str, claim: str, step: int) -> bool:
+        """Record a step; while the database is unreachable the job goes on (the lease keeper renews its lease once
+        it is back)."""
+        try:
+            return self.store.progress(job_id, claim, step, self.lease)
+        except StoreUnavailable:
+            return True
 
     def _generate(self, plan, final: Path, on_step, stopped: threading.Event):
         """One video as `motif-video generate` makes it; nothing is written when it was stopped. Returns the
@@ -231,9 +241,12 @@ class _LeaseKeeper(threading.Thread):
     def run(self) -> None:
         try:
             while not self._stop_event.wait(self.lease / 3):
-                if not self.store.renew(self.job_id, self.claim, self.lease):
-                    return
-                self.store.worker_seen(self.worker)
+                try:
+                    if not self.store.renew(self.job_id, self.claim, self.lease):
+                        return
+                    self.store.worker_seen(self.worker)
+                except StoreUnavailable:  # the database restarts: renew at the next turn
+                    continue
         finally:
             self.store.close()  # this thread's own connection
 
