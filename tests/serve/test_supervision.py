@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -89,3 +90,31 @@ def test_a_cancelled_job_stops_its_pipeline_at_once(tmp_path, monkeypatch):
         pipe("a red ball", height=64, width=96, num_frames=9, num_inference_steps=4, callback_on_step_end=on_step,
              repaint_first_frame=True, decoder_fit_steps=5)  # fmt: skip
     assert stopped.is_set() and after == []
+
+
+def test_sigterm_stops_the_server_with_an_event_stream_open(tmp_path):
+    """SIGTERM ends open event streams (the page always holds one) instead of waiting for them: the server exits
+    within seconds and the worker gives its running job back."""
+    results = tmp_path / "results"
+    server = Server(results, None).start(workers=1)
+    job = server.submit(width=128, height=128, num_frames=33, steps=100)  # runs for longer than the test
+    server.wait_state(job["id"], ("running",), timeout=60)
+    with server.client.stream("GET", f"/v1/videos/{job['id']}/events", timeout=30) as stream:
+        lines = stream.iter_lines()  # kept: a dropped iterator would close the connection
+        assert next(lines).startswith("event: progress")
+        start = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        try:
+            code = server.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+            server.proc.wait(timeout=10)
+            pytest.fail("serve did not stop within 15 s of SIGTERM with an event stream open")
+    server.client.close()
+    assert code == 0 and time.monotonic() - start < 10, server.log.read_text()[-3000:]
+    store = open_store(None, results)
+    try:
+        assert store.get(job["id"])["state"] == "queued"
+        assert store.workers() == []
+    finally:
+        store.close()

@@ -18,6 +18,7 @@ import hmac
 import json
 import re
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -81,6 +82,8 @@ class AppConfig:
     limits: Limits = field(default_factory=Limits)
     token: str | None = None
     poll: float = 0.25  # seconds between the event stream's looks at the job
+    # set as the server shuts down: event streams end
+    stopping: threading.Event = field(default_factory=threading.Event)
 
 
 class HTTPError(Exception):
@@ -394,7 +397,7 @@ def create_app(config: AppConfig) -> FastAPI:
 
     @app.get(
         "/v1/videos/{job_id}/events",
-        summary="Progress as server-sent events (ends when the job does)",
+        summary="Progress as server-sent events (ends when the job does, or the server stops)",
         responses=_errors(e404="no such job", **_COMMON),
     )
     async def video_events(job_id: str, request: Request) -> StreamingResponse:
@@ -416,7 +419,7 @@ def create_app(config: AppConfig) -> FastAPI:
                 if shown["state"] in TERMINAL:
                     yield f"event: end\ndata: {json.dumps(shown)}\n\n"
                     return
-                if await request.is_disconnected():
+                if config.stopping.is_set() or await request.is_disconnected():
                     return
                 await asyncio.sleep(config.poll)
 

@@ -3,8 +3,9 @@
 Workers are child processes (`python -m motif_video.serve.worker`), one per GPU or one on the CPU by default; one
 that exits is started again (a job it held is claimed again once its lease expires). On SIGTERM/SIGINT the API
 stops, then the workers are asked to stop (each gives its job back to the queue) and killed if they do not within
-`STOP_SECONDS`. Several machines: one database (PostgreSQL) and one results folder (a shared file system); hosts
-with `--no-api` run only workers.
+`STOP_SECONDS`. Open event streams end as the API stops, and any other request still open after `GRACEFUL_SECONDS`
+is cancelled, so that SIGTERM always stops the server. Several machines: one database (PostgreSQL) and one results
+folder (a shared file system); hosts with `--no-api` run only workers.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from .fields import Limits
 
 STOP_SECONDS = 30.0
+GRACEFUL_SECONDS = 5.0  # requests still open this long after SIGTERM are cancelled (event streams end first)
 FAST_EXITS = 5  # a worker that exits this many times in a row within RESTART_WINDOW is not started again
 RESTART_WINDOW = 20.0
 
@@ -151,10 +153,16 @@ def _run_api(config: ServeConfig, store) -> None:
 
     from .app import AppConfig, create_app
 
-    app = create_app(AppConfig(store, config.results, config.model, config.limits, config.token))
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=config.host, port=config.port, log_level="warning", access_log=False)
-    )
+    app_config = AppConfig(store, config.results, config.model, config.limits, config.token)
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets=None) -> None:
+            app_config.stopping.set()  # uvicorn waits for open responses: the event streams end first
+            await super().shutdown(sockets)
+
+    app = create_app(app_config)
+    options = {"log_level": "warning", "access_log": False, "timeout_graceful_shutdown": GRACEFUL_SECONDS}
+    server = Server(uvicorn.Config(app, host=config.host, port=config.port, **options))
     print(f"motif-video serve: http://{config.host}:{config.port}/ ({config.model}; results in {config.results})",
           flush=True)  # fmt: skip
     server.run()
