@@ -118,3 +118,29 @@ def test_sigterm_stops_the_server_with_an_event_stream_open(tmp_path):
         assert store.workers() == []
     finally:
         store.close()
+
+
+def test_health_is_degraded_once_the_workers_are_given_up(tmp_path):
+    """A worker that exits at once (a model it cannot load, a device it cannot use) is restarted a few times and
+    then given up; /health says so instead of "ok" (503: no worker anywhere will run the queue)."""
+    import sys
+
+    from fastapi.testclient import TestClient
+
+    from motif_video.serve.app import AppConfig, create_app
+    from motif_video.serve.server import FAST_EXITS, WorkerPool
+
+    pool = WorkerPool([[sys.executable, "-c", "raise SystemExit(3)"]], check_seconds=0.05)
+    store = open_store(None, tmp_path)
+    app = create_app(AppConfig(store, tmp_path, problem=pool.problem))
+    with TestClient(app) as client:
+        assert client.get("/health").json()["status"] == "ok"
+        pool.start()
+        try:
+            wait_for(lambda: pool.given_up, 30, f"the worker given up after {FAST_EXITS} exits")
+        finally:
+            pool.stop()
+        health = client.get("/health")
+    assert health.status_code == 503, health.text
+    assert health.json()["status"] == "degraded" and health.json()["workers"] == 0
+    assert "every worker of this host kept exiting" in health.json()["problem"]

@@ -96,6 +96,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..hub import check_model_reference
+    from ..options import DEVICE_PATTERN
     from ..serve.fields import Limits
     from ..serve.server import ServeConfig, serve
 
@@ -110,6 +112,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"serve needs its extra: pip install 'motif-video[serve]' ({exc})") from exc
     if args.no_api and args.workers == 0:
         raise ValueError("--no-api with --workers 0 would run nothing")
+    # what the workers would otherwise find out by exiting, one after the other, while the API takes jobs
+    check_model_reference(args.model)
+    if not DEVICE_PATTERN.fullmatch(args.device):
+        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {args.device!r}")
     if args.database is not None and not args.database.startswith(
         ("sqlite:///", "postgresql://", "postgres://")
     ):

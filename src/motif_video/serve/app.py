@@ -20,6 +20,7 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -84,6 +85,8 @@ class AppConfig:
     poll: float = 0.25  # seconds between the event stream's looks at the job
     # set as the server shuts down: event streams end
     stopping: threading.Event = field(default_factory=threading.Event)
+    # what is wrong with this host's workers (None: nothing), for /health
+    problem: Callable[[], str | None] = lambda: None
 
 
 class HTTPError(Exception):
@@ -282,11 +285,19 @@ def create_app(config: AppConfig) -> FastAPI:
             swagger_ui_parameters={"persistAuthorization": True},
         )
 
-    @app.get("/health", summary="Liveness, queue length and workers seen")
-    def health() -> dict[str, Any]:
-        counts, workers = store.counts(), _live_workers(store)
-        return {"status": "ok", "model": config.model, "queued": counts["queued"], "running": counts["running"],
-                "workers": len(workers), "worker_ids": [w["id"] for w in workers]}  # fmt: skip
+    @app.get(
+        "/health",
+        summary="Liveness, queue length and workers seen",
+        responses={503: {"description": "degraded, and no worker is seen: queued jobs will not run"}},
+    )
+    def health() -> JSONResponse:
+        """status "ok", or "degraded" with the `problem` (this host's workers kept exiting); 503 when, moreover,
+        no worker anywhere is seen."""
+        counts, workers, problem = store.counts(), _live_workers(store), config.problem()
+        body = {"status": "ok" if problem is None else "degraded", "problem": problem, "model": config.model,
+                "queued": counts["queued"], "running": counts["running"], "workers": len(workers),
+                "worker_ids": [w["id"] for w in workers]}  # fmt: skip
+        return JSONResponse(body, status_code=503 if problem is not None and not workers else 200)
 
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
     def metrics() -> PlainTextResponse:

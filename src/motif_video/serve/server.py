@@ -45,11 +45,15 @@ class ServeConfig:
 
 
 def worker_devices(config: ServeConfig) -> list[str]:
-    if config.device not in ("auto", "cuda"):
+    if config.device == "cpu" or config.workers == 0:
         return [config.device] * (1 if config.workers is None else config.workers)
     import torch
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if config.device.startswith("cuda:"):
+        if int(config.device[5:]) >= gpus:
+            raise ValueError(f"device {config.device!r} requested but this machine has {gpus} CUDA device(s)")
+        return [config.device] * (1 if config.workers is None else config.workers)
     count = (gpus or 1) if config.workers is None else config.workers
     if gpus:
         return [f"cuda:{i % gpus}" for i in range(count)]
@@ -61,9 +65,10 @@ def worker_devices(config: ServeConfig) -> list[str]:
 class WorkerPool:
     """Starts the worker processes, starts again the ones that exit, stops them all."""
 
-    def __init__(self, commands: list[list[str]]):
-        self.commands = commands
+    def __init__(self, commands: list[list[str]], check_seconds: float = 1.0):
+        self.commands, self.check_seconds = commands, check_seconds
         self.procs: list[subprocess.Popen | None] = [None] * len(commands)
+        self.given_up: list[int] = []  # workers that kept exiting
         self._fast_exits = [0] * len(commands)
         self._started = [0.0] * len(commands)
         self._stop = threading.Event()
@@ -79,7 +84,7 @@ class WorkerPool:
         self._thread.start()
 
     def _watch(self) -> None:
-        while not self._stop.wait(1.0):
+        while not self._stop.wait(self.check_seconds):
             for i, proc in enumerate(self.procs):
                 if proc is None or proc.poll() is None:
                     continue
@@ -89,10 +94,19 @@ class WorkerPool:
                     print(f"motif-video serve: worker {i} keeps exiting (status {proc.returncode}); not restarted",
                           file=sys.stderr, flush=True)  # fmt: skip
                     self.procs[i] = None
+                    self.given_up.append(i)
                     continue
                 print(f"motif-video serve: worker {i} (pid {proc.pid}) exited with {proc.returncode}; restarting",
                       file=sys.stderr, flush=True)  # fmt: skip
                 self._spawn(i)
+
+    def problem(self) -> str | None:
+        """What is wrong with this host's workers, for /health: None while every one runs or is restarted."""
+        if not self.given_up:
+            return None
+        n = len(self.given_up)
+        which = "every worker" if n == len(self.commands) else f"{n} worker(s)"
+        return f"{which} of this host kept exiting and is not restarted (the server's log says why)"
 
     def stop(self) -> None:
         self._stop.set()
@@ -138,7 +152,7 @@ def serve(config: ServeConfig) -> int:
     pool.start()
     try:
         if config.api:
-            _run_api(config, store)
+            _run_api(config, store, pool.problem)
         else:
             print("motif-video serve: workers only (--no-api)", flush=True)
             while not stopping.wait(1.0):
@@ -148,12 +162,12 @@ def serve(config: ServeConfig) -> int:
     return 0
 
 
-def _run_api(config: ServeConfig, store) -> None:
+def _run_api(config: ServeConfig, store, problem) -> None:
     import uvicorn
 
     from .app import AppConfig, create_app
 
-    app_config = AppConfig(store, config.results, config.model, config.limits, config.token)
+    app_config = AppConfig(store, config.results, config.model, config.limits, config.token, problem=problem)
 
     class Server(uvicorn.Server):
         async def shutdown(self, sockets=None) -> None:

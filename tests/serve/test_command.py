@@ -1,0 +1,32 @@
+"""`motif-video serve` refuses what would start a server that cannot work: exit 2 with a message naming the flag,
+before any worker or the API starts."""
+
+from __future__ import annotations
+
+import pytest
+
+from motif_video.cli import main
+from motif_video.serve import server
+
+
+@pytest.fixture
+def nothing_starts(monkeypatch):
+    def started(*args, **kwargs):
+        raise AssertionError("serve started although its arguments are bad")
+
+    monkeypatch.setattr(server.WorkerPool, "start", started)
+    monkeypatch.setattr(server, "_run_api", started)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--model", "nonexistent-model"], "'nonexistent-model' is neither an existing folder"),
+        (["--device", "bogus"], "--device must be auto, cpu, cuda or cuda:N, got 'bogus'"),
+        (["--device", "cuda:99"], "device 'cuda:99' requested but this machine has"),
+    ],
+)
+def test_serve_refuses_what_its_workers_could_not_run(argv, message, nothing_starts, tmp_path, capsys):
+    assert main(["serve", "--results", str(tmp_path / "results"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("motif-video serve: error: ") and message in err, err
