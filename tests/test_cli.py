@@ -186,7 +186,8 @@ def test_info_on_the_shipped_student_counts_one_pass_per_step(capsys):
             "argument --shard-size: must be an integer >= 1, got 0",
         ),
         (["cache", "in", "out", "--fps", "0"], "argument --fps: must be a number > 0, got 0"),
-        (["serve", "--port", "70000"], r"argument --port: must be an integer in \[0, 65535\], got 70000"),
+        (["serve", "--port", "70000"], r"argument --port: must be an integer in \[1, 65535\], got 70000"),
+        (["serve", "--port", "0"], r"argument --port: must be an integer in \[1, 65535\], got 0"),
         (["serve", "--lease", "0"], "argument --lease: must be a number > 0, got 0"),
         (["serve", "--max-frames", "0"], "argument --max-frames: must be an integer >= 1, got 0"),
         (["serve", "--max-upload-mb", "inf"], "argument --max-upload-mb: must be a number > 0, got inf"),
@@ -195,7 +196,7 @@ def test_info_on_the_shipped_student_counts_one_pass_per_step(capsys):
 )
 def test_numeric_flags_out_of_range_exit_2_naming_the_flag(argv, message, capsys):
     """Before: eval ran 20 steps for --steps 0, torch raised for --threads -1, info printed negative FLOPs, and
-    serve said "--port must be >= 1" of a port -1 (0 is allowed) and let --max-upload-mb inf through."""
+    serve said "--port must be >= 1" of a port -1 and let --max-upload-mb inf through."""
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2

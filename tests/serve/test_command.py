@@ -30,3 +30,25 @@ def test_serve_refuses_what_its_workers_could_not_run(argv, message, nothing_sta
     assert main(["serve", "--results", str(tmp_path / "results"), *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("motif-video serve: error: ") and message in err, err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--results", "{file}"], "--results {file} cannot be a folder of results: [Errno 17] File exists"),
+        (["--database", "postgresql://127.0.0.1:1/x"], "--database: cannot open the queue: cannot connect"),
+        (["--database", "sqlite:////proc/nope/x.db"], "--database: cannot open the queue: [Errno"),
+    ],
+)
+def test_serve_names_a_results_folder_or_database_it_cannot_use(
+    argv, message, nothing_starts, tmp_path, capsys
+):
+    (tmp_path / "a-file").write_text("")
+    argv = [a.format(file=tmp_path / "a-file") for a in argv]
+    if "--results" not in argv:
+        argv += ["--results", str(tmp_path / "results")]
+    assert main(["serve", "--workers", "0", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("motif-video serve: error: ") and message.format(file=tmp_path / "a-file") in err, (
+        err
+    )

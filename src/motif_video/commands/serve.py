@@ -9,7 +9,7 @@ from pathlib import Path
 from ..bounds import at_least, within
 from .numbers import COUNT, POSITIVE, THREADS, number
 
-PORT = number(int, within(0, 65535))  # 0: any free port
+PORT = number(int, within(1, 65535))
 TOKEN_ENV = "MOTIF_VIDEO_TOKEN"
 
 

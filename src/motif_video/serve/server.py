@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -140,11 +141,17 @@ def worker_commands(config: ServeConfig) -> list[list[str]]:
 
 
 def serve(config: ServeConfig) -> int:
-    from .store import open_store
+    from .store import StoreUnavailable, open_store
 
     config.results = Path(config.results).resolve()
-    config.results.mkdir(parents=True, exist_ok=True)
-    store = open_store(config.database, config.results)  # creates the tables before any worker starts
+    try:
+        config.results.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--results {config.results} cannot be a folder of results: {exc}") from exc
+    try:
+        store = open_store(config.database, config.results)  # creates the tables before any worker starts
+    except (OSError, sqlite3.Error, StoreUnavailable) as exc:
+        raise ValueError(f"--database: cannot open the queue: {exc}") from exc
     pool = WorkerPool(worker_commands(config))
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):  # uvicorn raises the signal again once it has stopped: then
