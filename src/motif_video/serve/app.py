@@ -176,6 +176,8 @@ async def _parse_form(request: Request, body: bytes, limits: Limits) -> tuple[di
     files: dict[str, list[bytes]] = {role: [] for role in UPLOADS}
     for key, value in form.multi_items():
         if isinstance(value, str):
+            if key in texts:  # one value per field (only keyframe files repeat)
+                raise HTTPError(422, f"{key} is given more than once; each text field takes one value", key)
             texts[key] = value
         elif key in files:
             files[key].append(await value.read())
