@@ -45,7 +45,7 @@ from .fields import (
     schema,
     settings_from_fields,
 )
-from .store import TERMINAL, JobStore, QueueFull, StoreUnavailable
+from .store import STATES, TERMINAL, JobStore, QueueFull, StoreUnavailable
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 # Every error answer's body (`HTTPError`), declared on each route's responses so the schema says what comes back.
@@ -57,6 +57,52 @@ ERROR_BODY = {
     },
     "required": ["detail"],
 }
+
+
+def _nullable(kind: str, description: str) -> dict[str, Any]:
+    return {"anyOf": [{"type": kind}, {"type": "null"}], "description": description}
+
+
+# A job as the API shows it (`job_view`): POST /v1/videos answers it, GET and DELETE /v1/videos/{id} too.
+JOB_BODY = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "description": "32 hex digits"},
+        "object": {"type": "string", "enum": ["video"]},
+        "state": {"type": "string", "enum": list(STATES)},
+        "progress": {"type": "number", "description": "step / steps, 0 to 1"},
+        "step": {"type": "integer"},
+        "steps": {
+            "type": "integer",
+            "description": "denoising steps in all (an extension: over all its windows)",
+        },
+        "settings": {
+            "type": "object",
+            "description": "the request's fields, checked and filled (size, steps, seed)",
+        },
+        "warnings": {"type": "array", "items": {"type": "string"}, "description": "about the settings"},
+        "created_at": {"type": "number", "description": "seconds since the epoch"},
+        "started_at": _nullable("number", "seconds since the epoch, once a worker took it"),
+        "finished_at": _nullable("number", "seconds since the epoch, once it ended"),
+        "timings": {
+            "type": "object",
+            "properties": {
+                "queued_seconds": {"type": "number"},
+                "running_seconds": _nullable("number", "once it has started"),
+                "step_seconds": _nullable("number", "once it has succeeded"),
+            },
+        },
+        "attempts": {"type": "integer", "description": "times a worker took it"},
+        "worker": _nullable("string", "the worker that runs or ran it"),
+        "error": _nullable("string", "why it failed"),
+        "content_url": _nullable("string", "where the MP4 is, once it has succeeded"),
+    },
+    "required": ["id", "object", "state", "progress", "settings", "warnings", "created_at", "content_url"],
+}
+
+
+def _job_answer(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": JOB_BODY}}}
 
 
 def _errors(**described: str) -> dict[int, dict[str, Any]]:
@@ -309,14 +355,17 @@ def create_app(config: AppConfig) -> FastAPI:
         "/v1/videos",
         status_code=202,
         summary="Queue a video (JSON, or multipart/form-data with media: image, last_image, keyframe, video)",
-        responses=_errors(
-            e400="a JSON body that does not parse",
-            e413="body or uploads too large",
-            e415="neither JSON nor multipart/form-data",
-            e422="a bad field, or a value over the server's limits",
-            e429="the queue is full",
-            **_COMMON,
-        ),
+        responses={
+            202: _job_answer("queued: the job (its Location header is its URL)"),
+            **_errors(
+                e400="a JSON body that does not parse",
+                e413="body or uploads too large",
+                e415="neither JSON nor multipart/form-data",
+                e422="a bad field, or a value over the server's limits",
+                e429="the queue is full",
+                **_COMMON,
+            ),
+        },
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -374,7 +423,8 @@ def create_app(config: AppConfig) -> FastAPI:
     @app.get(
         "/v1/videos/{job_id}",
         summary="A job: state, progress, settings, timings, error",
-        responses=_errors(e404="no such job", **_COMMON),
+        response_model=None,  # the schema is JOB_BODY
+        responses={200: _job_answer("the job"), **_errors(e404="no such job", **_COMMON)},
     )
     def get_video(job_id: str) -> dict[str, Any]:
         return view(_job(job_id))
@@ -382,7 +432,11 @@ def create_app(config: AppConfig) -> FastAPI:
     @app.delete(
         "/v1/videos/{job_id}",
         summary="Cancel a queued or running job",
-        responses=_errors(e404="no such job", e409="the job has already ended", **_COMMON),
+        response_model=None,  # the schema is JOB_BODY
+        responses={
+            200: _job_answer("the job, cancelled"),
+            **_errors(e404="no such job", e409="the job has already ended", **_COMMON),
+        },
     )
     def cancel_video(job_id: str) -> dict[str, Any]:
         before = _job(job_id)
@@ -396,7 +450,12 @@ def create_app(config: AppConfig) -> FastAPI:
         response_class=FileResponse,
         responses={
             200: {"content": {"video/mp4": {}}},
-            **_errors(e404="no such job", e409="the job has not succeeded", **_COMMON),
+            **_errors(
+                e404="no such job",
+                e409="the job has not succeeded",
+                e410="the job succeeded but its MP4 is no longer in the results folder",
+                **_COMMON,
+            ),
         },
     )
     def video_content(job_id: str) -> FileResponse:
