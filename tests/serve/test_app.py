@@ -63,3 +63,10 @@ def test_the_schema_declares_every_answer(client, tmp_path):
     assert "410" in declared and declared["410"]["content"]["application/json"]["schema"]["required"] == [
         "detail"
     ]
+
+
+def test_an_empty_token_is_refused(tmp_path):
+    """An empty token would let `?access_token=` (empty) through, while the Authorization header could never carry
+    it: refused; None is no token."""
+    with pytest.raises(ValueError, match="token must not be empty"):
+        create_app(AppConfig(open_store(None, tmp_path), tmp_path, token=""))

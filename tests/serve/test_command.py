@@ -24,9 +24,10 @@ def nothing_starts(monkeypatch):
         (["--model", "nonexistent-model"], "'nonexistent-model' is neither an existing folder"),
         (["--device", "bogus"], "--device must be auto, cpu, cuda or cuda:N, got 'bogus'"),
         (["--device", "cuda:99"], "device 'cuda:99' requested but this machine has"),
+        (["--token", ""], "--token must not be empty; leave it out (and MOTIF_VIDEO_TOKEN unset or empty)"),
     ],
 )
-def test_serve_refuses_what_its_workers_could_not_run(argv, message, nothing_starts, tmp_path, capsys):
+def test_serve_refuses_what_it_could_not_run(argv, message, nothing_starts, tmp_path, capsys):
     assert main(["serve", "--results", str(tmp_path / "results"), *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("motif-video serve: error: ") and message in err, err

@@ -49,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--token",
         default=None,
-        help=f"bearer token every request must carry (default: the {TOKEN_ENV} environment variable, else none)",
+        help=f"bearer token every request must carry; not empty (default: the {TOKEN_ENV} environment variable; "
+        "unset or empty, none)",
     )
     p.add_argument(
         "--device", default="auto", help="workers' device: auto, cpu, cuda or cuda:N (default: auto)"
@@ -110,6 +111,10 @@ def run(args: argparse.Namespace) -> int:
             import psycopg  # noqa: F401
     except ImportError as exc:
         raise ValueError(f"serve needs its extra: pip install 'motif-video[serve]' ({exc})") from exc
+    if args.token == "":  # as ?access_token= (empty) would match it, while MOTIF_VIDEO_TOKEN="" means none
+        raise ValueError(
+            f"--token must not be empty; leave it out (and {TOKEN_ENV} unset or empty) for no token"
+        )
     if args.no_api and args.workers == 0:
         raise ValueError("--no-api with --workers 0 would run nothing")
     # what the workers would otherwise find out by exiting, one after the other, while the API takes jobs

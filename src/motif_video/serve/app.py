@@ -249,6 +249,8 @@ async def _parse_form(request: Request, body: bytes, limits: Limits) -> tuple[di
 
 
 def create_app(config: AppConfig) -> FastAPI:
+    if config.token == "":  # an empty ?access_token= would match it
+        raise ValueError("token must not be empty; None for no token")
     store, limits = config.store, config.limits
     app = FastAPI(
         title="motif-video",
