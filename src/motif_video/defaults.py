@@ -169,12 +169,15 @@ class GenerationDefaults:
         return cls(**data)
 
     def write(self, folder: str | os.PathLike) -> Path:
-        """Write atomically (a temporary file, then a rename)."""
+        """Write atomically (a temporary file, then a rename; the temporary file is removed if anything fails)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{GENERATION_CONFIG_NAME}.tmp"
-        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, folder / GENERATION_CONFIG_NAME)
+        try:
+            tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+            os.replace(tmp, folder / GENERATION_CONFIG_NAME)
+        finally:
+            tmp.unlink(missing_ok=True)
         return folder / GENERATION_CONFIG_NAME
 
 

@@ -403,3 +403,32 @@ def test_image_to_video_check_inputs_takes_the_image(strong_folder):
     with pytest.raises(ValueError, match="got 3 images for 2 prompts"):
         i2v(image=[image] * 3, prompt=[PROMPT, PROMPT], **SMALL)
     assert calls == []
+
+
+def test_a_saved_pipeline_keeps_its_generation_defaults(tiny_folder, tmp_path):
+    """save_pretrained writes the folder's generation_config.json, so that a default call of the reloaded pipeline
+    gives the same latents (before, it planned the released 736x1280x121 at 50 steps); a student's link to its
+    base model is not written, the saved folder holding every component."""
+    import dataclasses
+
+    from motif_video.defaults import GenerationDefaults
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_folder, folder)
+    GenerationDefaults(num_inference_steps=2, height=32, width=48, num_frames=5, shift=3.0).write(folder)
+    image = np.zeros((32, 48, 3), dtype=np.uint8)
+    for cls, kw in ((MotifVideoPipeline, {}), (MotifVideoImageToVideoPipeline, {"image": image})):
+        pipe = quiet(cls, folder)
+        pipe.save_pretrained(tmp_path / cls.__name__)
+        again = quiet(cls, tmp_path / cls.__name__)
+        assert again.generation_defaults == pipe.generation_defaults
+        before, after = (
+            p(prompt=PROMPT, output_type="latent", generator=torch.Generator().manual_seed(0), **kw).frames
+            for p in (pipe, again)
+        )
+        assert before.shape == (1, 16, 2, 4, 6) and torch.equal(after, before)
+    pipe.generation_defaults = dataclasses.replace(pipe.generation_defaults, base_model=str(folder))
+    pipe.save_pretrained(tmp_path / "from-student")
+    saved = GenerationDefaults.read(tmp_path / "from-student")
+    assert saved.base_model is None and saved.num_inference_steps == 2
+    assert not list((tmp_path / "from-student").glob(".*.tmp"))

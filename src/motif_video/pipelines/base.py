@@ -189,6 +189,16 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         new.folder_scheduler = getattr(pipeline, "folder_scheduler", None)
         return new.to(dtype=dtype) if dtype is not None else new
 
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+        """diffusers' `save_pretrained` (same arguments), with the pipeline's generation defaults written as the
+        folder's `generation_config.json` when it has any, so that `from_pretrained` of the saved folder generates
+        what this pipeline does. Written first, so that `push_to_hub=True` uploads it too; a student's link to its
+        base model (`base_model`, `adapter`) is left out: the saved folder holds every component."""
+        defaults = dataclasses.replace(self.generation_defaults, base_model=None, adapter=None)
+        if defaults != GenerationDefaults():
+            defaults.write(save_directory)
+        super().save_pretrained(save_directory, *args, **kwargs)
+
     # ------------------------------------------------------------------------------------------------- properties
     @property
     def device_for_run(self) -> torch.device:
