@@ -432,3 +432,30 @@ def test_a_saved_pipeline_keeps_its_generation_defaults(tiny_folder, tmp_path):
     saved = GenerationDefaults.read(tmp_path / "from-student")
     assert saved.base_model is None and saved.num_inference_steps == 2
     assert not list((tmp_path / "from-student").glob(".*.tmp"))
+
+
+def test_a_saved_image_to_video_pipeline_samples_as_before(strong_folder, tmp_path):
+    """An image-to-video pipeline on a text-to-video folder samples with shift 8; its saved folder names the
+    image-to-video pipeline, whose scheduler config is read as written, so it records that shift: reloaded, the
+    pipeline gives the same latents. A scheduler the caller gave is saved as it is."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    image = np.zeros((64, 96, 3), dtype=np.uint8)
+
+    def run(p):
+        return p(image=image, prompt=PROMPT, **SMALL, generator=torch.Generator().manual_seed(0)).frames
+
+    t2v = quiet(MotifVideoPipeline, strong_folder)
+    given = FlowMatchEulerDiscreteScheduler(shift=5.0)
+    for name, pipe, shift in (
+        ("loaded", quiet(MotifVideoImageToVideoPipeline, strong_folder), 8.0),
+        ("from-pipe", MotifVideoImageToVideoPipeline.from_pipe(t2v), 8.0),
+        ("given", MotifVideoImageToVideoPipeline.from_pipe(t2v, scheduler=given), 5.0),
+    ):
+        before = run(pipe)
+        assert pipe.last_sampler.shift == shift
+        pipe.save_pretrained(tmp_path / name)
+        again = quiet(MotifVideoImageToVideoPipeline, tmp_path / name)
+        assert torch.equal(run(again), before) and again.last_sampler.shift == shift, name
+        assert pipe.choose_sampler(None).shift == shift  # the pipeline itself samples as before
+    assert t2v.scheduler.config.shift == 15.0 and given.config.shift == 5.0  # saving changed neither

@@ -4,6 +4,7 @@ prefix) + text to video."""
 from __future__ import annotations
 
 import json
+import os
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -168,16 +169,40 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         return MotifVideoPipelineOutput(frames=video) if return_dict else (video,)
 
     def choose_sampler(self, shift: float | None) -> SamplerChoice:
-        """Shift 8 for I2V unless `shift` is given, the folder is an image-to-video one, or the scheduler is not
-        the folder's: the released folder's scheduler config (shift 15) belongs to its text-to-video pipeline
-        (model_index `_class_name`), while a scheduler passed in (`from_pretrained(..., scheduler=)`, `from_pipe`,
-        `pipe.scheduler = ...`) is the caller's choice and its shift is honoured."""
-        folder = self.folder_pipeline_class
-        folders_own = self.scheduler is not None and self.scheduler is self.folder_scheduler
-        if shift is None and folder is not None and "Image" not in folder and folders_own:
+        """Shift 8 for I2V unless `shift` is given or the scheduler's shift is this pipeline's own
+        (`scheduler_is_for_text_to_video`)."""
+        if shift is None and self.scheduler_is_for_text_to_video:
+            folder = self.folder_pipeline_class
             source = f"image-to-video default (the folder's scheduler config is for its {folder})"
             return SamplerChoice(self.default_shift, source)
         return super().choose_sampler(shift)
+
+    @property
+    def scheduler_is_for_text_to_video(self) -> bool:
+        """Whether the scheduler is the one a text-to-video folder gave, whose shift (the released folder's 15) this
+        pipeline replaces by its own 8: the folder's model_index `_class_name` names no image-to-video pipeline, and
+        the scheduler is the folder's. A scheduler passed in (`from_pretrained(..., scheduler=)`, `from_pipe`,
+        `pipe.scheduler = ...`) is the caller's choice and its shift is honoured."""
+        folder = self.folder_pipeline_class
+        folders_own = self.scheduler is not None and self.scheduler is self.folder_scheduler
+        return folder is not None and "Image" not in folder and folders_own
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+        """`MotifVideoBasePipeline.save_pretrained`; the saved folder names the image-to-video pipeline, so its
+        scheduler config is read as written: a text-to-video folder's scheduler is saved with the shift this
+        pipeline samples with (8), and the reloaded pipeline (ours or diffusers') samples as this one does. The
+        pipeline's own scheduler is unchanged."""
+        scheduler = self.scheduler
+        if not self.scheduler_is_for_text_to_video:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        keys = [k for k in ("shift", "flow_shift") if k in scheduler.config] or ["shift"]
+        self.scheduler = type(scheduler).from_config(
+            scheduler.config, **dict.fromkeys(keys, self.default_shift)
+        )
+        try:
+            super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            self.scheduler = scheduler
 
     def check_inputs(
         self,
