@@ -459,3 +459,32 @@ def test_a_saved_image_to_video_pipeline_samples_as_before(strong_folder, tmp_pa
         assert torch.equal(run(again), before) and again.last_sampler.shift == shift, name
         assert pipe.choose_sampler(None).shift == shift  # the pipeline itself samples as before
     assert t2v.scheduler.config.shift == 15.0 and given.config.shift == 5.0  # saving changed neither
+
+
+def test_a_pipeline_without_a_text_encoder_runs_on_given_embeddings(pipe, strong_folder):
+    """Loaded with text_encoder=None (and tokenizer=None), as diffusers allows: the call runs on given embeddings
+    and gives what the full pipeline gives; a prompt to encode is a ValueError naming what is missing. The
+    image-to-video pipeline then runs without the SigLIP tokens (the text encoder's vision tower), as diffusers'."""
+    embeds, negative, mask, negative_mask = pipe.encode_prompt(PROMPT, "blurry", max_sequence_length=64)
+    given = dict(prompt=None, prompt_embeds=embeds, prompt_attention_mask=mask,
+                 negative_prompt_embeds=negative, negative_prompt_attention_mask=negative_mask)  # fmt: skip
+    expected = _latents(pipe, **given)
+    for components in ({"text_encoder": None}, {"text_encoder": None, "tokenizer": None}):
+        bare = quiet(MotifVideoPipeline, strong_folder, **components)
+        assert bare.text_encoder is None
+        torch.testing.assert_close(_latents(bare, **given), expected, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="prompt needs a text encoder.*prompt_embeds"):
+        _latents(bare)
+    no_negative = {k: v for k, v in given.items() if not k.startswith("negative")}
+    with pytest.raises(ValueError, match="negative prompt needs a text encoder.*negative_prompt_embeds"):
+        _latents(bare, **no_negative)
+    assert _latents(bare, **no_negative, guidance="none").shape == expected.shape
+    from motif_video.pipelines.memory import MemoryPlan, apply_memory_plan
+
+    apply_memory_plan(bare, MemoryPlan("group"), "cpu")
+    torch.testing.assert_close(_latents(bare, **given), expected, atol=1e-6, rtol=0)
+    image = np.zeros((64, 96, 3), dtype=np.uint8)
+    i2v = MotifVideoImageToVideoPipeline.from_pipe(bare)
+    without_siglip = _latents(i2v, image=image, **given)
+    full = MotifVideoImageToVideoPipeline.from_pipe(pipe)
+    torch.testing.assert_close(without_siglip, _latents(full, image=image, use_image_embeds=False, **given))

@@ -349,7 +349,7 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
                 if isinstance(negative_prompt, str)
                 else negative_prompt
             )
-            uncond = self.encode_texts(list(negatives), max_sequence_length, device, dtype)
+            uncond = self.encode_texts(list(negatives), max_sequence_length, device, dtype, "negative prompt")
             uncond = P.pad_to(uncond, max_sequence_length)
         cond = cond.repeat_interleave(num_videos_per_prompt)
         uncond = uncond.repeat_interleave(num_videos_per_prompt) if uncond is not None else None
@@ -382,7 +382,7 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
                 raise ValueError(
                     f"negative_prompt has {len(negatives)} entries for {len(run.prompts)} prompts"
                 )
-            uncond = self.encode_texts(list(negatives), max_sequence_length, device)
+            uncond = self.encode_texts(list(negatives), max_sequence_length, device, name="negative prompt")
         if not run.needs_uncond:
             uncond = None
         dtype = self.transformer.dtype
@@ -398,8 +398,19 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         max_sequence_length: int,
         device: torch.device,
         dtype: torch.dtype | None = None,
+        name: str = "prompt",
     ) -> P.PromptEmbeds:
-        """Text-encoder states of `texts` in the transformer's dtype (the text encoder's without a transformer)."""
+        """Text-encoder states of `texts` in the transformer's dtype (the text encoder's without a transformer).
+        Without a text encoder or tokenizer (a pipeline loaded with `text_encoder=None`), a ValueError naming what
+        is missing and the embeddings to pass instead (`name`: "prompt" or "negative prompt")."""
+        missing = [c for c in ("text_encoder", "tokenizer") if getattr(self, c, None) is None]
+        if missing:
+            arg = name.replace(" ", "_") + "_embeds"
+            raise ValueError(
+                f"the {name} needs a text encoder and tokenizer to encode, and this pipeline has no "
+                f"{' or '.join(missing)}: pass {arg} and {arg.replace('embeds', 'attention_mask')} instead (e.g. "
+                "from `encode_prompt` of a pipeline that has them), or load the pipeline with them"
+            )
         self._text_encoder_to(device)
         if dtype is None:
             dtype = (self.transformer if self.transformer is not None else self.text_encoder).dtype
@@ -632,7 +643,8 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         """Move the text encoder off the accelerator once prompts (and the image) are encoded."""
         te = self.text_encoder
         if (
-            not self.release_text_encoder
+            te is None
+            or not self.release_text_encoder
             or getattr(te, "_hf_hook", None) is not None
             or _has_group_offload(te)
         ):

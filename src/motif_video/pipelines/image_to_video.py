@@ -4,6 +4,7 @@ prefix) + text to video."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,8 @@ from .velocity import Conditioning
 
 if TYPE_CHECKING:
     from ..parallel.pipeline import ParallelPlan
+
+logger = logging.getLogger(__name__)
 
 
 class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
@@ -247,7 +250,14 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         keep_first_frame: bool = False,
     ) -> Conditioning:
         """The first-frame latent (the condition channels are built from it at each step) and SigLIP tokens, one per
-        image, repeated to the latents' batch; with `keep_first_frame`, also the starting noise of `latents`' frame 0."""
+        image, repeated to the latents' batch; with `keep_first_frame`, also the starting noise of `latents`' frame 0.
+        Without a text encoder (its vision tower gives the SigLIP tokens), no SigLIP tokens, as in diffusers'."""
+        if use_image_embeds and self.text_encoder is None:
+            logger.warning(
+                "no text encoder: image-to-video runs without SigLIP image tokens (they come from its vision "
+                "tower), as diffusers' pipeline does; use_image_embeds=False says so without this warning"
+            )
+            use_image_embeds = False
         if use_image_embeds and self.feature_extractor is None:
             raise ValueError(
                 "image embeddings need the feature_extractor component (a SiglipImageProcessor): load a folder with "

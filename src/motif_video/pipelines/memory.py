@@ -86,7 +86,7 @@ def apply_memory_plan(pipe, plan: MemoryPlan, device: torch.device | str) -> Non
             num_blocks_per_group=1,
             use_stream=stream,
         )
-        for module in (pipe.text_encoder, pipe.vae):
+        for module in (m for m in (pipe.text_encoder, pipe.vae) if m is not None):
             apply_group_offloading(module, onload_device=device, offload_type="leaf_level", use_stream=stream)
     else:  # exhaustive: check_offload rejected anything else
         raise AssertionError(plan.offload)
