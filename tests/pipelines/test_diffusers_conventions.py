@@ -488,3 +488,50 @@ def test_a_pipeline_without_a_text_encoder_runs_on_given_embeddings(pipe, strong
     without_siglip = _latents(i2v, image=image, **given)
     full = MotifVideoImageToVideoPipeline.from_pipe(pipe)
     torch.testing.assert_close(without_siglip, _latents(full, image=image, use_image_embeds=False, **given))
+
+
+def test_step_callbacks_see_and_swap_prompt_embeddings_as_in_diffusers(pipe):
+    """A step callback is shown the embeddings as diffusers' pipeline holds them (padded to max_sequence_length)
+    and may swap in any valid ones: of the shape shown (with the mask shown, as diffusers keeps it), of another
+    length from `encode_prompt` (zero states are its padding), or any with their mask returned beside them."""
+    from motif_video.pipelines.prompts import DEFAULT_NEGATIVE_PROMPT
+
+    names = ["prompt_embeds", "negative_prompt_embeds"]
+    masks = ["prompt_attention_mask", "negative_prompt_attention_mask"]
+    seen = {}
+
+    def look(p, i, t, tensors):
+        seen.update({k: tuple(v.shape) for k, v in tensors.items()})
+        return tensors  # what it was shown, unchanged
+
+    expected = _latents(pipe, max_sequence_length=128)
+    shown = _latents(pipe, max_sequence_length=128, callback_on_step_end=look,
+                     callback_on_step_end_tensor_inputs=names + masks)  # fmt: skip
+    dim = pipe.transformer.config.text_embed_dim
+    assert seen == {"prompt_embeds": (1, 128, dim), "negative_prompt_embeds": (1, 128, dim),
+                    "prompt_attention_mask": (1, 128), "negative_prompt_attention_mask": (1, 128)}  # fmt: skip
+    assert torch.equal(shown, expected)
+
+    def swap(embeddings, with_masks=False):
+        def callback(p, i, t, tensors):
+            out = dict(zip(names, embeddings[:2]))
+            return {**out, **dict(zip(masks, embeddings[2:]))} if with_masks else out
+
+        return _latents(pipe, max_sequence_length=128, callback_on_step_end=callback,
+                        callback_on_step_end_tensor_inputs=names)  # fmt: skip
+
+    # the same prompts encoded at another length (512, encode_prompt's default): the same video
+    same = pipe.encode_prompt(PROMPT, DEFAULT_NEGATIVE_PROMPT)
+    torch.testing.assert_close(swap(same), expected, atol=1e-6, rtol=0)
+    # other prompts from step 1 on: without masks as with them, and trimmed to their tokens with their mask
+    embeds, negative, mask, negative_mask = pipe.encode_prompt(
+        "a blue cube", "blurry", max_sequence_length=40
+    )
+    other = swap((embeds, negative))
+    assert not torch.allclose(other, expected)
+    torch.testing.assert_close(swap((embeds, negative, mask, negative_mask), with_masks=True), other)
+    n, m = int(mask.sum()), int(negative_mask.sum())
+    trimmed = (embeds[:, :n], negative[:, :m], mask[:, :n], negative_mask[:, :m])
+    torch.testing.assert_close(swap(trimmed, with_masks=True), other, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="attention mask shape"):
+        swap((embeds, negative, mask[:, :5], negative_mask), with_masks=True)

@@ -61,7 +61,14 @@ class MotifVideoPipelineOutput(BaseOutput):
 class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
     model_cpu_offload_seq = "text_encoder->transformer->vae"
     _optional_components = ["scheduler", "guider", "feature_extractor"]
-    _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
+    # diffusers' three, then the masks of the embeddings shown (which a callback may return with new embeddings)
+    _callback_tensor_inputs = [
+        "latents",
+        "prompt_embeds",
+        "negative_prompt_embeds",
+        "prompt_attention_mask",
+        "negative_prompt_attention_mask",
+    ]
     default_shift: float = D.SHIFT_T2V
 
     def __init__(
@@ -374,6 +381,7 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         cond = GivenEmbeds.embeds(given.prompt, given.prompt_mask)
         if cond is None:
             cond = self.encode_texts(run.prompts, max_sequence_length, device)
+            cond.full_length = max_sequence_length  # what encode_prompt pads to, shown to a step callback
         uncond = GivenEmbeds.embeds(given.negative, given.negative_mask)
         if uncond is None and run.needs_uncond:
             negative = P.DEFAULT_NEGATIVE_PROMPT if run.negative_prompt is None else run.negative_prompt
@@ -383,12 +391,15 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
                     f"negative_prompt has {len(negatives)} entries for {len(run.prompts)} prompts"
                 )
             uncond = self.encode_texts(list(negatives), max_sequence_length, device, name="negative prompt")
+            uncond.full_length = max_sequence_length
         if not run.needs_uncond:
             uncond = None
         dtype = self.transformer.dtype
-        cond = P.PromptEmbeds(cond.embeds.to(device, dtype), cond.mask.to(device))
+        cond = P.PromptEmbeds(cond.embeds.to(device, dtype), cond.mask.to(device), cond.full_length)
         if uncond is not None:
-            uncond = P.PromptEmbeds(uncond.embeds.to(device, dtype), uncond.mask.to(device))
+            uncond = P.PromptEmbeds(
+                uncond.embeds.to(device, dtype), uncond.mask.to(device), uncond.full_length
+            )
             uncond = uncond.repeat_interleave(num_videos_per_prompt)
         return cond.repeat_interleave(num_videos_per_prompt), uncond
 
@@ -571,18 +582,18 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         return latents
 
     def _run_callback(self, callback, inputs, i, latents, cond, uncond):
-        available = {
-            "latents": latents,
-            "prompt_embeds": cond.embeds,
-            "negative_prompt_embeds": None if uncond is None else uncond.embeds,
-        }
-        out = callback(self, i, self._current_timestep, {k: available[k] for k in inputs}) or {}
-        latents = out.get("latents", latents)
-        if "prompt_embeds" in out:
-            cond = P.PromptEmbeds(out["prompt_embeds"], cond.mask)
-        if "negative_prompt_embeds" in out and uncond is not None:
-            uncond = P.PromptEmbeds(out["negative_prompt_embeds"], uncond.mask)
-        return latents, cond, uncond
+        """One step-end callback. It is shown the embeddings as diffusers' pipeline holds them (encoded prompts
+        padded to max_sequence_length) and their masks, and may return new ones (`_returned_embeds`)."""
+        shown: dict[str, torch.Tensor | None] = {"latents": latents}
+        for name, prompt in (("prompt", cond), ("negative_prompt", uncond)):
+            keys = (f"{name}_embeds", f"{name}_attention_mask")
+            asked = prompt is not None and bool(set(keys) & set(inputs))
+            view = prompt.padded() if asked else None  # padded only when the callback asks for it
+            shown.update(zip(keys, (None, None) if view is None else (view.embeds, view.mask)))
+        out = callback(self, i, self._current_timestep, {k: shown[k] for k in inputs}) or {}
+        cond = _returned_embeds(out, "prompt", cond)
+        uncond = None if uncond is None else _returned_embeds(out, "negative_prompt", uncond)
+        return out.get("latents", latents), cond, uncond
 
     # ---------------------------------------------------------------------------------------------------- output
     def repaint_unconditioned_first_frame(
@@ -732,6 +743,22 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
             raise ValueError(
                 f"callback_on_step_end_tensor_inputs {unknown} unknown; allowed: {self._callback_tensor_inputs}"
             )
+
+
+def _returned_embeds(out: dict[str, Any], name: str, current: P.PromptEmbeds) -> P.PromptEmbeds:
+    """The embeddings a step callback returned as `{name}_embeds` (`name`: "prompt" or "negative_prompt"), else
+    `current`. Their mask: `{name}_attention_mask` when returned too; else, of the shape shown, the mask shown (as
+    diffusers keeps it); else valid where a state is not all zeros (`encode_prompt`'s padding, at another
+    max_sequence_length). The loop then runs on them with their trailing padding trimmed again."""
+    embeds, mask = out.get(f"{name}_embeds"), out.get(f"{name}_attention_mask")
+    if embeds is None and mask is None:
+        return current
+    shown = current.padded()
+    embeds = shown.embeds if embeds is None else embeds
+    if mask is None:
+        mask = shown.mask if tuple(embeds.shape[:2]) == tuple(shown.mask.shape) else embeds.ne(0).any(dim=-1)
+    taken = GivenEmbeds.embeds(embeds.to(current.embeds.device, current.embeds.dtype), mask)
+    return P.PromptEmbeds(taken.embeds, taken.mask, current.full_length).trimmed()
 
 
 def _has_group_offload(module: torch.nn.Module) -> bool:

@@ -29,15 +29,30 @@ DEFAULT_NEGATIVE_PROMPT = (
 
 @dataclass
 class PromptEmbeds:
-    """Text states [B, L, D] and their mask [B, L] (True = valid), L = longest prompt in the batch."""
+    """Text states [B, L, D] and their mask [B, L] (True = valid), L = longest prompt in the batch. `full_length`:
+    the length diffusers' pipeline holds them at, which a step callback is shown (encoded prompts are padded to
+    `max_sequence_length` there); None: their own."""
 
     embeds: torch.Tensor
     mask: torch.Tensor
+    full_length: int | None = None
 
     def repeat_interleave(self, n: int) -> PromptEmbeds:
         if n == 1:
             return self
-        return PromptEmbeds(self.embeds.repeat_interleave(n, dim=0), self.mask.repeat_interleave(n, dim=0))
+        return PromptEmbeds(
+            self.embeds.repeat_interleave(n, dim=0), self.mask.repeat_interleave(n, dim=0), self.full_length
+        )
+
+    def padded(self) -> PromptEmbeds:
+        """These embeddings at `full_length` (zero states, masked), as diffusers' pipeline holds them."""
+        return self if self.full_length is None else pad_to(self, self.full_length)
+
+    def trimmed(self) -> PromptEmbeds:
+        """These embeddings without the trailing positions that no row attends to (the padding)."""
+        valid = self.mask.any(dim=0).nonzero()
+        length = int(valid[-1]) + 1 if valid.numel() else self.mask.shape[1]
+        return PromptEmbeds(self.embeds[:, :length], self.mask[:, :length], self.full_length)
 
 
 def as_prompt_list(prompt: str | list[str] | None, name: str = "prompt") -> list[str]:
