@@ -535,3 +535,20 @@ def test_step_callbacks_see_and_swap_prompt_embeddings_as_in_diffusers(pipe):
     torch.testing.assert_close(swap(trimmed, with_masks=True), other, atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="attention mask shape"):
         swap((embeds, negative, mask[:, :5], negative_mask), with_masks=True)
+
+
+def test_negative_embeddings_of_another_batch_size_are_refused_before_any_model_runs(pipe):
+    """As diffusers' check_inputs (which also needs equal lengths: ours may differ, the batch may not)."""
+    embeds, negative, mask, negative_mask = pipe.encode_prompt(PROMPT, "blurry", max_sequence_length=64)
+    calls = []
+    hook = pipe.transformer.register_forward_pre_hook(lambda *a: calls.append(1))
+    try:
+        with pytest.raises(ValueError, match=r"same batch size.*\[1, 64, 32\] and \[2, 64, 32\]"):
+            _latents(pipe, prompt=None, prompt_embeds=embeds, negative_prompt_embeds=negative.repeat(2, 1, 1))
+        with pytest.raises(ValueError, match=r"negative_prompt_embeds has 1 rows for 2 prompts"):
+            _latents(pipe, prompt=[PROMPT, PROMPT], negative_prompt_embeds=negative)
+    finally:
+        hook.remove()
+    assert calls == []
+    shorter = _latents(pipe, prompt=None, prompt_embeds=embeds, negative_prompt_embeds=negative[:, :8])
+    assert shorter.shape == (1, 16, 3, 8, 12)  # lengths may differ

@@ -695,14 +695,15 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
     ) -> None:
         """diffusers' `check_inputs` (same parameters), run by `__call__` before any model: the size (multiples of
         16; None is the folder's, checked once filled), the step-end tensor names, a prompt or `prompt_embeds` but
-        not both, the embeddings' and masks' shapes, and a negative prompt that is a string or one per prompt
-        (`batch_size` prompts). Unlike diffusers', a missing mask means every token is valid, and prompt and
-        negative embeddings may differ in length."""
+        not both, the embeddings' and masks' shapes, negative embeddings with one row per prompt, and a negative
+        prompt that is a string or one per prompt (`batch_size` prompts). Unlike diffusers', a missing mask means
+        every token is valid, and prompt and negative embeddings may differ in length."""
         check_video_size(width, height, None)
         self.check_callback_inputs(None, callback_on_step_end_tensor_inputs)
         call_prompts(prompt, GivenEmbeds(prompt_embeds, prompt_attention_mask))
         GivenEmbeds.embeds(prompt_embeds, prompt_attention_mask)
         GivenEmbeds.embeds(negative_prompt_embeds, negative_prompt_attention_mask)
+        GivenEmbeds.check_batch(prompt_embeds, negative_prompt_embeds, batch_size)
         if negative_prompt is None or isinstance(negative_prompt, str):
             return
         if not isinstance(negative_prompt, list | tuple) or not all(

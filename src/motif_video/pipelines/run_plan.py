@@ -64,6 +64,23 @@ class GivenEmbeds:
             )
         return P.PromptEmbeds(states, mask.to(states.device).bool())
 
+    @staticmethod
+    def check_batch(prompt: torch.Tensor | None, negative: torch.Tensor | None, batch_size: int) -> None:
+        """Negative embeddings have one row per prompt: as many as `prompt` embeddings when given, else
+        `batch_size` (the prompts); their lengths may differ."""
+        if negative is None:
+            return
+        if prompt is not None and negative.shape[0] != prompt.shape[0]:
+            raise ValueError(
+                "prompt_embeds and negative_prompt_embeds must have the same batch size (their lengths may "
+                f"differ), got shapes {list(prompt.shape)} and {list(negative.shape)}"
+            )
+        if prompt is None and negative.shape[0] != batch_size:
+            raise ValueError(
+                f"negative_prompt_embeds has {negative.shape[0]} rows for {batch_size} prompts (shape "
+                f"{list(negative.shape)}); pass one row per prompt"
+            )
+
 
 def check_strength(strength: float) -> None:
     """Video-to-video strength in (0, 1]."""
