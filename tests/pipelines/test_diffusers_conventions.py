@@ -552,3 +552,23 @@ def test_negative_embeddings_of_another_batch_size_are_refused_before_any_model_
     assert calls == []
     shorter = _latents(pipe, prompt=None, prompt_embeds=embeds, negative_prompt_embeds=negative[:, :8])
     assert shorter.shape == (1, 16, 3, 8, 12)  # lengths may differ
+
+
+def test_size_left_none_comes_from_given_latents(pipe):
+    """As in diffusers: latents [B, 16, T, h, w] without a size give 8h x 8w x 4(T - 1) + 1 (not the folder's
+    default size); a size given that disagrees with them is still refused."""
+    noise = torch.randn(1, 16, 3, 8, 12, generator=torch.Generator().manual_seed(1))
+    steps = {"num_inference_steps": 2, "output_type": "latent"}
+    expected = pipe(PROMPT, **SIZE, **steps, latents=noise).frames
+    assert torch.equal(pipe(PROMPT, **steps, latents=noise).frames, expected)
+    assert torch.equal(pipe(PROMPT, height=64, **steps, latents=noise).frames, expected)
+    with pytest.raises(ValueError, match=r"latents must have shape \[1, 16, 3, 4, 12\]"):
+        pipe(PROMPT, height=32, **steps, latents=noise)
+    i2v = MotifVideoImageToVideoPipeline.from_pipe(pipe)
+    image = np.zeros((64, 96, 3), dtype=np.uint8)
+    generator = torch.Generator().manual_seed(0)
+    expected = i2v(image=image, prompt=PROMPT, **SIZE, **steps, latents=noise, generator=generator).frames
+    generator = torch.Generator().manual_seed(0)
+    assert torch.equal(
+        i2v(image=image, prompt=PROMPT, **steps, latents=noise, generator=generator).frames, expected
+    )

@@ -453,6 +453,21 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
             raise ValueError(f"got {len(generator)} generators for {batch} videos; pass one or one per video")
         return randn_tensor(shape, generator=generator, device=device, dtype=dtype)
 
+    def latents_size(
+        self, latents: torch.Tensor | None, height: int | None, width: int | None, num_frames: int | None
+    ) -> tuple[int | None, int | None, int | None]:
+        """Size left None taken from given `latents` [B, 16, T, h, w], as diffusers takes it: the VAE's factors
+        times theirs, 8 h x 8 w x 4 (T - 1) + 1 frames. A size given that disagrees with them is refused by
+        `prepare_latents`, naming the shape that size needs."""
+        if latents is None or latents.ndim != 5:
+            return height, width, num_frames
+        t, h, w = latents.shape[2:]
+        return (
+            h * self.vae_scale_spatial if height is None else height,
+            w * self.vae_scale_spatial if width is None else width,
+            (t - 1) * self.vae_scale_temporal + 1 if num_frames is None else num_frames,
+        )
+
     # ------------------------------------------------------------------------------------- video-to-video (SDEdit)
     def video_size(
         self, video, strength: float, height: int | None, width: int | None, num_frames: int | None

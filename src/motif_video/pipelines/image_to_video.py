@@ -136,6 +136,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
             resize=resize, latent_mode=first_frame_latent, use_image_embeds=use_image_embeds,
             conditioning_blur=conditioning_blur, keep_first_frame=keep_first_frame,
         )  # fmt: skip
+        height, width, num_frames = self.latents_size(latents, height, width, num_frames)
         height, width, num_frames = self.video_size(video, strength, height, width, num_frames)
         run = self.plan_run(
             prompt, negative_prompt, (height, width, num_frames), num_inference_steps, guidance, guidance_scale, shift,

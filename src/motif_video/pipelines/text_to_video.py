@@ -71,7 +71,8 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         decoder_fit_steps: int | None = None,
     ) -> MotifVideoPipelineOutput | tuple:
         """Generate videos. Size and negative prompt left None come from the folder's generation_config.json, else
-        736x1280, 121 frames and the 39-term trained negative prompt; "" is an empty negative prompt.
+        736x1280, 121 frames and the 39-term trained negative prompt; "" is an empty negative prompt. With `latents`
+        given, a size left None is theirs (8 h x 8 w x 4 (T - 1) + 1 frames), as in diffusers.
 
         Guidance defaults to the folder's guider config, else APG (scale 8, norm threshold 12, momentum 0.1, eta 1,
         norm dims (-1, -2, -4)); `guidance` picks "apg", "cfg" or "none". `shift` overrides the scheduler config.
@@ -104,6 +105,7 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
             callback_on_step_end,
             callback_on_step_end_tensor_inputs,
         )
+        height, width, num_frames = self.latents_size(latents, height, width, num_frames)
         height, width, num_frames = self.video_size(video, strength, height, width, num_frames)
         run = self.plan_run(
             prompt, negative_prompt, (height, width, num_frames), num_inference_steps, guidance, guidance_scale, shift,
