@@ -572,3 +572,15 @@ def test_size_left_none_comes_from_given_latents(pipe):
     assert torch.equal(
         i2v(image=image, prompt=PROMPT, **steps, latents=noise, generator=generator).frames, expected
     )
+
+
+def test_pt_frames_come_in_the_pipelines_dtype(tiny_folder):
+    """As diffusers returns them (its VAE's output); np and pil frames are float32 / uint8 as before."""
+    bf16 = quiet(MotifVideoPipeline, tiny_folder, dtype=torch.bfloat16)
+    kw = {**SIZE, "num_inference_steps": 1, "guidance": "none", "generator": torch.Generator().manual_seed(0)}
+    pt = bf16(PROMPT, output_type="pt", **kw).frames
+    assert pt.dtype == torch.bfloat16 and pt.shape == (1, 9, 3, 64, 96)
+    kw["generator"] = torch.Generator().manual_seed(0)
+    np_frames = bf16(PROMPT, output_type="np", **kw).frames
+    assert np_frames.dtype == np.float32
+    np.testing.assert_allclose(pt.float().permute(0, 1, 3, 4, 2).numpy(), np_frames, atol=4e-3)

@@ -649,14 +649,16 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         stream: bool = True,
         vae_batch_size: int | None = None,
     ):
-        """Frames from latents, `vae_batch_size` videos per VAE call (default: all at once)."""
+        """Frames from latents, `vae_batch_size` videos per VAE call (default: all at once). Post-processed in
+        float32; "pt" frames are then returned in the VAE's dtype, as diffusers' pipeline returns them."""
         if output_type == "latent":
             return latents
         if vae_batch_size is not None and vae_batch_size < 1:
             raise ValueError(f"vae_batch_size must be >= 1, got {vae_batch_size}")
         chunks = latents.split(vae_batch_size or latents.shape[0])
         video = torch.cat([decode_latents(self.vae, c, output_device="cpu", stream=stream) for c in chunks])
-        return self.video_processor.postprocess_video(video.float(), output_type=output_type)
+        frames = self.video_processor.postprocess_video(video.float(), output_type=output_type)
+        return frames.to(self.vae.dtype) if output_type == "pt" else frames
 
     # --------------------------------------------------------------------------------------------------- helpers
     def _text_encoder_to(self, device: torch.device) -> None:
