@@ -584,3 +584,13 @@ def test_pt_frames_come_in_the_pipelines_dtype(tiny_folder):
     np_frames = bf16(PROMPT, output_type="np", **kw).frames
     assert np_frames.dtype == np.float32
     np.testing.assert_allclose(pt.float().permute(0, 1, 3, 4, 2).numpy(), np_frames, atol=4e-3)
+
+
+@pytest.mark.parametrize("prompt", [3, ("a", 3), b"a red ball"])
+def test_a_prompt_that_is_not_text_is_a_value_error_naming_its_type(pipe, prompt):
+    """diffusers raises a ValueError for a prompt that is not a string or a list (before: TypeError for 3)."""
+    kind = type(prompt).__name__
+    with pytest.raises(ValueError, match=f"prompt must be a non-empty string or list of strings, got {kind}"):
+        pipe(prompt, **SMALL)
+    with pytest.raises(ValueError, match=f"got {kind}"):
+        pipe.check_inputs(prompt=prompt, negative_prompt=None, height=64, width=96, batch_size=1)

@@ -56,11 +56,14 @@ class PromptEmbeds:
 
 
 def as_prompt_list(prompt: str | list[str] | None, name: str = "prompt") -> list[str]:
-    if isinstance(prompt, str):
-        prompt = [prompt]
-    if not prompt or not all(isinstance(p, str) for p in prompt):
-        raise ValueError(f"{name} must be a non-empty string or list of strings, got {prompt!r}")
-    return list(prompt)
+    """`prompt` as a list of strings; anything else (None, a number, bytes, a list holding other things) is a
+    ValueError naming its type, as diffusers' check gives one."""
+    items = [prompt] if isinstance(prompt, str) else prompt
+    if not isinstance(items, list | tuple) or not items or not all(isinstance(p, str) for p in items):
+        raise ValueError(
+            f"{name} must be a non-empty string or list of strings, got {type(prompt).__name__} {prompt!r}"
+        )
+    return list(items)
 
 
 def tokenize(tokenizer, prompts: list[str], max_sequence_length: int = MAX_SEQUENCE_LENGTH) -> dict:
