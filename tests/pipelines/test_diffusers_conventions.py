@@ -432,6 +432,9 @@ def test_a_saved_pipeline_keeps_its_generation_defaults(tiny_folder, tmp_path):
     saved = GenerationDefaults.read(tmp_path / "from-student")
     assert saved.base_model is None and saved.num_inference_steps == 2
     assert not list((tmp_path / "from-student").glob(".*.tmp"))
+    pipe.generation_defaults = GenerationDefaults()  # none now: the file the last save left goes
+    pipe.save_pretrained(tmp_path / "from-student")
+    assert GenerationDefaults.read(tmp_path / "from-student") is None
 
 
 def test_a_saved_image_to_video_pipeline_samples_as_before(strong_folder, tmp_path):

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -199,11 +200,13 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
         """diffusers' `save_pretrained` (same arguments), with the pipeline's generation defaults written as the
         folder's `generation_config.json` when it has any, so that `from_pretrained` of the saved folder generates
-        what this pipeline does. Written first, so that `push_to_hub=True` uploads it too; a student's link to its
+        what this pipeline does (and one an earlier save left there removed when it has none). Written first, so that `push_to_hub=True` uploads it too; a student's link to its
         base model (`base_model`, `adapter`) is left out: the saved folder holds every component."""
         defaults = dataclasses.replace(self.generation_defaults, base_model=None, adapter=None)
         if defaults != GenerationDefaults():
             defaults.write(save_directory)
+        else:  # none: a file an earlier save left there would give the folder defaults this pipeline lacks
+            (Path(save_directory) / D.GENERATION_CONFIG_NAME).unlink(missing_ok=True)
         super().save_pretrained(save_directory, *args, **kwargs)
 
     # ------------------------------------------------------------------------------------------------- properties
