@@ -110,6 +110,9 @@ GENERATION = {
     "decoder_fit_steps": 50,  # and refined through the decoder (the encoder turns some frames the wrong colour)
     "extend_condition_guidance": 10.0,  # extension windows follow their prefix (seams 2.5-4.2 -> 1.5-1.8x the median)
     "trained_sizes": [[64, 64]],  # every stage's clips are 64x64: generate warns at other sizes
+    "fps": round(
+        load_config(HERE / "config.yaml").data.fps
+    ),  # the clips' rate as trained: motion at its pace
 }
 
 

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .bounds import within
 from .choices import GUIDANCE_MODES
 
 # ---------------------------------------------------------------------------------------------- released model
@@ -34,6 +35,7 @@ WIDTH = 1280
 NUM_FRAMES = 121
 STEPS = 50
 FPS = 24
+MAX_FPS = 240  # what an MP4 of ours is written at, at most
 SHIFT_T2V = 15.0  # when the folder's scheduler config names none
 SHIFT_I2V = 8.0  # image-to-video, unless the folder is an image-to-video one (see `pipelines.sampling`)
 # Guidance when the folder has no guider config: APG, original formulation (`pipelines.guidance`).
@@ -85,8 +87,13 @@ class GenerationDefaults:
     # [[height, width], ...]: the only frame sizes the model was trained at, for a model that knows no others (the
     # small one: 64x64); other sizes are warned about (`size_warning`). None: any size (the released model)
     trained_sizes: list[list[int]] | None = None
+    # frames per second of the clips the model was trained on: the MP4's rate when a call names none, so its motion
+    # plays at the pace it learnt (the small model's clips were resampled to 16; the released model's are 24)
+    fps: int | None = None
 
     def __post_init__(self) -> None:
+        if self.fps is not None:
+            within(0, MAX_FPS, low_open=True).check("fps", self.fps)
         if self.num_inference_steps is not None and self.num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {self.num_inference_steps}")
         if self.guidance not in (None, *GUIDANCE_MODES):
@@ -199,6 +206,7 @@ RELEASED = GenerationDefaults(
     repaint_first_frame=REPAINT_FIRST_FRAME,
     decoder_fit_steps=DECODER_FIT_STEPS,
     condition_guidance=CONDITION_GUIDANCE,
+    fps=FPS,
 )
 
 

@@ -22,7 +22,6 @@ from typing import Any
 
 import torch
 
-from . import defaults as D
 from .defaults import model_defaults
 from .file_modes import write_safetensors
 from .hub import check_model_reference
@@ -125,17 +124,18 @@ def condition_inputs(request: GenerateRequest) -> dict[str, Any]:
 
 def resolve_model_defaults(request: GenerateRequest) -> GenerateRequest:
     """The request with size, steps and negative prompt it left None taken from the model's defaults (its folder's
-    generation_config.json, else the released model's), and the frame rate from `defaults.FPS`; guidance and shift
-    stay for the pipeline's configs."""
+    generation_config.json, else the released model's), the frame rate included; guidance and shift stay for the
+    pipeline's configs."""
     filled = model_defaults(request.model).resolve(
         height=request.height,
         width=request.width,
         num_frames=request.num_frames,
         num_inference_steps=request.steps,
         negative_prompt=request.negative_prompt,
+        fps=request.fps,
     )
     filled["steps"] = filled.pop("num_inference_steps")
-    return replace(request, **filled, fps=request.fps or D.FPS)
+    return replace(request, **filled)
 
 
 def _parallel_mode(request: GenerateRequest, world: int) -> str:

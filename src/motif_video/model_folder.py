@@ -35,6 +35,7 @@ class TrainingOutput:
     components: str  # "tiny", a pipeline folder or a Hub id
     pretrained: str | None  # the transformer it started from (LoRA: the one its adapter applies to)
     buckets: list[list[int]]  # [frames, height, width], from the recipe's data section
+    fps: float | None = None  # the rate its clips were resampled to (the recipe's data.fps)
 
     @property
     def trained_sizes(self) -> list[list[int]] | None:
@@ -84,8 +85,9 @@ def training_output(folder: str | os.PathLike) -> TrainingOutput | None:
             f"training output {folder}: {config_path} names no model.components (the VAE, text encoder and "
             "tokenizer it was trained with); pass a pipeline folder with those instead"
         )
-    buckets = (config.get("data") or {}).get("buckets") or []
-    return TrainingOutput(folder, str(components), model.get("pretrained"), [list(b) for b in buckets])
+    data = config.get("data") or {}
+    buckets, fps = data.get("buckets") or [], data.get("fps")
+    return TrainingOutput(folder, str(components), model.get("pretrained"), [list(b) for b in buckets], fps)
 
 
 def components_folder(components: str, origin: Path) -> str:
@@ -134,14 +136,18 @@ def tiny_pipeline(cls, components: dict[str, Any], dtype=None):
 
 def folder_defaults(folder: str | os.PathLike):
     """The folder's `GenerationDefaults` (generation_config.json); for a training output, with the size of its first
-    bucket where the file names none (or with only that, when there is no file) and, trained from scratch, its
-    buckets' sizes as the only ones it knows. None when there is nothing."""
+    bucket where the file names none (or with only that, when there is no file), its recipe's data.fps as its frame
+    rate and, trained from scratch, its buckets' sizes as the only ones it knows. None when there is nothing."""
     from dataclasses import replace
 
-    from .defaults import GenerationDefaults
+    from .defaults import MAX_FPS, GenerationDefaults
 
     stored = GenerationDefaults.read(folder)
     run = training_output(folder)
+    if (
+        run is not None and run.fps and (stored is None or stored.fps is None)
+    ):  # the pace it learnt its motion at
+        stored = replace(stored or GenerationDefaults(), fps=min(max(round(run.fps), 1), MAX_FPS))
     if run is None or run.size is None:
         return stored
     trained = stored.trained_sizes if stored is not None and stored.trained_sizes else run.trained_sizes

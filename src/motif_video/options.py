@@ -129,7 +129,7 @@ def option(default: Any, help: str, group: Group, **details: Any) -> Any:
     return field(default=default, metadata={"option": {"help": help, "group": group, **details}})
 
 
-MAX_FPS = 240
+MAX_FPS = D.MAX_FPS
 SEED_MAX = 2**63 - 1  # torch generators take seeds below 2**64; video i's is seed + i
 _NEGATIVE = 'the 39-term trained negative prompt; "" for none'
 _GUIDANCE = (
@@ -301,7 +301,8 @@ class GenerateRequest:
         "frames per second of the MP4",
         "video",
         bounds=within(0, MAX_FPS, low_open=True),
-        default_text=f"{D.FPS}; with --video the input video's, rounded, so its motion keeps its pace",
+        default_text=f"the model's (its generation_config.json; {D.FPS} as released), or with --video the input "
+        "video's, rounded: the pace their motion was made at",
     )
     # --------------------------------------------------------------------------------------------------- output
     output: Path = option(

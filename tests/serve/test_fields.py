@@ -180,7 +180,7 @@ def test_an_input_video_gives_the_frames_size_and_strength(tmp_path):
     settings = _with(Uploads(video=data))
     assert settings["video"] is True and settings["strength"] == 0.7
     assert (settings["num_frames"], settings["height"], settings["width"]) == (9, 32, 48)  # cut to 4k + 1
-    assert settings["fps"] == 24 and _settings()["fps"] == 24  # the video's; without one, the default
+    assert settings["fps"] == 24 and _settings()["fps"] == 16  # the video's; without one, the small model's rate
     filmed_at_30 = _mp4(tmp_path, 11, fps=30)
     assert _with(Uploads(video=filmed_at_30))["fps"] == 30  # its motion keeps its pace (before: played at 24)
     assert _with(Uploads(video=filmed_at_30), fps=12)["fps"] == 12

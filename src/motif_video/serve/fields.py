@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from ..condition_layout import DEFAULT_CROSSFADE, DEFAULT_OVERLAP
-from ..defaults import FPS
 from ..options import (
     GENERATE_OPTIONS,
     MEDIA_FIELDS,
@@ -440,6 +439,7 @@ def settings_from_fields(
             num_frames=request.num_frames,
             num_inference_steps=request.steps,
             negative_prompt=request.negative_prompt,
+            fps=request.fps,
         )
         check_conditions(request, filled["num_frames"])
     except FieldError:
@@ -457,8 +457,6 @@ def settings_from_fields(
         video=uploads.video is not None,
         **extension,
     )
-    if settings["fps"] is None:  # as `generation.resolve_model_defaults` fills it
-        settings["fps"] = FPS
     # the model's defaults (or the video's frames, or an extension's window) must fit this server's limits too
     check_limits(settings, limits)
     if settings["seed"] is None:
