@@ -24,7 +24,7 @@ class Bounds:
     high_open: bool = False
 
     def allows(self, value: float) -> bool:
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):  # an int compares exactly, however large
             return False
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             return False
