@@ -19,7 +19,12 @@ from motif_video.options import OPTIONS, request_schema
         (Bounds(high=10), "<= 10", [-5, 10], [10.5]),
         (within(0, 2**63 - 1), "in [0, 9223372036854775807]", [2**62], [-1]),
         (at_least(0.25), ">= 0.25", [0.25], [0.2]),
-        (within(0, 240, low_open=True), "in (0, 240]", [1, 240.0], [10**400, -(10**400)]),  # ints past a float
+        (
+            within(0, 240, low_open=True),
+            "in (0, 240]",
+            [1, 240.0],
+            [10**400, -(10**400)],
+        ),  # ints past a float
     ],
 )
 def test_bounds_allow_refuse_and_say_so(bounds, words, allowed, refused):

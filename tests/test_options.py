@@ -79,7 +79,10 @@ def test_argparse_and_mapping_give_the_same_request(tmp_path):
             {"prompts": "a", "seed": 2**64},
             "seed must be in \\[0, 9223372036854775807\\], got 18446744073709551616",
         ),
-        ({"prompts": "a", "decoder_fit_steps": 10**400}, r"decoder_fit_steps must be in \[0, 1000\]"),  # no overflow
+        (
+            {"prompts": "a", "decoder_fit_steps": 10**400},
+            r"decoder_fit_steps must be in \[0, 1000\]",
+        ),  # no overflow
         ({"prompts": "a", "steps": 2.5}, "steps must be an integer, got 2.5"),
         ({"prompts": "a", "steps": True}, "steps must be an integer, got True"),
         ({"prompts": "a", "shift": 0}, "shift must be > 0, got 0.0"),

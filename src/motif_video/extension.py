@@ -307,7 +307,15 @@ def clip_extension(
 ) -> ExtensionPlan:
     """The plan extending a clip (`check_clip`'s info) to `seconds` seconds in all, at `fps` (default: its own)."""
     check_seconds(seconds)
-    return plan_extension(info["frames"], round(seconds * (fps or info["fps"])), window, overlap, crossfade)
+    from .options import MAX_FPS
+
+    rate = fps or info["fps"]
+    if not 0 < rate <= MAX_FPS:  # 1000 fps would make 60 s 60000 frames
+        raise ValueError(
+            f"an extension is written at {rate:g} fps (its clip's unless another rate is given), which must be in "
+            f"(0, {MAX_FPS}]: re-encode the clip at a lower rate"
+        )
+    return plan_extension(info["frames"], round(seconds * rate), window, overlap, crossfade)
 
 
 # An hour at 24 fps is about 1000 windows of the small model and days of the 2B one: more is taken for a typo.
@@ -341,18 +349,10 @@ def check_output(output: Path, clip: Path) -> None:
 
 
 def check_clip(clip: Path) -> dict[str, Any]:
-    """The clip's frame count, size and fps; ValueError when it is missing, not a readable video, or at a frame rate
-    no MP4 of ours is written at (an extension goes on at its clip's: 1000 fps would make 60 s 60000 frames)."""
-    from .options import MAX_FPS
+    """The clip's frame count, size and fps; ValueError when it is missing or not a readable video."""
     from .pipelines.export import check_video_file
 
-    info = check_video_file(clip, f"clip {str(clip)!r}")
-    if not 0 < info["fps"] <= MAX_FPS:
-        raise ValueError(
-            f"clip {str(clip)!r} is at {info['fps']:g} fps; an extension goes on at its clip's frame rate, which "
-            f"must be in (0, {MAX_FPS}] (re-encode it at a lower rate)"
-        )
-    return info
+    return check_video_file(clip, f"clip {str(clip)!r}")
 
 
 def settings_from_record(values: dict[str, Any], clip: str | os.PathLike) -> tuple[dict[str, Any], list[str]]:

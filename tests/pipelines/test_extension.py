@@ -234,6 +234,17 @@ def test_extend_command_warns_at_a_size_the_model_was_not_trained_at(tiny_folder
     assert "warning" not in capsys.readouterr().out
 
 
+def test_an_extension_above_240_fps_is_refused_unless_another_rate_is_given():
+    """The rate an extension is written at (its clip's unless given) bounds its length in frames: 1000 fps would make
+    60 s 60000 frames; a clip at 300 fps extended at 24 fps is planned at 24 (before: refused for its own rate)."""
+    from motif_video.extension import clip_extension
+
+    fast = {"frames": 40, "fps": 300.0}
+    with pytest.raises(ValueError, match=r"an extension is written at 300 fps \(its clip's"):
+        clip_extension(fast, 1.0, 33, 9, 0)
+    assert clip_extension(fast, 3.0, 33, 9, 0, fps=24).total_frames == 72
+
+
 def test_a_clip_not_in_multiples_of_16_keeps_its_shape_at_the_models_size(tmp_path):
     """Without --width / --height, a clip the model cannot take as it is (a phone's 1080x1920) is resized in
     shape to the model's pixel count, as video-to-video does (before: refused, asking for a size); a model that
