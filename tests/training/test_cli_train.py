@@ -40,7 +40,7 @@ def test_cache_then_train(tmp_path, capsys):
     assert len(json.loads((tmp_path / "cache" / "index.json").read_text())["shards"]) == len(index["shards"])
 
     config = tmp_path / "run.json"
-    config.write_text(json.dumps({"model": {"preset": "tiny", "components": "tiny"}, "data": {"cache": str(tmp_path / "cache"), "batch_size": 2, "buckets": [[5, 32, 32]]},
+    config.write_text(json.dumps({"model": {"preset": "tiny", "components": "tiny", "max_text_tokens": 16}, "data": {"cache": str(tmp_path / "cache"), "batch_size": 2, "buckets": [[5, 32, 32]]},
                                   "tensorboard": False}))  # fmt: skip
     assert (
         main(
@@ -151,6 +151,63 @@ def test_train_refuses_a_cache_of_other_buckets_and_rewrites_an_empty_one(tmp_pa
     )
     assert main([*train, *overrides]) == 2
     assert "has no usable media to cache into" in capsys.readouterr().err
+
+
+def test_train_refuses_a_cache_whose_settings_do_not_fit_the_recipe(tmp_path, capsys):
+    """A cache's fps, text length and (missing) image embeddings are checked against the recipe, naming the
+    setting, both values and the recipe key; the trainer's own cache too, written for another i2v.probability."""
+    from tests.training.conftest import tiny_overrides
+
+    write_moving_squares(tmp_path / "clips", 2, frames=5, height=32, width=32)
+    cache = tmp_path / "cache"
+    flags = ["--bucket", "5x32x32", "--max-tokens", "16", "--components", "tiny"]
+    assert main(["cache", str(tmp_path / "clips"), str(cache), *flags]) == 0
+    (tmp_path / "recipe.yaml").write_text("seed: 0\n")
+    train = ["train", "--config", str(tmp_path / "recipe.yaml")]
+    base = {"model.max_text_tokens": 16, "data.fps": 24, "max_steps": 1}
+    for changed, message in [
+        ({"data.fps": 16}, "written with fps 24.0, and this recipe asks for 16.0 (--fps / data.fps): set data.fps=24.0"),
+        ({"model.max_text_tokens": 512},
+         "written with max_tokens 16, and this recipe asks for 512 (--max-tokens / model.max_text_tokens): set "
+         "model.max_text_tokens=16"),
+        ({"i2v.probability": 0.3},
+         "written with image_embeds False, and this recipe asks for True (--image-embeds / i2v.image_embeds): set "
+         "i2v.image_embeds=false (or i2v.probability=0)"),
+    ]:  # fmt: skip
+        capsys.readouterr()
+        assert main([*train, *tiny_overrides(tmp_path / "run", cache, **{**base, **changed})]) == 2
+        err = capsys.readouterr().err
+        assert f"cache {str(cache)!r}" in err and message in err
+
+    # the trainer's own cache, written without image embeddings (i2v.probability 0), is not reused at 0.3
+    own = {**base, "data.path": str(tmp_path / "clips"), "data.buckets": [[5, 32, 32]]}
+    assert main([*train, *tiny_overrides(tmp_path / "own", tmp_path / "own-cache", **own)]) == 0
+    capsys.readouterr()
+    conditioned = {**own, "i2v.probability": 0.3}
+    assert main([*train, *tiny_overrides(tmp_path / "own", tmp_path / "own-cache", **conditioned)]) == 2
+    assert "written with image_embeds False, and this recipe asks for True" in capsys.readouterr().err
+
+
+def test_image_embeddings_are_needed_only_where_training_reads_them():
+    from motif_video.training.config import TrainConfig
+    from motif_video.training.inputs import needs_image_embeds
+
+    def needs(**i2v) -> bool:
+        config = TrainConfig()
+        buckets = i2v.pop("buckets", [[5, 32, 32]])
+        config.data.buckets = buckets
+        for key, value in i2v.items():
+            setattr(config.i2v, key, value)
+        return needs_image_embeds(config)
+
+    assert not needs(probability=0.0)
+    assert needs(probability=0.3)
+    assert not needs(probability=0.3, image_embeds=False)
+    assert not needs(probability=0.3, patterns={"last": 1.0, "first": 0.0})  # never latent frame 0
+    assert needs(
+        probability=0.3, patterns={"last": 1.0}, buckets=[[5, 32, 32], [1, 32, 32]]
+    )  # one latent frame
+    assert needs(probability=0.3, patterns={"keyframes": 1.0})
 
 
 def test_only_rank_0_prints_the_runs_last_line(monkeypatch, capsys, tmp_path):

@@ -12,7 +12,8 @@ Layout of a cache folder:
 Text is stored cut after its last valid token. Shards are written to a temporary name then renamed, and the index
 is rewritten after each shard, so an interrupted run resumes where it stopped (items already in a shard are skipped).
 A cache is refused for a VAE whose normalisation differs from the one it was written with (`check_latent_norm`), and
-is added to only with the settings it was written with (`check_settings`).
+is added to only with the settings it was written with (`check_settings`), and trains only a recipe its settings fit
+(`check_fits_recipe`).
 """
 
 from __future__ import annotations
@@ -94,6 +95,27 @@ def check_settings(index: dict[str, Any], asked: dict[str, Any], folder: str | P
                 f"cache {str(folder)!r} was written with {key} {index[key]!r}, and this run asks for "
                 f"{asked[key]!r} ({how}): add to it with the settings it was written with, or write another "
                 "cache folder (or delete this one to write it again)"
+            )
+
+
+def check_fits_recipe(index: dict[str, Any], asked: dict[str, Any], folder: str | Path) -> None:
+    """Refuse to train from a cache written with another fps or text length than the recipe asks for, or without
+    the image embeddings it needs (`asked["image_embeds"]`: `inputs.needs_image_embeds`; extra ones go unused). A
+    setting the index does not record (a cache written before it did) is not checked; buckets are checked by
+    `inputs._checked_cache` (a cache of fewer buckets than the recipe lists fits)."""
+    for key, fits, change in (
+        ("fps", lambda cached: float(cached) == float(asked["fps"]), f"set data.fps={index.get('fps')}"),
+        ("max_tokens", lambda cached: cached == asked["max_tokens"],
+         f"set model.max_text_tokens={index.get('max_tokens')}"),
+        ("image_embeds", lambda cached: bool(cached) or not asked["image_embeds"],
+         "set i2v.image_embeds=false (or i2v.probability=0)"),
+    ):  # fmt: skip
+        if key in index and not fits(index[key]):
+            flag = SETTINGS[key].split(" / ")[0]
+            raise ValueError(
+                f"cache {str(folder)!r} was written with {key} {index[key]!r}, and this recipe asks for "
+                f"{asked[key]!r} ({SETTINGS[key]}): {change} to train from it, or write another cache folder "
+                f"with these settings (`motif-video cache {flag}`, or data.path with a new data.cache)"
             )
 
 

@@ -58,7 +58,11 @@ def build_data(config: TrainConfig, accelerator: Any, components: Any) -> TrainD
         from .components import vae_config
 
         vae = components.vae.config if components is not None else vae_config(config.model.components)
-        dataset = _checked_cache(cache, vae, d.buckets)
+        # with data.conditioned_share 1 every conditioned step draws from data.conditioned_cache
+        only_unconditioned = d.conditioned_cache is not None and d.conditioned_share >= 1
+        dataset = _checked_cache(
+            cache, vae, config, image_embeds=needs_image_embeds(config) and not only_unconditioned
+        )
         null_text, null_mask, collate_fn, cached = dataset.null_text, dataset.null_mask, collate_cached, True
     else:
         from .data import collate
@@ -79,7 +83,7 @@ def build_data(config: TrainConfig, accelerator: Any, components: Any) -> TrainD
     if d.conditioned_cache:
         from .draws import from_conditioned_cache
 
-        second = _checked_cache(_expand(d.conditioned_cache, config), vae, d.buckets)
+        second = _checked_cache(_expand(d.conditioned_cache, config), vae, config, needs_image_embeds(config))
         sampler = ConditionedBatchSampler(
             sampler, sampler_of(second), len(dataset), lambda step: from_conditioned_cache(config, step)
         )
@@ -87,18 +91,23 @@ def build_data(config: TrainConfig, accelerator: Any, components: Any) -> TrainD
     return TrainData(dataset, sampler, collate_fn, null_text, null_mask, cached)
 
 
-def _checked_cache(folder: str, vae_config: Any, buckets: list[list[int]]):
+def _checked_cache(folder: str, vae_config: Any, config: TrainConfig, image_embeds: bool):
     """The `CachedDataset` of `folder`, refused when its latents were normalised otherwise than `vae_config` says,
-    when it holds no items, or when it holds items of buckets that `buckets` (data.buckets) does not list."""
-    from .cache import CachedDataset, check_latent_norm, read_index
+    when its fps or text length differ from the recipe's, when it lacks the image embeddings training reads from it
+    (`image_embeds`), when it holds no items, or when it holds items of buckets that data.buckets does not list."""
+    from .cache import CachedDataset, check_fits_recipe, check_latent_norm, read_index
     from .data import check_buckets
 
-    check_latent_norm(read_index(folder), vae_config, folder)
+    index = read_index(folder)
+    check_latent_norm(index, vae_config, folder)
+    asked = {"fps": config.data.fps, "max_tokens": config.model.max_text_tokens,
+             "image_embeds": image_embeds}  # fmt: skip
+    check_fits_recipe(index, asked, folder)
     dataset = CachedDataset(folder)
     if not len(dataset):
         raise ValueError(f"cache {folder!r} holds no items: write it from a data.path with media in it")
     cached = sorted(set(dataset.buckets))
-    asked = check_buckets(buckets)
+    asked = check_buckets(config.data.buckets)
     if not set(cached) <= set(asked):
         raise ValueError(
             f"cache {folder!r} holds items of the buckets {[list(b) for b in cached]}, and data.buckets is "
@@ -106,6 +115,16 @@ def _checked_cache(folder: str, vae_config: Any, buckets: list[list[int]]):
             "data.buckets to the cache's, or write another cache folder (data.cache) for these buckets"
         )
     return dataset
+
+
+def needs_image_embeds(config: TrainConfig) -> bool:
+    """Whether training reads SigLIP tokens of the first frame: `FlowMatching.compute_loss` gives them to the model
+    on conditioned steps (`i2v.probability`) whose pattern conditions latent frame 0 (every pattern but "last",
+    which conditions it only in a one-latent-frame bucket), when `i2v.image_embeds` asks for them."""
+    i2v = config.i2v
+    patterns = {name for name, weight in i2v.patterns.items() if weight > 0}
+    one_frame = any(bucket[0] == 1 for bucket in config.data.buckets)
+    return bool(i2v.probability and i2v.image_embeds and (patterns - {"last"} or one_frame))
 
 
 def needs_encoders(config: TrainConfig) -> bool:
@@ -142,14 +161,14 @@ def prepare_inputs(
 
     if data.cached:
         out = {k: batch[k].to(device) for k in ("latents", "text", "text_mask")}
-        if "image_embeds" in batch:
+        if "image_embeds" in batch and config.i2v.image_embeds:  # a cache may hold ones the recipe turns off
             out["image_embeds"] = batch["image_embeds"].to(device)
         return out
     pixels = batch["pixels"]
     text, mask = encode_text(components, batch["caption"], config.model.max_text_tokens)
     out = {"latents": encode_video(components.vae, pixels).to(device), "text": text.float().to(device),
            "text_mask": mask.to(device), "pixels": pixels.to(device)}  # fmt: skip
-    if config.i2v.probability and config.i2v.image_embeds:
+    if needs_image_embeds(config):
         out["image_embeds"] = encode_image_tokens(components, pixels[:, :, 0]).float().to(device)
     return out
 
@@ -201,5 +220,5 @@ def _build_cache(config: TrainConfig, path: str, cache: str, components: Any) ->
         components,
         cache,
         max_tokens=config.model.max_text_tokens,
-        image_embeds=bool(config.i2v.probability and config.i2v.image_embeds),
+        image_embeds=needs_image_embeds(config),
     )
