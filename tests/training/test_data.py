@@ -111,3 +111,32 @@ def test_a_missing_caption_is_never_an_empty_one(tmp_path):
     (tmp_path / "m.csv").write_text("path,text\nclips/clip-0000.mp4,hello\n")
     with pytest.raises(ValueError, match="m.csv line 2 has no caption under 'caption'"):
         list_media(tmp_path / "m.csv")
+
+
+def test_a_bad_manifest_line_is_an_error_naming_the_file_and_the_line(tmp_path):
+    """A line that is not JSON, a row that is not an object, a CSV record with too many fields: "FILE line N: ...";
+    a byte-order mark (Excel's UTF-8 CSV) is not part of the first column's name."""
+    good = json.dumps({"path": "a.mp4", "caption": "a"})
+    for name, text, message in [
+        ("bad.jsonl", f"{good}\n\n{{oops\n", r"bad.jsonl line 3: not JSON \(Expecting property name"),
+        (
+            "list.jsonl",
+            f'{good}\n["b.mp4", "b"]\n',
+            r"list.jsonl line 2: a row must be a JSON object.*got list",
+        ),
+        ("number.jsonl", '{"path": 5, "caption": "c"}\n', r"number.jsonl line 1: 'path' must be a path"),
+        (
+            "wide.csv",
+            "path,caption\na.mp4,a\nb.mp4,b, c\n",
+            r"wide.csv line 3: 3 fields, and the header names 2",
+        ),
+    ]:
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ValueError, match=message):
+            list_media(tmp_path / name)
+
+    (tmp_path / "excel.csv").write_bytes("path,caption\r\na.mp4,un café\r\n".encode("utf-8-sig"))
+    (tmp_path / "bom.jsonl").write_bytes((good + "\n").encode("utf-8-sig"))
+    for name, caption in (("excel.csv", "un café"), ("bom.jsonl", "a")):
+        [item] = list_media(tmp_path / name)
+        assert (item.path, item.caption) == (tmp_path / "a.mp4", caption)

@@ -86,15 +86,53 @@ def list_media(source: str | Path, caption_field: str = "caption") -> list[Media
         return _list_folder(source)
     if not source.is_file():
         raise ValueError(f"data path {str(source)!r} is neither a folder nor a manifest file")
-    if source.suffix == ".jsonl":
-        with source.open() as f:
-            rows = [(n, json.loads(line)) for n, line in enumerate(f, start=1) if line.strip()]
-    elif source.suffix == ".csv":
-        with source.open(newline="") as f:
-            rows = list(enumerate(csv.DictReader(f), start=2))  # line 1: the header
-    else:
+    if source.suffix not in (".jsonl", ".csv"):
         raise ValueError(f"manifest {str(source)!r} must end in .jsonl or .csv")
+    # utf-8-sig: a byte-order mark (Excel writes one) is not part of the first key
+    with source.open(encoding="utf-8-sig", newline="") as f:
+        try:
+            rows = _jsonl_rows(f, source) if source.suffix == ".jsonl" else _csv_rows(f, source)
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{source}: not UTF-8 text ({error}); save the manifest as UTF-8") from None
     return [_manifest_item(row, source, caption_field, line) for line, row in rows]
+
+
+def _jsonl_rows(lines: Any, manifest: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, row) of each non-blank line: a JSON object, or a ValueError naming the file and the line."""
+    rows = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{manifest} line {n}: not JSON ({error.msg} at column {error.colno})") from None
+        if not isinstance(row, dict):
+            raise ValueError(
+                f"{manifest} line {n}: a row must be a JSON object such as "
+                f'{{"path": "clip.mp4", "caption": "..."}}, got {type(row).__name__} {line.strip()[:80]}'
+            )
+        rows.append((n, row))
+    return rows
+
+
+def _csv_rows(lines: Any, manifest: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, row) of each CSV record after the header; a ValueError naming the file and the line for a
+    record with more fields than the header, or one the csv module cannot read."""
+    reader = csv.DictReader(lines)
+    rows = []
+    try:
+        for row in reader:
+            if None in row:  # DictReader keeps the fields past the header's under None
+                raise ValueError(
+                    f"{manifest} line {reader.line_num}: {len(reader.fieldnames or []) + len(row[None])} fields, "
+                    f"and the header names {len(reader.fieldnames or [])} ({reader.fieldnames}); quote a value "
+                    'that holds a comma ("a, b")'
+                )
+            rows.append((reader.line_num, row))
+    except csv.Error as error:
+        raise ValueError(f"{manifest} line {reader.line_num}: {error}") from None
+    return rows
 
 
 def _list_folder(folder: Path) -> list[MediaItem]:
@@ -116,6 +154,8 @@ def _manifest_item(row: dict[str, Any], manifest: Path, caption_field: str, line
             'caption\'s key with data.caption_field (`motif-video cache --caption-field`), or give "" for a clip '
             "without one"
         )
+    if not isinstance(row[key], str):
+        raise ValueError(f"{manifest} line {line}: {key!r} must be a path (a string), got {row[key]!r}")
     path = Path(row[key])
     extra = {k: v for k, v in row.items() if k not in (key, caption_field)}
     return MediaItem(path if path.is_absolute() else manifest.parent / path, str(row[caption_field]), extra)
