@@ -140,3 +140,19 @@ def test_a_bad_manifest_line_is_an_error_naming_the_file_and_the_line(tmp_path):
     for name, caption in (("excel.csv", "un café"), ("bom.jsonl", "a")):
         [item] = list_media(tmp_path / name)
         assert (item.path, item.caption) == (tmp_path / "a.mp4", caption)
+
+
+def test_a_file_undecodable_every_epoch_is_counted_once(tmp_path, monkeypatch):
+    from motif_video.training import data
+
+    folder = tmp_path / "clips"
+    write_moving_squares(folder, 2, frames=9, height=32, width=32, fps=24)
+    dataset = MediaDataset(list_media(folder), check_buckets([[9, 32, 32]]), fps=24)
+    assert str(dataset.skipped) == "no files skipped"
+    monkeypatch.setattr(
+        data, "decode_frames", lambda path, indices: (_ for _ in ()).throw(OSError("cut short"))
+    )
+    assert [dataset[0], dataset[0], dataset[1]] == [None, None, None]  # two epochs of file 0
+    first, second = (str(item.path) for item in dataset.items)
+    assert dataset.skipped.counts == {"undecodable": 2}
+    assert str(dataset.skipped) == f"skipped 2 file(s): 2 undecodable (e.g. {first}, {second})"

@@ -51,12 +51,19 @@ class MediaInfo:
 
 @dataclass
 class SkipReport:
-    """Files left out, by reason; `str()` is the line the trainer logs."""
+    """Files left out, by reason, each file once; `str()` is the line the trainer logs."""
 
     counts: Counter = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
 
+    files: set[str] = field(
+        default_factory=set
+    )  # each file counts once (an undecodable one is met every epoch)
+
     def add(self, reason: str, path: Path | str) -> None:
+        if str(path) in self.files:
+            return
+        self.files.add(str(path))
         self.counts[reason] += 1
         self.examples.setdefault(reason, [])
         if len(self.examples[reason]) < 3:

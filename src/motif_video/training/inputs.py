@@ -70,7 +70,8 @@ def build_data(config: TrainConfig, accelerator: Any, components: Any) -> TrainD
 
         dataset = _media(config, path)
         if accelerator.is_main_process:
-            logger.info("%d media items; %s", len(dataset), dataset.skipped)
+            # files that probe fine but fail to decode are found while training: the run's last line counts them
+            logger.info("%d media items; when probed: %s", len(dataset), dataset.skipped)
         text, mask = encode_text(components, [""], config.model.max_text_tokens)
         null_text, null_mask, collate_fn, cached = text[0].float().cpu(), mask[0].cpu(), collate, False
 
