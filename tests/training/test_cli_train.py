@@ -210,6 +210,24 @@ def test_image_embeddings_are_needed_only_where_training_reads_them():
     assert needs(probability=0.3, patterns={"keyframes": 1.0})
 
 
+def test_cache_checks_its_output_and_components_before_probing_any_media(tmp_path, monkeypatch, capsys):
+    from motif_video.training import data
+
+    write_moving_squares(tmp_path / "clips", 1, frames=5, height=32, width=32)
+    (tmp_path / "a-file").write_text("")
+    probed = []
+    monkeypatch.setattr(data, "probe", lambda path: probed.append(path))
+    clips = str(tmp_path / "clips")
+    for output, components, message in [
+        (tmp_path / "a-file", "tiny", f"cache folder {str(tmp_path / 'a-file')!r} is a file"),
+        ("/proc/no/such", "tiny", "cannot create the cache folder '/proc/no/such'"),
+        (tmp_path / "out", "no-such-components", "'no-such-components' is neither an existing folder"),
+    ]:
+        assert main(["cache", clips, str(output), "--components", components]) == 2
+        assert message in capsys.readouterr().err
+    assert probed == [] and not (tmp_path / "out").exists()
+
+
 def test_only_rank_0_prints_the_runs_last_line(monkeypatch, capsys, tmp_path):
     """Under torchrun every rank returns the result; one line is printed, by rank 0 (before: one per rank)."""
     from types import SimpleNamespace

@@ -60,16 +60,21 @@ def parse_bucket(text: str) -> list[int]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..training.cache import build_cache
-    from ..training.components import load_components
+    from ..training.cache import build_cache, make_cache_folder
+    from ..training.components import load_components, vae_config
     from ..training.data import MediaDataset, check_buckets, list_media
 
+    # everything that can be wrong with the arguments is found before the media are probed (minutes for many)
     buckets = check_buckets([parse_bucket(b) for b in (args.bucket or ["121x480x832"])])
+    items = list_media(args.data, args.caption_field)
+    # the components' name resolves (only the VAE's config is fetched) before a folder is made
+    vae_config(args.components)
+    make_cache_folder(args.output)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dataset = MediaDataset(list_media(args.data, args.caption_field), buckets, args.fps)
-    print(f"{len(dataset)} items; {dataset.skipped}")
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     components = load_components(args.components, device, dtype)
+    dataset = MediaDataset(items, buckets, args.fps)
+    print(f"{len(dataset)} items; {dataset.skipped}")
     index = build_cache(dataset, components, args.output, max_tokens=args.max_tokens, shard_size=args.shard_size,
                         image_embeds=args.image_embeds)  # fmt: skip
     count = sum(len(s["items"]) for s in index["shards"])

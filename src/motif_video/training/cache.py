@@ -119,6 +119,20 @@ def check_fits_recipe(index: dict[str, Any], asked: dict[str, Any], folder: str 
             )
 
 
+def make_cache_folder(folder: str | Path) -> Path:
+    """`folder`, created when missing; a ValueError naming it when it is a file or cannot be created there."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"cache folder {str(folder)!r} is a file: name a folder (new, or a cache to resume)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(
+            f"cannot create the cache folder {str(folder)!r}: {error.strerror or error}"
+        ) from None
+    return folder
+
+
 def build_cache(
     dataset: MediaDataset,
     components: Components,
@@ -133,8 +147,7 @@ def build_cache(
     """Encode every item of `dataset` into `folder` (resuming a partial cache); returns the index."""
     from tqdm.auto import tqdm
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_cache_folder(folder)
     index = read_index(folder) if (folder / INDEX).exists() else {"version": 1, "shards": []}
     buckets = sorted(list(b) for b in dataset.bucket_choices)
     asked = {"fps": dataset.fps, "max_tokens": max_tokens, "image_embeds": image_embeds, "buckets": buckets}
