@@ -18,7 +18,8 @@ def test_help(command, capsys):
     assert "--config" in capsys.readouterr().out or command == "cache"
 
 
-def test_cache_then_train(tmp_path, capsys):
+def test_cache_then_train(tmp_path, capsys, caplog):
+    caplog.set_level("INFO", logger="motif_video.training.trainer")
     write_moving_squares(tmp_path / "clips", 2, frames=5, height=32, width=32)
     (tmp_path / "clips" / "bad.mp4").write_bytes(b"junk")
     args = [
@@ -59,6 +60,8 @@ def test_cache_then_train(tmp_path, capsys):
     )
     lines = (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [1, 2]
+    # the cache's skip report (bad.mp4) is the run's, as a run from the media would log it
+    assert "data: cached; when written: skipped 1 file(s): 1 unreadable;" in caplog.text
 
 
 def test_bad_override_exits_2(tmp_path, capsys):

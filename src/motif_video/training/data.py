@@ -76,8 +76,11 @@ class SkipReport:
     def __str__(self) -> str:
         if not self.total:
             return "no files skipped"
+        # a report read back from a cache's index has counts only
         parts = [
-            f"{n} {reason} (e.g. {', '.join(self.examples[reason])})" for reason, n in self.counts.items()
+            f"{n} {reason}"
+            + (f" (e.g. {', '.join(self.examples[reason])})" if self.examples.get(reason) else "")
+            for reason, n in self.counts.items()
         ]
         return f"skipped {self.total} file(s): " + "; ".join(parts)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +117,17 @@ def _checked_cache(folder: str, vae_config: Any, config: TrainConfig, image_embe
             "data.buckets to the cache's, or write another cache folder (data.cache) for these buckets"
         )
     return dataset
+
+
+def cached_skips(config: TrainConfig) -> str:
+    """The skip report data.cache's index records (files left out when it was written), as the media path logs it."""
+    from .cache import read_index
+    from .data import SkipReport
+
+    recorded = read_index(_expand(config.data.cache, config)).get("skipped")
+    if recorded is None:
+        return "cached (the cache records no skip report)"
+    return f"cached; when written: {SkipReport(counts=Counter(recorded))}"
 
 
 def needs_image_embeds(config: TrainConfig) -> bool:

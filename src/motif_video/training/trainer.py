@@ -32,7 +32,7 @@ from .config import TrainConfig
 from .ema import EMA
 from .export import is_exported
 from .flow_matching import FlowMatching
-from .inputs import StepBatches, TrainData, build_data, needs_encoders, prepare_inputs
+from .inputs import StepBatches, TrainData, build_data, cached_skips, needs_encoders, prepare_inputs
 from .logs import MetricsLog, reduce_losses
 from .objective import Objective, StepDraws
 from .setup import lr_at, make_accelerator, make_optimizer, trainable
@@ -273,7 +273,7 @@ def finish_run(run: Run) -> tuple[int, bool]:
     if export:
         run.objective.export(run.accelerator, run.model, run.ema)
     if run.accelerator.is_main_process:
-        skipped = getattr(run.data.dataset, "skipped", "cached")
+        skipped = getattr(run.data.dataset, "skipped", None) or cached_skips(run.config)
         logger.info("data: %s; bucket utilisation %.0f%%", skipped, 100 * run.data.sampler.utilisation)
     run.logs.close()
     return final, export
