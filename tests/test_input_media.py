@@ -108,6 +108,13 @@ def test_image_to_video_keeps_a_portrait_photos_shape(tmp_path):
         {"prompt": "a"}, model=RELEASED, limits=limits, uploads=Uploads(image=data.getvalue())
     )
     assert (settings["width"], settings["height"]) == (720, 1296)
+    # a server's default limits (1280 a side): the shape scaled down to fit them, not refused (before: 422 for
+    # height 1296, a size the request never named)
+    upload = Uploads(image=data.getvalue())
+    settings = settings_from_fields({"prompt": "a"}, model=RELEASED, limits=Limits(), uploads=upload)
+    assert (settings["width"], settings["height"]) == (704, 1280)
+    with pytest.raises(ValueError, match="height must be at most 1280"):  # a size asked for is still checked
+        settings_from_fields({"prompt": "a", "height": 1296}, model=RELEASED, limits=Limits(), uploads=upload)
 
 
 def test_a_long_video_gives_the_models_length_at_most(tmp_path):

@@ -24,6 +24,15 @@ def same_shape(width: int, height: int, area: int) -> tuple[int, int]:
     return max(16, round(h * width / height / 16) * 16), max(16, round(h / 16) * 16)
 
 
+def fit_within(width: int, height: int, max_width: int, max_height: int) -> tuple[int, int]:
+    """(width, height) scaled down, shape kept, until both sides fit their limits, in multiples of 16 (a service's
+    limits on a size the media chose); unchanged when they fit already."""
+    scale = min(1.0, max_width / width, max_height / height)
+    if scale == 1.0:
+        return width, height
+    return max(16, int(width * scale) // 16 * 16), max(16, int(height * scale) // 16 * 16)
+
+
 ASPECT_TOLERANCE = 0.05  # a shape this close to the model's size takes that size (16:9 inputs keep 1280x736)
 
 

@@ -233,7 +233,7 @@ class GenerateRequest:
         "video",
         bounds=at_least(16),
         pipeline="height",
-        default_text=f"the model's, else {D.HEIGHT}",
+        default_text=f"the model's, else {D.HEIGHT}; with an image or video, their shape kept at the model's size",
     )
     width: int | None = option(
         None,
@@ -241,7 +241,7 @@ class GenerateRequest:
         "video",
         bounds=at_least(16),
         pipeline="width",
-        default_text=f"the model's, else {D.WIDTH}",
+        default_text=f"the model's, else {D.WIDTH}; with an image or video, their shape kept at the model's size",
     )
     num_frames: int | None = option(
         None,

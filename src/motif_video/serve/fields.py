@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..condition_layout import DEFAULT_CROSSFADE, DEFAULT_OVERLAP
+from ..input_media import fit_within
 from ..options import (
     GENERATE_OPTIONS,
     MEDIA_FIELDS,
@@ -433,6 +434,12 @@ def settings_from_fields(
             request = _with_video(request, uploads.video)
         elif images := [data for role, data in uploads.parts() if role != "video"]:
             request = _with_image(request, images[0])
+        if request.width is not None and fields.get("width") is None and fields.get("height") is None:
+            # a size the media gave (their shape kept) is made to fit this server, not refused for its limits
+            width, height = fit_within(request.width, request.height, limits.max_width, limits.max_height)
+            request = replace(request, width=width, height=height)
+            if extension:
+                extension.update(width=width, height=height)
         filled = model_defaults(model).resolve(
             height=request.height,
             width=request.width,
