@@ -157,6 +157,29 @@ def test_lora_export_round_trip_in_comfyui_layout(transformer_folder, tmp_path):
     torch.testing.assert_close(run(pipe.transformer), run(trained), atol=1e-5, rtol=0)
 
 
+def test_a_lora_training_output_exports_on_the_transformer_it_trained(transformer_folder, tmp_path):
+    """`export runs/style` (a LoRA run, which `generate --model` loads) and `export runs/style/lora` take the base
+    from the run's recorded transformer (before: the first was refused for the run's config.json keys, the second
+    asked for --base-model)."""
+    from motif_video.training.lora import add_lora, save_lora
+
+    trained = tiny_transformer(0)
+    add_lora(trained, rank=4, alpha=2.0)
+    with torch.no_grad():
+        for name, p in trained.named_parameters():
+            if "lora_" in name:
+                p.normal_(0, 0.2)
+    run_folder = tmp_path / "runs" / "style"
+    save_lora(trained, run_folder / "lora")
+    recipe = {"model": {"components": "tiny", "pretrained": str(transformer_folder)}, "data": {"fps": 24}}
+    (run_folder / "config.json").write_text(json.dumps(recipe))
+    for source in (run_folder, run_folder / "lora"):
+        result = export(source, tmp_path / f"{source.name}.safetensors")
+        state, meta = read_safetensors(result.path)
+        assert result.kind == "lora" and meta["motif_video.base_model"] == str(transformer_folder)
+        assert all(k.startswith("diffusion_model.") for k in state)
+
+
 def test_refusals_are_clear(transformer_folder, tmp_path):
     lora = tmp_path / "l.safetensors"
     from safetensors.torch import save_file

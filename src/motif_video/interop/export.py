@@ -135,8 +135,10 @@ def export_lora(lora_file: Path, output: Path, base_model: str | None, meta: dic
 
 
 def find_lora(source: Path) -> tuple[Path | None, str | None]:
-    """(the LoRA file, the base model its folder names) when `source` is a LoRA file, LoRA folder or LoRA student."""
+    """(the LoRA file, the base model its folder names) when `source` is a LoRA file, LoRA folder, LoRA student, or
+    a LoRA training output (or its lora/ folder: the base is the transformer it trained on)."""
     from ..defaults import GenerationDefaults
+    from ..model_folder import components_folder, training_output
 
     if source.is_file():
         if source.suffix != ".safetensors":
@@ -159,6 +161,13 @@ def find_lora(source: Path) -> tuple[Path | None, str | None]:
     defaults = GenerationDefaults.read(source)
     if defaults is not None and defaults.adapter == "lora":
         return source / "lora" / LORA_WEIGHT_NAME, defaults.base_model
+    run_folder = (
+        source.parent if source.name in ("lora", "lora-ema") else source
+    )  # a LoRA run, or its adapter
+    adapter = source if run_folder != source else source / "lora"
+    run = training_output(run_folder)
+    if run is not None and (adapter / LORA_WEIGHT_NAME).is_file():
+        return adapter / LORA_WEIGHT_NAME, components_folder(run.pretrained or run.components, run.folder)
     if (source / LORA_WEIGHT_NAME).is_file():
         return source / LORA_WEIGHT_NAME, None
     return None, None
@@ -199,6 +208,10 @@ def base_linear_shapes(base_model: str) -> dict[str, tuple[int, int]]:
 
     if base_model in PRESETS:
         config = dict(PRESETS[base_model])
+    elif (Path(base_model) / "config.json").is_file() and not (Path(base_model) / "transformer").is_dir():
+        config = read_config(
+            MotifVideoTransformer, Path(base_model)
+        )  # a transformer folder (a run's pretrained)
     else:
         config = read_config(MotifVideoTransformer, resolve_folder(base_model, subfolder="transformer"))
     with torch.device("meta"):
