@@ -52,3 +52,16 @@ def merge_by_hand(transformer, adapters_and_weights) -> None:
             linear = transformer.get_submodule(module)
             delta = weight * layer.scale * (layer.up.double() @ layer.down.double())
             linear.weight.copy_((linear.weight.double() + delta).to(linear.weight.dtype))
+
+
+def with_random_peft_lora(transformer, std: float = 0.2, params: str = "lora_"):
+    """`transformer` with a rank-4 peft LoRA (alpha 2) whose `params` weights are drawn N(0, std): what a LoRA run
+    leaves to save."""
+    from motif_video.training.lora import add_lora
+
+    add_lora(transformer, rank=4, alpha=2.0)
+    with torch.no_grad():
+        for name, p in transformer.named_parameters():
+            if params in name:
+                p.normal_(0, std)
+    return transformer

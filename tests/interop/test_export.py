@@ -17,7 +17,7 @@ from motif_video.interop import lora_keys as K
 from motif_video.interop.export import export, load_transformer_file, read_safetensors
 from motif_video.testing import tiny_transformer
 
-from .helpers import inputs, random_adapter, run
+from .helpers import inputs, random_adapter, run, with_random_peft_lora
 
 
 @pytest.fixture(scope="module")
@@ -124,14 +124,7 @@ def test_lora_export_round_trip_in_comfyui_layout(transformer_folder, tmp_path):
     from motif_video.training.lora import save_lora
 
     base = tiny_transformer(0)
-    trained = copy.deepcopy(base)
-    from motif_video.training.lora import add_lora
-
-    add_lora(trained, rank=4, alpha=2.0)
-    with torch.no_grad():
-        for name, p in trained.named_parameters():
-            if "lora_" in name:
-                p.normal_(0, 0.2)
+    trained = with_random_peft_lora(copy.deepcopy(base))
     save_lora(trained, tmp_path / "run" / "lora")
     result = export(
         tmp_path / "run" / "lora", tmp_path / "style.safetensors", base_model=str(transformer_folder.parent)
@@ -161,14 +154,9 @@ def test_a_lora_training_output_exports_on_the_transformer_it_trained(transforme
     """`export runs/style` (a LoRA run, which `generate --model` loads) and `export runs/style/lora` take the base
     from the run's recorded transformer (before: the first was refused for the run's config.json keys, the second
     asked for --base-model)."""
-    from motif_video.training.lora import add_lora, save_lora
+    from motif_video.training.lora import save_lora
 
-    trained = tiny_transformer(0)
-    add_lora(trained, rank=4, alpha=2.0)
-    with torch.no_grad():
-        for name, p in trained.named_parameters():
-            if "lora_" in name:
-                p.normal_(0, 0.2)
+    trained = with_random_peft_lora(tiny_transformer(0))
     run_folder = tmp_path / "runs" / "style"
     save_lora(trained, run_folder / "lora")
     recipe = {"model": {"components": "tiny", "pretrained": str(transformer_folder)}, "data": {"fps": 24}}

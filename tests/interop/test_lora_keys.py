@@ -8,7 +8,7 @@ import torch
 from motif_video.interop import lora_keys as K
 from motif_video.testing import tiny_transformer
 
-from .helpers import random_adapter
+from .helpers import random_adapter, with_random_peft_lora
 
 
 @pytest.fixture(scope="module")
@@ -75,14 +75,9 @@ def test_trainer_adapter_file_reads_as_the_peft_model(tmp_path, shapes):
     """training/lora.py's file (diffusers format, config in the metadata) gives the adapter peft holds."""
     from safetensors import safe_open
 
-    from motif_video.training.lora import add_lora, save_lora
+    from motif_video.training.lora import save_lora
 
-    model = tiny_transformer(0)
-    add_lora(model, rank=4, alpha=2.0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.1)
+    model = with_random_peft_lora(tiny_transformer(0), std=0.1, params="lora_B")
     path = save_lora(model, tmp_path)
     with safe_open(str(path), framework="pt") as f:
         state, meta = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()  # noqa: SIM118
