@@ -81,6 +81,12 @@ def test_attention_processors_are_listed_set_and_called():
     assert torch.equal(_out(model), expected)
     with pytest.raises(ValueError, match="does not match the number of attention layers"):
         model.set_attn_processor({"transformer_blocks.0.attn.processor": MotifAttnProcessor()})
+    # diffusers' own processors expect diffusers' modules: refused when set (before: accepted, then a shape error)
+    from diffusers.models.transformers.transformer_motif_video import MotifVideoAttnProcessor2_0
+
+    with pytest.raises(ValueError, match="takes a MotifAttnProcessor .* got MotifVideoAttnProcessor2_0"):
+        model.set_attn_processor(MotifVideoAttnProcessor2_0())
+    assert torch.equal(_out(model), expected)
 
 
 def test_fused_qkv_projections_compute_the_same():

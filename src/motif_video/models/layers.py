@@ -84,6 +84,17 @@ class QKVHeads(nn.Module, AttentionModuleMixin):
         self.norm_q, self.norm_k = RMSNorm(dim // heads), RMSNorm(dim // heads)
         self.set_processor(MotifAttnProcessor())
 
+    def set_processor(self, processor: Any) -> None:
+        """diffusers' `set_processor`, for a `MotifAttnProcessor` (or a subclass: override `attend` to change how
+        attention is computed); another processor is a ValueError here rather than a shape error at the forward."""
+        if not isinstance(processor, MotifAttnProcessor):
+            raise ValueError(
+                f"{type(self).__name__} takes a MotifAttnProcessor (motif_video.models.layers; subclass it and "
+                f"override attend(attn, q, k, v, mask)), got {type(processor).__name__}: diffusers' processors "
+                "expect diffusers' attention modules"
+            )
+        super().set_processor(processor)
+
     def forward(self, *args: Any) -> Any:
         return self.processor(self, *args)
 
