@@ -139,8 +139,8 @@ def test_job_mp4_equals_generate(server, tmp_path):
     np.testing.assert_array_equal(
         _content(server, v2v["id"], tmp_path / "v2v-served.mp4"), read_mp4_frames(reference)
     )
-    # extension of the same video to 13 frames: two windows of 9 frames, each conditioned on 5, a prompt each
-    extension = {"extend_seconds": "0.5417", "overlap": "5", "num_frames": "9", "steps": "2", "seed": "9"}
+    # extension of the same video (at 16 fps, the small model's rate) to 13 frames: two windows of 9, each on 5
+    extension = {"extend_seconds": "0.8125", "overlap": "5", "num_frames": "9", "steps": "2", "seed": "9"}
     story = f"{PROMPT}\n\na green square moving right on a black background\n"  # one line per window
     extend = server.client.post(
         "/v1/videos",
@@ -156,7 +156,7 @@ def test_job_mp4_equals_generate(server, tmp_path):
     ]
     reference, prompt_file = tmp_path / "extended.mp4", tmp_path / "story.txt"
     prompt_file.write_text(story)
-    argv = ["extend", str(source), "--prompt-file", str(prompt_file), "--seconds", "0.5417", "--overlap", "5", "--num-frames", "9",
+    argv = ["extend", str(source), "--prompt-file", str(prompt_file), "--seconds", "0.8125", "--overlap", "5", "--num-frames", "9",
             "--steps", "2", "--seed", "9", "--model", "small", "--threads", "1", "--device", "cpu",
             "--output", str(reference)]  # fmt: skip
     assert cli_main(argv) == 0
