@@ -36,6 +36,7 @@ NUM_FRAMES = 121
 STEPS = 50
 FPS = 24
 MAX_FPS = 240  # what an MP4 of ours is written at, at most
+FPS_RANGE = within(0, MAX_FPS, low_open=True)  # the frame rates a video of ours may be written at
 SHIFT_T2V = 15.0  # when the folder's scheduler config names none
 SHIFT_I2V = 8.0  # image-to-video, unless the folder is an image-to-video one (see `pipelines.sampling`)
 # Guidance when the folder has no guider config: APG, original formulation (`pipelines.guidance`).
@@ -93,7 +94,7 @@ class GenerationDefaults:
 
     def __post_init__(self) -> None:
         if self.fps is not None:
-            within(0, MAX_FPS, low_open=True).check("fps", self.fps)
+            FPS_RANGE.check("fps", self.fps)
         if self.num_inference_steps is not None and self.num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {self.num_inference_steps}")
         if self.guidance not in (None, *GUIDANCE_MODES):
@@ -208,6 +209,11 @@ RELEASED = GenerationDefaults(
     condition_guidance=CONDITION_GUIDANCE,
     fps=FPS,
 )
+
+
+def mp4_rate(fps: float) -> int:
+    """A frame rate (a clip's, a recipe's data.fps) as a video of ours is written at: rounded, in `FPS_RANGE`."""
+    return min(max(round(fps), 1), MAX_FPS)
 
 
 def model_folder(model: str | os.PathLike) -> Path | None:

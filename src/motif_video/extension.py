@@ -35,7 +35,7 @@ import numpy as np
 
 from .bounds import within
 from .condition_layout import DEFAULT_CROSSFADE, DEFAULT_OVERLAP, GROUP
-from .defaults import GenerationDefaults
+from .defaults import FPS_RANGE, GenerationDefaults
 from .input_media import video_size
 
 
@@ -307,13 +307,11 @@ def clip_extension(
 ) -> ExtensionPlan:
     """The plan extending a clip (`check_clip`'s info) to `seconds` seconds in all, at `fps` (default: its own)."""
     check_seconds(seconds)
-    from .options import MAX_FPS
-
     rate = fps or info["fps"]
-    if not 0 < rate <= MAX_FPS:  # 1000 fps would make 60 s 60000 frames
+    if not FPS_RANGE.allows(rate):  # 1000 fps would make 60 s 60000 frames
         raise ValueError(
-            f"an extension is written at {rate:g} fps (its clip's unless another rate is given), which must be in "
-            f"(0, {MAX_FPS}]: re-encode the clip at a lower rate"
+            f"an extension is written at {rate:g} fps (its clip's unless another rate is given), which must be "
+            f"{FPS_RANGE}: re-encode the clip at a lower rate"
         )
     return plan_extension(info["frames"], round(seconds * rate), window, overlap, crossfade)
 

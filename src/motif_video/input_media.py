@@ -12,8 +12,8 @@ import math
 from dataclasses import replace
 from typing import Any
 
-from .defaults import GenerationDefaults, model_defaults
-from .options import MAX_FPS, VIDEO_TO_VIDEO_STRENGTH, GenerateRequest
+from .defaults import GenerationDefaults, model_defaults, mp4_rate
+from .options import VIDEO_TO_VIDEO_STRENGTH, GenerateRequest
 
 
 def same_shape(width: int, height: int, area: int) -> tuple[int, int]:
@@ -95,5 +95,5 @@ def size_from_video(request: GenerateRequest) -> GenerateRequest:
     if request.strength is None:
         changes["strength"] = VIDEO_TO_VIDEO_STRENGTH
     if request.fps is None:  # its frames are played at the pace they were filmed at
-        changes["fps"] = min(max(round(info["fps"]), 1), MAX_FPS)
+        changes["fps"] = mp4_rate(info["fps"])
     return replace(request, **changes)

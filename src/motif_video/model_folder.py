@@ -140,14 +140,14 @@ def folder_defaults(folder: str | os.PathLike):
     rate and, trained from scratch, its buckets' sizes as the only ones it knows. None when there is nothing."""
     from dataclasses import replace
 
-    from .defaults import MAX_FPS, GenerationDefaults
+    from .defaults import GenerationDefaults, mp4_rate
 
     stored = GenerationDefaults.read(folder)
     run = training_output(folder)
     if (
         run is not None and run.fps and (stored is None or stored.fps is None)
     ):  # the pace it learnt its motion at
-        stored = replace(stored or GenerationDefaults(), fps=min(max(round(run.fps), 1), MAX_FPS))
+        stored = replace(stored or GenerationDefaults(), fps=mp4_rate(run.fps))
     if run is None or run.size is None:
         return stored
     trained = stored.trained_sizes if stored is not None and stored.trained_sizes else run.trained_sizes

@@ -129,7 +129,6 @@ def option(default: Any, help: str, group: Group, **details: Any) -> Any:
     return field(default=default, metadata={"option": {"help": help, "group": group, **details}})
 
 
-MAX_FPS = D.MAX_FPS
 SEED_MAX = 2**63 - 1  # torch generators take seeds below 2**64; video i's is seed + i
 _NEGATIVE = 'the 39-term trained negative prompt; "" for none'
 _GUIDANCE = (
@@ -300,7 +299,7 @@ class GenerateRequest:
         None,
         "frames per second of the MP4",
         "video",
-        bounds=within(0, MAX_FPS, low_open=True),
+        bounds=D.FPS_RANGE,
         default_text=f"the model's (its generation_config.json; {D.FPS} as released), or with --video the input "
         "video's, rounded: the pace their motion was made at",
     )
