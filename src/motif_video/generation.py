@@ -73,16 +73,16 @@ def plan_generation(request: GenerateRequest, world_size: int | None = None) -> 
     """Check everything that needs the machine or the files, without loading a model; raises ValueError."""
     world = world_size if world_size is not None else int(os.environ.get("WORLD_SIZE", "1"))
     check_model_reference(request.model)  # before anything is printed about the video
-    images = [request.image, request.last_image] + [parse_keyframe(k)[0] for k in request.keyframe]
+    given = [request.image, request.last_image] + [parse_keyframe(k)[0] for k in request.keyframe]
+    images = [path for path in given if path is not None]
     for path in images:
-        if path is not None:
-            _check_image(path)
+        _check_image(path)
     if request.video is not None:
         request = size_from_video(request)
-    elif shown := [p for p in images if p is not None]:  # the first image given: its shape, not stretched
+    elif images:  # the first image given: its shape, not stretched
         from .pipelines.export import shown_size
 
-        request = size_from_image(request, *shown_size(shown[0]))
+        request = size_from_image(request, *shown_size(images[0]))
     request = resolve_model_defaults(request)
     check_video_size(request.width, request.height, request.num_frames)
     check_conditions(request, request.num_frames)
@@ -190,15 +190,12 @@ def _check_loras(specs: tuple[str, ...]) -> None:
 
 
 def _check_image(path: Path) -> None:
-    import PIL.Image
+    from .pipelines.export import check_decodes
 
     if not path.is_file():
         raise ValueError(f"image {str(path)!r} does not exist or is not a file")
     try:
-        with PIL.Image.open(path) as im:
-            im.verify()
-        with PIL.Image.open(path) as im:
-            im.load()  # its pixels: verify reads the structure only, and a corrupt stream passes it
+        check_decodes(path)
     except Exception as exc:
         raise ValueError(
             f"image {str(path)!r} is not a readable image ({type(exc).__name__}: {exc})"

@@ -133,10 +133,10 @@ def read_mp4_info(path: str | os.PathLike) -> dict:
 def _container_info(container) -> dict:
     """The size as a player shows it: a clip stored landscape with a display rotation of 90 degrees is portrait."""
     stream = container.streams.video[0]
-    count, turned = 0, False
-    for frame in container.decode(stream):
-        turned = turned or (count == 0 and _turns(frame) % 2 == 1)
-        count += 1
+    frames = container.decode(stream)
+    first = next(frames, None)
+    count = (first is not None) + sum(1 for _ in frames)
+    turned = first is not None and _turns(first) % 2 == 1
     width, height = stream.codec_context.width, stream.codec_context.height
     return {
         "frames": count,
@@ -168,6 +168,19 @@ def shown_size(image_file) -> tuple[int, int]:
         width, height = image.size
         turned = image.getexif().get(0x0112) in (5, 6, 7, 8)
     return (height, width) if turned else (width, height)
+
+
+def check_decodes(image_file) -> None:
+    """Raise what PIL raises for an image file (a path or a binary file object) whose structure or pixels do not
+    decode: `verify` reads the structure only, and a corrupt pixel stream passes it, so the pixels are loaded too."""
+    import PIL.Image
+
+    with PIL.Image.open(image_file) as image:
+        image.verify()
+    if hasattr(image_file, "seek"):
+        image_file.seek(0)
+    with PIL.Image.open(image_file) as image:
+        image.load()
 
 
 def read_image(path: str | os.PathLike):

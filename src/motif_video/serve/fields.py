@@ -216,16 +216,16 @@ def check_image(role: str, data: bytes) -> None:
     """An uploaded image is readable and of sane size (checked before any job is queued)."""
     import PIL.Image
 
+    from ..pipelines.export import check_decodes
+
     try:
         with PIL.Image.open(io.BytesIO(data)) as im:
             size = im.size
-            im.verify()
         if size[0] * size[1] > MAX_IMAGE_PIXELS:  # before its pixels are decoded
             raise FieldError(
                 role, f"{role} must have at most {MAX_IMAGE_PIXELS} pixels, got {size[0]}x{size[1]}"
             )
-        with PIL.Image.open(io.BytesIO(data)) as im:
-            im.load()  # its pixels: verify reads the structure only, and a corrupt stream passes it
+        check_decodes(io.BytesIO(data))
     except FieldError:
         raise
     except PIL.UnidentifiedImageError as exc:  # its message names an in-memory buffer, of no use to a client

@@ -177,14 +177,11 @@ def _manifest_item(row: dict[str, Any], manifest: Path, caption_field: str, line
 
 def probe(path: Path) -> MediaInfo:
     """Frame count, frame rate and size (as a player or viewer shows it); raises on an unreadable file."""
-    from ..pipelines.export import read_image, upright_frame
+    from ..pipelines.export import check_decodes, shown_size, upright_frame
 
     if path.suffix.lower() in IMAGE_EXTENSIONS:
-        from PIL import Image
-
-        with Image.open(path) as image:
-            image.verify()
-        width, height = read_image(path).size  # as a viewer shows it (EXIF orientation)
+        check_decodes(path)
+        width, height = shown_size(path)  # as a viewer shows it (EXIF orientation)
         return MediaInfo(1, 0.0, height, width)
     import av
 
