@@ -136,20 +136,22 @@ def _container_info(container) -> dict:
     frames = container.decode(stream)
     first = next(frames, None)
     count = (first is not None) + sum(1 for _ in frames)
-    turned = first is not None and _turns(first) % 2 == 1
-    width, height = stream.codec_context.width, stream.codec_context.height
-    return {
-        "frames": count,
-        "width": height if turned else width,
-        "height": width if turned else height,
-        "fps": float(stream.average_rate),
-    }
+    if first is None:
+        width, height = stream.codec_context.width, stream.codec_context.height
+    else:
+        width, height = shown_frame_size(first)
+    return {"frames": count, "width": width, "height": height, "fps": float(stream.average_rate)}
 
 
 def _turns(frame) -> int:
     """Quarter turns counterclockwise that show a decoded frame upright (its display matrix; phones store portrait
     clips landscape with a rotation of 90 or -90)."""
     return round(frame.rotation / 90) % 4
+
+
+def shown_frame_size(frame) -> tuple[int, int]:
+    """(width, height) of a decoded PyAV frame as a player shows it (`upright_frame`'s), without converting it."""
+    return (frame.height, frame.width) if _turns(frame) % 2 else (frame.width, frame.height)
 
 
 def upright_frame(frame) -> np.ndarray:

@@ -177,7 +177,7 @@ def _manifest_item(row: dict[str, Any], manifest: Path, caption_field: str, line
 
 def probe(path: Path) -> MediaInfo:
     """Frame count, frame rate and size (as a player or viewer shows it); raises on an unreadable file."""
-    from ..pipelines.export import check_decodes, shown_size, upright_frame
+    from ..pipelines.export import check_decodes, shown_frame_size, shown_size
 
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         check_decodes(path)
@@ -191,7 +191,7 @@ def probe(path: Path) -> MediaInfo:
         first = next(container.decode(stream), None)
         if first is None:
             raise ValueError("no decodable video frames")
-        height, width = upright_frame(first).shape[:2]  # as a player shows it (display rotation)
+        width, height = shown_frame_size(first)  # as a player shows it (display rotation)
         frames = stream.frames or 1 + sum(1 for _ in container.decode(stream))
         if frames <= 0 or fps <= 0 or not height:
             raise ValueError("no decodable video frames")
