@@ -55,6 +55,16 @@ class Bounds:
         return keywords
 
 
+def check_keys(config: Any, ranges: dict[str, Bounds]) -> None:
+    """Each "section.key" (or "key") of `ranges` read from `config` by attribute and checked against its bounds
+    (None, where a key allows it, is not checked); a ValueError naming the first key out of range."""
+    for key, bounds in ranges.items():
+        section, _, name = key.rpartition(".")
+        value = getattr(getattr(config, section) if section else config, name)
+        if value is not None:
+            bounds.check(key, value)
+
+
 def at_least(low: float) -> Bounds:
     return Bounds(low)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Literal
 
 from .. import defaults as D
-from ..bounds import above, at_least, within
-from ..training.config import TrainConfig, apply_overrides, check_keys, from_dict, read_config_file
+from ..bounds import above, at_least, check_keys, within
+from ..training.config import TrainConfig, apply_overrides, from_dict, read_config_file
 
 StartPoint = Literal["data", "teacher"]
 TimeInWindow = Literal["start", "uniform"]

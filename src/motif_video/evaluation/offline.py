@@ -21,12 +21,22 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..bounds import at_least, check_keys
 from ..defaults import check_condition_guidance
 from ..interop.lora_spec import parse_lora_spec
 from ..options import check_video_size
 from .analysis import psnr_uint8, read_clip
 from .scores import by_combination, figures
 from .suite import GROUPS, SPLITS, eval_suite
+
+# the numeric settings' allowed values, as the command's flags declare them (`commands.numbers`)
+RANGES = {
+    "steps": at_least(1),
+    "threads": at_least(0),
+    "cache_threshold": at_least(0),
+    "seeds": at_least(1),
+    "prompts": at_least(1),
+}
 
 
 @dataclass
@@ -57,16 +67,7 @@ class OfflineEvalConfig:
     def validate(self) -> OfflineEvalConfig:
         """Checks what can be checked before any model loads (a size a model cannot take among them)."""
         check_video_size(self.width, self.height, self.num_frames)
-        if self.steps is not None and self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if self.threads < 0 or self.cache_threshold < 0:
-            raise ValueError(
-                f"threads and cache_threshold must be >= 0, got {self.threads}, {self.cache_threshold}"
-            )
-        if self.seeds < 1:
-            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
-        if self.prompts < 1:
-            raise ValueError(f"prompts must be >= 1, got {self.prompts}")
+        check_keys(self, RANGES)
         if self.split not in SPLITS:
             raise ValueError(f"split {self.split!r} is not one of {list(SPLITS)}")
         if self.condition_guidance is not None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..bounds import Bounds, above, at_least, within
+from ..bounds import Bounds, above, at_least, check_keys, within
 from ..hub import DEFAULT_MODEL_ID
 
 TimestepSampling = Literal["uniform", "logit_normal"]
@@ -253,16 +253,6 @@ RANGES: dict[str, Bounds] = {
     "validation.num_inference_steps": at_least(1),
     "validation.guidance_scale": at_least(0),
 }
-
-
-def check_keys(config: Any, ranges: dict[str, Bounds]) -> None:
-    """Each "section.key" of `ranges` within its bounds (None, where a key allows it, is not checked); a ValueError
-    naming the first key out of range."""
-    for key, bounds in ranges.items():
-        section, _, name = key.rpartition(".")
-        value = getattr(getattr(config, section) if section else config, name)
-        if value is not None:
-            bounds.check(key, value)
 
 
 def check_ranges(config: TrainConfig) -> None:
