@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +214,22 @@ RELEASED = GenerationDefaults(
 def mp4_rate(fps: float) -> int:
     """A frame rate (a clip's, a recipe's data.fps) as a video of ours is written at: rounded, in `FPS_RANGE`."""
     return min(max(round(fps), 1), MAX_FPS)
+
+
+def fill_request(request: Any) -> Any:
+    """A generate request (`options.GenerateRequest`) with the size, frame count, steps, negative prompt and frame
+    rate it left None taken from its model's defaults (its folder's generation_config.json, else the released
+    model's), as `generate` and the service fill them; guidance and shift stay for the pipeline's configs."""
+    filled = model_defaults(request.model).resolve(
+        height=request.height,
+        width=request.width,
+        num_frames=request.num_frames,
+        num_inference_steps=request.steps,
+        negative_prompt=request.negative_prompt,
+        fps=request.fps,
+    )
+    filled["steps"] = filled.pop("num_inference_steps")
+    return replace(request, **filled)
 
 
 def model_folder(model: str | os.PathLike) -> Path | None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from .defaults import model_defaults
+from .defaults import fill_request
 from .file_modes import write_safetensors
 from .hub import check_model_reference
 from .input_media import size_from_image, size_from_video
@@ -83,7 +83,7 @@ def plan_generation(request: GenerateRequest, world_size: int | None = None) -> 
         from .pipelines.export import shown_size
 
         request = size_from_image(request, *shown_size(images[0]))
-    request = resolve_model_defaults(request)
+    request = fill_request(request)
     check_video_size(request.width, request.height, request.num_frames)
     check_conditions(request, request.num_frames)
     parallel = _parallel_mode(request, world)
@@ -120,22 +120,6 @@ def condition_inputs(request: GenerateRequest) -> dict[str, Any]:
         inputs["video"] = read_mp4_frames(request.video)
         inputs["strength"] = request.strength if request.strength is not None else VIDEO_TO_VIDEO_STRENGTH
     return inputs
-
-
-def resolve_model_defaults(request: GenerateRequest) -> GenerateRequest:
-    """The request with size, steps and negative prompt it left None taken from the model's defaults (its folder's
-    generation_config.json, else the released model's), the frame rate included; guidance and shift stay for the
-    pipeline's configs."""
-    filled = model_defaults(request.model).resolve(
-        height=request.height,
-        width=request.width,
-        num_frames=request.num_frames,
-        num_inference_steps=request.steps,
-        negative_prompt=request.negative_prompt,
-        fps=request.fps,
-    )
-    filled["steps"] = filled.pop("num_inference_steps")
-    return replace(request, **filled)
 
 
 def _parallel_mode(request: GenerateRequest, world: int) -> str:

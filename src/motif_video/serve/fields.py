@@ -385,7 +385,7 @@ def settings_from_fields(
     the list of their frames. With extend_seconds the video is extended instead (`_extension`: the settings record
     the plan's windows and total frames, and the clip's size and fps).
     """
-    from ..defaults import model_defaults
+    from ..defaults import fill_request
 
     uploads = uploads or Uploads()
     unknown = sorted(set(fields) - set(FIELDS))
@@ -440,22 +440,13 @@ def settings_from_fields(
             request = replace(request, width=width, height=height)
             if extension:
                 extension.update(width=width, height=height)
-        filled = model_defaults(model).resolve(
-            height=request.height,
-            width=request.width,
-            num_frames=request.num_frames,
-            num_inference_steps=request.steps,
-            negative_prompt=request.negative_prompt,
-            fps=request.fps,
-        )
-        check_conditions(request, filled["num_frames"])
+        request = fill_request(request)  # the model's defaults, as `generate` fills them
+        check_conditions(request, request.num_frames)
     except FieldError:
         raise
     except ValueError as exc:
         raise FieldError(_field_of(str(exc)), str(exc)) from exc
     settings = {name: getattr(request, name) for name in VIDEO_OPTIONS}
-    settings["steps"] = filled.pop("num_inference_steps")
-    settings.update(filled)
     settings["prompt"] = settings.pop("prompts")[0]
     settings.update(
         image=uploads.image is not None,
