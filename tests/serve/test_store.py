@@ -68,3 +68,30 @@ def test_an_unexpected_error_answers_json(tmp_path, monkeypatch):
         response = client.get("/health")
     assert response.status_code == 500
     assert response.json() == {"detail": "internal server error (RuntimeError)"}
+
+
+def test_a_worker_waits_for_the_database_to_record_a_finished_job(tmp_path, monkeypatch, capfd):
+    """The database is away just as a job's video is written: the worker tries again until it is back and records
+    the job (it used to raise out of its loop, and the job ran again after its lease)."""
+    from motif_video.serve.worker import Worker
+
+    store = open_store(None, tmp_path)
+    app = create_app(AppConfig(store, tmp_path))
+    with testclient.TestClient(app) as client:
+        job = client.post("/v1/videos", json={"prompt": PROMPT, "seed": 3, **TINY}).json()
+    worker = Worker(store, tmp_path, "small", device="cpu", dtype="float32", poll=0.01)
+    worker.load()
+    complete, refusals = store.complete, iter(range(2))
+
+    def away_twice(*args):
+        if next(refusals, None) is not None:
+            raise StoreUnavailable("cannot connect to the database: (a restart)")
+        return complete(*args)
+
+    monkeypatch.setattr(store, "complete", away_twice)
+    assert worker.run(max_jobs=1) == 1
+    record = store.get(job["id"])
+    assert record["state"] == "succeeded", record
+    assert (tmp_path / record["result"]).is_file()
+    assert capfd.readouterr().err.count("(a restart); trying again") == 2
+    assert store.workers() == []

@@ -6,6 +6,8 @@ The pipeline is loaded once (`generation.prepare_pipeline`); each job runs the l
 extension's steps counted over all its windows) and extends the job's lease; a thread renews the lease while the VAE
 decodes and the file is written. A cancelled job (or one whose lease was lost) stops after the current step, with
 nothing after it (no decoder fit, decode or file). The MP4 is written under a temporary name in the results folder, renamed, and only then recorded.
+While the database cannot be reached the worker waits for it: a finished job is recorded once it is back (a worker
+stopped first removes the file and leaves the job to run again when its lease ends).
 On SIGTERM/SIGINT the worker stops after the current step and gives its job back to the queue; so it does, with
 `--parent PID`, once that process is no longer its parent (`motif-video serve` passes its own pid: its workers do
 not outlive it, even when it is killed outright).
@@ -87,9 +89,11 @@ class Worker:
         """Take and run jobs until stopped (or `max_jobs` are done); returns the number run."""
         import torch
 
-        self.store.register_worker(self.id, socket.gethostname(), os.getpid(), self.device, self.model)
+        registration = (self.id, socket.gethostname(), os.getpid(), self.device, self.model)
         done, last_seen = 0, 0.0
         try:
+            if not self._stored(self.store.register_worker, *registration):
+                return done
             while not self.stopping.is_set() and (max_jobs is None or done < max_jobs):
                 try:
                     if time.time() - last_seen > self.lease / 3:
@@ -97,8 +101,7 @@ class Worker:
                         last_seen = time.time()
                     job = self.store.claim(self.id, self.lease)
                 except StoreUnavailable as exc:  # the database restarts: wait for it, as for an empty queue
-                    print(f"worker {self.id}: {exc}; trying again", file=sys.stderr, flush=True)
-                    self.stopping.wait(max(self.poll, 1.0))
+                    self._unavailable(exc)
                     continue
                 if job is None:
                     self.stopping.wait(self.poll)
@@ -106,8 +109,25 @@ class Worker:
                 self.run_job(job, torch)
                 done += 1
         finally:
-            self.store.remove_worker(self.id)
+            with contextlib.suppress(StoreUnavailable):  # else its row goes once it is no longer seen
+                self.store.remove_worker(self.id)
         return done
+
+    def _unavailable(self, exc: StoreUnavailable) -> None:
+        """Say that the database cannot be reached and wait a moment before the next try."""
+        print(f"worker {self.id}: {exc}; trying again", file=sys.stderr, flush=True)
+        self.stopping.wait(max(self.poll, 1.0))
+
+    def _stored(self, call, *args) -> tuple | None:
+        """`call(*args)` once the database takes it, tried again while it cannot be reached: `(result,)`, or None
+        when the worker is stopped first."""
+        while True:
+            try:
+                return (call(*args),)
+            except StoreUnavailable as exc:
+                if self.stopping.is_set():
+                    return None
+                self._unavailable(exc)
 
     def run_job(self, job: dict, torch) -> None:
         job_id, claim, settings = job["id"], job["claim"], job["settings"]
@@ -144,11 +164,19 @@ class Worker:
                 return  # cancelled, or the lease went to another worker: nothing is kept
             peak = _peak_memory_gb(torch, plan.device)
             resolved = filled_settings(settings, pipe.last_run)
-            if not self.store.complete(job_id, claim, final.name, step_seconds, peak, resolved):
-                final.unlink(missing_ok=True)  # cancelled while the file was written
-            self.store.worker_seen(self.id, peak, done=1)
+            # recorded once the database takes it; a worker stopped first leaves the job to its lease's end
+            recorded = self._stored(
+                self.store.complete, job_id, claim, final.name, step_seconds, peak, resolved
+            )
+            if not (recorded and recorded[0]):
+                final.unlink(missing_ok=True)  # cancelled (or the lease lost) while the file was written
+                return
+            with contextlib.suppress(StoreUnavailable):
+                self.store.worker_seen(self.id, peak, done=1)
+        except StoreUnavailable as exc:  # not the job's fault: it runs again once its lease ends
+            print(f"worker {self.id}: job {job_id} left to its lease: {exc}", file=sys.stderr, flush=True)
         except Exception as exc:
-            self.store.fail(job_id, claim, f"{type(exc).__name__}: {exc}")
+            self._stored(self.store.fail, job_id, claim, f"{type(exc).__name__}: {exc}")
             traceback.print_exc()
         finally:
             keeper.stop()
