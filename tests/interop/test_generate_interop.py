@@ -102,8 +102,8 @@ def test_eval_loads_the_loras_it_is_given(folder, loras):
 
     path_a, path_b, _, _ = loras
     config = OfflineEvalConfig(model=str(folder), lora=(f"{path_a}:0.8", str(path_b)), i2v=True).validate()
-    t2v, i2v = _load(config)
-    assert sorted(t2v.get_active_adapters()) == ["lora_0", "lora_1"]
+    t2v, i2v, model_lora = _load(config)
+    assert sorted(t2v.get_active_adapters()) == ["lora_0", "lora_1"] and model_lora is None
     assert i2v.transformer is t2v.transformer
     with pytest.raises(ValueError, match="needs at least one lora"):
         OfflineEvalConfig(model=str(folder), fuse_lora=True).validate()

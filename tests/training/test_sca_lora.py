@@ -106,6 +106,10 @@ def test_a_lora_runs_ema_is_exported_and_a_stale_one_goes(tmp_path):
     plain = load_file(str(out / "lora" / "pytorch_lora_weights.safetensors"))
     ema = load_file(str(out / "lora-ema" / "pytorch_lora_weights.safetensors"))
     assert plain.keys() == ema.keys() and any(not torch.equal(plain[k], ema[k]) for k in plain)
+    # evaluated, the run's report names the LoRA it brought (before: `lora: []`, as if the base were scored)
+    from motif_video.evaluation.offline import OfflineEvalConfig, _load
+
+    assert _load(OfflineEvalConfig(model=str(out), i2v=False).validate())[2] == f"{out}/lora"
     train(
         load_config(
             None, tiny_overrides(tmp_path / "run", cache, max_steps=4, **{**lora, "optim.ema_decay": 0})

@@ -96,8 +96,8 @@ def step_cache_on(transformer: torch.nn.Module, threshold: float) -> Iterator[An
 
 
 def _load(config: OfflineEvalConfig):
-    """The suite's pipelines (text-to-video, and image-to-video if `config.i2v`), torch set to `config.threads`
-    first: every suite run by `motif-video eval --threads N` samples on N threads, whose sums round differently from
+    """The suite's pipelines (text-to-video, and image-to-video if `config.i2v`) and the LoRA the model folder
+    brought (its `lora/`, or None), torch set to `config.threads` first: every suite run by `motif-video eval --threads N` samples on N threads, whose sums round differently from
     another count's (and from torch's default, even at the same count), enough to move a long extension's figures."""
     from ..pipelines import MotifVideoImageToVideoPipeline, MotifVideoPipeline
 
@@ -111,6 +111,8 @@ def _load(config: OfflineEvalConfig):
             quantize_fp8(t2v.transformer, config.fp8)
         except ImportError as exc:  # torchao missing or unusable here: a user error, not a crash
             raise ValueError(str(exc)) from exc
+    # a training output or student that is a LoRA on its base loads it as its own transformer's adapter
+    model_lora = f"{config.model}/lora" if getattr(t2v.transformer, "peft_config", None) else None
     if config.lora:
         from ..pipelines.lora import apply_loras
 
@@ -120,7 +122,7 @@ def _load(config: OfflineEvalConfig):
     for pipe in (t2v, i2v):
         if pipe is not None:
             pipe.set_progress_bar_config(disable=True)
-    return t2v, i2v
+    return t2v, i2v, model_lora
 
 
 def run_offline_eval(config: OfflineEvalConfig) -> dict[str, Any]:
@@ -136,7 +138,7 @@ def run_offline_eval(config: OfflineEvalConfig) -> dict[str, Any]:
     steps = config.steps or defaults.num_inference_steps
     height, width = config.height or defaults.height, config.width or defaults.width
     frames = config.num_frames or defaults.num_frames
-    t2v, i2v = _load(config)
+    t2v, i2v, model_lora = _load(config)
     load_seconds = time.perf_counter() - start
     cases = eval_suite(config.prompts, config.split)
     modes = [("t2v", t2v)] + ([("i2v", i2v)] if i2v is not None else [])
@@ -212,6 +214,7 @@ def run_offline_eval(config: OfflineEvalConfig) -> dict[str, Any]:
                 condition_guidance=config.condition_guidance,
             ),
             "model": config.model,
+            "model_lora": model_lora,
             "lora": list(config.lora),
             "threads": torch.get_num_threads(),
         }
