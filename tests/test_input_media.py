@@ -129,3 +129,32 @@ def test_a_long_video_gives_the_models_length_at_most(tmp_path):
     assert more.num_frames == 41
     released = size_from_video(parse_request({"prompts": "a", "video": str(long), "model": RELEASED}))
     assert released.num_frames == 45  # shorter than 121: all of it, cut to 4k + 1
+
+
+def test_media_too_long_and_thin_do_not_choose_the_size(tmp_path, capsys):
+    """A 4000x100 panorama (or a 1600x96 clip) would ask the model for a 6080x144 (1600x96) video: refused naming
+    the ratio and the way out (name the size); with a size named, the media are resized to it as always."""
+    import PIL.Image
+
+    from motif_video import cli
+    from motif_video.generation import plan_generation
+
+    assert fitted_size(400, 100, RELEASED_DEFAULTS) == (1936, 480)  # 4:1 is still taken
+    strip = tmp_path / "strip.png"
+    PIL.Image.new("RGB", (4000, 100)).save(strip)
+    out = tmp_path / "o.mp4"
+    args = ["generate", "--prompt", "a", "--image", str(strip), "--model", RELEASED, "--output", str(out)]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert "media of 4000x100 (aspect 40.0:1) cannot choose the video's size" in err and "up to 4:1" in err
+    assert not out.exists()
+    named = {"prompts": "a", "image": str(strip), "model": RELEASED, "width": 1280, "height": 320}
+    planned = plan_generation(parse_request({**named, "output": str(out)})).request
+    assert (planned.width, planned.height) == (1280, 320)
+    thin = parse_request({"prompts": "a", "video": str(_clip(tmp_path, 1600, 96)), "model": RELEASED})
+    with pytest.raises(ValueError, match=r"media of 1600x96 \(aspect 16.7:1\)"):
+        size_from_video(thin)
+    small = size_from_video(
+        parse_request({"prompts": "a", "video": str(_clip(tmp_path, 1600, 96)), "model": "small"})
+    )
+    assert (small.width, small.height) == (1600, 96)  # a one-size model takes a clip's own size as before

@@ -34,24 +34,39 @@ def fit_within(width: int, height: int, max_width: int, max_height: int) -> tupl
 
 
 ASPECT_TOLERANCE = 0.05  # a shape this close to the model's size takes that size (16:9 inputs keep 1280x736)
+MAX_MEDIA_ASPECT = 4.0  # the longest side over the shortest that media may give a size (32:9 is 3.6)
+
+
+def check_media_aspect(width: int, height: int) -> None:
+    """Refuse media too long and thin to choose a size from (a 10000x100 panorama would ask for 9728x96): the
+    request must name the size (then the media are resized to it)."""
+    ratio = max(width, height) / min(width, height)
+    if ratio > MAX_MEDIA_ASPECT:
+        raise ValueError(
+            f"media of {width}x{height} (aspect {ratio:.1f}:1) cannot choose the video's size: sizes are taken "
+            f"from media up to {MAX_MEDIA_ASPECT:g}:1; name the size (width and height)"
+        )
 
 
 def fitted_size(width: int, height: int, defaults: GenerationDefaults) -> tuple[int, int]:
     """(width, height) for a request that names none, given media of width x height (an image, or a video the model
     cannot take as it is): the model's size where the media's aspect ratio is within `ASPECT_TOLERANCE` of it or
     where the model knows that size only (`trained_sizes`), else `same_shape` at the model's pixel count, so a
-    portrait photo or clip stays portrait."""
+    portrait photo or clip stays portrait (media past `MAX_MEDIA_ASPECT` are refused)."""
     model_height, model_width, _, _ = defaults.fill_size(None, None, None, None)
     close = abs(math.log((width / height) / (model_width / model_height))) <= math.log1p(ASPECT_TOLERANCE)
     if defaults.trained_sizes or close:
         return model_width, model_height
+    check_media_aspect(width, height)
     return same_shape(width, height, model_width * model_height)
 
 
 def video_size(width: int, height: int, defaults: GenerationDefaults) -> tuple[int, int]:
     """(width, height) a video of width x height gives a request (video-to-video, extension) that names none: its
-    own when multiples of 16, else `fitted_size`."""
+    own when multiples of 16 (within `MAX_MEDIA_ASPECT` for a model of more than one size), else `fitted_size`."""
     if width % 16 == 0 and height % 16 == 0:
+        if not defaults.trained_sizes:
+            check_media_aspect(width, height)
         return width, height
     return fitted_size(width, height, defaults)
 
