@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 
 import pytest
 
@@ -242,3 +244,33 @@ def test_only_rank_0_prints_the_runs_last_line(monkeypatch, capsys, tmp_path):
         monkeypatch.setenv("RANK", rank)
         report(result, "trained", "output")
         assert capsys.readouterr().out == expected
+
+
+def test_files_a_loader_worker_cannot_decode_reach_the_runs_report(tmp_path, monkeypatch, caplog):
+    """With `data.num_workers` the media are decoded in loader processes, whose skip reports used to be lost: a
+    file that probes fine and breaks on decode was missing from the run's last line ("no files skipped")."""
+    from motif_video.training import data
+
+    caplog.set_level("INFO", logger="motif_video.training.trainer")
+    write_moving_squares(tmp_path / "clips", 2, frames=5, height=32, width=32)
+    decode, calls, trainer = data.decode_frames, iter(range(100)), os.getpid()
+
+    def cut_short(path, indices):  # the first file the loader's worker decodes breaks (it inherits this)
+        if os.getpid() != trainer and next(calls) == 0:
+            raise OSError(f"{path.name} is cut short")
+        return decode(path, indices)
+
+    monkeypatch.setattr(data, "decode_frames", cut_short)
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"model": {"preset": "tiny", "components": "tiny", "max_text_tokens": 16}, "data": {"path": str(tmp_path / "clips"), "batch_size": 1, "buckets": [[5, 32, 32]], "num_workers": 1},
+                                  "tensorboard": False}))  # fmt: skip
+    assert (
+        main(["train", "--config", str(config), "--output", str(tmp_path / "out"), "--max-steps", "3"]) == 0
+    )
+    clips = re.escape(str(tmp_path / "clips"))
+    assert re.search(
+        rf"data: skipped 1 file\(s\): 1 undecodable \(e\.g\. {clips}/clip-\d+\.mp4\);", caplog.text
+    )
+    # the first step's batch had nothing to repeat: it took the first item that decodes
+    lines = (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3]

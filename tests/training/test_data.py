@@ -152,7 +152,8 @@ def test_a_file_undecodable_every_epoch_is_counted_once(tmp_path, monkeypatch):
     monkeypatch.setattr(
         data, "decode_frames", lambda path, indices: (_ for _ in ()).throw(OSError("cut short"))
     )
-    assert [dataset[0], dataset[0], dataset[1]] == [None, None, None]  # two epochs of file 0
     first, second = (str(item.path) for item in dataset.items)
+    broken = [{"skipped": ("undecodable", path)} for path in (first, first, second)]
+    assert [dataset[0], dataset[0], dataset[1]] == broken  # two epochs of file 0
     assert dataset.skipped.counts == {"undecodable": 2}
     assert str(dataset.skipped) == f"skipped 2 file(s): 2 undecodable (e.g. {first}, {second})"

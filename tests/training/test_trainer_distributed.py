@@ -23,8 +23,8 @@ from motif_video.training.trainer import stop_between_steps, train
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
-def _run(nproc: int, overrides: list[str], out: Path) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+def _run(nproc: int, overrides: list[str], out: Path, **extra_env: str) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path), **extra_env}
     # --standalone: the launcher's own rendezvous binds a free port (no port picked here and released before use)
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
                "--standalone", str(WORKER), json.dumps(overrides), str(out)]  # fmt: skip
@@ -48,6 +48,22 @@ def test_two_processes_match_one(tmp_path):
     b = load_file(str(tmp_path / "two/checkpoints/step-00000003/model.safetensors"))
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5)
+
+
+def test_a_file_only_another_rank_cannot_decode_is_in_the_runs_report(tmp_path):
+    """Each rank decodes its own share of the media: rank 1's skips are gathered into the line rank 0 logs
+    (before: rank 0's own only, so this run said "no files skipped")."""
+    from motif_video.synthetic.squares import write_moving_squares
+
+    clips = tmp_path / "clips"
+    write_moving_squares(clips, 4, frames=5, height=32, width=32)
+    overrides = [f"output_dir={tmp_path / 'run'}", "max_steps=4", "tensorboard=false", "model.preset=tiny",
+                 "model.components=tiny", "model.max_text_tokens=16", f"data.path={clips}", "data.batch_size=2",
+                 "data.buckets=[[5, 32, 32]]"]  # fmt: skip
+    run = _run(2, overrides, tmp_path / "out.json", BREAK_ON_RANK_1="clip-0002.mp4")
+    assert run["data"] == [
+        f"data: skipped 1 file(s): 1 undecodable (e.g. {clips / 'clip-0002.mp4'}); bucket utilisation 100%"
+    ]
 
 
 def test_ctrl_c_under_torchrun_checkpoints_every_rank_at_one_step_and_the_same_command_resumes(tmp_path):

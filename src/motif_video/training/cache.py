@@ -171,7 +171,7 @@ def build_cache(
         for start in range(0, len(indices), batch_size):
             batch = collate([dataset[i] for i in indices[start : start + batch_size]])
             bar.update(min(batch_size, len(indices) - start))
-            if batch is None:
+            if "index" not in batch:  # every item broken (the dataset's report counts them)
                 continue
             encoded = _encode_batch(components, batch, max_tokens, image_embeds)
             for j, (index_in_dataset, tensors) in enumerate(zip(batch["index"], encoded)):

@@ -56,14 +56,14 @@ class SkipReport:
     counts: Counter = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
 
-    files: set[str] = field(
-        default_factory=set
-    )  # each file counts once (an undecodable one is met every epoch)
+    reasons: dict[str, str] = field(
+        default_factory=dict
+    )  # file -> reason: each file counts once (an undecodable one is met every epoch)
 
     def add(self, reason: str, path: Path | str) -> None:
-        if str(path) in self.files:
+        if str(path) in self.reasons:
             return
-        self.files.add(str(path))
+        self.reasons[str(path)] = reason
         self.counts[reason] += 1
         self.examples.setdefault(reason, [])
         if len(self.examples[reason]) < 3:
@@ -322,16 +322,19 @@ class MediaDataset(torch.utils.data.Dataset):
         except Exception as exc:  # decoded fine at probe time, broken further in: skip this sample
             logger.warning("skipping %s: %s", item.path, exc)
             self.skipped.add("undecodable", item.path)
-            return None
+            # carried in the batch too: a loader worker's own copy of this report never reaches the trainer's
+            return {"skipped": ("undecodable", str(item.path))}
         return {"pixels": resize_crop(raw, height, width), "caption": item.caption, "index": index}
 
 
-def collate(samples: list[dict[str, Any] | None]) -> dict[str, Any] | None:
-    """Stack one bucket's samples; broken samples (None) are dropped; None if nothing is left."""
-    samples = [s for s in samples if s is not None]
+def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack one bucket's samples; broken ones are dropped and listed as (reason, path) under "skipped" (a batch of
+    broken samples only has no "index")."""
+    out: dict[str, Any] = {"skipped": [s["skipped"] for s in samples if "skipped" in s]}
+    samples = [s for s in samples if "skipped" not in s]
     if not samples:
-        return None
-    out: dict[str, Any] = {"caption": [s["caption"] for s in samples], "index": [s["index"] for s in samples]}
+        return out
+    out.update(caption=[s["caption"] for s in samples], index=[s["index"] for s in samples])
     for key in samples[0]:
         if key not in out:
             out[key] = torch.stack([s[key] for s in samples])

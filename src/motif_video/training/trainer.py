@@ -95,8 +95,10 @@ def train(
     previous = None
     with stop_between_steps(accelerator.is_main_process) as stop:
         for step, batch in enumerate(loader, start=run.start):
-            if batch is None:  # every sample of this rank's batch failed to decode: repeat the last one
-                batch = previous
+            for reason, path in batch.pop("skipped", ()):  # decoded in a loader worker: counted here
+                run.data.dataset.skipped.add(reason, path)
+            if "index" not in batch:  # every sample of this rank's batch failed to decode: repeat the last one
+                batch = previous if previous is not None else stand_in_batch(run.data)
             previous = batch
             record = train_step(run, step, batch)
             losses.append(record["loss"])
@@ -272,11 +274,36 @@ def finish_run(run: Run) -> tuple[int, bool]:
     export = trained or not is_exported(run.config)
     if export:
         run.objective.export(run.accelerator, run.model, run.ema)
+    skipped = every_ranks_skips(run)
     if run.accelerator.is_main_process:
-        skipped = getattr(run.data.dataset, "skipped", None) or cached_skips(run.config)
+        skipped = skipped or cached_skips(run.config)
         logger.info("data: %s; bucket utilisation %.0f%%", skipped, 100 * run.data.sampler.utilisation)
     run.logs.close()
     return final, export
+
+
+def stand_in_batch(data: TrainData) -> dict[str, Any]:
+    """A batch of the first media item that decodes, for a first step whose every sample failed to (no batch before
+    it to repeat)."""
+    for index in range(len(data.dataset)):
+        batch = data.collate([data.dataset[index]])
+        if "index" in batch:
+            batch.pop("skipped")
+            return batch
+    raise ValueError(f"none of the {len(data.dataset)} media items decodes ({data.dataset.skipped})")
+
+
+def every_ranks_skips(run: Run):
+    """The media dataset's skip report with every rank's files in it (each rank decodes its own share), or None for
+    a run from a cache. Called by every rank."""
+    report = getattr(run.data.dataset, "skipped", None)
+    if report is None or run.accelerator.num_processes == 1:
+        return report
+    from accelerate.utils import gather_object
+
+    for reason, path in gather_object([(r, p) for p, r in report.reasons.items()]):
+        report.add(reason, path)
+    return report
 
 
 def save_checkpoint(run: Run, step: int) -> None:
