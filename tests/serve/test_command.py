@@ -25,9 +25,17 @@ def nothing_starts(monkeypatch):
         (["--device", "bogus"], "--device must be auto, cpu, cuda or cuda:N, got 'bogus'"),
         (["--device", "cuda:99"], "device 'cuda:99' requested but this machine has"),
         (["--token", ""], "--token must not be empty; leave it out (and MOTIF_VIDEO_TOKEN unset or empty)"),
+        # a Hub id that cannot be fetched (here: offline and not in the cache; elsewhere: no such repo)
+        (
+            ["--model", "nobody-here/no-such-model"],
+            "could not get 'nobody-here/no-such-model' from the Hugging",
+        ),
     ],
 )
-def test_serve_refuses_what_it_could_not_run(argv, message, nothing_starts, tmp_path, capsys):
+def test_serve_refuses_what_it_could_not_run(argv, message, nothing_starts, tmp_path, capsys, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     assert main(["serve", "--results", str(tmp_path / "results"), *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("motif-video serve: error: ") and message in err, err

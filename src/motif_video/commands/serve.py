@@ -97,7 +97,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..hub import check_model_reference
+    from ..hub import resolve_folder
     from ..options import DEVICE_PATTERN
     from ..serve.fields import Limits
     from ..serve.server import ServeConfig, serve
@@ -117,8 +117,9 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.no_api and args.workers == 0:
         raise ValueError("--no-api with --workers 0 would run nothing")
-    # what the workers would otherwise find out by exiting, one after the other, while the API takes jobs
-    check_model_reference(args.model)
+    # what the workers would otherwise find out by exiting, one after the other, while the API takes jobs: a Hub
+    # id is looked up (its model_index.json fetched, or found in the cache), so an unknown one exits here
+    resolve_folder(args.model, allow_patterns=["model_index.json"])
     if not DEVICE_PATTERN.fullmatch(args.device):
         raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {args.device!r}")
     if args.database is not None and not args.database.startswith(

@@ -97,7 +97,8 @@ def train(
         for step, batch in enumerate(loader, start=run.start):
             for reason, path in batch.pop("skipped", ()):  # decoded in a loader worker: counted here
                 run.data.dataset.skipped.add(reason, path)
-            if "index" not in batch:  # every sample of this rank's batch failed to decode: repeat the last one
+            # every sample of this rank's batch failed to decode: repeat the last one
+            if "index" not in batch:
                 batch = previous if previous is not None else stand_in_batch(run.data)
             previous = batch
             record = train_step(run, step, batch)
