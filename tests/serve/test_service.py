@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -354,6 +355,8 @@ def test_worker_killed_mid_job_completes_on_another(server):
         return health["workers"] == 2 and running["worker"] not in health["worker_ids"]
 
     wait_for(replaced, 120, "the killed worker replaced", interval=0.5)
+    # the killed worker's uploads folder, which its own cleanup never removed, went when its successor started
+    assert not list(Path(tempfile.gettempdir()).glob(f"motif-video-job-{pid}-*"))
 
 
 def test_events_range_list_metrics_openapi_page(server, tmp_path):

@@ -34,6 +34,24 @@ from pathlib import Path
 from .fields import to_request
 from .store import JobStore, StoreUnavailable, open_store
 
+JOB_DIR_PREFIX = "motif-video-job-"  # + pid: a job's uploads, in the temporary folder while it runs
+
+
+def remove_stale_job_dirs(root: Path | None = None) -> int:
+    """Remove the job folders of workers of this host that are gone (killed outright, so their own cleanup never
+    ran); returns how many went."""
+    import shutil
+
+    from .store import _process_alive
+
+    removed = 0
+    for folder in Path(root or tempfile.gettempdir()).glob(f"{JOB_DIR_PREFIX}*-*"):
+        pid = folder.name.removeprefix(JOB_DIR_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
+
 
 class Worker:
     def __init__(
@@ -89,6 +107,7 @@ class Worker:
         """Take and run jobs until stopped (or `max_jobs` are done); returns the number run."""
         import torch
 
+        remove_stale_job_dirs()
         registration = (self.id, socket.gethostname(), os.getpid(), self.device, self.model)
         done, last_seen = 0, 0.0
         try:
@@ -133,7 +152,7 @@ class Worker:
         job_id, claim, settings = job["id"], job["claim"], job["settings"]
         keeper = _LeaseKeeper(self.store, job_id, claim, self.lease, self.id)
         keeper.start()
-        tmpdir = tempfile.TemporaryDirectory(prefix="motif-video-job-")
+        tmpdir = tempfile.TemporaryDirectory(prefix=f"{JOB_DIR_PREFIX}{os.getpid()}-")
         try:
             media: dict[str, list[Path]] = {}
             for position, (role, data) in enumerate(self.store.media(job_id)):
