@@ -63,10 +63,14 @@ def fitted_size(width: int, height: int, defaults: GenerationDefaults) -> tuple[
 
 def video_size(width: int, height: int, defaults: GenerationDefaults) -> tuple[int, int]:
     """(width, height) a video of width x height gives a request (video-to-video, extension) that names none: its
-    own when multiples of 16 (within `MAX_MEDIA_ASPECT` for a model of more than one size), else `fitted_size`."""
+    own where the model can take it (multiples of 16 within `MAX_MEDIA_ASPECT`; for a model that lists
+    `trained_sizes`, one of them), else `fitted_size`."""
+    if defaults.trained_sizes:
+        if [height, width] in [list(size) for size in defaults.trained_sizes]:
+            return width, height
+        return fitted_size(width, height, defaults)
     if width % 16 == 0 and height % 16 == 0:
-        if not defaults.trained_sizes:
-            check_media_aspect(width, height)
+        check_media_aspect(width, height)
         return width, height
     return fitted_size(width, height, defaults)
 

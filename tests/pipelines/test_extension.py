@@ -225,13 +225,17 @@ def test_extend_command_warns_at_a_size_the_model_was_not_trained_at(tiny_folder
 
     folder = tmp_path / "model"
     shutil.copytree(tiny_folder, folder)
-    GenerationDefaults(trained_sizes=[[32, 32]]).write(folder)
+    GenerationDefaults(height=32, width=32, trained_sizes=[[32, 32]]).write(folder)
     argv = ["extend", str(clip), "--prompt", "a red ball", "--seconds", "0.5", "--overlap", "5", "--model",
             str(folder), "--num-frames", "9", "--steps", "1", "--device", "cpu", "--output", str(tmp_path / "o.mp4")]  # fmt: skip
-    assert cli.main(argv) == 0
+    assert cli.main([*argv, "--width", "96", "--height", "64"]) == 0
     assert "trained at 32x32 only; at 96x64 expect noise" in capsys.readouterr().out  # the clip's own size
-    assert cli.main([*argv, "--width", "32", "--height", "32"]) == 0
+    # given no size, a model that knows one size takes it, the clip stretched to it (before: the clip's own size,
+    # and the warning above telling the user to leave out the size they had left out)
+    assert cli.main(argv) == 0
     assert "warning" not in capsys.readouterr().out
+    info = read_mp4_info(tmp_path / "o.mp4")
+    assert (info["width"], info["height"]) == (32, 32)
 
 
 def test_an_extension_above_240_fps_is_refused_unless_another_rate_is_given():
