@@ -117,7 +117,8 @@ def condition_inputs(request: GenerateRequest) -> dict[str, Any]:
             for path, frame in map(parse_keyframe, request.keyframe)
         ]
     if request.video is not None:
-        inputs["video"] = read_mp4_frames(request.video)
+        # only the frames it uses: a long input would otherwise be held whole (a minute of 1080p is 10 GB)
+        inputs["video"] = read_mp4_frames(request.video, limit=request.num_frames)
         inputs["strength"] = request.strength if request.strength is not None else VIDEO_TO_VIDEO_STRENGTH
     return inputs
 

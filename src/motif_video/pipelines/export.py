@@ -237,9 +237,11 @@ def resized_frames(frames: Iterable[np.ndarray], width: int, height: int) -> Ite
             yield np.asarray(Image.fromarray(frame).resize((width, height), Image.LANCZOS))
 
 
-def read_mp4_frames(path: str | os.PathLike) -> np.ndarray:
-    """Every frame of a video as uint8 [F, H, W, 3] RGB."""
-    return np.stack(list(iter_mp4_frames(path)))
+def read_mp4_frames(path: str | os.PathLike, limit: int | None = None) -> np.ndarray:
+    """Every frame of a video (its first `limit` only, the rest not decoded) as uint8 [F, H, W, 3] RGB."""
+    import itertools
+
+    return np.stack(list(itertools.islice(iter_mp4_frames(path), limit)))
 
 
 def frame_strip(frames, every: int = 4, scale: int = 3, gap: int = 2) -> np.ndarray:
