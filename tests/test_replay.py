@@ -10,6 +10,7 @@ import PIL.Image
 import pytest
 
 from motif_video import cli
+from motif_video.hub import DEFAULT_MODEL_ID
 from motif_video.pipelines.export import read_mp4_metadata, write_mp4
 from motif_video.testing import TINY_GENERATE_ARGS, write_tiny_pipeline_folder
 
@@ -63,6 +64,16 @@ def test_replay_makes_the_same_video(tiny_folder, tmp_path, monkeypatch, capsys)
     fewer = tmp_path / "fewer.mp4"
     assert cli.main(["generate", "--replay", str(second), "--output", str(fewer), "--steps", "1"]) == 0
     assert read_mp4_metadata(fewer)["steps"] == 1 and read_mp4_metadata(fewer)["seed"] == 2
+    # even at the option's default: --model naming the released model is meant (before: the recorded folder ran)
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    capsys.readouterr()
+    assert (
+        cli.main(["generate", "--replay", str(second), "--model", DEFAULT_MODEL_ID, "--output", str(fewer)])
+        == 2
+    )
+    assert f"could not get {DEFAULT_MODEL_ID!r}" in capsys.readouterr().err
 
 
 def test_replay_of_image_to_video_checks_the_image(tiny_folder, tmp_path, capsys):
@@ -168,6 +179,11 @@ def test_extend_replay_makes_the_same_extended_video(tiny_folder, tmp_path, caps
     other = tmp_path / "other.mp4"  # a flag given wins over the record
     assert cli.main(["extend", "--replay", str(long), "--steps", "2", "--output", str(other)]) == 0
     assert (read_mp4_metadata(other)["steps"], read_mp4_metadata(other)["seed"]) == (2, 4)
+    # a flag given at its default value is given all the same (before: --overlap 9 was read as "not given" and
+    # the recorded 5 kept; here 9 is the whole window, so it is refused)
+    capsys.readouterr()
+    assert cli.main(["extend", "--replay", str(long), "--overlap", "9", "--output", str(other)]) == 2
+    assert "overlap" in capsys.readouterr().err
 
     write_mp4(_frames(clip)[::-1].copy(), clip)  # the clip changed: named, unless given as CLIP
     capsys.readouterr()

@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:  # named by the command's own parser, whose usage is the one to show
         command = _subparsers(parser).choices.get(args.command, parser)
         command.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.given = given_flags(parser, args.command, sys.argv[1:] if argv is None else argv)
     quiet_known_notices()
     previous = _interrupt_on_sigterm()
     try:
@@ -79,6 +80,22 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def given_flags(parser: argparse.ArgumentParser, command: str, argv: list[str]) -> set[str]:
+    """The destinations `argv` set on the command line, whatever their values (`--replay` puts these over the stored
+    settings: `--overlap 9` given is meant even where 9 is the default). The command's parser is run once more with
+    every default suppressed, so that only what was given lands in the namespace."""
+    sub = _subparsers(parser).choices[command]
+    saved = [(action, action.default) for action in sub._actions]
+    try:
+        for action, _ in saved:
+            action.default = argparse.SUPPRESS
+        given, _ = sub.parse_known_args(argv[argv.index(command) + 1 :])
+    finally:
+        for action, default in saved:
+            action.default = default
+    return set(vars(given))
 
 
 def _interrupt_on_sigterm():

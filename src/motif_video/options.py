@@ -616,10 +616,12 @@ def read_prompt_file(path: Path) -> list[str]:
     return prompts
 
 
-def given_values(values: dict[str, Any]) -> dict[str, Any]:
-    """The option values a command line set, what `--replay` puts over the stored ones: those other than their
-    option's default (None, where a command leaves a value to be decided later, and an empty list, a repeatable's
-    default, count as not given)."""
+def given_values(values: dict[str, Any], given: set[str] | None = None) -> dict[str, Any]:
+    """The option values a command line set, what `--replay` puts over the stored ones: those named in `given` (the
+    flags on the command line, `cli.given_flags`); without it, those other than their option's default (None, where a
+    command leaves a value to be decided later, and an empty list, a repeatable's default, count as not given)."""
+    if given is not None:
+        return {k: v for k, v in values.items() if k in given}
     return {k: v for k, v in values.items() if v not in (None, []) and v != OPTIONS[k].default}
 
 
@@ -629,10 +631,8 @@ def request_from_args(args: argparse.Namespace) -> GenerateRequest:
     if getattr(args, "replay", None) is not None:
         from .replay import replay_values
 
-        given = given_values(values)
-        if (
-            args.output is OPTIONS["output"].default
-        ):  # not on the command line (argparse keeps a default as it is)
+        given = given_values(values, getattr(args, "given", None))
+        if "output" not in given:
             given["output"] = args.replay.with_name(f"{args.replay.stem}-replay.mp4")
         return parse_request({**replay_values(args.replay, given), **given})
     prompts = [args.prompt] if args.prompt is not None else read_prompt_file(args.prompt_file)

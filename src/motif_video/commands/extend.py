@@ -127,17 +127,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def replayed(args: argparse.Namespace, values: dict, prompts: list[str]) -> tuple[dict, dict]:
-    """The plan (clip, seconds, overlap, crossfade) and request values of `--replay`, with the flags given over them
-    (a value other than the flag's default)."""
+    """The plan (clip, seconds, overlap, crossfade) and request values of `--replay`, with the flags given on the
+    command line over them (even where a flag's value is its default: `--overlap 9` over a recorded 5)."""
     from ..condition_layout import DEFAULT_CROSSFADE, DEFAULT_OVERLAP
     from ..options import given_values
     from ..replay import extend_replay_values
 
     stored = extend_replay_values(args.replay, args.clip)
-    asked = {"seconds": args.seconds, "overlap": args.overlap if args.overlap != DEFAULT_OVERLAP else None,
-             "crossfade": args.crossfade if args.crossfade != DEFAULT_CROSSFADE else None}  # fmt: skip
-    plan = {"clip": stored["clip"], **{k: stored[k] if v is None else v for k, v in asked.items()}}
-    values = {**stored["values"], **given_values(values)}
+    given = getattr(args, "given", None)  # the flags on the command line (`cli.given_flags`)
+    if given is None:  # a namespace built another way: a value other than its flag's default counts as given
+        defaults = {"seconds": None, "overlap": DEFAULT_OVERLAP, "crossfade": DEFAULT_CROSSFADE}
+        given = {k for k, default in defaults.items() if getattr(args, k) != default}
+    plan = {"clip": stored["clip"]}
+    for key in ("seconds", "overlap", "crossfade"):
+        plan[key] = getattr(args, key) if key in given else stored[key]
+    values = {**stored["values"], **given_values(values, given)}
     if prompts:
         values["prompts"] = prompts
     return plan, values
