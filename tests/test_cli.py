@@ -1,6 +1,7 @@
 import json
 import re
 
+import numpy as np
 import pytest
 
 from motif_video.cli import main
@@ -65,6 +66,19 @@ def test_light_pipeline_modules_load_no_pipeline():
     # the README's frame-strip command imports `pipelines.export`; the package must not pull in the pipelines
     loaded = _modules_after("from motif_video.pipelines.export import write_frame_strip")
     assert not HEAVY & loaded, sorted(HEAVY & loaded)
+
+
+def test_bad_extend_and_generate_input_is_refused_before_the_model_libraries_load(tmp_path):
+    """Bad input exits within a second or two: diffusers and peft load only once everything is checked (an `extend`
+    with a bad --seconds took 12 s, importing the pipelines before looking at it)."""
+    from motif_video.pipelines.export import write_mp4
+
+    clip = write_mp4(np.zeros((9, 32, 32, 3), np.uint8), tmp_path / "clip.mp4", fps=24)
+    for argv in (["extend", str(clip), "--prompt", "a", "--seconds", "0", "--model", "small"],
+                 ["extend", str(clip), "--prompt", "a", "--seconds", "2", "--overlap", "4", "--model", "small"],
+                 ["generate", "--prompt", "a", "--num-frames", "8", "--model", "small"]):  # fmt: skip
+        loaded = _modules_after(f"from motif_video import cli\nassert cli.main({argv!r}) == 2")
+        assert not HEAVY & loaded, (argv, sorted(HEAVY & loaded))
 
 
 def test_lazy_exports_resolve_to_the_defining_modules():

@@ -394,10 +394,8 @@ def run_extension(
     from tqdm.auto import tqdm
 
     from .defaults import model_defaults
-    from .generation import plan_generation, prepare_pipeline
+    from .generation import plan_generation
     from .options import OPTIONS, parse_request
-    from .pipelines import MotifVideoImageToVideoPipeline
-    from .vocabulary import prompt_check
 
     values = dict(values)
     width, height = values.pop("width", None), values.pop("height", None)
@@ -430,6 +428,16 @@ def run_extension(
         warning := model_defaults(request.model).size_warning(height, width, how="give --width and --height")
     ) is not None:
         log(f"warning: {warning}")
+    if len(all_prompts) > plan.windows:  # a story longer than the video: say so rather than drop its end
+        log(
+            f"warning: {len(all_prompts)} prompts for {plan.windows} window(s): prompts {plan.windows + 1} to "
+            f"{len(all_prompts)} are not used (a longer --seconds makes more windows)"
+        )
+        all_prompts = all_prompts[: plan.windows]
+    from .generation import prepare_pipeline  # the model's libraries: only once everything above is checked
+    from .pipelines import MotifVideoImageToVideoPipeline
+    from .vocabulary import prompt_check
+
     many = plan.windows > 1  # several windows: one bar over all their steps instead of one per window
     pipe, _ = prepare_pipeline(gen, show_progress=not many)
     if not isinstance(pipe, MotifVideoImageToVideoPipeline):
@@ -438,7 +446,7 @@ def run_extension(
     check_prompt = prompt_check(pipe.tokenizer)  # words the model does not know, as generate warns
     for i, prompt in enumerate(all_prompts):
         if check_prompt is not None and (warning := check_prompt(prompt)) is not None:
-            log(f"warning: prompt {i}: {warning}")
+            log(f"warning: window {i + 1}'s prompt: {warning}" if many else f"warning: {warning}")
     if request.condition_guidance is None and window_guidance(pipe, None):
         log(f"reconstruction guidance {window_guidance(pipe, None):g} (the model's default for extension)")
     with tqdm(desc=f"{plan.windows} windows", unit="step", disable=not many) as bar:

@@ -158,13 +158,16 @@ def clip(tmp_path):
 def test_extend_command_makes_three_windows(tiny_folder, clip, tmp_path, capsys):
     out = tmp_path / "long.mp4"
     prompts = tmp_path / "story.txt"
-    prompts.write_text("a red ball\na blue ball\na green ball\n")
+    prompts.write_text("a red ball\na blue ball\na green ball\na yellow ball\n")  # one line more than windows
     argv = ["extend", str(clip), "--prompt-file", str(prompts), "--seconds", "0.875", "--overlap", "5",
             "--model", str(tiny_folder), "--num-frames", "9", "--steps", "2", "--device", "cpu", "--seed", "3",
             "--output", str(out), "--condition-guidance", "2"]  # fmt: skip
     assert cli.main(argv) == 0
     printed, bars = capsys.readouterr()
     assert "3 window(s) of 9 frames, overlap 5" in printed and f"wrote {out} (21 frames)" in printed
+    assert (
+        "warning: 4 prompts for 3 window(s): prompts 4 to 4 are not used" in printed
+    )  # before: dropped quietly
     assert (
         "3 windows: 100%" in bars and "6/6" in bars and "2/2" not in bars
     )  # one bar over every window's steps
