@@ -68,6 +68,7 @@ def test_fields_are_the_video_options_of_the_shared_declaration():
         ({"guidance": "x"}, "guidance"),
         ({"shift": -1.0}, "shift"),
         ({"keep_first_frame": False}, "keep_first_frame"),
+        ({"condition_guidance": 3.0}, "condition_guidance"),  # needs a frame condition
         ({"prompt": ["a", "b"]}, "prompt"),
         ({"image": "/etc/passwd"}, "image"),  # media are uploads, never paths
         ({"video": "/etc/passwd"}, "video"),
@@ -179,7 +180,8 @@ def test_an_input_video_gives_the_frames_size_and_strength(tmp_path):
     data = _mp4(tmp_path, 11)
     settings = _with(Uploads(video=data))
     assert settings["video"] is True and settings["strength"] == 0.7
-    assert (settings["num_frames"], settings["height"], settings["width"]) == (9, 32, 48)  # cut to 4k + 1
+    # cut to 4k + 1; the small model's own size, as for an image (it knows 64x64 only)
+    assert (settings["num_frames"], settings["height"], settings["width"]) == (9, 64, 64)
     assert (
         settings["fps"] == 24 and _settings()["fps"] == 16
     )  # the video's; without one, the small model's rate
@@ -215,10 +217,11 @@ def test_an_extension_is_planned_on_the_uploaded_clip(tmp_path):
     settings = _with(Uploads(video=data), extend_seconds=1.0, overlap=5, crossfade=0, num_frames=9)
     # 24 frames in all: the clip's 11, then windows of 9 adding 4 each (9 - 5 conditioned): 4 windows
     assert (settings["extend_seconds"], settings["total_frames"], settings["windows"]) == (1.0, 24, 4)
+    # the clip stretched to the small model's one size, as `extend` does
     assert (settings["num_frames"], settings["width"], settings["height"], settings["fps"]) == (
         9,
-        32,
-        32,
+        64,
+        64,
         24.0,
     )
     assert settings["video"] is True and settings["strength"] is None
