@@ -522,6 +522,17 @@ def check_request(r: GenerateRequest) -> None:
         raise ValueError("parallel 'guidance' splits the cond and uncond passes: needs guidance apg or cfg")
 
 
+def check_generation_request(r: GenerateRequest) -> None:
+    """A request for one video (not an extension's windows, which are conditioned on their clip): reconstruction
+    guidance pulls the sample toward given frames, so without a frame condition it would be taken and do nothing
+    (a video-to-video input is a start, not a condition)."""
+    if not conditioned(r) and r.condition_guidance is not None:
+        raise ValueError(
+            "condition_guidance (--condition-guidance) needs image (--image), last_image (--last-image) or "
+            "keyframe (--keyframe); an extension (extend) takes it for its windows"
+        )
+
+
 MEDIA_FIELDS = ("image", "last_image", "keyframe", "video")  # fields naming files on this machine
 VIDEO_TO_VIDEO_STRENGTH = 0.7  # --video without --strength
 

@@ -123,6 +123,11 @@ def _bad_cases(tmp_path):
         "unreadable image": (["--prompt", "a", "--image", str(text)], "not a readable image"),
         "image with corrupt pixels": (["--prompt", "a", "--image", str(corrupt)], "not a readable image"),
         "keep first frame without an image": (["--prompt", "a", "--keep-first-frame"], "needs image"),
+        # taken and recorded, and did nothing (a video-to-video input is not a frame condition)
+        "reconstruction guidance without an image": (
+            ["--prompt", "a", "--condition-guidance", "10"],
+            r"condition_guidance \(--condition-guidance\) needs image",
+        ),
         "empty prompt": (["--prompt", "  "], "prompt must be non-empty"),
         "empty prompt file": (["--prompt-file", str(empty)], "has no prompts"),
         "missing prompt file": (["--prompt-file", str(tmp_path / "none.txt")], "not readable"),

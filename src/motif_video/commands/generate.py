@@ -24,10 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..defaults import model_defaults
     from ..generation import generate, plan_generation
-    from ..options import VIDEO_TO_VIDEO_STRENGTH, request_from_args
+    from ..options import VIDEO_TO_VIDEO_STRENGTH, check_generation_request, request_from_args
     from ..pipelines.run_plan import first_kept_step
 
     request = request_from_args(args)
+    check_generation_request(request)
     if request.threads:
         import torch
 

@@ -33,6 +33,7 @@ from ..options import (
     OPTIONS,
     GenerateRequest,
     check_conditions,
+    check_generation_request,
     parse_request,
     request_schema,
 )
@@ -427,6 +428,8 @@ def settings_from_fields(
         values["video"] = "upload"
     try:
         request = parse_request(values, base=GenerateRequest(prompts=("-",), model=model))
+        if not extension:
+            check_generation_request(request)
         if extension:
             extension = _extension(request, uploads.video, extension, limits)  # type: ignore[arg-type]
             request = replace(request, **{k: extension[k] for k in ("height", "width", "num_frames")})
