@@ -73,10 +73,12 @@ def plan_generation(request: GenerateRequest, world_size: int | None = None) -> 
     """Check everything that needs the machine or the files, without loading a model; raises ValueError."""
     world = world_size if world_size is not None else int(os.environ.get("WORLD_SIZE", "1"))
     check_model_reference(request.model)  # before anything is printed about the video
-    given = [request.image, request.last_image] + [parse_keyframe(k)[0] for k in request.keyframe]
-    images = [path for path in given if path is not None]
-    for path in images:
-        _check_image(path)
+    given = [("image (--image)", request.image), ("last_image (--last-image)", request.last_image)]
+    given += [("keyframe (--keyframe)", parse_keyframe(k)[0]) for k in request.keyframe]
+    images = [path for _, path in given if path is not None]
+    for role, path in given:
+        if path is not None:
+            _check_image(path, role)
     if request.video is not None:
         request = size_from_video(request)
     elif images:  # the first image given: its shape, not stretched
@@ -174,16 +176,17 @@ def _check_loras(specs: tuple[str, ...]) -> None:
             raise ValueError(f"lora {str(file)!r} is not a readable safetensors file ({exc})") from exc
 
 
-def _check_image(path: Path) -> None:
+def _check_image(path: Path, role: str = "image") -> None:
+    """An image the request names (`role`: which option names it) exists and decodes."""
     from .pipelines.export import check_decodes
 
     if not path.is_file():
-        raise ValueError(f"image {str(path)!r} does not exist or is not a file")
+        raise ValueError(f"{role} {str(path)!r} does not exist or is not a file")
     try:
         check_decodes(path)
     except Exception as exc:
         raise ValueError(
-            f"image {str(path)!r} is not a readable image ({type(exc).__name__}: {exc})"
+            f"{role} {str(path)!r} is not a readable image ({type(exc).__name__}: {exc})"
         ) from exc
 
 

@@ -84,6 +84,19 @@ def test_generate_i2v_from_prompt_file_into_a_folder(tiny_folder, tmp_path, monk
     assert read_mp4_info(files[1]) == {"frames": 9, "width": 96, "height": 64, "fps": 12.0}
 
 
+def _audio_only(path):
+    """A file with one AAC stream and no video (a voice memo given as --video)."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=44100)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 44100
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    return path
+
+
 def _bad_cases(tmp_path):
     text = tmp_path / "not-an-image.png"
     text.write_text("hello")
@@ -96,7 +109,16 @@ def _bad_cases(tmp_path):
     two = tmp_path / "two.txt"
     two.write_text("a\nb\n")
     (tmp_path / "runs").mkdir()
+    sound = _audio_only(tmp_path / "sound.m4a")
     return {
+        "audio only as the video": (  # was "not a readable video (IndexError: tuple index out of range)"
+            ["--prompt", "a", "--video", str(sound)],
+            r"video '.*sound.m4a' has no video stream \(its streams: audio\)",
+        ),
+        "missing last image": (  # was called "image"
+            ["--prompt", "a", "--last-image", str(tmp_path / "nope.png")],
+            r"last_image \(--last-image\) '.*nope.png' does not exist",
+        ),
         "several prompts into one mp4": (
             ["--prompt-file", str(two), "--output", str(tmp_path / "one.mp4")],
             "names one MP4 file, but there are 2 prompts",

@@ -205,14 +205,22 @@ def check_video_file(path: str | os.PathLike, name: str) -> dict:
         raise ValueError(f"{name} does not exist or is not a file")
     try:
         with av.open(str(path)) as container:
-            kind, info = container.format.name, _container_info(container)
+            kinds = None if container.streams.video else _stream_kinds(container)
+            kind, info = container.format.name, kinds or _container_info(container)
     except av.error.FFmpegError as exc:  # its str() leads with an errno no user can act on
         raise ValueError(f"{name} is not a readable video ({exc.strerror or exc})") from exc
     except Exception as exc:
         raise ValueError(f"{name} is not a readable video ({type(exc).__name__}: {exc})") from exc
+    if kinds is not None:  # an audio file, say
+        raise ValueError(f"{name} has no video stream (its streams: {kinds})")
     if kind.endswith("_pipe") or kind.startswith("image2"):
         raise ValueError(f"{name} is an image ({kind}), not a video")
     return info
+
+
+def _stream_kinds(container) -> str:
+    """The kinds of a container's streams, e.g. "audio" or "none"."""
+    return ", ".join(stream.type for stream in container.streams) or "none"
 
 
 def iter_mp4_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
