@@ -313,6 +313,11 @@ def clip_extension(
             f"an extension is written at {rate:g} fps (its clip's unless another rate is given), which must be "
             f"{FPS_RANGE}: re-encode the clip at a lower rate"
         )
+    if round(seconds * rate) <= info["frames"]:  # in the seconds the user asked in
+        raise ValueError(
+            f"seconds ({seconds:g}) must be longer than the clip: it is {info['frames'] / rate:g} s "
+            f"({info['frames']} frames at {rate:g} fps); seconds is the whole video's length, the clip included"
+        )
     return plan_extension(info["frames"], round(seconds * rate), window, overlap, crossfade)
 
 

@@ -363,7 +363,10 @@ def test_extend_bad_input_exits_2_before_loading(clip, tmp_path, monkeypatch, ca
     cases = {
         "missing clip": ([str(tmp_path / "none.mp4"), "--seconds", "2"], "does not exist"),
         "unreadable clip": ([str(text), "--seconds", "2"], "not a readable video"),
-        "too short": ([str(clip), "--seconds", "0.2"], "must be longer than the clip"),
+        "too short": (  # was said in frames
+            [str(clip), "--seconds", "0.2"],
+            r"seconds \(0.2\) must be longer than the clip: it is 0.375 s \(9 frames at 24 fps\)",
+        ),
         "bad overlap": ([str(clip), "--seconds", "2", "--overlap", "4"], "overlap must be 4m\\+1"),
         "overlap not below the window": (
             [str(clip), "--seconds", "2", "--overlap", "9"],
