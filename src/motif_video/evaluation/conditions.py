@@ -240,7 +240,7 @@ def run_condition_suite(
     elif "prefix" in patterns and (overlap < 1 or (overlap - 1) % 4 or overlap >= f):
         raise ValueError(f"overlap must be 4m+1 frames and less than the clip's {f}, got {overlap}")
     config.i2v = True
-    _, pipe = _load(config)
+    _, pipe, _ = _load(config)
     common = dict(height=h, width=w, num_frames=f, num_inference_steps=config.steps or defaults.num_inference_steps,
                   guidance_scale=config.guidance_scale, repaint_first_frame=config.repaint_first_frame,
                   negative_prompt=defaults.negative_prompt, output_type="np", guidance_batching="batched",
