@@ -114,6 +114,48 @@ def test_keep_and_blur_apply_to_every_conditioned_frame(pipe):
     assert blurred[0][:, 16:32, :2].eq(0).all()  # ... and the unconditioned frames stay zero
 
 
+def test_uint8_arrays_condition_as_their_images(pipe):
+    """`np.asarray(PIL.Image.open(path))` as the first image, the last image and a clip's frames conditions exactly
+    as the PIL images do (before: diffusers' processor took uint8 as [0, 1], giving the VAE [-1, 453])."""
+    first, last = make_image(), make_image(seed=1)
+    frames = [make_image(seed=s) for s in range(2, 5)]
+    as_images = _hidden(pipe, image=first, last_image=last)[0][0]
+    as_arrays = _hidden(pipe, image=np.asarray(first), last_image=np.asarray(last))[0][0]
+    torch.testing.assert_close(as_arrays, as_images, atol=0, rtol=0)
+    clip = _hidden(pipe, conditions=[VideoCondition(video=frames, frame_index=3)])[0][0]
+    arrays = [np.asarray(f) for f in frames]
+    for video in (arrays, np.stack(arrays), (np.stack(arrays) / 255).astype(np.float32)):
+        seen = _hidden(pipe, conditions=[VideoCondition(video=video, frame_index=3)])[0][0]
+        torch.testing.assert_close(seen, clip, atol=0, rtol=0)
+
+
+def test_one_pixel_range_rule_for_images_and_videos():
+    """Integers are 0-255, float arrays [0, 1], float tensors [0, 1] or (with a value below 0) [-1, 1], whatever
+    the layout; a resampling's small overshoot is clipped, another scale or dtype refused."""
+    from motif_video.pipelines.image_conditioning import pixel_range, unit_pixels
+
+    for integers in (
+        np.zeros((2, 2, 3), np.uint8),
+        np.full((4, 2, 2, 3), 255),
+        torch.zeros((3, 2, 2), dtype=torch.uint8),
+    ):
+        assert pixel_range(integers, "x") == (0.0, 255.0)
+    assert pixel_range(np.full((2, 2, 3), 1.01), "x") == (0.0, 1.0)
+    assert pixel_range(torch.full((3, 2, 2), 0.5), "x") == (0.0, 1.0)
+    assert pixel_range(torch.tensor([-0.01, 0.5]), "x") == (-1.0, 1.0)  # diffusers: below 0 means [-1, 1]
+    torch.testing.assert_close(
+        unit_pixels(torch.tensor([-1.0, 0.0, 1.0]), "x"), torch.tensor([0.0, 0.5, 1.0])
+    )
+    np.testing.assert_array_equal(unit_pixels(np.array([0, 51, 255], np.uint8), "x"), np.float32([0, 0.2, 1]))
+    np.testing.assert_array_equal(unit_pixels(np.array([-0.01, 1.01]), "x"), np.float32([0, 1]))
+    with pytest.raises(
+        ValueError, match=r"x: a float array's pixels must be in \[0, 1\].*got values in \[-0.5, 1\]"
+    ):
+        pixel_range(np.array([-0.5, 1.0]), "x")
+    with pytest.raises(ValueError, match="x: pixels must have an integer .* or float dtype, got bool"):
+        pixel_range(np.ones((2, 2, 3), bool), "x")
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -124,6 +166,12 @@ def test_keep_and_blur_apply_to_every_conditioned_frame(pipe):
          "both condition latent frame 2"),
         ({"conditions": [VideoCondition(image=make_image(), frame_index=2, strength=0)]}, "strength"),
         ({"image": None}, "image is required"),
+        ({"image": np.full((H, W, 3), 200.0)},
+         r"image: a float array's pixels must be in \[0, 1\] \(0-255 needs an integer dtype\), got values in \[200, 200\]"),
+        ({"last_image": np.full((H, W, 3), -0.5, np.float32)}, r"last_image: .* got values in \[-0.5, -0.5\]"),
+        ({"conditions": [VideoCondition(video=[np.full((H, W, 3), 300)] * 5)]},
+         r"conditions\[0\] \(video\): integer pixels must be in 0-255, got values in 300-300"),
+        ({"image": torch.full((3, H, W), 255.0)}, r"image: a float tensor's pixels must be in \[0, 1\], or \[-1, 1\]"),
     ],
 )  # fmt: skip
 def test_bad_conditions_are_refused_before_any_model_runs(pipe, kwargs, message, monkeypatch):
@@ -147,6 +195,8 @@ def test_the_pipelines_size_a_video_as_the_command_does(strong_folder):
     t2v.generation_defaults = GenerationDefaults(height=64, width=96, num_frames=9)
     portrait = torch.zeros((13, 3, 90, 54))  # 13 frames of 54x90: no side a multiple of 16
     assert t2v.video_size(portrait, 0.5, None, None, None) == (96, 64, 9)  # (height, width, frames)
+    frames = [np.zeros((90, 54, 3), np.uint8)] * 13  # a list of arrays (before: no shape to read)
+    assert t2v.video_size(frames, 0.5, None, None, None) == (96, 64, 9)
     assert t2v.video_size(_clip(11), 0.5, None, None, None) == (H, W, 9)
     assert t2v.video_size(portrait, 0.5, 32, 48, 13) == (32, 48, 13)  # asked for: as asked
 

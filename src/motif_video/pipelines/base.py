@@ -513,7 +513,7 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         if n < run.num_frames:
             raise ValueError(f"video has {n} frames; num_frames {run.num_frames} needs at least that many")
         frames = condition_pixels(
-            self.video_processor, VideoCondition(video=video), run.height, run.width, "stretch"
+            self.video_processor, VideoCondition(video=video), run.height, run.width, "stretch", "video"
         )[: run.num_frames]
         z = self.vae.encode(frames.transpose(0, 1)[None].to(device, self.vae.dtype)).latent_dist.mode()
         return to_model_latents(z, self.vae.config)

@@ -17,7 +17,15 @@ import PIL.Image
 import torch
 
 from ..condition_layout import Placement, plan_layout
-from .image_conditioning import LATENT_MODES, LatentMode, ResizeMode, preprocess_image
+from .image_conditioning import (
+    LATENT_MODES,
+    LatentMode,
+    ResizeMode,
+    array_image,
+    pixel_range,
+    preprocess_image,
+    unit_pixels,
+)
 from .latents import to_model_latents
 
 
@@ -25,8 +33,9 @@ from .latents import to_model_latents
 class VideoCondition:
     """An image or a video clip that the generated video shows from pixel frame `frame_index` on.
 
-    `image`: a PIL image, [H, W, 3] array or [3, H, W] tensor; `video`: a list of PIL images, an [F, H, W, 3] array
-    (0-255 or 0-1) or an [F, 3, H, W] tensor in [-1, 1]; exactly one of the two. `frame_index`: the pixel frame of
+    `image`: a PIL image, [H, W, 3] array or [3, H, W] tensor; `video`: a list of PIL images, [H, W, 3] arrays or
+    [3, H, W] tensors, an [F, H, W, 3] array or an [F, 3, H, W] tensor in [-1, 1]; exactly one of the two. Array
+    pixels: integers 0-255, floats [0, 1] (`image_conditioning.pixel_range`). `frame_index`: the pixel frame of
     its first frame (negative: from the end, -1 is the last frame). `strength` in (0, 1]: the mask channel's value
     at the latent frames it conditions (1: as trained).
     """
@@ -51,13 +60,41 @@ def video_length(video: Any) -> int:
     if isinstance(video, np.ndarray | torch.Tensor) and video.ndim == 4:
         return int(video.shape[0])
     raise ValueError(
-        "a video must be a list of PIL images, an [F, H, W, 3] array or an [F, 3, H, W] tensor, "
+        "a video must be a list of frames, an [F, H, W, 3] array or an [F, 3, H, W] tensor, "
         f"got {type(video).__name__}"
     )
 
 
+def stacked_frames(video: Any, name: str = "video") -> list[PIL.Image.Image] | np.ndarray | torch.Tensor:
+    """A video as a list of PIL images, an [F, H, W, 3] array or an [F, 3, H, W] tensor: a list of [H, W, 3] arrays
+    or [3, H, W] tensors is stacked, so that its pixel range is read from the whole clip as one array's is."""
+    video_length(video)
+    if not isinstance(video, list | tuple):
+        return video
+    kinds = {PIL.Image.Image: "PIL images", np.ndarray: "arrays", torch.Tensor: "tensors"}
+    found = {next((k for k in kinds if isinstance(f, k)), type(f)) for f in video}
+    if len(found) != 1 or not found <= set(kinds):
+        names = sorted(kinds.get(k, k.__name__) for k in found)
+        raise ValueError(f"{name}: frames must be all PIL images, all arrays or all tensors, got {names}")
+    kind = found.pop()
+    if kind is PIL.Image.Image:
+        return list(video)
+    if len({tuple(f.shape) for f in video}) != 1:
+        raise ValueError(f"{name}: frames of different shapes {sorted({tuple(f.shape) for f in video})}")
+    return np.stack(video) if kind is np.ndarray else torch.stack(list(video))
+
+
+def check_pixels(media: Any, name: str) -> None:
+    """`pixel_range`'s ValueError for an image or a video given as arrays or tensors, before any model runs."""
+    if isinstance(media, list | tuple):
+        media = stacked_frames(media, name)
+    if isinstance(media, np.ndarray | torch.Tensor):
+        pixel_range(media, name)
+
+
 def frame_size(video: Any) -> tuple[int, int]:
     """(height, width) of a video's frames."""
+    video = stacked_frames(video)
     first = video[0]
     if isinstance(first, PIL.Image.Image):
         return first.height, first.width
@@ -80,13 +117,14 @@ def plan_conditions(conditions: list[VideoCondition], num_frames: int, first_ima
 
 
 def condition_pixels(
-    video_processor, c: VideoCondition, height: int, width: int, resize: ResizeMode
+    video_processor, c: VideoCondition, height: int, width: int, resize: ResizeMode, name: str = "condition"
 ) -> torch.Tensor:
     """The condition's frames [n, 3, H, W] in [-1, 1] at the video's size (images: "stretch" or "crop"; clips are
-    resized as a whole, stretched)."""
+    resized as a whole, stretched). Arrays and lists of arrays are read by `image_conditioning.pixel_range` (an
+    integer dtype is 0-255, a float one [0, 1]), the range taken from the whole clip."""
     if c.image is not None:
-        return preprocess_image(video_processor, c.image, height, width, resize)
-    video = c.video
+        return preprocess_image(video_processor, c.image, height, width, resize, name)
+    video = stacked_frames(c.video, name)
     if isinstance(video, torch.Tensor):
         frames = video.float()
         if tuple(frames.shape[-2:]) != (height, width):
@@ -95,8 +133,7 @@ def condition_pixels(
             )
         return frames.clamp(-1, 1)
     if isinstance(video, np.ndarray):
-        arr = video.astype(np.float32) / (255.0 if video.dtype == np.uint8 else 1.0)
-        video = [PIL.Image.fromarray((a * 255).round().clip(0, 255).astype(np.uint8)) for a in arr]
+        video = [array_image(a, name) for a in (unit_pixels(video, name) * 255).round().astype(np.uint8)]
     return torch.cat([preprocess_image(video_processor, im, height, width, "stretch") for im in video])
 
 

@@ -14,7 +14,14 @@ from ..choices import GuidanceBatching
 from ..defaults import SHIFT_I2V, check_condition_guidance
 from . import prompts as P
 from .base import MotifVideoBasePipeline, MotifVideoPipelineOutput, OutputType
-from .conditions import VideoCondition, condition_pixels, encode_placed, lay_out, plan_conditions
+from .conditions import (
+    VideoCondition,
+    check_pixels,
+    condition_pixels,
+    encode_placed,
+    lay_out,
+    plan_conditions,
+)
 from .guidance import GuidanceConfig
 from .image_conditioning import LatentMode, ResizeMode, encode_first_frame, preprocess_image, siglip_tokens
 from .run_plan import GivenEmbeds
@@ -295,11 +302,16 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         checked before any model runs."""
         conditions = [conditions] if isinstance(conditions, VideoCondition) else list(conditions or [])
         if last_image is not None:
+            check_pixels(last_image, "last_image")
             conditions.append(VideoCondition(image=last_image, frame_index=-1))
         if image is None and not conditions:
             self._image_list(image, len(run.prompts))  # the error naming what is required
         placements = plan_conditions(conditions, run.num_frames, first_image=image is not None)
         images = self._image_list(image, len(run.prompts)) if image is not None else []
+        for j, im in enumerate(images):
+            check_pixels(im, "image" if len(images) == 1 else f"image[{j}]")
+        for p, c in zip(placements, conditions):
+            check_pixels(c.video if c.image is None else c.image, p.name)
         return images, list(zip(placements, conditions))
 
     def frame_conditioning(
@@ -313,7 +325,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         given: dict[int, torch.Tensor] = {}  # pixel frame -> [B or 1, 3, H, W]: what the decoder fit aims at
         if images:
             pixels = [
-                preprocess_image(self.video_processor, im, run.height, run.width, frame["resize"])
+                preprocess_image(self.video_processor, im, run.height, run.width, frame["resize"], "image")
                 for im in images
             ]
             repeats = latents.shape[0] // len(images)
@@ -325,7 +337,9 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         if conditions:
             placed = []
             for p, c in conditions:
-                pixels = condition_pixels(self.video_processor, c, run.height, run.width, frame["resize"])
+                pixels = condition_pixels(
+                    self.video_processor, c, run.height, run.width, frame["resize"], p.name
+                )
                 placed.append((p, encode_placed(self.vae, pixels.to(latents.device), p, mode, generator)))
                 given.update({p.frame + i: px[None] for i, px in enumerate(pixels)})
             conditioning = self.add_conditions(conditioning, placed, latents, keep)
