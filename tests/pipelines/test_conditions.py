@@ -156,6 +156,22 @@ def test_one_pixel_range_rule_for_images_and_videos():
         pixel_range(np.ones((2, 2, 3), bool), "x")
 
 
+def test_video_tensors_in_0_1_are_read_as_diffusers_reads_them(pipe, strong_folder):
+    """A clip tensor in [0, 1] conditions as the same clip in [-1, 1] (before: taken as [-1, 1], washed out), in a
+    condition and for video-to-video, as diffusers' `VideoProcessor.preprocess_video` reads it."""
+    unit = (_clip(5, seed=7) + 1) / 2
+    signed = _hidden(pipe, conditions=[VideoCondition(video=unit * 2 - 1)])[0][0]
+    torch.testing.assert_close(_hidden(pipe, conditions=[VideoCondition(video=unit)])[0][0], signed)
+    frames = [f for f in unit]  # a list of [3, H, W] tensors: the range of the whole clip
+    torch.testing.assert_close(_hidden(pipe, conditions=[VideoCondition(video=frames)])[0][0], signed)
+    t2v = quiet(MotifVideoPipeline, strong_folder)
+    common = dict(prompt=PROMPT, strength=0.5, num_inference_steps=2, guidance="none", output_type="latent")
+    start = t2v(video=unit * 2 - 1, generator=torch.Generator().manual_seed(0), **common).frames
+    torch.testing.assert_close(
+        t2v(video=unit, generator=torch.Generator().manual_seed(0), **common).frames, start
+    )
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

@@ -34,8 +34,9 @@ class VideoCondition:
     """An image or a video clip that the generated video shows from pixel frame `frame_index` on.
 
     `image`: a PIL image, [H, W, 3] array or [3, H, W] tensor; `video`: a list of PIL images, [H, W, 3] arrays or
-    [3, H, W] tensors, an [F, H, W, 3] array or an [F, 3, H, W] tensor in [-1, 1]; exactly one of the two. Array
-    pixels: integers 0-255, floats [0, 1] (`image_conditioning.pixel_range`). `frame_index`: the pixel frame of
+    [3, H, W] tensors, an [F, H, W, 3] array or an [F, 3, H, W] tensor; exactly one of the two. Pixels
+    (`image_conditioning.pixel_range`): integers 0-255, float arrays [0, 1], float tensors [0, 1] or, with a value
+    below 0, [-1, 1] (diffusers' rule). `frame_index`: the pixel frame of
     its first frame (negative: from the end, -1 is the last frame). `strength` in (0, 1]: the mask channel's value
     at the latent frames it conditions (1: as trained).
     """
@@ -120,13 +121,14 @@ def condition_pixels(
     video_processor, c: VideoCondition, height: int, width: int, resize: ResizeMode, name: str = "condition"
 ) -> torch.Tensor:
     """The condition's frames [n, 3, H, W] in [-1, 1] at the video's size (images: "stretch" or "crop"; clips are
-    resized as a whole, stretched). Arrays and lists of arrays are read by `image_conditioning.pixel_range` (an
-    integer dtype is 0-255, a float one [0, 1]), the range taken from the whole clip."""
+    resized as a whole, stretched). Arrays, tensors and lists of them are read by `image_conditioning.pixel_range`
+    (an integer dtype is 0-255; a float array [0, 1]; a float tensor [0, 1], or [-1, 1] when a value is below 0, as
+    diffusers' `VideoProcessor.preprocess_video` reads it), the range taken from the whole clip."""
     if c.image is not None:
         return preprocess_image(video_processor, c.image, height, width, resize, name)
     video = stacked_frames(c.video, name)
     if isinstance(video, torch.Tensor):
-        frames = video.float()
+        frames = unit_pixels(video, name) * 2 - 1
         if tuple(frames.shape[-2:]) != (height, width):
             frames = torch.nn.functional.interpolate(
                 frames, size=(height, width), mode="bilinear", antialias=True
