@@ -635,7 +635,7 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
 
     def fit_given_frames(self, latents: torch.Tensor, conditioning: Conditioning, steps: int) -> torch.Tensor:
         """`latents` with every latent frame that holds a given frame (`conditioning.pixels`: the first image, last
-        image, keyframes, clips) fitted through the decoder so that those frames decode to their images
+        image, keyframes, clips given at strength 1) fitted through the decoder so that those frames decode to their images
         (`decoder_fit.fit_latent_frames`), one video at a time; unchanged when `steps` is 0 or nothing is given."""
         if not steps or not conditioning.pixels:
             return latents

@@ -124,9 +124,9 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         `video` + `strength`: video-to-video (SDEdit, `MotifVideoPipeline.__call__`).
         `repaint_first_frame`: as in `MotifVideoPipeline.__call__`, when no condition gives frame 0 (a last image or
         keyframes alone). `decoder_fit_steps` (None: the folder's generation_config.json, else 0 as released): after
-        sampling, every latent frame that holds a given frame (image, last image, keyframe, clip) is fitted by that
-        many Adam steps through the decoder so that the given frames decode to their images, in the context of the
-        generated frames before them (`motif_video.pipelines.decoder_fit`); the repainted frame 0 too.
+        sampling, every latent frame that holds a frame given at strength 1 (image, last image, keyframe, clip) is
+        fitted by that many Adam steps through the decoder so that the given frames decode to their images, in the
+        context of the generated frames before them (`motif_video.pipelines.decoder_fit`); the repainted frame 0 too.
         `condition_guidance` (None: the folder's generation_config.json, else 0 as released): the scale of
         reconstruction guidance, which adds to each step's velocity the gradient that pulls the model's estimate of
         the given frames, from a pass without the condition channels, toward them, so that the frames around them
@@ -319,7 +319,8 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
     ) -> Conditioning:
         """The call's frame conditioning: the first frame's latent and SigLIP tokens (`images`, one or one per
         prompt), then the other conditions laid in ((placement, condition) pairs). `frame`: resize, latent_mode,
-        use_image_embeds, conditioning_blur, keep_first_frame."""
+        use_image_embeds, conditioning_blur, keep_first_frame. The decoder fit's targets (`pixels`) are the frames
+        given at strength 1: fitting a weaker condition's frames would reproduce them whatever its strength."""
         blur, keep, mode = frame["conditioning_blur"], frame["keep_first_frame"], frame["latent_mode"]
         conditioning = Conditioning(blur=blur)
         given: dict[int, torch.Tensor] = {}  # pixel frame -> [B or 1, 3, H, W]: what the decoder fit aims at
@@ -341,7 +342,8 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
                     self.video_processor, c, run.height, run.width, frame["resize"], p.name
                 )
                 placed.append((p, encode_placed(self.vae, pixels.to(latents.device), p, mode, generator)))
-                given.update({p.frame + i: px[None] for i, px in enumerate(pixels)})
+                if p.strength == 1.0:  # a partial strength is a hint, not a frame to reproduce
+                    given.update({p.frame + i: px[None] for i, px in enumerate(pixels)})
             conditioning = self.add_conditions(conditioning, placed, latents, keep)
         conditioning.pixels = given
         return conditioning
