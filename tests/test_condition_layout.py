@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from motif_video.condition_layout import latent_index, pixel_frames, place, plan_layout
@@ -56,6 +57,8 @@ def test_clip_straddling_a_group_is_padded_with_its_edge_frames():
         ([("a", 2, 1, 0.0)], r"strength must be in \(0, 1\]"),
         ([("a", 2, 1, 1.5)], r"strength must be in \(0, 1\]"),
         ([("a", 1.5, 1, 1.0)], "frame must be an integer"),
+        ([("a", True, 1, 1.0)], "frame must be an integer, got True"),
+        ([("a", np.float64(2.0), 1, 1.0)], "frame must be an integer"),
         (
             [("first", 0, 1, 1.0), ("key", 1, 1, 1.0), ("key2", 3, 1, 1.0)],
             r"key \(frame 1\) and key2 \(frame 3\) both condition latent frame 1 \(pixel frames 1-4\)",
@@ -67,6 +70,14 @@ def test_clip_straddling_a_group_is_padded_with_its_edge_frames():
 def test_conflicts_and_out_of_range_are_refused(conditions, message):
     with pytest.raises(ValueError, match=message):
         plan_layout(conditions, 33)
+
+
+def test_numpy_numbers_are_taken():
+    """`frame_index=np.int64(16)` (an index computed with numpy) and a numpy strength are the numbers they hold
+    (before: "frame must be an integer")."""
+    p = place("key", np.int64(16), 1, 33, np.float32(0.5))
+    assert p == place("key", 16, 1, 33, 0.5) and type(p.frame) is int
+    assert place("last", np.int32(-1), 1, 33).frame == 32
 
 
 def test_num_frames_must_be_4k_plus_1():

@@ -30,6 +30,7 @@ Pure Python: the command line checks conditions with it before importing torch.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 GROUP = 4  # pixel frames per latent frame after the first (the VAE's temporal factor)
@@ -75,11 +76,12 @@ class Placement:
 
 def place(name: str, frame: int, length: int, num_frames: int, strength: float = 1.0) -> Placement:
     """The placement of a condition of `length` pixel frames at pixel frame `frame` in a video of `num_frames`."""
-    if isinstance(frame, bool) or not isinstance(frame, int):
+    if isinstance(frame, bool) or not isinstance(frame, numbers.Integral):  # numpy's integers too
         raise ValueError(f"{name}: frame must be an integer, got {frame!r}")
+    frame = int(frame)
     if length < 1:
         raise ValueError(f"{name}: a condition needs at least one frame, got {length}")
-    if not isinstance(strength, int | float) or not 0.0 < strength <= 1.0:
+    if not isinstance(strength, numbers.Real) or not 0.0 < strength <= 1.0:
         raise ValueError(f"{name}: strength must be in (0, 1], got {strength!r}")
     start = frame + num_frames if frame < 0 else frame
     if not 0 <= start < num_frames:
