@@ -101,6 +101,19 @@ def test_clip_straddling_a_group_is_encoded_on_the_videos_grouping(pipe):
     assert seen[0][:, 32].flatten(2).amax(-1).tolist() == [[1.0, 1.0, 0.0]]
 
 
+def test_diffusers_ltx_conditions_are_taken(pipe):
+    """diffusers' `LTXVideoCondition` (the same fields) conditions as ours does, in a list or alone (before:
+    "conditions[0] must be a VideoCondition")."""
+    from diffusers.pipelines.ltx.pipeline_ltx_condition import LTXVideoCondition
+
+    key, clip = make_image(seed=2), [make_image(seed=s) for s in range(3, 8)]
+    ours = [VideoCondition(video=clip), VideoCondition(image=key, frame_index=6, strength=0.5)]
+    theirs = [LTXVideoCondition(video=clip), LTXVideoCondition(image=key, frame_index=6, strength=0.5)]
+    torch.testing.assert_close(_hidden(pipe, conditions=theirs)[0][0], _hidden(pipe, conditions=ours)[0][0])
+    alone = _hidden(pipe, image=make_image(), conditions=theirs[1])[0][0]
+    torch.testing.assert_close(alone, _hidden(pipe, image=make_image(), conditions=[ours[1]])[0][0])
+
+
 def test_keep_and_blur_apply_to_every_conditioned_frame(pipe):
     noise = torch.randn((1, 16, 3, 8, 12), generator=torch.Generator().manual_seed(3))
     common = dict(last_image=make_image(seed=1), latents=noise.clone(), steps=3)
@@ -182,6 +195,8 @@ def test_video_tensors_in_0_1_are_read_as_diffusers_reads_them(pipe, strong_fold
          "both condition latent frame 2"),
         ({"conditions": [VideoCondition(image=make_image(), frame_index=2, strength=0)]}, "strength"),
         ({"image": None}, "image is required"),
+        ({"conditions": [{"image": make_image()}]},
+         r"conditions\[0\] must be a VideoCondition \(or diffusers' LTXVideoCondition\), got dict"),
         ({"image": np.full((H, W, 3), 200.0)},
          r"image: a float array's pixels must be in \[0, 1\] \(0-255 needs an integer dtype\), got values in \[200, 200\]"),
         ({"last_image": np.full((H, W, 3), -0.5, np.float32)}, r"last_image: .* got values in \[-0.5, -0.5\]"),

@@ -9,6 +9,7 @@ turns into the 17 condition channels at every step.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,23 @@ class VideoCondition:
     @property
     def num_frames(self) -> int:
         return 1 if self.image is not None else video_length(self.video)
+
+
+DIFFUSERS_CONDITION_MODULE = "diffusers.pipelines.ltx.pipeline_ltx_condition"
+
+
+def as_video_condition(c: Any, name: str) -> VideoCondition:
+    """`c` as a `VideoCondition`: ours, or diffusers' `LTXVideoCondition` (the same four fields) converted, so a
+    diffusers user's conditions work unchanged; a ValueError naming `name` for anything else. diffusers' module is
+    looked up, not imported: a condition of its class means it is loaded already."""
+    if isinstance(c, VideoCondition):
+        return c
+    ltx = sys.modules.get(DIFFUSERS_CONDITION_MODULE)
+    if ltx is not None and isinstance(c, ltx.LTXVideoCondition):
+        return VideoCondition(image=c.image, video=c.video, frame_index=c.frame_index, strength=c.strength)
+    raise ValueError(
+        f"{name} must be a VideoCondition (or diffusers' LTXVideoCondition), got {type(c).__name__}"
+    )
 
 
 def video_length(video: Any) -> int:

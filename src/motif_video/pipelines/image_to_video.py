@@ -16,6 +16,7 @@ from . import prompts as P
 from .base import MotifVideoBasePipeline, MotifVideoPipelineOutput, OutputType
 from .conditions import (
     VideoCondition,
+    as_video_condition,
     check_pixels,
     condition_pixels,
     encode_placed,
@@ -298,9 +299,11 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         return {**frame, **resolved}
 
     def plan_frames(self, image, conditions, last_image, run) -> tuple[list, list]:
-        """The first-frame images (one, or one per prompt) and the other conditions as (placement, condition) pairs,
-        checked before any model runs."""
-        conditions = [conditions] if isinstance(conditions, VideoCondition) else list(conditions or [])
+        """The first-frame images (one, or one per prompt) and the other conditions (`VideoCondition`s or diffusers'
+        `LTXVideoCondition`s, a list or one) as (placement, VideoCondition) pairs, checked before any model runs."""
+        if conditions is None or not isinstance(conditions, list | tuple):  # one condition, or none
+            conditions = [] if conditions is None else [conditions]
+        conditions = [as_video_condition(c, f"conditions[{i}]") for i, c in enumerate(conditions)]
         if last_image is not None:
             check_pixels(last_image, "last_image")
             conditions.append(VideoCondition(image=last_image, frame_index=-1))
