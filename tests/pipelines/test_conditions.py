@@ -114,6 +114,41 @@ def test_diffusers_ltx_conditions_are_taken(pipe):
     torch.testing.assert_close(alone, _hidden(pipe, image=make_image(), conditions=[ours[1]])[0][0])
 
 
+def test_file_paths_are_read_as_the_command_reads_them(pipe, strong_folder, tmp_path):
+    """An image given as a path is read upright (its EXIF orientation) and a video as its frames, as the command
+    line reads them (before: diffusers' "Input is in incorrect format")."""
+    import PIL.Image
+
+    from motif_video.pipelines.export import read_image, read_mp4_frames, write_mp4
+
+    photo, exif = make_image(width=48, height=80), PIL.Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to view": read upright, it is 80x48 as the other images
+    photo.save(tmp_path / "photo.png", exif=exif)
+    upright = read_image(tmp_path / "photo.png")
+    clip = write_mp4(
+        np.stack([np.asarray(make_image(seed=s)) for s in range(5)]), tmp_path / "clip.mp4", fps=8
+    )
+    frames = read_mp4_frames(clip)
+    as_paths = dict(image=str(tmp_path / "photo.png"), last_image=tmp_path / "photo.png")
+    as_images = dict(image=upright, last_image=upright)
+    torch.testing.assert_close(
+        _hidden(pipe, **as_paths)[0][0], _hidden(pipe, **as_images)[0][0], atol=0, rtol=0
+    )
+    for video in (str(clip), [str(tmp_path / "photo.png")] * 5):
+        read = frames if isinstance(video, str) else [upright] * 5
+        seen = _hidden(pipe, conditions=[VideoCondition(video=video, frame_index=3)])[0][0]
+        expected = _hidden(pipe, conditions=[VideoCondition(video=read, frame_index=3)])[0][0]
+        torch.testing.assert_close(seen, expected, atol=0, rtol=0)
+    t2v = quiet(MotifVideoPipeline, strong_folder)
+    common = dict(prompt=PROMPT, strength=0.5, num_inference_steps=1, guidance="none", output_type="latent")
+    start = t2v(video=frames, generator=torch.Generator().manual_seed(0), **common).frames
+    torch.testing.assert_close(
+        t2v(video=clip, generator=torch.Generator().manual_seed(0), **common).frames, start
+    )
+    with pytest.raises(ValueError, match=r"video '.*photo.png' is an image \(png_pipe\), not a video"):
+        t2v(video=str(tmp_path / "photo.png"), **common)
+
+
 def test_keep_and_blur_apply_to_every_conditioned_frame(pipe):
     noise = torch.randn((1, 16, 3, 8, 12), generator=torch.Generator().manual_seed(3))
     common = dict(last_image=make_image(seed=1), latents=noise.clone(), steps=3)
@@ -195,6 +230,11 @@ def test_video_tensors_in_0_1_are_read_as_diffusers_reads_them(pipe, strong_fold
          "both condition latent frame 2"),
         ({"conditions": [VideoCondition(image=make_image(), frame_index=2, strength=0)]}, "strength"),
         ({"image": None}, "image is required"),
+        ({"image": 7}, "image must be a PIL image, an .* or an image file's path, got int"),
+        ({"last_image": "missing.png"}, "last_image 'missing.png' does not exist or is not a file"),
+        ({"conditions": [VideoCondition(image="https://x.org/a.png", frame_index=4)]},
+         r"conditions\[0\].image 'https://x.org/a.png' is a URL, which is not fetched"),
+        ({"conditions": [VideoCondition(video="missing.mp4")]}, r"conditions\[0\].video 'missing.mp4' does not exist"),
         ({"conditions": [{"image": make_image()}]},
          r"conditions\[0\] must be a VideoCondition \(or diffusers' LTXVideoCondition\), got dict"),
         ({"image": np.full((H, W, 3), 200.0)},

@@ -9,8 +9,11 @@ turns into the 17 condition channels at every step.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,11 +38,12 @@ class VideoCondition:
     """An image or a video clip that the generated video shows from pixel frame `frame_index` on.
 
     `image`: a PIL image, [H, W, 3] array or [3, H, W] tensor; `video`: a list of PIL images, [H, W, 3] arrays or
-    [3, H, W] tensors, an [F, H, W, 3] array or an [F, 3, H, W] tensor; exactly one of the two. Pixels
-    (`image_conditioning.pixel_range`): integers 0-255, float arrays [0, 1], float tensors [0, 1] or, with a value
-    below 0, [-1, 1] (diffusers' rule). `frame_index`: the pixel frame of
-    its first frame (negative: from the end, -1 is the last frame). `strength` in (0, 1]: the mask channel's value
-    at the latent frames it conditions (1: as trained).
+    [3, H, W] tensors, an [F, H, W, 3] array or an [F, 3, H, W] tensor; exactly one of the two; either may be a
+    file's path, read by the pipeline (`as_video_condition`). Pixels (`image_conditioning.pixel_range`): integers
+    0-255, float arrays [0, 1], float tensors [0, 1] or, with a value below 0, [-1, 1] (diffusers' rule).
+    `frame_index`: the pixel frame of its first frame (negative: from the end, -1 is the last frame). `strength` in
+    (0, 1]: the mask channel's value at the latent frames it conditions (1: as trained; only frames given at 1 are
+    fitted by the decoder fit).
     """
 
     image: Any = None
@@ -57,20 +61,68 @@ class VideoCondition:
 
 
 DIFFUSERS_CONDITION_MODULE = "diffusers.pipelines.ltx.pipeline_ltx_condition"
+IMAGE_TYPES = "a PIL image, an [H, W, 3] array, a [3, H, W] tensor or an image file's path"
+
+
+def media_path(media: str | os.PathLike, name: str) -> Path:
+    """A path given for an image or a video, checked to be a file (a URL is not fetched: diffusers' `load_image`
+    would, but the pipelines read no network)."""
+    text = os.fspath(media)
+    if text.startswith(("http://", "https://")):
+        raise ValueError(
+            f"{name} {text!r} is a URL, which is not fetched: download it and give the file's path"
+        )
+    if not Path(text).is_file():
+        raise ValueError(f"{name} {text!r} does not exist or is not a file")
+    return Path(text)
+
+
+def image_input(image: Any, name: str) -> Any:
+    """`image` read from its file when it is a path (`export.read_image`: RGB, turned by its EXIF orientation, as
+    diffusers' `load_image` reads one), else as given; a ValueError naming `name` and the types taken for anything
+    else (diffusers' processor would say only "Input is in incorrect format")."""
+    if isinstance(image, str | os.PathLike):
+        from .export import read_image
+
+        path = media_path(image, name)
+        try:
+            return read_image(path)
+        except OSError as exc:  # PIL's UnidentifiedImageError among them
+            raise ValueError(f"{name} {str(path)!r} is not a readable image ({exc})") from exc
+    if not isinstance(image, PIL.Image.Image | np.ndarray | torch.Tensor):
+        raise ValueError(f"{name} must be {IMAGE_TYPES}, got {type(image).__name__}")
+    return image
+
+
+def video_input(video: Any, name: str) -> Any:
+    """`video` read from its file when it is a path (`export.read_mp4_frames`: uint8 [F, H, W, 3], upright), or
+    from one image file per frame when it is a list of paths, else as given."""
+    if isinstance(video, str | os.PathLike):
+        from .export import check_video_file, read_mp4_frames
+
+        path = media_path(video, name)
+        check_video_file(path, f"{name} {str(path)!r}")
+        return read_mp4_frames(path)
+    if isinstance(video, list | tuple) and any(isinstance(f, str | os.PathLike) for f in video):
+        return [image_input(f, f"{name}[{i}]") for i, f in enumerate(video)]
+    return video
 
 
 def as_video_condition(c: Any, name: str) -> VideoCondition:
     """`c` as a `VideoCondition`: ours, or diffusers' `LTXVideoCondition` (the same four fields) converted, so a
     diffusers user's conditions work unchanged; a ValueError naming `name` for anything else. diffusers' module is
-    looked up, not imported: a condition of its class means it is loaded already."""
-    if isinstance(c, VideoCondition):
-        return c
+    looked up, not imported: a condition of its class means it is loaded already. An image or video given as a
+    file's path is read (`image_input`, `video_input`)."""
     ltx = sys.modules.get(DIFFUSERS_CONDITION_MODULE)
     if ltx is not None and isinstance(c, ltx.LTXVideoCondition):
-        return VideoCondition(image=c.image, video=c.video, frame_index=c.frame_index, strength=c.strength)
-    raise ValueError(
-        f"{name} must be a VideoCondition (or diffusers' LTXVideoCondition), got {type(c).__name__}"
-    )
+        c = VideoCondition(image=c.image, video=c.video, frame_index=c.frame_index, strength=c.strength)
+    if not isinstance(c, VideoCondition):
+        raise ValueError(
+            f"{name} must be a VideoCondition (or diffusers' LTXVideoCondition), got {type(c).__name__}"
+        )
+    if c.image is not None:
+        return dataclasses.replace(c, image=image_input(c.image, f"{name}.image"))
+    return dataclasses.replace(c, video=video_input(c.video, f"{name}.video"))
 
 
 def video_length(video: Any) -> int:

@@ -20,8 +20,10 @@ from .conditions import (
     check_pixels,
     condition_pixels,
     encode_placed,
+    image_input,
     lay_out,
     plan_conditions,
+    video_input,
 )
 from .guidance import GuidanceConfig
 from .image_conditioning import LatentMode, ResizeMode, encode_first_frame, preprocess_image, siglip_tokens
@@ -145,6 +147,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
             conditioning_blur=conditioning_blur, keep_first_frame=keep_first_frame,
         )  # fmt: skip
         height, width, num_frames = self.latents_size(latents, height, width, num_frames)
+        video = video_input(video, "video")
         height, width, num_frames = self.video_size(video, strength, height, width, num_frames)
         run = self.plan_run(
             prompt, negative_prompt, (height, width, num_frames), num_inference_steps, guidance, guidance_scale, shift,
@@ -239,7 +242,9 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
     @staticmethod
     def _image_list(image, num_prompts: int) -> list:
         if image is None:
-            raise ValueError("image is required for image-to-video (a PIL image, array or tensor, or a list)")
+            raise ValueError(
+                "image is required for image-to-video (a PIL image, array, tensor or file path, or a list)"
+            )
         images = list(image) if isinstance(image, list | tuple) else [image]
         if len(images) not in (1, num_prompts):
             raise ValueError(
@@ -301,18 +306,21 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
     def plan_frames(self, image, conditions, last_image, run) -> tuple[list, list]:
         """The first-frame images (one, or one per prompt) and the other conditions (`VideoCondition`s or diffusers'
         `LTXVideoCondition`s, a list or one) as (placement, VideoCondition) pairs, checked before any model runs."""
-        if conditions is None or not isinstance(conditions, list | tuple):  # one condition, or none
+        if not isinstance(conditions, list | tuple):  # one condition, or none
             conditions = [] if conditions is None else [conditions]
         conditions = [as_video_condition(c, f"conditions[{i}]") for i, c in enumerate(conditions)]
         if last_image is not None:
+            last_image = image_input(last_image, "last_image")
             check_pixels(last_image, "last_image")
             conditions.append(VideoCondition(image=last_image, frame_index=-1))
         if image is None and not conditions:
             self._image_list(image, len(run.prompts))  # the error naming what is required
         placements = plan_conditions(conditions, run.num_frames, first_image=image is not None)
         images = self._image_list(image, len(run.prompts)) if image is not None else []
-        for j, im in enumerate(images):
-            check_pixels(im, "image" if len(images) == 1 else f"image[{j}]")
+        names = ["image"] if len(images) == 1 else [f"image[{j}]" for j in range(len(images))]
+        images = [image_input(im, name) for im, name in zip(images, names)]
+        for im, name in zip(images, names):
+            check_pixels(im, name)
         for p, c in zip(placements, conditions):
             check_pixels(c.video if c.image is None else c.image, p.name)
         return images, list(zip(placements, conditions))

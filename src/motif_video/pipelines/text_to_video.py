@@ -10,6 +10,7 @@ from ..choices import GuidanceBatching
 from ..defaults import SHIFT_T2V
 from . import prompts as P
 from .base import MotifVideoBasePipeline, MotifVideoPipelineOutput, OutputType
+from .conditions import video_input
 from .guidance import GuidanceConfig
 from .run_plan import GivenEmbeds
 from .velocity import Conditioning
@@ -84,8 +85,8 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         schedule, as diffusers' scheduler shifts them), `prompt_embeds` / `negative_prompt_embeds` and their masks
         (e.g. from `encode_prompt` of a pipeline loaded with `transformer=None`), `vae_batch_size`; a diffusers
         guider component other than APG (original formulation) or plain CFG runs through its own protocol.
-        Video-to-video (SDEdit): `video` (a list of PIL frames, an [F, H, W, 3] array or an [F, 3, H, W] tensor,
-        pixels read as a `VideoCondition`'s) and `strength` in (0, 1]: the first N - int(N * strength) steps are
+        Video-to-video (SDEdit): `video` (a list of PIL frames, an [F, H, W, 3] array, an [F, 3, H, W] tensor or a
+        video file's path, read as a `VideoCondition`'s) and `strength` in (0, 1]: the first N - int(N * strength) steps are
         skipped and sampling starts from the video's latents noised to the next sigma (1: from pure noise). Frame
         count left None: the video's, cut to 4k + 1; size left None: the video's when a multiple of 16, else the
         folder's (the video is resized).
@@ -107,6 +108,7 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
             callback_on_step_end_tensor_inputs,
         )
         height, width, num_frames = self.latents_size(latents, height, width, num_frames)
+        video = video_input(video, "video")
         height, width, num_frames = self.video_size(video, strength, height, width, num_frames)
         run = self.plan_run(
             prompt, negative_prompt, (height, width, num_frames), num_inference_steps, guidance, guidance_scale, shift,
