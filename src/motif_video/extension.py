@@ -259,6 +259,7 @@ def extend_video(
     `height` / `width`: the output's size, the clip stretched to it (default: `extension_size`'s); `call`: more keywords
     for each pipeline call (num_inference_steps, guidance...; `condition_guidance` defaults to `window_guidance`'s).
     Returns the plan and the frames written."""
+    check_extension_pipeline(pipe)
     info = check_clip(Path(clip))
     check_output(Path(output), Path(clip))
     fps = fps or info["fps"]
@@ -279,6 +280,19 @@ def extend_video(
     with mp4_stream(output, width, height, fps, metadata=metadata) as write:
         written = extend_frames(clip_frames(clip, width, height), plan, make_window, write)
     return {"plan": plan, "frames": written, "output": Path(output)}
+
+
+def check_extension_pipeline(pipe) -> None:
+    """A ValueError unless `pipe` is an image-to-video pipeline: each window is conditioned on the video's last
+    frames (`conditions`), which a text-to-video pipeline does not take (it failed at the first window with a
+    TypeError about `conditions`)."""
+    from .pipelines import MotifVideoImageToVideoPipeline
+
+    if not isinstance(pipe, MotifVideoImageToVideoPipeline):
+        raise ValueError(
+            f"extend_video needs an image-to-video pipeline (each window is conditioned on the video's last frames), "
+            f"got {type(pipe).__name__}: pass MotifVideoImageToVideoPipeline.from_pipe(pipe)"
+        )
 
 
 def extension_size(

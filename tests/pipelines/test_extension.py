@@ -198,6 +198,13 @@ def test_extend_video_python_call_at_its_own_fps(tiny_folder, clip, tmp_path):
         extend_video(pipe, clip, tmp_path, ["a red ball"], seconds=1.75, **call)
     with pytest.raises(ValueError, match=r"output folder '.*nodir' does not exist"):
         extend_video(pipe, clip, tmp_path / "nodir" / "x.mp4", ["a red ball"], seconds=1.75, **call)
+    from motif_video import MotifVideoPipeline
+
+    t2v = MotifVideoPipeline.from_pipe(pipe)  # before: a TypeError about `conditions` at the first window
+    with pytest.raises(ValueError, match=r"needs an image-to-video pipeline .* got MotifVideoPipeline: pass "
+                       r"MotifVideoImageToVideoPipeline\.from_pipe\(pipe\)"):  # fmt: skip
+        extend_video(t2v, clip, tmp_path / "t2v.mp4", ["a red ball"], seconds=1.75, **call)
+    assert not (tmp_path / "t2v.mp4").exists()
     out = tmp_path / "long.mp4"
     done = extend_video(pipe, clip, out, ["a red ball", "a blue ball"], seconds=1.75, fps=12, **call)
     assert done["plan"].windows == 3 and done["frames"] == 21  # 1.75 s at 12 fps, not at the clip's 24
