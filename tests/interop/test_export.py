@@ -213,3 +213,19 @@ def test_export_names_what_it_was_given_instead(transformer_folder, tmp_path, ca
     assert "is a folder; give a file name ending in .safetensors" in capsys.readouterr().err
     assert main(["export", "small", "--layout", "separate", "--output", str(tmp_path / "s.safetensors")]) == 2
     assert "write it with layout auto or shared (--layout auto / shared)" in capsys.readouterr().err
+
+
+def test_a_peft_folder_exports_with_the_alpha_of_its_adapter_config(transformer_folder, tmp_path):
+    """peft's `save_pretrained` folder: alpha from `adapter_config.json` (before: r, a quarter of the strength)."""
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(tiny_transformer(0), LoraConfig(r=4, lora_alpha=16, target_modules=["to_q"]))
+    model.save_pretrained(tmp_path / "peftdir")
+    result = export(
+        tmp_path / "peftdir" / "adapter_model.safetensors",
+        tmp_path / "p.safetensors",
+        base_model=str(transformer_folder),
+    )
+    state, meta = read_safetensors(result.path)
+    assert meta["motif_video.alpha"] == "16"
+    assert all(v.item() == 16.0 for k, v in state.items() if k.endswith(".alpha"))

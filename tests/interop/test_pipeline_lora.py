@@ -151,3 +151,64 @@ def test_lora_state_dict_and_save_lora_weights_take_diffusers_calls(base, tmp_pa
         MotifVideoPipeline.save_lora_weights(tmp_path / "p", layers, safe_serialization=False)
     assert MotifVideoPipeline.save_lora_weights(tmp_path / "r", layers, is_main_process=False) is None
     assert not (tmp_path / "r").exists()
+
+
+def peft_folder(base, folder, **config):
+    """`folder` as peft's `save_pretrained` writes it (`adapter_model.safetensors`, `adapter_config.json`) for a
+    LoRA on `base` with `config`; returns the peft-wrapped copy of `base`, to compare outputs with."""
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(copy.deepcopy(base), LoraConfig(target_modules=["to_q", "to_k"], **config))
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    model.save_pretrained(folder)
+    return model.get_base_model()
+
+
+def test_a_peft_folder_loads_at_the_alpha_of_its_adapter_config(base, tmp_path):
+    """peft's `save_pretrained` keeps alpha in `adapter_config.json` only (before: ignored, so alpha read as r and
+    this LoRA applied at a quarter of its strength); `alpha_pattern` and `rank_pattern` are peft's."""
+    patterns = {"rank_pattern": {"transformer_blocks.0.attn.to_k": 2}, "alpha_pattern": {"to_q": 4.0}}
+    peft_model = peft_folder(base, tmp_path / "peftdir", r=4, lora_alpha=16, **patterns)
+    pipe = bare_pipeline(copy.deepcopy(base))
+    pipe.load_lora_weights(str(tmp_path / "peftdir"))
+    torch.testing.assert_close(run(pipe.transformer), run(peft_model), atol=1e-5, rtol=0)
+    state, metadata = MotifVideoPipeline.lora_state_dict(tmp_path / "peftdir", return_lora_metadata=True)
+    adapter = K.parse_lora(state, K.linear_shapes(base), metadata)
+    assert adapter["transformer_blocks.1.attn.to_k"].alpha == 16.0
+    assert adapter["transformer_blocks.0.attn.to_q"].alpha == 4.0
+    assert adapter["transformer_blocks.0.attn.to_k"].rank == 2
+
+
+def test_a_peft_config_that_is_not_the_weights_is_refused(base, tmp_path):
+    import json
+
+    peft_folder(base, tmp_path / "peftdir", r=4, lora_alpha=16)
+    config = json.loads((tmp_path / "peftdir" / "adapter_config.json").read_text())
+    (tmp_path / "peftdir" / "adapter_config.json").write_text(json.dumps({**config, "r": 8}))
+    with pytest.raises(ValueError, match=r"have rank 4 but its peft config gives r=8"):
+        bare_pipeline(copy.deepcopy(base)).load_lora_weights(str(tmp_path / "peftdir"))
+
+
+def test_a_peft_adapter_on_the_hub_brings_its_adapter_config(base, tmp_path, monkeypatch):
+    """A Hub repo holding peft's files: `adapter_config.json` is downloaded beside the weights and read."""
+    import shutil
+
+    import huggingface_hub
+    from huggingface_hub.errors import EntryNotFoundError
+
+    peft_model = peft_folder(base, tmp_path / "repo", r=4, lora_alpha=16)
+    (tmp_path / "cache").mkdir()
+
+    def download(repo_id, filename, **hub):  # the Hub as a folder; each file copied only when asked for
+        if not (tmp_path / "repo" / filename).is_file():
+            raise EntryNotFoundError(f"{repo_id} has no {filename}")
+        return shutil.copy(tmp_path / "repo" / filename, tmp_path / "cache" / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    pipe = bare_pipeline(copy.deepcopy(base))
+    pipe.load_lora_weights("user/peft-lora", weight_name="adapter_model.safetensors")
+    torch.testing.assert_close(run(pipe.transformer), run(peft_model), atol=1e-5, rtol=0)

@@ -110,7 +110,7 @@ def export_lora(lora_file: Path, output: Path, base_model: str | None, meta: dic
             f"exporting the LoRA {lora_file} needs its base model (--base-model: folder, shipped name or Hub id) "
             "to check its modules and shapes"
         )
-    state, file_meta = read_safetensors(lora_file)
+    state, file_meta = read_lora(lora_file)
     adapter = lora_keys.parse_lora(state, base_linear_shapes(base_model), file_meta)
     ranks = Counter(layer.rank for layer in adapter.values())
     alphas = Counter(layer.alpha for layer in adapter.values())
@@ -226,6 +226,13 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
             return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})  # noqa: SIM118
     except Exception as exc:
         raise ValueError(f"cannot read {path} as safetensors: {exc}") from exc
+
+
+def read_lora(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A LoRA file's tensors and metadata, with the peft config of `adapter_config.json` beside it (peft's
+    `save_pretrained` folder) added to the metadata when the file's header holds none."""
+    state, metadata = read_safetensors(path)
+    return state, lora_keys.with_peft_config(metadata, path.parent / lora_keys.PEFT_CONFIG_NAME)
 
 
 def save_safetensors(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> Path:

@@ -7,11 +7,14 @@ The formats read:
 | format | keys (for module `m`) | alpha |
 |---|---|---|
 | diffusers | `transformer.m.lora_A.weight`, `transformer.m.lora_B.weight` | `lora_adapter_metadata` (peft config), else r |
-| peft | `m.lora_A.weight`, `m.lora_B.weight` (also under `base_model.model.`) | as diffusers |
+| peft | `m.lora_A.weight`, `m.lora_B.weight` (also under `base_model.model.`) | as diffusers, or `adapter_config.json` |
 | kohya / musubi | `lora_unet_<m with . as _>.lora_down.weight`, `.lora_up.weight` | `.alpha` key, else r |
 | comfyui | `diffusion_model.m.lora_down.weight` / `.lora_up.weight` (or `.lora_A` / `.lora_B`) | `.alpha` key, else r |
 
-A missing alpha means alpha = r (scale 1), as ComfyUI and diffusers read such files. Every key must be understood:
+A peft config (diffusers' header metadata, or the `adapter_config.json` that peft's `save_pretrained` writes beside
+`adapter_model.safetensors`) gives `lora_alpha` and its per-module `alpha_pattern`, matched as peft matches them; its
+`r` / `rank_pattern` must agree with the weights' ranks. A missing alpha means alpha = r (scale 1), as ComfyUI and
+diffusers read such files. Every key must be understood:
 an unknown key, a module the transformer does not have, a shape that does not fit the module, or a half of a pair
 missing is a `ValueError` naming the keys; nothing is dropped silently.
 """
@@ -19,10 +22,10 @@ missing is a `ValueError` naming the keys; nothing is dropped silently.
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -43,6 +46,8 @@ _UP = (".lora_B.weight", ".lora_up.weight")
 _ALPHA = ".alpha"
 # The metadata key under which diffusers (and training/lora.py) store the peft LoRA config as JSON.
 DIFFUSERS_METADATA_KEY = "lora_adapter_metadata"
+# The file in which peft's `save_pretrained` stores the config, beside `adapter_model.safetensors`.
+PEFT_CONFIG_NAME = "adapter_config.json"
 # The diffusers pipeline LoRA file (`lora_spec.LORA_WEIGHT_NAME`) holds keys prefixed `transformer.`.
 LORA_PREFIX = "transformer"
 
@@ -143,6 +148,7 @@ def parse_lora(
         down, up = found["down"], found["up"]
         _check_shapes(module, down, up, shapes[module])
         rank = int(down.shape[0])
+        _check_config_rank(config, module, rank)
         alpha = float(found["alpha"].item()) if "alpha" in found else _config_alpha(config, module, rank)
         adapter[module] = LoraLayer(down=down, up=up, alpha=alpha)
     if incomplete:
@@ -202,11 +208,49 @@ def _peft_config(metadata: Mapping[str, str] | None) -> dict:
     return {k.split(".", 1)[1] if k.startswith("transformer.") else k: v for k, v in raw.items()}
 
 
+def with_peft_config(metadata: Mapping[str, str], config_file: Path) -> dict[str, str]:
+    """`metadata` (a LoRA file's header) with the peft config in `config_file` (peft's `adapter_config.json` beside
+    the weights) stored as diffusers stores it, under `lora_adapter_metadata`, when the header holds none: peft's
+    `save_pretrained` keeps alpha there only, so without it alpha would read as r."""
+    if DIFFUSERS_METADATA_KEY in metadata or not config_file.is_file():
+        return dict(metadata)
+    text = config_file.read_text()
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{config_file} is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise ValueError(
+            f"{config_file} holds a {type(config).__name__}, not a peft LoRA config (a JSON object)"
+        )
+    return {**metadata, DIFFUSERS_METADATA_KEY: text}
+
+
+def _check_config_rank(config: Mapping, module: str, rank: int) -> None:
+    """The config's rank of `module` (`rank_pattern`, else `r`) is the weights' rank: a config that is not this
+    LoRA's (another adapter's `adapter_config.json`) would give wrong alphas."""
+    if "r" not in config:
+        return
+    expected = _pattern_value(config.get("rank_pattern"), module, config["r"])
+    if int(expected) != rank:
+        raise ValueError(
+            f"LoRA of {module}: its weights have rank {rank} but its peft config gives r={expected}: the config "
+            "(lora_adapter_metadata or adapter_config.json) does not belong to these weights"
+        )
+
+
 def _config_alpha(config: Mapping, module: str, rank: int) -> float:
-    for pattern, alpha in (config.get("alpha_pattern") or {}).items():
-        if re.match(rf"(.*\.)?{pattern}$", module):
-            return float(alpha)
-    return float(config.get("lora_alpha", rank))
+    return float(_pattern_value(config.get("alpha_pattern"), module, config.get("lora_alpha", rank)))
+
+
+def _pattern_value(patterns: Mapping | None, module: str, default):
+    """peft's per-module override: the value of the first pattern that matches `module` as peft matches it."""
+    from peft.utils.other import get_pattern_key
+
+    if not patterns:
+        return default
+    key = get_pattern_key(list(patterns), module)
+    return patterns.get(key, default)
 
 
 # ---------------------------------------------------------------------------------------------------- writing

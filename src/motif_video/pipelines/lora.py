@@ -67,15 +67,33 @@ def write_lora(
 def read_lora_file(
     path_or_repo: str | os.PathLike, weight_name: str | None = None, **hub: Any
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(tensors, header metadata) of a LoRA: a .safetensors file, a folder holding one, or a Hub repo id."""
-    from ..interop.export import read_safetensors
+    """(tensors, header metadata) of a LoRA: a .safetensors file, a folder holding one, or a Hub repo id. A peft
+    folder's `adapter_config.json` (beside the file; fetched too from a Hub repo) joins the metadata as diffusers'
+    `lora_adapter_metadata` when the header holds no config: it holds the LoRA's alpha."""
+    from ..interop.export import read_lora
 
     file = local_lora_file(path_or_repo, weight_name)
     if file is None:
         from huggingface_hub import hf_hub_download
 
-        file = Path(hf_hub_download(str(path_or_repo), weight_name or LORA_WEIGHT_NAME, **hub))
-    return read_safetensors(file)
+        name = weight_name or LORA_WEIGHT_NAME
+        file = Path(hf_hub_download(str(path_or_repo), name, **hub))
+        _fetch_peft_config(str(path_or_repo), name, hub)
+    return read_lora(file)
+
+
+def _fetch_peft_config(repo: str, weight_name: str, hub: dict[str, Any]) -> None:
+    """Download the `adapter_config.json` beside `weight_name` in a Hub repo, if it has one (a peft adapter), so
+    that it lies beside the downloaded weights."""
+    import contextlib
+    import posixpath
+
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
+
+    config = posixpath.join(posixpath.dirname(weight_name), lora_keys.PEFT_CONFIG_NAME)
+    with contextlib.suppress(EntryNotFoundError):  # a diffusers or ComfyUI LoRA has none
+        hf_hub_download(repo, config, **hub)
 
 
 class MotifVideoLoraLoaderMixin(LoraBaseMixin):
