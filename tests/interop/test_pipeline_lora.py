@@ -12,7 +12,7 @@ from motif_video.interop.checkpoint import released_state_dict
 from motif_video.pipelines import MotifVideoPipeline
 from motif_video.testing import tiny_transformer
 
-from .helpers import merge_by_hand, random_adapter, run
+from .helpers import MODULES, merge_by_hand, random_adapter, run
 
 
 def bare_pipeline(transformer):
@@ -212,3 +212,29 @@ def test_a_peft_adapter_on_the_hub_brings_its_adapter_config(base, tmp_path, mon
     pipe = bare_pipeline(copy.deepcopy(base))
     pipe.load_lora_weights("user/peft-lora", weight_name="adapter_model.safetensors")
     torch.testing.assert_close(run(pipe.transformer), run(peft_model), atol=1e-5, rtol=0)
+
+
+def test_rslora_loads_at_its_scale_and_dora_and_biases_are_named(base, tmp_path):
+    """rsLoRA scales by alpha / sqrt(r) (before: read as alpha / r, half the strength at r=4); DoRA and LoRA biases
+    are refused as such (before: "keys in no known format")."""
+    import json
+
+    peft_model = peft_folder(base, tmp_path / "rs", r=4, lora_alpha=8, use_rslora=True)
+    pipe = bare_pipeline(copy.deepcopy(base))
+    pipe.load_lora_weights(str(tmp_path / "rs"))
+    torch.testing.assert_close(run(pipe.transformer), run(peft_model), atol=1e-5, rtol=0)
+    to_q = random_adapter(base, seed=1, rank=4)[MODULES[0]]
+    state, _ = K.to_diffusers({MODULES[0]: to_q})
+    config = {"transformer.r": 4, "transformer.lora_alpha": 8, "transformer.use_rslora": True}
+    metadata = {K.DIFFUSERS_METADATA_KEY: json.dumps(config)}
+    shapes = K.linear_shapes(base)
+    assert K.parse_lora(state, shapes, metadata)["transformer_blocks.0.attn.to_q"].alpha == 16.0
+
+    peft_folder(base, tmp_path / "dora", r=4, lora_alpha=8, use_dora=True)
+    with pytest.raises(ValueError, match=r"DoRA is not supported.*to_q\.lora_magnitude_vector"):
+        bare_pipeline(copy.deepcopy(base)).load_lora_weights(str(tmp_path / "dora"))
+    with pytest.raises(ValueError, match=r"DoRA is not supported \(the peft config has use_dora=true\)"):
+        K.parse_lora(state, shapes, {K.DIFFUSERS_METADATA_KEY: '{"r": 4, "use_dora": true}'})
+    peft_folder(base, tmp_path / "bias", r=4, lora_alpha=8, lora_bias=True)
+    with pytest.raises(ValueError, match=r"LoRA biases are not supported.*to_q\.lora_B\.bias"):
+        bare_pipeline(copy.deepcopy(base)).load_lora_weights(str(tmp_path / "bias"))

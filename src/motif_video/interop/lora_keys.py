@@ -13,7 +13,8 @@ The formats read:
 
 A peft config (diffusers' header metadata, or the `adapter_config.json` that peft's `save_pretrained` writes beside
 `adapter_model.safetensors`) gives `lora_alpha` and its per-module `alpha_pattern`, matched as peft matches them; its
-`r` / `rank_pattern` must agree with the weights' ranks. A missing alpha means alpha = r (scale 1), as ComfyUI and
+`r` / `rank_pattern` must agree with the weights' ranks. rsLoRA (`use_rslora`, scale alpha / sqrt(r)) is read as the
+alpha giving that scale, alpha * sqrt(r). DoRA and LoRA biases are refused as such. A missing alpha means alpha = r (scale 1), as ComfyUI and
 diffusers read such files. Every key must be understood:
 an unknown key, a module the transformer does not have, a shape that does not fit the module, or a half of a pair
 missing is a `ValueError` naming the keys; nothing is dropped silently.
@@ -22,6 +23,7 @@ missing is a `ValueError` naming the keys; nothing is dropped silently.
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -91,6 +93,7 @@ def detect_format(keys: list[str]) -> LoraFormat:
     """The one format all `keys` are written in; a mix of formats or an unrecognised key is an error."""
     if not keys:
         raise ValueError("the LoRA state dict is empty")
+    _refuse_variants(keys)
     found = Counter(_format_of(k) for k in keys)
     if None in found:
         unknown = [k for k in keys if _format_of(k) is None]
@@ -100,6 +103,23 @@ def detect_format(keys: list[str]) -> LoraFormat:
     if len(found) > 1:
         raise ValueError(f"the LoRA state dict mixes key formats: {dict(found)}")
     return next(iter(found))
+
+
+def _refuse_variants(keys: list[str]) -> None:
+    """LoRA variants whose keys are understood but whose update this adapter cannot express: named as what they
+    are rather than as keys in no known format."""
+    dora = [k for k in keys if "lora_magnitude_vector" in k or k.endswith(".dora_scale")]
+    if dora:
+        raise ValueError(
+            f"DoRA is not supported: the LoRA holds {len(dora)} DoRA magnitude keys ({_show(dora)}); merge it into "
+            "the model's weights, or train a plain LoRA"
+        )
+    biases = [k for k in keys if ".lora_" in k and k.endswith(".bias")]
+    if biases:
+        raise ValueError(
+            f"LoRA biases are not supported (peft's lora_bias=True): {len(biases)} bias keys ({_show(biases)}); "
+            "merge it into the model's weights, or train a LoRA without biases"
+        )
 
 
 def _format_of(key: str) -> LoraFormat | None:
@@ -139,6 +159,7 @@ def parse_lora(
             f"Linear layers): {_show(unknown_modules)}"
         )
     config = _peft_config(metadata) if fmt in ("diffusers", "peft") else {}
+    _check_config(config)
     adapter = {}
     incomplete = []
     for module, found in sorted(parts.items()):
@@ -226,6 +247,18 @@ def with_peft_config(metadata: Mapping[str, str], config_file: Path) -> dict[str
     return {**metadata, DIFFUSERS_METADATA_KEY: text}
 
 
+def _check_config(config: Mapping) -> None:
+    """A peft config this loader reads exactly: a plain LoRA (rsLoRA's scale is converted to an alpha)."""
+    if config.get("peft_type", "LORA") != "LORA":
+        raise ValueError(
+            f"the peft config is of a {config['peft_type']} adapter: only LORA adapters are read"
+        )
+    if config.get("use_dora"):
+        raise ValueError("DoRA is not supported (the peft config has use_dora=true): train a plain LoRA")
+    if config.get("lora_bias"):
+        raise ValueError("LoRA biases are not supported (the peft config has lora_bias=true)")
+
+
 def _check_config_rank(config: Mapping, module: str, rank: int) -> None:
     """The config's rank of `module` (`rank_pattern`, else `r`) is the weights' rank: a config that is not this
     LoRA's (another adapter's `adapter_config.json`) would give wrong alphas."""
@@ -240,7 +273,9 @@ def _check_config_rank(config: Mapping, module: str, rank: int) -> None:
 
 
 def _config_alpha(config: Mapping, module: str, rank: int) -> float:
-    return float(_pattern_value(config.get("alpha_pattern"), module, config.get("lora_alpha", rank)))
+    """The alpha of `module` in the canonical alpha / r scale: rsLoRA's alpha / sqrt(r) is alpha * sqrt(r) / r."""
+    alpha = float(_pattern_value(config.get("alpha_pattern"), module, config.get("lora_alpha", rank)))
+    return alpha * math.sqrt(rank) if config.get("use_rslora") else alpha
 
 
 def _pattern_value(patterns: Mapping | None, module: str, default):
