@@ -229,3 +229,28 @@ def test_a_peft_folder_exports_with_the_alpha_of_its_adapter_config(transformer_
     state, meta = read_safetensors(result.path)
     assert meta["motif_video.alpha"] == "16"
     assert all(v.item() == 16.0 for k, v in state.items() if k.endswith(".alpha"))
+
+
+def test_a_lora_is_checked_against_the_base_models_own_layout(tmp_path):
+    """The small model's cross-attention is in the shared layout: a LoRA on its `cross_attn_query_proj` exports,
+    one on the separate layout's `cross_attn.to_q` (which it does not have) is refused (before: the other way
+    round, the base always built in the separate layout)."""
+    from safetensors.torch import save_file
+
+    from motif_video.models import MotifVideoTransformer
+    from motif_video.presets import PRESETS
+
+    with torch.device("meta"):
+        small = MotifVideoTransformer(**PRESETS["small"])
+    modules = ("single_transformer_blocks.0.cross_attn_query_proj", "single_transformer_blocks.1.attn.to_q")
+    save_file(K.to_comfyui(random_adapter(small, seed=1, modules=modules)), str(tmp_path / "sca.safetensors"))
+    result = export(tmp_path / "sca.safetensors", tmp_path / "x.safetensors", base_model="small")
+    state, _ = read_safetensors(result.path)
+    assert "diffusion_model.single_transformer_blocks.0.cross_attn_query_proj.lora_down.weight" in state
+    separate = {
+        f"diffusion_model.single_transformer_blocks.0.cross_attn.to_q.lora_{part}.weight": torch.zeros(4, 128)
+        for part in ("down", "up")
+    }
+    save_file(separate, str(tmp_path / "separate.safetensors"))
+    with pytest.raises(ValueError, match=r"modules the transformer does not have.*cross_attn\.to_q"):
+        export(tmp_path / "separate.safetensors", tmp_path / "y.safetensors", base_model="small")

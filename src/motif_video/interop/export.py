@@ -214,8 +214,8 @@ def base_linear_shapes(base_model: str) -> dict[str, tuple[int, int]]:
         )  # a transformer folder (a run's pretrained)
     else:
         config = read_config(MotifVideoTransformer, resolve_folder(base_model, subfolder="transformer"))
-    with torch.device("meta"):
-        model = MotifVideoTransformer(**{**config, "cross_attention_layout": "separate"})
+    with torch.device("meta"):  # in the base's own cross-attention layout: its LoRAs target those modules
+        model = MotifVideoTransformer(**config)
     return lora_keys.linear_shapes(model)
 
 
