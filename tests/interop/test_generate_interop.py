@@ -153,3 +153,19 @@ def test_a_gguf_file_of_another_model_is_named_before_sampling(folder, tmp_path,
         and "text_embed_dim 32 (the model's 64)" in err
     )
     assert not out.exists()
+
+
+def test_a_lora_with_nan_values_is_refused_naming_the_tensor_and_file(folder, loras, tmp_path, capsys):
+    """One NaN in a LoRA made an all-black video and exit 0; generate and export now refuse it at load."""
+    state = K.to_comfyui(loras[2])
+    key = "diffusion_model.transformer_blocks.0.attn.to_q.lora_up.weight"
+    state[key] = state[key].clone()
+    state[key][0, 0] = float("nan")
+    save_file(state, str(tmp_path / "nan.safetensors"))
+    out = tmp_path / "x.mp4"
+    args = ["generate", "--prompt", "p", "--model", str(folder), "--output", str(out), *TINY_GENERATE_ARGS]
+    assert cli.main([*args, "--lora", str(tmp_path / "nan.safetensors")]) == 2
+    assert f"LoRA tensor {key} in {tmp_path / 'nan.safetensors'} holds 1 NaN" in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(ValueError, match=rf"LoRA tensor {key} in .*nan\.safetensors holds 1 NaN"):
+        export(tmp_path / "nan.safetensors", tmp_path / "n.safetensors", base_model=str(folder))

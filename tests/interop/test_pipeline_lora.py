@@ -238,3 +238,17 @@ def test_rslora_loads_at_its_scale_and_dora_and_biases_are_named(base, tmp_path)
     peft_folder(base, tmp_path / "bias", r=4, lora_alpha=8, lora_bias=True)
     with pytest.raises(ValueError, match=r"LoRA biases are not supported.*to_q\.lora_B\.bias"):
         bare_pipeline(copy.deepcopy(base)).load_lora_weights(str(tmp_path / "bias"))
+
+
+def test_a_lora_with_non_finite_values_is_refused(base, tmp_path):
+    from safetensors.torch import save_file
+
+    state = K.to_comfyui(random_adapter(base, seed=1))
+    key = "diffusion_model.transformer_blocks.0.attn.to_q.alpha"
+    save_file({**state, key: torch.tensor(float("inf"))}, str(tmp_path / "inf.safetensors"))
+    pipe = bare_pipeline(copy.deepcopy(base))
+    with pytest.raises(ValueError, match=rf"LoRA tensor {key} in .*inf\.safetensors holds 1 NaN or infinite"):
+        pipe.load_lora_weights(str(tmp_path))
+    with pytest.raises(ValueError, match=rf"LoRA tensor {key} in the LoRA state dict holds 1 NaN"):
+        pipe.load_lora_weights({**state, key: torch.tensor(float("nan"))})
+    assert not getattr(pipe.transformer, "peft_config", None)

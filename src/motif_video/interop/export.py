@@ -111,7 +111,7 @@ def export_lora(lora_file: Path, output: Path, base_model: str | None, meta: dic
             "to check its modules and shapes"
         )
     state, file_meta = read_lora(lora_file)
-    adapter = lora_keys.parse_lora(state, base_linear_shapes(base_model), file_meta)
+    adapter = lora_keys.parse_lora(state, base_linear_shapes(base_model), file_meta, source=str(lora_file))
     ranks = Counter(layer.rank for layer in adapter.values())
     alphas = Counter(layer.alpha for layer in adapter.values())
     rank, alpha = ranks.most_common(1)[0][0], alphas.most_common(1)[0][0]

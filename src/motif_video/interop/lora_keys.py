@@ -135,10 +135,13 @@ def parse_lora(
     state_dict: Mapping[str, torch.Tensor],
     shapes: Mapping[str, tuple[int, int]],
     metadata: Mapping[str, str] | None = None,
+    source: str | None = None,
 ) -> Adapter:
     """The canonical adapter of a LoRA state dict in any known format, checked against the module `shapes`
-    (`linear_shapes(transformer)`). `metadata` is the file's safetensors header (read for diffusers' peft config)."""
+    (`linear_shapes(transformer)`). `metadata` is the file's safetensors header (read for diffusers' peft config);
+    `source` names the file in errors."""
     fmt = detect_format(list(state_dict))
+    _check_finite(state_dict, source or "the LoRA state dict")
     parts: dict[str, dict[str, torch.Tensor]] = {}
     kohya_names = _kohya_names(shapes) if fmt == "kohya" else {}
     unknown_modules = []
@@ -175,6 +178,18 @@ def parse_lora(
     if incomplete:
         raise ValueError(f"LoRA modules without both down and up weights: {_show(incomplete)}")
     return adapter
+
+
+def _check_finite(state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """Every tensor finite: one NaN or Inf in a LoRA spreads through the transformer and the video comes out
+    black, with nothing else to say why."""
+    for key, value in state_dict.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise ValueError(
+                f"LoRA tensor {key} in {source} holds {bad} NaN or infinite values of {value.numel()}: the file is "
+                "damaged or its training diverged, and the video made with it would be black"
+            )
 
 
 def _split(key: str) -> tuple[str, str]:

@@ -64,14 +64,13 @@ def write_lora(
     return write_safetensors(state, folder / (weight_name or LORA_WEIGHT_NAME), metadata)
 
 
-def read_lora_file(
-    path_or_repo: str | os.PathLike, weight_name: str | None = None, **hub: Any
-) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(tensors, header metadata) of a LoRA: a .safetensors file, a folder holding one, or a Hub repo id. A peft
-    folder's `adapter_config.json` (beside the file; fetched too from a Hub repo) joins the metadata as diffusers'
-    `lora_adapter_metadata` when the header holds no config: it holds the LoRA's alpha."""
-    from ..interop.export import read_lora
+# diffusers' options for reading a LoRA from the Hub, handed to `hf_hub_download`.
+HUB_OPTIONS = ("revision", "cache_dir", "token", "local_files_only", "subfolder")
 
+
+def lora_file(path_or_repo: str | os.PathLike, weight_name: str | None = None, **hub: Any) -> Path:
+    """The .safetensors file of a LoRA: a file, a folder holding one, or a Hub repo id (downloaded, with the
+    `adapter_config.json` beside it when it has one: a peft adapter's alpha is there)."""
     file = local_lora_file(path_or_repo, weight_name)
     if file is None:
         from huggingface_hub import hf_hub_download
@@ -79,7 +78,17 @@ def read_lora_file(
         name = weight_name or LORA_WEIGHT_NAME
         file = Path(hf_hub_download(str(path_or_repo), name, **hub))
         _fetch_peft_config(str(path_or_repo), name, hub)
-    return read_lora(file)
+    return file
+
+
+def read_lora_file(
+    path_or_repo: str | os.PathLike, weight_name: str | None = None, **hub: Any
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, header metadata) of a LoRA (see `lora_file`). A peft folder's `adapter_config.json` joins the
+    metadata as diffusers' `lora_adapter_metadata` when the header holds no config: it holds the LoRA's alpha."""
+    from ..interop.export import read_lora
+
+    return read_lora(lora_file(path_or_repo, weight_name, **hub))
 
 
 def _fetch_peft_config(repo: str, weight_name: str, hub: dict[str, Any]) -> None:
@@ -115,11 +124,7 @@ class MotifVideoLoraLoaderMixin(LoraBaseMixin):
         if isinstance(pretrained_model_name_or_path_or_dict, dict):
             state, metadata = dict(pretrained_model_name_or_path_or_dict), {}
         else:
-            hub = {
-                k: kwargs[k]
-                for k in ("revision", "cache_dir", "token", "local_files_only", "subfolder")
-                if k in kwargs
-            }
+            hub = {k: kwargs[k] for k in HUB_OPTIONS if k in kwargs}
             state, metadata = read_lora_file(pretrained_model_name_or_path_or_dict, weight_name, **hub)
         return (state, metadata) if return_lora_metadata else state
 
@@ -132,11 +137,14 @@ class MotifVideoLoraLoaderMixin(LoraBaseMixin):
     ) -> str:
         """Load a LoRA (file, folder, Hub id or state dict; any supported format) as `adapter_name`; returns the
         name used (diffusers' `default_<n>` when none is given). The new adapter becomes active beside the others."""
-        state, metadata = self.lora_state_dict(
-            pretrained_model_name_or_path_or_dict, weight_name, return_lora_metadata=True, **kwargs
-        )
+        source = pretrained_model_name_or_path_or_dict
+        if not isinstance(source, dict):  # the file itself, to name in errors
+            source = lora_file(source, weight_name, **{k: kwargs[k] for k in HUB_OPTIONS if k in kwargs})
+        state, metadata = self.lora_state_dict(source, return_lora_metadata=True)
         transformer = getattr(self, self.transformer_name)
-        adapter = lora_keys.parse_lora(state, lora_keys.linear_shapes(transformer), metadata)
+        shapes = lora_keys.linear_shapes(transformer)
+        name = None if isinstance(source, dict) else str(source)
+        adapter = lora_keys.parse_lora(state, shapes, metadata, source=name)
         return self.load_lora_into_transformer(adapter, transformer, adapter_name)
 
     @classmethod
