@@ -133,3 +133,14 @@ def test_frame_strip_places_every_nth_frame_side_by_side(tmp_path):
     assert read_mp4_frames(path).shape == (9, 8, 10, 3)
     png = write_frame_strip(path, tmp_path / "strip.png", every=4, scale=1)
     assert png.is_file()
+
+
+def test_frames_with_non_finite_values_are_an_error_not_a_black_video(tmp_path):
+    """NaN frames were cast to 0: a black video written with exit 0."""
+    frames = np.full((4, 16, 16, 3), 0.5, np.float32)
+    frames[2:, 3, 3, 0] = np.nan
+    with pytest.raises(
+        ValueError, match=r"model produced non-finite values .* in 2 of 4 frames \(first: frame 2\)"
+    ):
+        write_mp4(frames, tmp_path / "nan.mp4")
+    assert not list(tmp_path.iterdir())

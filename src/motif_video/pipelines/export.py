@@ -17,13 +17,27 @@ from ..defaults import FPS as DEFAULT_FPS
 
 
 def to_uint8_frames(frames) -> np.ndarray:
-    """Frames as [F, H, W, 3] uint8 from a list of PIL images, a float array in [0, 1] or a uint8 array."""
+    """Frames as [F, H, W, 3] uint8 from a list of PIL images, a float array in [0, 1] or a uint8 array. Float frames
+    holding NaN or Inf are a ValueError: cast, they would make a black video that looks like a finished one."""
     if isinstance(frames, Sequence) and frames and hasattr(frames[0], "convert"):
         return np.stack([np.asarray(f.convert("RGB")) for f in frames])
     arr = np.asarray(frames)
     if arr.dtype == np.uint8:
         return arr
+    _check_finite(arr)
     return (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _check_finite(frames: np.ndarray) -> None:
+    if frames.dtype.kind != "f" or np.isfinite(frames).all():
+        return
+    per_frame = np.isfinite(frames).reshape(len(frames), -1).all(axis=1) if frames.ndim else np.array([False])
+    bad = np.flatnonzero(~per_frame)
+    raise ValueError(
+        f"the model produced non-finite values (NaN or Inf) in {len(bad)} of {len(per_frame)} frames (first: frame "
+        f"{bad[0]}); no video was written. A LoRA with such values, float16 overflowing, or a diverged model are "
+        "the usual causes"
+    )
 
 
 # x264 with a fixed thread count: its automatic count follows the machine's cores, and the stream (not only its
