@@ -254,3 +254,24 @@ def test_a_lora_is_checked_against_the_base_models_own_layout(tmp_path):
     save_file(separate, str(tmp_path / "separate.safetensors"))
     with pytest.raises(ValueError, match=r"modules the transformer does not have.*cross_attn\.to_q"):
         export(tmp_path / "separate.safetensors", tmp_path / "y.safetensors", base_model="small")
+
+
+def test_a_lora_export_takes_dtype_and_refuses_the_transformer_options(transformer_folder, tmp_path, capsys):
+    """`export LORA --dtype float16` wrote float32, and `--layout` / `--guidance-scale` were dropped without a word."""
+    from safetensors.torch import save_file
+
+    lora = tmp_path / "l.safetensors"
+    save_file(K.to_comfyui(random_adapter(tiny_transformer(0), seed=1)), str(lora))
+    out = tmp_path / "half.safetensors"
+    base = ["--base-model", str(transformer_folder)]
+    assert main(["export", str(lora), "--output", str(out), *base, "--dtype", "float16"]) == 0
+    state, _ = read_safetensors(out)
+    assert {v.dtype for k, v in state.items() if not k.endswith(".alpha")} == {torch.float16}
+    assert {v.dtype for k, v in state.items() if k.endswith(".alpha")} == {torch.float32}
+    for extra, named in (
+        (["--layout", "separate"], "--layout apply"),
+        (["--guidance-scale", "4", "--layout", "auto"], "--guidance-scale and --layout apply"),
+    ):
+        assert main(["export", str(lora), "--output", str(tmp_path / "x.safetensors"), *base, *extra]) == 2
+        assert f"is a LoRA: {named} to transformer exports only" in capsys.readouterr().err
+    assert not (tmp_path / "x.safetensors").exists()

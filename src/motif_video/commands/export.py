@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--layout",
         choices=LAYOUTS,
-        default="auto",
+        default=None,
         help="cross-attention layout of a transformer export: separate (the released file's, read by diffusers), "
         "shared (the paper's, read by Motif's ComfyUI nodes; only from a shared-layout model), auto: separate "
         "when a shared-layout model folds into it exactly, else shared (default: auto)",
@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--dtype",
         default=None,
         choices=DTYPES,
-        help="transformer weights dtype in a .safetensors export (default: as stored)",
+        help="weights dtype in a .safetensors export, a transformer's or a LoRA's (default: as stored)",
     )
     p.set_defaults(func=run)
 

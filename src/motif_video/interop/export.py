@@ -49,9 +49,10 @@ def export(
     guidance_scale: float | None = None,
     base_model: str | None = None,
     dtype: torch.dtype | None = None,
-    layout: str = "auto",
+    layout: str | None = None,
 ) -> ExportResult:
-    """Export `source` (see the module table) to `output`; `gguf` a type such as "Q8_0" for a GGUF transformer."""
+    """Export `source` (see the module table) to `output`; `gguf` a type such as "Q8_0" for a GGUF transformer.
+    `guidance_scale` and `layout` (default "auto") apply to transformers only: given for a LoRA they are errors."""
     from .. import __version__
 
     source, output = Path(source), Path(output)
@@ -69,14 +70,12 @@ def export(
     lora_file, base = find_lora(source)
     meta = {"motif_video.version": __version__}
     if lora_file is not None:
-        if gguf:
-            raise ValueError(
-                f"{source} is a LoRA; GGUF holds a whole transformer: export the LoRA as .safetensors, or "
-                "export the base model with --gguf and load the LoRA on top of it"
-            )
-        return export_lora(lora_file, output, base_model or base, meta)
+        _check_lora_options(source, gguf, guidance_scale, layout)
+        return export_lora(lora_file, output, base_model or base, meta, dtype)
     transformer, notes, base, scale = _load_transformer(source, guidance_scale)
-    state = checkpoint.released_state_dict(transformer, guidance_scale=scale, dtype=dtype, layout=layout)
+    state = checkpoint.released_state_dict(
+        transformer, guidance_scale=scale, dtype=dtype, layout=layout or "auto"
+    )
     if transformer.cross_attention_layout == "shared":
         shared = any(".cross_attn_query_proj." in k for k in state)
         notes = (
@@ -103,8 +102,36 @@ def export(
     return ExportResult(output, "transformer", len(state), notes)
 
 
-def export_lora(lora_file: Path, output: Path, base_model: str | None, meta: dict[str, str]) -> ExportResult:
-    """A LoRA file in any format, checked against the base transformer's modules, written in ComfyUI's layout."""
+def _check_lora_options(
+    source: Path, gguf: str | None, guidance_scale: float | None, layout: str | None
+) -> None:
+    """The transformer export's options, refused by name for a LoRA rather than dropped without a word."""
+    if gguf:
+        raise ValueError(
+            f"{source} is a LoRA; GGUF holds a whole transformer: export the LoRA as .safetensors, or "
+            "export the base model with --gguf and load the LoRA on top of it"
+        )
+    given = [
+        name
+        for name, value in (("--guidance-scale", guidance_scale), ("--layout", layout))
+        if value is not None
+    ]
+    if given:
+        raise ValueError(
+            f"{source} is a LoRA: {' and '.join(given)} apply to transformer exports only (a LoRA's modules are "
+            "those of its base model, in its layout); leave them out"
+        )
+
+
+def export_lora(
+    lora_file: Path,
+    output: Path,
+    base_model: str | None,
+    meta: dict[str, str],
+    dtype: torch.dtype | None = None,
+) -> ExportResult:
+    """A LoRA file in any format, checked against the base transformer's modules, written in ComfyUI's layout with
+    its down and up weights in `dtype` (default: as stored); the alphas stay float32 scalars, exact."""
     if base_model is None:
         raise ValueError(
             f"exporting the LoRA {lora_file} needs its base model (--base-model: folder, shipped name or Hub id) "
@@ -130,6 +157,8 @@ def export_lora(lora_file: Path, output: Path, base_model: str | None, meta: dic
             f"ranks {dict(ranks)} and alphas {dict(alphas)} vary by module; each module's alpha key holds its own",
         )
     out = lora_keys.to_comfyui(adapter)
+    if dtype is not None:
+        out = {k: v if k.endswith(".alpha") else v.to(dtype) for k, v in out.items()}
     save_safetensors(out, output, meta)
     return ExportResult(output, "lora", len(out), notes)
 
