@@ -235,3 +235,22 @@ def test_taylorseer_cache():
     exact = _out(model, {**kwargs, "timestep": 600.0})
     assert all(o.isfinite().all() for o in outputs)
     assert (outputs[-1] - exact).abs().max() < 0.5 * exact.abs().max()
+
+
+def test_from_single_file_takes_the_configs_subfolder(folder, tmp_path):
+    """diffusers' `subfolder`: the folder of `config` holding the transformer's config.json (before: a TypeError
+    from the file reader it was handed to)."""
+    import shutil
+
+    model = MotifVideoTransformer.from_pretrained(folder)
+    one = tmp_path / "one.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(one))
+    for name in ("transformer", "denoiser"):
+        (tmp_path / "pipe" / name).mkdir(parents=True)
+        shutil.copy(folder / "config.json", tmp_path / "pipe" / name)
+        loaded = MotifVideoTransformer.from_single_file(one, config=tmp_path / "pipe", subfolder=name)
+        assert torch.equal(_out(loaded), _out(model))
+    with pytest.raises(ValueError, match="has no subfolder 'vae'"):
+        MotifVideoTransformer.from_single_file(one, config=tmp_path / "pipe", subfolder="vae")
+    with pytest.raises(ValueError, match="config is a dict here: leave subfolder out"):
+        MotifVideoTransformer.from_single_file(one, config=dict(model.config), subfolder="transformer")

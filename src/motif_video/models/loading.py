@@ -99,9 +99,11 @@ def load_single_file(
     quantization_config: Any = None,
     device: str | torch.device | None = None,
     allow_pickle: bool = False,
+    subfolder: str | None = None,
     **hub: Any,
 ) -> Any:
-    """`from_single_file`: diffusers' file reading, quantizers and meta loading, with our checks (see the module)."""
+    """`from_single_file`: diffusers' file reading, quantizers and meta loading, with our checks (see the module).
+    `subfolder` is, as in diffusers, the folder of `config` holding the transformer's config.json."""
     from accelerate import init_empty_weights
     from diffusers.loaders.single_file_utils import load_single_file_checkpoint
     from diffusers.models.model_loading_utils import load_model_dict_into_meta
@@ -124,7 +126,7 @@ def load_single_file(
         quantizer.validate_environment()
         torch_dtype = quantizer.update_torch_dtype(torch_dtype)
         checkpoint = quantizer.maybe_update_state_dict(checkpoint)
-    config = _single_file_config(cls, config, list(checkpoint))
+    config = _single_file_config(cls, config, list(checkpoint), subfolder)
     with init_empty_weights():
         model = cls.from_config(config)
     shapes = {k: tuple(getattr(v, "quant_shape", v.shape)) for k, v in checkpoint.items()}
@@ -146,12 +148,21 @@ def load_single_file(
 
 
 def _single_file_config(
-    cls: type, config: str | os.PathLike | dict | None, keys: list[str]
+    cls: type, config: str | os.PathLike | dict | None, keys: list[str], subfolder: str | None = None
 ) -> dict[str, Any]:
-    """A model folder's (or Hub id's) transformer config, a dict, or the released config with the layout in `keys`."""
+    """A model folder's (or Hub id's) transformer config (in its `subfolder`, else in `transformer/` when it has
+    one), a dict, or the released config with the layout in `keys`. Without `config`, `subfolder` has nothing to
+    name, as in diffusers (whose default config repo's transformer folder is the released config)."""
     if isinstance(config, dict):
+        if subfolder:
+            raise ValueError(
+                f"subfolder={subfolder!r} names a folder of a model folder or Hub id given as config; "
+                "config is a dict here: leave subfolder out"
+            )
         return {k: v for k, v in config.items() if not k.startswith("_")}
     if config is not None:
+        if subfolder:
+            return read_config(cls, resolve_folder(config, subfolder=subfolder))
         folder = resolve_folder(config)
         return read_config(
             cls, folder / "transformer" if (folder / "transformer" / CONFIG_NAME).is_file() else folder
