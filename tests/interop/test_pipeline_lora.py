@@ -252,3 +252,34 @@ def test_a_lora_with_non_finite_values_is_refused(base, tmp_path):
     with pytest.raises(ValueError, match=rf"LoRA tensor {key} in the LoRA state dict holds 1 NaN"):
         pipe.load_lora_weights({**state, key: torch.tensor(float("nan"))})
     assert not getattr(pipe.transformer, "peft_config", None)
+
+
+def test_unknown_keywords_are_named_and_hotswap_replaces_an_adapter(base, tmp_path):
+    """`adapter_nam="t"` was dropped without a word (the LoRA loaded as default_0), and hotswap=True was ignored
+    (the second LoRA loaded beside the first); diffusers' hotswap now replaces the named adapter's weights."""
+    a, b = ({m: v for m, v in random_adapter(base, seed=s).items() if m != MODULES[-1]} for s in (1, 2))
+    pipe = bare_pipeline(copy.deepcopy(base))
+    with pytest.raises(
+        ValueError, match=r"unknown keyword arguments \['adapter_nam'\]; it takes adapter_name"
+    ):
+        pipe.load_lora_weights(K.to_comfyui(a), adapter_nam="t")
+    with pytest.raises(ValueError, match=r"lora_state_dict got unknown keyword arguments \['weights_name'\]"):
+        MotifVideoPipeline.lora_state_dict(K.to_comfyui(a), weights_name="x.safetensors")
+    with pytest.raises(ValueError, match="use_safetensors=False"):
+        pipe.load_lora_weights(K.to_comfyui(a), use_safetensors=False)
+    assert not getattr(pipe.transformer, "peft_config", None)
+
+    pipe.load_lora_weights(K.to_comfyui(a), adapter_name="t", force_download=False, low_cpu_mem_usage=False)
+    with pytest.raises(
+        ValueError, match=r"hotswap=True replaces a loaded adapter's weights.*\['t'\]\), not 'u'"
+    ):
+        pipe.load_lora_weights(K.to_comfyui(b), adapter_name="u", hotswap=True)
+    with pytest.raises(
+        ValueError, match=r"hotswap needs one rank and alpha.*differ on 1 modules \(single_trans"
+    ):
+        pipe.load_lora_weights(K.to_comfyui(random_adapter(base, seed=3)), adapter_name="t", hotswap=True)
+    pipe.load_lora_weights(K.to_comfyui(b), adapter_name="t", hotswap=True)
+    assert list(pipe.transformer.peft_config) == ["t"]
+    fresh = bare_pipeline(copy.deepcopy(base))
+    fresh.load_lora_weights(K.to_comfyui(b), adapter_name="t")
+    torch.testing.assert_close(run(pipe.transformer), run(fresh.transformer), atol=1e-6, rtol=0)

@@ -65,7 +65,9 @@ def write_lora(
 
 
 # diffusers' options for reading a LoRA from the Hub, handed to `hf_hub_download`.
-HUB_OPTIONS = ("revision", "cache_dir", "token", "local_files_only", "subfolder")
+HUB_OPTIONS = ("revision", "cache_dir", "token", "local_files_only", "subfolder", "force_download")
+# The other keywords diffusers' `load_lora_weights` / `lora_state_dict` take (checked by `_check_lora_kwargs`).
+OTHER_OPTIONS = ("use_safetensors", "proxies", "low_cpu_mem_usage")
 
 
 def lora_file(path_or_repo: str | os.PathLike, weight_name: str | None = None, **hub: Any) -> Path:
@@ -121,6 +123,7 @@ class MotifVideoLoraLoaderMixin(LoraBaseMixin):
     ) -> dict[str, torch.Tensor] | tuple[dict[str, torch.Tensor], dict[str, str]]:
         """The LoRA's tensors as stored, and with `return_lora_metadata` its header metadata too, as diffusers'
         loaders return them (a dict is returned as is, with no metadata)."""
+        _check_lora_kwargs("lora_state_dict", ("weight_name", "return_lora_metadata"), kwargs)
         if isinstance(pretrained_model_name_or_path_or_dict, dict):
             state, metadata = dict(pretrained_model_name_or_path_or_dict), {}
         else:
@@ -133,10 +136,14 @@ class MotifVideoLoraLoaderMixin(LoraBaseMixin):
         pretrained_model_name_or_path_or_dict: Any,
         adapter_name: str | None = None,
         weight_name: str | None = None,
+        hotswap: bool = False,
         **kwargs: Any,
     ) -> str:
         """Load a LoRA (file, folder, Hub id or state dict; any supported format) as `adapter_name`; returns the
-        name used (diffusers' `default_<n>` when none is given). The new adapter becomes active beside the others."""
+        name used (diffusers' `default_<n>` when none is given). The new adapter becomes active beside the others;
+        with `hotswap` it replaces the weights of the loaded adapter `adapter_name` in place, as in diffusers.
+        The keywords are diffusers' (`HUB_OPTIONS`, `OTHER_OPTIONS`); any other is an error naming it."""
+        _check_lora_kwargs("load_lora_weights", ("adapter_name", "weight_name", "hotswap"), kwargs)
         source = pretrained_model_name_or_path_or_dict
         if not isinstance(source, dict):  # the file itself, to name in errors
             source = lora_file(source, weight_name, **{k: kwargs[k] for k in HUB_OPTIONS if k in kwargs})
@@ -145,19 +152,42 @@ class MotifVideoLoraLoaderMixin(LoraBaseMixin):
         shapes = lora_keys.linear_shapes(transformer)
         name = None if isinstance(source, dict) else str(source)
         adapter = lora_keys.parse_lora(state, shapes, metadata, source=name)
-        return self.load_lora_into_transformer(adapter, transformer, adapter_name)
+        return self.load_lora_into_transformer(
+            adapter, transformer, adapter_name, hotswap, kwargs.get("low_cpu_mem_usage", False)
+        )
 
     @classmethod
     def load_lora_into_transformer(
-        cls, adapter: lora_keys.Adapter, transformer: torch.nn.Module, adapter_name: str | None = None
+        cls,
+        adapter: lora_keys.Adapter,
+        transformer: torch.nn.Module,
+        adapter_name: str | None = None,
+        hotswap: bool = False,
+        low_cpu_mem_usage: bool = False,
     ) -> str:
-        """Add a canonical adapter to `transformer` through peft (per-module ranks and alphas kept)."""
+        """Add a canonical adapter to `transformer` through peft (per-module ranks and alphas kept), or with
+        `hotswap` put its weights in place of the loaded adapter `adapter_name`'s (diffusers' and peft's hotswap)."""
         from diffusers.utils.peft_utils import get_adapter_name
 
         name = adapter_name or get_adapter_name(transformer)
-        if name in getattr(transformer, "peft_config", {}):
+        loaded = list(getattr(transformer, "peft_config", {}))
+        if hotswap and name not in loaded:
+            raise ValueError(
+                f"hotswap=True replaces a loaded adapter's weights: pass its adapter_name (loaded: {loaded}), "
+                f"not {name!r}"
+            )
+        if name in loaded and not hotswap:
             raise ValueError(f"adapter name {name!r} is already in use; pass another adapter_name")
         state, config = lora_keys.to_peft(adapter)
+        if hotswap and (config["rank_pattern"] or config["alpha_pattern"]):
+            # peft's hotswap matches the patterns against parameter names, which module names never match: these
+            # modules would keep the old adapter's scale
+            varying = sorted({*config["rank_pattern"], *config["alpha_pattern"]})
+            raise ValueError(
+                f"hotswap needs one rank and alpha for every module (peft's hotswap ignores per-module ones); "
+                f"this LoRA's differ on {len(varying)} modules ({', '.join(varying[:5])}): load it with another "
+                "adapter_name instead"
+            )
         param = next(transformer.parameters())
         dtype = param.dtype if param.is_floating_point() else torch.float32
         state = {k: v.to(device=param.device, dtype=dtype) for k, v in state.items()}
@@ -165,8 +195,15 @@ class MotifVideoLoraLoaderMixin(LoraBaseMixin):
         # peft warns on every adapter after the first: several are the point here
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
-            transformer.load_lora_adapter(state, prefix=None, adapter_name=name, metadata=config)
-        if active:  # diffusers activates only the new adapter; keep the earlier ones at their weights too
+            transformer.load_lora_adapter(
+                state,
+                prefix=None,
+                adapter_name=name,
+                metadata=config,
+                hotswap=hotswap,
+                low_cpu_mem_usage=low_cpu_mem_usage,
+            )
+        if active and not hotswap:  # diffusers activates only the new adapter; keep the earlier ones too
             transformer.set_adapters([*active, name])
         return name
 
@@ -265,6 +302,23 @@ class MotifVideoLoraLoaderMixin(LoraBaseMixin):
         undoes it by peft's subtraction."""
         self.__dict__.pop("_weights_before_fuse", None)
         super().delete_adapters(adapter_names)
+
+
+def _check_lora_kwargs(method: str, named: tuple[str, ...], kwargs: dict[str, Any]) -> None:
+    """Only diffusers' keywords (`named`: the method's own), each with a value this loader honours: a misspelt one
+    (`adapter_nam=`) is named instead of dropped."""
+    unknown = sorted(set(kwargs) - {*HUB_OPTIONS, *OTHER_OPTIONS})
+    if unknown:
+        allowed = ", ".join([*named, *HUB_OPTIONS, *OTHER_OPTIONS])
+        raise ValueError(f"{method} got unknown keyword arguments {unknown}; it takes {allowed}")
+    if kwargs.get("use_safetensors") is False:
+        raise ValueError(
+            "LoRAs are read from safetensors files only: use_safetensors=False (pickles) is not supported"
+        )
+    if kwargs.get("proxies") is not None:
+        raise ValueError(
+            "proxies is not supported: huggingface_hub takes proxies from the environment (HTTPS_PROXY)"
+        )
 
 
 def _active_adapters(transformer: torch.nn.Module) -> list[str]:
