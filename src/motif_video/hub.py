@@ -22,6 +22,17 @@ def shipped_model(name: str) -> Path | None:
     return folder if folder.is_dir() else None
 
 
+def shipped_name(reference: str | os.PathLike) -> str | None:
+    """The name of the shipped model whose folder (or `transformer/` in it) `reference` is, else None: what a file
+    records as its base instead of this install's path, which means nothing on another machine."""
+    path = Path(reference).expanduser()
+    if not path.is_dir():
+        return None
+    path = path.resolve()
+    folder = path.parent if path.name == "transformer" else path
+    return folder.name if shipped_model(folder.name) == folder else None
+
+
 def check_model_reference(name_or_path: str | os.PathLike) -> None:
     """Raise the `ValueError` `resolve_folder` would for a reference that is neither a folder, a shipped model nor
     shaped like a Hub repo id; downloads and loads nothing (so bad input fails before any work is announced)."""

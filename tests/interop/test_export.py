@@ -275,3 +275,28 @@ def test_a_lora_export_takes_dtype_and_refuses_the_transformer_options(transform
         assert main(["export", str(lora), "--output", str(tmp_path / "x.safetensors"), *base, *extra]) == 2
         assert f"is a LoRA: {named} to transformer exports only" in capsys.readouterr().err
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_a_shipped_base_model_is_recorded_by_its_name(tmp_path):
+    """A run trained on the shipped small model records it as a path of this install; the export's metadata said
+    that path (meaningless elsewhere) instead of "small"."""
+    from safetensors.torch import save_file
+
+    from motif_video.hub import shipped_model
+    from motif_video.models import MotifVideoTransformer
+    from motif_video.presets import PRESETS
+
+    with torch.device("meta"):
+        small = MotifVideoTransformer(**PRESETS["small"])
+    adapter = random_adapter(small, seed=1, modules=("single_transformer_blocks.0.cross_attn_query_proj",))
+    state, metadata = K.to_diffusers(adapter)
+    run_folder = tmp_path / "runs" / "style"
+    (run_folder / "lora").mkdir(parents=True)
+    save_file(state, str(run_folder / "lora" / "pytorch_lora_weights.safetensors"), metadata)
+    shipped = shipped_model("small")
+    recipe = {"model": {"components": str(shipped), "pretrained": str(shipped / "transformer")}}
+    (run_folder / "config.json").write_text(json.dumps(recipe))
+    result = export(run_folder, tmp_path / "lora.safetensors")
+    assert read_safetensors(result.path)[1]["motif_video.base_model"] == "small"
+    result = export("small", tmp_path / "small.safetensors")
+    assert read_safetensors(result.path)[1]["motif_video.base_model"] == "small"

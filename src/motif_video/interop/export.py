@@ -88,7 +88,7 @@ def export(
     meta.update(
         {
             "motif_video.kind": "transformer",
-            "motif_video.base_model": base_model or base or str(source),
+            "motif_video.base_model": _base_name(base_model or base or str(source)),
             CONFIG_KEY: json.dumps(checkpoint.released_config(transformer, state), sort_keys=True),
         }
     )
@@ -145,7 +145,7 @@ def export_lora(
     meta = {
         **meta,
         "motif_video.kind": "lora",
-        "motif_video.base_model": base_model,
+        "motif_video.base_model": _base_name(base_model),
         "motif_video.rank": str(rank),
         "motif_video.alpha": f"{alpha:g}",
         "ss_network_dim": str(rank),
@@ -161,6 +161,13 @@ def export_lora(
         out = {k: v if k.endswith(".alpha") else v.to(dtype) for k, v in out.items()}
     save_safetensors(out, output, meta)
     return ExportResult(output, "lora", len(out), notes)
+
+
+def _base_name(base_model: str) -> str:
+    """The base model as metadata records it: a shipped model by its name ("small"), not this install's path."""
+    from ..hub import shipped_name
+
+    return shipped_name(base_model) or base_model
 
 
 def find_lora(source: Path) -> tuple[Path | None, str | None]:
