@@ -167,6 +167,13 @@ def test_an_unknown_flag_is_named_by_the_command_that_got_it(capsys):
         "usage: motif-video generate" in err
         and "motif-video generate: error: unrecognized arguments: --foo" in err
     )
+    # a mistyped --prompt is named (before: only "one of the arguments --prompt --prompt-file --replay is required")
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", "--promt", "a red circle"])
+    assert exc.value.code == 2
+    assert "unrecognized arguments: --promt a red circle" in capsys.readouterr().err
+    assert main(["generate", "--model", "small"]) == 2
+    assert "generate needs --prompt, --prompt-file or --replay" in capsys.readouterr().err
 
 
 def test_info_on_the_shipped_student_counts_one_pass_per_step(capsys):

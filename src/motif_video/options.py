@@ -145,7 +145,7 @@ class GenerateRequest:
     prompts: tuple[str, ...] = field(
         metadata={
             "option": {
-                "help": "the prompt (this or --prompt-file is required)",
+                "help": "the prompt (this, --prompt-file or --replay is required)",
                 "group": "video",
                 "cli": "prompt",
                 "pipeline": "prompt",
@@ -290,7 +290,7 @@ class GenerateRequest:
     )
     seed: int | None = option(
         None,
-        "random seed; video i uses seed + i",
+        "random seed; video i (an extension's window i) uses seed + i",
         "video",
         bounds=within(0, SEED_MAX),
         default_text="random, printed",
@@ -585,7 +585,9 @@ def add_arguments(parser: argparse.ArgumentParser, options: Iterable[Option] = G
         default = o.default_text or ("none" if o.default is None else str(o.default))
         help_ = f"{o.help} (default: {default})"
         if o.cli == "prompt":
-            src = parser.add_mutually_exclusive_group(required=True)
+            # one of them is needed (`request_from_args` says so): a required group would name it before a
+            # mistyped flag (--promt) could be named
+            src = parser.add_mutually_exclusive_group()
             src.add_argument("--prompt", help=o.help)
             src.add_argument(
                 "--prompt-file", type=Path, help="text file with one prompt per line (blank lines skipped)"
@@ -646,6 +648,8 @@ def request_from_args(args: argparse.Namespace) -> GenerateRequest:
         if "output" not in given:
             given["output"] = args.replay.with_name(f"{args.replay.stem}-replay.mp4")
         return parse_request({**replay_values(args.replay, given), **given})
+    if args.prompt is None and args.prompt_file is None:
+        raise ValueError("generate needs --prompt, --prompt-file or --replay")
     prompts = [args.prompt] if args.prompt is not None else read_prompt_file(args.prompt_file)
     return parse_request({"prompts": prompts, **values})
 
