@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -71,6 +72,13 @@ def test_bad_override_exits_2(tmp_path, capsys):
     config.write_text("max_steps: 1\n")
     assert main(["train", "--config", str(config), "optim.nope=1"]) == 2
     assert "unknown key" in capsys.readouterr().err
+    # a distillation recipe given to train: the command to run (before: "unknown key(s) ['distill']")
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "distill" / "tiny-cpu.yaml"
+    assert main(["train", "--config", str(recipe)]) == 2
+    assert (
+        f"{recipe} is a distillation recipe (its distill: section): run motif-video distill --config {recipe}"
+        in capsys.readouterr().err
+    )
 
 
 def test_cache_records_its_latent_normalisation_and_refuses_another(tmp_path):

@@ -318,6 +318,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
     data = read_config_file(path) if path is not None else {}
+    if (
+        isinstance(data, dict) and "distill" in data
+    ):  # else "unknown key(s) ['distill']", which says not what to run
+        raise ValueError(
+            f"{path} is a distillation recipe (its distill: section): run motif-video distill --config {path}"
+        )
     return from_dict(TrainConfig, apply_overrides(data, overrides or []))
 
 
