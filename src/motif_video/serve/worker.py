@@ -353,7 +353,10 @@ def watch_parent(parent: int, stopping: threading.Event, interval: float = 1.0) 
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..cli import quiet_known_notices
+
     args = build_parser().parse_args(argv)
+    quiet_known_notices()  # as the command does: the libraries' import notices are not the service's to show
     import torch
 
     if args.threads:
