@@ -171,6 +171,10 @@ def test_eval_json_has_the_figures(capsys):
     assert figures["seconds_per_video"] > figures["generate_seconds_per_video"] > 0
     # one bar over the run's videos, no per-step bars
     assert "eval: 100%" in out.err and "4/4" in out.err and "/2 [" not in out.err
+    # as text: one clip per group has no standard errors, and no "se.*: None" lines stand for them
+    assert main(["eval", "--prompts", "1", "--seeds", "1", "--steps", "2", "--threads", "1", "--no-i2v"]) == 0
+    text = capsys.readouterr().out
+    assert "t2v.seen.colour: " in text and ".se." not in text, text
 
 
 def test_eval_step_cache_skips_steps_and_reports_them(capsys):

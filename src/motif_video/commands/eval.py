@@ -160,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(figures))
     else:
         for key, value in flatten(figures).items():
+            if value is None and ".se." in f".{key}":  # a standard error of one clip: there is none to show
+                continue
             if key.endswith(".by_combination"):  # one line per combination
                 for name, row in value.items():
                     cells = " ".join(
