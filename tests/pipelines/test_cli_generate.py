@@ -205,10 +205,15 @@ def test_each_bad_input_exits_2_before_loading(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize(
-    "args", [["--prompt", "a", "--guidance", "pag"], ["--prompt", "a", "--offload", "disk"], ["--steps", "3"]]
+    "args", [["--prompt", "a", "--guidance", "pag"], ["--prompt", "a", "--offload", "disk"]]
 )
 def test_unknown_option_values_exit_2(args, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["generate", *args])
     assert exc.value.code == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_no_prompt_exits_2_naming_the_three_ways_to_give_one(capsys):
+    assert cli.main(["generate", "--steps", "3"]) == 2
+    assert "generate needs --prompt, --prompt-file or --replay" in capsys.readouterr().err
