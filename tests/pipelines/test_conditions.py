@@ -149,6 +149,22 @@ def test_file_paths_are_read_as_the_command_reads_them(pipe, strong_folder, tmp_
         t2v(video=str(tmp_path / "photo.png"), **common)
 
 
+def test_a_video_file_is_decoded_only_as_far_as_the_call_uses_it(strong_folder, tmp_path, monkeypatch):
+    """`video="long.mp4"` reads the frames the call can use (its num_frames, else the folder's length), not the
+    whole file (before: every frame was decoded and held first)."""
+    from motif_video.pipelines import export
+
+    long = export.write_mp4(np.zeros((41, 64, 96, 3), np.uint8), tmp_path / "long.mp4", fps=8)
+    decoded, frames = [], export.iter_mp4_frames
+    monkeypatch.setattr(
+        export, "iter_mp4_frames", lambda path: (decoded.append(1) or f for f in frames(path))
+    )
+    t2v = quiet(MotifVideoPipeline, strong_folder)
+    common = dict(prompt=PROMPT, strength=0.5, num_inference_steps=1, guidance="none", output_type="latent")
+    t2v(video=str(long), num_frames=5, generator=torch.Generator().manual_seed(0), **common)
+    assert len(decoded) == 5
+
+
 def test_keep_and_blur_apply_to_every_conditioned_frame(pipe):
     noise = torch.randn((1, 16, 3, 8, 12), generator=torch.Generator().manual_seed(3))
     common = dict(last_image=make_image(seed=1), latents=noise.clone(), steps=3)

@@ -472,6 +472,18 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         )
 
     # ------------------------------------------------------------------------------------- video-to-video (SDEdit)
+    def read_video(self, video, num_frames: int | None):
+        """The `video=` input, read when it is a file's path: only as many frames as the call can use (`num_frames`,
+        else the folder's own length), so a long file is not decoded whole."""
+        from .conditions import video_input
+
+        limit = (
+            num_frames
+            if num_frames is not None
+            else self.generation_defaults.resolve(num_frames=None)["num_frames"]
+        )
+        return video_input(video, "video", limit=limit)
+
     def video_size(
         self, video, strength: float, height: int | None, width: int | None, num_frames: int | None
     ) -> tuple[int | None, int | None, int | None]:

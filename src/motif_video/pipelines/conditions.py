@@ -94,15 +94,15 @@ def image_input(image: Any, name: str) -> Any:
     return image
 
 
-def video_input(video: Any, name: str) -> Any:
-    """`video` read from its file when it is a path (`export.read_mp4_frames`: uint8 [F, H, W, 3], upright), or
-    from one image file per frame when it is a list of paths, else as given."""
+def video_input(video: Any, name: str, limit: int | None = None) -> Any:
+    """`video` read from its file when it is a path (`export.read_mp4_frames`: uint8 [F, H, W, 3], upright; its
+    first `limit` frames only), or from one image file per frame when it is a list of paths, else as given."""
     if isinstance(video, str | os.PathLike):
         from .export import check_video_file, read_mp4_frames
 
         path = media_path(video, name)
         check_video_file(path, f"{name} {str(path)!r}")
-        return read_mp4_frames(path)
+        return read_mp4_frames(path, limit)
     if isinstance(video, list | tuple) and any(isinstance(f, str | os.PathLike) for f in video):
         return [image_input(f, f"{name}[{i}]") for i, f in enumerate(video)]
     return video

@@ -23,7 +23,6 @@ from .conditions import (
     image_input,
     lay_out,
     plan_conditions,
-    video_input,
 )
 from .guidance import GuidanceConfig
 from .image_conditioning import LatentMode, ResizeMode, encode_first_frame, preprocess_image, siglip_tokens
@@ -147,7 +146,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
             conditioning_blur=conditioning_blur, keep_first_frame=keep_first_frame,
         )  # fmt: skip
         height, width, num_frames = self.latents_size(latents, height, width, num_frames)
-        video = video_input(video, "video")
+        video = self.read_video(video, num_frames)
         height, width, num_frames = self.video_size(video, strength, height, width, num_frames)
         run = self.plan_run(
             prompt, negative_prompt, (height, width, num_frames), num_inference_steps, guidance, guidance_scale, shift,

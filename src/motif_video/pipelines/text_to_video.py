@@ -10,7 +10,6 @@ from ..choices import GuidanceBatching
 from ..defaults import SHIFT_T2V
 from . import prompts as P
 from .base import MotifVideoBasePipeline, MotifVideoPipelineOutput, OutputType
-from .conditions import video_input
 from .guidance import GuidanceConfig
 from .run_plan import GivenEmbeds
 from .velocity import Conditioning
@@ -108,7 +107,7 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
             callback_on_step_end_tensor_inputs,
         )
         height, width, num_frames = self.latents_size(latents, height, width, num_frames)
-        video = video_input(video, "video")
+        video = self.read_video(video, num_frames)
         height, width, num_frames = self.video_size(video, strength, height, width, num_frames)
         run = self.plan_run(
             prompt, negative_prompt, (height, width, num_frames), num_inference_steps, guidance, guidance_scale, shift,
