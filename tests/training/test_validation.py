@@ -35,7 +35,7 @@ def test_tiny_recipe_writes_validation_videos(tmp_path):
     assert info == {"frames": 9, "width": 64, "height": 64, "fps": 24.0}
 
 
-def test_validation_renders_the_given_model(tmp_path, monkeypatch):
+def test_validation_renders_the_given_model(tmp_path, monkeypatch, caplog):
     """The frames written are the pipeline's output for the model passed in (not a reloaded copy)."""
     import torch
 
@@ -62,3 +62,9 @@ def test_validation_renders_the_given_model(tmp_path, monkeypatch):
     np.testing.assert_allclose(written[0], expected, atol=1e-6)
     render_validation(config, tiny_transformer(1, std=0.2), components, tmp_path / "other")
     assert np.abs(written[1] - expected).max() > 1e-2  # another model gives another video
+    # a diverged model (NaN weights): no video, a warning, and training goes on (writing NaN frames is an error)
+    diverged = tiny_transformer(1, std=0.2)
+    with torch.no_grad():
+        next(diverged.parameters()).fill_(float("nan"))
+    assert render_validation(config, diverged, components, tmp_path / "diverged") == []
+    assert "validation prompt 0 gave non-finite frames" in caplog.text

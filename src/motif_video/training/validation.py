@@ -11,15 +11,19 @@ is complete (and each MP4 is itself written to a temporary file first), so a cra
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from .components import Components
 from .config import TrainConfig
+
+logger = logging.getLogger(__name__)
 
 
 def validation_pipeline(model: nn.Module, components: Components):
@@ -73,7 +77,9 @@ def render_validation(
                     generator=torch.Generator().manual_seed(config.seed),
                     output_type="np",
                 ).frames[0]
-                if write:
+                if write and not np.isfinite(video).all():  # a diverged model: say so, and train on
+                    logger.warning("validation prompt %d gave non-finite frames: no video written", i)
+                elif write:
                     write_mp4(video, tmp / f"{i:02d}.mp4", fps=max(1, round(config.data.fps)))
                     paths.append(folder / f"{i:02d}.mp4")
     finally:
