@@ -254,3 +254,38 @@ def test_from_single_file_takes_the_configs_subfolder(folder, tmp_path):
         MotifVideoTransformer.from_single_file(one, config=tmp_path / "pipe", subfolder="vae")
     with pytest.raises(ValueError, match="config is a dict here: leave subfolder out"):
         MotifVideoTransformer.from_single_file(one, config=dict(model.config), subfolder="transformer")
+
+
+def test_from_single_file_fetches_only_the_config_of_a_hub_id(folder, tmp_path, monkeypatch):
+    """A Hub id as `config` is asked for its config.json alone (before: the whole repo, gigabytes of weights, to
+    read one small file)."""
+    import shutil
+
+    from motif_video.hub import resolve_folder
+    from motif_video.models import loading
+
+    (tmp_path / "denoiser").mkdir()
+    shutil.copy(folder / "config.json", tmp_path / "denoiser")
+    asked = []
+
+    def fetch(
+        name, subfolder=None, allow_patterns=None, **hub
+    ):  # a Hub download, as resolve_folder gives one
+        if name != "someone/motif-video":
+            return resolve_folder(name, subfolder=subfolder, allow_patterns=allow_patterns, **hub)
+        asked.append((subfolder, allow_patterns))
+        return folder if subfolder is None else tmp_path / subfolder
+
+    monkeypatch.setattr(loading, "resolve_folder", fetch)
+    model = MotifVideoTransformer.from_pretrained(folder)
+    one = tmp_path / "one.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(one))
+    for subfolder in (None, "denoiser"):
+        loaded = MotifVideoTransformer.from_single_file(
+            one, config="someone/motif-video", subfolder=subfolder
+        )
+        assert torch.equal(_out(loaded), _out(model))
+    assert asked == [
+        (None, ["config.json", "transformer/config.json"]),
+        ("denoiser", ["denoiser/config.json"]),
+    ]

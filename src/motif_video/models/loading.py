@@ -161,9 +161,13 @@ def _single_file_config(
             )
         return {k: v for k, v in config.items() if not k.startswith("_")}
     if config is not None:
+        # a Hub id: its config files only, not the weights beside them
         if subfolder:
-            return read_config(cls, resolve_folder(config, subfolder=subfolder))
-        folder = resolve_folder(config)
+            return read_config(
+                cls,
+                resolve_folder(config, subfolder=subfolder, allow_patterns=[f"{subfolder}/{CONFIG_NAME}"]),
+            )
+        folder = resolve_folder(config, allow_patterns=[CONFIG_NAME, f"transformer/{CONFIG_NAME}"])
         return read_config(
             cls, folder / "transformer" if (folder / "transformer" / CONFIG_NAME).is_file() else folder
         )
