@@ -81,6 +81,21 @@ def test_bad_extend_and_generate_input_is_refused_before_the_model_libraries_loa
         assert not HEAVY & loaded, (argv, sorted(HEAVY & loaded))
 
 
+def test_given_flags_are_the_options_on_the_command_line():
+    """What `--replay` puts over a video's record: the options typed, whatever their values, and nothing else (a
+    positional left out, or a command's own defaults, are not flags given)."""
+    from motif_video.cli import build_parser, given_flags
+
+    parser = build_parser()
+    argv = ["extend", "--replay", "x.mp4", "--overlap", "9"]
+    assert given_flags(parser, "extend", argv) == {"replay", "overlap"}
+    assert given_flags(parser, "generate", ["generate", "--replay", "x.mp4", "--model", "small"]) == {
+        "replay",
+        "model",
+    }
+    assert parser.parse_args(["extend", "c.mp4", "--seconds", "2"]).overlap == 9  # the defaults are back
+
+
 def test_lazy_exports_resolve_to_the_defining_modules():
     import motif_video
     from motif_video import pipelines, presets

@@ -95,7 +95,8 @@ def given_flags(parser: argparse.ArgumentParser, command: str, argv: list[str]) 
     finally:
         for action, default in saved:
             action.default = default
-    return set(vars(given))
+    flags = {action.dest for action, _ in saved if action.option_strings}  # an absent positional still lands
+    return set(vars(given)) & flags
 
 
 def _interrupt_on_sigterm():
