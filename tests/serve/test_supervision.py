@@ -144,3 +144,28 @@ def test_health_is_degraded_once_the_workers_are_given_up(tmp_path):
     assert health.status_code == 503, health.text
     assert health.json()["status"] == "degraded" and health.json()["workers"] == 0
     assert "every worker of this host kept exiting" in health.json()["problem"]
+
+
+def test_a_starting_worker_removes_the_job_folders_of_killed_workers(tmp_path):
+    """A worker killed outright never cleans its job's uploads folder; the next worker to start on the host removes
+    the folders of workers that are gone and keeps those of workers still running (its own included)."""
+    from motif_video.serve.worker import JOB_DIR_PREFIX, remove_stale_job_dirs
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no longer runs
+    live = subprocess.Popen(["sleep", "30"])
+    try:
+        folders = {
+            "gone": tmp_path / f"{JOB_DIR_PREFIX}{gone.pid}-abc",
+            "live": tmp_path / f"{JOB_DIR_PREFIX}{live.pid}-def",
+            "mine": tmp_path / f"{JOB_DIR_PREFIX}{os.getpid()}-ghi",
+            "other": tmp_path / "motif-video-jobs-kept",  # not a job folder's name
+        }
+        for folder in folders.values():
+            (folder / "0-image").parent.mkdir()
+            (folder / "0-image").write_bytes(b"x")
+        assert remove_stale_job_dirs(tmp_path) == 1
+        assert [name for name, folder in folders.items() if folder.exists()] == ["live", "mine", "other"]
+    finally:
+        live.kill()
+        live.wait()
