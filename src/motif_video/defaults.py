@@ -116,13 +116,17 @@ class GenerationDefaults:
                     f"trained_sizes must be [[height, width], ...] of positive whole numbers, got {size!r}"
                 )
 
+    def knows_size(self, height: int, width: int) -> bool:
+        """Whether the model can draw at height x width: any size unless it lists `trained_sizes`, else one of them."""
+        return not self.trained_sizes or [height, width] in [list(size) for size in self.trained_sizes]
+
     def size_warning(
         self, height: int, width: int, how: str = "leave --height and --width out"
     ) -> str | None:
         """A warning for a size the model was not trained at (None when it was, or when it knows any size)."""
-        sizes = [tuple(s) for s in self.trained_sizes or ()]
-        if not sizes or (height, width) in sizes:
+        if self.knows_size(height, width):
             return None
+        sizes = [tuple(s) for s in self.trained_sizes]
         known = " or ".join(f"{w}x{h}" for h, w in sizes)
         return (
             f"the model was trained at {known} only; at {width}x{height} expect noise rather than the prompt "

@@ -66,9 +66,7 @@ def video_size(width: int, height: int, defaults: GenerationDefaults) -> tuple[i
     own where the model can take it (multiples of 16 within `MAX_MEDIA_ASPECT`; for a model that lists
     `trained_sizes`, one of them), else `fitted_size`."""
     if defaults.trained_sizes:
-        if [height, width] in [list(size) for size in defaults.trained_sizes]:
-            return width, height
-        return fitted_size(width, height, defaults)
+        return (width, height) if defaults.knows_size(height, width) else fitted_size(width, height, defaults)
     if width % 16 == 0 and height % 16 == 0:
         check_media_aspect(width, height)
         return width, height

@@ -580,7 +580,8 @@ def pipeline_kwargs(request: GenerateRequest, prompt: str, image_to_video: bool)
 
 # --------------------------------------------------------------------------------------------------- argparse
 def add_arguments(parser: argparse.ArgumentParser, options: Iterable[Option] = GENERATE_OPTIONS) -> None:
-    """One flag per option (the prompts as --prompt or --prompt-file, one required)."""
+    """One flag per option (the prompts as --prompt, --prompt-file or --replay: one is needed, as
+    `request_from_args` says, not argparse, so that a mistyped flag is named first)."""
     for o in options:
         default = o.default_text or ("none" if o.default is None else str(o.default))
         help_ = f"{o.help} (default: {default})"

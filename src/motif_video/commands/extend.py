@@ -31,8 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "clip",
         type=Path,
         nargs="?",
-        help="the video to continue (MP4; resized by --width and --height, else kept, or kept in shape at the model's "
-        "size where its sides are not multiples of 16); "
+        help="the video to continue (MP4; resized by --width and --height, else kept where the model can take its "
+        "size, or kept in shape at the model's size; a model of one size, like small, takes that size); "
         "with --replay it may be left out: the clip the video was extended from",
     )
     p.add_argument(
@@ -81,8 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             type=int,
             default=None,
             help=f"{name} of the output in pixels, a multiple of 16: the clip is stretched to it first (default: "
-            "the clip's own, or its shape at the model's pixel count where its sides are not multiples of 16; a "
-            "model trained at one size, like small's 64x64, wants that size)",
+            "the clip's own where its sides are multiples of 16, else its shape at the model's pixel count; a "
+            "model trained at one size, like small's 64x64, takes that size)",
         )
     at = EXTEND_OPTIONS.index("model")  # its own flag: its default is the clip's model
     add_arguments(p, [OPTIONS[name] for name in EXTEND_OPTIONS[:at]])

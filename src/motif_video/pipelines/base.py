@@ -489,8 +489,8 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
     ) -> tuple[int | None, int | None, int | None]:
         """Size left None taken from an input video as the command and the service take it: its frame count
         (`input_media.video_frames`: cut to 4k + 1 and to the folder's length) and its height and width
-        (`input_media.video_size`: its own in multiples of 16, else its shape at the folder's pixel count; the
-        video is resized to them). Checks `strength` first; without a video, a strength other than 1 is an error
+        (`input_media.video_size`: its own in multiples of 16, one of `trained_sizes` for a folder that lists them,
+        else its shape at the folder's pixel count, and refused past 4:1; the video is resized to them). Checks `strength` first; without a video, a strength other than 1 is an error
         (it would be ignored)."""
         from ..input_media import video_frames
         from ..input_media import video_size as shaped

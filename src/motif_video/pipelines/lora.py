@@ -127,8 +127,9 @@ class MotifVideoLoraLoaderMixin(LoraBaseMixin):
         if isinstance(pretrained_model_name_or_path_or_dict, dict):
             state, metadata = dict(pretrained_model_name_or_path_or_dict), {}
         else:
-            hub = {k: kwargs[k] for k in HUB_OPTIONS if k in kwargs}
-            state, metadata = read_lora_file(pretrained_model_name_or_path_or_dict, weight_name, **hub)
+            state, metadata = read_lora_file(
+                pretrained_model_name_or_path_or_dict, weight_name, **_hub(kwargs)
+            )
         return (state, metadata) if return_lora_metadata else state
 
     def load_lora_weights(
@@ -146,7 +147,7 @@ class MotifVideoLoraLoaderMixin(LoraBaseMixin):
         _check_lora_kwargs("load_lora_weights", ("adapter_name", "weight_name", "hotswap"), kwargs)
         source = pretrained_model_name_or_path_or_dict
         if not isinstance(source, dict):  # the file itself, to name in errors
-            source = lora_file(source, weight_name, **{k: kwargs[k] for k in HUB_OPTIONS if k in kwargs})
+            source = lora_file(source, weight_name, **_hub(kwargs))
         state, metadata = self.lora_state_dict(source, return_lora_metadata=True)
         transformer = getattr(self, self.transformer_name)
         shapes = lora_keys.linear_shapes(transformer)
@@ -302,6 +303,11 @@ class MotifVideoLoraLoaderMixin(LoraBaseMixin):
         undoes it by peft's subtraction."""
         self.__dict__.pop("_weights_before_fuse", None)
         super().delete_adapters(adapter_names)
+
+
+def _hub(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The Hub download options among a loader's keywords (`HUB_OPTIONS`)."""
+    return {k: kwargs[k] for k in HUB_OPTIONS if k in kwargs}
 
 
 def _check_lora_kwargs(method: str, named: tuple[str, ...], kwargs: dict[str, Any]) -> None:

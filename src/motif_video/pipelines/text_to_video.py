@@ -87,8 +87,8 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         Video-to-video (SDEdit): `video` (a list of PIL frames, an [F, H, W, 3] array, an [F, 3, H, W] tensor or a
         video file's path, read as a `VideoCondition`'s) and `strength` in (0, 1]: the first N - int(N * strength) steps are
         skipped and sampling starts from the video's latents noised to the next sigma (1: from pure noise). Frame
-        count left None: the video's, cut to 4k + 1; size left None: the video's when a multiple of 16, else the
-        folder's (the video is resized).
+        count left None: the video's, cut to 4k + 1 and to the folder's length; size left None: as `video_size`
+        chooses it (the video's own, or its shape at the folder's size; the video is resized).
         `repaint_first_frame=True` re-encodes latent frame 0 from pixel frame 1 after sampling
         (`motif_video.pipelines.latents.repaint_first_latent`: for a model that draws the causal VAE's first-frame
         latent worse than the rest); None: the folder's generation_config.json, else off as released.

@@ -39,8 +39,8 @@ class Conditioning:
     zeros in all 17 channels); `mask`: each of the t frames' mask value [t] (0: not conditioned, else the
     condition's strength; None: 1 on all t, a first frame); `blur` the timestep-aware blur strength (0: the channels
     are the same at every step); `noise` the starting noise of those t latent frames [B, 16, t, h, w] when
-    `keep_first_frame` holds every conditioned frame on its condition's path; `pixels` the given frames themselves,
-    pixel frame -> [B or 1, 3, H, W] in [-1, 1], for the decoder fit after sampling (`decoder_fit`); `guidance` the
+    `keep_first_frame` holds every conditioned frame on its condition's path; `pixels` the frames given at strength
+    1, pixel frame -> [B or 1, 3, H, W] in [-1, 1], for the decoder fit after sampling (`decoder_fit`); `guidance` the
     reconstruction guidance scale (`pipelines.reconstruction`; 0: off).
     """
 

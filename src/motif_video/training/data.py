@@ -315,7 +315,7 @@ class MediaDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> dict[str, Any] | None:
+    def __getitem__(self, index: int) -> dict[str, Any]:
         item, info, (frames, height, width) = self.items[index], self.infos[index], self.buckets[index]
         try:
             raw = decode_frames(item.path, source_frame_indices(info, frames, self.fps, offset=0.5))
