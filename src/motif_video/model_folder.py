@@ -96,12 +96,32 @@ def components_folder(components: str, origin: Path) -> str:
     else from the training output `origin` or the nearest folder above it where it exists (a run recorded before
     paths were written absolute typed them from the folder it was started in, which usually holds its output)."""
     path = Path(components).expanduser()
-    if components == TINY or path.is_absolute() or path.exists() or _is_shipped(components):
+    if components == TINY or path.exists() or _is_shipped(components):
         return components
+    if path.is_absolute():  # a run moved with the runs it names: the end of the recorded path beside it
+        return moved_beside(path, origin) or components
     for folder in (origin, *origin.resolve().parents):
         if (folder / path).exists():
             return str(folder / path)
     return components
+
+
+def moved_beside(recorded: Path, origin: Path) -> str | None:
+    """Where a recorded absolute path that is gone went when its folders were moved together with the run at
+    `origin` (`/old/runs/base/transformer` for a run now in `/new/runs/lora`: `/new/runs/base/transformer`): its
+    longest tail found in `origin` or a folder above it; None when no tail is there. Said on stderr when found."""
+    import sys
+
+    parts = recorded.parts[1:]
+    for size in range(len(parts) - 1, 0, -1):
+        tail = Path(*parts[-size:])
+        for folder in (origin.resolve(), *origin.resolve().parents):
+            if (folder / tail).exists():
+                print(
+                    f"note: {recorded} (recorded by {origin}) is gone; using {folder / tail}", file=sys.stderr
+                )
+                return str(folder / tail)
+    return None
 
 
 def recorded_path(reference: str | None) -> str | None:

@@ -116,3 +116,13 @@ def test_a_lora_runs_ema_is_exported_and_a_stale_one_goes(tmp_path):
         )
     )
     assert (out / "lora").is_dir() and not (out / "lora-ema").exists()
+    # moved with the base it names (recorded as an absolute path): found beside it (before: exit 2, base gone)
+    import shutil
+
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.move(base, moved / "base")
+    shutil.move(out, moved / "run")
+    assert (
+        _load(OfflineEvalConfig(model=str(moved / "run"), i2v=False).validate())[2] == f"{moved / 'run'}/lora"
+    )
