@@ -169,3 +169,22 @@ def test_a_lora_with_nan_values_is_refused_naming_the_tensor_and_file(folder, lo
     assert not out.exists()
     with pytest.raises(ValueError, match=rf"LoRA tensor {key} in .*nan\.safetensors holds 1 NaN"):
         export(tmp_path / "nan.safetensors", tmp_path / "n.safetensors", base_model=str(folder))
+
+
+def test_a_pipeline_carrying_a_lora_is_saved_merged_or_not_at_all(folder, loras, tmp_path):
+    """save_pretrained with LoRA layers in place wrote peft's keys (base_layer, lora_A), a folder no loader reads:
+    refused before any file is written, naming the two ways out; merged and unloaded, it saves and reloads."""
+    from motif_video import MotifVideoPipeline
+
+    path_a, _, _, _ = loras
+    pipe = MotifVideoPipeline.from_pretrained(folder)
+    pipe.load_lora_weights(str(path_a), adapter_name="style")
+    with pytest.raises(ValueError, match=r"carries LoRA adapter\(s\) \['style'\].*pipe.fuse_lora\(\)"):
+        pipe.save_pretrained(tmp_path / "saved")
+    assert not (tmp_path / "saved").exists() or not any((tmp_path / "saved").iterdir())
+    pipe.fuse_lora()
+    pipe.unload_lora_weights()
+    pipe.save_pretrained(tmp_path / "saved")
+    again = MotifVideoPipeline.from_pretrained(tmp_path / "saved")
+    for key, value in pipe.transformer.state_dict().items():
+        assert torch.equal(again.transformer.state_dict()[key], value), key

@@ -450,6 +450,23 @@ class MotifVideoTransformer(
                 config.pop(key, None)
         return json.dumps(config, indent=2, sort_keys=True) + "\n"
 
+    def check_no_lora_layers(self) -> None:
+        """Refuse to save weights wrapped in LoRA layers: their keys (`base_layer`, `lora_A`) are no model's, so the
+        folder would load nowhere. The two ways out are named."""
+        import sys
+
+        if "peft" not in sys.modules:  # no LoRA layer can exist without it
+            return
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        if any(isinstance(m, BaseTunerLayer) for m in self.modules()):
+            adapters = sorted(getattr(self, "peft_config", None) or {})
+            raise ValueError(
+                f"the transformer carries LoRA adapter(s) {adapters}, whose layers no model folder holds: merge "
+                "them first (pipe.fuse_lora(); pipe.unload_lora_weights()) to save the merged model, or save the "
+                "adapter alone (pipe.save_lora_weights(DIR))"
+            )
+
     def save_pretrained(
         self,
         save_directory: str | os.PathLike,
@@ -460,8 +477,11 @@ class MotifVideoTransformer(
         **kwargs: Any,
     ) -> None:
         """Write config.json and safetensors weights atomically (a temporary folder, then renames). The options are
-        named so that diffusers' pipeline `save_pretrained` passes `variant` and `max_shard_size` on."""
+        named so that diffusers' pipeline `save_pretrained` passes `variant` and `max_shard_size` on. A model that
+        carries LoRA layers is refused (`check_no_lora_layers`)."""
         from .loading import save_atomically
+
+        self.check_no_lora_layers()
 
         save_atomically(self, save_directory, super().save_pretrained, is_main_process=is_main_process,
                         safe_serialization=safe_serialization, variant=variant, max_shard_size=max_shard_size,

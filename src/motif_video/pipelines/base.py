@@ -202,6 +202,9 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         folder's `generation_config.json` when it has any, so that `from_pretrained` of the saved folder generates
         what this pipeline does (and one an earlier save left there removed when it has none). Written first, so that `push_to_hub=True` uploads it too; a student's link to its
         base model (`base_model`, `adapter`) is left out: the saved folder holds every component."""
+        transformer = getattr(self, "transformer", None)
+        if transformer is not None and hasattr(transformer, "check_no_lora_layers"):
+            transformer.check_no_lora_layers()  # before any file is written
         defaults = dataclasses.replace(self.generation_defaults, base_model=None, adapter=None)
         if defaults != GenerationDefaults():
             defaults.write(save_directory)
