@@ -302,3 +302,36 @@ def _check_safetensors_length(path: Path) -> None:
         raise ValueError(
             f"truncated: {path.stat().st_size} bytes, the header promises {8 + header_len + end}"
         )
+
+
+def check_model_folder(folder: str | os.PathLike) -> None:
+    """Without loading anything: a local model folder is one of the kinds that load (a pipeline folder whose
+    `model_index.json` components are all there, or a training output or student) and each of its config and
+    weight files parses (`find_unreadable_file`). For a check before work is announced (`serve` at start: its
+    workers would otherwise find out one after another); a `ValueError` naming the file or part at fault."""
+    folder = Path(folder)
+    bad = find_unreadable_file(folder)
+    if bad is not None:
+        raise LoadError(f"could not load {bad[0]} ({bad[1]})")
+    index = folder / PIPELINE_INDEX
+    if not index.is_file():
+        if training_output(folder) is None:
+            raise ValueError(
+                f"{folder} is not a model folder: it has no {PIPELINE_INDEX} (a pipeline folder) and no "
+                f"{TRAINING_CONFIG} of a training output"
+            )
+        return
+    for name, spec in json.loads(index.read_text()).items():
+        if name.startswith("_") or not isinstance(spec, list) or None in spec:
+            continue  # diffusers' keys, and components the folder leaves out
+        if not (folder / name).is_dir():
+            raise ValueError(f"{index} names the component {name!r}, but {folder} has no {name}/ folder")
+        if name in MODEL_COMPONENTS and not (folder / name / "config.json").is_file():
+            raise LoadError(f"could not load {folder / name / 'config.json'} (missing)")
+
+
+MODEL_COMPONENTS = (
+    "transformer",
+    "vae",
+    "text_encoder",
+)  # the parts that are models, each with its config.json

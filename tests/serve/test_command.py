@@ -61,3 +61,31 @@ def test_serve_names_a_results_folder_or_database_it_cannot_use(
     assert err.startswith("motif-video serve: error: ") and message.format(file=tmp_path / "a-file") in err, (
         err
     )
+
+
+@pytest.mark.parametrize("damage", ["truncated transformer", "no vae config", "no vae folder", "no index"])
+def test_serve_refuses_a_model_folder_with_a_part_missing_or_broken(damage, nothing_starts, tmp_path, capsys):
+    """A local --model is checked without loading it (each config and weight file parses, every component the
+    index names is there): before, the API came up and its workers failed one after another."""
+    import shutil
+
+    from motif_video.testing import write_tiny_pipeline_folder
+
+    folder = write_tiny_pipeline_folder(tmp_path / "model")
+    weights = next((folder / "transformer").glob("*.safetensors"))
+    expected = {
+        "truncated transformer": f"could not load {weights} (",
+        "no vae config": f"could not load {folder / 'vae' / 'config.json'} (missing)",
+        "no vae folder": "names the component 'vae', but",
+        "no index": "is not a model folder: it has no model_index.json",
+    }[damage]
+    if damage == "truncated transformer":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif damage == "no vae config":
+        (folder / "vae" / "config.json").unlink()
+    elif damage == "no vae folder":
+        shutil.rmtree(folder / "vae")
+    else:
+        (folder / "model_index.json").unlink()
+    assert main(["serve", "--results", str(tmp_path / "results"), "--model", str(folder)]) == 2
+    assert expected in capsys.readouterr().err

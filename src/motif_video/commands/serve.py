@@ -120,6 +120,10 @@ def run(args: argparse.Namespace) -> int:
     # what the workers would otherwise find out by exiting, one after the other, while the API takes jobs: a Hub
     # id is looked up (its model_index.json fetched, or found in the cache), so an unknown one exits here
     resolve_folder(args.model, allow_patterns=["model_index.json"])
+    if Path(args.model).expanduser().is_dir():  # and a local folder's parts, without loading them
+        from ..model_folder import check_model_folder
+
+        check_model_folder(Path(args.model).expanduser())
     if not DEVICE_PATTERN.fullmatch(args.device):
         raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {args.device!r}")
     if args.database is not None and not args.database.startswith(
