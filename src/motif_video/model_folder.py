@@ -309,16 +309,19 @@ def check_model_folder(folder: str | os.PathLike) -> None:
     `model_index.json` components are all there, or a training output or student) and each of its config and
     weight files parses (`find_unreadable_file`). For a check before work is announced (`serve` at start: its
     workers would otherwise find out one after another); a `ValueError` naming the file or part at fault."""
+    from .defaults import GENERATION_CONFIG_NAME
+
     folder = Path(folder)
     bad = find_unreadable_file(folder)
     if bad is not None:
         raise LoadError(f"could not load {bad[0]} ({bad[1]})")
     index = folder / PIPELINE_INDEX
     if not index.is_file():
-        if training_output(folder) is None:
+        if training_output(folder) is None and not _is_student(folder):
             raise ValueError(
-                f"{folder} is not a model folder: it has no {PIPELINE_INDEX} (a pipeline folder) and no "
-                f"{TRAINING_CONFIG} of a training output"
+                f"{folder} is not a model folder: it has no {PIPELINE_INDEX} (a pipeline folder), no "
+                f"{TRAINING_CONFIG} of a training output and no {GENERATION_CONFIG_NAME} naming a base_model "
+                "(a student)"
             )
         return
     for name, spec in json.loads(index.read_text()).items():
@@ -335,3 +338,11 @@ MODEL_COMPONENTS = (
     "vae",
     "text_encoder",
 )  # the parts that are models, each with its config.json
+
+
+def _is_student(folder: Path) -> bool:
+    """A shipped student's folder: its transformer (or LoRA) and a generation config naming its base model."""
+    from .defaults import GenerationDefaults
+
+    stored = GenerationDefaults.read(folder)
+    return stored is not None and stored.base_model is not None

@@ -89,3 +89,21 @@ def test_serve_refuses_a_model_folder_with_a_part_missing_or_broken(damage, noth
         (folder / "model_index.json").unlink()
     assert main(["serve", "--results", str(tmp_path / "results"), "--model", str(folder)]) == 2
     assert expected in capsys.readouterr().err
+
+
+def test_the_start_check_takes_every_kind_of_model_folder(tmp_path):
+    """A pipeline folder, a student (its transformer and a generation config naming its base) and a training output
+    pass the check that refuses broken folders."""
+    import shutil
+
+    from motif_video.hub import resolve_folder
+    from motif_video.model_folder import check_model_folder
+    from motif_video.training.config import load_config
+    from motif_video.training.trainer import train
+    from tests.training.conftest import tiny_overrides, write_random_cache
+
+    for name in ("small", "small-4step"):
+        check_model_folder(shutil.copytree(resolve_folder(name), tmp_path / name))
+    cache = write_random_cache(tmp_path / "cache", count=2)
+    train(load_config(None, tiny_overrides(tmp_path / "run", cache, max_steps=1)))
+    check_model_folder(tmp_path / "run")
