@@ -304,12 +304,16 @@ def _check_safetensors_length(path: Path) -> None:
         )
 
 
+# the parts that are models, each with its config.json
+MODEL_COMPONENTS = ("transformer", "vae", "text_encoder")
+
+
 def check_model_folder(folder: str | os.PathLike) -> None:
     """Without loading anything: a local model folder is one of the kinds that load (a pipeline folder whose
     `model_index.json` components are all there, or a training output or student) and each of its config and
     weight files parses (`find_unreadable_file`). For a check before work is announced (`serve` at start: its
     workers would otherwise find out one after another); a `ValueError` naming the file or part at fault."""
-    from .defaults import GENERATION_CONFIG_NAME
+    from .defaults import GENERATION_CONFIG_NAME, GenerationDefaults
 
     folder = Path(folder)
     bad = find_unreadable_file(folder)
@@ -317,7 +321,9 @@ def check_model_folder(folder: str | os.PathLike) -> None:
         raise LoadError(f"could not load {bad[0]} ({bad[1]})")
     index = folder / PIPELINE_INDEX
     if not index.is_file():
-        if training_output(folder) is None and not _is_student(folder):
+        # a student names its base model, as from_pretrained reads it
+        stored = GenerationDefaults.read(folder)
+        if training_output(folder) is None and not (stored is not None and stored.is_student):
             raise ValueError(
                 f"{folder} is not a model folder: it has no {PIPELINE_INDEX} (a pipeline folder), no "
                 f"{TRAINING_CONFIG} of a training output and no {GENERATION_CONFIG_NAME} naming a base_model "
@@ -331,18 +337,3 @@ def check_model_folder(folder: str | os.PathLike) -> None:
             raise ValueError(f"{index} names the component {name!r}, but {folder} has no {name}/ folder")
         if name in MODEL_COMPONENTS and not (folder / name / "config.json").is_file():
             raise LoadError(f"could not load {folder / name / 'config.json'} (missing)")
-
-
-MODEL_COMPONENTS = (
-    "transformer",
-    "vae",
-    "text_encoder",
-)  # the parts that are models, each with its config.json
-
-
-def _is_student(folder: Path) -> bool:
-    """A shipped student's folder: its transformer (or LoRA) and a generation config naming its base model."""
-    from .defaults import GenerationDefaults
-
-    stored = GenerationDefaults.read(folder)
-    return stored is not None and stored.base_model is not None
