@@ -242,3 +242,18 @@ def test_numeric_flags_out_of_range_exit_2_naming_the_flag(argv, message, capsys
 def test_eval_refuses_a_size_before_loading(capsys):
     assert main(["eval", "--height", "60"]) == 2
     assert "height must be a positive multiple of 16, got 60" in capsys.readouterr().err
+
+
+def test_python_m_runs_the_command():
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "motif_video", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("motif-video ")
+    bad = subprocess.run(
+        [sys.executable, "-m", "motif_video", "no-such-command"], capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode == 2 and "motif-video: error: argument command" in bad.stderr
