@@ -167,6 +167,43 @@ def test_lora_student_folds_one_scale_and_loads_as_an_adapter(teacher_folder, tm
     assert len(calls) == 4 and "guidance" not in calls[0]  # guidance folded in: cond only, no uncond pass
 
 
+def test_a_lora_student_is_read_by_the_checked_lora_loader(teacher_folder, tmp_path):
+    """A student's lora/ goes through the checks every LoRA passes: a NaN in it is refused naming the tensor (the
+    video would be black), and its peft adapter_config.json is read (rsLoRA's scale) as for `--lora`."""
+    import re
+
+    from safetensors.torch import save_file
+
+    from motif_video.interop.export import read_safetensors
+    from motif_video.pipelines import MotifVideoPipeline
+    from motif_video.testing import tiny_transformer
+    from motif_video.training.lora import add_lora, save_lora
+
+    student = tmp_path / "student"
+    student.mkdir()
+    (student / GENERATION_CONFIG_NAME).write_text(
+        json.dumps({"base_model": str(teacher_folder), "adapter": "lora", "num_inference_steps": 4})
+    )
+    model = tiny_transformer(0, layout="shared")
+    add_lora(model, rank=2)
+    file = save_lora(model, student / "lora")
+    state, metadata = read_safetensors(file)
+    # peft's layout: the config in adapter_config.json, not the header; rsLoRA scales by alpha / sqrt(r)
+    (student / "lora" / "adapter_config.json").write_text(
+        json.dumps({"r": 2, "lora_alpha": 4, "use_rslora": True})
+    )
+    save_file(state, str(file), {"format": "pt"})
+    pipe = MotifVideoPipeline.from_pretrained(student)
+    scales = [m.scaling["default"] for m in pipe.transformer.modules() if hasattr(m, "scaling")]
+    assert scales and scales == pytest.approx([4 / 2**0.5] * len(scales))
+
+    key = sorted(k for k in state if "lora_A" in k)[0]
+    state[key][0, 0] = float("nan")
+    save_file(state, str(file), metadata)
+    with pytest.raises(ValueError, match=re.escape(key) + ".*NaN or infinite"):
+        MotifVideoPipeline.from_pretrained(student)
+
+
 def test_shipped_student_is_selected_by_name(distilled, tmp_path, monkeypatch, teacher_folder):
     from motif_video import hub
     from motif_video.distill.ship import ship_student

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from ..defaults import GenerationDefaults
-from ..interop.lora_keys import LORA_PREFIX
 from ..interop.lora_spec import LORA_WEIGHT_NAME
 
 
@@ -19,10 +18,15 @@ def resolve_base(defaults: GenerationDefaults, folder: Path) -> str:
 
 
 def load_lora(model, folder: str | Path, adapter_name: str = "default") -> None:
-    """Load an adapter in the diffusers pipeline LoRA format (`training.lora.save_lora` writes one) into `model`."""
-    model.load_lora_adapter(
-        str(folder), prefix=LORA_PREFIX, weight_name=LORA_WEIGHT_NAME, adapter_name=adapter_name
-    )
+    """Load the adapter `folder` holds (`LORA_WEIGHT_NAME`, as `training.lora.save_lora` writes it; a peft
+    `adapter_config.json` beside it read too) into `model`, through the checks every LoRA passes
+    (`interop.lora_keys.parse_lora`: known keys, modules and shapes that fit, finite values, a plain LoRA)."""
+    from ..interop.lora_keys import linear_shapes, parse_lora
+    from .lora import MotifVideoLoraLoaderMixin, read_lora_file
+
+    state, metadata = read_lora_file(folder, LORA_WEIGHT_NAME)
+    adapter = parse_lora(state, linear_shapes(model), metadata, source=str(Path(folder) / LORA_WEIGHT_NAME))
+    MotifVideoLoraLoaderMixin.load_lora_into_transformer(adapter, model, adapter_name)
 
 
 def load_student_transformer(folder: Path, defaults: GenerationDefaults, base: Path, dtype=None):
