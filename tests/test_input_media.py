@@ -171,3 +171,24 @@ def test_video_to_video_decodes_only_the_frames_it_uses(tmp_path):
     plan = plan_generation(parse_request(request))
     assert plan.request.num_frames == 33
     assert condition_inputs(plan.request)["video"].shape == (33, 32, 32, 3)
+
+
+def test_a_clip_above_240_fps_is_refused_by_video_to_video_as_by_extend(tmp_path):
+    """One rule for the rate a video made from a clip is written at (its own unless another is given): before,
+    video-to-video wrote a 1000 fps clip at 240 fps, its motion 4x slower, where `extend` refused it."""
+    from motif_video.extension import clip_extension
+    from motif_video.pipelines.export import read_mp4_info
+
+    clip = _clip(tmp_path, 64, 64, fps=1000)
+    values = {"prompts": "a", "video": str(clip), "model": "small"}
+    expected = rf"video '{clip}' is at 1000 fps, the rate a video made from it is written at, which must be in \(0, 240\]"
+    with pytest.raises(
+        ValueError, match=expected + r": re-encode it at a lower rate or give the output's rate"
+    ):
+        size_from_video(parse_request(values))
+    with pytest.raises(ValueError, match=expected + ": re-encode it at a lower rate$"):
+        clip_extension(read_mp4_info(clip), 1.0, 33, 9, 0, name=f"video {str(clip)!r}")
+    assert size_from_video(parse_request({**values, "fps": 24})).fps == 24  # another rate given: taken
+    assert (
+        size_from_video(parse_request({**values, "video": str(_clip(tmp_path, 32, 32, fps=240))})).fps == 240
+    )

@@ -35,8 +35,8 @@ import numpy as np
 
 from .bounds import within
 from .condition_layout import DEFAULT_CROSSFADE, DEFAULT_OVERLAP, GROUP
-from .defaults import FPS_RANGE, GenerationDefaults
-from .input_media import video_size
+from .defaults import GenerationDefaults
+from .input_media import clip_rate, video_size
 
 
 @dataclass(frozen=True)
@@ -264,7 +264,7 @@ def extend_video(
     check_output(Path(output), Path(clip))
     fps = fps or info["fps"]
     window = num_frames or pipe.generation_defaults.resolve(num_frames=None)["num_frames"]
-    plan = clip_extension(info, seconds, window, overlap, crossfade, fps=fps)
+    plan = clip_extension(info, seconds, window, overlap, crossfade, fps=fps, name=f"clip {str(clip)!r}")
     width, height = extension_size(clip, info, width, height, pipe.generation_defaults)
     call["condition_guidance"] = window_guidance(pipe, call.get("condition_guidance"))
     make_window = pipeline_window(
@@ -317,16 +317,18 @@ def extension_size(
 
 
 def clip_extension(
-    info: dict[str, Any], seconds: float, window: int, overlap: int, crossfade: int, fps: float | None = None
+    info: dict[str, Any],
+    seconds: float,
+    window: int,
+    overlap: int,
+    crossfade: int,
+    fps: float | None = None,
+    name: str = "the clip",
 ) -> ExtensionPlan:
-    """The plan extending a clip (`check_clip`'s info) to `seconds` seconds in all, at `fps` (default: its own)."""
+    """The plan extending a clip (`check_clip`'s info; `name` names it in errors) to `seconds` seconds in all, at
+    `fps` (default: its own, within `FPS_RANGE`: `input_media.clip_rate`)."""
     check_seconds(seconds)
-    rate = fps or info["fps"]
-    if not FPS_RANGE.allows(rate):  # 1000 fps would make 60 s 60000 frames
-        raise ValueError(
-            f"an extension is written at {rate:g} fps (its clip's unless another rate is given), which must be "
-            f"{FPS_RANGE}: re-encode the clip at a lower rate"
-        )
+    rate = clip_rate(info["fps"], name, fps)
     if round(seconds * rate) <= info["frames"]:  # in the seconds the user asked in
         raise ValueError(
             f"seconds ({seconds:g}) must be longer than the clip: it is {info['frames'] / rate:g} s "
@@ -434,7 +436,7 @@ def run_extension(
     request = parse_request({**values, **size, "prompts": all_prompts[:1]})  # one video: one output file
     gen = plan_generation(request)
     request = gen.request
-    plan = clip_extension(info, seconds, request.num_frames, overlap, crossfade)
+    plan = clip_extension(info, seconds, request.num_frames, overlap, crossfade, name=f"clip {str(clip)!r}")
     resized = f", resized to {width}x{height}" if (width, height) != (info["width"], info["height"]) else ""
     log(
         f"extending {clip} ({info['frames']} frames, {info['width']}x{info['height']} at {info['fps']:g} fps"

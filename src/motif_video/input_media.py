@@ -12,7 +12,7 @@ import math
 from dataclasses import replace
 from typing import Any
 
-from .defaults import GenerationDefaults, model_defaults, mp4_rate
+from .defaults import FPS_RANGE, GenerationDefaults, model_defaults, mp4_rate
 from .options import VIDEO_TO_VIDEO_STRENGTH, GenerateRequest
 
 
@@ -80,6 +80,21 @@ def video_frames(count: int, defaults: GenerationDefaults) -> int:
     return min((count - 1) // 4 * 4 + 1, own)
 
 
+def clip_rate(clip_fps: float, name: str, fps: float | None = None, other: str | None = None) -> float:
+    """The frame rate a video made from a clip (video-to-video's output, an extension) is written at: `fps` when
+    given, else the clip's own, so that its motion plays at the pace it was filmed at. A ValueError naming the clip
+    (`name`, e.g. "clip 'in.mp4'"), its rate and `FPS_RANGE` when that is outside the range (a 1000 fps clip would be
+    played 4x slower at 240 fps, and 60 s of it would be 60000 frames); `other`: how to give another rate, if any."""
+    if fps is not None:
+        return FPS_RANGE.check("fps", fps)
+    if not FPS_RANGE.allows(clip_fps):
+        raise ValueError(
+            f"{name} is at {clip_fps:g} fps, the rate a video made from it is written at, which must be "
+            f"{FPS_RANGE}: re-encode it at a lower rate{f' or {other}' if other else ''}"
+        )
+    return clip_fps
+
+
 def size_from_image(request: GenerateRequest, width: int, height: int) -> GenerateRequest:
     """Image-to-video (first frame, else last frame, else the first keyframe, of width x height as shown): the size
     `fitted_size` gives where the request names none."""
@@ -112,5 +127,5 @@ def size_from_video(request: GenerateRequest) -> GenerateRequest:
     if request.strength is None:
         changes["strength"] = VIDEO_TO_VIDEO_STRENGTH
     if request.fps is None:  # its frames are played at the pace they were filmed at
-        changes["fps"] = mp4_rate(info["fps"])
+        changes["fps"] = mp4_rate(clip_rate(info["fps"], name, other="give the output's rate (--fps)"))
     return replace(request, **changes)

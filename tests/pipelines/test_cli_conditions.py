@@ -64,6 +64,7 @@ def test_video_to_video_takes_frames_size_and_frame_rate_from_the_video(tiny_fol
 
 def _bad_cases(tmp_path, media):
     image, clip, text = media
+    fast = write_mp4(read_mp4_frames(clip), tmp_path / "fast.mp4", fps=1000)
     return {
         "keyframe past the clip": (
             ["--keyframe", f"{image}@9"],
@@ -90,6 +91,10 @@ def _bad_cases(tmp_path, media):
         "strength above 1": (["--video", str(clip), "--strength", "1.5"], r"strength must be in \(0, 1\]"),
         "strength 0": (["--video", str(clip), "--strength", "0"], r"strength must be in \(0, 1\], got 0"),
         "output is the input video": (["--video", str(clip), "--output", str(clip)], "is the input"),
+        "video above 240 fps": (  # before: written at 240 fps, its motion 4x slower
+            ["--video", str(fast)],
+            r"video '.*fast\.mp4' is at 1000 fps, .* must be in \(0, 240\]: re-encode it",
+        ),
     }
 
 

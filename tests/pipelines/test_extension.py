@@ -254,7 +254,7 @@ def test_an_extension_above_240_fps_is_refused_unless_another_rate_is_given():
     from motif_video.extension import clip_extension
 
     fast = {"frames": 40, "fps": 300.0}
-    with pytest.raises(ValueError, match=r"an extension is written at 300 fps \(its clip's"):
+    with pytest.raises(ValueError, match=r"the clip is at 300 fps, .* must be in \(0, 240\]"):
         clip_extension(fast, 1.0, 33, 9, 0)
     assert clip_extension(fast, 3.0, 33, 9, 0, fps=24).total_frames == 72
 
@@ -367,7 +367,12 @@ def test_extend_bad_input_exits_2_before_loading(clip, tmp_path, monkeypatch, ca
     monkeypatch.setattr(generation, "prepare_pipeline", no_load)
     text = tmp_path / "text.mp4"
     text.write_text("hello")
+    fast = write_mp4(read_mp4_frames(clip), tmp_path / "fast.mp4", fps=1000)
     cases = {
+        "clip above 240 fps": (  # as generate --video refuses it (`input_media.clip_rate`)
+            [str(fast), "--seconds", "2"],
+            r"clip '.*fast\.mp4' is at 1000 fps, .* must be in \(0, 240\]: re-encode it at a lower rate$",
+        ),
         "missing clip": ([str(tmp_path / "none.mp4"), "--seconds", "2"], "does not exist"),
         "unreadable clip": ([str(text), "--seconds", "2"], "not a readable video"),
         "too short": (  # was said in frames

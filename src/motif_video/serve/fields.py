@@ -312,7 +312,7 @@ EXTEND_DEFAULTS = {"extend_seconds": None, "overlap": DEFAULT_OVERLAP, "crossfad
 
 def _plan_field(message: str) -> str:
     """The field an extension plan's error is about (`extension.plan_extension`'s messages)."""
-    if message.startswith(("the clip has", "an extension is written at")):
+    if message.startswith(("the clip has", "the clip is at")):
         return "video"
     word = message.split(" ", 1)[0]
     return {"window": "num_frames", "overlap": "overlap", "crossfade": "crossfade"}.get(
