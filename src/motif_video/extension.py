@@ -459,11 +459,13 @@ def run_extension(
     from .pipelines import MotifVideoImageToVideoPipeline
     from .vocabulary import prompt_check
 
-    many = plan.windows > 1  # several windows: one bar over all their steps instead of one per window
-    pipe, _ = prepare_pipeline(gen, show_progress=not many)
+    # several windows: one bar over all their steps, and under it the window's own bars (its steps, then its decoder
+    # fit, which the steps' count does not show), cleared when the window is done
+    many = plan.windows > 1
+    pipe, _ = prepare_pipeline(gen)
     if not isinstance(pipe, MotifVideoImageToVideoPipeline):
         pipe = MotifVideoImageToVideoPipeline.from_pipe(pipe)  # a new pipeline: its own progress bar setting
-        pipe.set_progress_bar_config(disable=many)
+    pipe.set_progress_bar_config(leave=not many)
     check_prompt = prompt_check(pipe.tokenizer)  # words the model does not know, as generate warns
     for i, prompt in enumerate(all_prompts):
         if check_prompt is not None and (warning := check_prompt(prompt)) is not None:

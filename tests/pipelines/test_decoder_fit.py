@@ -3,6 +3,8 @@ decoder, in the context of the latents before them; and the I2V pipeline's `deco
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -10,7 +12,7 @@ import torch
 from pipeline_test_utils import PROMPT, SIZE, check_folder_default, quiet
 
 from motif_video import MotifVideoImageToVideoPipeline, MotifVideoPipeline, VideoCondition
-from motif_video.pipelines.decoder_fit import _chunk, fit_latent_frames
+from motif_video.pipelines.decoder_fit import _chunk, fit_latent_frames, fit_step_count
 from motif_video.pipelines.latents import decode_latents, to_model_latents
 
 
@@ -144,3 +146,36 @@ def test_t2v_has_nothing_to_fit_without_the_repaint(strong_folder, monkeypatch):
     monkeypatch.setattr(t2v, "sample", lambda *a, **k: pytest.fail("sampled before refusing the fit steps"))
     with pytest.raises(ValueError, match="decoder_fit_steps must be >= 0, got -1"):
         _call(t2v, decoder_fit_steps=-1)
+
+
+def test_the_fit_reports_each_step(vae):
+    z, calls = _latents(vae), []
+    targets = {0: torch.zeros(3, 64, 64), 5: torch.zeros(3, 64, 64), 6: torch.zeros(3, 64, 64)}
+    fit_latent_frames(vae, z, targets, steps=2, progress=lambda: calls.append(1))
+    assert (
+        len(calls) == fit_step_count(targets, 2) == 4
+    )  # two steps on latent frame 0, two on frame 2 (pixels 5-8)
+
+
+def test_the_fit_shows_a_progress_bar_that_disable_silences(strong_folder, i2v, capsys):
+    """Before, the bar stood still at its last sampling step while the decoder fit ran (50 Adam steps through the
+    decoder per given latent frame on the small model): now a "decoder fit" bar counts them, made as the steps' bar
+    is (diffusers' `set_progress_bar_config`)."""
+    image = PIL.Image.fromarray(np.zeros((64, 96, 3), np.uint8))
+    i2v.set_progress_bar_config()
+    try:
+        _call(i2v, image=image, last_image=image, decoder_fit_steps=3)
+        err = capsys.readouterr().err
+        assert "2/2" in err and re.search(
+            r"decoder fit: 100%.*\| 6/6", err
+        )  # 3 steps on each of 2 latent frames
+        i2v.set_progress_bar_config(desc="mine")  # a title of the caller's is kept
+        _call(i2v, image=image, decoder_fit_steps=3)
+        assert "decoder fit" not in (err := capsys.readouterr().err) and "mine: 100%" in err.splitlines()[-1]
+    finally:
+        i2v.set_progress_bar_config(disable=True)
+    _call(i2v, image=image, last_image=image, decoder_fit_steps=3)
+    assert capsys.readouterr().err == ""
+    t2v = MotifVideoPipeline.from_pretrained(strong_folder)  # the repaint's fit too
+    _call(t2v, repaint_first_frame=True, decoder_fit_steps=2)
+    assert re.search(r"decoder fit: 100%.*\| 2/2", capsys.readouterr().err)

@@ -12,9 +12,11 @@ Context parallelism needs nothing from the loop: it is attached to the transform
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -32,7 +34,7 @@ from ..defaults import GenerationDefaults
 from ..hub import DEFAULT_MODEL_ID, resolve_folder
 from ..options import check_video_size
 from . import prompts as P
-from .decoder_fit import fit_latent_frames
+from .decoder_fit import fit_latent_frames, fit_step_count
 from .guidance import GuidanceConfig, Guider, config_from_guider, runs_own_protocol
 from .latents import decode_latents, repaint_first_latent, to_model_latents
 from .lora import MotifVideoLoraLoaderMixin
@@ -639,7 +641,9 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
             return latents
         if not self.generation_defaults.resolve(repaint_first_frame=repaint)["repaint_first_frame"]:
             return latents
-        return repaint_first_latent(self.vae, latents, fit_steps=fit_steps)
+        total = latents.shape[0] * fit_steps if latents.shape[2] > 1 else 0
+        with self.decoder_fit_progress(total) as progress:
+            return repaint_first_latent(self.vae, latents, fit_steps=fit_steps, progress=progress)
 
     def decoder_fit_steps(self, steps: int | None) -> int:
         """The call's decoder-fit steps, else the folder's generation_config.json's, else 0 as released."""
@@ -654,11 +658,28 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         (`decoder_fit.fit_latent_frames`), one video at a time; unchanged when `steps` is 0 or nothing is given."""
         if not steps or not conditioning.pixels:
             return latents
-        fitted = latents.clone()
-        for b in range(latents.shape[0]):
-            targets = {f: px[b if px.shape[0] > 1 else 0] for f, px in conditioning.pixels.items()}
-            fitted[b : b + 1] = fit_latent_frames(self.vae, latents[b : b + 1], targets, steps)
+        fitted, total = latents.clone(), latents.shape[0] * fit_step_count(conditioning.pixels, steps)
+        with self.decoder_fit_progress(total) as progress:
+            for b in range(latents.shape[0]):
+                targets = {f: px[b if px.shape[0] > 1 else 0] for f, px in conditioning.pixels.items()}
+                fitted[b : b + 1] = fit_latent_frames(
+                    self.vae, latents[b : b + 1], targets, steps, progress=progress
+                )
         return fitted
+
+    @contextlib.contextmanager
+    def decoder_fit_progress(self, total: int) -> Iterator[Callable[[], object] | None]:
+        """A progress bar over a decoder fit's `total` Adam steps (seconds to minutes after the sampling steps, which
+        would otherwise show a bar standing still), made as the steps' bar is (diffusers' `progress_bar`: its
+        `set_progress_bar_config`, `disable=True` included), titled "decoder fit" unless that config gives a title;
+        yields the callable each fit step calls (None when there is nothing to fit: no bar)."""
+        if not total:
+            yield None
+            return
+        with self.progress_bar(total=total) as bar:
+            if "desc" not in self._progress_bar_config:  # set by `progress_bar`
+                bar.set_description("decoder fit")
+            yield bar.update
 
     def decode(
         self,

@@ -9,13 +9,15 @@ holds a given pixel frame: Adam steps on that latent alone, through one chunk of
 the latents before it, so that the given frames decode to their images and the group's other frames stay as they
 decoded before (each step is one decoder chunk's forward and backward pass). The VAE's weights get no gradient.
 
+`fit_step_count` counts the Adam steps a fit takes, for a progress bar (`progress`: called after each).
+
 Needs the Wan VAE's causal decoder (`AutoencoderKLWan`: `decoder`, `post_quant_conv`, `clear_cache`, its feature
 cache); tiling is not used while fitting.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 
@@ -42,13 +44,25 @@ def _chunk(vae, z: torch.Tensor, k: int, cache: list) -> tuple[torch.Tensor, lis
     return decoder_step(vae, x, first=(k == 0)), list(vae._feat_map)
 
 
+def fit_step_count(frames: Iterable[int], steps: int) -> int:
+    """The Adam steps `fit_latent_frames` takes to fit the pixel frames `frames`: `steps` per latent frame holding
+    one of them."""
+    return steps * len({latent_index(frame) for frame in frames})
+
+
 def fit_latent_frames(
-    vae, latents: torch.Tensor, targets: Mapping[int, torch.Tensor], steps: int, lr: float = FIT_LR
+    vae,
+    latents: torch.Tensor,
+    targets: Mapping[int, torch.Tensor],
+    steps: int,
+    lr: float = FIT_LR,
+    progress: Callable[[], object] | None = None,
 ) -> torch.Tensor:
     """`latents` [1, C, T, h, w] (normalised, one video) with every latent frame that holds a pixel frame of
     `targets` (pixel frame -> image [3, H, W] in [-1, 1]) refined by `steps` Adam steps on the mean absolute error
     of its given frames against their images plus that of its other frames against how they decoded before. Frames
-    are fitted in causal order, each after the latents before it as fitted. `steps` 0 returns `latents`."""
+    are fitted in causal order, each after the latents before it as fitted. `steps` 0 returns `latents`.
+    `progress` is called after each Adam step (`fit_step_count(targets, steps)` calls in all)."""
     if steps < 0:
         raise ValueError(f"decoder fit steps must be >= 0, got {steps}")
     if latents.ndim != 5 or latents.shape[0] != 1:
@@ -68,7 +82,8 @@ def fit_latent_frames(
     try:
         for k in range(max(groups) + 1):
             if k in groups:
-                out[:, :, k : k + 1] = _fit_one(vae, out[:, :, k : k + 1], k, cache, groups[k], steps, lr)
+                z = out[:, :, k : k + 1]
+                out[:, :, k : k + 1] = _fit_one(vae, z, k, cache, groups[k], steps, lr, progress)
             with torch.no_grad():
                 _, cache = _chunk(vae, out[:, :, k : k + 1], k, cache)
     finally:
@@ -77,7 +92,7 @@ def fit_latent_frames(
 
 
 def _fit_one(
-    vae, z, k: int, cache: list, given: dict[int, torch.Tensor], steps: int, lr: float
+    vae, z, k: int, cache: list, given: dict[int, torch.Tensor], steps: int, lr: float, progress
 ) -> torch.Tensor:
     with torch.no_grad():
         before, _ = _chunk(vae, z, k, cache)
@@ -95,4 +110,6 @@ def _fit_one(
             (grad,) = torch.autograd.grad(loss, param)
             param.grad = grad
             opt.step()
+            if progress is not None:
+                progress()
     return param.detach().to(z.dtype)

@@ -15,7 +15,7 @@ pipelines' `repaint_first_frame` option, for frame 0 that no condition gives.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
@@ -175,7 +175,9 @@ def _encode_alone(vae, frame: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def repaint_first_latent(vae, latents: torch.Tensor, fit_steps: int = 0) -> torch.Tensor:
+def repaint_first_latent(
+    vae, latents: torch.Tensor, fit_steps: int = 0, progress: Callable[[], object] | None = None
+) -> torch.Tensor:
     """`latents` [B, 16, T, h, w] (normalised, T >= 2) with latent frame 0 re-encoded from pixel frame 1.
 
     The causal VAE encodes pixel frame 0 alone into latent frame 0 and every later group of 4 frames after it, so
@@ -190,7 +192,8 @@ def repaint_first_latent(vae, latents: torch.Tensor, fit_steps: int = 0) -> torc
     is no longer in it), encoded alone, and that latent fitted until it decodes to this frame
     (`decoder_fit.fit_latent_frames`). The encoder alone can turn a frame it was not trained on into the wrong colour
     (on the small model a red object with a dark green fringe, which a bad frame 0 leaves in frame 1, encodes to a
-    latent that decodes green). Latents of one frame are returned unchanged.
+    latent that decodes green). Latents of one frame are returned unchanged. `progress` is called after each fit
+    step (`fit_steps` per video).
     """
     from .decoder_fit import fit_latent_frames
 
@@ -203,5 +206,5 @@ def repaint_first_latent(vae, latents: torch.Tensor, fit_steps: int = 0) -> torc
         if fit_steps:
             frame = _frame_1(vae, video)
             video[:, :, :1] = _encode_alone(vae, frame).to(latents.dtype)
-            video[:] = fit_latent_frames(vae, video, {0: frame[0, :, 0]}, fit_steps)
+            video[:] = fit_latent_frames(vae, video, {0: frame[0, :, 0]}, fit_steps, progress=progress)
     return repainted
