@@ -14,6 +14,23 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _weights_cache(tmp_path_factory):
+    """The SHA-256s of weight files that runs keep (`motif_video.weights_fingerprint`) go to a folder of the session,
+    not to the user's cache."""
+    import os
+
+    from motif_video.weights_fingerprint import CACHE_ENV
+
+    before = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("weights-cache"))
+    yield
+    if before is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = before
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_one_thread():
     """Seeded, and one CPU thread: every test works on tiny tensors, where extra threads only add overhead on a

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -226,3 +227,58 @@ def test_each_replay_names_the_command_that_made_the_video(tiny_folder, tmp_path
     assert "holds no motif-video extension settings" in capsys.readouterr().err
     assert cli.main(["extend", "--prompt", "a ball"]) == 2
     assert "extend needs CLIP and --seconds (or --replay VIDEO.mp4)" in capsys.readouterr().err
+
+
+def test_replay_warns_when_the_weights_it_loads_are_not_those_the_video_was_made_with(tmp_path, capsys):
+    """A video records a fingerprint of the weights it was made with (the transformer's, each LoRA's); a replay on
+    other weights (a local folder trained further) says so on stderr, naming what changed, and goes on (before: it
+    silently gave another video). A video recorded before fingerprints replays as before, with nothing said."""
+    from motif_video.defaults import GENERATION_CONFIG_NAME
+    from motif_video.pipelines.lora import save_lora
+    from motif_video.testing import tiny_transformer
+    from motif_video.training.lora import add_lora
+
+    folder = write_tiny_pipeline_folder(tmp_path / "model")
+    student = tmp_path / "student"  # a LoRA on the folder's transformer
+    trained = tiny_transformer(0)
+    add_lora(trained, rank=2)
+    lora = save_lora(trained, student / "lora")
+    (student / GENERATION_CONFIG_NAME).write_text(json.dumps({"base_model": str(folder), "adapter": "lora"}))
+    made = tmp_path / "made.mp4"
+    args = ["generate", "--model", str(student), "--threads", "1", *TINY_GENERATE_ARGS, "--prompt", "a ball"]
+    assert cli.main([*args, "--output", str(made)]) == 0
+    weights = folder / "transformer" / "diffusion_pytorch_model.safetensors"
+    record = read_mp4_metadata(made)
+    assert record["weights_fingerprint"] == {"transformer": _sha(weights), "lora:default": _sha(lora)}
+    long = tmp_path / "long.mp4"  # and an extension of it, which records the same
+    extend = ["extend", str(made), "--seconds", "0.5", "--overlap", "5", "--num-frames", "9", "--steps", "1",
+              "--device", "cpu", "--output", str(long)]  # fmt: skip
+    assert cli.main(extend) == 0
+    assert read_mp4_metadata(long)["weights_fingerprint"] == record["weights_fingerprint"]
+    again, replay = tmp_path / "again.mp4", ["generate", "--replay", str(made)]
+    capsys.readouterr()
+    assert cli.main([*replay, "--output", str(again)]) == 0
+    assert "warning" not in capsys.readouterr().err and _sha(again) == _sha(made)  # the same weights
+
+    before = _sha(weights)
+    tiny_transformer(1).save_pretrained(folder / "transformer")  # the base trained further
+    assert cli.main([*replay, "--output", str(again)]) == 0
+    err = capsys.readouterr().err
+    assert (
+        f"warning: replay of {str(made)!r}: the transformer's weights differ from those the video was made with "
+        f"(sha256 {before[:12]}... then, {_sha(weights)[:12]}... now): the video made now will differ" in err
+    )
+    assert "LoRA" not in err and _sha(again) != _sha(made)
+    assert cli.main(["extend", "--replay", str(long), "--output", str(again)]) == 0
+    assert f"warning: replay of {str(long)!r}: the transformer's weights differ" in capsys.readouterr().err
+    retrained = tiny_transformer(2)  # and the LoRA trained again
+    add_lora(retrained, rank=2)
+    save_lora(retrained, student / "lora")
+    assert cli.main([*replay, "--output", str(again)]) == 0
+    err = capsys.readouterr().err
+    assert "the transformer's weights differ" in err and "the LoRA adapter 'default''s weights differ" in err
+
+    del record["weights_fingerprint"]  # a video made before fingerprints were recorded
+    old = write_mp4(_frames(made), tmp_path / "old.mp4", metadata=record)
+    assert cli.main(["generate", "--replay", str(old), "--output", str(again)]) == 0
+    assert "warning" not in capsys.readouterr().err

@@ -410,8 +410,11 @@ def run_extension(
     output: Path,
     log=print,
     crossfade: int = DEFAULT_CROSSFADE,
+    replayed: Path | None = None,
 ) -> dict:
-    """`motif-video extend`: check everything (request, clip, plan, output) before loading, then extend."""
+    """`motif-video extend`: check everything (request, clip, plan, output) before loading, then extend. `replayed`:
+    the video `extend --replay` makes again, whose weights are compared with those loaded
+    (`replay.warn_changed_weights`)."""
     from tqdm.auto import tqdm
 
     from .defaults import model_defaults
@@ -466,6 +469,10 @@ def run_extension(
     if not isinstance(pipe, MotifVideoImageToVideoPipeline):
         pipe = MotifVideoImageToVideoPipeline.from_pipe(pipe)  # a new pipeline: its own progress bar setting
     pipe.set_progress_bar_config(leave=not many)
+    if replayed is not None:
+        from .replay import EXTEND_FORMAT, warn_changed_weights
+
+        warn_changed_weights(replayed, request.values(), pipe, EXTEND_FORMAT)
     check_prompt = prompt_check(pipe.tokenizer)  # words the model does not know, as generate warns
     for i, prompt in enumerate(all_prompts):
         if check_prompt is not None and (warning := check_prompt(prompt)) is not None:
@@ -516,6 +523,8 @@ def write_extension(
     prompts = window_prompts(prompts, plan.windows)
     make_window = pipeline_window(pipe, prompts, seed, plan.overlap, num_frames=plan.window,
                                   height=request.height, width=request.width, **call)  # fmt: skip
-    settings = extension_settings(request, plan, prompts, seed, clip, source, fps, call["condition_guidance"])
+    settings = extension_settings(
+        request, plan, prompts, seed, clip, source, fps, call["condition_guidance"], pipe
+    )
     with mp4_stream(output, request.width, request.height, fps, metadata=settings) as write:
         return extend_frames(clip_frames(clip, request.width, request.height), plan, make_window, write)

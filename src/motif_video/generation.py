@@ -52,6 +52,9 @@ class GenerationPlan:
     world_size: int
     seed: int
     outputs: tuple[Path, ...]  # one .mp4 per prompt
+    # the video `generate --replay` makes again: its weights are compared with those loaded (a warning where they
+    # differ, `replay.warn_changed_weights`)
+    replayed: Path | None = None
 
     @property
     def memory(self) -> MemoryPlan:
@@ -354,6 +357,10 @@ def _generate_on_rank(plan: GenerationPlan, rank: int, log) -> dict[str, Any]:
     start = time.perf_counter()
     many = len(r.prompts) > 1  # several videos: one bar over them instead of one per video's steps
     pipe, memory = prepare_pipeline(plan, show_progress=rank == 0 and not many)
+    if plan.replayed is not None and rank == 0:
+        from .replay import warn_changed_weights
+
+        warn_changed_weights(plan.replayed, r.values(), pipe)
     parallel = enable_parallel(pipe, plan.parallel)  # type: ignore[arg-type]
     over = f" over {plan.world_size} processes" if plan.world_size > 1 else ""
     log(f"memory mode: {memory.describe()}; speed: {plan.speed.describe()}; parallel: {plan.parallel}{over}")

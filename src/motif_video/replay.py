@@ -5,21 +5,25 @@ The record holds the request's option values for that one video (its prompt, its
 negative prompt, guidance, shift, model, dtype, ...: every `options.GenerateRequest` field except where and how the
 process runs), what the pipeline resolved from the model's defaults (`resolved`: steps, shift and where it came
 from, guidance and scale), the model folder's Hub revision when it came from the Hub, the SHA-256 of every image
-or video it was made from (`media_sha256`), and the motif-video version. Replaying passes the same option values, so
-the model's defaults are resolved again exactly as they were: with the same model the frames are identical (and, the
-encoder being deterministic, so is the file). `extend` writes `extension_settings(...)` the same way, and
-`extend --replay` reads it back (`extend_replay_values`).
+or video it was made from (`media_sha256`), a fingerprint of the weights it was made with (`weights_fingerprint`: the
+transformer's and each LoRA's, `motif_video.weights_fingerprint`), and the motif-video version. Replaying passes the
+same option values, so the model's defaults are resolved again exactly as they were: with the same model the frames
+are identical (and, the encoder being deterministic, so is the file). Weights changed since (a local model folder
+trained further) give another video: the replay says so on stderr, naming what changed (`warn_changed_weights`), and
+goes on. `extend` writes `extension_settings(...)` the same way, and `extend --replay` reads it back
+(`extend_replay_values`).
 
 Pure Python: importing this module imports neither torch nor diffusers.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from .weights_fingerprint import LORA_COMPONENT, cached_sha256, file_sha256, weights_fingerprint
 
 FORMAT = "motif-video generate 1"
 EXTEND_FORMAT = "motif-video extend 1"
@@ -54,6 +58,7 @@ def video_settings(plan, i: int, pipe=None) -> dict[str, Any]:
     record["seed"] = plan.seed + i
     record["media_sha256"] = {str(path): file_sha256(path) for path in media_files(r.values())}
     record["weights_sha256"] = weights_sha256(r.values())
+    record["weights_fingerprint"] = pipeline_fingerprint(pipe)
     run = getattr(pipe, "last_run", None)
     if run is not None:
         guidance, scale = run_guidance(run)
@@ -87,11 +92,11 @@ def run_guidance(run) -> tuple[str, float]:
 
 
 def extension_settings(
-    request, plan, prompts, seed: int, clip, source: str | None, fps: float, guidance: float
+    request, plan, prompts, seed: int, clip, source: str | None, fps: float, guidance: float, pipe=None
 ):
     """The record of an extended video (`extension.write_extension`): the request's fields, each window's prompt, the
-    seed, the plan, the reconstruction guidance the windows ran with, and what it was extended from (`source`, else
-    the clip's path, with the clip's SHA-256); `extend --replay` reads it."""
+    seed, the plan, the reconstruction guidance the windows ran with, what it was extended from (`source`, else
+    the clip's path, with the clip's SHA-256), and the fingerprint of `pipe`'s weights; `extend --replay` reads it."""
     from . import __version__
 
     values = request.values()
@@ -103,6 +108,7 @@ def extension_settings(
     if source is None:
         record["extended_from_sha256"] = file_sha256(clip)
     record["weights_sha256"] = weights_sha256(values)
+    record["weights_fingerprint"] = pipeline_fingerprint(pipe)
     record.update({k: _json(values[k]) for k in EXTEND_FIELDS})
     record.update(prompts=list(prompts), seed=seed, overlap=plan.overlap, crossfade=plan.crossfade,
                   window=plan.window, frames=plan.total_frames, fps=fps, condition_guidance=guidance)  # fmt: skip
@@ -115,12 +121,53 @@ def hub_revision(folder: str | Path) -> str | None:
     return match.group(1) if match else None
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def pipeline_fingerprint(pipe) -> dict[str, str]:
+    """{component: SHA-256} of the weights `pipe`'s transformer was loaded from (`weights_fingerprint`)."""
+    transformer = getattr(pipe, "transformer", None)
+    return weights_fingerprint(transformer) if transformer is not None else {}
+
+
+# The request fields that choose the weights a video is made with.
+WEIGHT_FIELDS = ("model", "transformer_gguf", "lora")
+
+
+def changed_weights(record: dict[str, Any], values: dict[str, Any], current: dict[str, str]) -> list[str]:
+    """What differs between the weights a recorded video was made with (its `weights_fingerprint`) and `current`,
+    those of the pipeline about to make it again, one line per component; nothing when the replay's request
+    `values` ask for other weights (`WEIGHT_FIELDS`: another video is what was asked for), or when the record is
+    from before fingerprints were kept."""
+    recorded = record.get("weights_fingerprint")
+    if not recorded or any(_json(values.get(k)) != record.get(k) for k in WEIGHT_FIELDS):
+        return []
+    lines = []
+    for component in sorted({*recorded, *current}):
+        then, now = recorded.get(component), current.get(component)
+        if then == now:
+            continue
+        what = (
+            f"LoRA adapter {component[len(LORA_COMPONENT) :]!r}"
+            if component.startswith(LORA_COMPONENT)
+            else component
+        )
+        if then is None:
+            lines.append(f"the {what} loaded now was not used when the video was made")
+        elif now is None:
+            lines.append(f"the {what} the video was made with is not loaded now")
+        else:
+            lines.append(
+                f"the {what}'s weights differ from those the video was made with (sha256 {then[:12]}... then, "
+                f"{now[:12]}... now)"
+            )
+    return lines
+
+
+def warn_changed_weights(video: str | Path, values: dict[str, Any], pipe, kind: str = FORMAT) -> None:
+    """On stderr, a warning for each component of `pipe`'s weights that is not what `video` (a `kind` record) was
+    made with (`changed_weights`): the replay goes on, and its video will differ."""
+    import sys
+
+    for line in changed_weights(_record(video, kind), values, pipeline_fingerprint(pipe)):
+        print(f"warning: replay of {str(video)!r}: {line}: the video made now will differ", file=sys.stderr)
 
 
 def replay_values(video: str | Path, given: Iterable[str] = ()) -> dict[str, Any]:
@@ -150,25 +197,25 @@ def replay_values(video: str | Path, given: Iterable[str] = ()) -> dict[str, Any
     return values
 
 
-def _check_source(path: Path, sha256: str | None, missing: str, changed: str) -> None:
+def _check_source(path: Path, sha256: str | None, missing: str, changed: str, digest=file_sha256) -> None:
     """A ValueError ("replay: " + `missing` or `changed`) unless the file a video was made from is there and, where
-    its record holds one, has that SHA-256."""
+    its record holds one, has that SHA-256 (`digest`: how it is computed)."""
     if not path.is_file():
         raise ValueError(f"replay: {missing}")
-    if sha256 not in (None, file_sha256(path)):
+    if sha256 not in (None, digest(path)):
         raise ValueError(f"replay: {changed}")
 
 
 def weights_sha256(values: dict[str, Any]) -> dict[str, dict[str, str]]:
     """SHA-256 of the local weight files a request loads besides its model, per field: each LoRA's file (one on the
-    Hub is named by its repo id and not hashed) and a GGUF transformer."""
+    Hub is named by its repo id and not hashed) and a GGUF transformer (each read once: `cached_sha256`)."""
     from .interop.lora_spec import local_lora_file, parse_lora_spec
 
     loras = [local_lora_file(parse_lora_spec(spec)[0]) for spec in values.get("lora") or ()]
     files = {"lora": [f for f in loras if f is not None], "transformer_gguf": []}
     if values.get("transformer_gguf"):
         files["transformer_gguf"].append(Path(values["transformer_gguf"]))
-    return {field: {str(f): file_sha256(f) for f in paths} for field, paths in files.items() if paths}
+    return {field: {str(f): cached_sha256(f) for f in paths} for field, paths in files.items() if paths}
 
 
 def check_weights(record: dict[str, Any], given: Iterable[str]) -> None:
@@ -184,6 +231,7 @@ def check_weights(record: dict[str, Any], given: Iterable[str]) -> None:
                 sha256,
                 f"the video was made with the weights {path!r} ({flag}), which are not there; pass them with {flag}",
                 f"the weights {path!r} ({flag}) changed since the video was made; pass {flag} to use them anyway",
+                digest=cached_sha256,
             )
 
 

@@ -122,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    run_extension(values, plan["clip"], plan["seconds"], plan["overlap"], output, crossfade=plan["crossfade"])
+    run_extension(values, plan["clip"], plan["seconds"], plan["overlap"], output, crossfade=plan["crossfade"],
+                  replayed=args.replay)  # fmt: skip
     return 0
 
 

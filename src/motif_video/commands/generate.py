@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import replace
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(request.threads)
     plan = plan_generation(request)
+    if args.replay is not None:
+        plan = replace(plan, replayed=args.replay)
     r = plan.request
     if int(os.environ.get("RANK", "0")) == 0:
         steps = f"{r.steps} steps"

@@ -23,6 +23,7 @@ from safetensors import safe_open
 
 from ..file_modes import give_default_mode
 from ..hub import resolve_folder
+from ..weights_fingerprint import note_weight_files
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
@@ -86,6 +87,7 @@ def load_transformer(
     output_loading_info = kwargs.pop("output_loading_info", False)
     model, info = base_from_pretrained(folder, output_loading_info=True, **kwargs)
     model.register_to_config(_name_or_path=str(pretrained_model_name_or_path))
+    note_weight_files(model, "transformer", weight_files(folder, kwargs.get("variant")))
     model = model.to(device) if device is not None else model
     return (model, info) if output_loading_info else model
 
@@ -144,6 +146,8 @@ def load_single_file(
     if quantizer is not None:
         quantizer.postprocess_model(model)
         model.hf_quantizer = quantizer
+    if not isinstance(path_or_state_dict, dict) and Path(path_or_state_dict).is_file():
+        note_weight_files(model, "transformer", [path_or_state_dict])
     return model.eval()
 
 
@@ -177,6 +181,16 @@ def _single_file_config(
         **preset_config("motif-video-2b"),
         "cross_attention_layout": detect_cross_attention_layout(keys) or "separate",
     }
+
+
+def weight_files(folder: Path, variant: str | None = None) -> list[Path]:
+    """The safetensors files holding a transformer folder's weights: the shards its index names, else its one file
+    (none for pickled weights)."""
+    index = folder / _variant(WEIGHTS_INDEX_NAME, variant)
+    if index.is_file():
+        return sorted({folder / name for name in json.loads(index.read_text())["weight_map"].values()})
+    single = folder / _variant(WEIGHTS_NAME, variant)
+    return [single] if single.is_file() else []
 
 
 def refuse_pickles(folder: Path, variant: str | None) -> None:

@@ -29,6 +29,7 @@ from ..file_modes import write_safetensors
 from ..interop import lora_keys
 from ..interop.lora_keys import LORA_PREFIX
 from ..interop.lora_spec import LORA_WEIGHT_NAME, local_lora_file
+from ..weights_fingerprint import LORA_COMPONENT, note_weight_files
 
 
 def save_lora(
@@ -153,9 +154,12 @@ class MotifVideoLoraLoaderMixin(LoraBaseMixin):
         shapes = lora_keys.linear_shapes(transformer)
         name = None if isinstance(source, dict) else str(source)
         adapter = lora_keys.parse_lora(state, shapes, metadata, source=name)
-        return self.load_lora_into_transformer(
+        loaded = self.load_lora_into_transformer(
             adapter, transformer, adapter_name, hotswap, kwargs.get("low_cpu_mem_usage", False)
         )
+        # for the record of what a video was made with (`weights_fingerprint`): a state dict has no file to name
+        note_weight_files(transformer, LORA_COMPONENT + loaded, [name] if name is not None else [])
+        return loaded
 
     @classmethod
     def load_lora_into_transformer(

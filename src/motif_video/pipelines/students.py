@@ -8,6 +8,7 @@ from typing import Any
 
 from ..defaults import GenerationDefaults
 from ..interop.lora_spec import LORA_WEIGHT_NAME
+from ..weights_fingerprint import LORA_COMPONENT, note_weight_files
 
 
 def resolve_base(defaults: GenerationDefaults, folder: Path) -> str:
@@ -24,9 +25,11 @@ def load_lora(model, folder: str | Path, adapter_name: str = "default") -> None:
     from ..interop.lora_keys import linear_shapes, parse_lora
     from .lora import MotifVideoLoraLoaderMixin, read_lora_file
 
+    file = Path(folder) / LORA_WEIGHT_NAME
     state, metadata = read_lora_file(folder, LORA_WEIGHT_NAME)
-    adapter = parse_lora(state, linear_shapes(model), metadata, source=str(Path(folder) / LORA_WEIGHT_NAME))
-    MotifVideoLoraLoaderMixin.load_lora_into_transformer(adapter, model, adapter_name)
+    adapter = parse_lora(state, linear_shapes(model), metadata, source=str(file))
+    name = MotifVideoLoraLoaderMixin.load_lora_into_transformer(adapter, model, adapter_name)
+    note_weight_files(model, LORA_COMPONENT + name, [file])
 
 
 def load_student_transformer(folder: Path, defaults: GenerationDefaults, base: Path, dtype=None):

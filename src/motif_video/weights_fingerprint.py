@@ -1,0 +1,151 @@
+"""Fingerprints of the weights a video is made with, recorded in its MP4 (`replay.video_settings`) so that a replay
+on other weights says so (`replay.changed_weights`).
+
+A loader notes on the model it loads the files it read (`note_weight_files`): the transformer's weights
+(`models.loading`), a student's or training output's LoRA (`pipelines.students.load_lora`) and each LoRA loaded
+with `load_lora_weights` (`--lora`), each under its component's name ("transformer", "lora:<adapter name>").
+`weights_fingerprint(model)` fingerprints them when a video's record is made: a component's fingerprint is the
+SHA-256 of its file, or for several files (a sharded transformer) the SHA-256 of their names and SHA-256s.
+
+A file's SHA-256 is paid for once. One in the Hugging Face cache (`.../snapshots/<commit>/...`, a link to
+`.../blobs/<sha256>`: the Hub names a large file's blob by its SHA-256) is named by its link, nothing read. Any other
+is hashed the first time and its digest kept in `sha256.json` in the user's cache folder (`cache_folder`), keyed by
+the file's path, size and modification time: later runs pay a `stat` while the file is unchanged.
+
+Pure Python: importing this module imports neither torch nor diffusers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+CACHE_ENV = "MOTIF_VIDEO_CACHE"  # the cache folder, when set (else `$XDG_CACHE_HOME/motif-video`)
+CACHE_NAME = "sha256.json"
+CACHE_FORMAT = 1
+WEIGHT_FILES = "_motif_video_weight_files"  # attribute of a loaded model: {component: [file, ...]}
+LORA_COMPONENT = "lora:"  # + the adapter's name
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def note_weight_files(model: Any, component: str, files: Iterable[str | os.PathLike]) -> None:
+    """Note on `model` that `component` of its weights was read from `files` (as given: a Hub cache link stays a
+    link, which names its blob's SHA-256)."""
+    notes = dict(getattr(model, WEIGHT_FILES, None) or {})
+    notes[component] = [str(f) for f in files]
+    setattr(model, WEIGHT_FILES, notes)
+
+
+def weights_fingerprint(model: Any) -> dict[str, str]:
+    """{component: SHA-256} of the weights `model` was loaded from (`note_weight_files`); a LoRA adapter it no longer
+    holds (deleted, unloaded), one loaded from a state dict (no file) and a component whose files are gone are left
+    out."""
+    notes = getattr(model, WEIGHT_FILES, None) or {}
+    adapters = set(getattr(model, "peft_config", None) or {})
+    fingerprint = {}
+    for component, files in notes.items():
+        if not files or (
+            component.startswith(LORA_COMPONENT) and component[len(LORA_COMPONENT) :] not in adapters
+        ):
+            continue
+        with contextlib.suppress(OSError):
+            fingerprint[component] = files_sha256([Path(f) for f in files])
+    return fingerprint
+
+
+def files_sha256(files: list[Path]) -> str:
+    """The SHA-256 of one file, or of several files' names and SHA-256s (one "name sha256" line each, by name)."""
+    if len(files) == 1:
+        return cached_sha256(files[0])
+    lines = sorted(f"{f.name} {cached_sha256(f)}\n" for f in files)
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file, read whole."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def hub_blob_sha256(path: str | os.PathLike) -> str | None:
+    """The SHA-256 a file in the Hugging Face cache is named by (its snapshot link's target, `blobs/<sha256>`), else
+    None (a file elsewhere, or a small file whose blob the Hub names by its git hash)."""
+    path = Path(path)
+    if not path.is_symlink():
+        return None
+    target = path.resolve()
+    return target.name if target.parent.name == "blobs" and _SHA256.fullmatch(target.name) else None
+
+
+def cached_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file: named by the Hub cache (`hub_blob_sha256`), else kept from an earlier run while the
+    file's size and modification time are unchanged, else read whole (and kept)."""
+    if (blob := hub_blob_sha256(path)) is not None:
+        return blob
+    real = Path(path).resolve()
+    stat = real.stat()
+    key = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    files = _read_cache()
+    entry = files.get(str(real))
+    if (
+        isinstance(entry, dict)
+        and {k: entry.get(k) for k in key} == key
+        and isinstance(entry.get("sha256"), str)
+    ):
+        return entry["sha256"]
+    digest = file_sha256(real)
+    files[str(real)] = {**key, "sha256": digest}
+    _write_cache(files)
+    return digest
+
+
+def cache_folder() -> Path:
+    """Where the digests are kept: `$MOTIF_VIDEO_CACHE`, else `$XDG_CACHE_HOME/motif-video`, else
+    `~/.cache/motif-video`."""
+    if folder := os.environ.get(CACHE_ENV):
+        return Path(folder).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "motif-video"
+
+
+def _read_cache() -> dict[str, Any]:
+    """The kept digests by file path; empty when there are none yet or the file is unreadable (it is rewritten)."""
+    try:
+        stored = json.loads((cache_folder() / CACHE_NAME).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    ok = (
+        isinstance(stored, dict)
+        and stored.get("format") == CACHE_FORMAT
+        and isinstance(stored.get("files"), dict)
+    )
+    return dict(stored["files"]) if ok else {}
+
+
+def _write_cache(files: dict[str, Any]) -> None:
+    """Keep `files` (those still there) atomically: a reader sees the old file or the new one, never a part. A cache
+    that cannot be written (a read-only home) is left as it is: the digest is computed again next time."""
+    from .file_modes import give_default_mode
+
+    folder = cache_folder()
+    live = {path: entry for path, entry in files.items() if os.path.exists(path)}
+    tmp = None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{CACHE_NAME}.", dir=folder)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"format": CACHE_FORMAT, "files": live}, f, indent=0, sort_keys=True)
+        give_default_mode(tmp)
+        os.replace(tmp, folder / CACHE_NAME)
+    except OSError:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,93 @@
+"""Fingerprints of the weights a video is made with (`motif_video.weights_fingerprint`): a file's SHA-256, read from
+the Hugging Face cache's blob name or computed once and kept by path, size and modification time."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import pytest
+
+from motif_video import weights_fingerprint as W
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    folder = tmp_path / "cache"
+    monkeypatch.setenv(W.CACHE_ENV, str(folder))
+    return folder
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_a_files_sha256_is_computed_once_while_it_is_unchanged(tmp_path, cache, monkeypatch):
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"weights")
+    assert W.cached_sha256(weights) == _sha(b"weights")
+    kept = json.loads((cache / W.CACHE_NAME).read_text())["files"]
+    assert kept[str(weights.resolve())]["sha256"] == _sha(b"weights")
+    assert [p.name for p in cache.iterdir()] == [W.CACHE_NAME]  # written atomically: no part file left
+
+    read = []
+    real = W.file_sha256
+    monkeypatch.setattr(W, "file_sha256", lambda path: read.append(path) or real(path))
+    assert W.cached_sha256(weights) == _sha(b"weights") and read == []  # the kept digest: nothing read
+    weights.write_bytes(b"trained further")  # another size
+    assert W.cached_sha256(weights) == _sha(b"trained further") and len(read) == 1
+    os.utime(weights, ns=(1, 1))  # the same size, another modification time
+    assert W.cached_sha256(weights) == _sha(b"trained further") and len(read) == 2
+
+    (cache / W.CACHE_NAME).write_text("{not json")  # a damaged cache is computed again, and rewritten
+    assert W.cached_sha256(weights) == _sha(b"trained further") and len(read) == 3
+    assert W.cached_sha256(weights) == _sha(b"trained further") and len(read) == 3
+
+
+def test_a_hub_cache_file_is_named_by_its_blob_and_not_read(tmp_path, cache):
+    """The Hub names a large file's blob by its SHA-256 and links the snapshot's file to it."""
+    name = "ab" * 32
+    repo = tmp_path / "models--org--model"
+    (repo / "blobs").mkdir(parents=True)
+    (repo / "blobs" / name).write_bytes(b"not hashed: the name is taken")
+    snapshot = repo / "snapshots" / ("c" * 40) / "transformer"
+    snapshot.mkdir(parents=True)
+    (snapshot / "diffusion_pytorch_model.safetensors").symlink_to(f"../../../blobs/{name}")
+    assert W.cached_sha256(snapshot / "diffusion_pytorch_model.safetensors") == name
+    assert not cache.exists()  # nothing computed, nothing kept
+
+
+def test_a_loaded_models_components_and_their_fingerprints(tmp_path, cache):
+    """The transformer's files and each LoRA loaded into it, by component; a deleted adapter leaves the record."""
+    from motif_video.models import MotifVideoTransformer
+    from motif_video.pipelines.lora import MotifVideoLoraLoaderMixin, save_lora
+    from motif_video.testing import tiny_transformer
+    from motif_video.training.lora import add_lora
+
+    tiny_transformer(0).save_pretrained(tmp_path / "transformer")
+    trained = tiny_transformer(0)
+    add_lora(trained, rank=2)
+    lora = save_lora(trained, tmp_path / "lora")
+    model = MotifVideoTransformer.from_pretrained(tmp_path / "transformer")
+    file = tmp_path / "transformer" / "diffusion_pytorch_model.safetensors"
+    assert W.weights_fingerprint(model) == {"transformer": _sha(file.read_bytes())}
+
+    class Pipe(MotifVideoLoraLoaderMixin):
+        transformer = model
+
+    Pipe().load_lora_weights(lora, adapter_name="style")
+    assert W.weights_fingerprint(model) == {
+        "transformer": _sha(file.read_bytes()),
+        "lora:style": _sha(lora.read_bytes()),
+    }
+    model.delete_adapters("style")
+    assert set(W.weights_fingerprint(model)) == {"transformer"}
+
+
+def test_several_files_are_fingerprinted_by_their_names_and_digests(tmp_path, cache):
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    a.write_bytes(b"a")
+    b.write_bytes(b"b")
+    expected = _sha(f"a.safetensors {_sha(b'a')}\nb.safetensors {_sha(b'b')}\n".encode())
+    assert W.files_sha256([b, a]) == W.files_sha256([a, b]) == expected
