@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 MARKER = "<!-- runnable -->"
 LINKED = ("recipes", "docs", "src")
-TIMEOUT_S = 600  # one command; the whole README takes about two minutes on 2 CPU cores
+TIMEOUT_S = 600  # one command; the whole README takes about five minutes on 2 CPU cores
 
 
 def runnable_blocks(text: str) -> list[list[str]]:
