@@ -3,8 +3,9 @@ import shutil
 import pytest
 import torch
 
-# The longest tests, started first: under pytest-xdist (the README's `-n 2`) a worker takes files in collection order,
-# and the README's run (about 5 of the suite's 13 minutes of work) left to the end would finish alone.
+# The longest tests, started first: under pytest-xdist (the README's `-n 2 --dist worksteal`) each worker starts on its
+# share of the collection in order and takes tests from the other when it runs dry, and the README's run (about 5 of
+# the suite's 14 minutes of work) left to the end would finish alone.
 LONGEST_FIRST = ("tests/test_readme.py",)
 
 
