@@ -93,7 +93,7 @@ def test_given_flags_are_the_options_on_the_command_line():
         "replay",
         "model",
     }
-    assert parser.parse_args(["extend", "c.mp4", "--seconds", "2"]).overlap == 9  # the defaults are back
+    assert parser.parse_args(["extend", "c.mp4", "--seconds", "2"]).crossfade == 0  # the defaults are back
 
 
 def test_lazy_exports_resolve_to_the_defining_modules():

@@ -34,7 +34,7 @@ import numbers
 from dataclasses import dataclass
 
 GROUP = 4  # pixel frames per latent frame after the first (the VAE's temporal factor)
-DEFAULT_OVERLAP = 9  # video extension: pixel frames a window is conditioned on (3 latent frames)
+DEFAULT_OVERLAP = 9  # video extension: pixel frames a window is conditioned on (3 latent frames), at most
 DEFAULT_CROSSFADE = 0  # video extension: generated frames a window fades in over the video's last ones
 
 
@@ -54,6 +54,24 @@ def pixel_frames(latent: int) -> range:
 
 def num_latent_frames(num_frames: int) -> int:
     return (num_frames - 1) // GROUP + 1
+
+
+def default_overlap(window: int, crossfade: int = DEFAULT_CROSSFADE) -> int:
+    """The frames an extension window of `window` frames is conditioned on when none are asked for: `DEFAULT_OVERLAP`
+    (3 latent frames), or on a shorter window the largest 4m + 1 that leaves room for the cross-fade and at least
+    one new frame (a 9-frame window: 5, two latent frames, so the condition still carries motion, and one new latent
+    frame; a 5-frame window: 1). A ValueError when no overlap fits."""
+    room = window - crossfade - 1  # overlap + crossfade < window
+    if room < 1:
+        if crossfade:
+            raise ValueError(
+                f"crossfade ({crossfade}) leaves no room for an overlap in a window of {window} frames: overlap "
+                "(at least 1 frame) + crossfade must be less than the window"
+            )
+        raise ValueError(
+            f"window ({window} frames) leaves no room for an overlap: extending needs at least 5 frames"
+        )
+    return min(DEFAULT_OVERLAP, 1 + (room - 1) // GROUP * GROUP)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from .bounds import within
-from .condition_layout import DEFAULT_CROSSFADE, DEFAULT_OVERLAP, GROUP
+from .condition_layout import DEFAULT_CROSSFADE, DEFAULT_OVERLAP, GROUP, default_overlap
 from .defaults import GenerationDefaults
 from .input_media import clip_rate, video_size
 
@@ -78,19 +78,22 @@ def plan_extension(
     input_frames: int,
     total_frames: int,
     window: int,
-    overlap: int = DEFAULT_OVERLAP,
+    overlap: int | None = None,
     crossfade: int = DEFAULT_CROSSFADE,
 ) -> ExtensionPlan:
-    """Check and plan an extension; ValueError naming the value otherwise."""
+    """Check and plan an extension (`overlap` None: the window's `default_overlap`); ValueError naming the value
+    otherwise."""
     if window < 1 or (window - 1) % GROUP:
         raise ValueError(f"window must be 4k+1 frames (the model's num_frames), got {window}")
+    if not isinstance(crossfade, int) or crossfade < 0:
+        raise ValueError(f"crossfade must be a whole number of frames >= 0, got {crossfade!r}")
+    if overlap is None:
+        overlap = default_overlap(window, crossfade)
     if overlap < 1 or (overlap - 1) % GROUP or overlap >= window:
         raise ValueError(
             f"overlap must be 4m+1 frames (1, 5, 9, ...: whole latent frames) and less than the window ({window}), "
             f"got {overlap}"
         )
-    if not isinstance(crossfade, int) or crossfade < 0:
-        raise ValueError(f"crossfade must be a whole number of frames >= 0, got {crossfade!r}")
     if overlap + crossfade >= window:
         raise ValueError(
             f"overlap + crossfade ({overlap} + {crossfade}) must be less than the window ({window} frames), so that "
@@ -244,7 +247,7 @@ def extend_video(
     output: str | os.PathLike,
     prompts: Sequence[str],
     seconds: float,
-    overlap: int = DEFAULT_OVERLAP,
+    overlap: int | None = None,
     seed: int = 0,
     num_frames: int | None = None,
     crossfade: int = DEFAULT_CROSSFADE,
@@ -256,6 +259,7 @@ def extend_video(
 ) -> dict[str, Any]:
     """Extend the video at `clip` to `seconds` seconds in all (at its own fps unless `fps`), writing one MP4 at
     `output`. `pipe`: a `MotifVideoImageToVideoPipeline`; `num_frames`: the window (default: the model's);
+    `overlap`: the frames each window is conditioned on (default: the window's `condition_layout.default_overlap`);
     `height` / `width`: the output's size, the clip stretched to it (default: `extension_size`'s); `call`: more keywords
     for each pipeline call (num_inference_steps, guidance...; `condition_guidance` defaults to `window_guidance`'s).
     Returns the plan and the frames written."""
@@ -271,7 +275,7 @@ def extend_video(
         pipe,
         window_prompts(prompts, plan.windows),
         seed,
-        overlap,
+        plan.overlap,
         num_frames=window,
         height=height,
         width=width,
@@ -320,13 +324,14 @@ def clip_extension(
     info: dict[str, Any],
     seconds: float,
     window: int,
-    overlap: int,
+    overlap: int | None,
     crossfade: int,
     fps: float | None = None,
     name: str = "the clip",
 ) -> ExtensionPlan:
     """The plan extending a clip (`check_clip`'s info; `name` names it in errors) to `seconds` seconds in all, at
-    `fps` (default: its own, within `FPS_RANGE`: `input_media.clip_rate`)."""
+    `fps` (default: its own, within `FPS_RANGE`: `input_media.clip_rate`); `overlap` None: the window's default
+    (`plan_extension`)."""
     check_seconds(seconds)
     rate = clip_rate(info["fps"], name, fps)
     if round(seconds * rate) <= info["frames"]:  # in the seconds the user asked in
@@ -406,15 +411,15 @@ def run_extension(
     values: dict[str, Any],
     clip: Path,
     seconds: float,
-    overlap: int,
+    overlap: int | None,
     output: Path,
     log=print,
     crossfade: int = DEFAULT_CROSSFADE,
     replayed: Path | None = None,
 ) -> dict:
-    """`motif-video extend`: check everything (request, clip, plan, output) before loading, then extend. `replayed`:
-    the video `extend --replay` makes again, whose weights are compared with those loaded
-    (`replay.warn_changed_weights`)."""
+    """`motif-video extend`: check everything (request, clip, plan, output) before loading, then extend (`overlap`
+    None: the window's default, `condition_layout.default_overlap`). `replayed`: the video `extend --replay` makes
+    again, whose weights are compared with those loaded (`replay.warn_changed_weights`)."""
     from tqdm.auto import tqdm
 
     from .defaults import model_defaults
@@ -441,10 +446,16 @@ def run_extension(
     request = gen.request
     plan = clip_extension(info, seconds, request.num_frames, overlap, crossfade, name=f"clip {str(clip)!r}")
     resized = f", resized to {width}x{height}" if (width, height) != (info["width"], info["height"]) else ""
+    shortened = (  # the default overlap, cut to fit a short window
+        f" (the default for a {plan.window}-frame window)"
+        if overlap is None and plan.overlap != DEFAULT_OVERLAP
+        else ""
+    )
     log(
         f"extending {clip} ({info['frames']} frames, {info['width']}x{info['height']} at {info['fps']:g} fps"
         f"{resized}) to "
         f"{plan.total_frames} frames: {plan.windows} window(s) of {plan.window} frames, overlap {plan.overlap}"
+        f"{shortened}"
         f"{f', cross-fade {plan.crossfade}' if plan.crossfade else ''}; "
         f"seed {gen.seed}"
     )

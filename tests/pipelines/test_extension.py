@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from motif_video import cli, generation
+from motif_video.condition_layout import default_overlap
 from motif_video.defaults import GenerationDefaults
 from motif_video.extension import (
     blend,
@@ -42,6 +43,23 @@ def test_plan_counts_windows_and_refuses_bad_overlaps():
     ]:
         with pytest.raises(ValueError, match=message):
             plan_extension(*args)
+
+
+def test_the_default_overlap_follows_the_window():
+    """Without an overlap asked for, a window conditions on 9 frames (3 latent frames) where it can, else on the
+    largest 4m+1 that leaves it new frames (before: 9 always, and a 9-frame model could not be extended at all)."""
+    assert [default_overlap(w) for w in (33, 17, 13, 9, 5)] == [9, 9, 9, 5, 1]
+    assert [default_overlap(9, crossfade) for crossfade in (1, 3, 4, 7)] == [5, 5, 1, 1]
+    assert default_overlap(33, 8) == 9 and default_overlap(13, 8) == 1
+    assert plan_extension(9, 21, 9).overlap == 5 and plan_extension(33, 65, 33).overlap == 9
+    assert plan_extension(9, 21, 9, crossfade=4).overlap == 1
+    with pytest.raises(ValueError, match=r"crossfade \(8\) leaves no room for an overlap in a window of 9"):
+        plan_extension(9, 21, 9, crossfade=8)
+    with pytest.raises(ValueError, match=r"window \(1 frames\) leaves no room for an overlap"):
+        default_overlap(1)
+    # an overlap asked for is checked as before
+    with pytest.raises(ValueError, match=r"less than the window \(9\), got 9"):
+        plan_extension(9, 21, 9, overlap=9)
 
 
 def test_plan_with_a_crossfade_shares_more_frames_per_window():
@@ -297,6 +315,20 @@ def test_a_clip_not_in_multiples_of_16_keeps_its_shape_at_the_models_size(tmp_pa
     )  # one side asked for: the clip's other
     with pytest.raises(ValueError, match="width and height must be positive multiples of 16, got 100x32"):
         extension_size("c.mp4", info, 100, 32, RELEASED)
+
+
+def test_extend_on_a_9_frame_model_takes_the_windows_default_overlap(tiny_folder, clip, tmp_path, capsys):
+    """A model whose window is 9 frames (the tiny training recipe's) is extended without --overlap: 5, recorded,
+    and `--replay` makes the same video (before: "overlap must be ... less than the window (9), got 9")."""
+    out = tmp_path / "long.mp4"
+    argv = ["extend", str(clip), "--prompt", "a red ball", "--seconds", "0.75", "--model", str(tiny_folder),
+            "--num-frames", "9", "--steps", "1", "--device", "cpu", "--seed", "1", "--output", str(out)]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert "3 window(s) of 9 frames, overlap 5 (the default for a 9-frame window)" in capsys.readouterr().out
+    assert read_mp4_metadata(out)["overlap"] == 5 and read_mp4_info(out)["frames"] == 18
+    again = tmp_path / "again.mp4"
+    assert cli.main(["extend", "--replay", str(out), "--output", str(again)]) == 0
+    assert again.read_bytes() == out.read_bytes()
 
 
 def test_extend_command_with_a_crossfade(tiny_folder, clip, tmp_path, capsys):

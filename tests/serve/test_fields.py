@@ -226,6 +226,9 @@ def test_an_extension_is_planned_on_the_uploaded_clip(tmp_path):
     )
     assert settings["video"] is True and settings["strength"] is None
     assert _with(Uploads(video=data), extend_seconds=1.0)["num_frames"] == 33  # the model's window
+    # no overlap asked for: the window's default, recorded, so the same settings make the same video again
+    assert _with(Uploads(video=data), extend_seconds=1.0)["overlap"] == 9
+    assert _with(Uploads(video=data), extend_seconds=1.0, num_frames=9)["overlap"] == 5
     for fields, uploads, field in (
         ({"overlap": 5}, Uploads(video=data), "overlap"),  # without extend_seconds
         ({"extend_seconds": 1.0}, Uploads(), "extend_seconds"),  # no clip

@@ -79,8 +79,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--overlap",
         type=COUNT,
-        default=DEFAULT_OVERLAP,
-        help=f"offline, with --conditions: extension/prefix overlap (default: {DEFAULT_OVERLAP})",
+        default=None,
+        help=f"offline, with --conditions: extension/prefix overlap, 4m+1 (default: {DEFAULT_OVERLAP}, or on a "
+        "shorter clip the largest 4m+1 that leaves the window new frames)",
     )
     p.add_argument(
         "--crossfade",
@@ -141,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
             fuse_lora=args.fuse_lora,
         )
         if args.conditions is None and (
-            args.extend or args.crossfade != DEFAULT_CROSSFADE or args.overlap != DEFAULT_OVERLAP
+            args.extend or args.crossfade != DEFAULT_CROSSFADE or args.overlap is not None
         ):
             raise ValueError(
                 f"--extend, --overlap and --crossfade apply to --conditions only (got --extend {args.extend}, "

@@ -58,8 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--overlap",
         type=int,
-        default=DEFAULT_OVERLAP,
-        help=f"frames each window is conditioned on, 4m+1 (default: {DEFAULT_OVERLAP})",
+        default=None,
+        help=f"frames each window is conditioned on, 4m+1 (default: {DEFAULT_OVERLAP}, or on a shorter window the "
+        "largest 4m+1 that leaves the window new frames: 5 for a 9-frame window)",
     )
     p.add_argument(
         "--crossfade",
@@ -130,14 +131,14 @@ def run(args: argparse.Namespace) -> int:
 def replayed(args: argparse.Namespace, values: dict, prompts: list[str]) -> tuple[dict, dict]:
     """The plan (clip, seconds, overlap, crossfade) and request values of `--replay`, with the flags given on the
     command line over them (even where a flag's value is its default: `--overlap 9` over a recorded 5)."""
-    from ..condition_layout import DEFAULT_CROSSFADE, DEFAULT_OVERLAP
+    from ..condition_layout import DEFAULT_CROSSFADE
     from ..options import given_values
     from ..replay import extend_replay_values
 
     stored = extend_replay_values(args.replay, args.clip)
     given = getattr(args, "given", None)  # the flags on the command line (`cli.given_flags`)
     if given is None:  # a namespace built another way: a value other than its flag's default counts as given
-        defaults = {"seconds": None, "overlap": DEFAULT_OVERLAP, "crossfade": DEFAULT_CROSSFADE}
+        defaults = {"seconds": None, "overlap": None, "crossfade": DEFAULT_CROSSFADE}
         given = {k for k, default in defaults.items() if getattr(args, k) != default}
     plan = {"clip": stored["clip"]}
     for key in ("seconds", "overlap", "crossfade"):

@@ -122,15 +122,17 @@ def run_condition_eval(
     common: dict[str, Any],
     patterns: Sequence[str] = PATTERNS,
     extend: int = 0,
-    overlap: int = 9,
+    overlap: int | None = None,
     progress=None,
     crossfade: int = 0,
 ) -> dict[str, Any]:
     """Per pattern {psnr, prompt accuracies} over `cases` x `seeds` with the image-to-video `pipe` (`common`: height,
     width, num_frames, steps, ... of each call, output_type "np"); with `extend` >= 2, "extension" too, its windows
-    cross-faded over `crossfade` generated frames (`extension.plan_extension`)."""
+    cross-faded over `crossfade` generated frames (`extension.plan_extension`); `overlap` None: the clip length's
+    `condition_layout.default_overlap`, as `extend` takes it."""
     import torch
 
+    from ..condition_layout import default_overlap
     from ..extension import extend_frames, pipeline_window, plan_extension, window_guidance
     from ..synthetic.scenes import render
     from .analysis import psnr_uint8, read_clip, window_motions
@@ -138,7 +140,10 @@ def run_condition_eval(
 
     check_patterns(patterns)
     h, w, f = common["height"], common["width"], common["num_frames"]
-    if overlap >= f and ("prefix" in patterns or extend >= 2):  # the only two that read it
+    reads_overlap = "prefix" in patterns or extend >= 2  # the only two that read it
+    if overlap is None and reads_overlap:
+        overlap = default_overlap(f, crossfade)
+    if reads_overlap and overlap >= f:
         raise ValueError(f"overlap ({overlap}) must be less than the clip's {f} frames")
     result: dict[str, Any] = {}
     for pattern in patterns:
@@ -209,15 +214,21 @@ def _mean_of_known(values) -> float | None:
 
 
 def run_condition_suite(
-    config, patterns: Sequence[str] = PATTERNS, extend: int = 0, overlap: int = 9, crossfade: int = 0
+    config,
+    patterns: Sequence[str] = PATTERNS,
+    extend: int = 0,
+    overlap: int | None = None,
+    crossfade: int = 0,
 ) -> dict[str, Any]:
     """`motif-video eval --conditions`: the offline suite's cases (`config`: an `offline.OfflineEvalConfig`, its I2V
-    pipeline) scored per pattern (`run_condition_eval`), seen and held-out combinations apart."""
+    pipeline) scored per pattern (`run_condition_eval`), seen and held-out combinations apart; `overlap` None: the
+    clip length's `condition_layout.default_overlap`."""
     import time
 
     import torch
     from tqdm.auto import tqdm
 
+    from ..condition_layout import default_overlap
     from ..defaults import model_defaults
     from ..extension import plan_extension
     from .offline import _load
@@ -235,6 +246,8 @@ def run_condition_suite(
         raise ValueError(
             f"--crossfade needs --extend (it joins extension windows), got crossfade {crossfade}"
         )
+    if overlap is None and ("prefix" in patterns or extend):  # the only two that read it
+        overlap = default_overlap(f, crossfade)
     if extend:
         plan_extension(f, extend * f, f, overlap, crossfade)  # before loading: a bad overlap is an error now
     elif "prefix" in patterns and (overlap < 1 or (overlap - 1) % 4 or overlap >= f):

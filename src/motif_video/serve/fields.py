@@ -49,7 +49,8 @@ KEYFRAME_FRAMES = "keyframe_frames"  # the text field giving each keyframe uploa
 EXTEND_FIELDS: dict[str, tuple[type, str]] = {
     "extend_seconds": (float, "extend the uploaded video (the part 'video') to this many seconds in all, window by "
                        "window, instead of video-to-video; a prompt of several lines gives one per window"),
-    "overlap": (int, f"extension: frames each window is conditioned on, 4m+1 (default {DEFAULT_OVERLAP})"),
+    "overlap": (int, f"extension: frames each window is conditioned on, 4m+1 (default {DEFAULT_OVERLAP}, or on a "
+                "shorter window the largest 4m+1 that leaves the window new frames: 5 for a 9-frame window)"),
     "crossfade": (int, "extension: frames each window generates again over the video so far and fades in over "
                   f"(default {DEFAULT_CROSSFADE})"),
 }  # fmt: skip
@@ -281,6 +282,8 @@ def _extension(
     seconds, overlap, crossfade = (values.get(k, d) for k, d in EXTEND_DEFAULTS.items())
     for name, value, kind in (("extend_seconds", seconds, (int, float)), ("overlap", overlap, int),
                               ("crossfade", crossfade, int)):  # fmt: skip
+        if name == "overlap" and value is None:  # the window's default (`condition_layout.default_overlap`)
+            continue
         if isinstance(value, bool) or not isinstance(value, kind):
             raise FieldError(name, f"{name} must be {'a number' if name == 'extend_seconds' else 'an integer'}, "
                              f"got {value!r}")  # fmt: skip
@@ -302,12 +305,12 @@ def _extension(
         except ValueError as exc:
             raise FieldError(_plan_field(str(exc)), str(exc)) from exc
     lines = [line.strip() for line in request.prompts[0].splitlines() if line.strip()]
-    return {"extend_seconds": float(seconds), "overlap": overlap, "crossfade": crossfade, "windows": plan.windows,
+    return {"extend_seconds": float(seconds), "overlap": plan.overlap, "crossfade": crossfade, "windows": plan.windows,
             "total_frames": plan.total_frames, "num_frames": window, "width": width, "height": height,
             "fps": info["fps"], "window_prompts": window_prompts(lines, plan.windows)}  # fmt: skip
 
 
-EXTEND_DEFAULTS = {"extend_seconds": None, "overlap": DEFAULT_OVERLAP, "crossfade": DEFAULT_CROSSFADE}
+EXTEND_DEFAULTS = {"extend_seconds": None, "overlap": None, "crossfade": DEFAULT_CROSSFADE}
 
 
 def _plan_field(message: str) -> str:
