@@ -282,3 +282,47 @@ def test_replay_warns_when_the_weights_it_loads_are_not_those_the_video_was_made
     old = write_mp4(_frames(made), tmp_path / "old.mp4", metadata=record)
     assert cli.main(["generate", "--replay", str(old), "--output", str(again)]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_a_replay_finds_what_the_video_was_made_from_in_any_directory(
+    tiny_folder, tmp_path, monkeypatch, capsys
+):
+    """Paths typed relative to the working directory (the model, an image, a keyframe, the clip extended) are
+    recorded absolute, so `--replay` from another directory makes the same video (before: the model was looked for
+    on the Hub, the clip "is not there")."""
+    import os
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir(), elsewhere.mkdir()
+    PIL.Image.fromarray(np.full((64, 96, 3), 120, np.uint8)).save(work / "first.png")
+    monkeypatch.chdir(work)
+    model = os.path.relpath(tiny_folder, work)
+    args = ["--model", model, "--threads", "1"]
+    made = ["generate", *args, *TINY_GENERATE_ARGS, "--prompt", "a ball", "--image", "first.png", "--keyframe",
+            "first.png@4", "--output", "clip.mp4"]  # fmt: skip
+    assert cli.main(made) == 0
+    extend = ["extend", "clip.mp4", *args, "--seconds", "0.5", "--num-frames", "9", "--steps", "1", "--seed", "4",
+              "--output", "long.mp4"]  # fmt: skip
+    assert cli.main(extend) == 0
+    record = read_mp4_metadata("clip.mp4")
+    image = str(work / "first.png")
+    assert (record["model"], record["image"], record["keyframe"]) == (str(tiny_folder), image, [f"{image}@4"])
+    assert list(record["media_sha256"]) == [image]
+    assert read_mp4_metadata("long.mp4")["extended_from"] == str(work / "clip.mp4")
+
+    monkeypatch.chdir(elsewhere)
+    assert cli.main(["generate", "--replay", str(work / "clip.mp4"), "--output", "clip.mp4"]) == 0
+    assert cli.main(["extend", "--replay", str(work / "long.mp4"), "--output", "long.mp4"]) == 0
+    assert _sha(elsewhere / "clip.mp4") == _sha(work / "clip.mp4")
+    assert _sha(elsewhere / "long.mp4") == _sha(work / "long.mp4")
+
+
+def test_recorded_paths_are_absolute_where_they_exist_and_names_stay_names(tmp_path, monkeypatch):
+    from motif_video.replay import absolute_paths
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "adapter.safetensors").write_bytes(b"")
+    values = {"model": "small", "lora": ["adapter.safetensors:0.5", "owner/repo"], "transformer_gguf": None,
+              "keyframe": [], "image": None}  # fmt: skip
+    assert absolute_paths(values) == {**values, "lora": [f"{tmp_path}/adapter.safetensors:0.5", "owner/repo"]}
+    assert absolute_paths({"model": DEFAULT_MODEL_ID})["model"] == DEFAULT_MODEL_ID

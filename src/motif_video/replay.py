@@ -18,6 +18,7 @@ Pure Python: importing this module imports neither torch nor diffusers.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -53,11 +54,12 @@ def video_settings(plan, i: int, pipe=None) -> dict[str, Any]:
     from . import __version__
 
     r = plan.request
+    values = absolute_paths(r.values())
     record: dict[str, Any] = {"format": FORMAT, "motif_video": __version__, "prompt": r.prompts[i]}
-    record.update({k: _json(v) for k, v in r.values().items() if k not in NOT_REPLAYED})
+    record.update({k: _json(v) for k, v in values.items() if k not in NOT_REPLAYED})
     record["seed"] = plan.seed + i
-    record["media_sha256"] = {str(path): file_sha256(path) for path in media_files(r.values())}
-    record["weights_sha256"] = weights_sha256(r.values())
+    record["media_sha256"] = {str(path): file_sha256(path) for path in media_files(values)}
+    record["weights_sha256"] = weights_sha256(values)
     record["weights_fingerprint"] = pipeline_fingerprint(pipe)
     run = getattr(pipe, "last_run", None)
     if run is not None:
@@ -99,11 +101,11 @@ def extension_settings(
     the clip's path, with the clip's SHA-256), and the fingerprint of `pipe`'s weights; `extend --replay` reads it."""
     from . import __version__
 
-    values = request.values()
+    values = absolute_paths(request.values())
     record: dict[str, Any] = {
         "format": EXTEND_FORMAT,
         "motif_video": __version__,
-        "extended_from": source or str(clip),
+        "extended_from": source or _absolute(clip),
     }
     if source is None:
         record["extended_from_sha256"] = file_sha256(clip)
@@ -113,6 +115,38 @@ def extension_settings(
     record.update(prompts=list(prompts), seed=seed, overlap=plan.overlap, crossfade=plan.crossfade,
                   window=plan.window, frames=plan.total_frames, fps=fps, condition_guidance=guidance)  # fmt: skip
     return record
+
+
+def absolute_paths(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` (a request's) with every local file or folder they name absolute, as a video records them, so that
+    `--replay` finds them from any directory: the model, the media (a keyframe's PATH of PATH@FRAME), the LoRAs (the
+    PATH of PATH:SCALE) and a GGUF transformer. What does not exist as typed (a Hub id, a shipped model's name such as
+    "small", a preset) stays as typed. A record written before holds the paths as typed, read from the directory the
+    replay runs in."""
+    from .interop.lora_spec import parse_lora_spec
+
+    values = dict(values)
+    for field in ("model", "transformer_gguf", "image", "last_image", "video"):
+        if values.get(field):
+            values[field] = _absolute(values[field])
+    if values.get("keyframe"):
+        values["keyframe"] = [
+            _with_absolute(spec, str(spec).rpartition("@")[0]) for spec in values["keyframe"]
+        ]
+    if values.get("lora"):
+        values["lora"] = [_with_absolute(spec, parse_lora_spec(spec)[0]) for spec in values["lora"]]
+    return values
+
+
+def _absolute(path: str | Path) -> str:
+    """`path` absolute (symbolic links kept, as typed) where it exists, else as typed (a Hub id, a shipped name)."""
+    local = Path(path).expanduser()
+    return os.path.abspath(local) if local.exists() else str(path)
+
+
+def _with_absolute(spec: str, path: str) -> str:
+    """A `PATH...` spec (PATH@FRAME, PATH:SCALE) with its PATH absolute (`_absolute`) and its tail as it is."""
+    return _absolute(path) + str(spec)[len(path) :]
 
 
 def hub_revision(folder: str | Path) -> str | None:
