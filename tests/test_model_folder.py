@@ -189,3 +189,63 @@ def test_an_older_run_with_relative_paths_loads_from_any_directory(tiny_folder, 
     out = tmp_path / "a.mp4"
     assert cli.main(["generate", "--model", str(run), "--prompt", "a red ball", "--output", str(out),
                      "--num-frames", "1", *FAST]) == 0  # fmt: skip
+
+
+def _student(path, base_model):
+    """A student folder: its own transformer and a generation_config.json naming its base model."""
+    path.mkdir(parents=True)
+    tiny_transformer(4).save_pretrained(path / "transformer")
+    defaults = {"num_inference_steps": 2, "base_model": base_model, "distillation": {"method": "perflow"}}
+    (path / "generation_config.json").write_text(json.dumps(defaults))
+    return path
+
+
+def test_a_student_finds_a_relative_base_model_from_any_directory(tiny_folder, tmp_path, monkeypatch, capsys):
+    """A base_model recorded relative (as typed in the folder distill ran in, or relative to the student) loads from
+    another working directory (before: looked for on the Hub), and one that is nowhere is named with the folders
+    tried."""
+    from motif_video import MotifVideoPipeline
+    from motif_video.defaults import GenerationDefaults
+
+    shutil.copytree(tiny_folder, tmp_path / "models" / "base")
+    GenerationDefaults(height=64, width=96, num_frames=9).write(tmp_path / "models" / "base")
+    typed = _student(tmp_path / "models" / "typed", "models/base")  # relative to the folder distill ran in
+    beside = _student(tmp_path / "models" / "beside", "../base")  # relative to the student folder
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    for student in (typed, beside):
+        pipe = MotifVideoPipeline.from_pretrained(student)
+        assert pipe.generation_defaults.num_inference_steps == 2 and pipe.vae is not None
+    out = elsewhere / "a.mp4"
+    assert (
+        cli.main(["generate", "--model", str(typed), "--prompt", "a red ball", "--output", str(out), *FAST])
+        == 0
+    )
+    assert "96x64x9, 2 steps" in capsys.readouterr().out  # the base's size, the student's steps
+
+    gone = _student(tmp_path / "models" / "gone", "./missing/base")
+    err = _exit_2(capsys, gone, tmp_path)
+    assert (
+        f"its base_model './missing/base' (generation_config.json) is not a folder at {gone}/missing/base"
+        in err
+    )
+    assert f"at {elsewhere}/missing/base nor above the student" in err
+    hub_shaped = _student(
+        tmp_path / "models" / "hub-shaped", "missing/base"
+    )  # could be a Hub id: tried there too
+    err = _exit_2(capsys, hub_shaped, tmp_path)
+    assert "its base_model 'missing/base'" in err and "as a Hub id" in err
+
+
+def test_distill_records_a_local_base_model_absolute(tmp_path, monkeypatch):
+    from motif_video.distill.config import load_distill_config
+    from motif_video.distill.objective import generation_defaults
+    from motif_video.model_folder import recorded_base
+    from tests.distill.recipe import RECIPE
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "base").mkdir(parents=True)
+    config = load_distill_config(RECIPE, ["distill.base_model=runs/base"])
+    assert generation_defaults(config).base_model == str(tmp_path / "runs" / "base")
+    assert recorded_base("small") == "small" and recorded_base("owner/repo") == "owner/repo"

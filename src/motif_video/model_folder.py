@@ -124,12 +124,59 @@ def moved_beside(recorded: Path, origin: Path) -> str | None:
     return None
 
 
+def resolve_base(defaults, folder: Path) -> str:
+    """A student's `base_model` (`defaults`: its `GenerationDefaults`) as the loaders take it, from any working
+    directory. A relative path: from the student `folder` where it is there (a base kept beside the student), else
+    from the working directory (as recorded), else from the nearest folder above the student where it is there (a
+    student written before `distill` recorded its base absolute names it as typed in the folder distill ran in,
+    which usually holds both); a shipped model's name or a Hub id that no such folder holds, as recorded. An
+    absolute path that is gone: its tail beside the student when the two were moved together (`moved_beside`). A
+    ValueError naming the folders tried when none of these is there."""
+    from .hub import shipped_model
+    from .interop.lora_spec import looks_like_repo_id
+
+    base = defaults.base_model
+    path = Path(base).expanduser()
+    if path.is_absolute():
+        return base if path.is_dir() else (moved_beside(path, folder) or base)
+    found = next((candidate for candidate in (folder / path, path) if candidate.is_dir()), None)
+    if found is not None:
+        return str(found) if found != path else base
+    if shipped_model(base) is not None:
+        return base
+    above = [parent / path for parent in folder.resolve().parents]
+    found = next((candidate for candidate in above if candidate.is_dir()), None)
+    if found is not None:
+        return str(found)
+    if looks_like_repo_id(base):
+        return base  # a Hub id; one that fails to download names the folders tried (`load_student_pipeline`)
+    raise ValueError(missing_base(folder, base))
+
+
+def missing_base(folder: Path, base: str) -> str:
+    """The message for a student whose relative `base` is in none of the folders `resolve_base` tries."""
+    return (
+        f"student {folder}: its base_model {base!r} (generation_config.json) is not a folder at {folder / base}, "
+        f"at {Path.cwd() / base} nor above the student; give that file's base_model the base model's path "
+        "(absolute, or relative to the student folder)"
+    )
+
+
 def recorded_path(reference: str | None) -> str | None:
     """`reference` (a recipe's model.components or model.pretrained) as a run's config.json records it: a local path
     that exists, absolute, so the run loads from any directory; "tiny", shipped names and Hub ids as typed."""
     if reference is None or reference == TINY or not Path(reference).expanduser().exists():
         return reference
     return str(Path(reference).expanduser().resolve())
+
+
+def recorded_base(reference: str) -> str:
+    """A student's base model as its generation_config.json records it: a shipped model's folder by its name
+    ("small": this install's path means nothing on another machine), another local folder absolute
+    (`recorded_path`: the student loads from any directory), a name or Hub id as typed."""
+    from .hub import shipped_name
+
+    return shipped_name(reference) or recorded_path(reference) or reference
 
 
 def _is_shipped(name: str) -> bool:
@@ -184,7 +231,10 @@ def defaults_base(folder: Path, stored) -> str | None:
     it: a student's `base_model`, else a training output's `model.components` (the pipeline folder it loads on: a
     LoRA on the small model samples with the small model's steps, repaint and decoder fit); None otherwise."""
     if stored is not None and stored.base_model:
-        return stored.base_model
+        try:
+            return resolve_base(stored, folder)
+        except ValueError:  # loading the student says where its base was looked for
+            return stored.base_model
     run = training_output(folder)
     if run is None or run.components == TINY:  # the tiny stand-ins store no defaults
         return None

@@ -144,8 +144,11 @@ class PerFlowDistillation:
 
 def generation_defaults(config: DistillConfig) -> GenerationDefaults:
     """What the pipeline should use with this student: its step count, shift and guidance."""
+    from ..model_folder import recorded_base
+
     d = config.distill
-    base = d.base_model
+    # a local folder recorded absolute: the student loads from any directory
+    base = recorded_base(d.base_model) if d.base_model else None
     if base is None and config.model.pretrained:
         from ..hub import resolve_folder
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ..defaults import GenerationDefaults
+from ..model_folder import recorded_base
 from ..models import MotifVideoTransformer
 
 
@@ -35,6 +36,7 @@ def ship_student(
     MotifVideoTransformer.from_pretrained(student / "transformer").to(dtype).save_pretrained(
         dest / "transformer"
     )
+    base_model = recorded_base(base_model)  # a shipped model by its name, another local folder absolute
     dataclasses.replace(defaults, base_model=base_model, decoder_fit_steps=decoder_fit_steps).write(dest)
     return dest
 

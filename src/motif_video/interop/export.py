@@ -174,7 +174,7 @@ def find_lora(source: Path) -> tuple[Path | None, str | None]:
     """(the LoRA file, the base model its folder names) when `source` is a LoRA file, LoRA folder, LoRA student, or
     a LoRA training output (or its lora/ folder: the base is the transformer it trained on)."""
     from ..defaults import GenerationDefaults
-    from ..model_folder import components_folder, training_output
+    from ..model_folder import components_folder, resolve_base, training_output
 
     if source.is_file():
         if source.suffix != ".safetensors":
@@ -196,7 +196,7 @@ def find_lora(source: Path) -> tuple[Path | None, str | None]:
         raise ValueError(f"{source} does not exist")
     defaults = GenerationDefaults.read(source)
     if defaults is not None and defaults.adapter == "lora":
-        return source / "lora" / LORA_WEIGHT_NAME, defaults.base_model
+        return source / "lora" / LORA_WEIGHT_NAME, resolve_base(defaults, source)
     run_folder = (
         source.parent if source.name in ("lora", "lora-ema") else source
     )  # a LoRA run, or its adapter

@@ -260,7 +260,7 @@ def _model_transformer_config(model: str) -> dict:
         defaults = GenerationDefaults.read(folder)
         if defaults is None or defaults.base_model is None:
             raise ValueError(f"{model} has no transformer/config.json to read the GGUF file's config from")
-        from ..pipelines.students import resolve_base
+        from ..model_folder import resolve_base
 
         folder = resolve_folder(resolve_base(defaults, folder), allow_patterns=["*.json", "*/*.json"])
     return read_config(MotifVideoTransformer, folder / "transformer")

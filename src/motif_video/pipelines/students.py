@@ -8,14 +8,8 @@ from typing import Any
 
 from ..defaults import GenerationDefaults
 from ..interop.lora_spec import LORA_WEIGHT_NAME
+from ..model_folder import missing_base, resolve_base
 from ..weights_fingerprint import LORA_COMPONENT, note_weight_files
-
-
-def resolve_base(defaults: GenerationDefaults, folder: Path) -> str:
-    """`base_model` as given, or relative to the student folder when that names an existing folder."""
-    base = defaults.base_model
-    relative = folder / base
-    return str(relative) if not Path(base).is_absolute() and relative.is_dir() else base
 
 
 def load_lora(model, folder: str | Path, adapter_name: str = "default") -> None:
@@ -63,15 +57,21 @@ def embedded_guidance(transformer, guidance):
 def load_student_pipeline(cls, folder: Path, defaults: GenerationDefaults, kwargs: dict[str, Any]):
     """`cls.from_pretrained(base_model, transformer=<the student>)`, with the student's generation defaults; a
     `transformer` in `kwargs` (the student's weights loaded elsewhere, e.g. from a GGUF file) replaces its own."""
-    from ..hub import resolve_folder
+    from ..hub import resolve_folder, shipped_model
 
     base = resolve_base(defaults, folder)
     dtype = kwargs.get("torch_dtype") or kwargs.get("dtype")
     hub = {k: kwargs[k] for k in ("revision", "cache_dir", "local_files_only", "token") if k in kwargs}
+    try:
+        base_folder = resolve_folder(base, **hub)
+    except ValueError as exc:  # a relative path found nowhere, tried as a Hub id: say where it was looked for
+        if Path(base).expanduser().is_absolute() or shipped_model(base) is not None:
+            raise
+        raise ValueError(f"{missing_base(folder, base)}; as a Hub id: {exc}") from exc
     if kwargs.get("transformer") is None:
         kwargs = {
             **kwargs,
-            "transformer": load_student_transformer(folder, defaults, resolve_folder(base, **hub), dtype),
+            "transformer": load_student_transformer(folder, defaults, base_folder, dtype),
         }
     # a student distilled on an earlier VAE's latents than its base model's carries that VAE
     if (folder / "vae").is_dir() and "vae" not in kwargs:
