@@ -208,6 +208,50 @@ def test_info_on_the_shipped_student_counts_one_pass_per_step(capsys):
     assert student["vocabulary"] == teacher["vocabulary"] and student["tokens"] == teacher["tokens"]
 
 
+def test_info_takes_a_local_model_folder_of_every_kind(tmp_path, capsys):
+    """A pipeline folder, a distilled student and a training output, as `generate --model` takes them, report what
+    their shipped or preset twins report (before: only preset and shipped names were accepted)."""
+    import shutil
+
+    from motif_video.hub import shipped_model
+    from motif_video.testing import tiny_transformer
+    from motif_video.training.components import TINY_WORDS
+
+    def info(model) -> dict:
+        assert main(["info", str(model), "--json"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    for name in ("small", "small-4step"):  # small-4step's base model is named "small": the shipped one
+        assert info(shutil.copytree(shipped_model(name), tmp_path / name)) == info(name)
+    run = tmp_path / "runs" / "tiny"  # what `motif-video train` leaves: transformer/ and its recipe
+    tiny_transformer(0).save_pretrained(run / "transformer")
+    recipe = {"model": {"preset": "tiny", "components": "tiny"}, "data": {"buckets": [[9, 64, 96]]}}
+    (run / "config.json").write_text(json.dumps(recipe))
+    summary = info(run)
+    assert summary["size"] == {"width": 96, "height": 64, "frames": 9}  # its bucket's
+    assert summary["parameters"]["total"] == sum(p.numel() for p in tiny_transformer(0).parameters())
+    assert (summary["tokens"]["text (max)"], summary["tokens"]["image (I2V)"]) == (512, 16)  # the tiny parts'
+    assert set(summary["vocabulary"]) == set(TINY_WORDS) and summary["flops"]["t2v"]["passes_per_step"] == 2
+    assert main(["info", str(run)]) == 0 and f"{run}  (" in capsys.readouterr().out
+
+    broken = shutil.copytree(shipped_model("small"), tmp_path / "broken")
+    shutil.rmtree(broken / "vae")
+    for model, message in (
+        (broken, f"names the component 'vae', but {broken} has no vae/ folder"),
+        (tmp_path / "runs", f"{tmp_path / 'runs'} is not a model folder: it has no model_index.json"),
+        ("nothing", "model must be a preset (motif-video-2b, small, tiny), a model shipped in the package"),
+    ):
+        assert main(["info", str(model)]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_info_without_a_model_is_the_released_one(capsys):
+    assert (
+        main(["info"]) == 0
+    )  # before: "invalid choice: '==SUPPRESS=='" (the replay flags' parse checked it)
+    assert capsys.readouterr().out.startswith("motif-video-2b  (separate cross-attention layout)")
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

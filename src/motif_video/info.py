@@ -48,9 +48,19 @@ def folder_token_budget(folder: str | Path) -> tuple[int, int]:
         file = folder / path
         return json.loads(file.read_text()) if file.is_file() else {}
 
-    text = min(RELEASED_TEXT_TOKENS, read("tokenizer/tokenizer_config.json").get("model_max_length", 10**9))
-    size = read("feature_extractor/preprocessor_config.json").get("size", {})
-    patch = read("text_encoder/config.json").get("vision_config", {}).get("patch_size")
+    return token_budget(
+        read("tokenizer/tokenizer_config.json"),
+        read("feature_extractor/preprocessor_config.json"),
+        read("text_encoder/config.json"),
+    )
+
+
+def token_budget(tokenizer: dict, feature_extractor: dict, text_encoder: dict) -> tuple[int, int]:
+    """(text, image) tokens at most from the configs of a tokenizer, an image processor and a text encoder (as
+    dicts; `folder_token_budget`); what they do not say is the released model's."""
+    text = min(RELEASED_TEXT_TOKENS, tokenizer.get("model_max_length", 10**9))
+    size = feature_extractor.get("size", {})
+    patch = text_encoder.get("vision_config", {}).get("patch_size")
     if not (patch and size.get("height") and size.get("width")):
         return text, RELEASED_IMAGE_TOKENS
     return text, (size["height"] // patch) * (size["width"] // patch)

@@ -297,6 +297,61 @@ def _trained_transformer(run: TrainingOutput, base: str, dtype):
     return transformer
 
 
+@dataclass(frozen=True)
+class FolderParts:
+    """Where a local model folder's parts are, as `from_pretrained` finds them (nothing loaded)."""
+
+    transformer: (
+        Path  # the folder of the transformer's config.json (a LoRA's: the one its adapter applies to)
+    )
+    components: (
+        str | None
+    )  # the pipeline folder of its tokenizer, text encoder and image processor; "tiny" for
+    # the offline stand-ins; None where they are on the Hub (not downloaded)
+
+
+def folder_parts(folder: str | os.PathLike) -> FolderParts:
+    """The parts of a local model folder of any kind that loads (a pipeline folder, a training output, a student):
+    its own transformer or, for a LoRA, its base's; the components of its recipe or base model. A ValueError naming
+    what is missing (`check_model_folder`), or a LoRA's base that is not a local folder."""
+    from .defaults import GenerationDefaults, model_folder
+
+    check_model_folder(folder)
+    folder = Path(folder)
+    stored = GenerationDefaults.read(folder)
+    if stored is not None and stored.is_student:
+        base = model_folder(resolve_base(stored, folder))
+        parts = folder_parts(base) if base is not None else None
+        components = parts.components if parts is not None else None
+        if stored.adapter is None:
+            return FolderParts(_own_transformer(folder), components)
+        if parts is None:
+            raise ValueError(
+                f"student {folder} holds a LoRA on {stored.base_model!r}, which is no local folder"
+            )
+        return FolderParts(parts.transformer, components)
+    run = training_output(folder)
+    if run is None:
+        return FolderParts(_own_transformer(folder), str(folder))
+    found = components_folder(run.components, run.folder)
+    local = model_folder(found) if found != TINY else None
+    components = TINY if found == TINY else (str(local) if local is not None else None)
+    if (folder / "transformer").is_dir():
+        return FolderParts(_own_transformer(folder), components)
+    source = model_folder(components_folder(run.pretrained or run.components, run.folder))
+    if source is None:
+        raise ValueError(
+            f"training output {folder} holds a LoRA on {run.pretrained or run.components!r}, which is no local folder"
+        )
+    return FolderParts(source / "transformer" if (source / "transformer").is_dir() else source, components)
+
+
+def _own_transformer(folder: Path) -> Path:
+    if not (folder / "transformer" / "config.json").is_file():
+        raise ValueError(f"{folder} has no transformer/config.json")
+    return folder / "transformer"
+
+
 # ------------------------------------------------------------------------------------------------- load failures
 class LoadError(ValueError, OSError):
     """A component that did not load, with the file (or folder) at fault in the message. A `ValueError` (bad input,

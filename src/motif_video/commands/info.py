@@ -1,9 +1,11 @@
-"""`motif-video info`: parameter and token counts of a preset at a video size."""
+"""`motif-video info`: parameter and token counts of a preset, a shipped model or a local model folder at a video
+size."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from .. import presets
 from .numbers import COUNT
@@ -12,39 +14,41 @@ from .numbers import COUNT
 def register(sub: argparse._SubParsersAction) -> None:
     from ..hub import shipped_models
 
-    parser = sub.add_parser("info", help="parameter and token counts of a model preset or a shipped model")
+    parser = sub.add_parser(
+        "info", help="parameter and token counts of a model preset, a shipped model or a local model folder"
+    )
     parser.add_argument(
         "model",
         nargs="?",
         default="motif-video-2b",
-        choices=sorted({*presets.PRESETS, *shipped_models()}),
-        help="preset, or a model shipped in the package such as the small model's student small-4step "
-        "(default: motif-video-2b)",
+        help=f"preset ({', '.join(sorted(presets.PRESETS))}), a model shipped in the package "
+        f"({', '.join(shipped_models())}, e.g. the small model's student small-4step), or a local model folder as "
+        "`generate --model` takes it: a pipeline folder, a training output or a distilled student (default: "
+        "motif-video-2b)",
     )
     parser.add_argument(
         "--size",
         default=None,
-        help="WIDTHxHEIGHTxFRAMES (default: the size of the model shipped under the preset's name, e.g. small's "
-        "64x64x33, else 1280x736x121)",
+        help="WIDTHxHEIGHTxFRAMES (default: the model folder's size, e.g. small's 64x64x33, else 1280x736x121)",
     )
     parser.add_argument(
         "--text-tokens",
         type=int,
         default=None,
-        help="prompt tokens after trimming (default: the most the shipped model's tokenizer takes, e.g. small's 64, "
+        help="prompt tokens after trimming (default: the most the model folder's tokenizer takes, e.g. small's 64, "
         "else 512)",
     )
     parser.add_argument(
         "--image-tokens",
         type=int,
         default=None,
-        help="SigLIP tokens of the I2V image (default: the shipped model's, e.g. small's 16, else 4096)",
+        help="SigLIP tokens of the I2V image (default: the model folder's, e.g. small's 16, else 4096)",
     )
     parser.add_argument(
         "--steps",
         type=COUNT,
         default=None,
-        help="denoising steps for the per-video FLOPs (default: the shipped model's, e.g. small's 20, else 50)",
+        help="denoising steps for the per-video FLOPs (default: the model folder's, e.g. small's 20, else 50)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
@@ -53,35 +57,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..defaults import RELEASED, model_defaults
     from ..flops import flops_table, video_flops
-    from ..hub import shipped_model
-    from ..info import (
-        RELEASED_IMAGE_TOKENS,
-        RELEASED_TEXT_TOKENS,
-        folder_token_budget,
-        format_summary,
-        model_summary,
-        parse_size,
-    )
+    from ..info import format_summary, model_summary, parse_size
+    from ..model_folder import folder_parts
 
-    shipped = shipped_model(args.model)  # the model shipped under the preset's name gives its size and steps
-    d = model_defaults(shipped) if shipped is not None else RELEASED
-    student = shipped if shipped is not None and d.is_student else None
-    if student is not None:  # a student's tokenizer, image processor and words are its base's
-        shipped = shipped_model(d.base_model or "") or student
+    folder = _model_folder(args.model)  # the model shipped under a preset's name gives its size and steps
+    parts = folder_parts(folder) if folder is not None else None  # a student's tokenizer is its base's
+    d = model_defaults(folder) if folder is not None else RELEASED
     size = parse_size(args.size or f"{d.width}x{d.height}x{d.num_frames}")
     args.steps = args.steps if args.steps is not None else d.num_inference_steps
-    budget = (
-        folder_token_budget(shipped) if shipped is not None else (RELEASED_TEXT_TOKENS, RELEASED_IMAGE_TOKENS)
-    )
+    budget, vocabulary = _components(parts.components if parts is not None else None)
     text_tokens = args.text_tokens if args.text_tokens is not None else budget[0]
     image_tokens = args.image_tokens if args.image_tokens is not None else budget[1]
     for name, value in (("--text-tokens", text_tokens), ("--image-tokens", image_tokens)):
         if value < 0:
             raise ValueError(f"{name} must be >= 0, got {value}")
-    model, passes = _transformer(args.model, student)
+    model = _transformer(args.model, parts)
+    # a guidance-distilled student takes the guidance as an input, a folded one none: one pass per step
+    passes = 1 if model.config.guidance_embeds or d.guidance == "none" else 2
     summary = model_summary(model, size, text_tokens=text_tokens, image_tokens=image_tokens)
     config = dict(model.config)
-    vocabulary = _vocabulary(shipped)
     if args.json:
         summary["vocabulary"] = vocabulary
         summary["flops"] = {
@@ -110,22 +104,56 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _transformer(name: str, student):
-    """(the transformer on the meta device, transformer passes per step) of a preset, or of a shipped student's
-    folder `student`: its own transformer config, one pass per step (the guidance is an input, not a second pass)."""
-    if student is None:
-        return presets.build_transformer(name, device="meta"), 2  # each preset names its layout
+def _model_folder(name: str) -> Path | None:
+    """The folder of a shipped model or of a local model folder; None for a preset (built from its config); a
+    ValueError naming what is allowed otherwise."""
+    from ..hub import shipped_model, shipped_models
+
+    shipped = shipped_model(name)
+    if shipped is not None:
+        return shipped
+    if name in presets.PRESETS:
+        return None
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    raise ValueError(
+        f"model must be a preset ({', '.join(sorted(presets.PRESETS))}), a model shipped in the package "
+        f"({', '.join(shipped_models())}) or a local model folder, got {name!r}"
+        + (" (a file)" if path.exists() else " (no such folder)")
+    )
+
+
+def _transformer(name: str, parts):
+    """The transformer on the meta device: a preset's, or the one a model folder's `parts` (`FolderParts`) name."""
+    if parts is None:
+        return presets.build_transformer(name, device="meta")  # each preset names its layout
     import torch
 
     from ..models import MotifVideoTransformer
 
-    config = MotifVideoTransformer.load_config(student / "transformer")
+    config = MotifVideoTransformer.load_config(parts.transformer)
     with torch.device("meta"):
-        return MotifVideoTransformer.from_config(config), 1
+        return MotifVideoTransformer.from_config(config)
 
 
-def _vocabulary(folder) -> list[str] | None:
-    """The words of a shipped model folder (the small model's closed word list), else None."""
-    from ..vocabulary import folder_vocabulary
+def _components(components: str | None) -> tuple[tuple[int, int], list[str] | None]:
+    """((text, image) tokens at most, the closed word list or None) of a model's tokenizer, image processor and
+    text encoder: a pipeline folder's, the offline stand-ins' ("tiny"), else (None) the released model's."""
+    from ..info import RELEASED_IMAGE_TOKENS, RELEASED_TEXT_TOKENS, folder_token_budget, token_budget
+    from ..model_folder import TINY
+    from ..vocabulary import folder_vocabulary, tokenizer_vocabulary
 
-    return folder_vocabulary(folder) if folder is not None else None
+    if components is None:
+        return (RELEASED_TEXT_TOKENS, RELEASED_IMAGE_TOKENS), None
+    if components != TINY:
+        return folder_token_budget(components), folder_vocabulary(components)
+    from ..training.components import text_encoder_config, tiny_feature_extractor, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    budget = token_budget(
+        {"model_max_length": tokenizer.model_max_length},
+        tiny_feature_extractor().to_dict(),
+        text_encoder_config().to_dict(),
+    )
+    return budget, tokenizer_vocabulary(tokenizer)
