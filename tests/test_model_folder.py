@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -249,3 +250,64 @@ def test_distill_records_a_local_base_model_absolute(tmp_path, monkeypatch):
     config = load_distill_config(RECIPE, ["distill.base_model=runs/base"])
     assert generation_defaults(config).base_model == str(tmp_path / "runs" / "base")
     assert recorded_base("small") == "small" and recorded_base("owner/repo") == "owner/repo"
+
+
+def test_a_training_checkpoint_generates_and_exports_as_its_run_does(tmp_path, capsys):
+    """`generate --model RUN/checkpoints/step-N` and `export` take a trainer checkpoint: the run's architecture and
+    components with the checkpoint's trained weights (at the last step: the run's own frames and file), also before
+    the run has written its folders, and for a LoRA run; what cannot load exits 2 saying what to use (before: "is
+    not a model folder")."""
+    from safetensors.torch import load_file
+
+    from motif_video.pipelines.export import read_mp4_frames
+    from motif_video.training.config import load_config
+    from motif_video.training.trainer import train
+    from tests.training.conftest import tiny_overrides, write_random_cache
+
+    cache = write_random_cache(tmp_path / "cache", count=2)
+    run = tmp_path / "run"
+    train(
+        load_config(
+            None, tiny_overrides(run, cache, max_steps=2, checkpoint_every=2, **{"optim.ema_decay": 0.5})
+        )
+    )
+    step = run / "checkpoints" / "step-00000002"
+
+    def generate(model, name) -> np.ndarray:
+        out = tmp_path / f"{name}.mp4"
+        argv = [
+            "generate",
+            "--model",
+            str(model),
+            "--prompt",
+            "a red ball",
+            "--steps",
+            "2",
+            "--output",
+            str(out),
+        ]
+        assert cli.main([*argv, *FAST]) == 0, capsys.readouterr().err
+        return read_mp4_frames(out)
+
+    assert np.array_equal(generate(step, "step"), generate(run, "run"))  # its size from the run's buckets
+    for source, name in ((step, "step"), (run, "run")):
+        assert cli.main(["export", str(source), "--output", str(tmp_path / f"{name}.safetensors")]) == 0
+    exported = [load_file(str(tmp_path / f"{name}.safetensors")) for name in ("step", "run")]
+    assert all(torch.equal(exported[0][k], exported[1][k]) for k in exported[1])
+    shutil.rmtree(run / "transformer")  # a run still training: its checkpoint is what generates
+    assert "its newest checkpoint is" in _exit_2(capsys, run, tmp_path)
+    generate(step, "unfinished")
+
+    base = tmp_path / "base"  # a LoRA run: the checkpoint's adapter on the run's pretrained transformer
+    tiny_transformer(0, layout="shared").save_pretrained(base)
+    lora = {"lora.rank": 4, "model.pretrained": str(base), "checkpoint_every": 2}
+    train(load_config(None, tiny_overrides(tmp_path / "lora-run", cache, max_steps=2, **lora)))
+    lora_step = tmp_path / "lora-run" / "checkpoints" / "step-00000002"
+    assert np.array_equal(generate(lora_step, "lora-step"), generate(tmp_path / "lora-run", "lora-run"))
+
+    copied = shutil.copytree(step, tmp_path / "elsewhere" / "step-00000002")  # without its run's recipe
+    assert "make a transformer folder of it with" in _exit_2(capsys, copied, tmp_path)
+    (run / "config.json").write_text(
+        json.dumps({**json.loads((run / "config.json").read_text()), "distill": {}})
+    )
+    assert "is a checkpoint of a distillation" in _exit_2(capsys, step, tmp_path)

@@ -25,6 +25,10 @@ from typing import Any
 TINY = "tiny"  # the components name of the offline stand-ins (recipes/tiny-cpu, tests)
 TRAINING_CONFIG = "config.json"
 PIPELINE_INDEX = "model_index.json"
+CHECKPOINT_STATE, CHECKPOINT_WEIGHTS = (
+    "state.json",
+    "model.safetensors",
+)  # a trainer checkpoint's (training.checkpoint)
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class TrainingOutput:
     pretrained: str | None  # the transformer it started from (LoRA: the one its adapter applies to)
     buckets: list[list[int]]  # [frames, height, width], from the recipe's data section
     fps: float | None = None  # the rate its clips were resampled to (the recipe's data.fps)
+    checkpoint: Path | None = None  # a trainer checkpoint of the run, whose weights replace its final folders
 
     @property
     def trained_sizes(self) -> list[list[int]] | None:
@@ -56,6 +61,8 @@ class TrainingOutput:
 
 def training_output(folder: str | os.PathLike) -> TrainingOutput | None:
     """The training output `folder` is, or None when it is something else (a pipeline folder, a transformer...).
+    A trainer checkpoint (`<run>/checkpoints/step-N`: state.json and model.safetensors) is its run's output with
+    the checkpoint's weights (`TrainingOutput.checkpoint`).
 
     A folder with a training `config.json` but no weights, or no `model.components`, is a `ValueError` saying what
     is missing.
@@ -63,22 +70,48 @@ def training_output(folder: str | os.PathLike) -> TrainingOutput | None:
     folder = Path(folder)
     if (folder / PIPELINE_INDEX).is_file():
         return None
+    if (folder / CHECKPOINT_STATE).is_file() and (folder / CHECKPOINT_WEIGHTS).is_file():
+        return _checkpoint_output(folder)
     config_path = folder / TRAINING_CONFIG
-    try:
-        config = json.loads(config_path.read_text()) if config_path.is_file() else None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{config_path} is not readable JSON ({exc})") from exc
+    config = _read_json(config_path)
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
         return None  # e.g. a transformer's own config.json
-    model = config["model"]
     if not (folder / "transformer").is_dir() and not (folder / "lora").is_dir():
         checkpoints = sorted((folder / "checkpoints").glob("step-*"))
         hint = (
-            f"; its newest checkpoint is {checkpoints[-1]} (training not finished? re-run the same command to resume)"
+            f"; its newest checkpoint is {checkpoints[-1]}, which generate and export take (training not "
+            "finished? re-run the same command to resume)"
             if checkpoints
             else ""
         )
         raise ValueError(f"training output {folder} has no transformer/ or lora/ folder{hint}")
+    return _run_output(folder, config, config_path)
+
+
+def _checkpoint_output(checkpoint: Path) -> TrainingOutput:
+    """A trainer checkpoint as its run's output at that step: the run's recipe (`<run>/config.json`) names the
+    architecture and the components, the checkpoint holds the weights."""
+    run = checkpoint.parent.parent
+    config_path = run / TRAINING_CONFIG
+    config = _read_json(config_path)
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+        raise ValueError(
+            f"{checkpoint} is a training checkpoint, but its run's recipe {config_path} (the architecture and the "
+            "components it was trained with) is not there: make a transformer folder of it with "
+            "motif_video.training.export.transformer_from_checkpoint(CHECKPOINT, OUTPUT, preset=...)"
+        )
+    if "distill" in config:
+        raise ValueError(
+            f"{checkpoint} is a checkpoint of a distillation: its student loads once `motif-video distill` has "
+            f"written it into {run} (re-run the same command to finish)"
+        )
+    return _run_output(run, config, config_path, checkpoint)
+
+
+def _run_output(
+    folder: Path, config: dict, config_path: Path, checkpoint: Path | None = None
+) -> TrainingOutput:
+    model = config["model"]
     components = model.get("components")
     if not components:
         raise ValueError(
@@ -87,7 +120,17 @@ def training_output(folder: str | os.PathLike) -> TrainingOutput | None:
         )
     data = config.get("data") or {}
     buckets, fps = data.get("buckets") or [], data.get("fps")
-    return TrainingOutput(folder, str(components), model.get("pretrained"), [list(b) for b in buckets], fps)
+    return TrainingOutput(
+        folder, str(components), model.get("pretrained"), [list(b) for b in buckets], fps, checkpoint
+    )
+
+
+def _read_json(path: Path) -> Any:
+    """The JSON in `path`, None when there is no such file; a ValueError naming it when it does not parse."""
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not readable JSON ({exc})") from exc
 
 
 def components_folder(components: str, origin: Path) -> str:
@@ -247,7 +290,8 @@ def load_training_output(cls, run: TrainingOutput, kwargs: dict[str, Any]):
     from .defaults import GenerationDefaults, stored_defaults
 
     base = components_folder(run.components, run.folder)
-    defaults = stored_defaults(run.folder) or GenerationDefaults()  # the same as `generate` and `eval` read
+    # the same as `generate` and `eval` read
+    defaults = stored_defaults(run.checkpoint or run.folder) or GenerationDefaults()
     dtype = kwargs.get("torch_dtype") or kwargs.get("dtype")
     kwargs = dict(kwargs)
     if kwargs.get("transformer") is None:
@@ -279,9 +323,20 @@ def _trained_transformer(run: TrainingOutput, base: str, dtype):
     from .hub import resolve_folder
     from .models import MotifVideoTransformer
 
-    if (run.folder / "transformer").is_dir():
-        with named_load_errors(run.folder / "transformer"):
-            return MotifVideoTransformer.from_pretrained(run.folder / "transformer", torch_dtype=dtype)
+    weights = run.checkpoint or run.folder
+    if run.checkpoint is not None and not (weights / "lora").is_dir():
+        import torch
+
+        from .training.export import checkpoint_transformer
+
+        with named_load_errors(
+            weights
+        ):  # its trained weights, as the run's transformer/ holds them at its end
+            transformer = checkpoint_transformer(weights, ema=False)
+        return transformer.to(dtype) if isinstance(dtype, torch.dtype) else transformer
+    if (weights / "transformer").is_dir():
+        with named_load_errors(weights / "transformer"):
+            return MotifVideoTransformer.from_pretrained(weights / "transformer", torch_dtype=dtype)
     from .pipelines.students import load_lora
 
     if run.pretrained is None and base == TINY:
@@ -292,8 +347,8 @@ def _trained_transformer(run: TrainingOutput, base: str, dtype):
     source = source / "transformer" if (source / "transformer").is_dir() else source
     with named_load_errors(source):
         transformer = MotifVideoTransformer.from_pretrained(source, torch_dtype=dtype)
-    with named_load_errors(run.folder / "lora"):
-        load_lora(transformer, run.folder / "lora")
+    with named_load_errors(weights / "lora"):
+        load_lora(transformer, weights / "lora")
     return transformer
 
 
@@ -333,6 +388,12 @@ def folder_parts(folder: str | os.PathLike) -> FolderParts:
     run = training_output(folder)
     if run is None:
         return FolderParts(_own_transformer(folder), str(folder))
+    if run.checkpoint is not None and not (folder / "lora").is_dir():
+        raise ValueError(
+            f"{folder} is a training checkpoint, which holds weights but no transformer config: give its run "
+            f"{run.folder} once training has written it, or make a transformer folder of the checkpoint with "
+            "motif_video.training.export.transformer_from_checkpoint(CHECKPOINT, OUTPUT)"
+        )
     found = components_folder(run.components, run.folder)
     local = model_folder(found) if found != TINY else None
     components = TINY if found == TINY else (str(local) if local is not None else None)

@@ -14,12 +14,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
         help="write a transformer, student or LoRA as one ComfyUI-layout .safetensors, or a GGUF transformer",
-        description="Export SOURCE (a model, transformer or student folder; a LoRA file or folder in diffusers, "
-        "peft, kohya/musubi or ComfyUI format) as one file: transformers in the released checkpoint's naming "
+        description="Export SOURCE (a model, transformer or student folder, or a training checkpoint "
+        "RUN/checkpoints/step-N; a LoRA file or folder in diffusers, peft, kohya/musubi or ComfyUI format) as one file: transformers in the released checkpoint's naming "
         "(what ComfyUI and diffusers' from_single_file read), LoRAs with ComfyUI's diffusion_model. keys, with "
         "metadata; --gguf writes the transformer as GGUF.",
     )
-    p.add_argument("source", type=Path, help="model / transformer / student folder, or LoRA file / folder")
+    p.add_argument(
+        "source",
+        type=Path,
+        help="model / transformer / student folder, training checkpoint folder, or LoRA file / folder",
+    )
     p.add_argument(
         "--output", type=Path, required=True, help="the .safetensors (or .gguf with --gguf) to write"
     )

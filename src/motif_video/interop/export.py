@@ -212,18 +212,27 @@ def find_lora(source: Path) -> tuple[Path | None, str | None]:
 def _load_transformer(
     source: Path, guidance_scale: float | None
 ) -> tuple[Any, tuple[str, ...], str | None, float | None]:
-    """The transformer of a model, transformer or student folder; the guidance scale to fold for a student."""
+    """The transformer of a model, transformer or student folder, or of a trainer checkpoint (the run's
+    architecture with the checkpoint's trained weights, as `generate --model CHECKPOINT` samples with); the
+    guidance scale to fold for a student."""
     from ..defaults import GenerationDefaults
+    from ..model_folder import training_output
     from ..models import MotifVideoTransformer
 
     notes: list[str] = []
+    run = training_output(source)
     folder = source / "transformer" if (source / "transformer" / "config.json").is_file() else source
-    if not (folder / "config.json").is_file():
+    if run is not None and run.checkpoint is not None:
+        from ..training.export import checkpoint_transformer
+
+        transformer = checkpoint_transformer(source, ema=False)
+    elif (folder / "config.json").is_file():
+        transformer = MotifVideoTransformer.from_pretrained(folder)
+    else:
         raise ValueError(
             f"{source} is neither a model folder (transformer/config.json), a transformer folder (config.json), "
-            "a student folder nor a LoRA"
+            "a student folder, a training checkpoint nor a LoRA"
         )
-    transformer = MotifVideoTransformer.from_pretrained(folder)
     defaults = GenerationDefaults.read(source)
     base = defaults.base_model if defaults is not None else None
     scale = guidance_scale

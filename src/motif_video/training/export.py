@@ -82,7 +82,19 @@ def is_exported(config: TrainConfig) -> bool:
 def transformer_from_checkpoint(
     checkpoint: str | Path, output: str | Path, preset: str | None = None
 ) -> Path:
-    """A loadable transformer folder from a trainer checkpoint (`<run>/checkpoints/step-N`), with its EMA weights.
+    """A loadable transformer folder from a trainer checkpoint (`<run>/checkpoints/step-N`), with its EMA weights
+    (`checkpoint_transformer`); `preset` replaces the run's preset or pretrained folder, and is needed when the
+    run's config is missing."""
+    model = checkpoint_transformer(checkpoint, preset)
+    model.save_pretrained(output)
+    return Path(output)
+
+
+def checkpoint_transformer(
+    checkpoint: str | Path, preset: str | None = None, ema: bool = True
+) -> MotifVideoTransformer:
+    """The transformer of a trainer checkpoint (`<run>/checkpoints/step-N`), with its EMA weights where it holds
+    them and `ema` is on (else the trained weights themselves, as the run's `transformer/` holds them at its end).
 
     The architecture is the run's own, built as the trainer built it from `<run>/config.json` (preset and overrides,
     or the pretrained folder, and an inserted Shared Cross-Attention); `preset` replaces the run's preset or
@@ -103,9 +115,10 @@ def transformer_from_checkpoint(
         raise ValueError(
             f"{checkpoint} is from a LoRA run (rank {config.lora.rank}); this converts full models only"
         )
+    config.model.gradient_checkpointing = False
     model = build_model(config)
     state = load_tensors(checkpoint / "model.safetensors")
-    if (checkpoint / "ema.safetensors").is_file():
+    if ema and (checkpoint / "ema.safetensors").is_file():
         state.update(load_tensors(checkpoint / "ema.safetensors"))
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
@@ -118,5 +131,4 @@ def transformer_from_checkpoint(
         raise ValueError(
             f"checkpoint {checkpoint} does not match {built}: missing {missing[:3]}, unexpected {unexpected[:3]}"
         )
-    model.save_pretrained(output)
-    return Path(output)
+    return model.eval()
