@@ -25,10 +25,9 @@ from typing import Any
 TINY = "tiny"  # the components name of the offline stand-ins (recipes/tiny-cpu, tests)
 TRAINING_CONFIG = "config.json"
 PIPELINE_INDEX = "model_index.json"
-CHECKPOINT_STATE, CHECKPOINT_WEIGHTS = (
-    "state.json",
-    "model.safetensors",
-)  # a trainer checkpoint's (training.checkpoint)
+# a trainer checkpoint's files (training.checkpoint)
+CHECKPOINT_STATE = "state.json"
+CHECKPOINT_WEIGHTS = "model.safetensors"
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "export",
         help="write a transformer, student or LoRA as one ComfyUI-layout .safetensors, or a GGUF transformer",
         description="Export SOURCE (a model, transformer or student folder, or a training checkpoint "
-        "RUN/checkpoints/step-N; a LoRA file or folder in diffusers, peft, kohya/musubi or ComfyUI format) as one file: transformers in the released checkpoint's naming "
+        "RUN/checkpoints/step-N; a LoRA file or folder in diffusers, peft, kohya/musubi or ComfyUI format) as one "
+        "file: transformers in the released checkpoint's naming "
         "(what ComfyUI and diffusers' from_single_file read), LoRAs with ComfyUI's diffusion_model. keys, with "
         "metadata; --gguf writes the transformer as GGUF.",
     )
