@@ -127,5 +127,7 @@ def size_from_video(request: GenerateRequest) -> GenerateRequest:
     if request.strength is None:
         changes["strength"] = VIDEO_TO_VIDEO_STRENGTH
     if request.fps is None:  # its frames are played at the pace they were filmed at
-        changes["fps"] = mp4_rate(clip_rate(info["fps"], name, other="give the output's rate (--fps)"))
+        changes["fps"] = mp4_rate(
+            clip_rate(info["fps"], name, other="give the output's rate (--fps, the service's fps field)")
+        )
     return replace(request, **changes)
