@@ -6,7 +6,9 @@ Hub (the small and tiny models). Each command line runs with bash in a temporary
 the commands read (`recipes/`, `docs/`, `src/`, as links), so whatever they write lands there. The only rewriting:
 `motif-video` and `.venv/bin/motif-video` become this interpreter's `-m motif_video.cli`, `.venv/bin/python` this
 interpreter, and the set-up steps of a `&&` chain (`python3 -m venv`, `pip install`) and a run of the test suite
-itself are left out: the tests already run in the environment they make.
+itself are left out: the tests already run in the environment they make. Under pytest-xdist (the README's `-n 2`)
+a command's `--threads N` becomes `--threads 1`: the other worker holds a core, and two torch threads on one core
+wait on each other at every operation (the README's `eval --threads 2` took 10 minutes so).
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ def runnable_blocks(text: str) -> list[list[str]]:
     return blocks
 
 
-def as_run_here(line: str) -> str | None:
-    """The command line as the test runs it (see the module docstring); None when nothing is left to run."""
+def as_run_here(line: str, one_thread: bool = False) -> str | None:
+    """The command line as the test runs it (see the module docstring; `one_thread`: under pytest-xdist); None when
+    nothing is left to run."""
     kept = []
     for part in re.split(r"\s*&&\s*", line):
         words = part.split()
@@ -53,6 +56,8 @@ def as_run_here(line: str) -> str | None:
         return None
     python = shlex.quote(sys.executable)
     command = " && ".join(kept)
+    if one_thread:
+        command = re.sub(r"--threads \d+", "--threads 1", command)
     command = re.sub(r"(^|&& )(?:\.venv/bin/)?motif-video\b", rf"\g<1>{python} -m motif_video.cli", command)
     return re.sub(r"(^|&& )\.venv/bin/python\b", rf"\g<1>{python}", command)
 
@@ -75,6 +80,9 @@ def test_the_marker_finds_the_blocks():
     assert first is not None and "-m venv" not in first and "pip install" not in first
     assert first.endswith("--output video.mp4 --threads 1") and "-m motif_video.cli generate" in first
     assert as_run_here(blocks[0][1]) is None  # the test suite itself
+    evaluation = next(c for c in commands if c.startswith("motif-video eval") and "--threads 2" in c)
+    assert "--threads 1" in as_run_here(evaluation, one_thread=True)
+    assert "--threads 2" in as_run_here(evaluation)
 
 
 def test_readme_commands_run_in_order(tmp_path):
@@ -83,7 +91,7 @@ def test_readme_commands_run_in_order(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     for block in runnable_blocks(README.read_text()):
         for line in block:
-            command = as_run_here(line)
+            command = as_run_here(line, one_thread="PYTEST_XDIST_WORKER" in os.environ)
             if command is None:
                 continue
             done = subprocess.run(
