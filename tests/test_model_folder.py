@@ -294,8 +294,14 @@ def test_a_training_checkpoint_generates_and_exports_as_its_run_does(tmp_path, c
         assert cli.main(["export", str(source), "--output", str(tmp_path / f"{name}.safetensors")]) == 0
     exported = [load_file(str(tmp_path / f"{name}.safetensors")) for name in ("step", "run")]
     assert all(torch.equal(exported[0][k], exported[1][k]) for k in exported[1])
+    latest = tmp_path / "latest"  # a link to the checkpoint: its run is found above the real folder
+    latest.symlink_to(step, target_is_directory=True)
+    assert cli.main(["export", str(latest), "--output", str(tmp_path / "linked.safetensors")]) == 0
+    linked = load_file(str(tmp_path / "linked.safetensors"))
+    assert all(torch.equal(linked[k], exported[0][k]) for k in exported[0])
     shutil.rmtree(run / "transformer")  # a run still training: its checkpoint is what generates
-    assert "its newest checkpoint is" in _exit_2(capsys, run, tmp_path)
+    (run / "checkpoints" / "step-00000004.tmp").mkdir()  # one being written is not offered
+    assert f"its newest checkpoint is {step}," in _exit_2(capsys, run, tmp_path)
     generate(step, "unfinished")
 
     base = tmp_path / "base"  # a LoRA run: the checkpoint's adapter on the run's pretrained transformer

@@ -76,7 +76,10 @@ def training_output(folder: str | os.PathLike) -> TrainingOutput | None:
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
         return None  # e.g. a transformer's own config.json
     if not (folder / "transformer").is_dir() and not (folder / "lora").is_dir():
-        checkpoints = sorted((folder / "checkpoints").glob("step-*"))
+        # finished ones only: a `step-N.tmp` is a checkpoint still (or never to be) written
+        checkpoints = sorted(
+            p for p in (folder / "checkpoints").glob("step-*") if not p.name.endswith(".tmp")
+        )
         hint = (
             f"; its newest checkpoint is {checkpoints[-1]}, which generate and export take (training not "
             "finished? re-run the same command to resume)"
@@ -90,7 +93,9 @@ def training_output(folder: str | os.PathLike) -> TrainingOutput | None:
 def _checkpoint_output(checkpoint: Path) -> TrainingOutput:
     """A trainer checkpoint as its run's output at that step: the run's recipe (`<run>/config.json`) names the
     architecture and the components, the checkpoint holds the weights."""
-    run = checkpoint.parent.parent
+    run = (
+        checkpoint.resolve().parent.parent
+    )  # "." or a link to the checkpoint: its run is above the real folder
     config_path = run / TRAINING_CONFIG
     config = _read_json(config_path)
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict):

@@ -102,7 +102,9 @@ def checkpoint_transformer(
     from .config import TrainConfig, load_config
 
     checkpoint = Path(checkpoint)
-    run_config = checkpoint.parent.parent / "config.json"
+    run_config = (
+        checkpoint.resolve().parent.parent / "config.json"
+    )  # a relative or linked checkpoint's run too
     if run_config.is_file():
         config = load_config(run_config)
     elif preset is None:
