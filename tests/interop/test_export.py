@@ -300,3 +300,18 @@ def test_a_shipped_base_model_is_recorded_by_its_name(tmp_path):
     assert read_safetensors(result.path)[1]["motif_video.base_model"] == "small"
     result = export("small", tmp_path / "small.safetensors")
     assert read_safetensors(result.path)[1]["motif_video.base_model"] == "small"
+
+
+def test_a_lora_student_whose_base_is_gone_exports_on_the_base_given(transformer_folder, tmp_path):
+    """A LoRA student copied away from its base model exports with `--base-model` (before: the recorded base was
+    looked for first, and its absence refused the export)."""
+    from motif_video.training.lora import save_lora
+
+    student = tmp_path / "student"
+    save_lora(with_random_peft_lora(tiny_transformer(0)), student / "lora")
+    (student / "generation_config.json").write_text(json.dumps({"base_model": "./gone", "adapter": "lora"}))
+    with pytest.raises(ValueError, match="gone"):
+        export(student, tmp_path / "a.safetensors")
+    result = export(student, tmp_path / "b.safetensors", base_model=str(transformer_folder.parent))
+    assert result.kind == "lora"
+    assert read_safetensors(result.path)[1]["motif_video.base_model"] == str(transformer_folder.parent)

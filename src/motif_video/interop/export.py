@@ -67,11 +67,11 @@ def export(
         raise ValueError(f"output folder {str(output.parent)!r} does not exist")
     if output.is_dir():
         raise ValueError(f"--output {str(output)!r} is a folder; give a file name ending in {expected}")
-    lora_file, base = find_lora(source)
+    lora_file, base = find_lora(source, base_model)
     meta = {"motif_video.version": __version__}
     if lora_file is not None:
         _check_lora_options(source, gguf, guidance_scale, layout)
-        return export_lora(lora_file, output, base_model or base, meta, dtype)
+        return export_lora(lora_file, output, base, meta, dtype)
     transformer, notes, base, scale = _load_transformer(source, guidance_scale)
     state = checkpoint.released_state_dict(
         transformer, guidance_scale=scale, dtype=dtype, layout=layout or "auto"
@@ -170,9 +170,11 @@ def _base_name(base_model: str) -> str:
     return shipped_name(base_model) or base_model
 
 
-def find_lora(source: Path) -> tuple[Path | None, str | None]:
-    """(the LoRA file, the base model its folder names) when `source` is a LoRA file, LoRA folder, LoRA student, or
-    a LoRA training output (or its lora/ folder: the base is the transformer it trained on)."""
+def find_lora(source: Path, given_base: str | None = None) -> tuple[Path | None, str | None]:
+    """(the LoRA file, its base model: `given_base`, else the one its folder names) when `source` is a LoRA file,
+    LoRA folder, LoRA student, or a LoRA training output (or its lora/ folder: the base is the transformer it trained
+    on). A student's recorded base is looked for only when no base is given (it may be gone where the LoRA was
+    copied to)."""
     from ..defaults import GenerationDefaults
     from ..model_folder import components_folder, resolve_base, training_output
 
@@ -191,21 +193,23 @@ def find_lora(source: Path) -> tuple[Path | None, str | None]:
                 f"{source} holds no LoRA weights (a transformer checkpoint?): export reads a transformer from "
                 "a model folder, a shipped name or a Hub id, and a LoRA from its file"
             )
-        return source, None
+        return source, given_base
     if not source.is_dir():
         raise ValueError(f"{source} does not exist")
     defaults = GenerationDefaults.read(source)
     if defaults is not None and defaults.adapter == "lora":
-        return source / "lora" / LORA_WEIGHT_NAME, resolve_base(defaults, source)
+        return source / "lora" / LORA_WEIGHT_NAME, given_base or resolve_base(defaults, source)
     run_folder = (
         source.parent if source.name in ("lora", "lora-ema") else source
     )  # a LoRA run, or its adapter
     adapter = source if run_folder != source else source / "lora"
     run = training_output(run_folder)
     if run is not None and (adapter / LORA_WEIGHT_NAME).is_file():
-        return adapter / LORA_WEIGHT_NAME, components_folder(run.pretrained or run.components, run.folder)
+        return adapter / LORA_WEIGHT_NAME, given_base or components_folder(
+            run.pretrained or run.components, run.folder
+        )
     if (source / LORA_WEIGHT_NAME).is_file():
-        return source / LORA_WEIGHT_NAME, None
+        return source / LORA_WEIGHT_NAME, given_base
     return None, None
 
 
