@@ -229,7 +229,9 @@ def test_each_replay_names_the_command_that_made_the_video(tiny_folder, tmp_path
     assert "extend needs CLIP and --seconds (or --replay VIDEO.mp4)" in capsys.readouterr().err
 
 
-def test_replay_warns_when_the_weights_it_loads_are_not_those_the_video_was_made_with(tmp_path, capsys):
+def test_replay_warns_when_the_weights_it_loads_are_not_those_the_video_was_made_with(
+    tmp_path, capsys, monkeypatch
+):
     """A video records a fingerprint of the weights it was made with (the transformer's, each LoRA's); a replay on
     other weights (a local folder trained further) says so on stderr, naming what changed, and goes on (before: it
     silently gave another video). A video recorded before fingerprints replays as before, with nothing said."""
@@ -269,6 +271,9 @@ def test_replay_warns_when_the_weights_it_loads_are_not_those_the_video_was_made
         f"(sha256 {before[:12]}... then, {_sha(weights)[:12]}... now): the video made now will differ" in err
     )
     assert "LoRA" not in err and _sha(again) != _sha(made)
+    monkeypatch.chdir(tmp_path)  # the same folder named again, relative: the same weights asked for
+    assert cli.main([*replay, "--model", "student", "--output", str(again)]) == 0
+    assert "the transformer's weights differ" in capsys.readouterr().err
     assert cli.main(["extend", "--replay", str(long), "--output", str(again)]) == 0
     assert f"warning: replay of {str(long)!r}: the transformer's weights differ" in capsys.readouterr().err
     retrained = tiny_transformer(2)  # and the LoRA trained again

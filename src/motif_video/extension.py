@@ -266,9 +266,11 @@ def extend_video(
     check_extension_pipeline(pipe)
     info = check_clip(Path(clip))
     check_output(Path(output), Path(clip))
-    fps = fps or info["fps"]
+    name = f"clip {str(clip)!r}"
+    # the clip's own unless given; out of range: the clip's error
+    fps = clip_rate(info["fps"], name, fps)
     window = num_frames or pipe.generation_defaults.resolve(num_frames=None)["num_frames"]
-    plan = clip_extension(info, seconds, window, overlap, crossfade, fps=fps, name=f"clip {str(clip)!r}")
+    plan = clip_extension(info, seconds, window, overlap, crossfade, fps=fps, name=name)
     width, height = extension_size(clip, info, width, height, pipe.generation_defaults)
     call["condition_guidance"] = window_guidance(pipe, call.get("condition_guidance"))
     make_window = pipeline_window(

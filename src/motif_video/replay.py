@@ -171,7 +171,9 @@ def changed_weights(record: dict[str, Any], values: dict[str, Any], current: dic
     `values` ask for other weights (`WEIGHT_FIELDS`: another video is what was asked for), or when the record is
     from before fingerprints were kept."""
     recorded = record.get("weights_fingerprint")
-    if not recorded or any(_json(values.get(k)) != record.get(k) for k in WEIGHT_FIELDS):
+    # as recorded: a folder given again by another relative path is the same one
+    asked = absolute_paths(values)
+    if not recorded or any(_json(asked.get(k)) != record.get(k) for k in WEIGHT_FIELDS):
         return []
     lines = []
     for component in sorted({*recorded, *current}):

@@ -232,6 +232,9 @@ def test_extend_video_python_call_at_its_own_fps(tiny_folder, clip, tmp_path):
         extend_video(pipe, clip, tmp_path, ["a red ball"], seconds=1.75, **call)
     with pytest.raises(ValueError, match=r"output folder '.*nodir' does not exist"):
         extend_video(pipe, clip, tmp_path / "nodir" / "x.mp4", ["a red ball"], seconds=1.75, **call)
+    fast = write_mp4(read_mp4_frames(clip), tmp_path / "fast.mp4", fps=1000)  # named as the command names it
+    with pytest.raises(ValueError, match=r"clip '.*fast\.mp4' is at 1000 fps, .* must be in \(0, 240\]"):
+        extend_video(pipe, fast, tmp_path / "fast-long.mp4", ["a red ball"], seconds=1.75, **call)
     from motif_video import MotifVideoPipeline
 
     t2v = MotifVideoPipeline.from_pipe(pipe)  # before: a TypeError about `conditions` at the first window
