@@ -83,6 +83,27 @@ def test_a_loaded_models_components_and_their_fingerprints(tmp_path, cache):
     }
     model.delete_adapters("style")
     assert set(W.weights_fingerprint(model)) == {"transformer"}
+    # the folder trained further while the model is held: what was loaded is not what the file now holds
+    tiny_transformer(1).save_pretrained(tmp_path / "transformer")
+    assert W.weights_fingerprint(model) == {"transformer": W.CHANGED_SINCE_LOADED}
+    again = MotifVideoTransformer.from_pretrained(tmp_path / "transformer")
+    assert W.weights_fingerprint(again) == {"transformer": _sha(file.read_bytes())}
+
+
+def test_a_file_rewritten_with_its_modification_time_kept_is_hashed_again(tmp_path, cache):
+    """`cp -p` or `touch -r` keeps a new file's size and modification time; its change time and inode still tell."""
+    import os
+
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(b"old")
+    assert W.cached_sha256(path) == _sha(b"old")
+    stat = path.stat()
+    replacement = tmp_path / "new.safetensors"
+    replacement.write_bytes(b"new")
+    os.utime(replacement, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    os.replace(replacement, path)
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    assert W.cached_sha256(path) == _sha(b"new")
 
 
 def test_several_files_are_fingerprinted_by_their_names_and_digests(tmp_path, cache):
@@ -91,3 +112,14 @@ def test_several_files_are_fingerprinted_by_their_names_and_digests(tmp_path, ca
     b.write_bytes(b"b")
     expected = _sha(f"a.safetensors {_sha(b'a')}\nb.safetensors {_sha(b'b')}\n".encode())
     assert W.files_sha256([b, a]) == W.files_sha256([a, b]) == expected
+
+
+def test_a_replay_of_weights_rewritten_after_loading_says_they_are_not_known():
+    from motif_video.replay import changed_weights
+
+    record = {"weights_fingerprint": {"transformer": W.CHANGED_SINCE_LOADED}, "model": "m"}
+    lines = changed_weights(record, {"model": "m"}, {"transformer": "a" * 64})
+    assert lines == [
+        "the transformer's file was rewritten after it was loaded to make the video: the weights then are not "
+        "known, and may differ from those loaded now"
+    ]

@@ -24,7 +24,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .weights_fingerprint import LORA_COMPONENT, cached_sha256, file_sha256, weights_fingerprint
+from .weights_fingerprint import (
+    CHANGED_SINCE_LOADED,
+    LORA_COMPONENT,
+    cached_sha256,
+    file_sha256,
+    weights_fingerprint,
+)
 
 FORMAT = "motif-video generate 1"
 EXTEND_FORMAT = "motif-video extend 1"
@@ -187,6 +193,11 @@ def changed_weights(record: dict[str, Any], values: dict[str, Any], current: dic
         )
         if then is None:
             lines.append(f"the {what} loaded now was not used when the video was made")
+        elif then == CHANGED_SINCE_LOADED:
+            lines.append(
+                f"the {what}'s file was rewritten after it was loaded to make the video: the weights then are not "
+                "known, and may differ from those loaded now"
+            )
         elif now is None:
             lines.append(f"the {what} the video was made with is not loaded now")
         else:

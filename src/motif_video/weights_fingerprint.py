@@ -10,7 +10,8 @@ SHA-256 of its file, or for several files (a sharded transformer) the SHA-256 of
 A file's SHA-256 is paid for once. One in the Hugging Face cache (`.../snapshots/<commit>/...`, a link to
 `.../blobs/<sha256>`: the Hub names a large file's blob by its SHA-256) is named by its link, nothing read. Any other
 is hashed the first time and its digest kept in `sha256.json` in the user's cache folder (`cache_folder`), keyed by
-the file's path, size and modification time: later runs pay a `stat` while the file is unchanged.
+the file's path, size, inode, and modification and change times: later runs pay a `stat` while the file is
+unchanged.
 
 Pure Python: importing this module imports neither torch nor diffusers.
 """
@@ -32,21 +33,38 @@ CACHE_NAME = "sha256.json"
 CACHE_FORMAT = 1
 WEIGHT_FILES = "_motif_video_weight_files"  # attribute of a loaded model: {component: [file, ...]}
 LORA_COMPONENT = "lora:"  # + the adapter's name
+CHANGED_SINCE_LOADED = (
+    "changed since loaded"  # a component's fingerprint when its files were rewritten after loading
+)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def note_weight_files(model: Any, component: str, files: Iterable[str | os.PathLike]) -> None:
     """Note on `model` that `component` of its weights was read from `files` (as given: a Hub cache link stays a
-    link, which names its blob's SHA-256)."""
+    link, which names its blob's SHA-256), with each file's identity as loaded (`_identity`), so that a file
+    rewritten while the model is held (a folder trained further under a running service) is not fingerprinted as
+    what was loaded."""
     notes = dict(getattr(model, WEIGHT_FILES, None) or {})
-    notes[component] = [str(f) for f in files]
+    notes[component] = [(str(f), _identity(f)) for f in files]
     setattr(model, WEIGHT_FILES, notes)
 
 
+def _identity(path: str | os.PathLike) -> list[int] | None:
+    """What tells one version of a file from another without reading it: its size, inode, and modification and
+    change times (a copy that keeps the modification time, `cp -p`, still changes the change time); None when it
+    cannot be read."""
+    try:
+        stat = Path(path).resolve().stat()
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns]
+
+
 def weights_fingerprint(model: Any) -> dict[str, str]:
-    """{component: SHA-256} of the weights `model` was loaded from (`note_weight_files`); a LoRA adapter it no longer
-    holds (deleted, unloaded), one loaded from a state dict (no file) and a component whose files are gone are left
-    out."""
+    """{component: SHA-256} of the weights `model` was loaded from (`note_weight_files`); `CHANGED_SINCE_LOADED` for a
+    component whose files were rewritten after it was loaded (what was loaded is no longer there to hash). A LoRA
+    adapter it no longer holds (deleted, unloaded), one loaded from a state dict (no file) and a component whose
+    files are gone are left out."""
     notes = getattr(model, WEIGHT_FILES, None) or {}
     adapters = set(getattr(model, "peft_config", None) or {})
     fingerprint = {}
@@ -55,8 +73,13 @@ def weights_fingerprint(model: Any) -> dict[str, str]:
             component.startswith(LORA_COMPONENT) and component[len(LORA_COMPONENT) :] not in adapters
         ):
             continue
+        paths = [Path(f) for f, _ in files]
+        if any(_identity(f) != identity for f, identity in files):
+            if all(f.exists() for f in paths):
+                fingerprint[component] = CHANGED_SINCE_LOADED
+            continue
         with contextlib.suppress(OSError):
-            fingerprint[component] = files_sha256([Path(f) for f in files])
+            fingerprint[component] = files_sha256(paths)
     return fingerprint
 
 
@@ -94,7 +117,12 @@ def cached_sha256(path: str | os.PathLike) -> str:
         return blob
     real = Path(path).resolve()
     stat = real.stat()
-    key = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    key = {
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "ino": stat.st_ino,
+        "ctime_ns": stat.st_ctime_ns,
+    }
     files = _read_cache()
     entry = files.get(str(real))
     if (
