@@ -29,7 +29,8 @@ def test_a_files_sha256_is_computed_once_while_it_is_unchanged(tmp_path, cache, 
     assert W.cached_sha256(weights) == _sha(b"weights")
     kept = json.loads((cache / W.CACHE_NAME).read_text())["files"]
     assert kept[str(weights.resolve())]["sha256"] == _sha(b"weights")
-    assert [p.name for p in cache.iterdir()] == [W.CACHE_NAME]  # written atomically: no part file left
+    # written atomically: no part file left
+    assert sorted(p.name for p in cache.iterdir()) == [".lock", W.CACHE_NAME]
 
     read = []
     real = W.file_sha256
@@ -123,3 +124,30 @@ def test_a_replay_of_weights_rewritten_after_loading_says_they_are_not_known():
         "the transformer's file was rewritten after it was loaded to make the video: the weights then are not "
         "known, and may differ from those loaded now"
     ]
+
+
+def _hash_files(paths, barrier):
+    barrier.wait(60)  # both start hashing at once
+    for path in paths:
+        W.cached_sha256(path)
+
+
+def test_processes_hashing_at_once_keep_every_digest(tmp_path, cache):
+    """Two processes keeping digests at the same time both keep theirs (before: each wrote the copy it had read, so
+    the last writer dropped the other's entries)."""
+    import json
+    import multiprocessing
+
+    files = [tmp_path / f"{i}.bin" for i in range(200)]
+    for i, path in enumerate(files):
+        path.write_bytes(str(i).encode())
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    workers = [context.Process(target=_hash_files, args=(files[k::2], barrier)) for k in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    assert [worker.exitcode for worker in workers] == [0, 0]
+    kept = json.loads((W.cache_folder() / W.CACHE_NAME).read_text())["files"]
+    assert sorted(kept) == sorted(str(path.resolve()) for path in files)

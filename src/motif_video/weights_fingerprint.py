@@ -132,8 +132,7 @@ def cached_sha256(path: str | os.PathLike) -> str:
     ):
         return entry["sha256"]
     digest = file_sha256(real)
-    files[str(real)] = {**key, "sha256": digest}
-    _write_cache(files)
+    _keep(str(real), {**key, "sha256": digest})
     return digest
 
 
@@ -157,6 +156,22 @@ def _read_cache() -> dict[str, Any]:
         and isinstance(stored.get("files"), dict)
     )
     return dict(stored["files"]) if ok else {}
+
+
+def _keep(path: str, entry: dict[str, Any]) -> None:
+    """Add one file's digest to the kept ones, under a lock on the cache folder (`.lock`), reading them again inside
+    it: two processes hashing different files at once both keep theirs (without the lock the last writer's copy,
+    read before the other wrote, drops the other's entry). Where no lock can be taken, kept without one."""
+    with contextlib.ExitStack() as held:
+        try:
+            import fcntl
+
+            cache_folder().mkdir(parents=True, exist_ok=True)
+            lock = held.enter_context(open(cache_folder() / ".lock", "a"))  # closing it releases the lock
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        except (ImportError, OSError):
+            pass
+        _write_cache({**_read_cache(), path: entry})
 
 
 def _write_cache(files: dict[str, Any]) -> None:
