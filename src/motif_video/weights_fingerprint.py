@@ -45,19 +45,29 @@ def note_weight_files(model: Any, component: str, files: Iterable[str | os.PathL
     rewritten while the model is held (a folder trained further under a running service) is not fingerprinted as
     what was loaded."""
     notes = dict(getattr(model, WEIGHT_FILES, None) or {})
-    notes[component] = [(str(f), _identity(f)) for f in files]
+    notes[component] = [(str(f), _identity_now(f)) for f in files]
     setattr(model, WEIGHT_FILES, notes)
 
 
-def _identity(path: str | os.PathLike) -> list[int] | None:
+def _identity(path: str | os.PathLike) -> dict[str, int]:
     """What tells one version of a file from another without reading it: its size, inode, and modification and
-    change times (a copy that keeps the modification time, `cp -p`, still changes the change time); None when it
+    change times (a copy that keeps the modification time, `cp -p`, still changes the change time). OSError when it
     cannot be read."""
+    stat = Path(path).resolve().stat()
+    return {
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "ino": stat.st_ino,
+        "ctime_ns": stat.st_ctime_ns,
+    }
+
+
+def _identity_now(path: str | os.PathLike) -> dict[str, int] | None:
+    """`_identity`, None when the file cannot be read."""
     try:
-        stat = Path(path).resolve().stat()
+        return _identity(path)
     except OSError:
         return None
-    return [stat.st_size, stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns]
 
 
 def weights_fingerprint(model: Any) -> dict[str, str]:
@@ -74,7 +84,7 @@ def weights_fingerprint(model: Any) -> dict[str, str]:
         ):
             continue
         paths = [Path(f) for f, _ in files]
-        if any(_identity(f) != identity for f, identity in files):
+        if any(_identity_now(f) != identity for f, identity in files):
             if all(f.exists() for f in paths):
                 fingerprint[component] = CHANGED_SINCE_LOADED
             continue
@@ -112,17 +122,11 @@ def hub_blob_sha256(path: str | os.PathLike) -> str | None:
 
 def cached_sha256(path: str | os.PathLike) -> str:
     """The SHA-256 of a file: named by the Hub cache (`hub_blob_sha256`), else kept from an earlier run while the
-    file's size and modification time are unchanged, else read whole (and kept)."""
+    file's identity (`_identity`) is unchanged, else read whole (and kept)."""
     if (blob := hub_blob_sha256(path)) is not None:
         return blob
     real = Path(path).resolve()
-    stat = real.stat()
-    key = {
-        "size": stat.st_size,
-        "mtime_ns": stat.st_mtime_ns,
-        "ino": stat.st_ino,
-        "ctime_ns": stat.st_ctime_ns,
-    }
+    key = _identity(real)
     files = _read_cache()
     entry = files.get(str(real))
     if (
