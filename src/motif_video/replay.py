@@ -130,6 +130,7 @@ def absolute_paths(values: dict[str, Any]) -> dict[str, Any]:
     "small", a preset) stays as typed. A record written before holds the paths as typed, read from the directory the
     replay runs in."""
     from .interop.lora_spec import parse_lora_spec
+    from .options import parse_keyframe
 
     values = dict(values)
     for field in ("model", "transformer_gguf", "image", "last_image", "video"):
@@ -137,7 +138,7 @@ def absolute_paths(values: dict[str, Any]) -> dict[str, Any]:
             values[field] = _absolute(values[field])
     if values.get("keyframe"):
         values["keyframe"] = [
-            _with_absolute(spec, str(spec).rpartition("@")[0]) for spec in values["keyframe"]
+            f"{_absolute(path)}@{frame}" for path, frame in map(parse_keyframe, values["keyframe"])
         ]
     if values.get("lora"):
         values["lora"] = [_with_absolute(spec, parse_lora_spec(spec)[0]) for spec in values["lora"]]
@@ -151,7 +152,7 @@ def _absolute(path: str | Path) -> str:
 
 
 def _with_absolute(spec: str, path: str) -> str:
-    """A `PATH...` spec (PATH@FRAME, PATH:SCALE) with its PATH absolute (`_absolute`) and its tail as it is."""
+    """A LoRA's PATH:SCALE spec with its PATH absolute (`_absolute`) and its tail as it is."""
     return _absolute(path) + str(spec)[len(path) :]
 
 
