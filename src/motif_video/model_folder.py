@@ -93,9 +93,8 @@ def training_output(folder: str | os.PathLike) -> TrainingOutput | None:
 def _checkpoint_output(checkpoint: Path) -> TrainingOutput:
     """A trainer checkpoint as its run's output at that step: the run's recipe (`<run>/config.json`) names the
     architecture and the components, the checkpoint holds the weights."""
-    run = (
-        checkpoint.resolve().parent.parent
-    )  # "." or a link to the checkpoint: its run is above the real folder
+    # "." or a link to the checkpoint: its run is above the real folder
+    run = checkpoint.resolve().parent.parent
     config_path = run / TRAINING_CONFIG
     config = _read_json(config_path)
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
@@ -333,9 +332,8 @@ def _trained_transformer(run: TrainingOutput, base: str, dtype):
 
         from .training.export import checkpoint_transformer
 
-        with named_load_errors(
-            weights
-        ):  # its trained weights, as the run's transformer/ holds them at its end
+        # its trained weights, as the run's transformer/ holds them at its end
+        with named_load_errors(weights):
             transformer = checkpoint_transformer(weights, ema=False)
         return transformer.to(dtype) if isinstance(dtype, torch.dtype) else transformer
     if (weights / "transformer").is_dir():
@@ -360,13 +358,11 @@ def _trained_transformer(run: TrainingOutput, base: str, dtype):
 class FolderParts:
     """Where a local model folder's parts are, as `from_pretrained` finds them (nothing loaded)."""
 
-    transformer: (
-        Path  # the folder of the transformer's config.json (a LoRA's: the one its adapter applies to)
-    )
-    components: (
-        str | None
-    )  # the pipeline folder of its tokenizer, text encoder and image processor; "tiny" for
-    # the offline stand-ins; None where they are on the Hub (not downloaded)
+    # the folder of the transformer's config.json (a LoRA's: the one its adapter applies to)
+    transformer: Path
+    # the pipeline folder of its tokenizer, text encoder and image processor; "tiny" for the offline stand-ins; None
+    # where they are on the Hub (not downloaded)
+    components: str | None
 
 
 def folder_parts(folder: str | os.PathLike) -> FolderParts:
