@@ -115,6 +115,24 @@ def pattern_call(pattern: str, truth: np.ndarray, overlap: int) -> tuple[dict[st
     raise ValueError(f"pattern must be one of {list(PATTERNS)}, got {pattern!r}")
 
 
+def reads_overlap(patterns: Sequence[str], extend: int) -> bool:
+    """Whether the suite runs the prefix pattern or an extension, the only two that read the overlap."""
+    return "prefix" in patterns or extend >= 2
+
+
+def suite_overlap(
+    overlap: int | None, patterns: Sequence[str], extend: int, frames: int, crossfade: int
+) -> int | None:
+    """The overlap the suite's prefix pattern and extension run with: the one asked for, else the clip length's
+    `condition_layout.default_overlap` (as `extend` takes it); as asked when neither of the two, the only ones that
+    read it, is run."""
+    from ..condition_layout import default_overlap
+
+    if overlap is not None or not reads_overlap(patterns, extend):
+        return overlap
+    return default_overlap(frames, crossfade)
+
+
 def run_condition_eval(
     pipe,
     cases: Sequence,
@@ -132,7 +150,6 @@ def run_condition_eval(
     `condition_layout.default_overlap`, as `extend` takes it."""
     import torch
 
-    from ..condition_layout import default_overlap
     from ..extension import extend_frames, pipeline_window, plan_extension, window_guidance
     from ..synthetic.scenes import render
     from .analysis import psnr_uint8, read_clip, window_motions
@@ -140,10 +157,8 @@ def run_condition_eval(
 
     check_patterns(patterns)
     h, w, f = common["height"], common["width"], common["num_frames"]
-    reads_overlap = "prefix" in patterns or extend >= 2  # the only two that read it
-    if overlap is None and reads_overlap:
-        overlap = default_overlap(f, crossfade)
-    if reads_overlap and overlap >= f:
+    overlap = suite_overlap(overlap, patterns, extend, f, crossfade)
+    if reads_overlap(patterns, extend) and overlap >= f:
         raise ValueError(f"overlap ({overlap}) must be less than the clip's {f} frames")
     result: dict[str, Any] = {}
     for pattern in patterns:
@@ -228,7 +243,6 @@ def run_condition_suite(
     import torch
     from tqdm.auto import tqdm
 
-    from ..condition_layout import default_overlap
     from ..defaults import model_defaults
     from ..extension import plan_extension
     from .offline import _load
@@ -246,8 +260,7 @@ def run_condition_suite(
         raise ValueError(
             f"--crossfade needs --extend (it joins extension windows), got crossfade {crossfade}"
         )
-    if overlap is None and ("prefix" in patterns or extend):  # the only two that read it
-        overlap = default_overlap(f, crossfade)
+    overlap = suite_overlap(overlap, patterns, extend, f, crossfade)
     if extend:
         plan_extension(f, extend * f, f, overlap, crossfade)  # before loading: a bad overlap is an error now
     elif "prefix" in patterns and (overlap < 1 or (overlap - 1) % 4 or overlap >= f):
