@@ -98,6 +98,17 @@ def _exit_2(capsys, model, tmp_path) -> str:
     return err
 
 
+def _info(capsys, model) -> dict:
+    capsys.readouterr()  # what came before
+    assert cli.main(["info", str(model), "--json"]) == 0, capsys.readouterr().err
+    return json.loads(capsys.readouterr().out)
+
+
+def _info_exit_2(capsys, model) -> str:
+    assert cli.main(["info", str(model)]) == 2
+    return capsys.readouterr().err
+
+
 def test_missing_parts_exit_2_naming_them(tmp_path, capsys):
     unfinished = tmp_path / "unfinished"
     (unfinished / "checkpoints" / "step-00000100").mkdir(parents=True)
@@ -256,7 +267,8 @@ def test_a_training_checkpoint_generates_and_exports_as_its_run_does(tmp_path, c
     """`generate --model RUN/checkpoints/step-N` and `export` take a trainer checkpoint: the run's architecture and
     components with the checkpoint's trained weights (at the last step: the run's own frames and file), also before
     the run has written its folders, and for a LoRA run; what cannot load exits 2 saying what to use (before: "is
-    not a model folder")."""
+    not a model folder"). `info` reports such a checkpoint as its run, with the checkpoint's step as the weights
+    (before: exit 2), and refuses what generate refuses with generate's message."""
     from safetensors.torch import load_file
 
     from motif_video.pipelines.export import read_mp4_frames
@@ -290,6 +302,12 @@ def test_a_training_checkpoint_generates_and_exports_as_its_run_does(tmp_path, c
         return read_mp4_frames(out)
 
     assert np.array_equal(generate(step, "step"), generate(run, "run"))  # its size from the run's buckets
+    run_info, step_info = _info(capsys, run), _info(capsys, step)
+    assert step_info.pop("weights") == {"checkpoint": str(step), "step": 2, "run": str(run)}
+    assert step_info == run_info  # the run's architecture, size and components
+    capsys.readouterr()
+    assert cli.main(["info", str(step)]) == 0
+    assert f"transformer weights: the training checkpoint's, at step 2 ({step})" in capsys.readouterr().out
     for source, name in ((step, "step"), (run, "run")):
         assert cli.main(["export", str(source), "--output", str(tmp_path / f"{name}.safetensors")]) == 0
     exported = [load_file(str(tmp_path / f"{name}.safetensors")) for name in ("step", "run")]
@@ -303,6 +321,8 @@ def test_a_training_checkpoint_generates_and_exports_as_its_run_does(tmp_path, c
     (run / "checkpoints" / "step-00000004.tmp").mkdir()  # one being written is not offered
     assert f"its newest checkpoint is {step}," in _exit_2(capsys, run, tmp_path)
     generate(step, "unfinished")
+    unfinished = _info(capsys, step)
+    assert unfinished.pop("weights")["step"] == 2 and unfinished == run_info
 
     base = tmp_path / "base"  # a LoRA run: the checkpoint's adapter on the run's pretrained transformer
     tiny_transformer(0, layout="shared").save_pretrained(base)
@@ -310,10 +330,16 @@ def test_a_training_checkpoint_generates_and_exports_as_its_run_does(tmp_path, c
     train(load_config(None, tiny_overrides(tmp_path / "lora-run", cache, max_steps=2, **lora)))
     lora_step = tmp_path / "lora-run" / "checkpoints" / "step-00000002"
     assert np.array_equal(generate(lora_step, "lora-step"), generate(tmp_path / "lora-run", "lora-run"))
+    lora_info = _info(capsys, lora_step)
+    assert lora_info.pop("weights")["step"] == 2 and lora_info == _info(capsys, tmp_path / "lora-run")
 
     copied = shutil.copytree(step, tmp_path / "elsewhere" / "step-00000002")  # without its run's recipe
-    assert "make a transformer folder of it with" in _exit_2(capsys, copied, tmp_path)
+    refused = _exit_2(capsys, copied, tmp_path)
+    assert "make a transformer folder of it with" in refused
+    assert _info_exit_2(capsys, copied).split("error: ")[1] == refused.split("error: ")[1]
     (run / "config.json").write_text(
         json.dumps({**json.loads((run / "config.json").read_text()), "distill": {}})
     )
-    assert "is a checkpoint of a distillation" in _exit_2(capsys, step, tmp_path)
+    refused = _exit_2(capsys, step, tmp_path)
+    assert "is a checkpoint of a distillation" in refused
+    assert _info_exit_2(capsys, step).split("error: ")[1] == refused.split("error: ")[1]

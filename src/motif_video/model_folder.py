@@ -358,17 +358,21 @@ def _trained_transformer(run: TrainingOutput, base: str, dtype):
 class FolderParts:
     """Where a local model folder's parts are, as `from_pretrained` finds them (nothing loaded)."""
 
-    # the folder of the transformer's config.json (a LoRA's: the one its adapter applies to)
-    transformer: Path
+    # the folder of the transformer's config.json (a LoRA's: the one its adapter applies to); None for a full
+    # training checkpoint, whose architecture is its run's recipe (`training.export.checkpoint_architecture`)
+    transformer: Path | None
     # the pipeline folder of its tokenizer, text encoder and image processor; "tiny" for the offline stand-ins; None
     # where they are on the Hub (not downloaded)
     components: str | None
+    # the training checkpoint (RUN/checkpoints/step-N) whose weights the transformer (or its LoRA) takes, else None
+    checkpoint: Path | None = None
 
 
 def folder_parts(folder: str | os.PathLike) -> FolderParts:
-    """The parts of a local model folder of any kind that loads (a pipeline folder, a training output, a student):
-    its own transformer or, for a LoRA, its base's; the components of its recipe or base model. A ValueError naming
-    what is missing (`check_model_folder`), or a LoRA's base that is not a local folder."""
+    """The parts of a local model folder of any kind that loads (a pipeline folder, a training output or checkpoint,
+    a student): its own transformer or, for a LoRA, its base's; the components of its recipe or base model. A
+    checkpoint's are its run's (`training_output`, as `from_pretrained` finds them), with the checkpoint's weights.
+    A ValueError naming what is missing (`check_model_folder`), or a LoRA's base that is not a local folder."""
     from .defaults import GenerationDefaults, model_folder
 
     check_model_folder(folder)
@@ -388,15 +392,11 @@ def folder_parts(folder: str | os.PathLike) -> FolderParts:
     run = training_output(folder)
     if run is None:
         return FolderParts(_own_transformer(folder), str(folder))
-    if run.checkpoint is not None and not (folder / "lora").is_dir():
-        raise ValueError(
-            f"{folder} is a training checkpoint, which holds weights but no transformer config: give its run "
-            f"{run.folder} once training has written it, or make a transformer folder of the checkpoint with "
-            "motif_video.training.export.transformer_from_checkpoint(CHECKPOINT, OUTPUT)"
-        )
     found = components_folder(run.components, run.folder)
     local = model_folder(found) if found != TINY else None
     components = TINY if found == TINY else (str(local) if local is not None else None)
+    if run.checkpoint is not None and not (folder / "lora").is_dir():
+        return FolderParts(None, components, run.checkpoint)
     if (folder / "transformer").is_dir():
         return FolderParts(_own_transformer(folder), components)
     source = model_folder(components_folder(run.pretrained or run.components, run.folder))
@@ -404,7 +404,8 @@ def folder_parts(folder: str | os.PathLike) -> FolderParts:
         raise ValueError(
             f"training output {folder} holds a LoRA on {run.pretrained or run.components!r}, which is no local folder"
         )
-    return FolderParts(source / "transformer" if (source / "transformer").is_dir() else source, components)
+    transformer = source / "transformer" if (source / "transformer").is_dir() else source
+    return FolderParts(transformer, components, run.checkpoint)
 
 
 def _own_transformer(folder: Path) -> Path:

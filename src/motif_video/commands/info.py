@@ -23,8 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="motif-video-2b",
         help=f"preset ({', '.join(sorted(presets.PRESETS))}), a model shipped in the package "
         f"({', '.join(shipped_models())}, e.g. the small model's student small-4step), or a local model folder as "
-        "`generate --model` takes it: a pipeline folder, a training output or a distilled student (default: "
-        "motif-video-2b)",
+        "`generate --model` takes it: a pipeline folder, a training output, a training checkpoint "
+        "RUN/checkpoints/step-N or a distilled student (default: motif-video-2b)",
     )
     parser.add_argument(
         "--size",
@@ -72,12 +72,15 @@ def run(args: argparse.Namespace) -> int:
         if value < 0:
             raise ValueError(f"{name} must be >= 0, got {value}")
     model = _transformer(args.model, parts)
+    weights = _checkpoint_weights(parts.checkpoint) if parts is not None and parts.checkpoint else None
     # a guidance-distilled student takes the guidance as an input, a folded one none: one pass per step
     passes = 1 if model.config.guidance_embeds or d.guidance == "none" else 2
     summary = model_summary(model, size, text_tokens=text_tokens, image_tokens=image_tokens)
     config = dict(model.config)
     if args.json:
         summary["vocabulary"] = vocabulary
+        if weights is not None:
+            summary["weights"] = weights
         summary["flops"] = {
             mode: {
                 "per_forward": report.total,
@@ -101,6 +104,11 @@ def run(args: argparse.Namespace) -> int:
             from ..vocabulary import describe_vocabulary
 
             print(describe_vocabulary(vocabulary))
+        if weights is not None:
+            print(
+                f"transformer weights: the training checkpoint's, at step {weights['step']} "
+                f"({weights['checkpoint']}); the rest is its run's ({weights['run']})"
+            )
     return 0
 
 
@@ -125,9 +133,14 @@ def _model_folder(name: str) -> Path | None:
 
 
 def _transformer(name: str, parts):
-    """The transformer on the meta device: a preset's, or the one a model folder's `parts` (`FolderParts`) name."""
+    """The transformer on the meta device: a preset's, or the one a model folder's `parts` (`FolderParts`) name (a
+    full training checkpoint's: its run's architecture)."""
     if parts is None:
         return presets.build_transformer(name, device="meta")  # each preset names its layout
+    if parts.transformer is None:
+        from ..training.export import checkpoint_architecture
+
+        return checkpoint_architecture(parts.checkpoint)
     import torch
 
     from ..models import MotifVideoTransformer
@@ -135,6 +148,15 @@ def _transformer(name: str, parts):
     config = MotifVideoTransformer.load_config(parts.transformer)
     with torch.device("meta"):
         return MotifVideoTransformer.from_config(config)
+
+
+def _checkpoint_weights(checkpoint: Path) -> dict:
+    """The training checkpoint whose weights the transformer takes, its step and its run (which gives the rest)."""
+    from ..model_folder import training_output
+    from ..training.checkpoint import load_state
+
+    run = training_output(checkpoint).folder
+    return {"checkpoint": str(checkpoint), "step": load_state(checkpoint)["step"], "run": str(run)}
 
 
 def _components(components: str | None) -> tuple[tuple[int, int], list[str] | None]:

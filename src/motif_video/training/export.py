@@ -99,25 +99,8 @@ def checkpoint_transformer(
     The architecture is the run's own, built as the trainer built it from `<run>/config.json` (preset and overrides,
     or the pretrained folder, and an inserted Shared Cross-Attention); `preset` replaces the run's preset or
     pretrained folder, and is needed when the run's config is missing."""
-    from .config import TrainConfig, load_config
-
     checkpoint = Path(checkpoint)
-    run_config = (
-        checkpoint.resolve().parent.parent / "config.json"
-    )  # a relative or linked checkpoint's run too
-    if run_config.is_file():
-        config = load_config(run_config)
-    elif preset is None:
-        raise ValueError(f"{run_config} not found: pass the checkpoint's preset")
-    else:
-        config = TrainConfig()
-    if preset is not None:
-        config.model.preset, config.model.pretrained = preset, None
-    if config.lora.rank:
-        raise ValueError(
-            f"{checkpoint} is from a LoRA run (rank {config.lora.rank}); this converts full models only"
-        )
-    config.model.gradient_checkpointing = False
+    config = _checkpoint_config(checkpoint, preset)
     model = build_model(config)
     state = load_tensors(checkpoint / "model.safetensors")
     if ema and (checkpoint / "ema.safetensors").is_file():
@@ -134,3 +117,33 @@ def checkpoint_transformer(
             f"checkpoint {checkpoint} does not match {built}: missing {missing[:3]}, unexpected {unexpected[:3]}"
         )
     return model.eval()
+
+
+def checkpoint_architecture(checkpoint: str | Path) -> MotifVideoTransformer:
+    """The transformer a trainer checkpoint's weights load into, on the meta device: its run's architecture as
+    `checkpoint_transformer` builds it, with configs read and no weights."""
+    return build_model(_checkpoint_config(Path(checkpoint), None), weights=False).eval()
+
+
+def _checkpoint_config(checkpoint: Path, preset: str | None) -> TrainConfig:
+    """The recipe a full (not LoRA) checkpoint's run was trained with (`<run>/config.json`), its preset or pretrained
+    folder replaced by `preset` when given (needed when the run's config is missing)."""
+    from .config import load_config
+
+    run_config = (
+        checkpoint.resolve().parent.parent / "config.json"
+    )  # a relative or linked checkpoint's run too
+    if run_config.is_file():
+        config = load_config(run_config)
+    elif preset is None:
+        raise ValueError(f"{run_config} not found: pass the checkpoint's preset")
+    else:
+        config = TrainConfig()
+    if preset is not None:
+        config.model.preset, config.model.pretrained = preset, None
+    if config.lora.rank:
+        raise ValueError(
+            f"{checkpoint} is from a LoRA run (rank {config.lora.rank}); this converts full models only"
+        )
+    config.model.gradient_checkpointing = False
+    return config

@@ -41,18 +41,25 @@ def make_accelerator(config: TrainConfig):
     return Accelerator(cpu=not cuda, mixed_precision=precision, **kwargs)
 
 
-def load_pretrained(reference: str) -> MotifVideoTransformer:
-    """A transformer folder, or a model folder / name / Hub id with a `transformer/` subfolder."""
+def load_pretrained(reference: str, weights: bool = True) -> MotifVideoTransformer:
+    """A transformer folder, or a model folder / name / Hub id with a `transformer/` subfolder. `weights=False`: its
+    architecture alone, on the meta device (its config read, no weights)."""
     from ..hub import resolve_folder
 
     folder = resolve_folder(reference)
     folder = folder / "transformer" if (folder / "transformer").is_dir() else folder
+    if not weights:
+        with torch.device("meta"):
+            return MotifVideoTransformer.from_config(MotifVideoTransformer.load_config(folder))
     return MotifVideoTransformer.from_pretrained(folder)
 
 
-def build_model(config: TrainConfig, model: MotifVideoTransformer | None = None) -> MotifVideoTransformer:
+def build_model(
+    config: TrainConfig, model: MotifVideoTransformer | None = None, weights: bool = True
+) -> MotifVideoTransformer:
     """The transformer to train, in training mode. `model`: one the objective built (then no seed is set here);
-    otherwise `model.pretrained` or a new `model.preset`, after seeding with `config.seed`."""
+    otherwise `model.pretrained` or a new `model.preset`, after seeding with `config.seed`. `weights=False`: the
+    architecture alone, on the meta device (configs read, no weights)."""
     if model is None:
         from ..presets import build_transformer
 
@@ -61,7 +68,12 @@ def build_model(config: TrainConfig, model: MotifVideoTransformer | None = None)
         # New models take the paper's Shared Cross-Attention layout unless the overrides say otherwise (the
         # released preset's config means "separate", the released checkpoint's layout).
         new = {"cross_attention_layout": "shared", **m.overrides}
-        model = load_pretrained(m.pretrained) if m.pretrained else build_transformer(m.preset, **new)
+        device = "cpu" if weights else "meta"
+        model = (
+            load_pretrained(m.pretrained, weights)
+            if m.pretrained
+            else build_transformer(m.preset, device, **new)
+        )
     if config.model.add_shared_cross_attention:
         from .sca import add_shared_cross_attention
 
