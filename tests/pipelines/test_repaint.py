@@ -14,7 +14,12 @@ from pipeline_test_utils import PROMPT, SIZE, quiet
 from motif_video import MotifVideoImageToVideoPipeline, MotifVideoPipeline
 from motif_video.defaults import GenerationDefaults
 from motif_video.pipelines.decoder_fit import fit_latent_frames
-from motif_video.pipelines.latents import decode_latents, repaint_first_latent, to_model_latents
+from motif_video.pipelines.latents import (
+    decode_latents,
+    repaint_first_latent,
+    repaint_fit_step_count,
+    to_model_latents,
+)
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +43,7 @@ def test_repaint_first_latent_is_frame_1_encoded_alone(t2v):
     assert not torch.allclose(out[:, :, :1], z[:, :, :1])
     single = z[:, :, :1]
     assert repaint_first_latent(t2v.vae, single) is single  # one latent frame: nothing to repaint from
+    assert (repaint_fit_step_count(z, 3), repaint_fit_step_count(single, 3)) == (6, 0)  # 3 per video
 
 
 def test_repainted_frame_0_looks_like_frame_1():

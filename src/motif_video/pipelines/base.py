@@ -36,7 +36,7 @@ from ..options import check_video_size
 from . import prompts as P
 from .decoder_fit import fit_latent_frames, fit_step_count
 from .guidance import GuidanceConfig, Guider, config_from_guider, runs_own_protocol
-from .latents import decode_latents, repaint_first_latent, to_model_latents
+from .latents import decode_latents, repaint_first_latent, repaint_fit_step_count, to_model_latents
 from .lora import MotifVideoLoraLoaderMixin
 from .reconstruction import reconstruction_pull
 from .run_plan import GivenEmbeds, RunPlan, call_prompts, call_sigmas, check_strength, first_kept_step
@@ -641,8 +641,7 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
             return latents
         if not self.generation_defaults.resolve(repaint_first_frame=repaint)["repaint_first_frame"]:
             return latents
-        total = latents.shape[0] * fit_steps if latents.shape[2] > 1 else 0
-        with self.decoder_fit_progress(total) as progress:
+        with self.decoder_fit_progress(repaint_fit_step_count(latents, fit_steps)) as progress:
             return repaint_first_latent(self.vae, latents, fit_steps=fit_steps, progress=progress)
 
     def decoder_fit_steps(self, steps: int | None) -> int:

@@ -174,6 +174,18 @@ def _encode_alone(vae, frame: torch.Tensor) -> torch.Tensor:
     return to_model_latents(vae.encode(frame).latent_dist.mode(), vae.config)
 
 
+def has_frame_to_repaint_from(latents: torch.Tensor) -> bool:
+    """Whether `latents` [B, 16, T, h, w] hold a latent frame 1 for `repaint_first_latent` to repaint frame 0 from
+    (T >= 2); it returns latents of one frame unchanged."""
+    return latents.shape[2] >= 2
+
+
+def repaint_fit_step_count(latents: torch.Tensor, fit_steps: int) -> int:
+    """The decoder-fit steps `repaint_first_latent` takes on `latents` with `fit_steps`: that many per video, none
+    when there is no frame to repaint from (`has_frame_to_repaint_from`)."""
+    return latents.shape[0] * fit_steps if has_frame_to_repaint_from(latents) else 0
+
+
 @torch.no_grad()
 def repaint_first_latent(
     vae, latents: torch.Tensor, fit_steps: int = 0, progress: Callable[[], object] | None = None
@@ -193,11 +205,11 @@ def repaint_first_latent(
     (`decoder_fit.fit_latent_frames`). The encoder alone can turn a frame it was not trained on into the wrong colour
     (on the small model a red object with a dark green fringe, which a bad frame 0 leaves in frame 1, encodes to a
     latent that decodes green). Latents of one frame are returned unchanged. `progress` is called after each fit
-    step (`fit_steps` per video).
+    step (`repaint_fit_step_count` calls in all).
     """
     from .decoder_fit import fit_latent_frames
 
-    if latents.shape[2] < 2:
+    if not has_frame_to_repaint_from(latents):
         return latents
     repainted = latents.clone()
     for b in range(latents.shape[0]):
