@@ -149,12 +149,14 @@ def test_health_is_degraded_once_the_workers_are_given_up(tmp_path):
 def test_a_starting_worker_removes_the_job_folders_of_killed_workers(tmp_path):
     """A worker killed outright never cleans its job's uploads folder; the next worker to start on the host removes
     the folders of workers that are gone and keeps those of workers still running (its own included)."""
+    from motif_video.serve.store import process_alive
     from motif_video.serve.worker import JOB_DIR_PREFIX, remove_stale_job_dirs
 
     gone = subprocess.Popen(["true"])
     gone.wait()  # a pid that no longer runs
     live = subprocess.Popen(["sleep", "30"])
     try:
+        assert process_alive(live.pid) and process_alive(os.getpid()) and not process_alive(gone.pid)
         folders = {
             "gone": tmp_path / f"{JOB_DIR_PREFIX}{gone.pid}-abc",
             "live": tmp_path / f"{JOB_DIR_PREFIX}{live.pid}-def",

@@ -255,7 +255,7 @@ class JobStore:
         """Record a worker (and forget this host's workers whose process is gone, e.g. killed)."""
         now = time.time()
         for row in self._run("SELECT id, pid FROM workers WHERE host = ?", (host,), "all", write=False):
-            if row["id"] == worker or not _process_alive(row["pid"]):
+            if row["id"] == worker or not process_alive(row["pid"]):
                 self._run("DELETE FROM workers WHERE id = ?", (row["id"],))
         self._run(
             "INSERT INTO workers (id, host, pid, device, model, started_at, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -347,7 +347,10 @@ class JobStore:
         return row is not None
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` of this host is running: one that exists but belongs to another user (signalling it is
+    not permitted) is; one with no such process is not. For the workers and job folders of this host's processes
+    that were killed outright (`JobStore.register_worker`, `worker.remove_stale_job_dirs`)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -42,12 +42,12 @@ def remove_stale_job_dirs(root: Path | None = None) -> int:
     ran); returns how many went."""
     import shutil
 
-    from .store import _process_alive
+    from .store import process_alive
 
     removed = 0
     for folder in Path(root or tempfile.gettempdir()).glob(f"{JOB_DIR_PREFIX}*-*"):
         pid = folder.name.removeprefix(JOB_DIR_PREFIX).split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
             removed += 1
     return removed
