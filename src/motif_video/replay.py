@@ -5,8 +5,10 @@ The record holds the request's option values for that one video (its prompt, its
 negative prompt, guidance, shift, model, dtype, ...: every `options.GenerateRequest` field except where and how the
 process runs), what the pipeline resolved from the model's defaults (`resolved`: steps, shift and where it came
 from, guidance and scale), the model folder's Hub revision when it came from the Hub, the SHA-256 of every image
-or video it was made from (`media_sha256`), a fingerprint of the weights it was made with (`weights_fingerprint`: the
-transformer's and each LoRA's, `motif_video.weights_fingerprint`), and the motif-video version. Replaying passes the
+or video it was made from (`media_sha256`), the SHA-256 of every LoRA and GGUF transformer file the request names
+(`weights_sha256`: one changed since refuses the replay), a fingerprint of the other weights it was made with
+(`weights_fingerprint`: the transformer's, a student's LoRA, `motif_video.weights_fingerprint`; one that differs is
+warned about), and the motif-video version: each weight file in one of the two. Replaying passes the
 same option values, so the model's defaults are resolved again exactly as they were: with the same model the frames
 are identical (and, the encoder being deterministic, so is the file). Weights changed since (a local model folder
 trained further) give another video: the replay says so on stderr, naming what changed (`warn_changed_weights`), and
@@ -66,7 +68,7 @@ def video_settings(plan, i: int, pipe=None) -> dict[str, Any]:
     record["seed"] = plan.seed + i
     record["media_sha256"] = {str(path): file_sha256(path) for path in media_files(values)}
     record["weights_sha256"] = weights_sha256(values)
-    record["weights_fingerprint"] = pipeline_fingerprint(pipe)
+    record["weights_fingerprint"] = pipeline_fingerprint(pipe, values)
     run = getattr(pipe, "last_run", None)
     if run is not None:
         guidance, scale = run_guidance(run)
@@ -116,7 +118,7 @@ def extension_settings(
     if source is None:
         record["extended_from_sha256"] = file_sha256(clip)
     record["weights_sha256"] = weights_sha256(values)
-    record["weights_fingerprint"] = pipeline_fingerprint(pipe)
+    record["weights_fingerprint"] = pipeline_fingerprint(pipe, values)
     record.update({k: _json(values[k]) for k in EXTEND_FIELDS})
     record.update(prompts=list(prompts), seed=seed, overlap=plan.overlap, crossfade=plan.crossfade,
                   window=plan.window, frames=plan.total_frames, fps=fps, condition_guidance=guidance)  # fmt: skip
@@ -162,10 +164,15 @@ def hub_revision(folder: str | Path) -> str | None:
     return match.group(1) if match else None
 
 
-def pipeline_fingerprint(pipe) -> dict[str, str]:
-    """{component: SHA-256} of the weights `pipe`'s transformer was loaded from (`weights_fingerprint`)."""
+def pipeline_fingerprint(pipe, values: dict[str, Any]) -> dict[str, str]:
+    """{component: SHA-256} of the weights `pipe`'s transformer was loaded from (`weights_fingerprint`), but for the
+    files the request `values` name besides its model (its LoRAs, a GGUF transformer), which `weights_sha256`
+    records: each file is recorded once."""
     transformer = getattr(pipe, "transformer", None)
-    return weights_fingerprint(transformer) if transformer is not None else {}
+    if transformer is None:
+        return {}
+    named = [f for files in weight_files(values).values() for f in files]
+    return weights_fingerprint(transformer, leave_out=named)
 
 
 # The request fields that choose the weights a video is made with.
@@ -176,12 +183,15 @@ def changed_weights(record: dict[str, Any], values: dict[str, Any], current: dic
     """What differs between the weights a recorded video was made with (its `weights_fingerprint`) and `current`,
     those of the pipeline about to make it again, one line per component; nothing when the replay's request
     `values` ask for other weights (`WEIGHT_FIELDS`: another video is what was asked for), or when the record is
-    from before fingerprints were kept."""
+    from before fingerprints were kept. A component the record also hashed in `weights_sha256` (a LoRA or GGUF file,
+    which records written before each file was recorded once hold in both) is checked there, not here."""
     recorded = record.get("weights_fingerprint")
     # as recorded: a folder given again by another relative path is the same one
     asked = absolute_paths(values)
     if not recorded or any(_json(asked.get(k)) != record.get(k) for k in WEIGHT_FIELDS):
         return []
+    hashed = {h for hashes in (record.get("weights_sha256") or {}).values() for h in hashes.values()}
+    recorded = {component: h for component, h in recorded.items() if h not in hashed}
     lines = []
     for component in sorted({*recorded, *current}):
         then, now = recorded.get(component), current.get(component)
@@ -214,7 +224,7 @@ def warn_changed_weights(video: str | Path, values: dict[str, Any], pipe, kind: 
     made with (`changed_weights`): the replay goes on, and its video will differ."""
     import sys
 
-    for line in changed_weights(_record(video, kind), values, pipeline_fingerprint(pipe)):
+    for line in changed_weights(_record(video, kind), values, pipeline_fingerprint(pipe, values)):
         print(f"warning: replay of {str(video)!r}: {line}: the video made now will differ", file=sys.stderr)
 
 
@@ -255,15 +265,22 @@ def _check_source(path: Path, sha256: str | None, missing: str, changed: str, di
 
 
 def weights_sha256(values: dict[str, Any]) -> dict[str, dict[str, str]]:
-    """SHA-256 of the local weight files a request loads besides its model, per field: each LoRA's file (one on the
-    Hub is named by its repo id and not hashed) and a GGUF transformer (each read once: `cached_sha256`)."""
+    """SHA-256 of the local weight files a request loads besides its model (`weight_files`), per field, each read
+    once (`cached_sha256`)."""
+    files = weight_files(values)
+    return {field: {str(f): cached_sha256(f) for f in paths} for field, paths in files.items() if paths}
+
+
+def weight_files(values: dict[str, Any]) -> dict[str, list[Path]]:
+    """The local weight files a request loads besides its model, per field: each LoRA's file (one on the Hub is named
+    by its repo id, not by a file) and a GGUF transformer."""
     from .interop.lora_spec import local_lora_file, parse_lora_spec
 
     loras = [local_lora_file(parse_lora_spec(spec)[0]) for spec in values.get("lora") or ()]
     files = {"lora": [f for f in loras if f is not None], "transformer_gguf": []}
     if values.get("transformer_gguf"):
         files["transformer_gguf"].append(Path(values["transformer_gguf"]))
-    return {field: {str(f): cached_sha256(f) for f in paths} for field, paths in files.items() if paths}
+    return files
 
 
 def check_weights(record: dict[str, Any], given: Iterable[str]) -> None:

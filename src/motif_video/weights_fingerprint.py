@@ -70,13 +70,14 @@ def _identity_now(path: str | os.PathLike) -> dict[str, int] | None:
         return None
 
 
-def weights_fingerprint(model: Any) -> dict[str, str]:
+def weights_fingerprint(model: Any, leave_out: Iterable[str | os.PathLike] = ()) -> dict[str, str]:
     """{component: SHA-256} of the weights `model` was loaded from (`note_weight_files`); `CHANGED_SINCE_LOADED` for a
     component whose files were rewritten after it was loaded (what was loaded is no longer there to hash). A LoRA
-    adapter it no longer holds (deleted, unloaded), one loaded from a state dict (no file) and a component whose
-    files are gone are left out."""
+    adapter it no longer holds (deleted, unloaded), one loaded from a state dict (no file), a component whose
+    files are gone and one read from files in `leave_out` alone (which a record keeps otherwise) are left out."""
     notes = getattr(model, WEIGHT_FILES, None) or {}
     adapters = set(getattr(model, "peft_config", None) or {})
+    left_out = {Path(f).resolve() for f in leave_out}
     fingerprint = {}
     for component, files in notes.items():
         if not files or (
@@ -84,6 +85,8 @@ def weights_fingerprint(model: Any) -> dict[str, str]:
         ):
             continue
         paths = [Path(f) for f, _ in files]
+        if left_out and all(f.resolve() in left_out for f in paths):
+            continue
         if any(_identity_now(f) != identity for f, identity in files):
             if all(f.exists() for f in paths):
                 fingerprint[component] = CHANGED_SINCE_LOADED

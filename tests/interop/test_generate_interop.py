@@ -11,7 +11,9 @@ from safetensors.torch import load_file, save_file
 from motif_video import cli
 from motif_video.interop import lora_keys as K
 from motif_video.interop.export import export
+from motif_video.pipelines.export import read_mp4_frames, read_mp4_metadata, write_mp4
 from motif_video.testing import TINY_GENERATE_ARGS, tiny_transformer
+from motif_video.weights_fingerprint import file_sha256
 
 from .helpers import merge_by_hand, random_adapter
 
@@ -77,6 +79,12 @@ def test_generate_with_a_gguf_transformer(folder, loras, tmp_path, capsys):
         str(folder), tmp_path, "q8-lora", "--transformer-gguf", str(q8), "--lora", str(loras[0])
     )
     assert (with_lora - quantised).abs().max() > 1e-2
+    record = read_mp4_metadata(tmp_path / "q8-lora.mp4")  # each file recorded once, checked at replay
+    assert record["weights_sha256"] == {
+        "lora": {str(loras[0]): file_sha256(loras[0])},
+        "transformer_gguf": {str(q8): file_sha256(q8)},
+    }
+    assert record["weights_fingerprint"] == {}  # not the GGUF file (its transformer) again
 
 
 @pytest.mark.parametrize(
@@ -111,16 +119,29 @@ def test_eval_loads_the_loras_it_is_given(folder, loras):
 
 def test_replay_refuses_a_lora_that_changed(folder, loras, tmp_path, capsys):
     """A video made with a LoRA records the file's SHA-256, as it does its images: a replay after the file changed
-    is refused naming it (before: exit 0 and another video), and runs when --lora is given again."""
+    is refused naming it (before: exit 0 and another video), and runs when --lora is given again. The file is
+    recorded there only, not in the weights' fingerprint too (whose mismatch only warns); a record that holds it in
+    both (as written before) replays as before."""
     path_a, _, a, _ = loras
     mine = tmp_path / "style.safetensors"
     shutil.copy(path_a, mine)
     out = tmp_path / "styled.mp4"
     args = ["generate", "--prompt", "a red ball", "--model", str(folder), *TINY_GENERATE_ARGS]
     assert cli.main([*args, "--lora", f"{mine}:0.8", "--output", str(out)]) == 0
+    record = read_mp4_metadata(out)
+    assert record["weights_sha256"] == {"lora": {str(mine): file_sha256(mine)}}
+    transformer = folder / "transformer" / "diffusion_pytorch_model.safetensors"
+    assert record["weights_fingerprint"] == {"transformer": file_sha256(transformer)}
     again = tmp_path / "again.mp4"
+    capsys.readouterr()
     assert cli.main(["generate", "--replay", str(out), "--output", str(again)]) == 0
-    assert again.read_bytes() == out.read_bytes()
+    assert again.read_bytes() == out.read_bytes() and "warning" not in capsys.readouterr().err
+    both = {**record["weights_fingerprint"], "lora:lora_0": file_sha256(mine)}  # as written before
+    older = write_mp4(
+        read_mp4_frames(out), tmp_path / "older.mp4", metadata={**record, "weights_fingerprint": both}
+    )
+    assert cli.main(["generate", "--replay", str(older), "--output", str(again)]) == 0
+    assert again.read_bytes() == out.read_bytes() and "warning" not in capsys.readouterr().err
     save_file(K.to_comfyui(random_adapter(tiny_transformer(0), seed=5)), str(mine))
     capsys.readouterr()
     assert cli.main(["generate", "--replay", str(out), "--output", str(again)]) == 2
