@@ -518,11 +518,13 @@ def write_extension(
     fps: float,
     callback=None,
     source: str | None = None,
+    fit_callback=None,
 ) -> int:
     """Extend `clip` by `plan` with an image-to-video pipeline and a checked `GenerateRequest` (its steps, guidance,
     size and model), writing the MP4 at `output` with the settings in its metadata (`source`: what it was extended
-    from, default the clip's path); `callback`: the pipeline's `callback_on_step_end` in every window. Used by
-    `motif-video extend` and the service's workers. Returns the frames written."""
+    from, default the clip's path); `callback` and `fit_callback`: the pipeline's `callback_on_step_end` and
+    `callback_on_fit_step` in every window. Used by `motif-video extend` and the service's workers. Returns the
+    frames written."""
     from .replay import extension_settings
 
     call = dict(
@@ -533,6 +535,8 @@ def write_extension(
     )  # fmt: skip
     if callback is not None:
         call["callback_on_step_end"] = callback
+    if fit_callback is not None:
+        call["callback_on_fit_step"] = fit_callback
     prompts = window_prompts(prompts, plan.windows)
     make_window = pipeline_window(pipe, prompts, seed, plan.overlap, num_frames=plan.window,
                                   height=request.height, width=request.width, **call)  # fmt: skip

@@ -318,11 +318,13 @@ def prepare_pipeline(plan: GenerationPlan, show_progress: bool = True):
     return pipe, plan.memory
 
 
-def render_latents(pipe, plan: GenerationPlan, i: int, callback=None, parallel=None, inputs=None):
+def render_latents(
+    pipe, plan: GenerationPlan, i: int, callback=None, parallel=None, inputs=None, fit_callback=None
+):
     """The final latents of video i of the plan (seed `seed + i`); `callback` is the pipeline's
-    `callback_on_step_end`, `parallel` the plan `enable_parallel` returned, `inputs` the request's media
-    (`condition_inputs`). The call's keywords come from the option declarations
-    (`options.pipeline_kwargs`)."""
+    `callback_on_step_end` and `fit_callback` its `callback_on_fit_step`, `parallel` the plan `enable_parallel`
+    returned, `inputs` the request's media (`condition_inputs`). The call's keywords come from the option
+    declarations (`options.pipeline_kwargs`)."""
     from .options import pipeline_kwargs
 
     kwargs = pipeline_kwargs(plan.request, plan.request.prompts[i], image_to_video=conditioned(plan.request))
@@ -333,6 +335,7 @@ def render_latents(pipe, plan: GenerationPlan, i: int, callback=None, parallel=N
         output_type="latent",
         parallel=parallel,
         callback_on_step_end=callback,
+        callback_on_fit_step=fit_callback,
     ).frames
 
 

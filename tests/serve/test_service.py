@@ -25,6 +25,7 @@ from motif_video.pipelines.export import read_mp4_frames, read_mp4_metadata
 from .conftest import PROMPT, TINY, TOKEN, Server, generate_reference, httpx, wait_for
 
 LONG = {"width": 64, "height": 64, "num_frames": 33, "steps": 100}  # ~15 s on one thread: time to act mid-job
+SMALL_FIT = 50  # the small model's decoder_fit_steps: Adam steps per fitted latent frame, in a job's steps
 UPLOAD_LIMIT_MB = 0.05
 
 
@@ -78,7 +79,8 @@ def _content(server: Server, job_id: str, path):
 
 def test_job_mp4_equals_generate(server, tmp_path):
     """Text-to-video, a first frame, last frame + keyframe, and video-to-video (on the first job's MP4): each job's
-    MP4 has the frames `generate` writes for the same settings and media."""
+    MP4 has the frames `generate` writes for the same settings and media. A job's steps count its decoder fit too
+    (before: its sampling steps alone, through which the fit after them ran at 100%)."""
     t2v = server.submit(seed=5, **TINY)
     image = tmp_path / "first.png"
     image.write_bytes(_png())
@@ -103,16 +105,17 @@ def test_job_mp4_equals_generate(server, tmp_path):
     conditions = conditions.json()
     assert t2v["settings"]["seed"] == 5 and i2v["settings"]["image"] is True
     assert (conditions["settings"]["last_image"], conditions["settings"]["keyframe"]) == (True, [3])
+    # the fit: the repainted frame 0 (no image gives it), the latent frame of each given frame
     jobs = [
-        (t2v, generate_reference(tmp_path / "t2v.mp4", 5, **TINY)),
-        (i2v, generate_reference(tmp_path / "i2v.mp4", 6, image, **TINY)),
+        (t2v, generate_reference(tmp_path / "t2v.mp4", 5, **TINY), SMALL_FIT),
+        (i2v, generate_reference(tmp_path / "i2v.mp4", 6, image, **TINY), SMALL_FIT),
         (conditions, generate_reference(tmp_path / "conditions.mp4", 7, None, "--last-image", str(last),
-                                        "--keyframe", f"{key}@3", **{**TINY, "num_frames": 9})),
+                                        "--keyframe", f"{key}@3", **{**TINY, "num_frames": 9}), 3 * SMALL_FIT),
     ]  # fmt: skip
-    for job, reference in jobs:
+    for job, reference, fit in jobs:
         done = server.wait_state(job["id"], ("succeeded", "failed"))
         assert done["state"] == "succeeded", done["error"]
-        assert done["progress"] == 1.0 and done["step"] == done["steps"] == TINY["steps"]
+        assert done["progress"] == 1.0 and done["step"] == done["steps"] == TINY["steps"] + fit
         served = _content(server, job["id"], tmp_path / f"{job['id']}.mp4")
         # the guidance and shift the request left null are the job's once it has run: what its video was made with
         made_with = read_mp4_metadata(tmp_path / f"{job['id']}.mp4")["resolved"]
@@ -165,7 +168,7 @@ def test_job_mp4_equals_generate(server, tmp_path):
     assert cli_main(argv) == 0
     done = server.wait_state(extend["id"], ("succeeded", "failed"))
     assert done["state"] == "succeeded", done["error"]
-    assert done["step"] == done["steps"] == 4
+    assert done["step"] == done["steps"] == 2 * (2 + 2 * SMALL_FIT)  # each window fits its 5 given frames' 2
     served = _content(server, extend["id"], tmp_path / "extended-served.mp4")
     assert served.shape == (13, 64, 64, 3)
     np.testing.assert_array_equal(served, read_mp4_frames(reference))
@@ -281,10 +284,13 @@ def test_cancel_queued_and_running_jobs(server, tmp_path):
               "steps": str(window_steps)},
         files={"video": ("clip.mp4", clip.read_bytes(), "video/mp4")},
     ).json()  # fmt: skip
-    assert second["steps"] == window_steps * second["settings"]["windows"] > 2 * window_steps, second
+    windows = second["settings"]["windows"]
+    assert second["steps"] == window_steps * windows > 2 * window_steps, second
+    window_total = window_steps + 2 * SMALL_FIT  # and once it runs, each window's decoder fit
     wait_for(
-        lambda: server.job(second["id"])["step"] > window_steps, 120, "the extension in its second window"
+        lambda: server.job(second["id"])["step"] > window_total, 120, "the extension in its second window"
     )
+    assert server.job(second["id"])["steps"] == window_total * windows
     first = server.submit(seed=1, **LONG)
     wait_for(lambda: server.job(first["id"])["step"] >= 1, 60, "the other worker mid-job")
     queued = server.submit(seed=3, **TINY)
@@ -292,7 +298,8 @@ def test_cancel_queued_and_running_jobs(server, tmp_path):
     cancelled = server.client.delete(f"/v1/videos/{queued['id']}")
     assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
     running = server.job(first["id"])
-    assert running["state"] == "running" and 1 <= running["step"] < LONG["steps"]
+    assert running["state"] == "running" and running["steps"] == LONG["steps"] + SMALL_FIT
+    assert 1 <= running["step"] < LONG["steps"]
     for job in (first, second):
         response = server.client.delete(f"/v1/videos/{job['id']}")
         assert response.status_code == 200 and response.json()["state"] == "cancelled", response.text
@@ -309,7 +316,7 @@ def test_cancel_queued_and_running_jobs(server, tmp_path):
         wait_for(
             lambda j=job: not list(server.results.glob(f"*{j['id']}*")), 30, f"no file of job {job['id']}"
         )
-    assert server.job(second["id"])["step"] < 2 * window_steps  # the extension stopped in its second window
+    assert server.job(second["id"])["step"] < 2 * window_total  # the extension stopped in its second window
 
 
 def test_fifty_concurrent_submissions_each_finish_once(server):
@@ -349,7 +356,7 @@ def test_worker_killed_mid_job_completes_on_another(server):
     done = server.wait_state(job["id"], ("succeeded", "failed"), timeout=180)
     assert done["state"] == "succeeded", done["error"]
     assert done["worker"] != running["worker"] and done["attempts"] == 2
-    assert done["step"] == 20
+    assert done["step"] == done["steps"] == 20 + SMALL_FIT
     assert len(list(server.results.glob(f"{job['id']}*.mp4"))) == 1
 
     def replaced():

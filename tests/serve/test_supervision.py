@@ -75,7 +75,7 @@ def test_a_cancelled_job_stops_its_pipeline_at_once(tmp_path, monkeypatch):
     answers = iter([True, False])  # the store accepts step 1's progress; then the job is cancelled
 
     class Store:
-        def progress(self, job_id, claim, step, lease):
+        def progress(self, job_id, claim, step, lease, steps):
             return next(answers)
 
     worker = Worker(Store(), tmp_path, "small")
@@ -90,6 +90,40 @@ def test_a_cancelled_job_stops_its_pipeline_at_once(tmp_path, monkeypatch):
         pipe("a red ball", height=64, width=96, num_frames=9, num_inference_steps=4, callback_on_step_end=on_step,
              repaint_first_frame=True, decoder_fit_steps=5)  # fmt: skip
     assert stopped.is_set() and after == []
+
+
+def test_a_jobs_progress_counts_the_decoder_fit_after_its_steps(tmp_path):
+    """A job's progress goes on through the decoder fit that follows its sampling steps, of a total that counts both
+    as the pipeline does (before: the sampling steps alone, so a job stood at 100% while its fit ran: on the small
+    model 50 Adam steps per fitted latent frame after 20 sampling steps)."""
+    import PIL.Image
+
+    from motif_video import MotifVideoImageToVideoPipeline, MotifVideoPipeline
+    from motif_video.serve.worker import Worker
+    from motif_video.testing import write_tiny_pipeline_folder
+
+    class Store:  # what the worker records, as the job store's `progress` takes it
+        def __init__(self):
+            self.recorded = []
+
+        def progress(self, job_id, claim, step, lease, steps=None):
+            self.recorded.append((step, steps))
+            return True
+
+    t2v = MotifVideoPipeline.from_pretrained(write_tiny_pipeline_folder(tmp_path / "tiny"))
+    i2v = MotifVideoImageToVideoPipeline.from_pipe(t2v)
+    image = PIL.Image.new("RGB", (96, 64), (200, 30, 30))
+    for pipe, call, total in (
+        (t2v, {"repaint_first_frame": True}, 4 + 5),  # the repainted frame 0: 5 fit steps
+        (i2v, {"image": image, "last_image": image}, 4 + 2 * 5),  # latent frames 0 and 2 hold given frames
+    ):
+        store = Store()
+        pipe.set_progress_bar_config(disable=True)
+        on_step = Worker(store, tmp_path, "small").step_callback("job", "claim", threading.Event())
+        pipe(prompt="a red ball", height=64, width=96, num_frames=9, num_inference_steps=4, decoder_fit_steps=5,
+             callback_on_step_end=on_step, callback_on_fit_step=on_step, output_type="latent", **call)  # fmt: skip
+        assert store.recorded == [(step, total) for step in range(1, total + 1)]
+        assert (pipe.num_timesteps, pipe.num_fit_steps) == (4, total - 4)
 
 
 def test_sigterm_stops_the_server_with_an_event_stream_open(tmp_path):

@@ -115,6 +115,7 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         self._interrupt = False
         self._guidance_scale: float | None = None
         self._num_timesteps: int | None = None
+        self._num_fit_steps: int | None = None
         self._current_timestep: torch.Tensor | None = None
 
     # ------------------------------------------------------------------------------------------------------ loading
@@ -241,6 +242,12 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
     @property
     def num_timesteps(self) -> int | None:
         return self._num_timesteps
+
+    @property
+    def num_fit_steps(self) -> int | None:
+        """The decoder-fit steps the call runs after its `num_timesteps` sampling steps (`decoder_fit_step_count`),
+        known from before its first sampling step; None before a call."""
+        return self._num_fit_steps
 
     @property
     def current_timestep(self) -> torch.Tensor | None:
@@ -631,18 +638,40 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         return out.get("latents", latents), cond, uncond
 
     # ---------------------------------------------------------------------------------------------------- output
+    def repaints_first_frame(self, repaint: bool | None, conditioning: Conditioning) -> bool:
+        """Whether the call repaints latent frame 0 after sampling: `repaint` (None: the folder's
+        generation_config.json, else off as released) and no condition gives frame 0."""
+        if conditioning.gives_first_frame:
+            return False
+        return self.generation_defaults.resolve(repaint_first_frame=repaint)["repaint_first_frame"]
+
     def repaint_unconditioned_first_frame(
-        self, latents: torch.Tensor, repaint: bool | None, conditioning: Conditioning, fit_steps: int = 0
+        self,
+        latents: torch.Tensor,
+        repaint: bool | None,
+        conditioning: Conditioning,
+        fit_steps: int = 0,
+        on_fit_step: Callable[[Any], object] | None = None,
     ) -> torch.Tensor:
         """`latents` with latent frame 0 re-encoded from pixel frame 1 (`latents.repaint_first_latent`, fitted through
-        the decoder by `fit_steps`) when `repaint` (None: the folder's generation_config.json,
-        else off as released) and no condition gives frame 0."""
-        if conditioning.gives_first_frame:
+        the decoder by `fit_steps`) where `repaints_first_frame`; `on_fit_step(self)` after each fit step."""
+        if not self.repaints_first_frame(repaint, conditioning):
             return latents
-        if not self.generation_defaults.resolve(repaint_first_frame=repaint)["repaint_first_frame"]:
-            return latents
-        with self.decoder_fit_progress(repaint_fit_step_count(latents, fit_steps)) as progress:
+        total = repaint_fit_step_count(latents, fit_steps)
+        with self.decoder_fit_progress(total, on_fit_step) as progress:
             return repaint_first_latent(self.vae, latents, fit_steps=fit_steps, progress=progress)
+
+    def decoder_fit_step_count(
+        self, latents: torch.Tensor, repaint: bool | None, conditioning: Conditioning, fit_steps: int
+    ) -> int:
+        """The decoder-fit steps a call takes after sampling `latents`: the repainted frame 0's (where
+        `repaints_first_frame`) and the given frames' (`fit_given_frames`)."""
+        repainted = (
+            repaint_fit_step_count(latents, fit_steps)
+            if self.repaints_first_frame(repaint, conditioning)
+            else 0
+        )
+        return repainted + _given_fit_step_count(latents, conditioning, fit_steps)
 
     def decoder_fit_steps(self, steps: int | None) -> int:
         """The call's decoder-fit steps, else the folder's generation_config.json's, else 0 as released."""
@@ -651,14 +680,21 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
             raise ValueError(f"decoder_fit_steps must be >= 0, got {steps}")
         return steps
 
-    def fit_given_frames(self, latents: torch.Tensor, conditioning: Conditioning, steps: int) -> torch.Tensor:
+    def fit_given_frames(
+        self,
+        latents: torch.Tensor,
+        conditioning: Conditioning,
+        steps: int,
+        on_fit_step: Callable[[Any], object] | None = None,
+    ) -> torch.Tensor:
         """`latents` with every latent frame that holds a given frame (`conditioning.pixels`: the first image, last
         image, keyframes, clips given at strength 1) fitted through the decoder so that those frames decode to their images
-        (`decoder_fit.fit_latent_frames`), one video at a time; unchanged when `steps` is 0 or nothing is given."""
+        (`decoder_fit.fit_latent_frames`), one video at a time; unchanged when `steps` is 0 or nothing is given.
+        `on_fit_step(self)` after each fit step."""
         if not steps or not conditioning.pixels:
             return latents
-        fitted, total = latents.clone(), latents.shape[0] * fit_step_count(conditioning.pixels, steps)
-        with self.decoder_fit_progress(total) as progress:
+        fitted, total = latents.clone(), _given_fit_step_count(latents, conditioning, steps)
+        with self.decoder_fit_progress(total, on_fit_step) as progress:
             for b in range(latents.shape[0]):
                 targets = {f: px[b if px.shape[0] > 1 else 0] for f, px in conditioning.pixels.items()}
                 fitted[b : b + 1] = fit_latent_frames(
@@ -667,18 +703,27 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
         return fitted
 
     @contextlib.contextmanager
-    def decoder_fit_progress(self, total: int) -> Iterator[Callable[[], object] | None]:
+    def decoder_fit_progress(
+        self, total: int, on_fit_step: Callable[[Any], object] | None = None
+    ) -> Iterator[Callable[[], object] | None]:
         """A progress bar over a decoder fit's `total` Adam steps (seconds to minutes after the sampling steps, which
         would otherwise show a bar standing still), made as the steps' bar is (diffusers' `progress_bar`: its
         `set_progress_bar_config`, `disable=True` included), titled "decoder fit" unless that config gives a title;
-        yields the callable each fit step calls (None when there is nothing to fit: no bar)."""
+        yields the callable each fit step calls, which moves the bar and calls `on_fit_step(self)` (None when there is
+        nothing to fit: no bar)."""
         if not total:
             yield None
             return
         with self.progress_bar(total=total) as bar:
             if "desc" not in self._progress_bar_config:  # set by `progress_bar`
                 bar.set_description("decoder fit")
-            yield bar.update
+
+            def step_done() -> None:
+                bar.update()
+                if on_fit_step is not None:
+                    on_fit_step(self)
+
+            yield step_done
 
     def decode(
         self,
@@ -815,6 +860,11 @@ def _returned_embeds(out: dict[str, Any], name: str, current: P.PromptEmbeds) ->
         mask = shown.mask if tuple(embeds.shape[:2]) == tuple(shown.mask.shape) else embeds.ne(0).any(dim=-1)
     taken = GivenEmbeds.embeds(embeds.to(current.embeds.device, current.embeds.dtype), mask)
     return P.PromptEmbeds(taken.embeds, taken.mask, current.full_length).trimmed()
+
+
+def _given_fit_step_count(latents: torch.Tensor, conditioning: Conditioning, steps: int) -> int:
+    """The decoder-fit steps `fit_given_frames` takes on `latents`: the fit of the given frames, once per video."""
+    return latents.shape[0] * fit_step_count(conditioning.pixels, steps)
 
 
 def _has_group_offload(module: torch.nn.Module) -> bool:

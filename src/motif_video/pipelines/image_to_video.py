@@ -105,6 +105,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         repaint_first_frame: bool | None = None,
         decoder_fit_steps: int | None = None,
         condition_guidance: float | None = None,
+        callback_on_fit_step=None,
     ) -> MotifVideoPipelineOutput | tuple:
         """Generate videos starting from `image` (one image, or one per prompt). See `MotifVideoPipeline.__call__`.
 
@@ -129,6 +130,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         sampling, every latent frame that holds a frame given at strength 1 (image, last image, keyframe, clip) is
         fitted by that many Adam steps through the decoder so that the given frames decode to their images, in the
         context of the generated frames before them (`motif_video.pipelines.decoder_fit`); the repainted frame 0 too.
+        `callback_on_fit_step(pipe)` after each of those steps, as in `MotifVideoPipeline.__call__`.
         `condition_guidance` (None: the folder's generation_config.json, else 0 as released): the scale of
         reconstruction guidance, which adds to each step's velocity the gradient that pulls the model's estimate of
         the given frames, from a pass without the condition channels, toward them, so that the frames around them
@@ -171,13 +173,16 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         if source is not None:
             run, latents = self.noised_start(run, source, latents, strength)
         self._release_text_encoder()
+        self._num_fit_steps = self.decoder_fit_step_count(
+            latents, repaint_first_frame, conditioning, fit_steps
+        )
         latents = self.sample(
             latents, run, cond, uncond, conditioning, callback_on_step_end, callback_on_step_end_tensor_inputs
         )
         latents = self.repaint_unconditioned_first_frame(
-            latents, repaint_first_frame, conditioning, fit_steps
+            latents, repaint_first_frame, conditioning, fit_steps, callback_on_fit_step
         )
-        latents = self.fit_given_frames(latents, conditioning, fit_steps)
+        latents = self.fit_given_frames(latents, conditioning, fit_steps, callback_on_fit_step)
         video = self.decode(latents, output_type, stream_decode, vae_batch_size)
         self.maybe_free_model_hooks()
         return MotifVideoPipelineOutput(frames=video) if return_dict else (video,)

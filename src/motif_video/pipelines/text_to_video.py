@@ -69,6 +69,7 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         strength: float = 1.0,
         repaint_first_frame: bool | None = None,
         decoder_fit_steps: int | None = None,
+        callback_on_fit_step=None,
     ) -> MotifVideoPipelineOutput | tuple:
         """Generate videos. Size and negative prompt left None come from the folder's generation_config.json, else
         736x1280, 121 frames and the 39-term trained negative prompt; "" is an empty negative prompt. With `latents`
@@ -94,6 +95,8 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         latent worse than the rest); None: the folder's generation_config.json, else off as released.
         `decoder_fit_steps`: Adam steps that fit the repainted latent through the decoder so that it decodes to
         pixel frame 1 (`motif_video.pipelines.decoder_fit`); None: the folder's generation_config.json, else 0.
+        `callback_on_fit_step(pipe)` is called after each of those steps (`pipe.num_fit_steps` in all, known from the
+        first `callback_on_step_end` on): a progress count past the sampling steps.
         """
         given = GivenEmbeds(
             prompt_embeds, prompt_attention_mask, negative_prompt_embeds, negative_prompt_attention_mask
@@ -127,11 +130,14 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
         if source is not None:
             run, latents = self.noised_start(run, source, latents, strength)
         conditioning = Conditioning()
+        self._num_fit_steps = self.decoder_fit_step_count(
+            latents, repaint_first_frame, conditioning, fit_steps
+        )
         latents = self.sample(
             latents, run, cond, uncond, conditioning, callback_on_step_end, callback_on_step_end_tensor_inputs
         )
         latents = self.repaint_unconditioned_first_frame(
-            latents, repaint_first_frame, conditioning, fit_steps
+            latents, repaint_first_frame, conditioning, fit_steps, callback_on_fit_step
         )
         frames = self.decode(latents, output_type, stream_decode, vae_batch_size)
         self.maybe_free_model_hooks()

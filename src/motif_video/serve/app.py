@@ -74,7 +74,9 @@ JOB_BODY = {
         "step": {"type": "integer"},
         "steps": {
             "type": "integer",
-            "description": "denoising steps in all (an extension: over all its windows)",
+            "description": "steps in all (an extension: over all its windows): the denoising steps and the decoder "
+            "fit's after them, as the worker's pipeline counts them from the job's first step (before it, the "
+            "denoising steps alone)",
         },
         "settings": {
             "type": "object",

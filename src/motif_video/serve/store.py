@@ -292,10 +292,13 @@ class JobStore:
         )
         return row is not None
 
-    def progress(self, job_id: str, claim: str, step: int, lease: float) -> bool:
+    def progress(self, job_id: str, claim: str, step: int, lease: float, steps: int | None = None) -> bool:
+        """Record the job's `step` (of `steps` in all, when given: the total its worker counts) and extend the lease;
+        False when the job is no longer this claim's."""
         row = self._run(
-            "UPDATE jobs SET step = ?, lease_until = ? WHERE id = ? AND claim = ? AND state = 'running' RETURNING id",
-            (step, time.time() + lease, job_id, claim),
+            "UPDATE jobs SET step = ?, steps = COALESCE(?, steps), lease_until = ? "
+            "WHERE id = ? AND claim = ? AND state = 'running' RETURNING id",
+            (step, steps, time.time() + lease, job_id, claim),
             "one",
         )
         return row is not None

@@ -2,10 +2,11 @@
 
 The pipeline is loaded once (`generation.prepare_pipeline`); each job runs the library's own per-video calls
 (`render_latents`, `write_video`; an extension job `extension.write_extension`), so a job's MP4 is the one
-`motif-video generate` (or `extend`) writes for the same settings, media and seed. Every step records progress (an
-extension's steps counted over all its windows) and extends the job's lease; a thread renews the lease while the VAE
-decodes and the file is written. A cancelled job (or one whose lease was lost) stops after the current step, with
-nothing after it (no decoder fit, decode or file). The MP4 is written under a temporary name in the results folder, renamed, and only then recorded.
+`motif-video generate` (or `extend`) writes for the same settings, media and seed. Every sampling step and every
+step of the decoder fit after them records progress (of the steps in all as the pipeline counts them; an extension's
+over all its windows) and extends the job's lease; a thread renews the lease while the VAE decodes and the file is
+written. A cancelled job (or one whose lease was lost) stops after the current step, with nothing after it (no more
+decoder fit, no decode or file). The MP4 is written under a temporary name in the results folder, renamed, and only then recorded.
 While the database cannot be reached the worker waits for it: a finished job is recorded once it is back (a worker
 stopped first removes the file and leaves the job to run again when its lease ends).
 On SIGTERM/SIGINT the worker stops after the current step and gives its job back to the queue; so it does, with
@@ -165,7 +166,7 @@ class Worker:
             if torch.device(plan.device).type == "cuda":
                 torch.cuda.reset_peak_memory_stats(plan.device)
             stopped = threading.Event()
-            on_step = self.step_callback(job_id, claim, stopped)
+            on_step = self.step_callback(job_id, claim, stopped, settings.get("windows") or 1)
             start = time.perf_counter()
             pipe = None
             try:
@@ -201,27 +202,30 @@ class Worker:
             keeper.stop()
             tmpdir.cleanup()
 
-    def step_callback(self, job_id: str, claim: str, stopped: threading.Event):
-        """The pipelines' step-end callback for one job: records progress (counted over an extension's windows
-        too) and renews the lease; once the job is cancelled, its lease lost or the worker stopping, it sets
-        `stopped` and raises `_Stopped` at once, so that no decoder fit, decode or file follows for a job nobody
-        will keep."""
+    def step_callback(self, job_id: str, claim: str, stopped: threading.Event, windows: int = 1):
+        """The pipelines' callback for one job after each sampling step and each decoder-fit step (their
+        `callback_on_step_end` and `callback_on_fit_step`): records progress over both, of the steps in all (a
+        window's sampling and fit steps as its pipeline counts them, `num_timesteps` and `num_fit_steps`, times the
+        extension's `windows`), and renews the lease; once the job is cancelled, its lease lost or the worker
+        stopping, it sets `stopped` and raises `_Stopped` at once, so that no more decoder fit, no decode and no file
+        follow for a job nobody will keep."""
         steps = itertools.count(1)
 
-        def on_step(pipe, i, t, tensors):
+        def on_step(pipe, *_):
             step = next(steps)
-            if stopped.is_set() or self.stopping.is_set() or not self._progress(job_id, claim, step):
+            total = windows * ((pipe.num_timesteps or 0) + (pipe.num_fit_steps or 0))
+            if stopped.is_set() or self.stopping.is_set() or not self._progress(job_id, claim, step, total):
                 stopped.set()
                 raise _Stopped
             return {}
 
         return on_step
 
-    def _progress(self, job_id: str, claim: str, step: int) -> bool:
-        """Record a step; while the database is unreachable the job goes on (the lease keeper renews its lease once
-        it is back)."""
+    def _progress(self, job_id: str, claim: str, step: int, steps: int) -> bool:
+        """Record a step of `steps`; while the database is unreachable the job goes on (the lease keeper renews its
+        lease once it is back)."""
         try:
-            return self.store.progress(job_id, claim, step, self.lease)
+            return self.store.progress(job_id, claim, step, self.lease, steps)
         except StoreUnavailable:
             return True
 
@@ -232,7 +236,8 @@ class Worker:
         from ..options import conditioned
 
         pipe = self.pipeline(conditioned(plan.request))
-        latents = render_latents(pipe, plan, 0, callback=on_step, inputs=condition_inputs(plan.request))
+        inputs = condition_inputs(plan.request)
+        latents = render_latents(pipe, plan, 0, callback=on_step, inputs=inputs, fit_callback=on_step)
         if not stopped.is_set():
             write_video(pipe, latents, final, plan)
         return pipe
@@ -252,8 +257,8 @@ class Worker:
         )
         prompts = settings.get("window_prompts") or [plan.request.prompts[0]]
         pipe = self.pipeline(True)
-        write_extension(pipe, plan.request, extension, clip, prompts, plan.seed,
-                        final, info["fps"], callback=on_step, source=f"the upload of job {job_id}")  # fmt: skip
+        write_extension(pipe, plan.request, extension, clip, prompts, plan.seed, final, info["fps"],
+                        callback=on_step, source=f"the upload of job {job_id}", fit_callback=on_step)  # fmt: skip
         return pipe
 
 
