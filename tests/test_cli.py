@@ -301,3 +301,20 @@ def test_python_m_runs_the_command():
         [sys.executable, "-m", "motif_video", "no-such-command"], capture_output=True, text=True, timeout=60
     )
     assert bad.returncode == 2 and "motif-video: error: argument command" in bad.stderr
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly():
+    """`motif-video info small --json | head -3`: the pipe closed before the output is written gives the exit status
+    of a command that pipe stopped (128 + SIGPIPE) and nothing on stderr (was a BrokenPipeError traceback)."""
+    import subprocess
+    import sys
+
+    command = subprocess.Popen(
+        [sys.executable, "-m", "motif_video", "info", "small", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    command.stdout.close()  # the reader is gone before the first line comes
+    err = command.stderr.read()
+    assert command.wait(timeout=120) == 141 and err == ""

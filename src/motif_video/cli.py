@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import signal
 import sys
 
@@ -61,6 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command's entry point. A reader that stops reading its output (`motif-video info --json | head -3`) ends
+    it quietly with 141 (128 + SIGPIPE, as a command that pipe stopped exits in a shell), not with a traceback."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # what is still buffered, while a closed pipe can be caught here
+    except BrokenPipeError:
+        # the rest of the output goes nowhere: the interpreter's own flush at exit would report the pipe again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # named by the command's own parser, whose usage is the one to show
