@@ -373,6 +373,8 @@ def _generate_on_rank(plan: GenerationPlan, rank: int, log) -> dict[str, Any]:
     peak = _peak_memory_gb(device)
     for path in written:
         log(f"wrote {path}")
+        if r.save_latents:
+            log(f"wrote {latents_path(path)}")
     for i, line in cache_lines:
         log(f"step cache (threshold {r.cache_threshold:g}), video {i}: {line}")
     where = "GPU" if device.type == "cuda" else "process"
@@ -412,7 +414,7 @@ def _render_videos(
             path = plan.outputs[i]
             write_video(pipe, latents, path, plan)
             if r.save_latents:
-                _save_latents(latents, path.with_suffix(".latents.safetensors"), plan.seed + i)
+                _save_latents(latents, latents_path(path), plan.seed + i)
             written.append(path)
     return written, cache_lines
 
@@ -430,6 +432,11 @@ def _gather(
     paths = sorted(p for part in parts for p in part[0])
     lines = sorted(line for part in parts for line in part[1])
     return paths, lines
+
+
+def latents_path(video: Path) -> Path:
+    """Where `--save-latents` writes a video's final latents: next to its MP4, as NAME.latents.safetensors."""
+    return video.with_suffix(".latents.safetensors")
 
 
 def _save_latents(latents: torch.Tensor, path: Path, seed: int) -> None:

@@ -36,6 +36,7 @@ def test_generate_t2v_writes_an_mp4(tiny_folder, tmp_path, capsys):
     assert (tmp_path / "clip.latents.safetensors").is_file()
     printed = capsys.readouterr().out
     assert f"wrote {out}" in printed and "peak process memory" in printed and "shift 15" in printed
+    assert f"wrote {tmp_path / 'clip.latents.safetensors'}" in printed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.latents.safetensors", "clip.mp4"]
 
 
