@@ -246,6 +246,9 @@ def test_video_tensors_in_0_1_are_read_as_diffusers_reads_them(pipe, strong_fold
          "both condition latent frame 2"),
         ({"conditions": [VideoCondition(image=make_image(), frame_index=2, strength=0)]}, "strength"),
         ({"image": None}, "image is required"),
+        ({"image": None, "video": "clip.mp4", "strength": 0.6},
+         r"video-to-video on the image-to-video pipeline needs a frame condition: image, last_image or conditions; "
+         r"for video-to-video from the prompt alone use MotifVideoPipeline with video= and strength="),
         ({"image": 7}, "image must be a PIL image, an .* or an image file's path, got int"),
         ({"last_image": "missing.png"}, "last_image 'missing.png' does not exist or is not a file"),
         ({"conditions": [VideoCondition(image="https://x.org/a.png", frame_index=4)]},
@@ -270,6 +273,16 @@ def test_bad_conditions_are_refused_before_any_model_runs(pipe, kwargs, message,
     with pytest.raises(ValueError, match=message):
         pipe(prompt=PROMPT, **SIZE, num_inference_steps=1, **kwargs)
     assert calls == []
+
+
+def test_video_to_video_from_the_prompt_alone_runs_where_the_i2v_error_points(pipe):
+    """The image-to-video pipeline's error for a video without a frame condition names MotifVideoPipeline.from_pipe
+    with video= and strength=: that call runs."""
+    t2v = MotifVideoPipeline.from_pipe(pipe)
+    out = t2v(
+        prompt=PROMPT, video=_clip(F), strength=0.6, num_inference_steps=2, output_type="latent", **SIZE
+    )
+    assert out.frames.shape[2] == (F - 1) // 4 + 1
 
 
 def test_the_pipelines_size_a_video_as_the_command_does(strong_folder):

@@ -141,7 +141,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         given = GivenEmbeds(prompt_embeds, prompt_attention_mask, negative_prompt_embeds, negative_prompt_attention_mask)  # fmt: skip
         self.check_call(
             prompt, negative_prompt, (height, width), given, callback_on_step_end, callback_on_step_end_tensor_inputs,
-            image=image, conditions=conditions, last_image=last_image,
+            image=image, conditions=conditions, last_image=last_image, video=video,
         )  # fmt: skip
         frame = self.frame_settings(
             resize=resize, latent_mode=first_frame_latent, use_image_embeds=use_image_embeds,
@@ -234,20 +234,28 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         *args,
         conditions: list | None = None,
         last_image=None,
+        video=None,
         **kwargs,
     ) -> None:
         """diffusers' image-to-video `check_inputs` (same parameters: the text-to-video ones with `image` after
         `batch_size`): the text-to-video checks, then `image`: one, or one per prompt; it may be None only when
-        `conditions` or `last_image` give other frames."""
+        `conditions` or `last_image` give other frames (`video`, of video-to-video, gives none)."""
         super().check_inputs(prompt, negative_prompt, height, width, batch_size, *args, **kwargs)
         if image is not None or not (conditions or last_image is not None):
-            self._image_list(image, batch_size)
+            self._image_list(image, batch_size, video=video)
 
     @staticmethod
-    def _image_list(image, num_prompts: int) -> list:
+    def _image_list(image, num_prompts: int, video=None) -> list:
+        if image is None and video is not None:
+            raise ValueError(
+                "video-to-video on the image-to-video pipeline needs a frame condition: image, last_image or "
+                "conditions; for video-to-video from the prompt alone use MotifVideoPipeline with video= and "
+                "strength= (MotifVideoPipeline.from_pipe(this pipeline) loads nothing twice)"
+            )
         if image is None:
             raise ValueError(
-                "image is required for image-to-video (a PIL image, array, tensor or file path, or a list)"
+                "image is required for image-to-video (a PIL image, array, tensor or file path, or a list), "
+                "unless last_image or conditions give other frames"
             )
         images = list(image) if isinstance(image, list | tuple) else [image]
         if len(images) not in (1, num_prompts):
