@@ -1,6 +1,7 @@
 """The small model shipped in the package: loads by name, runs T2V and I2V quickly on CPU, drives `eval`."""
 
 import json
+import re
 import time
 
 import numpy as np
@@ -148,6 +149,26 @@ def test_generate_warns_at_a_size_the_small_model_was_not_trained_at(tmp_path, c
             "--height", "32", "--width", "48", "--output", str(out)]  # fmt: skip
     assert main(argv) == 0
     assert "warning: the model was trained at 64x64 only; at 48x32" in capsys.readouterr().out
+
+
+def test_progress_in_a_log_draws_each_bar_once_and_no_cursor_moves(tmp_path, capsys):
+    """Where stderr is not a terminal (`generate ... 2> log.txt`), a log keeps every line a bar draws: the decoder
+    fit's bar is titled from its first line (before, an untitled "0/50" bar came first), and `extend`'s bar over
+    its windows counts their steps alone, without each window's own bars and the cursor moves (`[A`) between them."""
+    clip = tmp_path / "x.mp4"
+    argv = ["generate", "--model", "small", "--prompt", PROMPT, "--num-frames", "5", "--steps", "1",
+            "--decoder-fit-steps", "3", "--output", str(clip)]  # fmt: skip
+    assert main(argv) == 0
+    fit = [line for line in re.split(r"[\r\n]", capsys.readouterr().err) if "/3 [" in line]
+    assert fit and all(line.startswith("decoder fit: ") for line in fit), fit
+    argv = ["extend", str(clip), "--seconds", "1", "--num-frames", "9", "--steps", "1",
+            "--output", str(tmp_path / "y.mp4")]  # fmt: skip
+    assert main(argv) == 0
+    bars = capsys.readouterr().err
+    windows = bars[bars.index("3 windows: ") :]  # after the loader's bars
+    assert "\x1b[" not in windows and "decoder fit" not in windows and "it/s" not in windows
+    counts = [int(n) for n in re.findall(r"3 windows: +\d+%\|[^|]*\| (\d)/3 ", windows)]
+    assert len(counts) > 1 and counts == sorted(counts) and counts[-1] == 3, windows  # it advances to its end
 
 
 def test_eval_json_has_the_figures(capsys):

@@ -476,12 +476,14 @@ def run_extension(
     from .vocabulary import prompt_check
 
     # several windows: one bar over all their steps, and under it the window's own bars (its steps, then its decoder
-    # fit, which the steps' count does not show), cleared when the window is done
+    # fit, which the steps' count does not show), cleared when the window is done; on a terminal only (tqdm's
+    # disable=None): where stderr is a log, which keeps every line a bar draws, the nested bars would fill it with
+    # their lines and the cursor moves between them, and the windows' bar alone counts the steps
     many = plan.windows > 1
     pipe, _ = prepare_pipeline(gen)
     if not isinstance(pipe, MotifVideoImageToVideoPipeline):
         pipe = MotifVideoImageToVideoPipeline.from_pipe(pipe)  # a new pipeline: its own progress bar setting
-    pipe.set_progress_bar_config(leave=not many)
+    pipe.set_progress_bar_config(leave=not many, disable=None if many else False)
     if replayed is not None:
         from .replay import EXTEND_FORMAT, warn_changed_weights
 

@@ -169,6 +169,8 @@ def test_the_fit_shows_a_progress_bar_that_disable_silences(strong_folder, i2v, 
         assert "2/2" in err and re.search(
             r"decoder fit: 100%.*\| 6/6", err
         )  # 3 steps on each of 2 latent frames
+        # each line the fit's bar drew is titled, from its first one on
+        assert all(line.startswith("decoder fit: ") for line in re.split(r"[\r\n]", err) if "/6 [" in line)
         i2v.set_progress_bar_config(desc="mine")  # a title of the caller's is kept
         _call(i2v, image=image, decoder_fit_steps=3)
         assert "decoder fit" not in (err := capsys.readouterr().err) and "mine: 100%" in err.splitlines()[-1]

@@ -197,16 +197,19 @@ def test_extend_command_makes_three_windows(tiny_folder, clip, tmp_path, capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "long.mp4", "story.txt"]  # no part file
 
 
-def test_extend_command_shows_each_windows_decoder_fit(tiny_folder, clip, tmp_path, capsys):
-    """The decoder fit of each window's given frames (the small model's default: 50 steps per latent frame) runs
-    after its sampling steps; before, the bar over the windows stood still through it."""
+def test_extend_command_shows_each_windows_decoder_fit(tiny_folder, clip, tmp_path, capsys, monkeypatch):
+    """On a terminal, the decoder fit of each window's given frames (the small model's default: 50 steps per latent
+    frame) runs after its sampling steps; before, the bar over the windows stood still through it. Where stderr is
+    not a terminal, the windows' own bars are not drawn (`test_small_model`: a log of the extension)."""
     import shutil
+    import sys
 
     folder = tmp_path / "model"
     shutil.copytree(tiny_folder, folder)
     GenerationDefaults(decoder_fit_steps=2).write(folder)
     argv = ["extend", str(clip), "--prompt", "a red ball", "--seconds", "0.875", "--overlap", "5", "--model",
             str(folder), "--num-frames", "9", "--steps", "2", "--device", "cpu", "--output", str(tmp_path / "o.mp4")]  # fmt: skip
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # captured, as a terminal shows it
     assert cli.main(argv) == 0
     bars = capsys.readouterr().err
     assert bars.count("decoder fit:   0%|") == 3  # a bar in each window: 2 steps on each of 2 latent frames

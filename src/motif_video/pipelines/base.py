@@ -702,21 +702,32 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
                 )
         return fitted
 
+    def progress_bar(self, iterable=None, total=None, desc: str | None = None):
+        """diffusers' `progress_bar` (made as `set_progress_bar_config` says); `desc` titles the bar where that config
+        gives no title. The title is the bar's from its first line: one set once the bar is drawn leaves that line
+        untitled where stderr is not a terminal (a log keeps every line tqdm draws)."""
+        config = getattr(self, "_progress_bar_config", {})
+        if desc is None or "desc" in config:
+            return super().progress_bar(iterable, total)
+        self._progress_bar_config = {**config, "desc": desc}
+        try:
+            return super().progress_bar(iterable, total)
+        finally:
+            self._progress_bar_config = config
+
     @contextlib.contextmanager
     def decoder_fit_progress(
         self, total: int, on_fit_step: Callable[[Any], object] | None = None
     ) -> Iterator[Callable[[], object] | None]:
         """A progress bar over a decoder fit's `total` Adam steps (seconds to minutes after the sampling steps, which
-        would otherwise show a bar standing still), made as the steps' bar is (diffusers' `progress_bar`: its
+        would otherwise show a bar standing still), made as the steps' bar is (`progress_bar`: diffusers'
         `set_progress_bar_config`, `disable=True` included), titled "decoder fit" unless that config gives a title;
         yields the callable each fit step calls, which moves the bar and calls `on_fit_step(self)` (None when there is
         nothing to fit: no bar)."""
         if not total:
             yield None
             return
-        with self.progress_bar(total=total) as bar:
-            if "desc" not in self._progress_bar_config:  # set by `progress_bar`
-                bar.set_description("decoder fit")
+        with self.progress_bar(total=total, desc="decoder fit") as bar:
 
             def step_done() -> None:
                 bar.update()
