@@ -55,6 +55,25 @@ def _deterministic_one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def diffusers_warnings(monkeypatch):
+    """The messages diffusers' loggers warn during the test, in order (a list the test may clear), with the filters of
+    known notices that any command run in this process installed (`cli.quiet_known_notices`) lifted."""
+    import logging
+
+    from motif_video.cli import KNOWN_NOTICES
+
+    for name in KNOWN_NOTICES:
+        monkeypatch.setattr(logging.getLogger(name), "filters", [])
+    seen: list[str] = []
+    collect = logging.Handler(logging.WARNING)
+    collect.emit = lambda record: seen.append(record.getMessage())
+    logger = logging.getLogger("diffusers")  # every diffusers module's logger reports to it
+    logger.addHandler(collect)
+    yield seen
+    logger.removeHandler(collect)
+
+
 @pytest.fixture(scope="module")
 def teacher_folder(tmp_path_factory):
     """A tiny model folder whose transformer has strong random weights (so guidance visibly matters)."""

@@ -37,7 +37,8 @@ def resize_patch(model: MotifVideoTransformer, patch_size: int) -> MotifVideoTra
         guidance_embeds=model.guidance_embedder is not None,
     )
     resized = MotifVideoTransformer(**config)
-    state = model.state_dict()
+    # weights of the new model's own (not shared with `model`), in the model's dtype and on its device
+    state = {k: v.clone() for k, v in model.state_dict().items()}
 
     kernel = state["x_embedder.proj.weight"]  # [D, C, pt, p, p]
     d, c, pt = kernel.shape[:3]
@@ -50,9 +51,10 @@ def resize_patch(model: MotifVideoTransformer, patch_size: int) -> MotifVideoTra
     bias = state["proj_out.bias"].reshape(out, pt, patch_size, r, patch_size, r)
     state["proj_out.bias"] = bias.mean(dim=(3, 5)).reshape(-1)
 
-    resized.load_state_dict(state, strict=True)
-    dtype = next(model.parameters()).dtype
-    return resized.to(device=next(model.parameters()).device, dtype=dtype)
+    # taken as they are (`assign`): the model's dtype and device without a `.to(dtype)`, on which diffusers warns of
+    # modules to keep in float32 even when there are none
+    resized.load_state_dict(state, strict=True, assign=True)
+    return resized
 
 
 def resize_pretrained(pretrained: str | Path, output: str | Path, patch_size: int) -> Path:

@@ -231,6 +231,23 @@ def test_shipped_student_is_selected_by_name(distilled, tmp_path, monkeypatch, t
     assert MotifVideoPipeline.from_pretrained(own).generation_defaults.decoder_fit_steps == 20
 
 
+def test_shipping_casts_the_student_as_it_loads(tmp_path, diffusers_warnings):
+    """`ship_student` writes the student's transformer in float16 without a `.to(dtype)` (on which diffusers warned
+    of modules to keep in float32, naming none: `[]`)."""
+    from safetensors import safe_open
+
+    from motif_video.defaults import GenerationDefaults
+    from motif_video.distill.ship import ship_student
+    from motif_video.testing import tiny_transformer
+
+    tiny_transformer(0).save_pretrained(tmp_path / "student" / "transformer")
+    GenerationDefaults(num_inference_steps=4).write(tmp_path / "student")
+    shipped = ship_student(tmp_path / "student", tmp_path / "shipped", base_model="small")
+    assert diffusers_warnings == []
+    with safe_open(str(shipped / "transformer" / "diffusion_pytorch_model.safetensors"), "pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}  # noqa: SIM118
+
+
 def test_small_4step_recipe_follows_the_shipped_small_model():
     """The student's recipe folds in the guidance the teacher ships with and trains on the small build's last
     stage's clips and latents (recipes/small/build.py), so re-distilling it reproduces the shipped student."""

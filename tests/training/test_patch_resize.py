@@ -40,6 +40,18 @@ def test_resized_model_is_the_old_one_on_an_upsampled_latent_pooled():
     assert (got - same_size).abs().max() > 1e-2
 
 
+def test_resize_keeps_the_models_dtype_and_warns_of_nothing(diffusers_warnings):
+    """The resized model has weights of its own in the old one's dtype, made without a `.to(dtype)` (on which
+    diffusers warned of modules to keep in float32, naming none: `[]`)."""
+    old = tiny_transformer(0, patch_size=2)
+    new = resize_patch(old, 1)
+    assert diffusers_warnings == []
+    assert all(
+        a.data_ptr() != b.data_ptr() for a, b in zip(old.state_dict().values(), new.state_dict().values())
+    )
+    assert {p.dtype for p in resize_patch(old.to(torch.bfloat16), 1).parameters()} == {torch.bfloat16}
+
+
 def test_resize_refuses_a_patch_that_does_not_divide():
     model = tiny_transformer(0, patch_size=2)
     assert resize_patch(model, 2) is model

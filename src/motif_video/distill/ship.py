@@ -33,7 +33,8 @@ def ship_student(
         raise ValueError(f"{student} is not a full student folder (generation_config.json with adapter null)")
     if decoder_fit_steps is not None and decoder_fit_steps < 0:
         raise ValueError(f"decoder_fit_steps must be >= 0, got {decoder_fit_steps}")
-    MotifVideoTransformer.from_pretrained(student / "transformer").to(dtype).save_pretrained(
+    # cast as it loads (diffusers warns of modules to keep in float32 on any `.to(dtype)` of a model, even with none)
+    MotifVideoTransformer.from_pretrained(student / "transformer", torch_dtype=dtype).save_pretrained(
         dest / "transformer"
     )
     base_model = recorded_base(base_model)  # a shipped model by its name, another local folder absolute
