@@ -35,6 +35,23 @@ def test_shipped_folder_is_complete_and_small():
     assert model_defaults("Motif-Technologies/Motif-Video-2B").num_frames == 121
 
 
+def test_loading_drops_the_loaders_notices_for_that_load_only():
+    """`MotifVideoPipeline.from_pretrained("small")` (the README's Python example, in a fresh interpreter) builds the
+    folder's guider without diffusers' notice that guiders are experimental; a guider of the caller's still logs it."""
+    import subprocess
+    import sys
+
+    code = (
+        "from diffusers import ClassifierFreeGuidance\n"
+        "from motif_video import MotifVideoPipeline\n"
+        "assert MotifVideoPipeline.from_pretrained('small').guider is not None\n"
+        "ClassifierFreeGuidance()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("Guiders are currently an experimental feature") == 1, done.stderr
+
+
 def test_tokenizer_bos_only_pad_zero(pipe):
     ids = pipe.tokenizer([PROMPT], padding="max_length", max_length=16).input_ids[0]
     assert ids[0] == 2 and 1 not in ids and ids[-1] == 0 and 3 not in ids  # BOS, no EOS, pad 0, no <unk>

@@ -12,17 +12,19 @@ import os
 import signal
 import sys
 
+from .notices import LOADER_NOTICES, DropNotice
+
 COMMANDS = ["info", "generate", "extend", "train", "cache", "distill", "eval", "export", "serve"]
 # Notices the libraries print on every run that a user of the command can do nothing about, by emitting logger:
-# diffusers calls its guiders (which our pipelines use by design) experimental; transformers' SigLIP image
-# processor falls back to its PIL version without torchvision (the one the pipelines need); diffusers warns about
-# modules to keep in float32 on every `.to(dtype=...)` even when there are none (`[]`); and where torchao is
-# installed (the fp8 extra) its import, which diffusers makes on every load, reports binary extensions built for
-# another Python, the deprecated pytree registration of its enums, and diffusers that it cannot import torchao's
-# tensor types, none of which a command that does not use FP8 touches. Only the command drops them; the library's
-# logging is left as it is.
+# those of diffusers' pipeline loader (`notices.LOADER_NOTICES`, which the pipelines drop while they load);
+# transformers' SigLIP image processor falls back to its PIL version without torchvision (the one the pipelines
+# need); diffusers warns about modules to keep in float32 on every `.to(dtype=...)` even when there are none (`[]`);
+# and where torchao is installed (the fp8 extra) its import, which diffusers makes on every load, reports binary
+# extensions built for another Python, the deprecated pytree registration of its enums, and diffusers that it cannot
+# import torchao's tensor types, none of which a command that does not use FP8 touches. The command drops them for
+# the whole process; the library, only the loader's while its pipelines load.
 KNOWN_NOTICES = {
-    "diffusers.guiders.guider_utils": "Guiders are currently an experimental feature",
+    **LOADER_NOTICES,
     "transformers.utils.import_utils": "requires torchvision (not installed); falling back to",
     "diffusers.models.modeling_utils": "that should be kept in float32: [].",
     "torchao": "Could not load this library",
@@ -31,21 +33,12 @@ KNOWN_NOTICES = {
 }
 
 
-class _DropNotice(logging.Filter):
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return self.text not in record.getMessage()
-
-
 def quiet_known_notices() -> None:
     """Drop `KNOWN_NOTICES` (each once, however often it is called); every other message of those loggers stays."""
     for name, text in KNOWN_NOTICES.items():
         logger = logging.getLogger(name)
-        if not any(isinstance(f, _DropNotice) and f.text == text for f in logger.filters):
-            logger.addFilter(_DropNotice(text))
+        if not any(isinstance(f, DropNotice) and f.text == text for f in logger.filters):
+            logger.addFilter(DropNotice(text))
 
 
 def build_parser() -> argparse.ArgumentParser:

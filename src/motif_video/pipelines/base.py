@@ -32,6 +32,7 @@ from .. import defaults as D
 from .. import flow
 from ..defaults import GenerationDefaults
 from ..hub import DEFAULT_MODEL_ID, resolve_folder
+from ..notices import LOADER_NOTICES, dropped
 from ..options import check_video_size
 from . import prompts as P
 from .decoder_fit import fit_latent_frames, fit_step_count
@@ -171,7 +172,7 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
                     variant=kwargs.get("variant"),
                 )
         kwargs.pop("local_files_only", None)
-        with named_load_errors(folder):
+        with named_load_errors(folder), dropped(LOADER_NOTICES):  # diffusers' notices for this load only
             pipe = super().from_pretrained(folder, local_files_only=True, **kwargs)
         index = folder / "model_index.json"
         pipe.folder_pipeline_class = (
