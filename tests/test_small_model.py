@@ -36,20 +36,26 @@ def test_shipped_folder_is_complete_and_small():
 
 
 def test_loading_drops_the_loaders_notices_for_that_load_only():
-    """`MotifVideoPipeline.from_pretrained("small")` (the README's Python example, in a fresh interpreter) builds the
-    folder's guider without diffusers' notice that guiders are experimental; a guider of the caller's still logs it."""
+    """`MotifVideoImageToVideoPipeline.from_pretrained("small")` (the README's Python example, in a fresh interpreter)
+    builds the folder's guider without diffusers' notice that guiders are experimental (a guider of the caller's still
+    logs it), and its SigLIP image processor without transformers' notice of the fallback to the PIL one where
+    torchvision is missing, as the SigLIP processor made for training does (it names the PIL one)."""
     import subprocess
     import sys
 
     code = (
         "from diffusers import ClassifierFreeGuidance\n"
-        "from motif_video import MotifVideoPipeline\n"
-        "assert MotifVideoPipeline.from_pretrained('small').guider is not None\n"
+        "from motif_video import MotifVideoImageToVideoPipeline\n"
+        "from motif_video.training.components import tiny_feature_extractor\n"
+        "tiny_feature_extractor()\n"
+        "pipe = MotifVideoImageToVideoPipeline.from_pretrained('small')\n"
+        "assert pipe.guider is not None and pipe.feature_extractor is not None\n"
         "ClassifierFreeGuidance()\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("Guiders are currently an experimental feature") == 1, done.stderr
+    assert "falling back to" not in done.stderr, done.stderr
 
 
 def test_tokenizer_bos_only_pad_zero(pipe):

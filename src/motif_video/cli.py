@@ -16,16 +16,15 @@ from .notices import LOADER_NOTICES, DropNotice
 
 COMMANDS = ["info", "generate", "extend", "train", "cache", "distill", "eval", "export", "serve"]
 # Notices the libraries print on every run that a user of the command can do nothing about, by emitting logger:
-# those of diffusers' pipeline loader (`notices.LOADER_NOTICES`, which the pipelines drop while they load);
-# transformers' SigLIP image processor falls back to its PIL version without torchvision (the one the pipelines
-# need); diffusers warns about modules to keep in float32 on every `.to(dtype=...)` even when there are none (`[]`);
-# and where torchao is installed (the fp8 extra) its import, which diffusers makes on every load, reports binary
-# extensions built for another Python, the deprecated pytree registration of its enums, and diffusers that it cannot
-# import torchao's tensor types, none of which a command that does not use FP8 touches. The command drops them for
-# the whole process; the library, only the loader's while its pipelines load.
+# those of diffusers' pipeline loader (`notices.LOADER_NOTICES`, which the pipelines drop while they load: guiders
+# called experimental, SigLIP's fallback to its PIL image processor without torchvision); diffusers warns about
+# modules to keep in float32 on every `.to(dtype=...)` even when there are none (`[]`); and where torchao is
+# installed (the fp8 extra) its import, which diffusers makes on every load, reports binary extensions built for
+# another Python, the deprecated pytree registration of its enums, and diffusers that it cannot import torchao's
+# tensor types, none of which a command that does not use FP8 touches. The command drops them for the whole
+# process; the library, only the loader's while its pipelines load.
 KNOWN_NOTICES = {
     **LOADER_NOTICES,
-    "transformers.utils.import_utils": "requires torchvision (not installed); falling back to",
     "diffusers.models.modeling_utils": "that should be kept in float32: [].",
     "torchao": "Could not load this library",
     "torch.utils._pytree": "is an Enum subclass and is now natively supported by torch.compile",

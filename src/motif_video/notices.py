@@ -10,9 +10,12 @@ from collections.abc import Iterator, Mapping
 
 # What diffusers' pipeline loader logs on every load of a folder in the released layout, dropped by the pipelines'
 # `from_pretrained` while it loads: building the folder's guider component (a diffusers guider, which the pipelines
-# use by design), diffusers calls guiders experimental.
+# use by design), diffusers calls guiders experimental; and without torchvision, transformers says that the SigLIP
+# image processor the folder names (`SiglipImageProcessor`, its default, which needs torchvision) falls back to its
+# PIL version, which serves the pipelines as well (`training.components.siglip_processor_class` names it directly).
 LOADER_NOTICES = {
     "diffusers.guiders.guider_utils": "Guiders are currently an experimental feature",
+    "transformers.utils.import_utils": "requires torchvision (not installed); falling back to",
 }
 
 

@@ -188,7 +188,7 @@ def vae_config(name: str) -> dict[str, Any]:
 
 def folder_components(name: str, dtype: torch.dtype = torch.float32) -> Components:
     from diffusers import AutoencoderKLWan
-    from transformers import AutoTokenizer, SiglipImageProcessor, T5Gemma2Encoder
+    from transformers import AutoTokenizer, T5Gemma2Encoder
 
     from ..hub import resolve_folder
 
@@ -198,7 +198,7 @@ def folder_components(name: str, dtype: torch.dtype = torch.float32) -> Componen
         AutoencoderKLWan.from_pretrained(root / "vae"),
         T5Gemma2Encoder.from_pretrained(root / "text_encoder", torch_dtype=dtype),
         AutoTokenizer.from_pretrained(root / "tokenizer"),
-        SiglipImageProcessor.from_pretrained(extractor) if extractor.is_dir() else None,
+        siglip_processor_class().from_pretrained(extractor) if extractor.is_dir() else None,
     )
 
 
@@ -273,11 +273,23 @@ def tiny_vae(seed: int = 0):
     ).eval()
 
 
-def siglip_processor(size: int):
-    """SigLIP preprocessing as released (bicubic, no rescale, mean = std = 0.5) at `size` x `size`."""
+def siglip_processor_class():
+    """transformers' SigLIP image processor: its default, which needs torchvision, where torchvision is installed, else
+    its PIL version, named as such (transformers falls back to it from the default's name with a warning that asks
+    for it by name)."""
+    from transformers import SiglipImageProcessorPil
+    from transformers.utils import is_torchvision_available
+
+    if not is_torchvision_available():
+        return SiglipImageProcessorPil
     from transformers import SiglipImageProcessor
 
-    return SiglipImageProcessor(
+    return SiglipImageProcessor
+
+
+def siglip_processor(size: int):
+    """SigLIP preprocessing as released (bicubic, no rescale, mean = std = 0.5) at `size` x `size`."""
+    return siglip_processor_class()(
         size={"height": size, "width": size},
         resample=3,
         do_rescale=False,
