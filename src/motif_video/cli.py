@@ -19,10 +19,11 @@ COMMANDS = ["info", "generate", "extend", "train", "cache", "distill", "eval", "
 # those of diffusers' pipeline loader (`notices.LOADER_NOTICES`, which the pipelines drop while they load: guiders
 # called experimental, SigLIP's fallback to its PIL image processor without torchvision); diffusers warns about
 # modules to keep in float32 on every `.to(dtype=...)` even when there are none (`[]`); and where torchao is
-# installed (the fp8 extra) its import, which diffusers makes on every load, reports binary extensions built for
-# another Python, the deprecated pytree registration of its enums, and diffusers that it cannot import torchao's
-# tensor types, none of which a command that does not use FP8 touches. The command drops them for the whole
-# process; the library, only the loader's while its pipelines load.
+# installed (the fp8 extra) its import, which diffusers makes as it imports its models (its torchao quantizer, at
+# module level), reports the CUDA kernels of its PyPI wheel that a CPU-only torch cannot load (they link
+# libc10_cuda.so), the deprecated pytree registration of its enums, and diffusers (0.42) that it cannot import
+# torchao's tensor types (torchao 0.18 moved or removed them), none of which a command that does not use FP8
+# touches. The command drops them for the whole process; the library, only the loader's while its pipelines load.
 KNOWN_NOTICES = {
     **LOADER_NOTICES,
     "diffusers.models.modeling_utils": "that should be kept in float32: [].",
