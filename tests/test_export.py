@@ -144,3 +144,22 @@ def test_frames_with_non_finite_values_are_an_error_not_a_black_video(tmp_path):
     ):
         write_mp4(frames, tmp_path / "nan.mp4")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
+def test_reading_frames_leaves_no_threads_behind(tmp_path):
+    """A frame's conversion to RGB runs on the calling thread. PyAV's default starts swscale slice threads that
+    stay alive with the frame, and a training loader's worker forked while they exist can wait on them forever."""
+    import av
+
+    from motif_video.pipelines.export import upright_frame
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "clip.mp4"
+    write_mp4(list(rng.integers(0, 255, (3, 256, 256, 3), dtype=np.uint8)), path, fps=8)
+    with av.open(str(path)) as container:
+        frames = list(container.decode(video=0))
+        threads = len(os.listdir("/proc/self/task"))
+        arrays = [upright_frame(frame) for frame in frames]
+        assert len(os.listdir("/proc/self/task")) == threads
+    assert [a.shape for a in arrays] == [(256, 256, 3)] * 3

@@ -169,8 +169,12 @@ def shown_frame_size(frame) -> tuple[int, int]:
 
 
 def upright_frame(frame) -> np.ndarray:
-    """A decoded PyAV frame as a player shows it: uint8 [H, W, 3] RGB, turned by the stream's display rotation."""
-    array = frame.to_ndarray(format="rgb24")
+    """A decoded PyAV frame as a player shows it: uint8 [H, W, 3] RGB, turned by the stream's display rotation.
+
+    The conversion runs on the calling thread (`threads=1`): PyAV's default starts swscale slice threads that
+    outlive the call, and a process forked from one holding them (a training loader's worker) can wait for them
+    forever (seen: a loader worker hung in `avpriv_slicethread_execute`)."""
+    array = frame.to_ndarray(format="rgb24", threads=1)
     turns = _turns(frame)
     return np.ascontiguousarray(np.rot90(array, turns)) if turns else array
 
