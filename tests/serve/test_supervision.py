@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from motif_video.serve.store import open_store
 from motif_video.serve.worker import watch_parent
@@ -124,6 +125,37 @@ def test_a_jobs_progress_counts_the_decoder_fit_after_its_steps(tmp_path):
              callback_on_step_end=on_step, callback_on_fit_step=on_step, output_type="latent", **call)  # fmt: skip
         assert store.recorded == [(step, total) for step in range(1, total + 1)]
         assert (pipe.num_timesteps, pipe.num_fit_steps) == (4, total - 4)
+
+
+def test_a_job_claimed_again_times_its_denoising_steps_only(tmp_path):
+    """A job's seconds per step divide its run by its sampling steps, also for a job claimed again after its first
+    worker stopped, whose steps the first one's progress made sampling and decoder-fit steps (before: divided by
+    those, 2 + 50 on the small model, for a time per step a 26th of the truth)."""
+    from motif_video.serve.fields import Limits, settings_from_fields
+    from motif_video.serve.worker import Worker
+
+    from .conftest import PROMPT, TINY
+
+    store = open_store(None, tmp_path)
+    try:
+        settings = settings_from_fields({"prompt": PROMPT, **TINY}, model="small", limits=Limits())
+        job = store.submit(settings, settings["steps"], [], max_queue=10)
+        first = store.claim("gone:1", 30.0)
+        # the first worker's progress: its count of sampling and decoder-fit steps
+        store.progress(job["id"], first["claim"], 1, 30.0, TINY["steps"] + 50)
+        store.release(job["id"], first["claim"])
+        worker = Worker(store, tmp_path, "small")
+        worker.load()
+        again = store.claim(worker.id, 30.0)
+        assert again["steps"] == TINY["steps"] + 50
+        start = time.perf_counter()
+        worker.run_job(again, torch)
+        elapsed = time.perf_counter() - start
+        done = store.get(job["id"])
+        assert done["state"] == "succeeded", done["error"]
+        assert 0.5 * elapsed < done["step_seconds"] * TINY["steps"] <= elapsed
+    finally:
+        store.close()
 
 
 def test_sigterm_stops_the_server_with_an_event_stream_open(tmp_path):

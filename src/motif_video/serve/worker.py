@@ -176,12 +176,15 @@ class Worker:
                     pipe = self._generate(plan, final, on_step, stopped)
             except _Stopped:
                 pass
-            step_seconds = (time.perf_counter() - start) / max(1, job["steps"])
+            elapsed = time.perf_counter() - start
             if stopped.is_set():
                 final.unlink(missing_ok=True)
                 if self.stopping.is_set():
                     self.store.release(job_id, claim)
                 return  # cancelled, or the lease went to another worker: nothing is kept
+            # per denoising step: not the job's `steps`, which its progress (this claim's, or an earlier one's) made
+            # sampling and decoder-fit steps
+            step_seconds = elapsed / max(1, (settings.get("windows") or 1) * (pipe.num_timesteps or 0))
             peak = _peak_memory_gb(torch, plan.device)
             resolved = filled_settings(settings, pipe.last_run)
             # recorded once the database takes it; a worker stopped first leaves the job to its lease's end
