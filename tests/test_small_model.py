@@ -177,7 +177,9 @@ def test_generate_warns_at_a_size_the_small_model_was_not_trained_at(tmp_path, c
 def test_progress_in_a_log_draws_each_bar_once_and_no_cursor_moves(tmp_path, capsys):
     """Where stderr is not a terminal (`generate ... 2> log.txt`), a log keeps every line a bar draws: the decoder
     fit's bar is titled from its first line (before, an untitled "0/50" bar came first), and `extend`'s bar over
-    its windows counts their steps alone, without each window's own bars and the cursor moves (`[A`) between them."""
+    its windows counts their steps alone, without each window's own bars and the cursor moves (`[A`) between them:
+    their sampling steps and their decoder fits' steps (before: the sampling steps alone, so it stood still through
+    each window's fit)."""
     clip = tmp_path / "x.mp4"
     argv = ["generate", "--model", "small", "--prompt", PROMPT, "--num-frames", "5", "--steps", "1",
             "--decoder-fit-steps", "3", "--output", str(clip)]  # fmt: skip
@@ -190,8 +192,9 @@ def test_progress_in_a_log_draws_each_bar_once_and_no_cursor_moves(tmp_path, cap
     bars = capsys.readouterr().err
     windows = bars[bars.index("3 windows: ") :]  # after the loader's bars
     assert "\x1b[" not in windows and "decoder fit" not in windows and "it/s" not in windows
-    counts = [int(n) for n in re.findall(r"3 windows: +\d+%\|[^|]*\| (\d)/3 ", windows)]
-    assert len(counts) > 1 and counts == sorted(counts) and counts[-1] == 3, windows  # it advances to its end
+    counts = [int(n) for n in re.findall(r"3 windows: +\d+%\|[^|]*\| (\d+)/303 ", windows)]
+    # 3 windows of 1 step and a fit of 50 steps for each of the 2 latent frames its 5 given frames fill; to its end
+    assert len(counts) > 1 and counts == sorted(counts) and counts[-1] == 303, windows
 
 
 def test_eval_json_has_the_figures(capsys):

@@ -175,6 +175,13 @@ def window_guidance(pipe, asked: float | None) -> float:
     return defaults.resolve(condition_guidance=scale)["condition_guidance"]
 
 
+def steps_in_all(pipe, windows: int = 1) -> int:
+    """The steps of a run of `windows` windows (one for a video generated whole), as `pipe` counts each window's
+    after its first sampling step: its sampling steps and its decoder fit's (`num_timesteps` and `num_fit_steps`).
+    What the progress of `extend` over its windows and of the service's jobs counts to."""
+    return windows * ((pipe.num_timesteps or 0) + (pipe.num_fit_steps or 0))
+
+
 def window_prompts(prompts: str | Sequence[str], windows: int) -> list[str]:
     """The prompt of each window: prompts[i], the last repeating (one string: every window's)."""
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
@@ -475,10 +482,10 @@ def run_extension(
     from .pipelines import MotifVideoImageToVideoPipeline
     from .vocabulary import prompt_check
 
-    # several windows: one bar over all their steps, and under it the window's own bars (its steps, then its decoder
-    # fit, which the steps' count does not show), cleared when the window is done; on a terminal only (tqdm's
-    # disable=None): where stderr is a log, which keeps every line a bar draws, the nested bars would fill it with
-    # their lines and the cursor moves between them, and the windows' bar alone counts the steps
+    # several windows: one bar over all their steps (sampling and decoder fit), and under it the window's own bars
+    # (its steps, then its decoder fit), cleared when the window is done; on a terminal only (tqdm's disable=None):
+    # where stderr is a log, which keeps every line a bar draws, the nested bars would fill it with their lines and
+    # the cursor moves between them, and the windows' bar alone counts the steps
     many = plan.windows > 1
     pipe, _ = prepare_pipeline(gen)
     if not isinstance(pipe, MotifVideoImageToVideoPipeline):
@@ -495,16 +502,17 @@ def run_extension(
     if request.condition_guidance is None and window_guidance(pipe, None):
         log(f"reconstruction guidance {window_guidance(pipe, None):g} (the model's default for extension)")
     with tqdm(desc=f"{plan.windows} windows", unit="step", disable=not many) as bar:
-
-        def step_done(pipe, i, t, tensors):
+        # after a sampling step, called (pipe, i, t, tensors), its tensors given back; or a fit step, called (pipe)
+        def step_done(pipe, *step):
             if bar.total is None:  # the steps a window runs are known once the first one starts
-                bar.total = plan.windows * pipe.num_timesteps
+                bar.total = steps_in_all(pipe, plan.windows)
             bar.update()
-            return tensors
+            return step[-1] if step else None
 
         written = write_extension(
-            pipe, request, plan, clip, all_prompts, gen.seed, output, info["fps"], callback=step_done
-        )
+            pipe, request, plan, clip, all_prompts, gen.seed, output, info["fps"], callback=step_done,
+            fit_callback=step_done,
+        )  # fmt: skip
     log(f"wrote {output} ({written} frames)")
     return {"plan": plan, "frames": written, "output": output}
 

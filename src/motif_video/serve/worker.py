@@ -212,11 +212,13 @@ class Worker:
         extension's `windows`), and renews the lease; once the job is cancelled, its lease lost or the worker
         stopping, it sets `stopped` and raises `_Stopped` at once, so that no more decoder fit, no decode and no file
         follow for a job nobody will keep."""
+        from ..extension import steps_in_all
+
         steps = itertools.count(1)
 
         def on_step(pipe, *_):
             step = next(steps)
-            total = windows * ((pipe.num_timesteps or 0) + (pipe.num_fit_steps or 0))
+            total = steps_in_all(pipe, windows)
             if stopped.is_set() or self.stopping.is_set() or not self._progress(job_id, claim, step, total):
                 stopped.set()
                 raise _Stopped
