@@ -317,4 +317,30 @@ def test_a_reader_that_stops_reading_ends_the_command_quietly():
     )
     command.stdout.close()  # the reader is gone before the first line comes
     err = command.stderr.read()
-    assert command.wait(timeout=120) == 141 and err == ""
+    assert command.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_the_commands_error(monkeypatch, capfd):
+    """A command's own write to a pipe whose reader is gone (a subprocess that exited) is its error, raised, and
+    leaves stdout as it was (before: taken for a closed stdout, so it ended with 141 and nothing said, and stdout's
+    file descriptor pointed at /dev/null from then on in the calling process)."""
+    import os
+
+    from motif_video import cli
+
+    def writes_to_a_closed_pipe(argv):
+        read, write = os.pipe()
+        os.close(read)
+        try:
+            os.write(write, b"frames")
+        finally:
+            os.close(write)
+
+    monkeypatch.setattr(cli, "_main", writes_to_a_closed_pipe)
+    before = os.fstat(1)
+    with pytest.raises(BrokenPipeError):
+        main(["info", "small"])
+    assert os.path.samestat(os.fstat(1), before)
+    print("still written")
+    assert capfd.readouterr().out == "still written\n"

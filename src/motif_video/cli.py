@@ -9,6 +9,7 @@ import argparse
 import importlib
 import logging
 import os
+import select
 import signal
 import sys
 
@@ -56,15 +57,46 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """The command's entry point. A reader that stops reading its output (`motif-video info --json | head -3`) ends
-    it quietly with 141 (128 + SIGPIPE, as a command that pipe stopped exits in a shell), not with a traceback."""
+    it quietly with 141 (128 + SIGPIPE, as a command that pipe stopped exits in a shell), not with a traceback; a
+    broken pipe that is not stdout (the command's own, to a process that exited) is the command's error."""
     try:
         code = _main(argv)
+    except BrokenPipeError:
+        if not _stdout_broken():
+            raise
+        return _output_gone()
+    try:
         sys.stdout.flush()  # what is still buffered, while a closed pipe can be caught here
     except BrokenPipeError:
-        # the rest of the output goes nowhere: the interpreter's own flush at exit would report the pipe again
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+        return _output_gone()
     return code
+
+
+def _stdout_broken() -> bool:
+    """Whether stdout is a pipe (or socket) whose reader is gone: what is still buffered fails to go, or, with
+    nothing buffered, the file descriptor polls as an error or hang-up (where poll exists; elsewhere, yes)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return True
+    except (OSError, ValueError):  # closed, or not a file: not a pipe that broke
+        return False
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # io.UnsupportedOperation included: an in-memory stdout
+        return False
+    if not hasattr(select, "poll"):
+        return True
+    poll = select.poll()
+    poll.register(fd, 0)  # errors and hang-ups are reported whatever the events asked
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poll.poll(0))
+
+
+def _output_gone() -> int:
+    """The exit status of a command whose reader stopped reading, its stdout pointed at /dev/null: the rest of the
+    output goes nowhere, and the interpreter's own flush at exit would report the pipe again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 141
 
 
 def _main(argv: list[str] | None) -> int:
