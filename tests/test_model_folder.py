@@ -268,7 +268,8 @@ def test_a_training_checkpoint_generates_and_exports_as_its_run_does(tmp_path, c
     components with the checkpoint's trained weights (at the last step: the run's own frames and file), also before
     the run has written its folders, and for a LoRA run; what cannot load exits 2 saying what to use (before: "is
     not a model folder"). `info` reports such a checkpoint as its run, with the checkpoint's step as the weights
-    (before: exit 2), and refuses what generate refuses with generate's message."""
+    (before: exit 2), a LoRA run's as its adapter's weights (before: as the transformer's, which are its base's),
+    and refuses what generate refuses with generate's message."""
     from safetensors.torch import load_file
 
     from motif_video.pipelines.export import read_mp4_frames
@@ -303,7 +304,12 @@ def test_a_training_checkpoint_generates_and_exports_as_its_run_does(tmp_path, c
 
     assert np.array_equal(generate(step, "step"), generate(run, "run"))  # its size from the run's buckets
     run_info, step_info = _info(capsys, run), _info(capsys, step)
-    assert step_info.pop("weights") == {"checkpoint": str(step), "step": 2, "run": str(run)}
+    assert step_info.pop("weights") == {
+        "checkpoint": str(step),
+        "step": 2,
+        "run": str(run),
+        "holds": "transformer",
+    }
     assert step_info == run_info  # the run's architecture, size and components
     capsys.readouterr()
     assert cli.main(["info", str(step)]) == 0
@@ -331,7 +337,14 @@ def test_a_training_checkpoint_generates_and_exports_as_its_run_does(tmp_path, c
     lora_step = tmp_path / "lora-run" / "checkpoints" / "step-00000002"
     assert np.array_equal(generate(lora_step, "lora-step"), generate(tmp_path / "lora-run", "lora-run"))
     lora_info = _info(capsys, lora_step)
-    assert lora_info.pop("weights")["step"] == 2 and lora_info == _info(capsys, tmp_path / "lora-run")
+    lora_weights = lora_info.pop("weights")
+    assert (lora_weights["step"], lora_weights["holds"]) == (2, "lora")
+    assert lora_info == _info(capsys, tmp_path / "lora-run")
+    capsys.readouterr()
+    assert cli.main(["info", str(lora_step)]) == 0  # the adapter's weights; the transformer is the base's
+    said = capsys.readouterr().out
+    assert f"LoRA weights: the training checkpoint's, at step 2 ({lora_step})" in said
+    assert "transformer weights" not in said
 
     copied = shutil.copytree(step, tmp_path / "elsewhere" / "step-00000002")  # without its run's recipe
     refused = _exit_2(capsys, copied, tmp_path)

@@ -106,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
             print(describe_vocabulary(vocabulary))
         if weights is not None:
             print(
-                f"transformer weights: the training checkpoint's, at step {weights['step']} "
-                f"({weights['checkpoint']}); the rest is its run's ({weights['run']})"
+                f"{'LoRA' if weights['holds'] == 'lora' else 'transformer'} weights: the training checkpoint's, at "
+                f"step {weights['step']} ({weights['checkpoint']}); the rest is its run's ({weights['run']})"
             )
     return 0
 
@@ -151,12 +151,18 @@ def _transformer(name: str, parts):
 
 
 def _checkpoint_weights(checkpoint: Path) -> dict:
-    """The training checkpoint whose weights the transformer takes, its step and its run (which gives the rest)."""
+    """The training checkpoint whose weights the model takes, its step, its run (which gives the rest) and what it
+    holds: a LoRA run's, the adapter ("lora", on the transformer its run names), else the transformer."""
     from ..model_folder import training_output
     from ..training.checkpoint import load_state
 
     run = training_output(checkpoint).folder
-    return {"checkpoint": str(checkpoint), "step": load_state(checkpoint)["step"], "run": str(run)}
+    return {
+        "checkpoint": str(checkpoint),
+        "step": load_state(checkpoint)["step"],
+        "run": str(run),
+        "holds": "lora" if (checkpoint / "lora").is_dir() else "transformer",
+    }
 
 
 def _components(components: str | None) -> tuple[tuple[int, int], list[str] | None]:
