@@ -332,6 +332,17 @@ def test_callback_inputs_are_checked_before_any_model_runs(strong_folder):
         encoder_only(
             PROMPT, **SMALL, callback_on_step_end=lambda *a: {}, callback_on_step_end_tensor_inputs=["foo"]
         )
+    # a callback that cannot be called, before the prompt is encoded (before: at its first step, or after sampling)
+    image = np.zeros((32, 48, 3), dtype=np.uint8)
+    for pipe, extra in (
+        (encoder_only, {}),
+        (MotifVideoImageToVideoPipeline.from_pipe(encoder_only), {"image": image}),
+    ):
+        calls = _count_encoder_calls(pipe)
+        for name, bad in (("callback_on_fit_step", 5), ("callback_on_step_end", "done")):
+            with pytest.raises(ValueError, match=f"{name} must be callable or None, got {bad!r}"):
+                pipe(prompt=PROMPT, **SMALL, **extra, **{name: bad})
+        assert calls == []
 
 
 def test_current_timestep_is_a_tensor_on_the_run_device(pipe):

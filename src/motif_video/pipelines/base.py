@@ -831,10 +831,22 @@ class MotifVideoBasePipeline(DiffusionPipeline, MotifVideoLoraLoaderMixin):
             )
 
     def check_call(
-        self, prompt, negative_prompt, size, given: GivenEmbeds, callback, tensor_inputs, **extra
+        self,
+        prompt,
+        negative_prompt,
+        size,
+        given: GivenEmbeds,
+        callback,
+        tensor_inputs,
+        fit_callback=None,
+        **extra,
     ) -> None:
         """`check_inputs` with a call's arguments (`extra`: the image-to-video pipeline's image and conditions);
-        diffusers' batch size: the prompts, or the embeddings' rows."""
+        diffusers' batch size: the prompts, or the embeddings' rows. The callbacks (`callback_on_step_end`,
+        `callback_on_fit_step`) are callables or None."""
+        for name, value in (("callback_on_step_end", callback), ("callback_on_fit_step", fit_callback)):
+            if value is not None and not callable(value):
+                raise ValueError(f"{name} must be callable or None, got {value!r}")
         if isinstance(prompt, list | tuple):
             batch = len(prompt)
         else:

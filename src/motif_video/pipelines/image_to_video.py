@@ -141,7 +141,7 @@ class MotifVideoImageToVideoPipeline(MotifVideoBasePipeline):
         given = GivenEmbeds(prompt_embeds, prompt_attention_mask, negative_prompt_embeds, negative_prompt_attention_mask)  # fmt: skip
         self.check_call(
             prompt, negative_prompt, (height, width), given, callback_on_step_end, callback_on_step_end_tensor_inputs,
-            image=image, conditions=conditions, last_image=last_image, video=video,
+            fit_callback=callback_on_fit_step, image=image, conditions=conditions, last_image=last_image, video=video,
         )  # fmt: skip
         frame = self.frame_settings(
             resize=resize, latent_mode=first_frame_latent, use_image_embeds=use_image_embeds,

@@ -108,6 +108,7 @@ class MotifVideoPipeline(MotifVideoBasePipeline):
             given,
             callback_on_step_end,
             callback_on_step_end_tensor_inputs,
+            fit_callback=callback_on_fit_step,
         )
         height, width, num_frames = self.latents_size(latents, height, width, num_frames)
         video = self.read_video(video, num_frames)
