@@ -263,6 +263,44 @@ def test_distill_records_a_local_base_model_absolute(tmp_path, monkeypatch):
     assert recorded_base("small") == "small" and recorded_base("owner/repo") == "owner/repo"
 
 
+def test_a_checkpoint_of_a_run_moved_with_its_base_loads_as_the_run_does(tmp_path, capsys):
+    """A full fine-tune of a pretrained folder, moved together with that folder (the run records it as an absolute
+    path that is gone): its checkpoint finds the base beside it as the finished run does, for info and for
+    generate (before: the run loaded and its checkpoint exited 2, its recorded pretrained folder not found)."""
+    from motif_video.pipelines.export import read_mp4_frames
+    from motif_video.training.config import load_config
+    from motif_video.training.trainer import train
+    from tests.training.conftest import tiny_overrides, write_random_cache
+
+    cache = write_random_cache(tmp_path / "cache", count=2)
+    base = tmp_path / "old" / "base"
+    tiny_transformer(0, layout="shared").save_pretrained(base)
+    run = tmp_path / "old" / "run"
+    full = {"model.pretrained": str(base), "checkpoint_every": 2}
+    train(load_config(None, tiny_overrides(run, cache, max_steps=2, **full)))
+    shutil.move(tmp_path / "old", tmp_path / "new")
+    run, step = tmp_path / "new" / "run", tmp_path / "new" / "run" / "checkpoints" / "step-00000002"
+    step_info = _info(capsys, step)
+    assert step_info.pop("weights")["step"] == 2 and step_info == _info(capsys, run)
+    frames = []
+    for model in (step, run):
+        out = tmp_path / f"{model.name}.mp4"
+        argv = [
+            "generate",
+            "--model",
+            str(model),
+            "--prompt",
+            "a red ball",
+            "--steps",
+            "2",
+            "--output",
+            str(out),
+        ]
+        assert cli.main([*argv, *FAST]) == 0, capsys.readouterr().err
+        frames.append(read_mp4_frames(out))
+    assert np.array_equal(*frames)  # at its last step: the run's own weights
+
+
 def test_a_training_checkpoint_generates_and_exports_as_its_run_does(tmp_path, capsys):
     """`generate --model RUN/checkpoints/step-N` and `export` take a trainer checkpoint: the run's architecture and
     components with the checkpoint's trained weights (at the last step: the run's own frames and file), also before

@@ -127,7 +127,9 @@ def checkpoint_architecture(checkpoint: str | Path) -> MotifVideoTransformer:
 
 def _checkpoint_config(checkpoint: Path, preset: str | None) -> TrainConfig:
     """The recipe a full (not LoRA) checkpoint's run was trained with (`<run>/config.json`), its preset or pretrained
-    folder replaced by `preset` when given (needed when the run's config is missing)."""
+    folder replaced by `preset` when given (needed when the run's config is missing). Its pretrained folder is found
+    as the run's own loading finds it (`components_folder`: relative to the run, or moved together with it)."""
+    from ..model_folder import components_folder
     from .config import load_config
 
     run_config = (
@@ -135,6 +137,8 @@ def _checkpoint_config(checkpoint: Path, preset: str | None) -> TrainConfig:
     )  # a relative or linked checkpoint's run too
     if run_config.is_file():
         config = load_config(run_config)
+        if config.model.pretrained:
+            config.model.pretrained = components_folder(config.model.pretrained, run_config.parent)
     elif preset is None:
         raise ValueError(f"{run_config} not found: pass the checkpoint's preset")
     else:
