@@ -81,8 +81,8 @@ def training_output(folder: str | os.PathLike) -> TrainingOutput | None:
             p for p in (folder / "checkpoints").glob("step-*") if not p.name.endswith(".tmp")
         )
         hint = (
-            f"; its newest checkpoint is {checkpoints[-1]}, which generate and export take (training not "
-            "finished? re-run the same command to resume)"
+            f"; its newest checkpoint is {checkpoints[-1]}, which generate, export and info take "
+            "(training not finished? re-run the same command to resume)"
             if checkpoints
             else ""
         )
