@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
 from motif_video.models import MotifVideoTransformer
 
 
@@ -36,7 +38,9 @@ def resize_patch(model: MotifVideoTransformer, patch_size: int) -> MotifVideoTra
         cross_attention_layout=model.cross_attention_layout,
         guidance_embeds=model.guidance_embedder is not None,
     )
-    resized = MotifVideoTransformer(**config)
+    # on the meta device, no storage: every tensor is assigned below (the model has parameters only, no buffers)
+    with torch.device("meta"):
+        resized = MotifVideoTransformer(**config)
     # weights of the new model's own (not shared with `model`), in the model's dtype and on its device
     state = {k: v.clone() for k, v in model.state_dict().items()}
 
