@@ -13,7 +13,7 @@ import torch
 
 from motif_video import cli
 from motif_video.model_folder import training_output
-from motif_video.pipelines.export import read_mp4_info
+from motif_video.pipelines.export import read_mp4_frames, read_mp4_info
 from motif_video.testing import tiny_transformer, write_tiny_pipeline_folder
 
 FAST = ["--device", "cpu", "--seed", "1", "--threads", "1"]
@@ -267,7 +267,6 @@ def test_a_checkpoint_of_a_run_moved_with_its_base_loads_as_the_run_does(tmp_pat
     """A full fine-tune of a pretrained folder, moved together with that folder (the run records it as an absolute
     path that is gone): its checkpoint finds the base beside it as the finished run does, for info and for
     generate (before: the run loaded and its checkpoint exited 2, its recorded pretrained folder not found)."""
-    from motif_video.pipelines.export import read_mp4_frames
     from motif_video.training.config import load_config
     from motif_video.training.trainer import train
     from tests.training.conftest import tiny_overrides, write_random_cache
@@ -282,23 +281,15 @@ def test_a_checkpoint_of_a_run_moved_with_its_base_loads_as_the_run_does(tmp_pat
     run, step = tmp_path / "new" / "run", tmp_path / "new" / "run" / "checkpoints" / "step-00000002"
     step_info = _info(capsys, step)
     assert step_info.pop("weights")["step"] == 2 and step_info == _info(capsys, run)
-    frames = []
-    for model in (step, run):
-        out = tmp_path / f"{model.name}.mp4"
-        argv = [
-            "generate",
-            "--model",
-            str(model),
-            "--prompt",
-            "a red ball",
-            "--steps",
-            "2",
-            "--output",
-            str(out),
-        ]
-        assert cli.main([*argv, *FAST]) == 0, capsys.readouterr().err
-        frames.append(read_mp4_frames(out))
+    frames = [_generated(capsys, model, tmp_path / f"{model.name}.mp4") for model in (step, run)]
     assert np.array_equal(*frames)  # at its last step: the run's own weights
+
+
+def _generated(capsys, model: Path, out: Path) -> np.ndarray:
+    """The frames `generate --model MODEL` writes to `out` (2 steps, the fast test settings)."""
+    argv = ["generate", "--model", str(model), "--prompt", "a red ball", "--steps", "2", "--output", str(out)]
+    assert cli.main([*argv, *FAST]) == 0, capsys.readouterr().err
+    return read_mp4_frames(out)
 
 
 def test_a_training_checkpoint_generates_and_exports_as_its_run_does(tmp_path, capsys):
@@ -310,7 +301,6 @@ def test_a_training_checkpoint_generates_and_exports_as_its_run_does(tmp_path, c
     and refuses what generate refuses with generate's message."""
     from safetensors.torch import load_file
 
-    from motif_video.pipelines.export import read_mp4_frames
     from motif_video.training.config import load_config
     from motif_video.training.trainer import train
     from tests.training.conftest import tiny_overrides, write_random_cache
@@ -325,20 +315,7 @@ def test_a_training_checkpoint_generates_and_exports_as_its_run_does(tmp_path, c
     step = run / "checkpoints" / "step-00000002"
 
     def generate(model, name) -> np.ndarray:
-        out = tmp_path / f"{name}.mp4"
-        argv = [
-            "generate",
-            "--model",
-            str(model),
-            "--prompt",
-            "a red ball",
-            "--steps",
-            "2",
-            "--output",
-            str(out),
-        ]
-        assert cli.main([*argv, *FAST]) == 0, capsys.readouterr().err
-        return read_mp4_frames(out)
+        return _generated(capsys, model, tmp_path / f"{name}.mp4")
 
     assert np.array_equal(generate(step, "step"), generate(run, "run"))  # its size from the run's buckets
     run_info, step_info = _info(capsys, run), _info(capsys, step)

@@ -214,7 +214,8 @@ def test_extend_command_shows_each_windows_decoder_fit(tiny_folder, clip, tmp_pa
     bars = capsys.readouterr().err
     assert bars.count("decoder fit:   0%|") == 3  # a bar in each window: 2 steps on each of 2 latent frames
     assert "| 0/4 " in bars
-    assert re.fullmatch(r"3 windows: 100%\|[^|]+\| 6/6 .*", bars.rstrip("\n").split("\r")[-1])
+    # the bar over the windows counts each window's 2 sampling steps and 4 fit steps
+    assert re.fullmatch(r"3 windows: 100%\|[^|]+\| 18/18 .*", bars.rstrip("\n").split("\r")[-1])
 
 
 def test_extend_video_python_call_at_its_own_fps(tiny_folder, clip, tmp_path):
