@@ -33,9 +33,8 @@ CACHE_NAME = "sha256.json"
 CACHE_FORMAT = 1
 WEIGHT_FILES = "_motif_video_weight_files"  # attribute of a loaded model: {component: [file, ...]}
 LORA_COMPONENT = "lora:"  # + the adapter's name
-CHANGED_SINCE_LOADED = (
-    "changed since loaded"  # a component's fingerprint when its files were rewritten after loading
-)
+# a component's fingerprint when its files were rewritten after loading
+CHANGED_SINCE_LOADED = "changed since loaded"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 

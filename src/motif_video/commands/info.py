@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         if value < 0:
             raise ValueError(f"{name} must be >= 0, got {value}")
     model = _transformer(args.model, parts)
-    weights = _checkpoint_weights(parts.checkpoint) if parts is not None and parts.checkpoint else None
+    weights = _checkpoint_weights(parts) if parts is not None and parts.checkpoint else None
     # a guidance-distilled student takes the guidance as an input, a folded one none: one pass per step
     passes = 1 if model.config.guidance_embeds or d.guidance == "none" else 2
     summary = model_summary(model, size, text_tokens=text_tokens, image_tokens=image_tokens)
@@ -150,18 +150,19 @@ def _transformer(name: str, parts):
         return MotifVideoTransformer.from_config(config)
 
 
-def _checkpoint_weights(checkpoint: Path) -> dict:
-    """The training checkpoint whose weights the model takes, its step, its run (which gives the rest) and what it
-    holds: a LoRA run's, the adapter ("lora", on the transformer its run names), else the transformer."""
+def _checkpoint_weights(parts) -> dict:
+    """The training checkpoint whose weights the model takes (`parts`: a checkpoint's `FolderParts`), its step, its
+    run (which gives the rest) and what it holds: a LoRA run's, the adapter ("lora", on the transformer its parts
+    name), else the transformer (its parts name none: its architecture is its run's recipe)."""
     from ..model_folder import training_output
     from ..training.checkpoint import load_state
 
-    run = training_output(checkpoint).folder
+    checkpoint = parts.checkpoint
     return {
         "checkpoint": str(checkpoint),
         "step": load_state(checkpoint)["step"],
-        "run": str(run),
-        "holds": "lora" if (checkpoint / "lora").is_dir() else "transformer",
+        "run": str(training_output(checkpoint).folder),
+        "holds": "transformer" if parts.transformer is None else "lora",
     }
 
 

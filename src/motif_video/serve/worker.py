@@ -165,8 +165,8 @@ class Worker:
             plan = self._plan(settings, final, media)
             if torch.device(plan.device).type == "cuda":
                 torch.cuda.reset_peak_memory_stats(plan.device)
-            stopped = threading.Event()
-            on_step = self.step_callback(job_id, claim, stopped, settings.get("windows") or 1)
+            stopped, windows = threading.Event(), settings.get("windows") or 1
+            on_step = self.step_callback(job_id, claim, stopped, windows)
             start = time.perf_counter()
             pipe = None
             try:
@@ -184,7 +184,7 @@ class Worker:
                 return  # cancelled, or the lease went to another worker: nothing is kept
             # per denoising step: not the job's `steps`, which its progress (this claim's, or an earlier one's) made
             # sampling and decoder-fit steps
-            step_seconds = elapsed / max(1, (settings.get("windows") or 1) * (pipe.num_timesteps or 0))
+            step_seconds = elapsed / max(1, windows * (pipe.num_timesteps or 0))
             peak = _peak_memory_gb(torch, plan.device)
             resolved = filled_settings(settings, pipe.last_run)
             # recorded once the database takes it; a worker stopped first leaves the job to its lease's end

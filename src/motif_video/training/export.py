@@ -132,9 +132,8 @@ def _checkpoint_config(checkpoint: Path, preset: str | None) -> TrainConfig:
     from ..model_folder import components_folder
     from .config import load_config
 
-    run_config = (
-        checkpoint.resolve().parent.parent / "config.json"
-    )  # a relative or linked checkpoint's run too
+    # a relative or linked checkpoint's run too
+    run_config = checkpoint.resolve().parent.parent / "config.json"
     if run_config.is_file():
         config = load_config(run_config)
         if config.model.pretrained:
